@@ -1,0 +1,1 @@
+"""The ``edgestate`` command line."""

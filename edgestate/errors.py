@@ -1,0 +1,253 @@
+"""The edgestate error tree.
+
+Every error the library raises on purpose is an ``EdgestateError``; callers at an
+edge (the CLI, the HTTP API, the host ABI) catch that one base class and turn it
+into an exit code, a JSON error or a negative status for the guest. Each class
+carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
+
+    EdgestateError
+    ├── StoreError                      the durable state layer
+    │   ├── InvalidKeyError             key not a str, not UTF-8 encodable, empty or too long
+    │   ├── ValueTooLargeError          value over the configured size limit
+    │   ├── InvalidDocumentNameError    document name outside [A-Za-z0-9_.-]{1,64}
+    │   ├── UnknownDocumentError        document never created in this store
+    │   ├── WrongTypeError              incr on a plain value, or a plain op on a counter
+    │   ├── InvalidUpdateError          corrupt or foreign CRDT update bytes
+    │   │   └── UnsupportedUpdateEncodingError   a Yjs v2 update (only v1 is accepted)
+    │   ├── InvalidCursorError          a scan cursor we did not issue
+    │   ├── FormatVersionError          data directory written by another format version
+    │   ├── StoreLockedError            another process holds the directory for writing
+    │   ├── StoreClosedError            the store was closed
+    │   └── ReadOnlyStoreError          a write on a store opened read-only
+    ├── RuntimeFault                    running modules (sandbox, manifests, signatures)
+    │   ├── ManifestError               manifest fails its schema or is inconsistent
+    │   ├── SignatureError              unsigned, tampered or wrongly signed module
+    │   ├── UntrustedPublisherError     publisher key not in the trust policy
+    │   ├── PolicyViolationError        manifest asks for more than its publisher may grant
+    │   ├── ModuleNotFoundError_        no such deployed module
+    │   ├── ModuleCompileError          wasm failed to compile or link
+    │   └── InvocationError             one invocation failed; the node is unaffected
+    │       ├── GuestTrapError          the guest trapped (unreachable, bad pointer, ...)
+    │       ├── OutOfFuelError          the CPU budget ran out
+    │       ├── DeadlineExceededError   the wall-time budget ran out
+    │       ├── MemoryLimitError        the guest asked for more memory than allowed
+    │       ├── OutputTooLargeError     the guest wrote more output than allowed
+    │       └── GuestStatusError        the entry returned a non-zero status
+    ├── SyncError                       peer sync
+    │   ├── ProtocolError               malformed, oversized or unexpected frame
+    │   ├── PeerRefusedError            peer failed authentication or cluster check
+    │   └── ClusterCAError              CA / certificate material missing or invalid
+    └── ConfigError                     bad configuration or command-line values
+"""
+
+from __future__ import annotations
+
+
+class EdgestateError(Exception):
+    """Base of every error edgestate raises on purpose."""
+
+    code = "edgestate_error"
+
+
+# --- store ---------------------------------------------------------------------
+
+
+class StoreError(EdgestateError):
+    """A failure of the durable state layer."""
+
+    code = "store_error"
+
+
+class InvalidKeyError(StoreError):
+    """A key that is not a non-empty UTF-8 string within the size limit."""
+
+    code = "invalid_key"
+
+
+class ValueTooLargeError(StoreError):
+    """A value over the store's configured size limit."""
+
+    code = "value_too_large"
+
+
+class InvalidDocumentNameError(StoreError):
+    """A document name outside the allowed alphabet or length."""
+
+    code = "invalid_document_name"
+
+
+class UnknownDocumentError(StoreError):
+    """A document that was never created in this store."""
+
+    code = "unknown_document"
+
+
+class WrongTypeError(StoreError):
+    """An operation that does not fit the stored value's type (counter vs bytes)."""
+
+    code = "wrong_type"
+
+
+class InvalidUpdateError(StoreError):
+    """CRDT update bytes that are corrupt or not a Yjs update at all."""
+
+    code = "invalid_update"
+
+
+class UnsupportedUpdateEncodingError(InvalidUpdateError):
+    """A Yjs v2-encoded update; edgestate speaks the v1 encoding only."""
+
+    code = "unsupported_update_encoding"
+
+
+class InvalidCursorError(StoreError):
+    """A scan cursor that this store did not issue (or that was tampered with)."""
+
+    code = "invalid_cursor"
+
+
+class FormatVersionError(StoreError):
+    """A data directory written by an incompatible on-disk format version."""
+
+    code = "format_version"
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the data directory open for writing."""
+
+    code = "store_locked"
+
+
+class StoreClosedError(StoreError):
+    """An operation on a store that was already closed."""
+
+    code = "store_closed"
+
+
+class ReadOnlyStoreError(StoreError):
+    """A write attempted through a store opened read-only."""
+
+    code = "read_only"
+
+
+# --- runtime -------------------------------------------------------------------
+
+
+class RuntimeFault(EdgestateError):
+    """A failure to load or run a module."""
+
+    code = "runtime_error"
+
+
+class ManifestError(RuntimeFault):
+    """A module manifest that fails its schema or is inconsistent."""
+
+    code = "invalid_manifest"
+
+
+class SignatureError(RuntimeFault):
+    """A module whose signature is missing, malformed or does not verify."""
+
+    code = "bad_signature"
+
+
+class UntrustedPublisherError(RuntimeFault):
+    """A module signed by a key that is not in the trust policy."""
+
+    code = "untrusted_publisher"
+
+
+class PolicyViolationError(RuntimeFault):
+    """A manifest asking for more than its publisher's policy allows."""
+
+    code = "policy_violation"
+
+
+class ModuleNotFoundError_(RuntimeFault):  # noqa: N801 - avoid shadowing the builtin
+    """No deployed module of that name."""
+
+    code = "unknown_module"
+
+
+class ModuleCompileError(RuntimeFault):
+    """The wasm failed to compile or to link against the host ABI."""
+
+    code = "compile_failed"
+
+
+class InvocationError(RuntimeFault):
+    """One invocation failed; nothing it wrote became visible."""
+
+    code = "invocation_failed"
+
+
+class GuestTrapError(InvocationError):
+    """The guest trapped (unreachable, out-of-bounds pointer, stack overflow...)."""
+
+    code = "trap"
+
+
+class OutOfFuelError(InvocationError):
+    """The invocation used up its fuel (CPU budget)."""
+
+    code = "out_of_fuel"
+
+
+class DeadlineExceededError(InvocationError):
+    """The invocation ran past its wall-time budget."""
+
+    code = "deadline_exceeded"
+
+
+class MemoryLimitError(InvocationError):
+    """The guest tried to grow memory past its limit."""
+
+    code = "memory_limit"
+
+
+class OutputTooLargeError(InvocationError):
+    """The guest wrote more output than its manifest allows."""
+
+    code = "output_too_large"
+
+
+class GuestStatusError(InvocationError):
+    """The entry export returned a non-zero status."""
+
+    code = "guest_status"
+
+
+# --- sync ----------------------------------------------------------------------
+
+
+class SyncError(EdgestateError):
+    """A failure in peer sync."""
+
+    code = "sync_error"
+
+
+class ProtocolError(SyncError):
+    """A malformed, oversized or unexpected frame from a peer."""
+
+    code = "protocol_error"
+
+
+class PeerRefusedError(SyncError):
+    """A peer that failed authentication or belongs to another cluster."""
+
+    code = "peer_refused"
+
+
+class ClusterCAError(SyncError):
+    """Cluster CA or node certificate material that is missing or invalid."""
+
+    code = "cluster_ca"
+
+
+# --- config --------------------------------------------------------------------
+
+
+class ConfigError(EdgestateError):
+    """Bad configuration file contents or command-line values."""
+
+    code = "config_error"
