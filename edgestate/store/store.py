@@ -1,0 +1,358 @@
+"""The store: named CRDT documents over one LMDB environment.
+
+Reads (``get``, ``scan``, ``documents``) run on the caller's thread against the
+materialized table and never touch a CRDT. Writes go through the writer thread's
+group commit (:mod:`edgestate.store.writer`); the sync methods block until the
+write is durable, the ``a``-prefixed ones await the same future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edgestate.errors import (
+    InvalidKeyError,
+    ReadOnlyStoreError,
+    StoreClosedError,
+    StoreError,
+    UnknownDocumentError,
+    WrongTypeError,
+)
+from edgestate.store import keys as K
+from edgestate.store.changes import ChangeHub, ChangeStream, Listener
+from edgestate.store.crdt import TAG_COUNTER, CrdtDocument, unpack_i64
+from edgestate.store.env import DocMeta, Environment, open_environment
+from edgestate.store.types import (
+    Delete,
+    DocumentInfo,
+    Incr,
+    ScanPage,
+    Set,
+    StoreConfig,
+    WriteOp,
+)
+from edgestate.store.writer import Writer, check_value
+
+T = TypeVar("T")
+
+MAX_SCAN_LIMIT = 10_000
+
+
+class Store:
+    """A data directory's documents. Open with :meth:`Store.open`; thread-safe."""
+
+    def __init__(self, env: Environment, config: StoreConfig) -> None:
+        self._env = env
+        self.config = config
+        self._hub = ChangeHub()
+        self._writer: Writer | None = (
+            None if env.readonly else Writer(env, config, self._hub)
+        )
+        self._known_docs: set[str] = set()
+        self._kv = env.tables["kv"]
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], config: StoreConfig | None = None, *,
+        readonly: bool = False,
+    ) -> Store:
+        """Open the store in ``path`` (created if absent, unless ``readonly``).
+
+        A writable open takes the directory's writer lock: a second writer gets
+        :class:`StoreLockedError`. Read-only opens may run beside a writer.
+        """
+        config = config or StoreConfig()
+        return cls(open_environment(Path(path), config, readonly=readonly), config)
+
+    @property
+    def path(self) -> Path:
+        """The data directory."""
+        return self._env.path
+
+    @property
+    def replica_id(self) -> int:
+        """This data directory's replica id (its CRDT client id)."""
+        return self._env.replica_id
+
+    @property
+    def readonly(self) -> bool:
+        """True if opened read-only."""
+        return self._env.readonly
+
+    def close(self) -> None:
+        """Finish queued writes, flush and close. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._writer.close()
+        self._env.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- documents ----------------------------------------------------------------
+
+    def create_document(self, name: str) -> bool:
+        """Create an empty document; False if it already existed."""
+        K.check_doc_name(name)
+        created = self._submit(self._w().job_create(name)).result()
+        self._known_docs.add(name)
+        return created
+
+    def has_document(self, name: str) -> bool:
+        """True if ``name`` exists in this store."""
+        if name in self._known_docs:
+            return True
+        self._check_open()
+        with self._env.read() as txn:
+            found = txn.get(name.encode(), db=self._env.tables["docs"]) is not None
+        if found:
+            self._known_docs.add(name)
+        return found
+
+    def documents(self) -> list[str]:
+        """Names of all documents, sorted."""
+        self._check_open()
+        with self._env.read() as txn:
+            return [bytes(k).decode() for k in txn.cursor(db=self._env.tables["docs"]).iternext(values=False)]
+
+    def document_info(self, name: str) -> DocumentInfo:
+        """Key count, update-log length and sizes of one document."""
+        self._require_doc(name)
+        with self._env.read() as txn:
+            raw = txn.get(name.encode(), db=self._env.tables["docs"])
+        meta = DocMeta.unpack(raw)
+        return DocumentInfo(
+            name=name, keys=meta.keys, log_entries=meta.log_n, log_bytes=meta.log_b,
+            snapshot_bytes=meta.snap_b, value_bytes=meta.value_b,
+            extra={"seq": meta.seq, "created_ms": meta.created_ms},
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Environment-level figures: file size, pages, readers, replica id."""
+        self._check_open()
+        info = self._env.env.info()
+        stat = self._env.env.stat()
+        data_file = self._env.path / "data.mdb"
+        out: dict[str, Any] = {
+            "path": str(self._env.path),
+            "replica_id": self._env.replica_id,
+            "file_bytes": data_file.stat().st_size if data_file.exists() else 0,
+            "map_size": info["map_size"],
+            "last_txnid": info["last_txnid"],
+            "readers": info["num_readers"],
+            "page_size": stat["psize"],
+            "documents": len(self.documents()),
+        }
+        if self._writer is not None:
+            out["commits"] = self._writer.commits
+            out["compactions"] = self._writer.compactions
+        return out
+
+    # --- reads --------------------------------------------------------------------
+
+    def get(self, doc: str, key: str) -> bytes | None:
+        """The value of ``key`` in ``doc`` (a counter's total as 8 LE bytes), or None."""
+        raw_key = K.encode_key(key, self.config.max_key_bytes)
+        self._require_doc(doc)
+        with self._env.read() as txn:
+            raw = txn.get(K.kv_key(doc, raw_key), db=self._kv)
+        return None if raw is None else bytes(raw[1:])
+
+    def get_counter(self, doc: str, key: str) -> int | None:
+        """A counter's total, None if absent; a plain value raises WrongTypeError."""
+        raw_key = K.encode_key(key, self.config.max_key_bytes)
+        self._require_doc(doc)
+        with self._env.read() as txn:
+            raw = txn.get(K.kv_key(doc, raw_key), db=self._kv)
+        if raw is None:
+            return None
+        if raw[:1] != TAG_COUNTER:
+            raise WrongTypeError(f"{doc}/{key} holds a plain value, not a counter")
+        return unpack_i64(bytes(raw[1:]))
+
+    def is_counter(self, doc: str, key: str) -> bool:
+        """True if ``key`` currently holds a counter."""
+        raw_key = K.encode_key(key, self.config.max_key_bytes)
+        self._require_doc(doc)
+        with self._env.read() as txn:
+            raw = txn.get(K.kv_key(doc, raw_key), db=self._kv)
+        return raw is not None and raw[:1] == TAG_COUNTER
+
+    def scan(
+        self, doc: str, prefix: str = "", cursor: str | None = None, limit: int = 100
+    ) -> ScanPage:
+        """Up to ``limit`` (key, value) pairs whose key starts with ``prefix``, in key order.
+
+        Pass the returned page's ``cursor`` back to continue; it is None at the end.
+        """
+        self._require_doc(doc)
+        if not isinstance(prefix, str):
+            raise InvalidKeyError(f"scan prefix is a string, got {type(prefix).__name__}")
+        if not 1 <= limit <= MAX_SCAN_LIMIT:
+            raise StoreError(f"scan limit must be 1..{MAX_SCAN_LIMIT}, got {limit}")
+        base = K.doc_prefix(doc)
+        want = base + prefix.encode()
+        start = want
+        if cursor is not None:
+            last = K.decode_cursor(cursor, doc, prefix)
+            start = base + last.encode() + b"\x00"  # the smallest key after `last`
+        items: list[tuple[str, bytes]] = []
+        more = False
+        with self._env.read() as txn:
+            cur = txn.cursor(db=self._kv)
+            if cur.set_range(start):
+                for key, value in cur:
+                    if not bytes(key).startswith(want):
+                        break
+                    if len(items) == limit:
+                        more = True
+                        break
+                    items.append((bytes(key)[len(base):].decode(), bytes(value[1:])))
+        next_cursor = K.encode_cursor(doc, prefix, items[-1][0]) if more else None
+        return ScanPage(items, next_cursor)
+
+    # --- writes -------------------------------------------------------------------
+
+    def submit(self, ops: Sequence[WriteOp]) -> Future[list[int | None]]:
+        """Queue an atomic batch; the future resolves once it is durable."""
+        ops = list(ops)
+        self._validate(ops)
+        return self._submit(self._w().job_write(ops), weight=len(ops))
+
+    def batch(self, ops: Sequence[WriteOp]) -> list[int | None]:
+        """Apply ``ops`` atomically and durably; a counter's new total per ``Incr``."""
+        return self.submit(ops).result()
+
+    async def abatch(self, ops: Sequence[WriteOp]) -> list[int | None]:
+        """Async form of :meth:`batch` (shares the group commit with other callers)."""
+        return await asyncio.wrap_future(self.submit(ops))
+
+    def set(self, doc: str, key: str, value: bytes) -> None:
+        """Durably write ``value`` under ``key``."""
+        self.batch([Set(doc, key, value)])
+
+    def delete(self, doc: str, key: str) -> None:
+        """Durably remove ``key`` (no-op if absent)."""
+        self.batch([Delete(doc, key)])
+
+    def incr(self, doc: str, key: str, delta: int = 1) -> int:
+        """Durably add ``delta`` to the counter at ``key``; returns the new total."""
+        result = self.batch([Incr(doc, key, delta)])[0]
+        assert result is not None
+        return result
+
+    # --- replication --------------------------------------------------------------
+
+    def apply_update(
+        self, doc: str, update: bytes, *, origin: str | None = None, create: bool = False
+    ) -> bool:
+        """Integrate a remote Yjs v1 update durably; True if it changed local state.
+
+        Idempotent and commutative. ``create`` makes the document if it is new.
+        """
+        return self._submit_apply(doc, update, origin, create).result()
+
+    async def aapply_update(
+        self, doc: str, update: bytes, *, origin: str | None = None, create: bool = False
+    ) -> bool:
+        """Async form of :meth:`apply_update`."""
+        return await asyncio.wrap_future(self._submit_apply(doc, update, origin, create))
+
+    def _submit_apply(
+        self, doc: str, update: bytes, origin: str | None, create: bool
+    ) -> Future[bool]:
+        K.check_doc_name(doc)
+        if not create:
+            self._require_doc(doc)
+        return self._submit(self._w().job_apply(doc, update, origin, create))
+
+    def state_vector(self, doc: str) -> bytes:
+        """The document's Yjs v1 state vector."""
+        return self._read_crdt(doc, CrdtDocument.state_vector).result()
+
+    async def astate_vector(self, doc: str) -> bytes:
+        """Async form of :meth:`state_vector`."""
+        return await asyncio.wrap_future(self._read_crdt(doc, CrdtDocument.state_vector))
+
+    def diff(self, doc: str, remote_state_vector: bytes | None = None) -> bytes:
+        """A v1 update with what a peer at ``remote_state_vector`` lacks (None: all)."""
+        return self._read_crdt(doc, lambda c: c.diff(remote_state_vector)).result()
+
+    async def adiff(self, doc: str, remote_state_vector: bytes | None = None) -> bytes:
+        """Async form of :meth:`diff`."""
+        return await asyncio.wrap_future(
+            self._read_crdt(doc, lambda c: c.diff(remote_state_vector))
+        )
+
+    def compact(self, doc: str) -> None:
+        """Fold ``doc``'s update log into a snapshot now (normally automatic)."""
+        self._require_doc(doc)
+        w = self._w()
+        self._submit(lambda group: w.compact(doc)).result()
+
+    # --- change subscription ------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(ChangeEvent)`` on the writer thread after each durable commit.
+
+        Keep it quick (hop to your own thread or loop). Returns an unsubscribe function.
+        """
+        return self._hub.subscribe(listener)
+
+    def changes(self, maxsize: int = 10_000) -> ChangeStream:
+        """An async iterator of change events with a bounded buffer (see ChangeStream)."""
+        return ChangeStream(self._hub, maxsize)
+
+    # --- internals ----------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+
+    def _w(self) -> Writer:
+        self._check_open()
+        if self._writer is None:
+            raise ReadOnlyStoreError(f"{self._env.path} was opened read-only")
+        return self._writer
+
+    def _submit(self, run: Callable[[Any], T], weight: int = 1) -> Future[T]:
+        return self._w().submit(run, weight)
+
+    def _require_doc(self, doc: str) -> None:
+        if doc in self._known_docs:
+            self._check_open()
+            return
+        K.check_doc_name(doc)
+        if not self.has_document(doc):
+            raise UnknownDocumentError(
+                f"no document named {doc!r} in {self._env.path}; create it first"
+            )
+
+    def _read_crdt(self, doc: str, fn: Callable[[CrdtDocument], T]) -> Future[T]:
+        self._require_doc(doc)
+        return self._submit(self._w().job_read(doc, fn))
+
+    def _validate(self, ops: list[WriteOp]) -> None:
+        max_key = self.config.max_key_bytes
+        for op in ops:
+            if not isinstance(op, Set | Delete | Incr):
+                raise StoreError(f"not a write operation: {op!r}")
+            self._require_doc(op.doc)
+            K.encode_key(op.key, max_key)
+            if isinstance(op, Set):
+                check_value(op, self.config)
+            elif isinstance(op, Incr) and (
+                not isinstance(op.delta, int) or isinstance(op.delta, bool)
+            ):
+                raise StoreError(f"increment must be an int, got {type(op.delta).__name__}")

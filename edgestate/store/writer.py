@@ -1,0 +1,402 @@
+"""The store's single writer thread: group commit, CRDT ownership, compaction.
+
+Every write (local ops, remote updates, document creation) is a job on one queue.
+The writer takes whatever has queued up (up to ``max_group_ops``), runs all of it
+in one LMDB write transaction, commits once (one fsync in SYNC mode) and only then
+acknowledges each job. So durable throughput grows with the number of concurrent
+callers instead of being capped at one fsync per write.
+
+Invariant: a job that raises an :class:`EdgestateError` has written nothing to the
+transaction, and any CRDT it had mutated in memory is evicted, so the next use
+reloads it from the (uncommitted) transaction, which holds exactly the other
+jobs' writes. A failure of the commit itself fails every job of the group and
+evicts every document it touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from edgestate.errors import (
+    EdgestateError,
+    StoreClosedError,
+    StoreError,
+    UnknownDocumentError,
+    ValueTooLargeError,
+)
+from edgestate.store import keys as K
+from edgestate.store.changes import ChangeHub
+from edgestate.store.crdt import CrdtDocument
+from edgestate.store.env import DocMeta, Environment
+from edgestate.store.types import ChangeEvent, Durability, Set, StoreConfig, WriteOp
+from edgestate.store.updates import check_v1_update
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    run: Callable[[_Group], T]
+    weight: int
+    future: Future[T] = field(default_factory=Future)
+
+
+_STOP = object()
+
+
+class _Group:
+    """What the jobs of one group commit share: the transaction and pending output."""
+
+    def __init__(self, writer: Writer, txn: Any) -> None:
+        self.writer = writer
+        self.txn = txn
+        self.events: list[ChangeEvent] = []
+        self.touched: set[str] = set()
+        self.dirty = False
+
+    def doc(self, name: str) -> CrdtDocument:
+        """The live CRDT of ``name``, loading it through this transaction if needed."""
+        self.touched.add(name)
+        return self.writer.load_doc(name, self.txn)
+
+    def persist(
+        self, name: str, update: bytes | None, changed: set[str], crdt: CrdtDocument,
+        origin: str | None,
+    ) -> None:
+        """Append ``update`` to the log and rematerialize the ``changed`` keys."""
+        if update is None:
+            return
+        w = self.writer
+        meta = w.metas[name]
+        txn = self.txn
+        txn.put(K.log_key(name, meta.seq), update, db=w.env.tables["log"])
+        meta.seq += 1
+        meta.log_n += 1
+        meta.log_b += len(update)
+        kv = w.env.tables["kv"]
+        for key in changed:
+            lkey = K.kv_key(name, key.encode())
+            value = crdt.value(key)
+            if value is None:
+                old = txn.pop(lkey, db=kv)
+                if old is not None:
+                    meta.keys -= 1
+                    meta.value_b -= len(old) - 1
+            else:
+                old = txn.replace(lkey, value, db=kv)
+                if old is None:
+                    meta.keys += 1
+                    meta.value_b += len(value) - 1
+                else:
+                    meta.value_b += len(value) - len(old)
+        w.dirty_metas.add(name)
+        self.dirty = True
+        if w.hub.active:
+            self.events.append(ChangeEvent(name, frozenset(changed), update, origin))
+
+
+class Writer:
+    """Owns the write side of a store; see the module docstring."""
+
+    def __init__(self, env: Environment, config: StoreConfig, hub: ChangeHub) -> None:
+        self.env = env
+        self.config = config
+        self.hub = hub
+        self.docs: dict[str, CrdtDocument] = {}
+        self.metas: dict[str, DocMeta] = {}
+        self.dirty_metas: set[str] = set()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._load_metas()
+        self.commits = 0
+        self.compactions = 0
+        self._thread = threading.Thread(target=self._loop, name="edgestate-writer", daemon=True)
+        self._thread.start()
+        self._flusher: threading.Thread | None = None
+        self._flush_stop = threading.Event()
+        if config.durability is Durability.BATCHED:
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name="edgestate-flush", daemon=True
+            )
+            self._flusher.start()
+
+    # --- public, any thread -------------------------------------------------------
+
+    def submit(self, run: Callable[[_Group], T], weight: int = 1) -> Future[T]:
+        """Queue a job; its future resolves after the commit holding it is durable."""
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        job: _Job[T] = _Job(run, weight)
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        """Finish queued jobs, stop the thread, flush."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+        if self._flusher is not None:
+            self._flush_stop.set()
+            self._flusher.join()
+        self.env.env.sync(True)
+
+    # --- writer thread -----------------------------------------------------------
+
+    def _load_metas(self) -> None:
+        with self.env.read() as txn:
+            for name, raw in txn.cursor(db=self.env.tables["docs"]):
+                self.metas[bytes(name).decode()] = DocMeta.unpack(raw)
+
+    def load_doc(self, name: str, txn: Any) -> CrdtDocument:
+        """Return the cached CRDT of ``name`` or rebuild it from snapshot + log."""
+        crdt = self.docs.get(name)
+        if crdt is not None:
+            return crdt
+        meta = self.metas.get(name)
+        if meta is None:
+            raise UnknownDocumentError(f"no document named {name!r}; create it first")
+        crdt = CrdtDocument(name, self.env.replica_id)
+        snapshot = txn.get(name.encode(), db=self.env.tables["snap"])
+        cursor = txn.cursor(db=self.env.tables["log"])
+        prefix = K.doc_prefix(name)
+        updates: list[bytes] = []
+        if cursor.set_range(K.log_key(name, meta.snap_seq)):
+            for key, value in cursor:
+                if not bytes(key).startswith(prefix):
+                    break
+                updates.append(bytes(value))
+        crdt.load(bytes(snapshot) if snapshot is not None else None, updates)
+        self.docs[name] = crdt
+        return crdt
+
+    def _loop(self) -> None:
+        idle_check = max(1.0, self.config.idle_evict_s / 4)
+        while True:
+            try:
+                first = self._queue.get(timeout=idle_check)
+            except queue.Empty:
+                self._evict_idle()
+                continue
+            if first is _STOP:
+                return
+            jobs: list[_Job[Any]] = [first]
+            weight = first.weight
+            stop = False
+            while weight < self.config.max_group_ops:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                jobs.append(nxt)
+                weight += nxt.weight
+            self._run_group(jobs)
+            if stop:
+                return
+
+    def _run_group(self, jobs: list[_Job[Any]]) -> None:
+        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+        group: _Group | None = None
+        try:
+            txn = self.env.env.begin(write=True)
+            group = _Group(self, txn)
+            for job in jobs:
+                if not job.future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    outcomes.append((job, job.run(group), None))
+                except EdgestateError as exc:
+                    outcomes.append((job, None, exc))
+            if group.dirty:
+                docs_table = self.env.tables["docs"]
+                for name in self.dirty_metas:
+                    txn.put(name.encode(), self.metas[name].pack(), db=docs_table)
+                txn.commit()
+                self.commits += 1
+            else:
+                txn.abort()
+        except BaseException as exc:
+            log.exception("group commit of %d jobs failed", len(jobs))
+            try:
+                txn.abort()
+            except Exception:
+                pass
+            self._forget(group.touched if group else set(self.docs))
+            error = StoreError(f"commit failed, nothing of it was stored: {exc}")
+            error.__cause__ = exc
+            for job in jobs:
+                if job.future.running():
+                    job.future.set_exception(error)
+            return
+        finally:
+            self.dirty_metas.clear()
+        for job, result, exc in outcomes:
+            if exc is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(exc)
+        if group.events:
+            self.hub.publish(group.events)
+        for name in group.touched:
+            try:
+                self._maybe_compact(name)
+            except Exception:
+                # The log stays as it was (the compaction transaction aborted), so
+                # nothing is lost; it is retried after the document's next write.
+                log.exception("compaction of %r failed", name)
+
+    def _forget(self, names: set[str]) -> None:
+        for name in names:
+            self.docs.pop(name, None)
+        self.metas.clear()
+        self._load_metas()
+
+    def _evict_idle(self) -> None:
+        cutoff = time.monotonic() - self.config.idle_evict_s
+        for name in [n for n, d in self.docs.items() if d.last_used < cutoff]:
+            del self.docs[name]
+
+    def _maybe_compact(self, name: str) -> None:
+        meta = self.metas.get(name)
+        crdt = self.docs.get(name)
+        if meta is None or crdt is None:
+            return
+        if meta.log_b <= max(meta.snap_b, self.config.compact_min_log_bytes):
+            return
+        self.compact(name)
+
+    def compact(self, name: str) -> None:
+        """Fold ``name``'s update log into a new snapshot, in one LMDB transaction.
+
+        The snapshot put and the log deletes commit atomically, so a crash at any
+        point leaves either the old snapshot + full log or the new snapshot: never
+        a state with updates missing. Readers are never blocked (LMDB MVCC).
+        """
+        meta = self.metas[name]
+        tables = self.env.tables
+        with self.env.env.begin(write=True) as txn:
+            crdt = self.load_doc(name, txn)
+            snapshot = crdt.snapshot()
+            txn.put(name.encode(), snapshot, db=tables["snap"])
+            cursor = txn.cursor(db=tables["log"])
+            end = K.log_key(name, meta.seq)
+            if cursor.set_range(K.log_key(name, meta.snap_seq)):
+                while bytes(cursor.key()) < end:
+                    if not cursor.delete():
+                        break
+            new = DocMeta(
+                seq=meta.seq, snap_seq=meta.seq, log_n=0, log_b=0, snap_b=len(snapshot),
+                keys=meta.keys, value_b=meta.value_b, created_ms=meta.created_ms,
+            )
+            txn.put(name.encode(), new.pack(), db=tables["docs"])
+        self.metas[name] = new
+        self.compactions += 1
+
+    def _flush_loop(self) -> None:
+        interval = self.config.batched_flush_ms / 1000
+        while not self._flush_stop.wait(interval):
+            try:
+                self.env.env.sync(True)
+            except Exception:
+                log.exception("background fsync failed")
+
+    # --- job bodies (run on the writer thread) ------------------------------------
+
+    def job_write(self, ops: Sequence[WriteOp]) -> Callable[[_Group], list[int | None]]:
+        """A job applying ``ops`` atomically; validation happened in the caller."""
+
+        def run(group: _Group) -> list[int | None]:
+            by_doc: dict[str, list[WriteOp]] = {}
+            order: list[tuple[str, int]] = []
+            for op in ops:
+                lst = by_doc.setdefault(op.doc, [])
+                order.append((op.doc, len(lst)))
+                lst.append(op)
+            crdts = {name: group.doc(name) for name in by_doc}
+            for name, doc_ops in by_doc.items():
+                crdts[name].check_ops(doc_ops, {})
+            applied: dict[str, tuple[list[int | None], bytes | None, set[str]]] = {}
+            try:
+                for name, doc_ops in by_doc.items():
+                    applied[name] = crdts[name].apply_local(doc_ops)
+            except EdgestateError:
+                for name in by_doc:  # drop half-applied CRDT state; reload from the txn
+                    self.docs.pop(name, None)
+                raise
+            for name, (_, update, changed) in applied.items():
+                group.persist(name, update, changed, crdts[name], None)
+            return [applied[name][0][i] for name, i in order]
+
+        return run
+
+    def job_apply(
+        self, doc: str, update: bytes, origin: str | None, create: bool
+    ) -> Callable[[_Group], bool]:
+        """A job integrating a remote update; True if it changed anything."""
+
+        def run(group: _Group) -> bool:
+            check_v1_update(update)
+            created = create and doc not in self.metas
+            if created:
+                self._create(group, doc)
+            crdt = group.doc(doc)
+            try:
+                added, changed = crdt.apply_remote(bytes(update))
+            except EdgestateError:
+                if created:  # a refused update must not leave an empty document behind
+                    del self.metas[doc]
+                    self.docs.pop(doc, None)
+                    self.dirty_metas.discard(doc)
+                raise
+            group.persist(doc, added, changed, crdt, origin)
+            return added is not None
+
+        return run
+
+    def job_create(self, doc: str) -> Callable[[_Group], bool]:
+        """A job creating an empty document; False if it already existed."""
+
+        def run(group: _Group) -> bool:
+            if doc in self.metas:
+                return False
+            self._create(group, doc)
+            return True
+
+        return run
+
+    def _create(self, group: _Group, doc: str) -> None:
+        self.metas[doc] = DocMeta(created_ms=int(time.time() * 1000))
+        self.dirty_metas.add(doc)
+        group.dirty = True
+
+    def job_read(self, doc: str, fn: Callable[[CrdtDocument], T]) -> Callable[[_Group], T]:
+        """A job reading the live CRDT (state vectors, diffs)."""
+
+        def run(group: _Group) -> T:
+            return fn(group.doc(doc))
+
+        return run
+
+
+def check_value(op: Set, config: StoreConfig) -> None:
+    """Raise if a Set's value is not bytes within the size limit."""
+    if not isinstance(op.value, bytes | bytearray | memoryview):
+        raise ValueTooLargeError(f"values are bytes, got {type(op.value).__name__}")
+    if len(op.value) > config.max_value_bytes:
+        raise ValueTooLargeError(
+            f"value for {op.doc}/{op.key} is {len(op.value)} bytes, over the limit of "
+            f"{config.max_value_bytes}"
+        )
