@@ -1,18 +1,24 @@
-"""One document's live CRDT (a pycrdt ``Doc`` whose root map holds the keys).
+"""One document's live CRDT: a pycrdt ``Doc`` with two root maps.
 
 Only the store's writer thread touches these objects. Reads never do: they hit
 the materialized table, which this module computes for the keys a transaction
 changed.
 
-Value model inside the root map (what a Yjs client sees under ``getMap("root")``):
+Value model (what a Yjs client sees):
 
-- bytes: a plain value (last writer wins);
-- a nested map: a convergent counter, one slot per replica (the replica's own
-  running total as 8 little-endian signed bytes). Each slot has a single writer,
-  so concurrent increments on different replicas all count; the total is the sum.
+- ``getMap("root")``: plain values, key -> bytes (last writer wins).
+- ``getMap("counters")``: convergent counters, flattened as
+  ``key + "\\x00" + replica`` -> that replica's running total (8 little-endian
+  signed bytes). Every entry has a single writer, so concurrent increments on
+  different replicas all count; a counter's value is the sum of its entries.
+  Counters are not nested maps under "root": two replicas creating the same nested
+  map concurrently would each create their own, and last-writer-wins would keep one
+  and drop the other's increments. Root-level maps are merged by name instead.
 
-Values that other Yjs clients may put there are materialized too: a string as its
-UTF-8 bytes, anything else as JSON, so a read never fails on foreign data.
+A key holds a plain value if "root" has it, else a counter if it has slots. Set and
+Delete clear the key's counter slots; a Set concurrent with an increment elsewhere
+resolves to the plain value on every replica. Values other Yjs clients may put in
+"root" are materialized too: a string as its UTF-8, anything else as JSON.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pycrdt import Doc, Map, TransactionEvent, merge_updates
+from pycrdt import Doc, Map, MapEvent, TransactionEvent, merge_updates
 
 from edgestate.errors import InvalidUpdateError, ValueTooLargeError, WrongTypeError
 from edgestate.store.types import Delete, Incr, Set, WriteOp
+from edgestate.store.updates import decode_state_vector
 
 ROOT = "root"
+COUNTERS = "counters"
+SLOT_SEP = "\x00"
 
 TAG_BYTES = b"b"
 TAG_COUNTER = b"c"
@@ -45,11 +54,6 @@ def _slot_value(raw: object) -> int:
     return 0  # a slot some foreign client wrote in another shape does not count
 
 
-def counter_total(value: Map[Any]) -> int:
-    """Sum of every replica's slot of a counter map."""
-    return sum(_slot_value(v) for v in value.values())
-
-
 def pack_i64(value: int) -> bytes:
     """8 little-endian bytes of a signed 64-bit integer."""
     return _I64.pack(value)
@@ -60,16 +64,14 @@ def unpack_i64(raw: bytes) -> int:
     return int(_I64.unpack(raw)[0])
 
 
-def materialize(value: object) -> bytes | None:
-    """Tagged bytes stored in the materialized table for one CRDT value."""
-    if value is None:
-        return None
+def materialize_plain(value: object) -> bytes:
+    """Tagged bytes stored in the materialized table for a plain CRDT value."""
     if isinstance(value, bytes | bytearray):
         return TAG_BYTES + bytes(value)
-    if isinstance(value, Map):
-        return TAG_COUNTER + pack_i64(counter_total(value))
     if isinstance(value, str):
         return TAG_BYTES + value.encode()
+    if isinstance(value, Map):
+        value = value.to_py()
     try:
         return TAG_JSON + json.dumps(value, default=str).encode()
     except (TypeError, ValueError):
@@ -83,25 +85,40 @@ class CrdtDocument:
         self.name = name
         self.doc: Doc[Any] = Doc(client_id=client_id)
         self.root: Map[Any] = self.doc.get(ROOT, type=Map)
-        self.slot = str(client_id)
+        self.counters: Map[Any] = self.doc.get(COUNTERS, type=Map)
+        self.replica = str(client_id)
         self.last_used = time.monotonic()
+        # key -> {replica: running total}: an index over "counters" so a counter's
+        # total costs O(replicas), not a walk of every counter in the document.
+        self._slots: dict[str, dict[str, int]] = {}
         self._updates: list[bytes] = []
         self._changed: set[str] = set()
-        # Both observers are constant cost per transaction: the update bytes come
+        # All observers are constant cost per transaction: the update bytes come
         # from the transaction itself, never from diffing the whole document.
         self._doc_sub = self.doc.observe(self._on_transaction)
-        self._map_sub = self.root.observe_deep(self._on_map_events)
+        self._root_sub = self.root.observe(self._on_root)
+        self._counter_sub = self.counters.observe(self._on_counters)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         self._updates.append(event.update)
 
-    def _on_map_events(self, events: list[Any]) -> None:
-        for event in events:
-            path = event.path
-            if path:
-                self._changed.add(str(path[0]))  # a counter slot changed under this key
+    def _on_root(self, event: MapEvent[Any]) -> None:
+        self._changed.update(event.keys)
+
+    def _on_counters(self, event: MapEvent[Any]) -> None:
+        for flat, change in event.keys.items():
+            key, sep, replica = flat.rpartition(SLOT_SEP)
+            if not sep:
+                continue  # not a slot we understand; it never counts
+            self._changed.add(key)
+            if change["action"] == "delete":
+                slots = self._slots.get(key)
+                if slots is not None:
+                    slots.pop(replica, None)
+                    if not slots:
+                        del self._slots[key]
             else:
-                self._changed.update(event.keys)
+                self._slots.setdefault(key, {})[replica] = _slot_value(change["newValue"])
 
     def _take(self) -> tuple[bytes | None, set[str]]:
         updates, changed = self._updates, self._changed
@@ -121,6 +138,11 @@ class CrdtDocument:
                 self.doc.apply_update(update)
         self._take()
 
+    def _kind(self, key: str) -> str:
+        if key in self.root:
+            return "bytes"
+        return "counter" if self._slots.get(key) else "absent"
+
     def check_ops(self, ops: Sequence[WriteOp], pending: dict[str, str]) -> None:
         """Raise before any mutation if an op does not fit the value's type.
 
@@ -133,12 +155,7 @@ class CrdtDocument:
             elif isinstance(op, Delete):
                 pending[op.key] = "absent"
             else:
-                kind = pending.get(op.key)
-                if kind is None:
-                    current = self.root.get(op.key)
-                    kind = "absent" if current is None else (
-                        "counter" if isinstance(current, Map) else "bytes"
-                    )
+                kind = pending.get(op.key) or self._kind(op.key)
                 if kind == "bytes":
                     raise WrongTypeError(
                         f"{self.name}/{op.key} holds a plain value, not a counter; "
@@ -158,32 +175,37 @@ class CrdtDocument:
         self.last_used = time.monotonic()
         with self.doc.transaction():
             for op in ops:
+                if isinstance(op, Incr):
+                    results.append(self._incr(op))
+                    continue
                 if isinstance(op, Set):
                     self.root[op.key] = op.value if type(op.value) is bytes else bytes(op.value)
-                    results.append(None)
-                elif isinstance(op, Delete):
-                    if op.key in self.root:
-                        del self.root[op.key]
-                    results.append(None)
-                else:
-                    results.append(self._incr(op))
+                elif op.key in self.root:
+                    del self.root[op.key]
+                for replica in self._current_slots(op.key):
+                    del self.counters[op.key + SLOT_SEP + replica]
+                results.append(None)
         update, changed = self._take()
         return results, update, changed
 
+    def _current_slots(self, key: str) -> dict[str, int]:
+        # Read through the open transaction (the index is only updated by the
+        # observers when it ends), so earlier ops of the same batch count.
+        out: dict[str, int] = {}
+        for replica in {*self._slots.get(key, ()), self.replica}:
+            raw = self.counters.get(key + SLOT_SEP + replica)
+            if raw is not None:
+                out[replica] = _slot_value(raw)
+        return out
+
     def _incr(self, op: Incr) -> int:
-        counter = self.root.get(op.key)
-        if isinstance(counter, Map):
-            mine = _slot_value(counter.get(self.slot)) + op.delta
-            total = counter_total(counter) + op.delta
-        else:
-            mine = total = op.delta
+        slots = self._current_slots(op.key)
+        mine = slots.get(self.replica, 0) + op.delta
+        total = sum(slots.values()) + op.delta
         # Checked before touching the CRDT so a refused increment leaves no trace.
         if not (I64_MIN <= mine <= I64_MAX and I64_MIN <= total <= I64_MAX):
             raise ValueTooLargeError(f"counter {self.name}/{op.key} would overflow int64")
-        if not isinstance(counter, Map):
-            self.root[op.key] = Map()
-            counter = self.root[op.key]
-        counter[self.slot] = pack_i64(mine)
+        self.counters[op.key + SLOT_SEP + self.replica] = pack_i64(mine)
         return total
 
     def apply_remote(self, update: bytes) -> tuple[bytes | None, set[str]]:
@@ -198,7 +220,17 @@ class CrdtDocument:
 
     def value(self, key: str) -> bytes | None:
         """Materialized (tagged) value of ``key`` as the CRDT holds it now."""
-        return materialize(self.root.get(key))
+        plain = self.root.get(key)
+        if plain is not None:
+            return materialize_plain(plain)
+        slots = self._slots.get(key)
+        if slots:
+            return TAG_COUNTER + pack_i64(sum(slots.values()))
+        return None
+
+    def clock(self, client: int) -> int:
+        """Next clock this document expects from ``client`` (0 if never seen)."""
+        return decode_state_vector(self.doc.get_state()).get(client, 0)
 
     def state_vector(self) -> bytes:
         """The document's Yjs v1 state vector."""

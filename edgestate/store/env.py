@@ -21,7 +21,7 @@ FORMAT_VERSION = 1
 _FORMAT_KEY = b"format"
 _REPLICA_KEY = b"replica"
 _LOCK_FILE = "writer.lock"
-_TABLES = ("meta", "docs", "kv", "log", "snap")
+_TABLES = ("meta", "docs", "kv", "log", "snap", "pending")
 
 
 @dataclass(slots=True)
@@ -158,8 +158,7 @@ def open_environment(path: Path, config: StoreConfig, *, readonly: bool) -> Envi
 def _check_format(env: Any, path: Path, readonly: bool) -> tuple[dict[str, Any], int]:
     try:
         if readonly:
-            with env.begin() as txn:
-                tables = {n: env.open_db(n.encode(), txn=txn, create=False) for n in _TABLES}
+            tables = {n: env.open_db(n.encode(), create=False) for n in _TABLES}
         else:
             with env.begin(write=True) as txn:
                 main = txn.cursor()

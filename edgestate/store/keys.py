@@ -10,6 +10,8 @@ Layout (one LMDB environment, named sub-databases):
            range: a prefix scan is a cursor walk, never a sort.
 ``log``    ``doc NUL seq(8 bytes, big-endian)`` -> one Yjs v1 update, in commit order.
 ``snap``   document name -> a Yjs v1 update holding the whole state up to ``snap_seq``.
+``pending`` ``doc NUL seq`` -> a remote update that arrived before the updates it
+           builds on; it is applied (and moved to ``log``) once they arrive.
 """
 
 from __future__ import annotations

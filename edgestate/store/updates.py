@@ -57,3 +57,32 @@ def check_v1_update(update: bytes) -> None:
             "this looks like a Yjs v2-encoded update; edgestate accepts the v1 encoding only "
             "(Y.encodeStateAsUpdate / Y.mergeUpdates, not their *V2 variants)"
         )
+
+
+def first_block(update: bytes) -> tuple[int, int, int] | None:
+    """(client blocks, first client, its start clock) from a v1 update's header.
+
+    Only the header is read: skipping a block's structs would take a full decoder.
+    Returns None for an update without structs.
+    """
+    try:
+        blocks, pos = _read_varuint(update, 0)
+        if blocks == 0:
+            return None
+        _, pos = _read_varuint(update, pos)  # struct count
+        client, pos = _read_varuint(update, pos)
+        clock, pos = _read_varuint(update, pos)
+    except (IndexError, ValueError) as exc:
+        raise InvalidUpdateError(f"cannot decode update header: {exc}") from exc
+    return blocks, client, clock
+
+
+def decode_state_vector(sv: bytes) -> dict[int, int]:
+    """client -> next expected clock, from a v1 state vector."""
+    out: dict[int, int] = {}
+    count, pos = _read_varuint(sv, 0)
+    for _ in range(count):
+        client, pos = _read_varuint(sv, pos)
+        clock, pos = _read_varuint(sv, pos)
+        out[client] = clock
+    return out

@@ -36,7 +36,7 @@ from edgestate.store.changes import ChangeHub
 from edgestate.store.crdt import CrdtDocument
 from edgestate.store.env import DocMeta, Environment
 from edgestate.store.types import ChangeEvent, Durability, Set, StoreConfig, WriteOp
-from edgestate.store.updates import check_v1_update
+from edgestate.store.updates import check_v1_update, first_block
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ class _Job(Generic[T]):
 
 
 _STOP = object()
+
+# Out-of-order remote updates held per document until their gap is filled. Past
+# this, anti-entropy is the cheaper repair than holding more.
+MAX_PENDING = 10_000
 
 
 class _Group:
@@ -114,6 +118,7 @@ class Writer:
         self.docs: dict[str, CrdtDocument] = {}
         self.metas: dict[str, DocMeta] = {}
         self.dirty_metas: set[str] = set()
+        self.pending: dict[str, list[tuple[bytes, bytes, int, int]]] = {}
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
         self._load_metas()
@@ -261,6 +266,7 @@ class Writer:
     def _forget(self, names: set[str]) -> None:
         for name in names:
             self.docs.pop(name, None)
+            self.pending.pop(name, None)
         self.metas.clear()
         self._load_metas()
 
@@ -348,13 +354,22 @@ class Writer:
         """A job integrating a remote update; True if it changed anything."""
 
         def run(group: _Group) -> bool:
-            check_v1_update(update)
+            update_b = bytes(update)
+            check_v1_update(update_b)
+            head = first_block(update_b)
             created = create and doc not in self.metas
             if created:
                 self._create(group, doc)
             crdt = group.doc(doc)
+            if head is not None and head[0] == 1 and head[2] > crdt.clock(head[1]):
+                # It builds on updates we have not seen. pycrdt would integrate
+                # parts of it out of order (measured: a map entry without an origin
+                # shows up while the state vector does not move), so hold it
+                # until the gap is filled.
+                self._stash(group, doc, update_b, head[1], head[2])
+                return False
             try:
-                added, changed = crdt.apply_remote(bytes(update))
+                added, changed = crdt.apply_remote(update_b)
             except EdgestateError:
                 if created:  # a refused update must not leave an empty document behind
                     del self.metas[doc]
@@ -362,9 +377,63 @@ class Writer:
                     self.dirty_metas.discard(doc)
                 raise
             group.persist(doc, added, changed, crdt, origin)
+            if added is not None and self._pending_for(group, doc):
+                self._drain_pending(group, doc, crdt, origin)
             return added is not None
 
         return run
+
+    def _pending_for(self, group: _Group, doc: str) -> list[tuple[bytes, bytes, int, int]]:
+        pending = self.pending.get(doc)
+        if pending is None:
+            pending = []
+            prefix = K.doc_prefix(doc)
+            cursor = group.txn.cursor(db=self.env.tables["pending"])
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if not bytes(key).startswith(prefix):
+                        break
+                    head = first_block(bytes(value))
+                    assert head is not None
+                    pending.append((bytes(key), bytes(value), head[1], head[2]))
+            self.pending[doc] = pending
+        return pending
+
+    def _stash(self, group: _Group, doc: str, update: bytes, client: int, clock: int) -> None:
+        pending = self._pending_for(group, doc)
+        table = self.env.tables["pending"]
+        if len(pending) >= MAX_PENDING:
+            # Bounded: the oldest gap is given up; anti-entropy (a state-vector
+            # diff) brings those changes again in causal order.
+            old_key = pending.pop(0)[0]
+            group.txn.delete(old_key, db=table)
+            log.warning("pending updates of %r over %d; dropped the oldest", doc, MAX_PENDING)
+        meta = self.metas[doc]
+        key = K.log_key(doc, meta.seq)
+        meta.seq += 1
+        self.dirty_metas.add(doc)
+        group.dirty = True
+        group.txn.put(key, update, db=table)
+        pending.append((key, update, client, clock))
+
+    def _drain_pending(self, group: _Group, doc: str, crdt: CrdtDocument, origin: str | None) -> None:
+        pending = self.pending[doc]
+        progress = True
+        while progress and pending:
+            progress = False
+            for entry in list(pending):
+                key, update, client, clock = entry
+                if clock > crdt.clock(client):
+                    continue
+                pending.remove(entry)
+                group.txn.delete(key, db=self.env.tables["pending"])
+                try:
+                    added, changed = crdt.apply_remote(update)
+                except EdgestateError:
+                    log.warning("dropped an undecodable pending update of %r", doc)
+                    continue
+                group.persist(doc, added, changed, crdt, origin)
+                progress = True
 
     def job_create(self, doc: str) -> Callable[[_Group], bool]:
         """A job creating an empty document; False if it already existed."""

@@ -1,0 +1,449 @@
+"""The host ABI: import module ``edgestate``, its error table and its functions.
+
+The normative description is ``schemas/host-abi.json``; :data:`FUNCTIONS` and
+:class:`ErrorCode` are checked against it by a test, so the two cannot drift.
+
+Two kinds of failure are kept apart (as Spin's key-value host does): a
+condition the guest can act on (absent key, denied document, full buffer) is a
+negative status from :class:`ErrorCode`; a guest *bug* (a pointer or length
+outside its memory, output past its limit) traps the invocation. A bug in a
+host function also traps, with the exception kept for the runtime to report.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Final
+
+import msgpack
+
+from edgestate.errors import (
+    InvalidCursorError,
+    InvalidKeyError,
+    OutputTooLargeError,
+    StoreError,
+    UnknownDocumentError,
+    WrongTypeError,
+)
+from edgestate.host.kv import Grants, Overlay
+from edgestate.host.memory import (
+    ADDRESS_SPACE,
+    GuestFault,
+    GuestMemory,
+    LinkerFunctions,
+    make_trap,
+    slot_struct,
+)
+from edgestate.store import Store
+
+IMPORT_MODULE: Final = "edgestate"
+ABI_VERSION: Final = 1
+
+log = logging.getLogger("edgestate.guest")
+
+
+class ErrorCode(IntEnum):
+    """Negative statuses a host function returns to the guest."""
+
+    NOT_FOUND = -1
+    ACCESS_DENIED = -2
+    UNKNOWN_DOCUMENT = -3
+    BAD_HANDLE = -4
+    INVALID_KEY = -5
+    VALUE_TOO_LARGE = -6
+    WRONG_TYPE = -7
+    INVALID_CURSOR = -8
+    LIMIT_EXCEEDED = -9
+    INVALID_ARGUMENT = -10
+
+
+@dataclass(frozen=True, slots=True)
+class HostFunction:
+    """Name and wasm signature of one imported function."""
+
+    name: str
+    params: tuple[tuple[str, str], ...]
+    results: tuple[str, ...]
+
+
+def _fn(name: str, params: str, results: str) -> HostFunction:
+    pairs = tuple(tuple(p.split(":")) for p in params.split()) if params else ()
+    return HostFunction(name, pairs, tuple(results.split()))  # type: ignore[arg-type]
+
+
+FUNCTIONS: Final[tuple[HostFunction, ...]] = (
+    _fn("doc_open", "name_ptr:i32 name_len:i32", "i32"),
+    _fn("kv_get", "doc:i32 key_ptr:i32 key_len:i32 out_ptr:i32 out_cap:i32", "i32"),
+    _fn("kv_set", "doc:i32 key_ptr:i32 key_len:i32 val_ptr:i32 val_len:i32", "i32"),
+    _fn("kv_delete", "doc:i32 key_ptr:i32 key_len:i32", "i32"),
+    _fn("kv_incr", "doc:i32 key_ptr:i32 key_len:i32 delta:i64 out_ptr:i32", "i32"),
+    _fn(
+        "kv_scan",
+        "doc:i32 prefix_ptr:i32 prefix_len:i32 cursor_ptr:i32 cursor_len:i32 "
+        "out_ptr:i32 out_cap:i32",
+        "i32",
+    ),
+    _fn("input_len", "", "i32"),
+    _fn("input_read", "out_ptr:i32 out_cap:i32", "i32"),
+    _fn("output_write", "ptr:i32 len:i32", "i32"),
+    _fn("log", "level:i32 ptr:i32 len:i32", ""),
+    _fn("now_ms", "", "i64"),
+)
+
+# Guest log levels 0..4, mapped onto the logging module's.
+_LEVELS: Final = (logging.DEBUG, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostLimits:
+    """Per-invocation bounds on host-side resources. Each default has its reason."""
+
+    # Open documents: a bounded table, so a guest cannot grow host memory by
+    # opening names in a loop; real modules touch a handful of documents.
+    max_handles: int = 16
+    # Distinct keys one invocation may write: its commit is one store batch and
+    # must stay well under the store's max_group_ops (4096).
+    max_write_keys: int = 1024
+    # Bytes one invocation may stage for writing before it commits.
+    max_write_bytes: int = 8 << 20
+    # Keys per kv_scan page: small enough to fit a few-KiB guest buffer.
+    scan_page_keys: int = 64
+    # Log lines per invocation and bytes per line: a chatty or hostile guest
+    # must not flood the node's logs.
+    max_log_records: int = 64
+    max_log_bytes: int = 1024
+
+
+class GuestError(Exception):
+    """Raised inside a host function to return ``code`` to the guest."""
+
+    def __init__(self, code: ErrorCode) -> None:
+        super().__init__(code.name)
+        self.code = code
+
+
+_INVALID_KEY = GuestError(ErrorCode.INVALID_KEY)
+
+
+class HostContext:
+    """The host state of one invocation: what its host functions act on."""
+
+    __slots__ = (
+        "_handles",
+        "_log_records",
+        "_writable",
+        "fault",
+        "grants",
+        "input",
+        "limits",
+        "max_key_bytes",
+        "max_output",
+        "max_value_bytes",
+        "memory",
+        "module",
+        "output",
+        "output_size",
+        "overlay",
+        "store",
+    )
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        grants: Grants,
+        input: bytes,
+        max_output: int,
+        memory: GuestMemory,
+        limits: HostLimits,
+        module: str,
+    ) -> None:
+        self.store = store
+        self.grants = grants
+        self.input = input
+        self.max_output = max_output
+        self.memory = memory
+        self.limits = limits
+        self.module = module
+        self.output: list[bytes] = []
+        self.output_size = 0
+        self.fault: Exception | None = None
+        self.overlay = Overlay(
+            store, max_keys=limits.max_write_keys, max_bytes=limits.max_write_bytes
+        )
+        self.max_key_bytes = store.config.max_key_bytes
+        self.max_value_bytes = store.config.max_value_bytes
+        self._handles: list[str] = []
+        self._writable: list[bool] = []
+        self._log_records = 0
+
+    # --- helpers --------------------------------------------------------------
+
+    def _doc(self, handle: int, write: bool) -> str:
+        if handle >= len(self._handles):
+            raise GuestError(ErrorCode.BAD_HANDLE)
+        if write and not self._writable[handle]:
+            raise GuestError(ErrorCode.ACCESS_DENIED)
+        return self._handles[handle]
+
+    def _key(self, ptr: int, length: int, *, allow_empty: bool = False) -> str:
+        view = self.memory.view(ptr, length)
+        if length > self.max_key_bytes or (length == 0 and not allow_empty):
+            raise _INVALID_KEY
+        try:
+            return str(view, "utf-8")
+        except UnicodeDecodeError:
+            raise _INVALID_KEY from None
+
+    def output_bytes(self) -> bytes:
+        """Everything the guest wrote with ``output_write``."""
+        return b"".join(self.output)
+
+    # --- the ABI --------------------------------------------------------------
+
+    def doc_open(self, name_ptr: int, name_len: int) -> int:
+        """Handle of a granted, existing document."""
+        raw = self.memory.read(name_ptr, name_len)
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise GuestError(ErrorCode.INVALID_ARGUMENT) from None
+        # Grants are checked first so a module cannot probe which documents exist.
+        if not self.grants.may_open(name):
+            raise GuestError(ErrorCode.ACCESS_DENIED)
+        if name in self._handles:
+            return self._handles.index(name)
+        if len(self._handles) >= self.limits.max_handles:
+            raise GuestError(ErrorCode.LIMIT_EXCEEDED)
+        if not self.store.has_document(name):
+            raise GuestError(ErrorCode.UNKNOWN_DOCUMENT)
+        self._handles.append(name)
+        self._writable.append(name in self.grants.write)
+        return len(self._handles) - 1
+
+    def kv_get(self, doc: int, key_ptr: int, key_len: int, out_ptr: int, out_cap: int) -> int:
+        """Value length, copied to ``out_ptr`` only if it fits; NOT_FOUND if absent."""
+        self.memory.address(out_ptr, out_cap)
+        name = self._doc(doc, write=False)
+        value = self.overlay.get(name, self._key(key_ptr, key_len))
+        if value is None:
+            return ErrorCode.NOT_FOUND
+        if len(value) <= out_cap:
+            self.memory.write(out_ptr, value)
+        return len(value)
+
+    def kv_set(self, doc: int, key_ptr: int, key_len: int, val_ptr: int, val_len: int) -> int:
+        """Stage ``value`` under ``key``."""
+        value = self.memory.read(val_ptr, val_len)
+        name = self._doc(doc, write=True)
+        key = self._key(key_ptr, key_len)
+        if val_len > self.max_value_bytes:
+            raise GuestError(ErrorCode.VALUE_TOO_LARGE)
+        if not self.overlay.set(name, key, value):
+            raise GuestError(ErrorCode.LIMIT_EXCEEDED)
+        return 0
+
+    def kv_delete(self, doc: int, key_ptr: int, key_len: int) -> int:
+        """Stage the removal of ``key`` (a no-op if absent)."""
+        name = self._doc(doc, write=True)
+        if not self.overlay.delete(name, self._key(key_ptr, key_len)):
+            raise GuestError(ErrorCode.LIMIT_EXCEEDED)
+        return 0
+
+    def kv_incr(self, doc: int, key_ptr: int, key_len: int, delta: int, out_ptr: int) -> int:
+        """Stage ``delta`` on a counter; its new total goes to ``out_ptr`` as an i64."""
+        self.memory.address(out_ptr, 8)
+        name = self._doc(doc, write=True)
+        key = self._key(key_ptr, key_len)
+        try:
+            total = self.overlay.incr(name, key, delta)
+        except WrongTypeError:
+            raise GuestError(ErrorCode.WRONG_TYPE) from None
+        except OverflowError:
+            raise GuestError(ErrorCode.VALUE_TOO_LARGE) from None
+        if total is None:
+            raise GuestError(ErrorCode.LIMIT_EXCEEDED)
+        self.memory.write_i64(out_ptr, total)
+        return 0
+
+    def kv_scan(
+        self,
+        doc: int,
+        prefix_ptr: int,
+        prefix_len: int,
+        cursor_ptr: int,
+        cursor_len: int,
+        out_ptr: int,
+        out_cap: int,
+    ) -> int:
+        """One page of keys under a prefix, msgpack ``[keys, next_cursor | nil]``."""
+        self.memory.address(out_ptr, out_cap)
+        raw_cursor = self.memory.read(cursor_ptr, cursor_len)
+        name = self._doc(doc, write=False)
+        prefix = self._key(prefix_ptr, prefix_len, allow_empty=True)
+        page = self._scan_page(name, prefix, raw_cursor)
+        encoded: bytes = msgpack.packb(page, use_bin_type=True)
+        if len(encoded) <= out_cap:
+            self.memory.write(out_ptr, encoded)
+        return len(encoded)
+
+    def _scan_page(self, doc: str, prefix: str, raw_cursor: bytes) -> list[Any]:
+        # The guest's cursor wraps the store's opaque cursor with the last key
+        # returned, so staged keys of this invocation can be merged in order.
+        store_cursor: str | None = None
+        after = ""
+        if raw_cursor:
+            try:
+                decoded = msgpack.unpackb(raw_cursor, raw=False)
+            except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+                raise GuestError(ErrorCode.INVALID_CURSOR) from None
+            if (
+                not isinstance(decoded, list)
+                or len(decoded) != 2
+                or not isinstance(decoded[0], str)
+                or not isinstance(decoded[1], str)
+            ):
+                raise GuestError(ErrorCode.INVALID_CURSOR)
+            store_cursor, after = decoded
+        try:
+            page = self.store.scan(
+                doc, prefix, cursor=store_cursor, limit=self.limits.scan_page_keys
+            )
+        except InvalidCursorError:
+            raise GuestError(ErrorCode.INVALID_CURSOR) from None
+        keys = {key for key, _ in page.items}
+        last = page.items[-1][0] if page.cursor is not None and page.items else None
+        for key, present in self.overlay.keys_with_prefix(doc, prefix).items():
+            if key <= after or (last is not None and key > last):
+                continue
+            if present:
+                keys.add(key)
+            else:
+                keys.discard(key)
+        next_cursor = None if page.cursor is None else [page.cursor, last]
+        return [sorted(keys), None if next_cursor is None else msgpack.packb(next_cursor)]
+
+    def input_len(self) -> int:
+        """Length of the invocation's input."""
+        return len(self.input)
+
+    def input_read(self, out_ptr: int, out_cap: int) -> int:
+        """Input length; the input is copied to ``out_ptr`` only if it fits."""
+        self.memory.address(out_ptr, out_cap)
+        if len(self.input) <= out_cap:
+            self.memory.write(out_ptr, self.input)
+        return len(self.input)
+
+    def output_write(self, ptr: int, length: int) -> int:
+        """Append to the invocation's output; past the manifest's limit, trap."""
+        data = self.memory.read(ptr, length)
+        self.output_size += length
+        if self.output_size > self.max_output:
+            raise GuestFault(
+                OutputTooLargeError(
+                    f"module {self.module!r} wrote more than its limit of "
+                    f"{self.max_output} output bytes"
+                )
+            )
+        self.output.append(data)
+        return 0
+
+    def log(self, level: int, ptr: int, length: int) -> None:
+        """A guest log line (truncated; dropped past the per-invocation budget)."""
+        self.memory.address(ptr, length)
+        data = self.memory.read(ptr, min(length, self.limits.max_log_bytes))
+        self._log_records += 1
+        if self._log_records > self.limits.max_log_records:
+            return
+        pylevel = _LEVELS[level] if 0 <= level < len(_LEVELS) else logging.INFO
+        log.log(pylevel, "[%s] %s", self.module, data.decode("utf-8", "replace"))
+
+    def now_ms(self) -> int:
+        """Wall-clock milliseconds since the Unix epoch."""
+        return time.time_ns() // 1_000_000
+
+
+# --- binding host functions to a linker -------------------------------------------
+
+_current = threading.local()
+
+
+def bind(context: HostContext | None) -> None:
+    """Make ``context`` the target of host calls made on this thread.
+
+    wasm runs on the calling thread, so a thread-local finds the right
+    invocation for a host function defined once on a shared linker.
+    """
+    _current.context = context
+
+
+def _store_error_code(exc: StoreError) -> ErrorCode:
+    if isinstance(exc, InvalidKeyError):
+        return ErrorCode.INVALID_KEY
+    if isinstance(exc, UnknownDocumentError):
+        return ErrorCode.UNKNOWN_DOCUMENT
+    if isinstance(exc, WrongTypeError):
+        return ErrorCode.WRONG_TYPE
+    if isinstance(exc, InvalidCursorError):
+        return ErrorCode.INVALID_CURSOR
+    return ErrorCode.INVALID_ARGUMENT
+
+
+class HostBugError(Exception):
+    """A host function raised unexpectedly; kept to report, never shown to the guest."""
+
+
+def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int]:
+    method: Callable[..., Any] = getattr(HostContext, function.name)
+    layout = slot_struct(
+        # Handles, pointers and lengths are read unsigned: a "negative" one is
+        # simply out of range. Only the log level is a signed number.
+        ["i64" if t == "i64" else ("i32s" if n == "level" else "i32") for n, t in function.params]
+    )
+    result: struct.Struct | None = (
+        slot_struct(["i32s" if function.results[0] == "i32" else "i64"])
+        if function.results
+        else None
+    )
+    space = ADDRESS_SPACE
+
+    def callback(_env: Any, _caller: Any, args: int, _nargs: int) -> int:
+        context: HostContext = _current.context
+        try:
+            value = method(context, *layout.unpack_from(space, args))
+        except GuestError as status:
+            value = status.code
+        except GuestFault as fault:
+            context.fault = fault.error
+            return make_trap(str(fault.error))
+        except StoreError as exc:
+            value = _store_error_code(exc)
+        except BaseException as exc:  # a host bug must trap the guest, never the node
+            context.fault = HostBugError(f"host function {function.name} failed: {exc!r}")
+            context.fault.__cause__ = exc
+            return make_trap(f"edgestate host function {function.name} failed")
+        if result is not None:
+            result.pack_into(space, args, value)
+        return 0
+
+    return callback
+
+
+def define_host_functions(linker: Any) -> LinkerFunctions:
+    """Define every ABI function on ``linker`` (once per engine)."""
+    functions = LinkerFunctions(linker)
+    for function in FUNCTIONS:
+        functions.define(
+            IMPORT_MODULE,
+            function.name,
+            [t for _, t in function.params],
+            list(function.results),
+            _make_callback(function),
+        )
+    return functions

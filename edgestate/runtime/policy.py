@@ -1,0 +1,192 @@
+"""The trust policy: which publishers a node trusts, and how far.
+
+A policy is not a key list. Each publisher carries the ceilings its modules may
+be granted: document patterns (``fnmatch`` globs, case-sensitive) they may read
+and write, and the largest limits. A manifest asking for more is refused with
+the first field that exceeded, so the operator knows what to change. The file
+format is ``schemas/trust-policy.schema.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from edgestate.errors import ConfigError, PolicyViolationError, UntrustedPublisherError
+from edgestate.runtime.manifest import Limits, Manifest
+
+_PUBLISHER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_PATTERN = re.compile(r"[A-Za-z0-9_.*?\[\]!-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Publisher:
+    """One trusted publisher and the most its modules may be granted."""
+
+    name: str
+    public_key: bytes  # raw 32-byte Ed25519 key
+    read: tuple[str, ...]
+    write: tuple[str, ...]
+    limits: Limits  # every field set: these are ceilings
+
+    def may_read(self, doc: str) -> bool:
+        """True if ``doc`` matches a read or write pattern (write implies read)."""
+        return any(fnmatchcase(doc, p) for p in self.read + self.write)
+
+    def may_write(self, doc: str) -> bool:
+        """True if ``doc`` matches a write pattern."""
+        return any(fnmatchcase(doc, p) for p in self.write)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a module is allowed once its manifest passed its publisher's policy."""
+
+    publisher: str
+    fuel: int
+    wall_time_ms: int
+    memory_pages: int
+    max_output_bytes: int
+
+
+def public_key_text(raw: bytes) -> str:
+    """The policy-file form of a raw Ed25519 public key."""
+    return base64.b64encode(raw).decode()
+
+
+def parse_public_key(text: str) -> bytes:
+    """Raw key bytes of a base64 public key, or :class:`ConfigError`."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError(f"public key {text[:20]!r}... is not base64") from exc
+    if len(raw) != 32:
+        raise ConfigError(f"an Ed25519 public key is 32 bytes, this one is {len(raw)}")
+    return raw
+
+
+class TrustPolicy:
+    """The publishers a node trusts, keyed by public key."""
+
+    def __init__(self, publishers: list[Publisher]) -> None:
+        self._by_key = {p.public_key: p for p in publishers}
+        if len(self._by_key) != len(publishers):
+            raise ConfigError("trust policy lists the same public key twice")
+
+    @property
+    def publishers(self) -> list[Publisher]:
+        """All trusted publishers."""
+        return list(self._by_key.values())
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrustPolicy:
+        """Read a policy file; :class:`ConfigError` if it is missing or malformed."""
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read trust policy {path}: {exc.strerror}") from exc
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"trust policy {path} is not valid JSON: {exc}") from exc
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> TrustPolicy:
+        """Validate a decoded policy document."""
+        if not isinstance(raw, dict) or raw.get("version") != 1:
+            raise ConfigError('trust policy must be an object with "version": 1')
+        if set(raw) - {"version", "publishers"} or not isinstance(raw.get("publishers"), list):
+            raise ConfigError('trust policy holds only "version" and a "publishers" list')
+        return cls([_publisher(p, i) for i, p in enumerate(raw["publishers"])])
+
+    def publisher(self, public_key: bytes) -> Publisher:
+        """The publisher owning ``public_key``, or :class:`UntrustedPublisherError`."""
+        found = self._by_key.get(public_key)
+        if found is None:
+            raise UntrustedPublisherError(
+                f"module signed by key {public_key_text(public_key)} which is not in the "
+                "trust policy; add its publisher to trust the module"
+            )
+        return found
+
+    def check(self, public_key: bytes, manifest: Manifest) -> Grant:
+        """The grant for ``manifest`` signed by ``public_key``, or a refusal naming why."""
+        pub = self.publisher(public_key)
+        where = f"module {manifest.name!r} of publisher {pub.name!r}"
+        for doc in sorted(manifest.reads):
+            if not pub.may_read(doc):
+                raise PolicyViolationError(
+                    f"{where} asks to read document {doc!r}, outside its policy "
+                    f"(read {list(pub.read + pub.write)})"
+                )
+        for doc in sorted(manifest.writes):
+            if not pub.may_write(doc):
+                raise PolicyViolationError(
+                    f"{where} asks to write document {doc!r}, outside its policy "
+                    f"(write {list(pub.write)})"
+                )
+        asked, ceiling = manifest.limits, pub.limits
+        for field in ("fuel", "wall_time_ms", "memory_pages", "max_output_bytes"):
+            want, most = getattr(asked, field), getattr(ceiling, field)
+            if want is not None and want > most:
+                raise PolicyViolationError(
+                    f"{where} asks for limits.{field} = {want}, over its policy's "
+                    f"ceiling of {most}"
+                )
+        assert ceiling.fuel is not None and ceiling.wall_time_ms is not None
+        # A limit the manifest leaves out is capped at the publisher's ceiling.
+        return Grant(
+            publisher=pub.name,
+            fuel=asked.fuel or ceiling.fuel,
+            wall_time_ms=asked.wall_time_ms or ceiling.wall_time_ms,
+            memory_pages=asked.memory_pages,
+            max_output_bytes=asked.max_output_bytes,
+        )
+
+
+def _publisher(raw: Any, index: int) -> Publisher:
+    where = f"trust policy publishers[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be an object")
+    unknown = set(raw) - {"name", "public_key", "documents", "limits"}
+    if unknown:
+        raise ConfigError(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _PUBLISHER.fullmatch(name):
+        raise ConfigError(f"{where}.name must be 1-64 characters from A-Z a-z 0-9 _ . -")
+    key = raw.get("public_key")
+    if not isinstance(key, str):
+        raise ConfigError(f"{where}.public_key must be a base64 string")
+    docs = raw.get("documents")
+    if not isinstance(docs, dict) or set(docs) - {"read", "write"}:
+        raise ConfigError(f"{where}.documents must be an object with read and write patterns")
+    patterns: dict[str, tuple[str, ...]] = {}
+    for mode in ("read", "write"):
+        items = docs.get(mode, [])
+        if not isinstance(items, list) or not all(
+            isinstance(p, str) and _PATTERN.fullmatch(p) for p in items
+        ):
+            raise ConfigError(f"{where}.documents.{mode} must be a list of name patterns")
+        patterns[mode] = tuple(items)
+    limits = raw.get("limits")
+    fields = ("fuel", "wall_time_ms", "memory_pages", "max_output_bytes")
+    if not isinstance(limits, dict) or set(limits) != set(fields):
+        raise ConfigError(f"{where}.limits must set exactly {', '.join(fields)}")
+    for field in fields:
+        value = limits[field]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}.limits.{field} must be a positive integer")
+    return Publisher(
+        name=name,
+        public_key=parse_public_key(key),
+        read=patterns["read"],
+        write=patterns["write"],
+        limits=Limits(**limits),
+    )

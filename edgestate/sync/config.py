@@ -1,0 +1,114 @@
+"""Configuration of the sync daemon: frozen, keyword-only, every default with its reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgestate.errors import ConfigError
+
+# The default port is arbitrary but fixed so a static peer list can omit it.
+DEFAULT_PORT = 7475
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """What one peer connection may cost us before it is closed."""
+
+    # A stored value is at most 1 MiB; a handshake diff of a large document can be
+    # several, so frames get headroom, but one peer cannot make us buffer more.
+    max_frame_bytes: int = 32 << 20
+    # Frames per second per connection (token bucket). Pushes are coalesced, so an
+    # honest peer sends far fewer frames than updates; this only stops floods.
+    max_frames_per_s: float = 20_000.0
+    frame_burst: int = 40_000
+    # Documents one peer may create on this node over one connection, so a
+    # misbehaving peer cannot fill the disk with empty documents.
+    max_new_documents: int = 10_000
+    # Documents named in one state-vector frame.
+    max_documents_per_frame: int = 100_000
+    # Updates waiting to be pushed to one peer. On overflow the queue is dropped
+    # and the peer is resynced from state vectors: memory stays bounded.
+    peer_queue: int = 10_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TLSFiles:
+    """Paths of this node's cluster material (written by ``edgestate cluster``)."""
+
+    ca_cert: Path
+    cert: Path
+    key: Path
+    # Certificate revocation list signed by the cluster CA; checked at every
+    # handshake. Optional only so a CA without revocations need not ship one.
+    crl: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncConfig:
+    """How a node syncs with its peers.
+
+    With no arguments the node listens on 127.0.0.1 only, so it never talks to
+    any other network until a deployment opts in with its LAN address.
+    """
+
+    host: str = "127.0.0.1"
+    # 0 picks an ephemeral port (tests); ``SyncDaemon.port`` reports the bound one.
+    port: int = DEFAULT_PORT
+    tls: TLSFiles | None = None
+    # Plain WebSocket, node id and cluster id taken from this config: for local
+    # development only, and the daemon says so loudly at start.
+    insecure: bool = False
+    node_id: str | None = None
+    cluster_id: str = "dev"
+    # "host:port" of peers beyond the local network (mDNS does not cross routers).
+    static_peers: tuple[str, ...] = ()
+    # Documents that never leave this node.
+    local_only: frozenset[str] = frozenset()
+    mdns: bool = True
+    # Pushes are coalesced: a sender drains everything that accumulated while its
+    # previous frame was in flight, after waiting this long for more. Zero keeps
+    # the latency of a lone write minimal; batching then comes from back-pressure.
+    coalesce_s: float = 0.0
+    # Anti-entropy with one random peer heals anything a push missed.
+    anti_entropy_s: float = 5.0
+    # Reconnect backoff: exponential with full jitter between these bounds.
+    backoff_initial_s: float = 0.05
+    backoff_max_s: float = 10.0
+    # A peer not seen (no connection, no announcement) for this long is forgotten.
+    forget_after_s: float = 300.0
+    # WebSocket heartbeat: notices a dead peer whose TCP connection lingers.
+    heartbeat_s: float = 15.0
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.tls is None and not self.insecure:
+            raise ConfigError(
+                "sync needs cluster TLS material (SyncConfig.tls); create it with "
+                "`edgestate cluster init` and `edgestate cluster issue NODE`, or set "
+                "insecure=True for local development"
+            )
+        if self.insecure and self.tls is not None:
+            raise ConfigError("insecure mode and TLS material are mutually exclusive")
+        for peer in self.static_peers:
+            parse_address(peer)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` too; the port defaults to DEFAULT_PORT)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or str(DEFAULT_PORT)
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:  # a bare name, or a bare IPv6 address
+        host, port = text, str(DEFAULT_PORT)
+    if not host:
+        raise ConfigError(f"bad peer address {text!r}: expected host:port")
+    try:
+        number = int(port)
+    except ValueError as exc:
+        raise ConfigError(f"bad peer address {text!r}: port is not a number") from exc
+    if not 0 < number < 65536:
+        raise ConfigError(f"bad peer address {text!r}: port out of range")
+    return host, number

@@ -1,0 +1,696 @@
+"""The sync daemon: gossip of CRDT documents between nodes over WebSocket.
+
+Ownership: ``SyncDaemon.start()`` starts the HTTP server (optional), the
+change-stream pump, anti-entropy, discovery and one dialer per known address;
+``close()`` stops every one of them and every peer connection, so nothing of
+the daemon runs after it returns. Each connection owns its sender task.
+
+Data flow: every durable commit of the store arrives as a ``ChangeEvent``; its
+update bytes are queued to every connected peer except the one it came from
+(``origin``). Applying an update that changes nothing produces no event, which
+is what ends relaying in a mesh. Each sender drains its queue into one ``push``
+frame per send (merging updates of a document), so batching grows with load and
+a lone write goes out at once. State vectors are exchanged at connect, at
+anti-entropy and after a queue overflow; only then are diffs computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import random
+import ssl
+import time
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+from pycrdt import merge_updates
+
+from edgestate.errors import (
+    InvalidUpdateError,
+    PeerRefusedError,
+    ProtocolError,
+    StoreClosedError,
+    SyncError,
+)
+from edgestate.store import ChangeStream, Store
+from edgestate.sync import frames
+from edgestate.sync.config import SyncConfig, parse_address
+from edgestate.sync.discovery import Discovery, Found, MdnsDiscovery, StaticDiscovery
+from edgestate.sync.frames import (
+    Diff,
+    Hello,
+    Push,
+    RateLimitedError,
+    StateVectors,
+    UnexpectedFrameError,
+)
+from edgestate.sync.peers import Backoff, PeerRecord, PeerState, PeerStatus, lag
+from edgestate.sync.tls import client_context, fingerprint, load_identity, server_context
+
+log = logging.getLogger(__name__)
+
+SYNC_PATH = "/sync"
+# A Yjs v1 update that carries nothing (no structs, empty delete set).
+EMPTY_UPDATE = b"\x00\x00"
+# The peer must say hello within this long, or the connection is dropped.
+HELLO_TIMEOUT_S = 10.0
+# A push frame is cut at this many update bytes so frames stay well under the
+# frame limit and one slow frame does not hold back everything else.
+PUSH_CHUNK_BYTES = 1 << 20
+# WebSocket close reasons are capped at 123 bytes by RFC 6455.
+_MAX_REASON = 120
+
+
+@dataclass(slots=True)
+class SyncStats:
+    """Counters of one daemon (read them in-process; they only grow)."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    updates_pushed: int = 0
+    diffs_sent: int = 0
+    resyncs: int = 0
+    queue_overflows: int = 0
+    refused: int = 0
+    protocol_errors: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+class _Closed(Exception):
+    """The peer went away (internal control flow of a connection)."""
+
+
+class _Refused(SyncError):
+    """A connection this side refuses for a reason that is not the peer's fault."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+class _Connection:
+    """One WebSocket to one peer: its send lock, outbound queue and sender task."""
+
+    def __init__(self, daemon: SyncDaemon, ws: WebSocket, dialed_by_us: bool) -> None:
+        self.daemon = daemon
+        self.ws = ws
+        self.dialed_by_us = dialed_by_us
+        self.node_id: str | None = None
+        self.origin: str | None = None
+        self.record: PeerRecord | None = None
+        self.queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self.resync = False
+        self.sync_requested = False
+        self.wake = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.send_lock = asyncio.Lock()
+        self.sender: asyncio.Task[None] | None = None
+        self.new_docs = 0
+        limits = daemon.config.limits
+        self._tokens = float(limits.frame_burst)
+        self._refill = time.monotonic()
+
+    def enqueue(self, doc: str, update: bytes) -> None:
+        """Queue one update; on overflow drop the queue and resync instead."""
+        if len(self.queue) >= self.daemon.config.limits.peer_queue:
+            self.queue.clear()
+            self.resync = True
+            self.daemon.stats.queue_overflows += 1
+        else:
+            self.queue.append((doc, update))
+        self.wake.set()
+
+    def request_sync(self) -> None:
+        """Ask the sender to start a state-vector exchange (anti-entropy)."""
+        self.sync_requested = True
+        self.wake.set()
+
+    def take_token(self) -> None:
+        limits = self.daemon.config.limits
+        now = time.monotonic()
+        self._tokens = min(
+            float(limits.frame_burst),
+            self._tokens + (now - self._refill) * limits.max_frames_per_s,
+        )
+        self._refill = now
+        if self._tokens < 1.0:
+            raise RateLimitedError(f"over {limits.max_frames_per_s:g} frames/s")
+        self._tokens -= 1.0
+
+    async def send(self, frame: frames.Frame) -> None:
+        data = frames.encode(frame)
+        async with self.send_lock:
+            await self.ws.send_bytes(data)
+        self.daemon.stats.frames_out += 1
+        self.daemon.stats.bytes_out += len(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.ws.close(code=code, message=reason.encode()[:_MAX_REASON])
+
+    async def run_sender(self) -> None:
+        """Push queued updates; run state-vector exchanges when asked."""
+        coalesce = self.daemon.config.coalesce_s
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if coalesce:
+                await asyncio.sleep(coalesce)
+            if self.resync or self.sync_requested:
+                if self.resync:
+                    self.daemon.stats.resyncs += 1
+                self.resync = self.sync_requested = False
+                await self.send(StateVectors(await self.daemon.state_vectors(), reply=True))
+            while self.queue:
+                batch: dict[str, list[bytes]] = {}
+                size = 0
+                while self.queue and size < PUSH_CHUNK_BYTES:
+                    doc, update = self.queue.popleft()
+                    batch.setdefault(doc, []).append(update)
+                    size += len(update)
+                count = sum(len(v) for v in batch.values())
+                # Merging several updates of one document is linear in their size
+                # (not in the document's) and shrinks what goes on the wire.
+                items = tuple(
+                    (doc, ups[0] if len(ups) == 1 else merge_updates(*ups))
+                    for doc, ups in batch.items()
+                )
+                await self.send(Push(items))
+                self.daemon.stats.updates_pushed += count
+            if self.record is not None:
+                self.record.queued = len(self.queue)
+
+
+class SyncDaemon:
+    """Replicates a store's documents with peer nodes.
+
+    Use ``async with SyncDaemon(store, config):`` or ``await start()`` /
+    ``await close()``. With ``serve=False`` the daemon runs no server of its own
+    and the host mounts ``routes()`` (or ``app()``) into its application; in TLS
+    mode that server must use ``server_ssl_context()``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: SyncConfig,
+        *,
+        serve: bool = True,
+        discovery: list[Discovery] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.stats = SyncStats()
+        self._serve = serve
+        if config.tls is not None:
+            identity = load_identity(config.tls)
+            self.node_id, self.cluster_id = identity.node_id, identity.cluster_id
+            self._server_ssl: ssl.SSLContext | None = server_context(
+                config.tls, on_refused=self._tls_refused
+            )
+            self._client_ssl: ssl.SSLContext | None = client_context(config.tls)
+        else:
+            self.node_id = config.node_id or f"dev-{uuid.uuid4().hex[:16]}"
+            self.cluster_id = config.cluster_id
+            self._server_ssl = self._client_ssl = None
+        self._extra_discovery = discovery
+        self._discovery: list[Discovery] = []
+        self._conns: dict[str, _Connection] = {}
+        self._live: set[_Connection] = set()
+        self._records: dict[str, PeerRecord] = {}
+        self._dialers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._stream: ChangeStream | None = None
+        self._changed = asyncio.Condition()
+        self._closing = False
+        self.port: int | None = None
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def __aenter__(self) -> SyncDaemon:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start serving, pumping changes, anti-entropy, discovery and dialing."""
+        if self.config.insecure:
+            log.warning(
+                "SYNC IS RUNNING IN INSECURE MODE: no TLS, no peer authentication, "
+                "node id %s. For local development only; never on a shared network.",
+                self.node_id,
+            )
+        self._session = aiohttp.ClientSession()
+        self._stream = self.store.changes(maxsize=self.config.limits.peer_queue)
+        self._spawn(self._pump_changes())
+        self._spawn(self._anti_entropy())
+        if self._serve:
+            self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+            await self._runner.setup()
+            site = web.TCPSite(
+                self._runner, self.config.host, self.config.port, ssl_context=self._server_ssl
+            )
+            await site.start()
+            self.port = int(self._runner.addresses[0][1])
+        sources: list[Discovery] = [StaticDiscovery(self.config.static_peers)]
+        if self.config.mdns and self.port is not None:
+            sources.append(
+                MdnsDiscovery(
+                    host=self.config.host,
+                    port=self.port,
+                    node_id=self.node_id,
+                    cluster_id=self.cluster_id,
+                    protocol_version=max(frames.PROTOCOL_VERSIONS),
+                )
+            )
+        sources.extend(self._extra_discovery or [])
+        for source in sources:
+            await source.start(self._found, self._lost)
+            self._discovery.append(source)
+        log.info("sync node %s listening on %s:%s", self.node_id[:16], self.config.host, self.port)
+
+    async def close(self) -> None:
+        """Stop everything the daemon started; nothing of it runs afterwards."""
+        if self._closing:
+            return
+        self._closing = True
+        for source in self._discovery:
+            await source.aclose()
+        tasks = [*self._dialers.values(), *self._tasks]
+        for task in tasks:
+            task.cancel()
+        for conn in list(self._live):
+            with contextlib.suppress(Exception):
+                await conn.close(WSCloseCode.GOING_AWAY, "node shutting down")
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._runner is not None:
+            await self._runner.cleanup()
+        # Inbound handlers may still be unwinding on a mounted app; wait them out.
+        for conn in list(self._live):
+            await conn.closed.wait()
+        if self._stream is not None:
+            self._stream.close()
+        if self._session is not None:
+            await self._session.close()
+
+    # --- public in-process API -----------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        """Routes to mount into a host application (``/sync``)."""
+        return [web.get(SYNC_PATH, self._handle_inbound)]
+
+    def app(self) -> web.Application:
+        """A sub-application serving the sync endpoint."""
+        application = web.Application()
+        application.add_routes(self.routes())
+        return application
+
+    def server_ssl_context(self) -> ssl.SSLContext | None:
+        """The mutual-TLS context a host server must use for ``routes()``."""
+        return self._server_ssl
+
+    def peers(self) -> list[PeerStatus]:
+        """Snapshots of every known peer: state, last sync time, lag."""
+        for conn in self._conns.values():
+            if conn.record is not None:
+                conn.record.queued = len(conn.queue)
+        return [record.snapshot() for record in self._records.values()]
+
+    def connected(self) -> list[str]:
+        """Node ids of the peers connected right now."""
+        return list(self._conns)
+
+    async def wait_connected(self, count: int) -> None:
+        """Return once at least ``count`` peers are connected (bound it with a timeout)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._conns) >= count)
+
+    def add_peer(self, address: str) -> None:
+        """Dial ``host:port`` (and keep redialing it) from now on."""
+        host, port = parse_address(address)
+        self._found(Found(host, port, "static"))
+
+    async def anti_entropy_now(self) -> None:
+        """Run a state-vector exchange with every connected peer right away."""
+        for conn in list(self._conns.values()):
+            conn.request_sync()
+
+    async def state_vectors(self) -> dict[str, bytes]:
+        """State vectors of every replicated (not local-only) document."""
+        out: dict[str, bytes] = {}
+        for doc in self.store.documents():
+            if doc not in self.config.local_only:
+                out[doc] = await self.store.astate_vector(doc)
+        return out
+
+    # --- discovery and dialing -------------------------------------------------------
+
+    def _found(self, found: Found) -> None:
+        if self._closing:
+            return
+        address = f"{found.host}:{found.port}"
+        record = self._records.get(address)
+        if record is None:
+            record = PeerRecord(address=address, source=found.source, node_id=found.node_id)
+            self._records[address] = record
+        record.last_seen = time.monotonic()
+        if address not in self._dialers:
+            task = asyncio.get_running_loop().create_task(self._dial_loop(record))
+            self._dialers[address] = task
+            task.add_done_callback(functools.partial(self._dialer_done, address))
+
+    def _dialer_done(self, address: str, task: asyncio.Task[None]) -> None:
+        if self._dialers.get(address) is task:
+            del self._dialers[address]
+
+    def _lost(self, found: Found) -> None:
+        # The dialer forgets the peer once it stays unreachable past forget_after_s.
+        log.info("discovery: %s:%s went away", found.host, found.port)
+
+    async def _dial_loop(self, record: PeerRecord) -> None:
+        assert record.address is not None and self._session is not None
+        backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
+        scheme = "wss" if self._client_ssl is not None else "ws"
+        url = f"{scheme}://{record.address}{SYNC_PATH}"
+        while True:
+            existing = self._conns.get(record.node_id or "")
+            if existing is not None:  # connected the other way round: wait for it to end
+                if existing.record is None:
+                    existing.record = record
+                await existing.closed.wait()
+                continue
+            record.state = PeerState.CONNECTING
+            established = False
+            try:
+                async with self._session.ws_connect(
+                    url,
+                    ssl=self._client_ssl if self._client_ssl is not None else False,
+                    max_msg_size=self.config.limits.max_frame_bytes,
+                    heartbeat=self.config.heartbeat_s,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                ) as ws:
+                    established = await self._run(ws, True, record, _peer_cert(ws))
+            except _Refused as exc:
+                record.last_error = str(exc)
+                if exc.permanent:
+                    record.state = PeerState.DISCONNECTED
+                    return
+            except (aiohttp.ClientError, OSError, TimeoutError, SyncError) as exc:
+                record.failures += 1
+                record.last_error = f"{type(exc).__name__}: {exc}"
+                log.debug("dial %s failed: %s", record.address, record.last_error)
+            if established:
+                backoff.reset()
+                record.last_seen = time.monotonic()
+            elif (
+                record.source == "mdns"
+                and time.monotonic() - record.last_seen > self.config.forget_after_s
+            ):
+                log.info("forgetting peer %s: unreachable since discovery", record.address)
+                self._records.pop(record.address, None)
+                return
+            record.state = PeerState.BACKOFF
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _handle_inbound(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(
+            max_msg_size=self.config.limits.max_frame_bytes, heartbeat=self.config.heartbeat_s
+        )
+        if self._closing:
+            raise web.HTTPServiceUnavailable(reason="node shutting down")
+        cert = None
+        if self._server_ssl is not None:
+            ssl_obj = request.transport.get_extra_info("ssl_object") if request.transport else None
+            cert = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
+            if cert is None:
+                self._refuse_log(request.remote, "no client certificate")
+                raise web.HTTPForbidden(reason="client certificate required")
+        await ws.prepare(request)
+        with contextlib.suppress(_Refused):
+            await self._run(ws, False, None, cert)
+        return ws
+
+    # --- one connection ------------------------------------------------------------
+
+    async def _run(
+        self, ws: WebSocket, dialed_by_us: bool, record: PeerRecord | None, cert: bytes | None
+    ) -> bool:
+        """Run one connection to its end; True if the hello exchange succeeded."""
+        conn = _Connection(self, ws, dialed_by_us)
+        self._live.add(conn)
+        established = False
+        try:
+            await conn.send(Hello(frames.PROTOCOL_VERSIONS, self.node_id, self.cluster_id))
+            async with asyncio.timeout(HELLO_TIMEOUT_S):
+                hello = await self._receive(conn)
+            if not isinstance(hello, Hello):
+                raise UnexpectedFrameError(f"expected hello, got {type(hello).__name__}")
+            self._check_hello(hello, cert)
+            conn.node_id, conn.origin = hello.node, f"peer:{hello.node}"
+            self._admit(conn, record)
+            established = True
+            await conn.send(StateVectors(await self.state_vectors(), reply=False))
+            conn.sender = asyncio.get_running_loop().create_task(conn.run_sender())
+            while True:
+                await self._dispatch(conn, await self._receive(conn))
+        except _Closed:
+            pass
+        except PeerRefusedError as exc:
+            self._refuse_log(conn.node_id or "peer", str(exc))
+            await conn.close(WSCloseCode.POLICY_VIOLATION, f"refused: {exc}")
+        except ProtocolError as exc:
+            self.stats.protocol_errors[exc.code] += 1
+            log.warning("closing sync connection to %s: %s", conn.node_id or "peer", exc)
+            code = (
+                WSCloseCode.MESSAGE_TOO_BIG
+                if isinstance(exc, frames.OversizedFrameError)
+                else WSCloseCode.PROTOCOL_ERROR
+            )
+            await conn.close(code, f"{exc.code}: {exc}")
+        except TimeoutError:
+            self.stats.protocol_errors["hello_timeout"] += 1
+            await conn.close(WSCloseCode.PROTOCOL_ERROR, "no hello in time")
+        except StoreClosedError:
+            await conn.close(WSCloseCode.GOING_AWAY, "node shutting down")
+        except _Refused as exc:
+            await conn.close(WSCloseCode.POLICY_VIOLATION, str(exc))
+            raise
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            log.debug("sync connection to %s lost: %s", conn.node_id, exc)
+        finally:
+            await self._release(conn)
+        return established
+
+    async def _release(self, conn: _Connection) -> None:
+        if conn.sender is not None:
+            conn.sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await conn.sender
+        if not conn.ws.closed:
+            with contextlib.suppress(Exception):
+                await conn.close(WSCloseCode.GOING_AWAY, "connection ended")
+        if conn.node_id is not None and self._conns.get(conn.node_id) is conn:
+            del self._conns[conn.node_id]
+            if conn.record is not None:
+                conn.record.state = (
+                    PeerState.BACKOFF if conn.record.address else PeerState.DISCONNECTED
+                )
+                conn.record.connected_since = None
+            async with self._changed:
+                self._changed.notify_all()
+        self._live.discard(conn)
+        conn.closed.set()
+
+    def _check_hello(self, hello: Hello, cert: bytes | None) -> None:
+        version = frames.negotiate(frames.PROTOCOL_VERSIONS, hello.versions)
+        if version is None:
+            raise PeerRefusedError(
+                f"no common protocol version (ours {frames.PROTOCOL_VERSIONS}, "
+                f"theirs {hello.versions})"
+            )
+        if hello.cluster != self.cluster_id:
+            raise PeerRefusedError(f"peer belongs to cluster {hello.cluster[:16]}, not ours")
+        if cert is not None and fingerprint(cert) != hello.node:
+            raise PeerRefusedError("hello node id does not match the certificate fingerprint")
+        if hello.node == self.node_id:
+            raise _Refused("connected to ourselves", permanent=True)
+
+    def _admit(self, conn: _Connection, record: PeerRecord | None) -> None:
+        """Register ``conn``; of two connections between the same pair keep one."""
+        assert conn.node_id is not None
+        existing = self._conns.get(conn.node_id)
+        if existing is not None:
+            # Both sides keep the connection dialed by the smaller node id, so
+            # simultaneous dials settle on the same one without a round trip.
+            keep_new = conn.dialed_by_us == (self.node_id < conn.node_id)
+            if not keep_new:
+                if record is not None:
+                    record.node_id = conn.node_id
+                    existing.record = existing.record or record
+                raise _Refused("duplicate connection")
+            existing.node_id = None  # its release must not unregister the new one
+            self._spawn(existing.close(WSCloseCode.POLICY_VIOLATION, "duplicate connection"))
+        if record is None:
+            record = next(
+                (r for r in self._records.values() if r.node_id == conn.node_id), None
+            ) or self._records.setdefault(
+                f"inbound:{conn.node_id}", PeerRecord(address=None, source="inbound")
+            )
+        record.node_id = conn.node_id
+        record.state = PeerState.CONNECTED
+        record.connected_since = time.time()
+        record.last_seen = time.monotonic()
+        conn.record = record
+        self._conns[conn.node_id] = conn
+        self._spawn(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _receive(self, conn: _Connection) -> frames.Frame:
+        msg = await conn.ws.receive()
+        if msg.type == WSMsgType.BINARY:
+            data: bytes = msg.data
+            self.stats.frames_in += 1
+            self.stats.bytes_in += len(data)
+            conn.take_token()
+            limits = self.config.limits
+            return frames.decode(
+                data, max_bytes=limits.max_frame_bytes, max_docs=limits.max_documents_per_frame
+            )
+        if msg.type == WSMsgType.ERROR:
+            exc = conn.ws.exception()
+            if isinstance(exc, aiohttp.WebSocketError) and exc.code == WSCloseCode.MESSAGE_TOO_BIG:
+                raise frames.OversizedFrameError(str(exc))
+            raise frames.MalformedFrameError(f"websocket error: {exc}")
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            raise _Closed
+        raise UnexpectedFrameError(f"{msg.type.name.lower()} frame; the protocol is binary")
+
+    async def _dispatch(self, conn: _Connection, frame: frames.Frame) -> None:
+        match frame:
+            case Push(updates):
+                by_doc: dict[str, list[bytes]] = {}
+                for doc, update in updates:
+                    by_doc.setdefault(doc, []).append(update)
+                for doc, ups in by_doc.items():
+                    await self._apply(conn, doc, ups[0] if len(ups) == 1 else merge_updates(*ups))
+            case Diff(doc, update):
+                await self._apply(conn, doc, update)
+            case StateVectors(docs, reply):
+                await self._answer_state_vectors(conn, docs, reply)
+            case Hello():
+                raise UnexpectedFrameError("second hello on one connection")
+
+    async def _apply(self, conn: _Connection, doc: str, update: bytes) -> None:
+        if doc in self.config.local_only:
+            # A peer configured differently; its copy stays with it.
+            return
+        if update == EMPTY_UPDATE:
+            return
+        if not self.store.has_document(doc):
+            conn.new_docs += 1
+            if conn.new_docs > self.config.limits.max_new_documents:
+                raise RateLimitedError(
+                    f"peer created over {self.config.limits.max_new_documents} documents"
+                )
+        try:
+            await self.store.aapply_update(doc, update, origin=conn.origin, create=True)
+        except InvalidUpdateError as exc:
+            raise frames.MalformedFrameError(f"invalid update for {doc}: {exc}") from exc
+
+    async def _answer_state_vectors(
+        self, conn: _Connection, theirs: dict[str, bytes], reply: bool
+    ) -> None:
+        ours = await self.state_vectors()
+        lags: dict[str, int] = {}
+        for doc, sv in ours.items():
+            remote = theirs.get(doc)
+            if remote is not None:
+                lags[doc] = lag(sv, remote)
+            # Equal state vectors can still hide a delete the other side lacks
+            # (deletes do not advance clocks), so the diff is always computed; it
+            # is then just the delete set.
+            update = await self.store.adiff(doc, remote)
+            if update != EMPTY_UPDATE or remote is None:
+                await conn.send(Diff(doc, update))
+                self.stats.diffs_sent += 1
+        if conn.record is not None:
+            conn.record.lag_by_doc = lags
+            conn.record.last_sync = time.time()
+        if reply:
+            await conn.send(StateVectors(ours, reply=False))
+
+    # --- background tasks ------------------------------------------------------------
+
+    async def _pump_changes(self) -> None:
+        stream = self._stream
+        assert stream is not None
+        while True:
+            event = await stream.get()
+            if event is None:
+                return
+            if stream.reset_overflow():
+                # Events were dropped before we saw them: heal from state vectors.
+                for conn in self._conns.values():
+                    conn.resync = True
+                    conn.wake.set()
+            if event.doc in self.config.local_only:
+                continue
+            for conn in self._conns.values():
+                if conn.origin != event.origin:
+                    conn.enqueue(event.doc, event.update)
+
+    async def _anti_entropy(self) -> None:
+        period = self.config.anti_entropy_s
+        while True:
+            await asyncio.sleep(random.uniform(period / 2, period * 1.5))
+            if self._conns:
+                random.choice(list(self._conns.values())).request_sync()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _tls_refused(self, reason: str) -> None:
+        self._refuse_log("peer", f"TLS handshake failed: {reason}")
+
+    def _refuse_log(self, who: object, reason: str) -> None:
+        self.stats.refused += 1
+        log.warning("refused sync connection from %s: %s", who, reason)
+
+
+def _peer_cert(ws: aiohttp.ClientWebSocketResponse) -> bytes | None:
+    ssl_obj = ws.get_extra_info("ssl_object")
+    if ssl_obj is None:
+        return None
+    cert: bytes | None = ssl_obj.getpeercert(binary_form=True)
+    return cert

@@ -1,0 +1,205 @@
+"""Frames of the node-to-node sync protocol and their msgpack codec.
+
+Every frame is one binary WebSocket message holding one msgpack map whose ``t``
+field names its type. ``schemas/sync-protocol.schema.json`` describes each type
+for third-party peers; the decoder here is strict (unknown type, missing or
+extra field, wrong type: all ``MalformedFrameError``) so that a peer speaking a
+near-miss dialect fails loudly on its first frame rather than diverging later.
+
+Conversation (both sides act alike, there is no client/server role after the
+WebSocket upgrade):
+
+1. ``hello``: each side sends its protocol versions, node id and cluster id;
+   both pick the highest common version.
+2. ``svs``: each side sends the state vectors of its replicated documents.
+3. ``diff``: for each document, whatever the other side's state vector lacks
+   (the whole document if the other side does not have it: it is created).
+4. ``push``: from then on, the update bytes of each local or relayed commit,
+   coalesced into one frame per send.
+5. ``svs`` again at anti-entropy time, with ``reply`` set so the receiver answers
+   with its own state vectors and both sides send what the other lacks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from edgestate.errors import ProtocolError
+
+# Versions this code speaks; hello negotiates the highest common one.
+PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
+
+# The store's document-name rule, checked on the wire too so a peer cannot make
+# us even try to open a file with a hostile name.
+DOC_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Node and cluster ids are hex fingerprints in TLS mode, short names in
+# insecure mode.
+_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+class MalformedFrameError(ProtocolError):
+    """A frame that is not valid msgpack or does not match its schema."""
+
+    code = "malformed_frame"
+
+
+class OversizedFrameError(ProtocolError):
+    """A frame over the configured size limit."""
+
+    code = "oversized_frame"
+
+
+class UnexpectedFrameError(ProtocolError):
+    """A well-formed frame arriving when the protocol does not allow it."""
+
+    code = "unexpected_frame"
+
+
+class RateLimitedError(ProtocolError):
+    """A peer sending frames (or creating documents) faster than its limits."""
+
+    code = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First frame on each side: who we are and which versions we speak."""
+
+    versions: tuple[int, ...]
+    node: str
+    cluster: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateVectors:
+    """Yjs v1 state vectors of the sender's replicated documents.
+
+    The receiver answers with a ``Diff`` for each of its documents the sender
+    lacks something of, and with its own ``StateVectors`` if ``reply`` is set.
+    """
+
+    docs: dict[str, bytes]
+    reply: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    """A Yjs v1 update with what the receiver lacks; creates the document."""
+
+    doc: str
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """Update bytes of one or more commits, in commit order, as (doc, update)."""
+
+    updates: tuple[tuple[str, bytes], ...]
+
+
+Frame = Hello | StateVectors | Diff | Push
+
+
+def encode(frame: Frame) -> bytes:
+    """Encode ``frame`` as the msgpack map that goes on the wire."""
+    body: dict[str, Any]
+    match frame:
+        case Hello(versions, node, cluster):
+            body = {"t": "hello", "versions": list(versions), "node": node, "cluster": cluster}
+        case StateVectors(docs, reply):
+            body = {"t": "svs", "docs": docs, "reply": reply}
+        case Diff(doc, update):
+            body = {"t": "diff", "doc": doc, "update": update}
+        case Push(updates):
+            body = {"t": "push", "updates": [[doc, update] for doc, update in updates]}
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return packed
+
+
+def decode(data: bytes, *, max_bytes: int, max_docs: int) -> Frame:
+    """Decode one frame, or raise a ``ProtocolError`` subclass saying what is wrong."""
+    if len(data) > max_bytes:
+        raise OversizedFrameError(f"frame of {len(data)} bytes is over the {max_bytes} limit")
+    try:
+        # raw=False keeps str and bytes apart; strict_map_key refuses non-str keys.
+        body = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except (ValueError, msgpack.UnpackException, TypeError) as exc:
+        raise MalformedFrameError(f"frame is not valid msgpack: {exc}") from None
+    if not isinstance(body, dict):
+        raise MalformedFrameError("frame is not a msgpack map")
+    kind = body.get("t")
+    if kind == "hello":
+        _fields(body, "versions", "node", "cluster")
+        versions = body["versions"]
+        if (
+            not isinstance(versions, list)
+            or not 0 < len(versions) <= 16
+            or not all(type(v) is int and v > 0 for v in versions)
+        ):
+            raise MalformedFrameError("hello.versions must be a list of positive integers")
+        return Hello(tuple(versions), _id(body, "node"), _id(body, "cluster"))
+    if kind == "svs":
+        _fields(body, "docs", "reply")
+        docs = body["docs"]
+        if not isinstance(docs, dict):
+            raise MalformedFrameError("svs.docs must be a map")
+        if len(docs) > max_docs:
+            raise RateLimitedError(f"svs names {len(docs)} documents, over the {max_docs} limit")
+        for name, sv in docs.items():
+            _check_doc(name)
+            if not isinstance(sv, bytes):
+                raise MalformedFrameError("svs.docs values must be bytes")
+        if not isinstance(body["reply"], bool):
+            raise MalformedFrameError("svs.reply must be a boolean")
+        return StateVectors(docs, body["reply"])
+    if kind == "diff":
+        _fields(body, "doc", "update")
+        _check_doc(body["doc"])
+        if not isinstance(body["update"], bytes):
+            raise MalformedFrameError("diff.update must be bytes")
+        return Diff(body["doc"], body["update"])
+    if kind == "push":
+        _fields(body, "updates")
+        items = body["updates"]
+        if not isinstance(items, list) or not items:
+            raise MalformedFrameError("push.updates must be a non-empty list")
+        updates = []
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], bytes)):
+                raise MalformedFrameError("push.updates items must be [doc, bytes]")
+            _check_doc(item[0])
+            updates.append((item[0], item[1]))
+        return Push(tuple(updates))
+    raise MalformedFrameError(f"unknown frame type {kind!r}")
+
+
+def negotiate(ours: tuple[int, ...], theirs: tuple[int, ...]) -> int | None:
+    """The highest protocol version both sides speak, or None."""
+    common = set(ours) & set(theirs)
+    return max(common) if common else None
+
+
+def _fields(body: dict[str, Any], *names: str) -> None:
+    expected = {"t", *names}
+    if body.keys() != expected:
+        missing = sorted(expected - body.keys())
+        extra = sorted(body.keys() - expected)
+        raise MalformedFrameError(
+            f"{body['t']} frame: missing fields {missing}, unexpected fields {extra}"
+        )
+
+
+def _id(body: dict[str, Any], name: str) -> str:
+    value = body[name]
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise MalformedFrameError(f"hello.{name} must match {_ID.pattern}")
+    return value
+
+
+def _check_doc(name: object) -> None:
+    if not isinstance(name, str) or not DOC_NAME.fullmatch(name):
+        raise MalformedFrameError(f"document name {name!r} must match {DOC_NAME.pattern}")

@@ -1,0 +1,186 @@
+"""``/yjs/{doc}``: the standard y-websocket sync protocol over a node's documents.
+
+An off-the-shelf Yjs client (``y-websocket``'s ``WebsocketProvider``) connects,
+exchanges sync step 1 / step 2 with the node, then sends and receives updates.
+Its writes go through ``store.apply_update`` like a peer's, so they are durable,
+replicated to peers and seen by modules; every commit of the store (local,
+module, peer) is sent to the clients of that document. Awareness messages are
+relayed between the clients of one document and never stored.
+
+Message layout (y-protocols): a varuint message type (0 sync, 1 awareness);
+sync messages carry a varuint sub-type (0 step 1 with a state vector, 1 step 2
+and 2 update with a v1 update) and a length-prefixed payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from pycrdt import YMessageType, YSyncMessageType, read_message, write_message
+
+from edgestate.errors import InvalidUpdateError, StoreError
+from edgestate.store import ChangeStream, Store
+from edgestate.sync.frames import DOC_NAME
+
+log = logging.getLogger(__name__)
+
+YJS_PATH = "/yjs/{doc}"
+_EMPTY_UPDATE = b"\x00\x00"
+
+
+def sync_message(kind: YSyncMessageType, payload: bytes) -> bytes:
+    """One y-protocols sync message (type bytes are varuints < 128: one byte each)."""
+    return bytes([YMessageType.SYNC, kind]) + write_message(payload)
+
+
+class _Client:
+    def __init__(self, ws: web.WebSocketResponse, origin: str, queue_size: int) -> None:
+        self.ws = ws
+        self.origin = origin
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
+
+    async def run_sender(self) -> None:
+        while True:
+            message = await self.queue.get()
+            if not message:  # kicked: the client must reconnect and resync
+                await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"resync needed")
+                return
+            await self.ws.send_bytes(message)
+
+    def offer(self, message: bytes) -> None:
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            # A client this far behind reconnects and resyncs with step 1/2,
+            # which costs far less than buffering without bound.
+            self.kick()
+
+    def kick(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(b"")
+
+
+class YjsEndpoint:
+    """Serves y-websocket clients; ``start()`` / ``close()`` own its tasks."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        create_documents: bool = True,
+        max_message_bytes: int = 32 << 20,
+        client_queue: int = 10_000,
+    ) -> None:
+        self.store = store
+        self._create = create_documents
+        self._max_message = max_message_bytes
+        self._client_queue = client_queue
+        self._clients: dict[str, set[_Client]] = {}
+        self._ids = itertools.count(1)
+        self._stream: ChangeStream | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> YjsEndpoint:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Begin forwarding the store's commits to connected clients."""
+        self._stream = self.store.changes()
+        self._pump = asyncio.get_running_loop().create_task(self._forward())
+
+    async def close(self) -> None:
+        """Disconnect every client and stop forwarding."""
+        for clients in list(self._clients.values()):
+            for client in list(clients):
+                await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"node shutting down")
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        if self._stream is not None:
+            self._stream.close()
+
+    def routes(self) -> list[web.RouteDef]:
+        """The ``/yjs/{doc}`` route, to mount in any aiohttp application."""
+        return [web.get(YJS_PATH, self._handle)]
+
+    async def _forward(self) -> None:
+        assert self._stream is not None
+        while True:
+            event = await self._stream.get()
+            if event is None:
+                return
+            if self._stream.reset_overflow():
+                # Dropped events: clients must resync; closing makes them do so.
+                for clients in self._clients.values():
+                    for client in clients:
+                        client.kick()
+            message = sync_message(YSyncMessageType.SYNC_UPDATE, event.update)
+            for client in self._clients.get(event.doc, ()):
+                if client.origin != event.origin:
+                    client.offer(message)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        doc = request.match_info["doc"]
+        if not DOC_NAME.fullmatch(doc):
+            raise web.HTTPBadRequest(reason="document name must match [A-Za-z0-9_.-]{1,64}")
+        if not self.store.has_document(doc):
+            if not self._create:
+                raise web.HTTPNotFound(reason=f"no document {doc}")
+            await asyncio.get_running_loop().run_in_executor(None, self.store.create_document, doc)
+        ws = web.WebSocketResponse(max_msg_size=self._max_message)
+        await ws.prepare(request)
+        client = _Client(ws, f"yjs:{next(self._ids)}", self._client_queue)
+        clients = self._clients.setdefault(doc, set())
+        clients.add(client)
+        sender = asyncio.get_running_loop().create_task(client.run_sender())
+        try:
+            sv = await self.store.astate_vector(doc)
+            client.offer(sync_message(YSyncMessageType.SYNC_STEP1, sv))
+            async for msg in ws:
+                if msg.type != WSMsgType.BINARY:
+                    continue  # y-websocket sends binary only; pings are handled by aiohttp
+                await self._on_message(doc, client, msg.data, clients)
+        except (InvalidUpdateError, IndexError, RuntimeError) as exc:
+            log.warning("closing yjs client of %s: bad message (%s)", doc, exc)
+            await ws.close(
+                code=WSCloseCode.PROTOCOL_ERROR, message=b"malformed y-protocols message"
+            )
+        except StoreError as exc:
+            await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=str(exc).encode()[:120])
+        finally:
+            clients.discard(client)
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await sender
+        return ws
+
+    async def _on_message(
+        self, doc: str, client: _Client, data: bytes, clients: set[_Client]
+    ) -> None:
+        if not data:
+            return
+        if data[0] == YMessageType.AWARENESS:
+            for other in clients:
+                if other is not client:
+                    other.offer(data)
+            return
+        if data[0] != YMessageType.SYNC or len(data) < 2:
+            return  # other message types (auth, query-awareness) are optional; ignore
+        payload = read_message(data[2:])
+        if data[1] == YSyncMessageType.SYNC_STEP1:
+            update = await self.store.adiff(doc, payload)
+            client.offer(sync_message(YSyncMessageType.SYNC_STEP2, update))
+        elif data[1] in (YSyncMessageType.SYNC_STEP2, YSyncMessageType.SYNC_UPDATE):
+            if payload != _EMPTY_UPDATE:
+                await self.store.aapply_update(doc, payload, origin=client.origin)

@@ -1,0 +1,94 @@
+"""The /yjs/{doc} endpoint against the real yjs + y-websocket packages under node."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from edgestate.store import Set, Store
+from edgestate.sync.yjs import YjsEndpoint
+from tests.sync.conftest import FAST_STORE, eventually
+
+JS_DIR = Path(__file__).resolve().parent.parent / "js"
+
+
+@pytest.fixture(scope="session")
+def js_client() -> Path:
+    """tests/js with node_modules installed (CI starts from a clean clone)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed to run the real Yjs client")
+    if not (JS_DIR / "node_modules" / "y-websocket").exists():
+        command = "ci" if (JS_DIR / "package-lock.json").exists() else "install"
+        subprocess.run(
+            ["npm", command, "--no-audit", "--no-fund"],
+            cwd=JS_DIR,
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+    return JS_DIR / "client.mjs"
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[Store, str]]:
+    store = Store.open(tmp_path / "data", FAST_STORE)
+    endpoint = YjsEndpoint(store)
+    await endpoint.start()
+    app = web.Application()
+    app.add_routes(endpoint.routes())
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield store, f"ws://127.0.0.1:{port}/yjs"
+    finally:
+        await endpoint.close()
+        await runner.cleanup()
+        store.close()
+
+
+async def _line(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+    assert proc.stdout is not None
+    raw = await proc.stdout.readline()
+    assert raw, "the Yjs client exited early"
+    parsed: dict[str, Any] = json.loads(raw)
+    return parsed
+
+
+@pytest.mark.timeout(60)
+async def test_a_yjs_client_reads_writes_and_sees_node_changes(
+    js_client: Path, served: tuple[Store, str]
+) -> None:
+    store, url = served
+    store.create_document("shared")
+    store.batch([Set("shared", "from-python", b"\x09\x08")])
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(js_client), url, "shared",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            synced = await _line(proc)
+            # The client sees what the node had before it connected...
+            assert synced == {"event": "synced", "root": {"from-python": [9, 8]}}
+            # ...its own write lands durably in the store...
+            await eventually(lambda: store.get("shared", "from-js") == b"\x01\x02\x03")
+            # ...and a write made on the node afterwards reaches it.
+            await store.abatch([Set("shared", "later", b"\x07")])
+            seen = await _line(proc)
+            assert seen == {"event": "seen", "key": "later", "value": [7]}
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        async with asyncio.timeout(10):
+            await proc.wait()
