@@ -299,7 +299,13 @@ class Store:
         """Fold ``doc``'s update log into a snapshot now (normally automatic)."""
         self._require_doc(doc)
         w = self._w()
-        self._submit(lambda group: w.compact(doc)).result()
+
+        def run(group: Any) -> None:
+            group.touched.add(doc)
+            group.dirty = True
+            w.compact(doc, group.txn)
+
+        self._submit(run).result()
 
     # --- change subscription ------------------------------------------------------
 

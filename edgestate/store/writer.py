@@ -284,30 +284,34 @@ class Writer:
             return
         self.compact(name)
 
-    def compact(self, name: str) -> None:
+    def compact(self, name: str, txn: Any | None = None) -> None:
         """Fold ``name``'s update log into a new snapshot, in one LMDB transaction.
 
         The snapshot put and the log deletes commit atomically, so a crash at any
         point leaves either the old snapshot + full log or the new snapshot: never
         a state with updates missing. Readers are never blocked (LMDB MVCC).
+        Runs in ``txn`` if given (a group's), else in a transaction of its own.
         """
+        if txn is None:
+            with self.env.env.begin(write=True) as own:
+                self.compact(name, own)
+            return
         meta = self.metas[name]
         tables = self.env.tables
-        with self.env.env.begin(write=True) as txn:
-            crdt = self.load_doc(name, txn)
-            snapshot = crdt.snapshot()
-            txn.put(name.encode(), snapshot, db=tables["snap"])
-            cursor = txn.cursor(db=tables["log"])
-            end = K.log_key(name, meta.seq)
-            if cursor.set_range(K.log_key(name, meta.snap_seq)):
-                while bytes(cursor.key()) < end:
-                    if not cursor.delete():
-                        break
-            new = DocMeta(
-                seq=meta.seq, snap_seq=meta.seq, log_n=0, log_b=0, snap_b=len(snapshot),
-                keys=meta.keys, value_b=meta.value_b, created_ms=meta.created_ms,
-            )
-            txn.put(name.encode(), new.pack(), db=tables["docs"])
+        crdt = self.load_doc(name, txn)
+        snapshot = crdt.snapshot()
+        txn.put(name.encode(), snapshot, db=tables["snap"])
+        cursor = txn.cursor(db=tables["log"])
+        end = K.log_key(name, meta.seq)
+        if cursor.set_range(K.log_key(name, meta.snap_seq)):
+            while bytes(cursor.key()) < end:
+                if not cursor.delete():
+                    break
+        new = DocMeta(
+            seq=meta.seq, snap_seq=meta.seq, log_n=0, log_b=0, snap_b=len(snapshot),
+            keys=meta.keys, value_b=meta.value_b, created_ms=meta.created_ms,
+        )
+        txn.put(name.encode(), new.pack(), db=tables["docs"])
         self.metas[name] = new
         self.compactions += 1
 

@@ -73,12 +73,14 @@ class Nodes:
         peers: list[Node] | tuple[str, ...] = (),
         *,
         name: str | None = None,
+        certs: Path | None = None,
         path: Path | None = None,
         **overrides: object,
     ) -> Node:
-        name, certs = (name, self.cluster.root / name) if name and (
-            self.cluster.root / name
-        ).exists() else self.cluster.issue(name)
+        """Start a node; ``name`` and ``certs`` reuse material issued earlier."""
+        if certs is None:
+            name, certs = self.cluster.issue(name)
+        assert name is not None
         static = tuple(p.address if isinstance(p, Node) else p for p in peers)
         config = SyncConfig(
             port=0,

@@ -1,0 +1,245 @@
+"""The runtime: signed modules in, sandboxed invocations against a store out.
+
+    runtime = Runtime(store, TrustPolicy.load("trust-policy.json"),
+                      RuntimeConfig(cache_dir=Path("cache")))
+    runtime.load_files(Path("counter.wasm"))       # verify, check policy, compile
+    result = runtime.invoke("counter", b"visits")  # or: await runtime.ainvoke(...)
+
+Loading checks, in order and before anything is compiled: the signature file
+parses, its key belongs to a trusted publisher, the signature covers exactly
+these wasm and manifest bytes, the manifest is valid and within its publisher's
+policy. Invoking runs the wasm synchronously (microseconds), then commits the
+invocation's writes as one store batch, only if the entry returned 0.
+``ainvoke`` awaits that batch through the store's group commit, so concurrent
+invocations share one fsync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import wasmtime
+
+from edgestate.errors import (
+    EdgestateError,
+    InvocationError,
+    ModuleNotFoundError_,
+    SignatureError,
+    StoreError,
+)
+from edgestate.host.abi import define_host_functions
+from edgestate.runtime.cache import ModuleCache
+from edgestate.runtime.engine import EpochTicker, RuntimeConfig, build_engine
+from edgestate.runtime.manifest import parse_manifest
+from edgestate.runtime.policy import TrustPolicy
+from edgestate.runtime.sandbox import Execution, Sandbox
+from edgestate.runtime.signing import parse_signature, verify_module
+from edgestate.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationResult:
+    """A successful invocation, after its writes became durable."""
+
+    module: str
+    output: bytes
+    status: int
+    fuel_used: int
+    instantiate_ns: int
+    execute_ns: int
+    commit_ns: int
+    writes: int
+
+
+@dataclass(slots=True)
+class ModuleMetrics:
+    """Counters and timing sums of one module's invocations."""
+
+    invocations: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    instantiate_ns: int = 0
+    execute_ns: int = 0
+    commit_ns: int = 0
+    fuel: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModule:
+    """A verified, compiled module ready to invoke."""
+
+    name: str
+    version: str
+    publisher: str
+    wasm_sha256: str
+    load_ns: int
+    sandbox: Sandbox
+
+
+def bundle_paths(wasm: Path) -> tuple[Path, Path]:
+    """Default manifest and signature paths next to ``NAME.wasm``."""
+    return wasm.with_suffix(".manifest.json"), wasm.with_suffix(".sig")
+
+
+class Runtime:
+    """Loaded modules of one node and the engine they run on."""
+
+    def __init__(
+        self, store: Store, policy: TrustPolicy, config: RuntimeConfig | None = None
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.config = config or RuntimeConfig()
+        self.engine = build_engine()
+        self.linker = wasmtime.Linker(self.engine)
+        self._host_functions = define_host_functions(self.linker)
+        self.cache = ModuleCache(self.engine, self.config.cache_dir)
+        self._modules: dict[str, LoadedModule] = {}
+        self.metrics: dict[str, ModuleMetrics] = {}
+        self._ticker = EpochTicker(self.engine, self.config.epoch_tick_ms)
+
+    def close(self) -> None:
+        """Stop the epoch ticker. The store is the caller's to close."""
+        self._ticker.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- loading ------------------------------------------------------------------
+
+    def load(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
+        """Verify and compile a module, replacing any loaded module of the same name."""
+        start = time.perf_counter_ns()
+        parsed_signature = parse_signature(signature)
+        self.policy.publisher(parsed_signature.public_key)  # untrusted: refuse early
+        verify_module(wasm, manifest, parsed_signature)
+        parsed = parse_manifest(manifest)
+        grant = self.policy.check(parsed_signature.public_key, parsed)
+        digest = hashlib.sha256(wasm).hexdigest()
+        compiled = self.cache.load(wasm, digest)
+        sandbox = Sandbox(
+            engine=self.engine,
+            linker=self.linker,
+            module=compiled,
+            manifest=parsed,
+            grant=grant,
+            host_limits=self.config.host,
+            epoch_tick_ms=self.config.epoch_tick_ms,
+        )
+        loaded = LoadedModule(
+            name=parsed.name,
+            version=parsed.version,
+            publisher=grant.publisher,
+            wasm_sha256=digest,
+            load_ns=time.perf_counter_ns() - start,
+            sandbox=sandbox,
+        )
+        self._modules[parsed.name] = loaded
+        self.metrics.setdefault(parsed.name, ModuleMetrics())
+        return loaded
+
+    def load_files(
+        self, wasm: Path, manifest: Path | None = None, signature: Path | None = None
+    ) -> LoadedModule:
+        """Load ``NAME.wasm`` with ``NAME.manifest.json`` and ``NAME.sig`` beside it."""
+        default_manifest, default_signature = bundle_paths(wasm)
+        signature = signature or default_signature
+        if not signature.exists():
+            raise SignatureError(
+                f"{wasm} is unsigned: no signature file {signature} "
+                "(make one with `edgestate sign`)"
+            )
+        return self.load(
+            _read(wasm), _read(manifest or default_manifest), _read(signature)
+        )
+
+    def modules(self) -> list[LoadedModule]:
+        """Loaded modules, by name."""
+        return [self._modules[n] for n in sorted(self._modules)]
+
+    def module(self, name: str) -> LoadedModule:
+        """One loaded module, or :class:`ModuleNotFoundError_`."""
+        found = self._modules.get(name)
+        if found is None:
+            raise ModuleNotFoundError_(f"no module named {name!r} is loaded")
+        return found
+
+    def unload(self, name: str) -> None:
+        """Forget a module (in-flight invocations finish on their own reference)."""
+        self.module(name)
+        del self._modules[name]
+
+    # --- invoking -----------------------------------------------------------------
+
+    def run(self, name: str, input: bytes = b"") -> Execution:
+        """Run the module's entry without committing: its staged writes are in ``ops``."""
+        sandbox = self.module(name).sandbox
+        if len(input) > self.config.max_input_bytes:
+            raise InvocationError(
+                f"input of {len(input)} bytes is over the limit of "
+                f"{self.config.max_input_bytes}"
+            )
+        metrics = self.metrics[name]
+        metrics.invocations += 1
+        try:
+            execution = sandbox.run(self.store, input)
+        except EdgestateError as exc:
+            metrics.failures[exc.code] = metrics.failures.get(exc.code, 0) + 1
+            raise
+        metrics.instantiate_ns += execution.instantiate_ns
+        metrics.execute_ns += execution.execute_ns
+        metrics.fuel += execution.fuel_used
+        return execution
+
+    def invoke(self, name: str, input: bytes = b"") -> InvocationResult:
+        """Run a module once and durably commit its writes (blocking)."""
+        execution = self.run(name, input)
+        start = time.perf_counter_ns()
+        if execution.ops:
+            try:
+                self.store.batch(execution.ops)
+            except StoreError as exc:
+                raise self._commit_failure(name, exc) from exc
+        return self._finish(name, execution, time.perf_counter_ns() - start)
+
+    async def ainvoke(self, name: str, input: bytes = b"") -> InvocationResult:
+        """Async :meth:`invoke`: the commit joins the store's group commit."""
+        execution = self.run(name, input)
+        start = time.perf_counter_ns()
+        if execution.ops:
+            try:
+                await self.store.abatch(execution.ops)
+            except StoreError as exc:
+                raise self._commit_failure(name, exc) from exc
+        return self._finish(name, execution, time.perf_counter_ns() - start)
+
+    def _commit_failure(self, name: str, exc: StoreError) -> InvocationError:
+        metrics = self.metrics[name]
+        failure = InvocationError(f"module {name!r} succeeded but its writes were refused: {exc}")
+        metrics.failures[failure.code] = metrics.failures.get(failure.code, 0) + 1
+        return failure
+
+    def _finish(self, name: str, execution: Execution, commit_ns: int) -> InvocationResult:
+        self.metrics[name].commit_ns += commit_ns
+        return InvocationResult(
+            module=name,
+            output=execution.output,
+            status=0,
+            fuel_used=execution.fuel_used,
+            instantiate_ns=execution.instantiate_ns,
+            execute_ns=execution.execute_ns,
+            commit_ns=commit_ns,
+            writes=len(execution.ops),
+        )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModuleNotFoundError_(f"cannot read {path}: {exc.strerror}") from exc

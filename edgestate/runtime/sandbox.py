@@ -1,0 +1,259 @@
+"""The per-request sandbox: a fresh wasmtime store and instance per invocation.
+
+Everything reusable is built once per module in :class:`Sandbox` (the compiled
+module, its ``InstancePre`` on the shared linker, the limits as raw numbers).
+:meth:`Sandbox.run` does only what must happen per request: a new store with
+its fuel, epoch deadline and memory limit, ``InstancePre`` instantiation, one
+unchecked call of the entry, and classification of how it ended. It uses the
+raw wasmtime bindings (see :mod:`edgestate.host.memory` for why); the store is
+deleted as soon as the call returns, so nothing survives into the next request.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from edgestate.errors import (
+    DeadlineExceededError,
+    GuestStatusError,
+    GuestTrapError,
+    InvocationError,
+    MemoryLimitError,
+    ModuleCompileError,
+    OutOfFuelError,
+)
+from edgestate.host.abi import (
+    FUNCTIONS,
+    IMPORT_MODULE,
+    HostContext,
+    HostLimits,
+    bind,
+)
+from edgestate.host.kv import Grants
+from edgestate.host.memory import WASM_PAGE, GuestFault, GuestMemory
+from edgestate.runtime.manifest import Manifest
+from edgestate.runtime.policy import Grant
+from edgestate.store import Store, WriteOp
+
+_NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
+_TRAP_OUT_OF_FUEL = 11  # WASMTIME_TRAP_CODE_OUT_OF_FUEL
+_TRAP_INTERRUPT = 10  # WASMTIME_TRAP_CODE_INTERRUPT (epoch deadline)
+# Table growth is bounded too, or a guest could grow a table instead of memory.
+_MAX_TABLE_ELEMENTS = 100_000
+
+_store_new = ffi.wasmtime_store_new
+_store_context = ffi.wasmtime_store_context
+_store_delete = ffi.wasmtime_store_delete
+_store_limiter = ffi.wasmtime_store_limiter
+_set_fuel = ffi.wasmtime_context_set_fuel
+_get_fuel = ffi.wasmtime_context_get_fuel
+_set_epoch_deadline = ffi.wasmtime_context_set_epoch_deadline
+_instantiate = ffi.wasmtime_instance_pre_instantiate
+_export_get = ffi.wasmtime_instance_export_get
+_call = ffi.wasmtime_func_call_unchecked
+_trap_code = ffi.wasmtime_trap_code
+_byref = ctypes.byref
+_now = time.perf_counter_ns
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """A successful run, before its writes are committed."""
+
+    output: bytes
+    fuel_used: int
+    instantiate_ns: int
+    execute_ns: int
+    ops: list[WriteOp]
+
+
+class Sandbox:
+    """One loaded module, ready to run in a fresh instance per request."""
+
+    def __init__(
+        self,
+        *,
+        engine: wasmtime.Engine,
+        linker: wasmtime.Linker,
+        module: wasmtime.Module,
+        manifest: Manifest,
+        grant: Grant,
+        host_limits: HostLimits,
+        epoch_tick_ms: float,
+    ) -> None:
+        self.manifest = manifest
+        self.grant = grant
+        self._check_interface(module, manifest, grant)
+        try:
+            self._pre = linker.instantiate_pre(module)
+        except wasmtime.WasmtimeError as exc:
+            raise ModuleCompileError(f"module {manifest.name!r} failed to link: {exc}") from exc
+        self._module = module  # the InstancePre refers to it
+        self._engine = engine
+        self._engine_ptr = engine.ptr()
+        self._pre_ptr = self._pre.ptr()
+        self._entry = manifest.entry.encode()
+        self._memory_bytes = grant.memory_pages * WASM_PAGE
+        self._fuel = grant.fuel
+        # +1: the current epoch may be about to tick, which would cut the budget short.
+        self._deadline_ticks = math.ceil(grant.wall_time_ms / epoch_tick_ms) + 1
+        self._grants = Grants(manifest.reads, manifest.writes)
+        self._host_limits = host_limits
+        self.name = manifest.name
+
+    @staticmethod
+    def _check_interface(module: wasmtime.Module, manifest: Manifest, grant: Grant) -> None:
+        """Refuse, before any instance exists, a module that cannot run here."""
+        where = f"module {manifest.name!r}"
+        known = {f.name: f for f in FUNCTIONS}
+        for imp in module.imports:
+            function = known.get(imp.name or "") if imp.module == IMPORT_MODULE else None
+            if function is None:
+                raise ModuleCompileError(
+                    f"{where} imports {imp.module}.{imp.name}, which the host does not "
+                    "provide (see schemas/host-abi.json)"
+                )
+            ty = imp.type
+            want = ([t for _, t in function.params], list(function.results))
+            got = (
+                ([str(p) for p in ty.params], [str(r) for r in ty.results])
+                if isinstance(ty, wasmtime.FuncType)
+                else None
+            )
+            if got != want:
+                raise ModuleCompileError(
+                    f"{where} imports {IMPORT_MODULE}.{imp.name} with the wrong type; "
+                    f"the ABI has params {want[0]} and results {want[1]}"
+                )
+        exports = {e.name: e.type for e in module.exports}
+        entry = exports.get(manifest.entry)
+        if not isinstance(entry, wasmtime.FuncType) or (
+            [str(p) for p in entry.params],
+            [str(r) for r in entry.results],
+        ) != ([], ["i32"]):
+            raise ModuleCompileError(
+                f"{where} must export its entry {manifest.entry!r} as a function "
+                "taking no arguments and returning an i32 status"
+            )
+        memory = exports.get("memory")
+        if not isinstance(memory, wasmtime.MemoryType):
+            raise ModuleCompileError(f"{where} must export its linear memory as 'memory'")
+        if memory.limits.min > grant.memory_pages:
+            raise ModuleCompileError(
+                f"{where} starts with {memory.limits.min} memory pages but its manifest "
+                f"allows {grant.memory_pages}"
+            )
+
+    def run(self, store: Store, input: bytes) -> Execution:
+        """Run the entry once in a fresh instance; raise an :class:`InvocationError` on failure."""
+        start = _now()
+        raw_store = _store_new(self._engine_ptr, None, _NO_FINALIZER)
+        try:
+            context = _store_context(raw_store)
+            _set_fuel(context, self._fuel)
+            _set_epoch_deadline(context, self._deadline_ticks)
+            _store_limiter(raw_store, self._memory_bytes, _MAX_TABLE_ELEMENTS, -1, -1, -1)
+            instance = ffi.wasmtime_instance_t()
+            trap = ctypes.POINTER(ffi.wasm_trap_t)()
+            error = _instantiate(self._pre_ptr, context, _byref(instance), _byref(trap))
+            if error or trap:
+                raise self._instantiation_failure(error, trap)
+            item = ffi.wasmtime_extern_t()
+            _export_get(context, _byref(instance), self._entry, len(self._entry), _byref(item))
+            memory = GuestMemory(context, instance)
+            host = HostContext(
+                store=store,
+                grants=self._grants,
+                input=input,
+                max_output=self.grant.max_output_bytes,
+                memory=memory,
+                limits=self._host_limits,
+                module=self.name,
+            )
+            slots = (ffi.wasmtime_val_raw_t * 1)()
+            bind(host)
+            try:
+                started = _now()
+                error = _call(context, _byref(item.of.func), slots, 1, _byref(trap))
+                finished = _now()
+            finally:
+                bind(None)
+            remaining = ctypes.c_uint64(0)
+            _get_fuel(context, _byref(remaining))
+            if error or trap:
+                raise self._call_failure(error, trap, host, memory)
+            status = slots[0].i32
+            if status != 0:
+                if self._memory_full(memory):
+                    raise MemoryLimitError(
+                        f"module {self.name!r} returned status {status} after filling its "
+                        f"memory limit of {self.grant.memory_pages} pages"
+                    )
+                raise GuestStatusError(f"module {self.name!r} returned status {status}")
+            return Execution(
+                output=host.output_bytes(),
+                fuel_used=self._fuel - remaining.value,
+                instantiate_ns=started - start,
+                execute_ns=finished - started,
+                ops=host.overlay.ops(),
+            )
+        finally:
+            _store_delete(raw_store)
+
+    def _instantiation_failure(self, error: Any, trap: Any) -> InvocationError:
+        message = _message(error, trap)
+        if "memory" in message and ("limit" in message or "minimum" in message):
+            return MemoryLimitError(f"module {self.name!r} could not get its memory: {message}")
+        return GuestTrapError(f"module {self.name!r} failed to instantiate: {message}")
+
+    def _call_failure(
+        self, error: Any, trap: Any, host: HostContext, memory: GuestMemory
+    ) -> InvocationError:
+        code = ctypes.c_uint8(255)
+        has_code = bool(trap) and _trap_code(trap, _byref(code))
+        message = _message(error, trap)
+        name = self.name
+        if has_code and code.value == _TRAP_OUT_OF_FUEL:
+            return OutOfFuelError(f"module {name!r} used up its fuel ({self._fuel} units)")
+        if has_code and code.value == _TRAP_INTERRUPT:
+            return DeadlineExceededError(
+                f"module {name!r} ran past its wall-time budget of {self.grant.wall_time_ms} ms"
+            )
+        if host.fault is not None:
+            if isinstance(host.fault, InvocationError):
+                return host.fault
+            failure = GuestTrapError(f"module {name!r} trapped in a host call: {host.fault}")
+            failure.__cause__ = host.fault
+            return failure
+        if self._memory_full(memory):
+            return MemoryLimitError(
+                f"module {name!r} failed after filling its memory limit of "
+                f"{self.grant.memory_pages} pages: {message}"
+            )
+        return GuestTrapError(f"module {name!r} trapped: {message}")
+
+
+    def _memory_full(self, memory: GuestMemory) -> bool:
+        # memory.grow past the limit only returns -1 to the guest, so the runtime
+        # cannot see the refusal itself; a failure with memory full is reported
+        # as what it almost certainly is.
+        try:
+            return memory.size + WASM_PAGE > self._memory_bytes
+        except GuestFault:
+            return False
+
+
+def _message(error: Any, trap: Any) -> str:
+    """The text of a wasmtime error or trap (taking ownership, so it is freed)."""
+    if error:
+        return str(wasmtime.WasmtimeError._from_ptr(error))
+    if trap:
+        return wasmtime.Trap._from_ptr(trap).message.split("\n")[0]
+    return "unknown failure"
