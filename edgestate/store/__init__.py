@@ -1,11 +1,11 @@
 """Durable state: named CRDT documents over one LMDB environment.
 
-    from edgestate.store import Store, Set, Incr
-    with Store.open("data") as store:
-        store.create_document("counters")
-        store.set("counters", "greeting", b"hello")
-        store.incr("counters", "visits")
-        store.batch([Set("counters", "a", b"1"), Incr("counters", "n", 5)])
+from edgestate.store import Store, Set, Incr
+with Store.open("data") as store:
+    store.create_document("counters")
+    store.set("counters", "greeting", b"hello")
+    store.incr("counters", "visits")
+    store.batch([Set("counters", "a", b"1"), Incr("counters", "n", 5)])
 """
 
 from edgestate.store.changes import ChangeStream

@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pycrdt import Doc, Map, MapEvent, TransactionEvent, merge_updates
+from pycrdt import Doc, Map, TransactionEvent, merge_updates
 
 from edgestate.errors import InvalidUpdateError, ValueTooLargeError, WrongTypeError
 from edgestate.store.types import Delete, Incr, Set, WriteOp
@@ -102,10 +102,10 @@ class CrdtDocument:
     def _on_transaction(self, event: TransactionEvent) -> None:
         self._updates.append(event.update)
 
-    def _on_root(self, event: MapEvent[Any]) -> None:
+    def _on_root(self, event: Any) -> None:
         self._changed.update(event.keys)
 
-    def _on_counters(self, event: MapEvent[Any]) -> None:
+    def _on_counters(self, event: Any) -> None:
         for flat, change in event.keys.items():
             key, sep, replica = flat.rpartition(SLOT_SEP)
             if not sep:
@@ -165,7 +165,9 @@ class CrdtDocument:
                     raise ValueTooLargeError(f"increment {op.delta} does not fit in int64")
                 pending[op.key] = "counter"
 
-    def apply_local(self, ops: Sequence[WriteOp]) -> tuple[list[int | None], bytes | None, set[str]]:
+    def apply_local(
+        self, ops: Sequence[WriteOp]
+    ) -> tuple[list[int | None], bytes | None, set[str]]:
         """Run ``ops`` in one CRDT transaction (already checked by :meth:`check_ops`).
 
         Returns each op's result (a counter's new total for ``Incr``), the update

@@ -172,7 +172,9 @@ def _check_format(env: Any, path: Path, readonly: bool) -> tuple[dict[str, Any],
                 tables = {n: env.open_db(n.encode(), txn=txn) for n in _TABLES}
                 if txn.get(_FORMAT_KEY, db=tables["meta"]) is None:
                     if existing:
-                        raise FormatVersionError(f"{path} has edgestate tables but no format record")
+                        raise FormatVersionError(
+                            f"{path} has edgestate tables but no format record"
+                        )
                     txn.put(_FORMAT_KEY, str(FORMAT_VERSION).encode(), db=tables["meta"])
                     # 52 bits: unique across a fleet, and exact as a JavaScript number
                     # (it doubles as the Yjs client id that JS peers decode).

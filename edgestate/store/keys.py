@@ -90,7 +90,9 @@ def decode_cursor(cursor: str, doc: str, prefix: str) -> str:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         version, c_doc, c_prefix, last_key = msgpack.unpackb(raw)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise InvalidCursorError(f"scan cursor {cursor[:40]!r} is not one this store issued") from exc
+        raise InvalidCursorError(
+            f"scan cursor {cursor[:40]!r} is not one this store issued"
+        ) from exc
     if version != _CURSOR_VERSION or not isinstance(last_key, str):
         raise InvalidCursorError(f"scan cursor {cursor[:40]!r} is not one this store issued")
     if c_doc != doc or c_prefix != prefix:

@@ -50,16 +50,17 @@ class Store:
         self._env = env
         self.config = config
         self._hub = ChangeHub()
-        self._writer: Writer | None = (
-            None if env.readonly else Writer(env, config, self._hub)
-        )
+        self._writer: Writer | None = None if env.readonly else Writer(env, config, self._hub)
         self._known_docs: set[str] = set()
         self._kv = env.tables["kv"]
         self._closed = False
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], config: StoreConfig | None = None, *,
+        cls,
+        path: str | os.PathLike[str],
+        config: StoreConfig | None = None,
+        *,
         readonly: bool = False,
     ) -> Store:
         """Open the store in ``path`` (created if absent, unless ``readonly``).
@@ -124,7 +125,10 @@ class Store:
         """Names of all documents, sorted."""
         self._check_open()
         with self._env.read() as txn:
-            return [bytes(k).decode() for k in txn.cursor(db=self._env.tables["docs"]).iternext(values=False)]
+            return [
+                bytes(k).decode()
+                for k in txn.cursor(db=self._env.tables["docs"]).iternext(values=False)
+            ]
 
     def document_info(self, name: str) -> DocumentInfo:
         """Key count, update-log length and sizes of one document."""
@@ -133,8 +137,12 @@ class Store:
             raw = txn.get(name.encode(), db=self._env.tables["docs"])
         meta = DocMeta.unpack(raw)
         return DocumentInfo(
-            name=name, keys=meta.keys, log_entries=meta.log_n, log_bytes=meta.log_b,
-            snapshot_bytes=meta.snap_b, value_bytes=meta.value_b,
+            name=name,
+            keys=meta.keys,
+            log_entries=meta.log_n,
+            log_bytes=meta.log_b,
+            snapshot_bytes=meta.snap_b,
+            value_bytes=meta.value_b,
             extra={"seq": meta.seq, "created_ms": meta.created_ms},
         )
 
@@ -218,7 +226,7 @@ class Store:
                     if len(items) == limit:
                         more = True
                         break
-                    items.append((bytes(key)[len(base):].decode(), bytes(value[1:])))
+                    items.append((bytes(key)[len(base) :].decode(), bytes(value[1:])))
         next_cursor = K.encode_cursor(doc, prefix, items[-1][0]) if more else None
         return ScanPage(items, next_cursor)
 

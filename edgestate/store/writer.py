@@ -73,7 +73,11 @@ class _Group:
         return self.writer.load_doc(name, self.txn)
 
     def persist(
-        self, name: str, update: bytes | None, changed: set[str], crdt: CrdtDocument,
+        self,
+        name: str,
+        update: bytes | None,
+        changed: set[str],
+        crdt: CrdtDocument,
         origin: str | None,
     ) -> None:
         """Append ``update`` to the log and rematerialize the ``changed`` keys."""
@@ -213,11 +217,10 @@ class Writer:
                 return
 
     def _run_group(self, jobs: list[_Job[Any]]) -> None:
-        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
-        group: _Group | None = None
+        outcomes: list[tuple[_Job[Any], Any, EdgestateError | None]] = []
+        txn = self.env.env.begin(write=True)
+        group = _Group(self, txn)
         try:
-            txn = self.env.env.begin(write=True)
-            group = _Group(self, txn)
             for job in jobs:
                 if not job.future.set_running_or_notify_cancel():
                     continue
@@ -233,26 +236,23 @@ class Writer:
                 self.commits += 1
             else:
                 txn.abort()
-        except BaseException as exc:
+        except BaseException as failure:
             log.exception("group commit of %d jobs failed", len(jobs))
-            try:
-                txn.abort()
-            except Exception:
-                pass
-            self._forget(group.touched if group else set(self.docs))
-            error = StoreError(f"commit failed, nothing of it was stored: {exc}")
-            error.__cause__ = exc
+            txn.abort()
+            self._forget(group.touched)
+            error = StoreError(f"commit failed, nothing of it was stored: {failure}")
+            error.__cause__ = failure
             for job in jobs:
                 if job.future.running():
                     job.future.set_exception(error)
             return
         finally:
             self.dirty_metas.clear()
-        for job, result, exc in outcomes:
-            if exc is None:
+        for job, result, job_error in outcomes:
+            if job_error is None:
                 job.future.set_result(result)
             else:
-                job.future.set_exception(exc)
+                job.future.set_exception(job_error)
         if group.events:
             self.hub.publish(group.events)
         for name in group.touched:
@@ -308,8 +308,14 @@ class Writer:
                 if not cursor.delete():
                     break
         new = DocMeta(
-            seq=meta.seq, snap_seq=meta.seq, log_n=0, log_b=0, snap_b=len(snapshot),
-            keys=meta.keys, value_b=meta.value_b, created_ms=meta.created_ms,
+            seq=meta.seq,
+            snap_seq=meta.seq,
+            log_n=0,
+            log_b=0,
+            snap_b=len(snapshot),
+            keys=meta.keys,
+            value_b=meta.value_b,
+            created_ms=meta.created_ms,
         )
         txn.put(name.encode(), new.pack(), db=tables["docs"])
         self.metas[name] = new
@@ -420,7 +426,9 @@ class Writer:
         group.txn.put(key, update, db=table)
         pending.append((key, update, client, clock))
 
-    def _drain_pending(self, group: _Group, doc: str, crdt: CrdtDocument, origin: str | None) -> None:
+    def _drain_pending(
+        self, group: _Group, doc: str, crdt: CrdtDocument, origin: str | None
+    ) -> None:
         pending = self.pending[doc]
         progress = True
         while progress and pending:

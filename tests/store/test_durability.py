@@ -22,7 +22,9 @@ def test_every_acknowledged_write_survives_kill_9(tmp_path: Path, threads: int) 
     data = tmp_path / "data"
     proc = subprocess.Popen(
         [sys.executable, str(CHILD), str(data), str(threads)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()},
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
@@ -115,9 +117,12 @@ def test_second_writer_is_refused_while_first_is_open(store: Store) -> None:
     code = (
         "from edgestate.store import Store\n"
         "from edgestate.errors import StoreLockedError\n"
-        f"try:\n    Store.open({str(store.path)!r})\nexcept StoreLockedError as e:\n    print('locked')"
+        f"try:\n    Store.open({str(store.path)!r})\n"
+        "except StoreLockedError:\n    print('locked')"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
     assert out.stdout.strip() == "locked", out.stderr
     store.set("docs", "still", b"works")
 

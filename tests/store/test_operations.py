@@ -71,8 +71,12 @@ def test_counter_overflow_is_refused_without_trace(store: Store) -> None:
 
 def test_batch_is_atomic_across_documents(store: Store) -> None:
     results = store.batch(
-        [Set("docs", "a", b"1"), Incr("counters", "n", 5), Set("docs", "b", b"2"),
-         Incr("counters", "n", 2)]
+        [
+            Set("docs", "a", b"1"),
+            Incr("counters", "n", 5),
+            Set("docs", "b", b"2"),
+            Incr("counters", "n", 2),
+        ]
     )
     assert results == [None, 5, None, 7]
     store.set("docs", "plain", b"p")
@@ -136,8 +140,13 @@ def test_foreign_or_mangled_cursor_is_refused(store: Store) -> None:
 
 @pytest.mark.parametrize(
     ("key", "message"),
-    [(b"bytes", "keys are strings"), ("", "must not be empty"), ("x" * 401, "over the limit"),
-     ("\ud800", "not valid UTF-8"), (7, "keys are strings")],
+    [
+        (b"bytes", "keys are strings"),
+        ("", "must not be empty"),
+        ("x" * 401, "over the limit"),
+        ("\ud800", "not valid UTF-8"),
+        (7, "keys are strings"),
+    ],
 )
 def test_bad_keys_are_refused(store: Store, key: object, message: str) -> None:
     with pytest.raises(InvalidKeyError, match=message):
@@ -227,7 +236,8 @@ def test_subscribe_reports_keys_and_unsubscribe_stops(store: Store) -> None:
     unsubscribe = store.subscribe(events.append)
     store.batch([Set("docs", "a", b"1"), Incr("counters", "c", 1)])
     assert {(e.doc, e.keys) for e in events} == {
-        ("docs", frozenset({"a"})), ("counters", frozenset({"c"}))
+        ("docs", frozenset({"a"})),
+        ("counters", frozenset({"c"})),
     }
     unsubscribe()
     store.set("docs", "b", b"2")
