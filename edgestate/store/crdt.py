@@ -27,12 +27,13 @@ import json
 import struct
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pycrdt import Doc, Map, TransactionEvent, merge_updates
 
 from edgestate.errors import InvalidUpdateError, ValueTooLargeError, WrongTypeError
-from edgestate.store.types import Delete, Incr, Set, WriteOp
+from edgestate.store.types import Incr, Set, WriteOp
 from edgestate.store.updates import decode_state_vector
 
 ROOT = "root"
@@ -138,77 +139,9 @@ class CrdtDocument:
                 self.doc.apply_update(update)
         self._take()
 
-    def _kind(self, key: str) -> str:
-        if key in self.root:
-            return "bytes"
-        return "counter" if self._slots.get(key) else "absent"
-
-    def check_ops(self, ops: Sequence[WriteOp], pending: dict[str, str]) -> None:
-        """Raise before any mutation if an op does not fit the value's type.
-
-        ``pending`` maps keys already touched by earlier ops of the same batch to
-        the kind they will hold ("bytes", "counter" or "absent").
-        """
-        for op in ops:
-            if isinstance(op, Set):
-                pending[op.key] = "bytes"
-            elif isinstance(op, Delete):
-                pending[op.key] = "absent"
-            else:
-                kind = pending.get(op.key) or self._kind(op.key)
-                if kind == "bytes":
-                    raise WrongTypeError(
-                        f"{self.name}/{op.key} holds a plain value, not a counter; "
-                        "delete it or set it before incrementing"
-                    )
-                if not (I64_MIN <= op.delta <= I64_MAX):
-                    raise ValueTooLargeError(f"increment {op.delta} does not fit in int64")
-                pending[op.key] = "counter"
-
-    def apply_local(
-        self, ops: Sequence[WriteOp]
-    ) -> tuple[list[int | None], bytes | None, set[str]]:
-        """Run ``ops`` in one CRDT transaction (already checked by :meth:`check_ops`).
-
-        Returns each op's result (a counter's new total for ``Incr``), the update
-        the transaction produced and the keys it changed.
-        """
-        results: list[int | None] = []
-        self.last_used = time.monotonic()
-        with self.doc.transaction():
-            for op in ops:
-                if isinstance(op, Incr):
-                    results.append(self._incr(op))
-                    continue
-                if isinstance(op, Set):
-                    self.root[op.key] = op.value if type(op.value) is bytes else bytes(op.value)
-                elif op.key in self.root:
-                    del self.root[op.key]
-                for replica in self._current_slots(op.key):
-                    del self.counters[op.key + SLOT_SEP + replica]
-                results.append(None)
-        update, changed = self._take()
-        return results, update, changed
-
-    def _current_slots(self, key: str) -> dict[str, int]:
-        # Read through the open transaction (the index is only updated by the
-        # observers when it ends), so earlier ops of the same batch count.
-        out: dict[str, int] = {}
-        for replica in {*self._slots.get(key, ()), self.replica}:
-            raw = self.counters.get(key + SLOT_SEP + replica)
-            if raw is not None:
-                out[replica] = _slot_value(raw)
-        return out
-
-    def _incr(self, op: Incr) -> int:
-        slots = self._current_slots(op.key)
-        mine = slots.get(self.replica, 0) + op.delta
-        total = sum(slots.values()) + op.delta
-        # Checked before touching the CRDT so a refused increment leaves no trace.
-        if not (I64_MIN <= mine <= I64_MAX and I64_MIN <= total <= I64_MAX):
-            raise ValueTooLargeError(f"counter {self.name}/{op.key} would overflow int64")
-        self.counters[op.key + SLOT_SEP + self.replica] = pack_i64(mine)
-        return total
+    def plan(self) -> WritePlan:
+        """A new plan for local writes to this document (see :class:`WritePlan`)."""
+        return WritePlan(self)
 
     def apply_remote(self, update: bytes) -> tuple[bytes | None, set[str]]:
         """Integrate a remote v1 update; returns what it added (None if nothing)."""
@@ -219,6 +152,10 @@ class CrdtDocument:
             self._take()
             raise InvalidUpdateError(f"cannot decode update for {self.name!r}: {exc}") from exc
         return self._take()
+
+    def materialized(self, keys: Iterable[str]) -> dict[str, bytes | None]:
+        """Materialized (tagged) values of ``keys`` as the CRDT holds them now."""
+        return {key: self.value(key) for key in keys}
 
     def value(self, key: str) -> bytes | None:
         """Materialized (tagged) value of ``key`` as the CRDT holds it now."""
@@ -250,3 +187,148 @@ class CrdtDocument:
     def snapshot(self) -> bytes:
         """The whole state as one v1 update (compaction writes this)."""
         return bytes(self.doc.get_update())
+
+
+@dataclass(slots=True)
+class _KeyState:
+    in_root: bool | None  # None: not looked up yet (a Map lookup costs ~7 us)
+    value: bytes | None
+    slots: dict[str, int]
+
+
+class WritePlan:
+    """Local writes to one document, checked and simulated before any mutation.
+
+    Batches from many callers are added one by one; a batch that does not fit
+    (incr on a plain value, counter overflow) is refused and leaves the plan as it
+    was. :meth:`execute` then runs every accepted batch in *one* CRDT transaction:
+    one update and one log entry per document per group commit, however many
+    callers it holds. The simulation also yields each Incr's new total and the
+    materialized value of every touched key, so nothing is read back from the CRDT.
+    """
+
+    def __init__(self, crdt: CrdtDocument) -> None:
+        self.crdt = crdt
+        self._state: dict[str, _KeyState] = {}
+        self._actions: list[tuple[int, str, Any]] = []
+        self._touched: set[str] = set()
+        self._last_undo: tuple[int, dict[str, _KeyState | None], list[str]] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._actions)
+
+    def _key(self, key: str) -> _KeyState:
+        st = self._state.get(key)
+        if st is None:
+            st = _KeyState(None, None, dict(self.crdt._slots.get(key, ())))
+            self._state[key] = st
+        return st
+
+    def add(self, ops: Sequence[WriteOp]) -> list[int | None]:
+        """Accept ``ops`` atomically or raise with the plan unchanged."""
+        saved: dict[str, _KeyState | None] = {}
+        newly_touched: list[str] = []
+        undo = (len(self._actions), saved, newly_touched)
+        results: list[int | None] = []
+        try:
+            for op in ops:
+                if op.key not in saved:
+                    old = self._state.get(op.key)
+                    saved[op.key] = (
+                        None if old is None else _KeyState(old.in_root, old.value, dict(old.slots))
+                    )
+                    if op.key not in self._touched:
+                        newly_touched.append(op.key)
+                results.append(self._add(op))
+        except BaseException:
+            self._undo(undo)
+            raise
+        self._last_undo = undo
+        return results
+
+    def rollback_last(self) -> None:
+        """Undo the last successful :meth:`add` (its job failed in another document)."""
+        if self._last_undo is not None:
+            self._undo(self._last_undo)
+            self._last_undo = None
+
+    def _undo(self, undo: tuple[int, dict[str, _KeyState | None], list[str]]) -> None:
+        n_actions, saved, newly_touched = undo
+        del self._actions[n_actions:]
+        self._touched.difference_update(newly_touched)
+        for key, old_state in saved.items():
+            if old_state is None:
+                self._state.pop(key, None)
+            else:
+                self._state[key] = old_state
+
+    def _add(self, op: WriteOp) -> int | None:
+        st = self._key(op.key)
+        act = self._actions
+        n_before = len(act)
+        result = self._simulate(op, st, act)
+        if len(act) > n_before:
+            self._touched.add(op.key)
+        return result
+
+    def _simulate(self, op: WriteOp, st: _KeyState, act: list[tuple[int, str, Any]]) -> int | None:
+        if isinstance(op, Incr):
+            if st.in_root is None:
+                st.in_root = op.key in self.crdt.root
+            if st.in_root:
+                raise WrongTypeError(
+                    f"{self.crdt.name}/{op.key} holds a plain value, not a counter; "
+                    "delete it or set it before incrementing"
+                )
+            replica = self.crdt.replica
+            mine = st.slots.get(replica, 0) + op.delta
+            total = sum(st.slots.values()) + op.delta
+            if not (I64_MIN <= mine <= I64_MAX and I64_MIN <= total <= I64_MAX):
+                raise ValueTooLargeError(f"counter {self.crdt.name}/{op.key} would overflow int64")
+            st.slots[replica] = mine
+            act.append((_PUT_SLOT, op.key + SLOT_SEP + replica, pack_i64(mine)))
+            return total
+        for replica in st.slots:
+            act.append((_DEL_SLOT, op.key + SLOT_SEP + replica, None))
+        st.slots = {}
+        if isinstance(op, Set):
+            value = op.value if type(op.value) is bytes else bytes(op.value)
+            act.append((_PUT_ROOT, op.key, value))
+            st.in_root, st.value = True, value
+        elif st.in_root is not False:
+            act.append((_DEL_ROOT, op.key, None))  # checked at execution if unknown here
+            st.in_root, st.value = False, None
+        return None
+
+    def execute(self) -> tuple[bytes | None, dict[str, bytes | None]]:
+        """Apply every accepted op in one transaction: (update, materialized values)."""
+        crdt = self.crdt
+        root, counters = crdt.root, crdt.counters
+        crdt.last_used = time.monotonic()
+        with crdt.doc.transaction():
+            for kind, key, value in self._actions:
+                if kind == _PUT_ROOT:
+                    root[key] = value
+                elif kind == _PUT_SLOT:
+                    counters[key] = value
+                elif kind == _DEL_ROOT:
+                    if key in root:
+                        del root[key]
+                else:
+                    del counters[key]
+        update, _ = crdt._take()
+        out: dict[str, bytes | None] = {}
+        for key in self._touched:
+            st = self._state[key]
+            if st.in_root:
+                assert st.value is not None
+                out[key] = TAG_BYTES + st.value
+            elif st.slots:
+                out[key] = TAG_COUNTER + pack_i64(sum(st.slots.values()))
+            else:
+                out[key] = None
+        self._actions, self._state, self._touched = [], {}, set()
+        return update, out
+
+
+_PUT_ROOT, _DEL_ROOT, _PUT_SLOT, _DEL_SLOT = range(4)

@@ -8,12 +8,13 @@ write is durable, the ``a``-prefixed ones await the same future.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
+
+import lmdb
 
 from edgestate.errors import (
     InvalidKeyError,
@@ -52,6 +53,7 @@ class Store:
         self._hub = ChangeHub()
         self._writer: Writer | None = None if env.readonly else Writer(env, config, self._hub)
         self._known_docs: set[str] = set()
+        self._prefixes: dict[str, bytes] = {}
         self._kv = env.tables["kv"]
         self._closed = False
 
@@ -107,7 +109,7 @@ class Store:
         """Create an empty document; False if it already existed."""
         K.check_doc_name(name)
         created = self._submit(self._w().job_create(name)).result()
-        self._known_docs.add(name)
+        self._remember(name)
         return created
 
     def has_document(self, name: str) -> bool:
@@ -118,8 +120,12 @@ class Store:
         with self._env.read() as txn:
             found = txn.get(name.encode(), db=self._env.tables["docs"]) is not None
         if found:
-            self._known_docs.add(name)
+            self._remember(name)
         return found
+
+    def _remember(self, name: str) -> None:
+        self._prefixes[name] = K.doc_prefix(name)
+        self._known_docs.add(name)
 
     def documents(self) -> list[str]:
         """Names of all documents, sorted."""
@@ -171,11 +177,26 @@ class Store:
 
     def get(self, doc: str, key: str) -> bytes | None:
         """The value of ``key`` in ``doc`` (a counter's total as 8 LE bytes), or None."""
-        raw_key = K.encode_key(key, self.config.max_key_bytes)
-        self._require_doc(doc)
-        with self._env.read() as txn:
-            raw = txn.get(K.kv_key(doc, raw_key), db=self._kv)
-        return None if raw is None else bytes(raw[1:])
+        # The hot read path: one LMDB lookup and nothing that allocates needlessly.
+        if doc not in self._known_docs or self._closed:
+            self._require_doc(doc)
+        try:
+            raw_key = key.encode()
+        except (AttributeError, UnicodeEncodeError):
+            raw_key = b""
+        if not raw_key or len(raw_key) > self.config.max_key_bytes or type(key) is not str:
+            K.encode_key(key, self.config.max_key_bytes)  # raises, naming what is wrong
+        try:
+            txn = self._env.env.begin(db=self._kv)
+        except lmdb.MapResizedError:
+            with self._env.read() as txn:
+                raw = txn.get(self._prefixes[doc] + raw_key, db=self._kv)
+        else:
+            try:
+                raw = txn.get(self._prefixes[doc] + raw_key)
+            finally:
+                txn.abort()
+        return None if raw is None else raw[1:]
 
     def get_counter(self, doc: str, key: str) -> int | None:
         """A counter's total, None if absent; a plain value raises WrongTypeError."""
@@ -244,7 +265,9 @@ class Store:
 
     async def abatch(self, ops: Sequence[WriteOp]) -> list[int | None]:
         """Async form of :meth:`batch` (shares the group commit with other callers)."""
-        return await asyncio.wrap_future(self.submit(ops))
+        ops = list(ops)
+        self._validate(ops)
+        return await self._w().submit_async(self._w().job_write(ops), weight=len(ops))
 
     def set(self, doc: str, key: str, value: bytes) -> None:
         """Durably write ``value`` under ``key``."""
@@ -275,7 +298,10 @@ class Store:
         self, doc: str, update: bytes, *, origin: str | None = None, create: bool = False
     ) -> bool:
         """Async form of :meth:`apply_update`."""
-        return await asyncio.wrap_future(self._submit_apply(doc, update, origin, create))
+        K.check_doc_name(doc)
+        if not create:
+            self._require_doc(doc)
+        return await self._w().submit_async(self._w().job_apply(doc, update, origin, create))
 
     def _submit_apply(
         self, doc: str, update: bytes, origin: str | None, create: bool
@@ -291,7 +317,8 @@ class Store:
 
     async def astate_vector(self, doc: str) -> bytes:
         """Async form of :meth:`state_vector`."""
-        return await asyncio.wrap_future(self._read_crdt(doc, CrdtDocument.state_vector))
+        self._require_doc(doc)
+        return await self._w().submit_async(self._w().job_read(doc, CrdtDocument.state_vector))
 
     def diff(self, doc: str, remote_state_vector: bytes | None = None) -> bytes:
         """A v1 update with what a peer at ``remote_state_vector`` lacks (None: all)."""
@@ -299,8 +326,9 @@ class Store:
 
     async def adiff(self, doc: str, remote_state_vector: bytes | None = None) -> bytes:
         """Async form of :meth:`diff`."""
-        return await asyncio.wrap_future(
-            self._read_crdt(doc, lambda c: c.diff(remote_state_vector))
+        self._require_doc(doc)
+        return await self._w().submit_async(
+            self._w().job_read(doc, lambda c: c.diff(remote_state_vector))
         )
 
     def compact(self, doc: str) -> None:

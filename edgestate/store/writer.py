@@ -15,6 +15,7 @@ evicts every document it touched.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -33,7 +34,7 @@ from edgestate.errors import (
 )
 from edgestate.store import keys as K
 from edgestate.store.changes import ChangeHub
-from edgestate.store.crdt import CrdtDocument
+from edgestate.store.crdt import CrdtDocument, WritePlan
 from edgestate.store.env import DocMeta, Environment
 from edgestate.store.types import ChangeEvent, Durability, Set, StoreConfig, WriteOp
 from edgestate.store.updates import check_v1_update, first_block
@@ -45,9 +46,30 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class _Job(Generic[T]):
+    """One unit of work. Sync callers wait on ``future``; asyncio callers on
+    ``afut``, settled on their ``loop`` in one hop per group (a thread-safe wakeup
+    costs ~30 us, too much to pay once per write at high concurrency)."""
+
     run: Callable[[_Group], T]
     weight: int
     future: Future[T] = field(default_factory=Future)
+    loop: asyncio.AbstractEventLoop | None = None
+    afut: asyncio.Future[T] | None = None
+
+    def start(self) -> bool:
+        if self.afut is not None:
+            return not self.afut.cancelled()
+        return self.future.set_running_or_notify_cancel()
+
+
+def _settle(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for afut, result, error in items:
+        if afut.done():
+            continue  # cancelled by its caller meanwhile
+        if error is None:
+            afut.set_result(result)
+        else:
+            afut.set_exception(error)
 
 
 _STOP = object()
@@ -65,22 +87,37 @@ class _Group:
         self.txn = txn
         self.events: list[ChangeEvent] = []
         self.touched: set[str] = set()
+        self.plans: dict[str, WritePlan] = {}
         self.dirty = False
 
     def doc(self, name: str) -> CrdtDocument:
-        """The live CRDT of ``name``, loading it through this transaction if needed."""
+        """The live CRDT of ``name`` with pending local writes applied, loading it if needed."""
         self.touched.add(name)
+        self.flush(name)
         return self.writer.load_doc(name, self.txn)
 
+    def plan(self, name: str) -> WritePlan:
+        """The open plan of local writes to ``name`` in this group."""
+        plan = self.plans.get(name)
+        if plan is None:
+            self.touched.add(name)
+            plan = self.writer.load_doc(name, self.txn).plan()
+            self.plans[name] = plan
+        return plan
+
+    def flush(self, name: str | None = None) -> None:
+        """Execute the open write plan of ``name`` (or of every document)."""
+        names = list(self.plans) if name is None else [name] if name in self.plans else []
+        for doc in names:
+            plan = self.plans.pop(doc)
+            if plan:
+                update, values = plan.execute()
+                self.persist(doc, update, values, None)
+
     def persist(
-        self,
-        name: str,
-        update: bytes | None,
-        changed: set[str],
-        crdt: CrdtDocument,
-        origin: str | None,
+        self, name: str, update: bytes | None, values: dict[str, bytes | None], origin: str | None
     ) -> None:
-        """Append ``update`` to the log and rematerialize the ``changed`` keys."""
+        """Append ``update`` to the log and store the materialized ``values``."""
         if update is None:
             return
         w = self.writer
@@ -91,9 +128,9 @@ class _Group:
         meta.log_n += 1
         meta.log_b += len(update)
         kv = w.env.tables["kv"]
-        for key in changed:
-            lkey = K.kv_key(name, key.encode())
-            value = crdt.value(key)
+        prefix = K.doc_prefix(name)
+        for key, value in values.items():
+            lkey = prefix + key.encode()
             if value is None:
                 old = txn.pop(lkey, db=kv)
                 if old is not None:
@@ -109,7 +146,7 @@ class _Group:
         w.dirty_metas.add(name)
         self.dirty = True
         if w.hub.active:
-            self.events.append(ChangeEvent(name, frozenset(changed), update, origin))
+            self.events.append(ChangeEvent(name, frozenset(values), update, origin))
 
 
 class Writer:
@@ -147,6 +184,16 @@ class Writer:
         job: _Job[T] = _Job(run, weight)
         self._queue.put(job)
         return job.future
+
+    def submit_async(self, run: Callable[[_Group], T], weight: int = 1) -> asyncio.Future[T]:
+        """Like :meth:`submit`, for a caller on a running event loop."""
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        loop = asyncio.get_running_loop()
+        job: _Job[T] = _Job(run, weight, loop=loop, afut=loop.create_future())
+        self._queue.put(job)
+        assert job.afut is not None
+        return job.afut
 
     def close(self) -> None:
         """Finish queued jobs, stop the thread, flush."""
@@ -217,17 +264,18 @@ class Writer:
                 return
 
     def _run_group(self, jobs: list[_Job[Any]]) -> None:
-        outcomes: list[tuple[_Job[Any], Any, EdgestateError | None]] = []
+        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
         txn = self.env.env.begin(write=True)
         group = _Group(self, txn)
         try:
             for job in jobs:
-                if not job.future.set_running_or_notify_cancel():
+                if not job.start():
                     continue
                 try:
                     outcomes.append((job, job.run(group), None))
                 except EdgestateError as exc:
                     outcomes.append((job, None, exc))
+            group.flush()
             if group.dirty:
                 docs_table = self.env.tables["docs"]
                 for name in self.dirty_metas:
@@ -242,17 +290,11 @@ class Writer:
             self._forget(group.touched)
             error = StoreError(f"commit failed, nothing of it was stored: {failure}")
             error.__cause__ = failure
-            for job in jobs:
-                if job.future.running():
-                    job.future.set_exception(error)
+            self._resolve([(job, None, error) for job in jobs])
             return
         finally:
             self.dirty_metas.clear()
-        for job, result, job_error in outcomes:
-            if job_error is None:
-                job.future.set_result(result)
-            else:
-                job.future.set_exception(job_error)
+        self._resolve(outcomes)
         if group.events:
             self.hub.publish(group.events)
         for name in group.touched:
@@ -262,6 +304,24 @@ class Writer:
                 # The log stays as it was (the compaction transaction aborted), so
                 # nothing is lost; it is retried after the document's next write.
                 log.exception("compaction of %r failed", name)
+
+    @staticmethod
+    def _resolve(outcomes: Sequence[tuple[_Job[Any], Any, BaseException | None]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for job, result, error in outcomes:
+            if job.afut is not None and job.loop is not None:
+                by_loop.setdefault(job.loop, []).append((job.afut, result, error))
+            elif job.future.done():
+                continue
+            elif error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:
+                log.warning("event loop closed before %d writes were acknowledged", len(items))
 
     def _forget(self, names: set[str]) -> None:
         for name in names:
@@ -332,7 +392,11 @@ class Writer:
     # --- job bodies (run on the writer thread) ------------------------------------
 
     def job_write(self, ops: Sequence[WriteOp]) -> Callable[[_Group], list[int | None]]:
-        """A job applying ``ops`` atomically; validation happened in the caller."""
+        """A job adding ``ops`` to the group's write plans, all or nothing.
+
+        Values were validated by the caller; type and overflow checks happen here
+        against the simulated state, before anything is mutated.
+        """
 
         def run(group: _Group) -> list[int | None]:
             by_doc: dict[str, list[WriteOp]] = {}
@@ -341,20 +405,16 @@ class Writer:
                 lst = by_doc.setdefault(op.doc, [])
                 order.append((op.doc, len(lst)))
                 lst.append(op)
-            crdts = {name: group.doc(name) for name in by_doc}
-            for name, doc_ops in by_doc.items():
-                crdts[name].check_ops(doc_ops, {})
-            applied: dict[str, tuple[list[int | None], bytes | None, set[str]]] = {}
+            plans = {name: group.plan(name) for name in by_doc}
+            done: dict[str, list[int | None]] = {}
             try:
                 for name, doc_ops in by_doc.items():
-                    applied[name] = crdts[name].apply_local(doc_ops)
+                    done[name] = plans[name].add(doc_ops)
             except EdgestateError:
-                for name in by_doc:  # drop half-applied CRDT state; reload from the txn
-                    self.docs.pop(name, None)
+                for name in done:  # undo this job's part in the other documents' plans
+                    plans[name].rollback_last()
                 raise
-            for name, (_, update, changed) in applied.items():
-                group.persist(name, update, changed, crdts[name], None)
-            return [applied[name][0][i] for name, i in order]
+            return [done[name][i] for name, i in order]
 
         return run
 
@@ -386,7 +446,7 @@ class Writer:
                     self.docs.pop(doc, None)
                     self.dirty_metas.discard(doc)
                 raise
-            group.persist(doc, added, changed, crdt, origin)
+            group.persist(doc, added, crdt.materialized(changed), origin)
             if added is not None and self._pending_for(group, doc):
                 self._drain_pending(group, doc, crdt, origin)
             return added is not None
@@ -444,7 +504,7 @@ class Writer:
                 except EdgestateError:
                     log.warning("dropped an undecodable pending update of %r", doc)
                     continue
-                group.persist(doc, added, changed, crdt, origin)
+                group.persist(doc, added, crdt.materialized(changed), origin)
                 progress = True
 
     def job_create(self, doc: str) -> Callable[[_Group], bool]:
