@@ -26,7 +26,7 @@ from pathlib import Path
 
 import lmdb
 
-from edgestate.store import Durability, Incr, Set, Store, StoreConfig
+from edgestate.store import Durability, Set, Store, StoreConfig
 
 DOC = "bench"
 
@@ -134,54 +134,63 @@ def bench_batched(root: Path) -> None:
         print(f"  {n_batches * per / dt:12,.0f} sets/s")
 
 
+def _ours(path: Path, writers: int, seconds: float) -> tuple[float, list[float]]:
+    """edgestate: asyncio callers sharing group commits."""
+    lat: list[float] = []
+    with Store.open(path) as store:
+        store.create_document(DOC)
+
+        async def writer(w: int, stop: float) -> int:
+            n = 0
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter_ns()
+                await store.abatch([Set(DOC, f"w{w}:{n % 1000}", b"v" * 32)])
+                lat.append((time.perf_counter_ns() - t0) / 1000)
+                n += 1
+            return n
+
+        async def run() -> int:
+            stop = time.perf_counter() + seconds
+            return sum(await asyncio.gather(*(writer(w, stop) for w in range(writers))))
+
+        total = asyncio.run(run())
+    return total / seconds, lat
+
+
+def _one_fsync_per_write(path: Path, writers: int, seconds: float) -> float:
+    """The floor without group commit: one LMDB commit + fsync per write."""
+    env = lmdb.open(str(path), map_size=1 << 30)
+    count = [0]
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+
+    def raw_writer(w: int) -> None:
+        n = 0
+        while time.perf_counter() < stop_at:
+            with env.begin(write=True) as txn:
+                txn.put(f"w{w}:{n % 1000}".encode(), b"v" * 32)
+            n += 1
+        with lock:
+            count[0] += n
+
+    threads = [threading.Thread(target=raw_writer, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    env.close()
+    return count[0] / seconds
+
+
 def bench_concurrency(root: Path, seconds: float) -> None:
     print("\n== durable writers: acknowledged writes/s (group commit vs one fsync per write) ==")
     for writers in (1, 8, 64):
-        # edgestate: asyncio callers sharing group commits
-        with Store.open(root / f"conc-{writers}") as store:
-            store.create_document(DOC)
-            lat: list[float] = []
-
-            async def writer(w: int, stop: float) -> int:
-                n = 0
-                while time.perf_counter() < stop:
-                    t0 = time.perf_counter_ns()
-                    await store.abatch([Set(DOC, f"w{w}:{n % 1000}", b"v" * 32)])
-                    lat.append((time.perf_counter_ns() - t0) / 1000)
-                    n += 1
-                return n
-
-            async def run() -> int:
-                stop = time.perf_counter() + seconds
-                return sum(await asyncio.gather(*(writer(w, stop) for w in range(writers))))
-
-            total = asyncio.run(run())
-        ours = total / seconds
-        # floor: one LMDB commit + fsync per write, from as many threads
-        env = lmdb.open(str(root / f"rawconc-{writers}"), map_size=1 << 30)
-        count = [0]
-        lock = threading.Lock()
-        stop_at = time.perf_counter() + seconds
-
-        def raw_writer(w: int) -> None:
-            n = 0
-            while time.perf_counter() < stop_at:
-                with env.begin(write=True) as txn:
-                    txn.put(f"w{w}:{n % 1000}".encode(), b"v" * 32)
-                n += 1
-            with lock:
-                count[0] += n
-
-        threads = [threading.Thread(target=raw_writer, args=(w,)) for w in range(writers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        env.close()
-        raw = count[0] / seconds
+        ours, lat = _ours(root / f"conc-{writers}", writers, seconds)
+        raw = _one_fsync_per_write(root / f"rawconc-{writers}", writers, seconds)
         print(
-            f"  {writers:3d} writers: edgestate {ours:9,.0f}/s (median {statistics.median(lat):7.0f} us,"
-            f" p99 {pct(lat, 0.99):7.0f} us)   one-fsync-per-write {raw:9,.0f}/s   {ours / raw:5.1f}x"
+            f"  {writers:3d} writers: edgestate {ours:9,.0f}/s "
+            f"(median {statistics.median(lat):7.0f} us, p99 {pct(lat, 0.99):7.0f} us)"
+            f"   one-fsync-per-write {raw:9,.0f}/s   {ours / raw:5.1f}x"
         )
 
 
