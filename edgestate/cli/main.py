@@ -11,7 +11,11 @@ import edgestate
 from edgestate.cli.store_cmds import commands as store_commands
 
 # Subcommand modules owned by the layers they expose; each defines `commands`.
-_COMMAND_MODULES = ("edgestate.cli.runtime_cmds", "edgestate.cli.cluster_cmds")
+_COMMAND_MODULES = (
+    "edgestate.cli.node_cmds",
+    "edgestate.cli.runtime_cmds",
+    "edgestate.cli.cluster_cmds",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

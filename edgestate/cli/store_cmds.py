@@ -1,47 +1,208 @@
-"""``edgestate inspect`` (read-only, safe beside a running node) and ``edgestate kv``."""
+"""``edgestate inspect`` (read-only) and ``edgestate kv`` (durable writes).
+
+Both work on a data directory directly (``--data DIR``: inspect read-only and safe
+beside a running node; kv through the store's durable path, refused while another
+process holds the directory for writing) or against a running node over its API
+(``--node URL --token T``). Either way the output is the same, and ``--json``
+follows the schemas in ``schemas/cli/``.
+"""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import click
 
 from edgestate.cli.output import describe_value, edge_errors, emit_json, emit_table, show_value
+from edgestate.client import NodeClient
 from edgestate.store import Store
 
-DATA_OPTION = click.option(
-    "--data",
-    "data",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data"),
-    show_default=True,
-    help="The node's data directory.",
-)
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+_DOC_FIELDS = ("name", "keys", "value_bytes", "log_entries", "log_bytes", "snapshot_bytes")
+
+
+class Source(Protocol):
+    """Where inspect/kv read and write: a local directory or a running node."""
+
+    def documents(self) -> list[dict[str, Any]]: ...
+    def get(self, doc: str, key: str) -> dict[str, Any]: ...
+    def scan(self, doc: str, prefix: str, cursor: str | None, limit: int) -> dict[str, Any]: ...
+    def put(self, doc: str, key: str, value: bytes, create: bool) -> None: ...
+    def delete(self, doc: str, key: str) -> None: ...
+    def incr(self, doc: str, key: str, delta: int, create: bool) -> int: ...
+    def close(self) -> None: ...
+
+
+def store_path(data: Path) -> Path:
+    """A node's data directory keeps its store in ``store/``; accept either."""
+    nested = data / "store"
+    return nested if (nested / "data.mdb").exists() else data
+
+
+class LocalSource:
+    """A data directory opened directly."""
+
+    def __init__(self, data: Path, *, readonly: bool) -> None:
+        self.store = Store.open(store_path(data), readonly=readonly)
+
+    def documents(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self.store.documents():
+            i = self.store.document_info(name)
+            out.append(
+                dict(
+                    zip(
+                        _DOC_FIELDS,
+                        (
+                            i.name,
+                            i.keys,
+                            i.value_bytes,
+                            i.log_entries,
+                            i.log_bytes,
+                            i.snapshot_bytes,
+                        ),
+                        strict=True,
+                    )
+                )
+            )
+        return out
+
+    def _describe(self, doc: str, key: str, value: bytes | None) -> dict[str, Any]:
+        return describe_value(value, counter=value is not None and self.store.is_counter(doc, key))
+
+    def get(self, doc: str, key: str) -> dict[str, Any]:
+        return {"doc": doc, "key": key, **self._describe(doc, key, self.store.get(doc, key))}
+
+    def scan(self, doc: str, prefix: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        page = self.store.scan(doc, prefix, cursor, limit)
+        items = [{"key": k, **self._describe(doc, k, v)} for k, v in page.items]
+        return {"doc": doc, "prefix": prefix, "items": items, "cursor": page.cursor}
+
+    def put(self, doc: str, key: str, value: bytes, create: bool) -> None:
+        if create:
+            self.store.create_document(doc)
+        self.store.set(doc, key, value)
+
+    def delete(self, doc: str, key: str) -> None:
+        self.store.delete(doc, key)
+
+    def incr(self, doc: str, key: str, delta: int, create: bool) -> int:
+        if create:
+            self.store.create_document(doc)
+        return self.store.incr(doc, key, delta)
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self.store.stats()
+        stats.pop("commits", None)
+        stats.pop("compactions", None)
+        return stats
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _with_text(desc: dict[str, Any]) -> dict[str, Any]:
+    """The API sends base64 only; add the text form the CLI schema promises."""
+    text = None
+    if desc.get("found") and desc.get("type") == "bytes":
+        try:
+            text = base64.b64decode(desc["base64"]).decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+    return {**desc, "text": text}
+
+
+class RemoteSource:
+    """A running node, over its admin API."""
+
+    def __init__(self, client: NodeClient) -> None:
+        self.client = client
+
+    def documents(self) -> list[dict[str, Any]]:
+        return self.client.documents()
+
+    def get(self, doc: str, key: str) -> dict[str, Any]:
+        return _with_text(self.client.get(doc, key))
+
+    def scan(self, doc: str, prefix: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        page = self.client.scan(doc, prefix, cursor, limit)
+        page["items"] = [_with_text(i) for i in page["items"]]
+        return page
+
+    def put(self, doc: str, key: str, value: bytes, create: bool) -> None:
+        self.client.put(doc, key, value, create=create)
+
+    def delete(self, doc: str, key: str) -> None:
+        self.client.delete(doc, key)
+
+    def incr(self, doc: str, key: str, delta: int, create: bool) -> int:
+        return self.client.incr(doc, key, delta, create=create)
+
+    def close(self) -> None:
+        pass
+
+
+def _target_options(fn: Any) -> Any:
+    fn = click.option(
+        "--token-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="With --node: read the admin token from this file.",
+    )(fn)
+    fn = click.option("--token", envvar="EDGESTATE_TOKEN", help="With --node: admin token.")(fn)
+    fn = click.option(
+        "--node",
+        "node_url",
+        default=None,
+        help="Talk to a running node at this URL instead of opening --data.",
+    )(fn)
+    fn = click.option(
+        "--data",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("edgestate-data"),
+        show_default=True,
+        help="Data directory (a node's, or a store's).",
+    )(fn)
+    return fn
+
+
+def _remember_target(
+    ctx: click.Context, data: Path, node_url: str | None, token: str | None, token_file: Path | None
+) -> None:
+    from edgestate.cli.node_cmds import make_client
+
+    ctx.ensure_object(dict)
+    ctx.obj["data"] = data
+    ctx.obj["client"] = make_client(node_url, token, token_file) if node_url else None
 
 
 @contextmanager
-def _open(ctx: click.Context, *, readonly: bool) -> Iterator[Store]:
-    store = Store.open(ctx.obj["data"], readonly=readonly)
+def _source(ctx: click.Context, *, readonly: bool) -> Iterator[Source]:
+    client: NodeClient | None = ctx.obj["client"]
+    source: Source = (
+        RemoteSource(client) if client else LocalSource(ctx.obj["data"], readonly=readonly)
+    )
     try:
-        yield store
+        yield source
     finally:
-        store.close()
+        source.close()
 
 
 # --- inspect -------------------------------------------------------------------
 
 
 @click.group()
-@DATA_OPTION
+@_target_options
 @click.pass_context
-def inspect(ctx: click.Context, data: Path) -> None:
-    """Look inside a data directory, read-only (works while a node runs on it)."""
-    ctx.ensure_object(dict)
-    ctx.obj["data"] = data
+def inspect(
+    ctx: click.Context, data: Path, node_url: str | None, token: str | None, token_file: Path | None
+) -> None:
+    """Look inside a data directory (read-only, works beside a running node) or a node."""
+    _remember_target(ctx, data, node_url, token, token_file)
 
 
 @inspect.command("docs")
@@ -50,35 +211,14 @@ def inspect(ctx: click.Context, data: Path) -> None:
 @edge_errors
 def inspect_docs(ctx: click.Context, as_json: bool) -> None:
     """Documents with key counts, update-log length and sizes."""
-    with _open(ctx, readonly=True) as store:
-        infos = [store.document_info(name) for name in store.documents()]
-    rows = [
-        {
-            "name": i.name,
-            "keys": i.keys,
-            "value_bytes": i.value_bytes,
-            "log_entries": i.log_entries,
-            "log_bytes": i.log_bytes,
-            "snapshot_bytes": i.snapshot_bytes,
-        }
-        for i in infos
-    ]
+    with _source(ctx, readonly=True) as source:
+        rows = source.documents()
     if as_json:
         emit_json({"documents": rows})
         return
     emit_table(
         ["DOCUMENT", "KEYS", "VALUE BYTES", "LOG ENTRIES", "LOG BYTES", "SNAPSHOT BYTES"],
-        [
-            [
-                r["name"],
-                r["keys"],
-                r["value_bytes"],
-                r["log_entries"],
-                r["log_bytes"],
-                r["snapshot_bytes"],
-            ]
-            for r in rows
-        ],
+        [[r[f] for f in _DOC_FIELDS] for r in rows],
     )
 
 
@@ -89,15 +229,14 @@ def inspect_docs(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 @edge_errors
 def inspect_get(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
-    """The value of KEY in DOC."""
-    with _open(ctx, readonly=True) as store:
-        _print_value(store, doc, key, as_json)
+    """The value of KEY in DOC (exit status 3 if absent)."""
+    with _source(ctx, readonly=True) as source:
+        _print_value(source.get(doc, key), as_json)
 
 
-def _print_value(store: Store, doc: str, key: str, as_json: bool) -> None:
-    desc = describe_value(store.get(doc, key), counter=store.is_counter(doc, key))
+def _print_value(desc: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        emit_json({"doc": doc, "key": key, **desc})
+        emit_json(desc)
     else:
         click.echo(show_value(desc))
     if not desc["found"]:
@@ -116,17 +255,14 @@ def inspect_scan(
     ctx: click.Context, doc: str, prefix: str, limit: int, cursor: str | None, as_json: bool
 ) -> None:
     """Keys of DOC starting with PREFIX, in key order, one page at a time."""
-    with _open(ctx, readonly=True) as store:
-        page = store.scan(doc, prefix, cursor, limit)
-        items = [
-            {"key": k, **describe_value(v, counter=store.is_counter(doc, k))} for k, v in page.items
-        ]
+    with _source(ctx, readonly=True) as source:
+        page = source.scan(doc, prefix, cursor, limit)
     if as_json:
-        emit_json({"doc": doc, "prefix": prefix, "items": items, "cursor": page.cursor})
+        emit_json(page)
         return
-    emit_table(["KEY", "VALUE"], [[i["key"], show_value(i)] for i in items])
-    if page.cursor:
-        click.echo(f"more: --cursor {page.cursor}")
+    emit_table(["KEY", "VALUE"], [[i["key"], show_value(i)] for i in page["items"]])
+    if page["cursor"]:
+        click.echo(f"more: --cursor {page['cursor']}")
 
 
 @inspect.command("stats")
@@ -135,13 +271,19 @@ def inspect_scan(
 @edge_errors
 def inspect_stats(ctx: click.Context, as_json: bool) -> None:
     """Environment figures: file size, map size, readers, document totals."""
-    with _open(ctx, readonly=True) as store:
-        stats: dict[str, Any] = store.stats()
-        infos = [store.document_info(n) for n in store.documents()]
-    stats["keys"] = sum(i.keys for i in infos)
-    stats["log_bytes"] = sum(i.log_bytes for i in infos)
-    stats["snapshot_bytes"] = sum(i.snapshot_bytes for i in infos)
-    stats["value_bytes"] = sum(i.value_bytes for i in infos)
+    if ctx.obj["client"] is not None:
+        stats = dict(ctx.obj["client"].status()["store"])
+        stats.pop("commits", None)
+        stats.pop("compactions", None)
+        docs = ctx.obj["client"].documents()
+    else:
+        local = LocalSource(ctx.obj["data"], readonly=True)
+        try:
+            stats, docs = local.stats(), local.documents()
+        finally:
+            local.close()
+    for field in ("keys", "log_bytes", "snapshot_bytes", "value_bytes"):
+        stats[field] = sum(d[field] for d in docs)
     if as_json:
         emit_json(stats)
         return
@@ -152,26 +294,16 @@ def inspect_stats(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.group()
-@DATA_OPTION
+@_target_options
 @click.pass_context
-def kv(ctx: click.Context, data: Path) -> None:
-    """Read and write keys through the durable path (needs the directory's writer lock)."""
-    ctx.ensure_object(dict)
-    ctx.obj["data"] = data
+def kv(
+    ctx: click.Context, data: Path, node_url: str | None, token: str | None, token_file: Path | None
+) -> None:
+    """Read and write keys through the durable path (a directory's writer lock, or a node)."""
+    _remember_target(ctx, data, node_url, token, token_file)
 
 
-CREATE_OPTION = click.option("--create", is_flag=True, help="Create DOC if it does not exist yet.")
-
-
-def _writable(ctx: click.Context, doc: str, create: bool) -> Store:
-    store = Store.open(ctx.obj["data"])
-    try:
-        if create:
-            store.create_document(doc)
-    except BaseException:
-        store.close()
-        raise
-    return store
+CREATE_OPTION = click.option("--create", is_flag=True, help="Create DOC if it does not exist.")
 
 
 @kv.command("put")
@@ -191,9 +323,8 @@ def kv_put(
         raw = bytes.fromhex(value) if is_hex else value.encode()
     except ValueError as exc:
         raise click.BadParameter(f"not hex: {exc}", param_hint="VALUE") from exc
-    store = _writable(ctx, doc, create)
-    with store:
-        store.set(doc, key, raw)
+    with _source(ctx, readonly=False) as source:
+        source.put(doc, key, raw, create)
     if as_json:
         emit_json({"doc": doc, "key": key, "ok": True, "bytes": len(raw)})
     else:
@@ -207,9 +338,9 @@ def kv_put(
 @click.pass_context
 @edge_errors
 def kv_get(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
-    """The value of KEY in DOC."""
-    with Store.open(ctx.obj["data"]) as store:
-        _print_value(store, doc, key, as_json)
+    """The value of KEY in DOC (exit status 3 if absent)."""
+    with _source(ctx, readonly=False) as source:
+        _print_value(source.get(doc, key), as_json)
 
 
 @kv.command("delete")
@@ -220,8 +351,8 @@ def kv_get(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
 @edge_errors
 def kv_delete(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
     """Durably remove KEY from DOC."""
-    with Store.open(ctx.obj["data"]) as store:
-        store.delete(doc, key)
+    with _source(ctx, readonly=False) as source:
+        source.delete(doc, key)
     if as_json:
         emit_json({"doc": doc, "key": key, "ok": True})
     else:
@@ -241,9 +372,8 @@ def kv_incr(
     ctx: click.Context, doc: str, key: str, delta: int, create: bool, as_json: bool
 ) -> None:
     """Durably add DELTA (default 1) to the counter KEY; prints the new total."""
-    store = _writable(ctx, doc, create)
-    with store:
-        total = store.incr(doc, key, delta)
+    with _source(ctx, readonly=False) as source:
+        total = source.incr(doc, key, delta, create)
     if as_json:
         emit_json({"doc": doc, "key": key, "counter": total})
     else:

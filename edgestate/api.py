@@ -1,0 +1,375 @@
+"""The node's HTTP API (aiohttp), described in schemas/openapi.yaml.
+
+Routes:
+    POST   /v1/invoke/{module}                     module input in, module output out
+    GET    /healthz, /readyz, /metrics
+    admin (Authorization: Bearer <token from DATA/admin.token>):
+    GET    /v1/admin/status
+    GET    /v1/admin/peers
+    GET    /v1/admin/modules            POST (deploy a bundle)   DELETE /v1/admin/modules/{name}
+    GET    /v1/admin/docs
+    GET    /v1/admin/docs/{doc}/keys/{key}   PUT (raw body)   DELETE
+    POST   /v1/admin/docs/{doc}/keys/{key}/incr?delta=N
+    GET    /v1/admin/docs/{doc}/scan?prefix=&cursor=&limit=
+    GET    /v1/admin/docs/{doc}/watch        server-sent events, one per change
+
+Every error is JSON ``{"error": {"code": ..., "message": ...}}`` with a stable code
+and the status below; one request's failure never disturbs another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from edgestate import errors as E
+from edgestate.store import Delete, Incr, Set
+
+if TYPE_CHECKING:
+    from edgestate.node import Node
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Status per error class; the most specific class listed wins (checked in MRO order).
+_STATUS: dict[type[E.EdgestateError], int] = {
+    E.ModuleNotFoundError_: 404,
+    E.UnknownDocumentError: 404,
+    E.InvalidKeyError: 400,
+    E.InvalidDocumentNameError: 400,
+    E.InvalidCursorError: 400,
+    E.WrongTypeError: 409,
+    E.ValueTooLargeError: 413,
+    E.OutputTooLargeError: 502,
+    E.OutOfFuelError: 503,
+    E.DeadlineExceededError: 504,
+    E.MemoryLimitError: 507,
+    E.GuestTrapError: 500,
+    E.GuestStatusError: 422,
+    E.InvocationError: 500,
+    E.SignatureError: 403,
+    E.UntrustedPublisherError: 403,
+    E.PolicyViolationError: 403,
+    E.ManifestError: 422,
+    E.ModuleCompileError: 422,
+    E.StoreClosedError: 503,
+    E.EdgestateError: 500,
+}
+
+INVOKE_KEY: web.AppKey[Node] = web.AppKey("node")
+
+
+def status_for(exc: E.EdgestateError) -> int:
+    """HTTP status of an error (see ``_STATUS``)."""
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return 500
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """The one JSON error shape every route uses."""
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def build_app(node: Node) -> web.Application:
+    """The API application of ``node``."""
+    app = web.Application(
+        middlewares=[_errors_middleware(node), _auth_middleware(node)],
+        client_max_size=max(node.config.api.max_body_bytes, node.config.api.max_admin_body_bytes),
+    )
+    app[INVOKE_KEY] = node
+    api = _Api(node)
+    app.add_routes(
+        [
+            web.post("/v1/invoke/{module}", api.invoke),
+            web.get("/healthz", api.healthz),
+            web.get("/readyz", api.readyz),
+            web.get("/metrics", api.metrics),
+            web.get("/v1/admin/status", api.status),
+            web.get("/v1/admin/peers", api.peers),
+            web.get("/v1/admin/modules", api.modules),
+            web.post("/v1/admin/modules", api.deploy),
+            web.delete("/v1/admin/modules/{name}", api.remove),
+            web.get("/v1/admin/docs", api.docs),
+            web.get("/v1/admin/docs/{doc}/keys/{key}", api.get_key),
+            web.put("/v1/admin/docs/{doc}/keys/{key}", api.put_key),
+            web.delete("/v1/admin/docs/{doc}/keys/{key}", api.delete_key),
+            web.post("/v1/admin/docs/{doc}/keys/{key}/incr", api.incr_key),
+            web.get("/v1/admin/docs/{doc}/scan", api.scan),
+            web.get("/v1/admin/docs/{doc}/watch", api.watch),
+        ]
+    )
+    return app
+
+
+def _errors_middleware(node: Node) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except E.EdgestateError as exc:
+            node.metrics.http_errors.labels(exc.code).inc()
+            return error_response(status_for(exc), exc.code, str(exc))
+        except web.HTTPRequestEntityTooLarge as exc:
+            node.metrics.http_errors.labels("body_too_large").inc()
+            return error_response(413, "body_too_large", exc.text or "request body too large")
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "bad_request")
+                node.metrics.http_errors.labels(code).inc()
+                return error_response(exc.status, code, exc.reason)
+            raise
+
+    return middleware
+
+
+def _auth_middleware(node: Node) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/v1/admin/"):
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                node.metrics.http_errors.labels("unauthorized").inc()
+                return error_response(
+                    401,
+                    "unauthorized",
+                    "admin routes need 'Authorization: Bearer <token>' (the token is in "
+                    f"{node.token_path})",
+                )
+            if not hmac.compare_digest(token.encode(), node.admin_token.encode()):
+                node.metrics.http_errors.labels("forbidden").inc()
+                return error_response(403, "forbidden", "the bearer token is not this node's")
+        return await handler(request)
+
+    return middleware
+
+
+def _describe(value: bytes | None, counter: bool) -> dict[str, Any]:
+    if value is None:
+        return {"found": False, "type": None, "base64": None, "counter": None}
+    return {
+        "found": True,
+        "type": "counter" if counter else "bytes",
+        "base64": base64.b64encode(value).decode(),
+        "counter": int.from_bytes(value, "little", signed=True) if counter else None,
+    }
+
+
+class _Api:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    # --- invocation ---------------------------------------------------------------
+
+    async def invoke(self, request: web.Request) -> web.StreamResponse:
+        node = self.node
+        name = request.match_info["module"]
+        if node.draining:
+            return error_response(503, "shutting_down", "the node is shutting down")
+        if (
+            request.content_length is not None
+            and request.content_length > node.config.api.max_body_bytes
+        ):
+            node.metrics.http_errors.labels("body_too_large").inc()
+            return error_response(
+                413,
+                "body_too_large",
+                f"input of {request.content_length} bytes is over the limit of "
+                f"{node.config.api.max_body_bytes}",
+            )
+        body = await request.read()
+        if len(body) > node.config.api.max_body_bytes:
+            return error_response(413, "body_too_large", "input over the limit")
+        result = await node.invoke(name, body)
+        return web.Response(
+            body=result.output,
+            content_type="application/octet-stream",
+            headers={
+                "X-Edgestate-Status": str(result.status),
+                "X-Edgestate-Fuel": str(result.fuel_used),
+                "X-Edgestate-Instantiate-Us": f"{result.instantiate_ns / 1000:.1f}",
+                "X-Edgestate-Execute-Us": f"{result.execute_ns / 1000:.1f}",
+                "X-Edgestate-Commit-Us": f"{result.commit_ns / 1000:.1f}",
+                "X-Edgestate-Writes": str(result.writes),
+            },
+        )
+
+    # --- health and metrics -------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"ok": True})
+
+    async def readyz(self, request: web.Request) -> web.StreamResponse:
+        if not self.node.ready:
+            return error_response(503, "not_ready", "the node is starting or shutting down")
+        return web.json_response({"ok": True})
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            body=self.node.metrics.render(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+    # --- admin --------------------------------------------------------------------
+
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.node.status())
+
+    async def peers(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"peers": self.node.peer_rows()})
+
+    async def modules(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"modules": self.node.module_rows()})
+
+    async def deploy(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return error_response(400, "bad_request", f"body is not JSON: {exc}")
+        if not isinstance(body, dict):
+            return error_response(400, "bad_request", "body must be a JSON object")
+        parts: dict[str, bytes] = {}
+        for field in ("wasm", "manifest", "signature"):
+            value = body.get(field)
+            if not isinstance(value, str):
+                return error_response(400, "bad_request", f"field {field!r} (base64) is missing")
+            try:
+                parts[field] = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return error_response(400, "bad_request", f"field {field!r} is not valid base64")
+        loaded = await self.node.registry.deploy(
+            parts["wasm"], parts["manifest"], parts["signature"]
+        )
+        return web.json_response(
+            {
+                "name": loaded.name,
+                "version": loaded.version,
+                "publisher": loaded.publisher,
+                "wasm_sha256": loaded.wasm_sha256,
+            },
+            status=201,
+        )
+
+    async def remove(self, request: web.Request) -> web.StreamResponse:
+        await self.node.registry.remove(request.match_info["name"])
+        return web.json_response({"removed": request.match_info["name"]})
+
+    async def docs(self, request: web.Request) -> web.StreamResponse:
+        store = self.node.store
+        rows = []
+        for name in store.documents():
+            info = store.document_info(name)
+            rows.append(
+                {
+                    "name": name,
+                    "keys": info.keys,
+                    "value_bytes": info.value_bytes,
+                    "log_entries": info.log_entries,
+                    "log_bytes": info.log_bytes,
+                    "snapshot_bytes": info.snapshot_bytes,
+                }
+            )
+        return web.json_response({"documents": rows})
+
+    async def get_key(self, request: web.Request) -> web.StreamResponse:
+        doc, key = request.match_info["doc"], request.match_info["key"]
+        store = self.node.store
+        value = store.get(doc, key)
+        desc = _describe(value, value is not None and store.is_counter(doc, key))
+        return web.json_response(
+            {"doc": doc, "key": key, **desc}, status=200 if value is not None else 404
+        )
+
+    async def put_key(self, request: web.Request) -> web.StreamResponse:
+        doc, key = request.match_info["doc"], request.match_info["key"]
+        body = await request.read()
+        if request.query.get("create") == "true":
+            self.node.store.create_document(doc)
+        await self.node.store.abatch([Set(doc, key, body)])
+        return web.json_response({"doc": doc, "key": key, "ok": True, "bytes": len(body)})
+
+    async def delete_key(self, request: web.Request) -> web.StreamResponse:
+        doc, key = request.match_info["doc"], request.match_info["key"]
+        await self.node.store.abatch([Delete(doc, key)])
+        return web.json_response({"doc": doc, "key": key, "ok": True})
+
+    async def incr_key(self, request: web.Request) -> web.StreamResponse:
+        doc, key = request.match_info["doc"], request.match_info["key"]
+        try:
+            delta = int(request.query.get("delta", "1"))
+        except ValueError:
+            return error_response(400, "bad_request", "delta must be an integer")
+        if request.query.get("create") == "true":
+            self.node.store.create_document(doc)
+        (total,) = await self.node.store.abatch([Incr(doc, key, delta)])
+        return web.json_response({"doc": doc, "key": key, "counter": total})
+
+    async def scan(self, request: web.Request) -> web.StreamResponse:
+        doc = request.match_info["doc"]
+        prefix = request.query.get("prefix", "")
+        cursor = request.query.get("cursor") or None
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            return error_response(400, "bad_request", "limit must be an integer")
+        if not 1 <= limit <= 10_000:
+            return error_response(400, "bad_request", "limit must be 1..10000")
+        store = self.node.store
+        page = store.scan(doc, prefix, cursor, limit)
+        items = [{"key": k, **_describe(v, store.is_counter(doc, k))} for k, v in page.items]
+        return web.json_response(
+            {"doc": doc, "prefix": prefix, "items": items, "cursor": page.cursor}
+        )
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        doc = request.match_info["doc"]
+        store = self.node.store
+        if not store.has_document(doc):
+            raise E.UnknownDocumentError(f"no document named {doc!r}")
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        stream = store.changes(maxsize=1000)
+        self.node.watchers.add(stream)
+        try:
+            await response.write(b": watching " + doc.encode() + b"\n\n")
+            async for event in stream:
+                if stream.reset_overflow():
+                    await response.write(b"event: overflow\ndata: {}\n\n")
+                if event.doc != doc:
+                    continue
+                changes = []
+                for key in sorted(event.keys):
+                    value = store.get(doc, key)
+                    changes.append(
+                        {
+                            "key": key,
+                            **_describe(value, value is not None and store.is_counter(doc, key)),
+                        }
+                    )
+                payload = {
+                    "doc": doc,
+                    "origin": event.origin,
+                    "time": time.time(),
+                    "changes": changes,
+                }
+                await response.write(f"data: {json.dumps(payload)}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            stream.close()
+            self.node.watchers.discard(stream)
+        return response

@@ -1,0 +1,176 @@
+"""A small synchronous client of a running node's HTTP API, for the CLI and scripts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from edgestate.errors import EdgestateError
+
+
+class NodeAPIError(EdgestateError):
+    """The node answered with an error (its code and message are kept)."""
+
+    code = "api_error"
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{message} (HTTP {status})")
+        self.status = status
+        self.code = code
+
+
+class NodeUnreachableError(EdgestateError):
+    """No node answered at the URL."""
+
+    code = "unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeClient:
+    """Talks to ``url`` with the admin ``token``."""
+
+    url: str
+    token: str | None = None
+    timeout: float = 30.0
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        content_type: str = "application/json",
+        query: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        url = self.url.rstrip("/") + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        req = urllib.request.Request(url, data=body, method=method)
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        if body is not None:
+            req.add_header("Content-Type", content_type)
+        try:
+            return urllib.request.urlopen(req, timeout=timeout or self.timeout)
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                err = json.loads(raw)["error"]
+                code, message = str(err["code"]), str(err["message"])
+            except (ValueError, KeyError, TypeError):
+                code, message = "http_error", raw.decode(errors="replace")[:200] or exc.reason
+            raise NodeAPIError(exc.code, code, message) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise NodeUnreachableError(f"cannot reach a node at {self.url}: {reason}") from None
+
+    def _json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        with self._request(method, path, data, **kw) as resp:
+            return json.loads(resp.read())
+
+    @staticmethod
+    def _q(part: str) -> str:
+        return urllib.parse.quote(part, safe="")
+
+    def status(self) -> dict[str, Any]:
+        """``GET /v1/admin/status``."""
+        return dict(self._json("GET", "/v1/admin/status"))
+
+    def peers(self) -> list[dict[str, Any]]:
+        """``GET /v1/admin/peers``."""
+        return list(self._json("GET", "/v1/admin/peers")["peers"])
+
+    def modules(self) -> list[dict[str, Any]]:
+        """``GET /v1/admin/modules``."""
+        return list(self._json("GET", "/v1/admin/modules")["modules"])
+
+    def deploy(self, wasm: bytes, manifest: bytes, signature: bytes) -> dict[str, Any]:
+        """``POST /v1/admin/modules`` with a signed bundle."""
+        body = {
+            k: base64.b64encode(v).decode()
+            for k, v in (("wasm", wasm), ("manifest", manifest), ("signature", signature))
+        }
+        return dict(self._json("POST", "/v1/admin/modules", body))
+
+    def remove(self, name: str) -> None:
+        """``DELETE /v1/admin/modules/{name}``."""
+        self._json("DELETE", f"/v1/admin/modules/{self._q(name)}")
+
+    def documents(self) -> list[dict[str, Any]]:
+        """``GET /v1/admin/docs``."""
+        return list(self._json("GET", "/v1/admin/docs")["documents"])
+
+    def get(self, doc: str, key: str) -> dict[str, Any]:
+        """``GET .../keys/{key}``; an absent key is ``found: false``, not an error."""
+        try:
+            return dict(self._json("GET", f"/v1/admin/docs/{self._q(doc)}/keys/{self._q(key)}"))
+        except NodeAPIError as exc:
+            if exc.code == "key_not_found":
+                return {
+                    "doc": doc,
+                    "key": key,
+                    "found": False,
+                    "type": None,
+                    "base64": None,
+                    "counter": None,
+                }
+            raise
+
+    def put(self, doc: str, key: str, value: bytes, *, create: bool = False) -> None:
+        """``PUT .../keys/{key}`` with the raw value."""
+        with self._request(
+            "PUT",
+            f"/v1/admin/docs/{self._q(doc)}/keys/{self._q(key)}",
+            value,
+            content_type="application/octet-stream",
+            query={"create": "true"} if create else None,
+        ):
+            pass
+
+    def delete(self, doc: str, key: str) -> None:
+        """``DELETE .../keys/{key}``."""
+        self._json("DELETE", f"/v1/admin/docs/{self._q(doc)}/keys/{self._q(key)}")
+
+    def incr(self, doc: str, key: str, delta: int, *, create: bool = False) -> int:
+        """``POST .../keys/{key}/incr``; the counter's new total."""
+        query = {"delta": str(delta)}
+        if create:
+            query["create"] = "true"
+        with self._request(
+            "POST", f"/v1/admin/docs/{self._q(doc)}/keys/{self._q(key)}/incr", b"", query=query
+        ) as resp:
+            out = json.loads(resp.read())
+        return int(out["counter"])
+
+    def scan(
+        self, doc: str, prefix: str = "", cursor: str | None = None, limit: int = 100
+    ) -> dict[str, Any]:
+        """``GET .../scan``."""
+        query = {"prefix": prefix, "limit": str(limit)}
+        if cursor:
+            query["cursor"] = cursor
+        return dict(self._json("GET", f"/v1/admin/docs/{self._q(doc)}/scan", query=query))
+
+    def invoke(self, module: str, body: bytes) -> tuple[bytes, dict[str, str]]:
+        """``POST /v1/invoke/{module}``: (output, response headers)."""
+        with self._request(
+            "POST", f"/v1/invoke/{self._q(module)}", body, content_type="application/octet-stream"
+        ) as resp:
+            return resp.read(), dict(resp.headers)
+
+    def watch(self, doc: str) -> Iterator[dict[str, Any]]:
+        """Follow ``.../watch`` (server-sent events) until the node closes it."""
+        resp = self._request("GET", f"/v1/admin/docs/{self._q(doc)}/watch", timeout=3600)
+        with resp:
+            for raw in resp:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("data: "):
+                    yield dict(json.loads(line[6:]))

@@ -1,0 +1,194 @@
+"""Cluster-wide module deployment through the replicated ``_modules`` document.
+
+A signed bundle (wasm, manifest, signature) is stored as one value under the
+module's name in the ``_modules`` document, so it replicates through sync like
+any other key and a removal is a delete that replicates the same way. Every node
+watches that document and loads each bundle through its *own* runtime, which
+checks the signature against its own trust policy before compiling. A node whose
+policy refuses a bundle keeps running the previous version of that module and
+reports why (status, metrics, logs).
+
+Bundle value format (msgpack map, also described in schemas/openapi.yaml):
+``{"wasm": bytes, "manifest": bytes, "signature": bytes}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+import msgpack
+
+from edgestate.errors import EdgestateError, ManifestError
+from edgestate.metrics import NodeMetrics
+from edgestate.runtime import LoadedModule, Runtime
+from edgestate.runtime.manifest import parse_manifest
+from edgestate.store import ChangeStream, Delete, Set, Store
+
+log = logging.getLogger(__name__)
+
+MODULES_DOC = "_modules"
+
+
+@dataclass(slots=True)
+class ModuleState:
+    """What this node did with the latest bundle of one module."""
+
+    name: str
+    state: str  # "active", "refused" or "removed"
+    version: str | None = None  # version running now (the previous one if refused)
+    offered_version: str | None = None  # version of the latest bundle seen
+    error: str | None = None
+    error_code: str | None = None
+    updated: float = 0.0
+
+
+def encode_bundle(wasm: bytes, manifest: bytes, signature: bytes) -> bytes:
+    """The stored form of a bundle."""
+    return bytes(msgpack.packb({"wasm": wasm, "manifest": manifest, "signature": signature}))
+
+
+def decode_bundle(raw: bytes) -> tuple[bytes, bytes, bytes]:
+    """(wasm, manifest, signature) of a stored bundle, or :class:`ManifestError`."""
+    try:
+        data = msgpack.unpackb(raw)
+        parts = (data["wasm"], data["manifest"], data["signature"])
+    except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+        raise ManifestError(f"stored module bundle is malformed: {exc}") from exc
+    if not all(isinstance(p, bytes) for p in parts):
+        raise ManifestError("stored module bundle fields must be bytes")
+    return parts
+
+
+class ModuleRegistry:
+    """Keeps the runtime's loaded modules in step with the ``_modules`` document."""
+
+    def __init__(self, store: Store, runtime: Runtime, metrics: NodeMetrics) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.metrics = metrics
+        self.states: dict[str, ModuleState] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load every stored bundle, then follow changes until :meth:`close`."""
+        self.store.create_document(MODULES_DOC)
+        stream = self.store.changes()
+        cursor: str | None = None
+        while True:
+            page = self.store.scan(MODULES_DOC, "", cursor, 100)
+            for name, _ in page.items:
+                self._sync(name)
+            cursor = page.cursor
+            if cursor is None:
+                break
+        self._task = asyncio.create_task(self._follow(stream), name="edgestate-modules")
+
+    async def close(self) -> None:
+        """Stop following changes."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _follow(self, stream: ChangeStream) -> None:
+        try:
+            async for event in stream:
+                if stream.reset_overflow():
+                    for name, _ in self.store.scan(MODULES_DOC, "", None, 10_000).items:
+                        self._sync(name)
+                if event.doc == MODULES_DOC:
+                    for name in event.keys:
+                        self._sync(name)
+        finally:
+            stream.close()
+
+    async def deploy(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
+        """Verify and load a bundle here, then store it so it replicates.
+
+        A bundle this node refuses is never stored, so a bad deploy does not
+        reach the cluster from here.
+        """
+        loaded = self.runtime.load(wasm, manifest, signature)
+        await self.store.abatch(
+            [Set(MODULES_DOC, loaded.name, encode_bundle(wasm, manifest, signature))]
+        )
+        self._record(loaded.name, "active", loaded.version, loaded.version)
+        self.metrics.deploys.labels("active").inc()
+        return loaded
+
+    async def remove(self, name: str) -> None:
+        """Remove a module cluster-wide (404 via ModuleNotFoundError_ if unknown)."""
+        if self.store.get(MODULES_DOC, name) is None:
+            self.runtime.module(name)  # raises ModuleNotFoundError_
+        await self.store.abatch([Delete(MODULES_DOC, name)])
+        self._sync(name)
+
+    def _sync(self, name: str) -> None:
+        raw = self.store.get(MODULES_DOC, name)
+        if raw is None:
+            try:
+                self.runtime.unload(name)
+            except EdgestateError:
+                pass
+            self._record(name, "removed", None, None)
+            return
+        running = self._running(name)
+        current = running.version if running else None
+        offered: str | None = None
+        try:
+            wasm, manifest, signature = decode_bundle(raw)
+            parsed = parse_manifest(manifest)
+            offered = parsed.version
+            if parsed.name != name:
+                raise ManifestError(f"bundle stored under {name!r} names itself {parsed.name!r}")
+            if (
+                running is not None
+                and running.version == offered
+                and running.wasm_sha256 == hashlib.sha256(wasm).hexdigest()
+            ):
+                return  # already running exactly this (e.g. the deploy that stored it)
+            loaded = self.runtime.load(wasm, manifest, signature)
+        except EdgestateError as exc:
+            log.warning(
+                "module %r version %s refused by this node, keeping %s: %s",
+                name,
+                offered,
+                current or "nothing",
+                exc,
+            )
+            self._record(name, "refused", current, offered, exc)
+            self.metrics.deploys.labels("refused").inc()
+            return
+        self._record(name, "active", loaded.version, loaded.version)
+        self.metrics.deploys.labels("active").inc()
+
+    def _running(self, name: str) -> LoadedModule | None:
+        try:
+            return self.runtime.module(name)
+        except EdgestateError:
+            return None
+
+    def _record(
+        self,
+        name: str,
+        state: str,
+        version: str | None,
+        offered: str | None,
+        error: EdgestateError | None = None,
+    ) -> None:
+        self.states[name] = ModuleState(
+            name=name,
+            state=state,
+            version=version,
+            offered_version=offered,
+            error=str(error) if error else None,
+            error_code=error.code if error else None,
+            updated=time.time(),
+        )

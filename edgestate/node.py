@@ -1,0 +1,333 @@
+"""The composition root: one node = store + runtime + module registry + sync + API.
+
+    async with Node(load_config(path)) as node:
+        await node.wait_closed()
+
+Only this module wires the layers together; each layer knows nothing of the ones
+above it. Start order is bottom-up and close order top-down: the API stops
+accepting and lets in-flight requests finish first, the store closes last, after
+everything that writes to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+from prometheus_client.core import Metric
+
+from edgestate import __version__
+from edgestate.api import build_app
+from edgestate.config import NodeConfig
+from edgestate.deploy import ModuleRegistry
+from edgestate.errors import EdgestateError
+from edgestate.metrics import NodeMetrics, counter, gauge
+from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
+from edgestate.store import ChangeStream, Store
+from edgestate.sync.daemon import SyncDaemon
+
+log = logging.getLogger(__name__)
+
+TOKEN_FILE = "admin.token"
+
+
+def ensure_token(data_dir: Path) -> str:
+    """The admin token, created (mode 0600) at first start."""
+    path = data_dir / TOKEN_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+class Node:
+    """A running edgestate node; see the module docstring."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.metrics = NodeMetrics()
+        self.watchers: set[ChangeStream] = set()
+        self.ready = False
+        self.draining = False
+        self.started_at = time.time()
+        self.api_port: int | None = None
+        self._closed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._store: Store | None = None
+        self._runtime: Runtime | None = None
+        self._registry: ModuleRegistry | None = None
+        self._sync: SyncDaemon | None = None
+        self.admin_token = ""
+
+    # --- parts (available after start) ----------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The node's store."""
+        assert self._store is not None, "node not started"
+        return self._store
+
+    @property
+    def runtime(self) -> Runtime:
+        """The node's wasm runtime."""
+        assert self._runtime is not None, "node not started"
+        return self._runtime
+
+    @property
+    def registry(self) -> ModuleRegistry:
+        """Deployed modules and what this node did with each."""
+        assert self._registry is not None, "node not started"
+        return self._registry
+
+    @property
+    def sync(self) -> SyncDaemon:
+        """The peer sync daemon."""
+        assert self._sync is not None, "node not started"
+        return self._sync
+
+    @property
+    def token_path(self) -> Path:
+        """Where the admin token lives."""
+        return self.config.data_dir / TOKEN_FILE
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the HTTP API."""
+        return f"http://{self.config.api.host}:{self.api_port}"
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the store, load modules, start sync and the API; then ready."""
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.admin_token = ensure_token(cfg.data_dir)
+        try:
+            self._store = Store.open(cfg.store_dir, cfg.store)
+            self._runtime = Runtime(self._store, self._load_policy(), cfg.runtime)
+            self._registry = ModuleRegistry(self._store, self._runtime, self.metrics)
+            await self._registry.start()
+            self._sync = SyncDaemon(self._store, cfg.sync)
+            await self._sync.start()
+            self.metrics.add_collector(self._collect)
+            self._runner = web.AppRunner(
+                build_app(self),
+                handle_signals=False,
+                access_log=None,
+                shutdown_timeout=cfg.api.shutdown_grace_s,
+            )
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, cfg.api.host, cfg.api.port)
+            await site.start()
+            self.api_port = int(self._runner.addresses[0][1])
+        except BaseException:
+            await self.close()
+            raise
+        self.ready = True
+        log.info(
+            "node ready: api %s, sync port %s, data %s", self.api_url, self._sync.port, cfg.data_dir
+        )
+
+    def _load_policy(self) -> TrustPolicy:
+        path = self.config.policy_path
+        if not path.exists():
+            log.warning(
+                "no trust policy at %s: no publisher is trusted, every module deploy will be "
+                "refused (write one; schema in schemas/trust-policy.schema.json)",
+                path,
+            )
+            return TrustPolicy([])
+        return TrustPolicy.load(path)
+
+    async def close(self) -> None:
+        """Stop accepting, finish in-flight requests, then close sync, runtime, store."""
+        if self._closed.is_set():
+            return
+        self.ready = False
+        self.draining = True
+        for stream in list(self.watchers):
+            stream.close()
+        if self._runner is not None:
+            await self._runner.cleanup()  # waits for in-flight handlers (shutdown_grace_s)
+            self._runner = None
+        if self._registry is not None:
+            await self._registry.close()
+        if self._sync is not None:
+            await self._sync.close()
+        if self._runtime is not None:
+            self._runtime.close()
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)  # flushes; may fsync
+        self._closed.set()
+        log.info("node stopped")
+
+    async def wait_closed(self) -> None:
+        """Wait until :meth:`close` has finished."""
+        await self._closed.wait()
+
+    # --- operations -----------------------------------------------------------------
+
+    async def invoke(self, name: str, body: bytes) -> InvocationResult:
+        """Run a module once; record its outcome and timings."""
+        m = self.metrics
+        try:
+            result = await self.runtime.ainvoke(name, body)
+        except EdgestateError as exc:
+            m.invocations.labels(name, exc.code).inc()
+            raise
+        m.invocations.labels(name, "ok").inc()
+        m.cold_start.labels(name).observe(result.instantiate_ns / 1e9)
+        m.execution.labels(name).observe(result.execute_ns / 1e9)
+        m.commit.labels(name).observe(result.commit_ns / 1e9)
+        return result
+
+    def peer_rows(self) -> list[dict[str, Any]]:
+        """Peers with connection state, last sync and lag (JSON-ready)."""
+        return [
+            {
+                "node_id": p.node_id,
+                "address": p.address,
+                "source": p.source,
+                "state": p.state.value,
+                "connected_since": p.connected_since,
+                "last_sync": p.last_sync,
+                "lag": p.lag,
+                "queued": p.queued,
+                "failures": p.failures,
+                "last_error": p.last_error,
+            }
+            for p in self.sync.peers()
+        ]
+
+    def module_rows(self) -> list[dict[str, Any]]:
+        """Deployed modules and this node's verdict on each (JSON-ready)."""
+        loaded = {m.name: m for m in self.runtime.modules()}
+        rows = []
+        for name in sorted(set(loaded) | set(self.registry.states)):
+            state = self.registry.states.get(name)
+            mod = loaded.get(name)
+            rows.append(
+                {
+                    "name": name,
+                    "state": state.state if state else "active",
+                    "version": mod.version if mod else None,
+                    "offered_version": state.offered_version if state else None,
+                    "publisher": mod.publisher if mod else None,
+                    "wasm_sha256": mod.wasm_sha256 if mod else None,
+                    "error": state.error if state else None,
+                    "error_code": state.error_code if state else None,
+                }
+            )
+        return rows
+
+    def status(self) -> dict[str, Any]:
+        """Node identity, uptime, and a summary of each layer (JSON-ready)."""
+        peers = self.sync.peers()
+        refused = [r for r in self.module_rows() if r["state"] == "refused"]
+        return {
+            "version": __version__,
+            "node_id": self.sync.node_id,
+            "cluster_id": self.sync.cluster_id,
+            "insecure": self.config.sync.insecure,
+            "api": self.api_url,
+            "sync_port": self.sync.port,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "ready": self.ready,
+            "documents": len(self.store.documents()),
+            "modules": len(self.runtime.modules()),
+            "refused_modules": refused,
+            "peers": len(peers),
+            "connected_peers": len(self.sync.connected()),
+            "store": self.store.stats(),
+        }
+
+    def _collect(self) -> Iterable[Metric]:
+        store, sync = self.store, self.sync
+        infos = [store.document_info(n) for n in store.documents()]
+        yield gauge(
+            "edgestate_store_keys",
+            "Keys per document.",
+            ["doc"],
+            (([i.name], i.keys) for i in infos),
+        )
+        yield gauge(
+            "edgestate_store_log_entries",
+            "Update-log length per document.",
+            ["doc"],
+            (([i.name], i.log_entries) for i in infos),
+        )
+        yield gauge(
+            "edgestate_store_bytes",
+            "Log + snapshot bytes per document.",
+            ["doc"],
+            (([i.name], i.log_bytes + i.snapshot_bytes) for i in infos),
+        )
+        yield gauge(
+            "edgestate_store_file_bytes",
+            "Size of the LMDB data file.",
+            [],
+            [([], store.stats()["file_bytes"])],
+        )
+        peers = sync.peers()
+        yield gauge(
+            "edgestate_peers_connected", "Connected peers.", [], [([], len(sync.connected()))]
+        )
+        yield gauge(
+            "edgestate_peer_lag",
+            "Operations a peer trails us by.",
+            ["peer"],
+            (([p.node_id or p.address or "?"], p.lag) for p in peers),
+        )
+        stats = sync.stats
+        yield counter(
+            "edgestate_sync_bytes",
+            "Sync bytes by direction.",
+            ["direction"],
+            [(["in"], stats.bytes_in), (["out"], stats.bytes_out)],
+        )
+        yield counter(
+            "edgestate_sync_frames",
+            "Sync frames by direction.",
+            ["direction"],
+            [(["in"], stats.frames_in), (["out"], stats.frames_out)],
+        )
+        yield counter(
+            "edgestate_sync_updates_pushed",
+            "Updates pushed to peers.",
+            [],
+            [([], stats.updates_pushed)],
+        )
+        yield counter(
+            "edgestate_sync_resyncs",
+            "Peers resynced from state vectors.",
+            [],
+            [([], stats.resyncs)],
+        )
+        yield counter(
+            "edgestate_sync_refused", "Peer connections refused.", [], [([], stats.refused)]
+        )
