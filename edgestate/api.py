@@ -287,10 +287,10 @@ class _Api:
         doc, key = request.match_info["doc"], request.match_info["key"]
         store = self.node.store
         value = store.get(doc, key)
-        desc = _describe(value, value is not None and store.is_counter(doc, key))
-        return web.json_response(
-            {"doc": doc, "key": key, **desc}, status=200 if value is not None else 404
-        )
+        if value is None:
+            return error_response(404, "key_not_found", f"{doc}/{key} is absent")
+        desc = _describe(value, store.is_counter(doc, key))
+        return web.json_response({"doc": doc, "key": key, **desc})
 
     async def put_key(self, request: web.Request) -> web.StreamResponse:
         doc, key = request.match_info["doc"], request.match_info["key"]

@@ -44,3 +44,7 @@ for module_name in _COMMAND_MODULES:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="edgestate")
+
+
+if __name__ == "__main__":
+    main()
