@@ -219,11 +219,11 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
     # Without TLS material the node can only run insecure; with it, secure unless asked.
     sync_raw.setdefault("insecure", tls is None)
     sync_raw.setdefault("port", SYNC_PORT)
-    sync = SyncConfig(tls=tls, **sync_raw)
-    if sync.insecure and tls is not None:
+    if sync_raw["insecure"] and tls is not None:
         raise ConfigError("sync.insecure = true contradicts the configured TLS files")
-    if not sync.insecure and tls is None:
+    if not sync_raw["insecure"] and tls is None:
         raise ConfigError("sync.insecure = false needs sync.ca_cert, sync.cert and sync.key")
+    sync = SyncConfig(tls=tls, **sync_raw)
 
     log_format = raw.get("log_format", "text")
     if log_format not in ("text", "json"):

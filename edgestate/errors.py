@@ -163,7 +163,7 @@ class PolicyViolationError(RuntimeFault):
     code = "policy_violation"
 
 
-class ModuleNotFoundError_(RuntimeFault):  # noqa: N801 - avoid shadowing the builtin
+class ModuleNotFoundError_(RuntimeFault):  # trailing _: the builtin name is taken
     """No deployed module of that name."""
 
     code = "unknown_module"
