@@ -1,0 +1,63 @@
+"""Signals during a write burst: nothing acknowledged is lost, however the node stops."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edgestate.client import NodeAPIError, NodeClient, NodeUnreachableError
+from tests.node.conftest import start_node
+
+
+def _burst(client: NodeClient, acked: list[str], stop: threading.Event, w: int) -> None:
+    i = 0
+    while not stop.is_set():
+        key = f"w{w}-{i}"
+        try:
+            client.put("burst", key, key.encode(), create=True)
+        except (NodeAPIError, NodeUnreachableError):
+            return  # refused or cut off: not acknowledged, so not counted
+        acked.append(key)
+        i += 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_no_acknowledged_write_is_lost(tmp_path: Path, sig: int) -> None:
+    data = tmp_path / "data"
+    node = start_node(data, "--no-mdns")
+    client = NodeClient(node.api, node.token, timeout=10)
+    acked: list[str] = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=_burst, args=(client, acked, stop, w)) for w in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while len(acked) < 300 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    code = node.stop(sig)
+    stop.set()
+    for t in threads:
+        t.join(timeout=20)
+    assert len(acked) >= 300, node.log()
+    if sig == signal.SIGTERM:
+        assert code == 0, node.log()
+        assert "shutting down gracefully" in node.log()
+    restarted = start_node(data, "--no-mdns")
+    try:
+        page_keys: set[str] = set()
+        cursor = None
+        rc = NodeClient(restarted.api, restarted.token)
+        while True:
+            page = rc.scan("burst", "", cursor, 10_000)
+            page_keys |= {i["key"] for i in page["items"]}
+            cursor = page["cursor"]
+            if cursor is None:
+                break
+        missing = [k for k in acked if k not in page_keys]
+        assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
+    finally:
+        assert restarted.stop() == 0
