@@ -1,8 +1,8 @@
 """The host ABI guests call: import module ``edgestate`` over the store.
 
-    memory.py  the fast route: unchecked host functions, bounds-checked guest memory
-    kv.py      grants and the per-invocation write overlay
-    abi.py     error codes, the function table and their implementations
+memory.py  the fast route: unchecked host functions, bounds-checked guest memory
+kv.py      grants and the per-invocation write overlay
+abi.py     error codes, the function table and their implementations
 """
 
 from edgestate.host.abi import FUNCTIONS, IMPORT_MODULE, ErrorCode, HostFunction, HostLimits

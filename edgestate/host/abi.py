@@ -24,11 +24,14 @@ from typing import Any, Final
 import msgpack
 
 from edgestate.errors import (
+    GuestTrapError,
     InvalidCursorError,
     InvalidKeyError,
+    InvocationError,
     OutputTooLargeError,
     StoreError,
     UnknownDocumentError,
+    ValueTooLargeError,
     WrongTypeError,
 )
 from edgestate.host.kv import Grants, Overlay
@@ -40,7 +43,7 @@ from edgestate.host.memory import (
     make_trap,
     slot_struct,
 )
-from edgestate.store import Store
+from edgestate.store import Store, WriteOp
 
 IMPORT_MODULE: Final = "edgestate"
 ABI_VERSION: Final = 1
@@ -121,67 +124,92 @@ class HostLimits:
 
 
 class GuestError(Exception):
-    """Raised inside a host function to return ``code`` to the guest."""
+    """Raised inside a host function to return ``code`` to the guest.
+
+    Always raise a new instance: re-raising a shared one chains every raise's
+    traceback onto it, keeping each invocation's frames alive.
+    """
 
     def __init__(self, code: ErrorCode) -> None:
         super().__init__(code.name)
         self.code = code
 
 
-_INVALID_KEY = GuestError(ErrorCode.INVALID_KEY)
+_MAX_DOC_NAME = 64  # the store's document-name limit
+# Our cursors are a store cursor and a key: far below this.
+_MAX_CURSOR = 4096
 
 
-class HostContext:
-    """The host state of one invocation: what its host functions act on."""
+class HostEnv:
+    """What every invocation of one module shares: store, grants, limits."""
 
     __slots__ = (
-        "_handles",
-        "_log_records",
-        "_writable",
-        "fault",
         "grants",
-        "input",
         "limits",
         "max_key_bytes",
         "max_output",
         "max_value_bytes",
-        "memory",
         "module",
-        "output",
-        "output_size",
-        "overlay",
         "store",
     )
 
     def __init__(
-        self,
-        *,
-        store: Store,
-        grants: Grants,
-        input: bytes,
-        max_output: int,
-        memory: GuestMemory,
-        limits: HostLimits,
-        module: str,
+        self, *, store: Store, grants: Grants, max_output: int, limits: HostLimits, module: str
     ) -> None:
         self.store = store
         self.grants = grants
-        self.input = input
         self.max_output = max_output
-        self.memory = memory
         self.limits = limits
         self.module = module
+        self.max_key_bytes = store.config.max_key_bytes
+        self.max_value_bytes = store.config.max_value_bytes
+
+
+class HostContext:
+    """The host state of one invocation: what its host functions act on.
+
+    Built on every request, so it holds only per-request state and creates its
+    write overlay on first use.
+    """
+
+    __slots__ = (
+        "_handles",
+        "_log_records",
+        "_overlay",
+        "_writable",
+        "env",
+        "fault",
+        "input",
+        "memory",
+        "output",
+        "output_size",
+    )
+
+    def __init__(self, env: HostEnv, input: bytes, memory: GuestMemory) -> None:
+        self.env = env
+        self.input = input
+        self.memory = memory
         self.output: list[bytes] = []
         self.output_size = 0
         self.fault: Exception | None = None
-        self.overlay = Overlay(
-            store, max_keys=limits.max_write_keys, max_bytes=limits.max_write_bytes
-        )
-        self.max_key_bytes = store.config.max_key_bytes
-        self.max_value_bytes = store.config.max_value_bytes
+        self._overlay: Overlay | None = None
         self._handles: list[str] = []
         self._writable: list[bool] = []
         self._log_records = 0
+
+    @property
+    def overlay(self) -> Overlay:
+        """This invocation's staged writes."""
+        if self._overlay is None:
+            limits = self.env.limits
+            self._overlay = Overlay(
+                self.env.store, max_keys=limits.max_write_keys, max_bytes=limits.max_write_bytes
+            )
+        return self._overlay
+
+    def ops(self) -> list[WriteOp]:
+        """The store operations that commit this invocation's writes."""
+        return [] if self._overlay is None else self._overlay.ops()
 
     # --- helpers --------------------------------------------------------------
 
@@ -192,14 +220,21 @@ class HostContext:
             raise GuestError(ErrorCode.ACCESS_DENIED)
         return self._handles[handle]
 
+    # Every function checks all its guest ranges before anything else, so a bad
+    # pointer traps whatever else is wrong with the call.
     def _key(self, ptr: int, length: int, *, allow_empty: bool = False) -> str:
-        view = self.memory.view(ptr, length)
-        if length > self.max_key_bytes or (length == 0 and not allow_empty):
-            raise _INVALID_KEY
+        # Lengths are checked before bytes are copied or decoded, so a guest
+        # cannot make the host chew through its whole memory outside its fuel.
+        if length > self.env.max_key_bytes:
+            self.memory.address(ptr, length)
+            raise GuestError(ErrorCode.INVALID_KEY)
         try:
-            return str(view, "utf-8")
+            key = self.memory.text(ptr, length)
         except UnicodeDecodeError:
-            raise _INVALID_KEY from None
+            raise GuestError(ErrorCode.INVALID_KEY) from None
+        if length == 0 and not allow_empty:
+            raise GuestError(ErrorCode.INVALID_KEY)
+        return key
 
     def output_bytes(self) -> bytes:
         """Everything the guest wrote with ``output_write``."""
@@ -209,29 +244,35 @@ class HostContext:
 
     def doc_open(self, name_ptr: int, name_len: int) -> int:
         """Handle of a granted, existing document."""
+        if name_len > _MAX_DOC_NAME:
+            self.memory.address(name_ptr, name_len)
+            raise GuestError(ErrorCode.ACCESS_DENIED)
         raw = self.memory.read(name_ptr, name_len)
         try:
             name = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise GuestError(ErrorCode.INVALID_ARGUMENT) from None
         # Grants are checked first so a module cannot probe which documents exist.
-        if not self.grants.may_open(name):
+        if not self.env.grants.may_open(name):
             raise GuestError(ErrorCode.ACCESS_DENIED)
         if name in self._handles:
             return self._handles.index(name)
-        if len(self._handles) >= self.limits.max_handles:
+        if len(self._handles) >= self.env.limits.max_handles:
             raise GuestError(ErrorCode.LIMIT_EXCEEDED)
-        if not self.store.has_document(name):
+        if not self.env.store.has_document(name):
             raise GuestError(ErrorCode.UNKNOWN_DOCUMENT)
         self._handles.append(name)
-        self._writable.append(name in self.grants.write)
+        self._writable.append(name in self.env.grants.write)
         return len(self._handles) - 1
 
     def kv_get(self, doc: int, key_ptr: int, key_len: int, out_ptr: int, out_cap: int) -> int:
         """Value length, copied to ``out_ptr`` only if it fits; NOT_FOUND if absent."""
         self.memory.address(out_ptr, out_cap)
+        key = self._key(key_ptr, key_len)
         name = self._doc(doc, write=False)
-        value = self.overlay.get(name, self._key(key_ptr, key_len))
+        # Reads before any write skip the overlay (the common case, and the hot one).
+        overlay = self._overlay
+        value = self.env.store.get(name, key) if overlay is None else overlay.get(name, key)
         if value is None:
             return ErrorCode.NOT_FOUND
         if len(value) <= out_cap:
@@ -240,27 +281,28 @@ class HostContext:
 
     def kv_set(self, doc: int, key_ptr: int, key_len: int, val_ptr: int, val_len: int) -> int:
         """Stage ``value`` under ``key``."""
-        value = self.memory.read(val_ptr, val_len)
-        name = self._doc(doc, write=True)
+        self.memory.address(val_ptr, val_len)
         key = self._key(key_ptr, key_len)
-        if val_len > self.max_value_bytes:
+        name = self._doc(doc, write=True)
+        if val_len > self.env.max_value_bytes:
             raise GuestError(ErrorCode.VALUE_TOO_LARGE)
+        value = self.memory.read(val_ptr, val_len)
         if not self.overlay.set(name, key, value):
             raise GuestError(ErrorCode.LIMIT_EXCEEDED)
         return 0
 
     def kv_delete(self, doc: int, key_ptr: int, key_len: int) -> int:
         """Stage the removal of ``key`` (a no-op if absent)."""
-        name = self._doc(doc, write=True)
-        if not self.overlay.delete(name, self._key(key_ptr, key_len)):
+        key = self._key(key_ptr, key_len)
+        if not self.overlay.delete(self._doc(doc, write=True), key):
             raise GuestError(ErrorCode.LIMIT_EXCEEDED)
         return 0
 
     def kv_incr(self, doc: int, key_ptr: int, key_len: int, delta: int, out_ptr: int) -> int:
         """Stage ``delta`` on a counter; its new total goes to ``out_ptr`` as an i64."""
         self.memory.address(out_ptr, 8)
-        name = self._doc(doc, write=True)
         key = self._key(key_ptr, key_len)
+        name = self._doc(doc, write=True)
         try:
             total = self.overlay.incr(name, key, delta)
         except WrongTypeError:
@@ -284,9 +326,12 @@ class HostContext:
     ) -> int:
         """One page of keys under a prefix, msgpack ``[keys, next_cursor | nil]``."""
         self.memory.address(out_ptr, out_cap)
+        self.memory.address(cursor_ptr, cursor_len)
+        if cursor_len > _MAX_CURSOR:
+            raise GuestError(ErrorCode.INVALID_CURSOR)
         raw_cursor = self.memory.read(cursor_ptr, cursor_len)
-        name = self._doc(doc, write=False)
         prefix = self._key(prefix_ptr, prefix_len, allow_empty=True)
+        name = self._doc(doc, write=False)
         page = self._scan_page(name, prefix, raw_cursor)
         encoded: bytes = msgpack.packb(page, use_bin_type=True)
         if len(encoded) <= out_cap:
@@ -312,8 +357,8 @@ class HostContext:
                 raise GuestError(ErrorCode.INVALID_CURSOR)
             store_cursor, after = decoded
         try:
-            page = self.store.scan(
-                doc, prefix, cursor=store_cursor, limit=self.limits.scan_page_keys
+            page = self.env.store.scan(
+                doc, prefix, cursor=store_cursor, limit=self.env.limits.scan_page_keys
             )
         except InvalidCursorError:
             raise GuestError(ErrorCode.INVALID_CURSOR) from None
@@ -342,27 +387,27 @@ class HostContext:
 
     def output_write(self, ptr: int, length: int) -> int:
         """Append to the invocation's output; past the manifest's limit, trap."""
-        data = self.memory.read(ptr, length)
+        self.memory.address(ptr, length)
         self.output_size += length
-        if self.output_size > self.max_output:
+        if self.output_size > self.env.max_output:
             raise GuestFault(
                 OutputTooLargeError(
-                    f"module {self.module!r} wrote more than its limit of "
-                    f"{self.max_output} output bytes"
+                    f"module {self.env.module!r} wrote more than its limit of "
+                    f"{self.env.max_output} output bytes"
                 )
             )
-        self.output.append(data)
+        self.output.append(self.memory.read(ptr, length))
         return 0
 
     def log(self, level: int, ptr: int, length: int) -> None:
         """A guest log line (truncated; dropped past the per-invocation budget)."""
         self.memory.address(ptr, length)
-        data = self.memory.read(ptr, min(length, self.limits.max_log_bytes))
+        data = self.memory.read(ptr, min(length, self.env.limits.max_log_bytes))
         self._log_records += 1
-        if self._log_records > self.limits.max_log_records:
+        if self._log_records > self.env.limits.max_log_records:
             return
         pylevel = _LEVELS[level] if 0 <= level < len(_LEVELS) else logging.INFO
-        log.log(pylevel, "[%s] %s", self.module, data.decode("utf-8", "replace"))
+        log.log(pylevel, "[%s] %s", self.env.module, data.decode("utf-8", "replace"))
 
     def now_ms(self) -> int:
         """Wall-clock milliseconds since the Unix epoch."""
@@ -371,7 +416,12 @@ class HostContext:
 
 # --- binding host functions to a linker -------------------------------------------
 
-_current = threading.local()
+
+class _Current(threading.local):
+    context: HostContext | None = None  # the class default covers fresh threads
+
+
+_current = _Current()
 
 
 def bind(context: HostContext | None) -> None:
@@ -383,20 +433,30 @@ def bind(context: HostContext | None) -> None:
     _current.context = context
 
 
-def _store_error_code(exc: StoreError) -> ErrorCode:
-    if isinstance(exc, InvalidKeyError):
-        return ErrorCode.INVALID_KEY
-    if isinstance(exc, UnknownDocumentError):
-        return ErrorCode.UNKNOWN_DOCUMENT
-    if isinstance(exc, WrongTypeError):
-        return ErrorCode.WRONG_TYPE
-    if isinstance(exc, InvalidCursorError):
-        return ErrorCode.INVALID_CURSOR
-    return ErrorCode.INVALID_ARGUMENT
+# Store errors a guest's arguments can cause, as the status it receives. Any
+# other store error (a closed store, a failing disk) is the node's, and traps.
+_STORE_ERROR_CODES: Final = (
+    (InvalidKeyError, ErrorCode.INVALID_KEY),
+    (UnknownDocumentError, ErrorCode.UNKNOWN_DOCUMENT),
+    (WrongTypeError, ErrorCode.WRONG_TYPE),
+    (InvalidCursorError, ErrorCode.INVALID_CURSOR),
+    (ValueTooLargeError, ErrorCode.VALUE_TOO_LARGE),
+)
 
 
-class HostBugError(Exception):
-    """A host function raised unexpectedly; kept to report, never shown to the guest."""
+def _store_error_code(exc: StoreError) -> ErrorCode | None:
+    for kind, code in _STORE_ERROR_CODES:
+        if isinstance(exc, kind):
+            return code
+    return None
+
+
+class HostBugError(GuestTrapError):
+    """A host function raised unexpectedly: the guest traps, the node carries on.
+
+    The original exception is the ``__cause__``; the guest sees only a generic
+    trap message, never host internals.
+    """
 
 
 def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int]:
@@ -414,7 +474,11 @@ def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int
     space = ADDRESS_SPACE
 
     def callback(_env: Any, _caller: Any, args: int, _nargs: int) -> int:
-        context: HostContext = _current.context
+        context = _current.context
+        if context is None:  # called outside Sandbox.run: nothing to act on
+            return make_trap(
+                f"edgestate host function {function.name} called outside an invocation"
+            )
         try:
             value = method(context, *layout.unpack_from(space, args))
         except GuestError as status:
@@ -423,7 +487,12 @@ def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int
             context.fault = fault.error
             return make_trap(str(fault.error))
         except StoreError as exc:
-            value = _store_error_code(exc)
+            code = _store_error_code(exc)
+            if code is None:
+                context.fault = InvocationError(f"the store failed during {function.name}: {exc}")
+                context.fault.__cause__ = exc
+                return make_trap(f"edgestate host function {function.name} failed")
+            value = code
         except BaseException as exc:  # a host bug must trap the guest, never the node
             context.fault = HostBugError(f"host function {function.name} failed: {exc!r}")
             context.fault.__cause__ = exc

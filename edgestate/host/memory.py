@@ -14,7 +14,9 @@ instead, so the rest of the runtime never touches a pointer:
   invocation) and because every guest range is bounds-checked here, against the
   memory's current size, before it is touched.
 
-Nothing outside this module indexes :data:`ADDRESS_SPACE`.
+Only this module and the host-call trampolines of :mod:`edgestate.host.abi`
+(which read arguments at the address wasmtime hands them) index
+:data:`ADDRESS_SPACE`; guest memory is reached only through :class:`GuestMemory`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import ctypes
 import struct
 import sys
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -108,9 +110,7 @@ class LinkerFunctions:
         # FuncTypes are built here, per linker and so per engine: reusing one with
         # a second engine aborts the process.
         valtypes = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
-        functype = wasmtime.FuncType(
-            [valtypes[p] for p in params], [valtypes[r] for r in results]
-        )
+        functype = wasmtime.FuncType([valtypes[p] for p in params], [valtypes[r] for r in results])
 
         raw = _RAW_CALLBACK(callback)
         self._keep.append((raw, functype))
@@ -138,21 +138,28 @@ class GuestMemory:
     re-checked against the live size before it is refused.
     """
 
-    __slots__ = ("_base", "_context", "_instance", "_size")
+    __slots__ = ("_base", "_context", "_instance", "_size", "ready")
 
     def __init__(self, context: Any, instance: Any) -> None:
         self._context = context
         self._instance = instance
-        self._base = -1
-        self._size = 0
+        self._base = 0
+        self._size = -1  # not looked up yet: the first range check refreshes
+        # False until instantiation has filled in ``instance``: looking an export
+        # up on an unfilled instance aborts the process inside wasmtime.
+        self.ready = False
 
     def _refresh(self) -> None:
+        if not self.ready:
+            raise GuestFault(
+                GuestTrapError("guest memory is not reachable from the host in a start function")
+            )
         item = ffi.wasmtime_extern_t()
         name = b"memory"
         found = ffi.wasmtime_instance_export_get(
             self._context, ctypes.byref(self._instance), name, len(name), ctypes.byref(item)
         )
-        if not found or item.kind != ffi.WASMTIME_EXTERN_MEMORY.value:
+        if not found or cast(int, item.kind) != ffi.WASMTIME_EXTERN_MEMORY.value:
             raise GuestFault(GuestTrapError("the module exports no memory named 'memory'"))
         memory = item.of.memory
         data = ffi.wasmtime_memory_data(self._context, ctypes.byref(memory))
@@ -162,13 +169,12 @@ class GuestMemory:
     def address(self, ptr: int, length: int) -> int:
         """Absolute address of guest range ``[ptr, ptr+length)``; traps if out of bounds."""
         end = ptr + length
-        if end > self._size or self._base < 0:
+        if end > self._size:
             self._refresh()
             if end > self._size:
                 raise GuestFault(
                     GuestTrapError(
-                        f"pointer range [{ptr}, {end}) is outside guest memory "
-                        f"({self._size} bytes)"
+                        f"pointer range [{ptr}, {end}) is outside guest memory ({self._size} bytes)"
                     )
                 )
         return self._base + ptr
@@ -184,10 +190,10 @@ class GuestMemory:
         start = self.address(ptr, length)
         return ADDRESS_SPACE[start : start + length].tobytes()
 
-    def view(self, ptr: int, length: int) -> memoryview:
-        """A zero-copy view of guest memory; use it before the next guest instruction."""
+    def text(self, ptr: int, length: int) -> str:
+        """Guest bytes decoded as UTF-8 (raises ``UnicodeDecodeError``)."""
         start = self.address(ptr, length)
-        return ADDRESS_SPACE[start : start + length]
+        return str(ADDRESS_SPACE[start : start + length], "utf-8")
 
     def write(self, ptr: int, data: bytes) -> None:
         """Copy ``data`` into guest memory at ``ptr``."""
@@ -200,13 +206,3 @@ class GuestMemory:
 
 
 _I64 = struct.Struct("<q")
-
-
-def unpack_args(layout: struct.Struct, args: int) -> tuple[Any, ...]:
-    """Read a host call's arguments from the val_raw array at ``args``."""
-    return layout.unpack_from(ADDRESS_SPACE, args)
-
-
-def pack_result(layout: struct.Struct, args: int, value: int) -> None:
-    """Write a host call's single result into slot 0 of the val_raw array."""
-    layout.pack_into(ADDRESS_SPACE, args, value)

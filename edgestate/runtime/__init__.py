@@ -1,12 +1,12 @@
 """Running signed WebAssembly modules against the store, one sandbox per request.
 
-    engine.py    engine settings, RuntimeConfig, the epoch ticker
-    cache.py     verified on-disk cache of compiled modules
-    manifest.py  the module manifest
-    signing.py   publisher keys, module signatures
-    policy.py    the trust policy: publishers and the ceilings they may grant
-    sandbox.py   the per-request instance, its limits and timings
-    runtime.py   Runtime: load, invoke, ainvoke
+engine.py    engine settings, RuntimeConfig, the epoch ticker
+cache.py     verified on-disk cache of compiled modules
+manifest.py  the module manifest
+signing.py   publisher keys, module signatures
+policy.py    the trust policy: publishers and the ceilings they may grant
+sandbox.py   the per-request instance, its limits and timings
+runtime.py   Runtime: load, invoke, ainvoke
 """
 
 from edgestate.runtime.cache import ModuleCache

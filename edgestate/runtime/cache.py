@@ -53,10 +53,12 @@ def compile_module(engine: wasmtime.Engine, wasm: bytes) -> wasmtime.Module:
 class ModuleCache:
     """Compiled modules of one engine, cached under ``directory``."""
 
-    def __init__(self, engine: wasmtime.Engine, directory: Path | None) -> None:
+    def __init__(
+        self, engine: wasmtime.Engine, directory: Path | None, fingerprint: str | None = None
+    ) -> None:
         self.engine = engine
         self.directory = directory
-        self.fingerprint = engine_fingerprint()
+        self.fingerprint = fingerprint or engine_fingerprint()
         self.stats = CacheStats()
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -79,7 +81,7 @@ class ModuleCache:
             return module
         self.stats.misses += 1
         module = compile_module(self.engine, wasm)
-        self._write(path, digest, module.serialize())
+        self._write(path, digest, bytes(module.serialize()))
         return module
 
     def _read(self, path: Path, digest: str) -> wasmtime.Module | None:

@@ -137,8 +137,7 @@ class TrustPolicy:
             want, most = getattr(asked, field), getattr(ceiling, field)
             if want is not None and want > most:
                 raise PolicyViolationError(
-                    f"{where} asks for limits.{field} = {want}, over its policy's "
-                    f"ceiling of {most}"
+                    f"{where} asks for limits.{field} = {want}, over its policy's ceiling of {most}"
                 )
         assert ceiling.fuel is not None and ceiling.wall_time_ms is not None
         # A limit the manifest leaves out is capped at the publisher's ceiling.

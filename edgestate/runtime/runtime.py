@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import wasmtime
 
@@ -27,12 +29,18 @@ from edgestate.errors import (
     EdgestateError,
     InvocationError,
     ModuleNotFoundError_,
+    PolicyViolationError,
     SignatureError,
     StoreError,
 )
 from edgestate.host.abi import define_host_functions
 from edgestate.runtime.cache import ModuleCache
-from edgestate.runtime.engine import EpochTicker, RuntimeConfig, build_engine
+from edgestate.runtime.engine import (
+    EpochTicker,
+    RuntimeConfig,
+    build_engine,
+    engine_fingerprint,
+)
 from edgestate.runtime.manifest import parse_manifest
 from edgestate.runtime.policy import TrustPolicy
 from edgestate.runtime.sandbox import Execution, Sandbox
@@ -40,9 +48,12 @@ from edgestate.runtime.signing import parse_signature, verify_module
 from edgestate.store import Store
 
 
-@dataclass(frozen=True, slots=True)
-class InvocationResult:
-    """A successful invocation, after its writes became durable."""
+class InvocationResult(NamedTuple):
+    """A successful invocation, after its writes became durable.
+
+    A NamedTuple rather than a frozen dataclass: it is built on every request,
+    and a frozen dataclass costs ~1.2 us to construct against ~0.3 us.
+    """
 
     module: str
     output: bytes
@@ -92,13 +103,17 @@ class Runtime:
         self.store = store
         self.policy = policy
         self.config = config or RuntimeConfig()
-        self.engine = build_engine()
+        self.engine = build_engine(self.config)
         self.linker = wasmtime.Linker(self.engine)
         self._host_functions = define_host_functions(self.linker)
-        self.cache = ModuleCache(self.engine, self.config.cache_dir)
+        self.cache = ModuleCache(
+            self.engine, self.config.cache_dir, engine_fingerprint(self.config)
+        )
         self._modules: dict[str, LoadedModule] = {}
         self.metrics: dict[str, ModuleMetrics] = {}
         self._ticker = EpochTicker(self.engine, self.config.epoch_tick_ms)
+        # A runtime dropped without close() must not leave its ticker running.
+        weakref.finalize(self, self._ticker.stop)
 
     def close(self) -> None:
         """Stop the epoch ticker. The store is the caller's to close."""
@@ -120,9 +135,15 @@ class Runtime:
         verify_module(wasm, manifest, parsed_signature)
         parsed = parse_manifest(manifest)
         grant = self.policy.check(parsed_signature.public_key, parsed)
+        if grant.memory_pages > self.config.max_memory_pages:
+            raise PolicyViolationError(
+                f"module {parsed.name!r} asks for limits.memory_pages = {grant.memory_pages}, "
+                f"over this node's limit of {self.config.max_memory_pages}"
+            )
         digest = hashlib.sha256(wasm).hexdigest()
         compiled = self.cache.load(wasm, digest)
         sandbox = Sandbox(
+            store=self.store,
             engine=self.engine,
             linker=self.linker,
             module=compiled,
@@ -154,9 +175,7 @@ class Runtime:
                 f"{wasm} is unsigned: no signature file {signature} "
                 "(make one with `edgestate sign`)"
             )
-        return self.load(
-            _read(wasm), _read(manifest or default_manifest), _read(signature)
-        )
+        return self.load(_read(wasm), _read(manifest or default_manifest), _read(signature))
 
     def modules(self) -> list[LoadedModule]:
         """Loaded modules, by name."""
@@ -181,13 +200,12 @@ class Runtime:
         sandbox = self.module(name).sandbox
         if len(input) > self.config.max_input_bytes:
             raise InvocationError(
-                f"input of {len(input)} bytes is over the limit of "
-                f"{self.config.max_input_bytes}"
+                f"input of {len(input)} bytes is over the limit of {self.config.max_input_bytes}"
             )
         metrics = self.metrics[name]
         metrics.invocations += 1
         try:
-            execution = sandbox.run(self.store, input)
+            execution = sandbox.run(input)
         except EdgestateError as exc:
             metrics.failures[exc.code] = metrics.failures.get(exc.code, 0) + 1
             raise
@@ -199,23 +217,25 @@ class Runtime:
     def invoke(self, name: str, input: bytes = b"") -> InvocationResult:
         """Run a module once and durably commit its writes (blocking)."""
         execution = self.run(name, input)
+        if not execution.ops:
+            return self._finish(name, execution, 0)
         start = time.perf_counter_ns()
-        if execution.ops:
-            try:
-                self.store.batch(execution.ops)
-            except StoreError as exc:
-                raise self._commit_failure(name, exc) from exc
+        try:
+            self.store.batch(execution.ops)
+        except StoreError as exc:
+            raise self._commit_failure(name, exc) from exc
         return self._finish(name, execution, time.perf_counter_ns() - start)
 
     async def ainvoke(self, name: str, input: bytes = b"") -> InvocationResult:
         """Async :meth:`invoke`: the commit joins the store's group commit."""
         execution = self.run(name, input)
+        if not execution.ops:
+            return self._finish(name, execution, 0)
         start = time.perf_counter_ns()
-        if execution.ops:
-            try:
-                await self.store.abatch(execution.ops)
-            except StoreError as exc:
-                raise self._commit_failure(name, exc) from exc
+        try:
+            await self.store.abatch(execution.ops)
+        except StoreError as exc:
+            raise self._commit_failure(name, exc) from exc
         return self._finish(name, execution, time.perf_counter_ns() - start)
 
     def _commit_failure(self, name: str, exc: StoreError) -> InvocationError:
@@ -225,7 +245,8 @@ class Runtime:
         return failure
 
     def _finish(self, name: str, execution: Execution, commit_ns: int) -> InvocationResult:
-        self.metrics[name].commit_ns += commit_ns
+        if commit_ns:
+            self.metrics[name].commit_ns += commit_ns
         return InvocationResult(
             module=name,
             output=execution.output,

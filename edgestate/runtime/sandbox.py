@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
+from wasmtime import _bindings as _raw
 from wasmtime import _ffi as ffi
 
 from edgestate.errors import (
@@ -33,6 +34,7 @@ from edgestate.host.abi import (
     FUNCTIONS,
     IMPORT_MODULE,
     HostContext,
+    HostEnv,
     HostLimits,
     bind,
 )
@@ -48,22 +50,29 @@ _TRAP_INTERRUPT = 10  # WASMTIME_TRAP_CODE_INTERRUPT (epoch deadline)
 # Table growth is bounded too, or a guest could grow a table instead of memory.
 _MAX_TABLE_ELEMENTS = 100_000
 
-_store_new = ffi.wasmtime_store_new
-_store_context = ffi.wasmtime_store_context
-_store_delete = ffi.wasmtime_store_delete
-_store_limiter = ffi.wasmtime_store_limiter
-_set_fuel = ffi.wasmtime_context_set_fuel
-_get_fuel = ffi.wasmtime_context_get_fuel
-_set_epoch_deadline = ffi.wasmtime_context_set_epoch_deadline
-_instantiate = ffi.wasmtime_instance_pre_instantiate
-_export_get = ffi.wasmtime_instance_export_get
-_call = ffi.wasmtime_func_call_unchecked
-_trap_code = ffi.wasmtime_trap_code
+# The ctypes function objects themselves: wasmtime-py's same-named wrappers add
+# a Python frame (~0.1 us) to each of the dozen calls a request makes.
+_store_new = _raw._wasmtime_store_new
+_store_context = _raw._wasmtime_store_context
+_store_delete = _raw._wasmtime_store_delete
+_store_limiter = _raw._wasmtime_store_limiter
+_set_fuel = _raw._wasmtime_context_set_fuel
+_get_fuel = _raw._wasmtime_context_get_fuel
+_set_epoch_deadline = _raw._wasmtime_context_set_epoch_deadline
+_instantiate = _raw._wasmtime_instance_pre_instantiate
+_export_get = _raw._wasmtime_instance_export_get
+_call = _raw._wasmtime_func_call_unchecked
+_trap_code = _raw._wasmtime_trap_code
+_Instance = ffi.wasmtime_instance_t
+_Extern = ffi.wasmtime_extern_t
+_TrapPointer = ctypes.POINTER(ffi.wasm_trap_t)
+_Slots = ffi.wasmtime_val_raw_t * 1
+_Fuel = ctypes.c_uint64
 _byref = ctypes.byref
 _now = time.perf_counter_ns
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Execution:
     """A successful run, before its writes are committed."""
 
@@ -80,6 +89,7 @@ class Sandbox:
     def __init__(
         self,
         *,
+        store: Store,
         engine: wasmtime.Engine,
         linker: wasmtime.Linker,
         module: wasmtime.Module,
@@ -104,8 +114,13 @@ class Sandbox:
         self._fuel = grant.fuel
         # +1: the current epoch may be about to tick, which would cut the budget short.
         self._deadline_ticks = math.ceil(grant.wall_time_ms / epoch_tick_ms) + 1
-        self._grants = Grants(manifest.reads, manifest.writes)
-        self._host_limits = host_limits
+        self._env = HostEnv(
+            store=store,
+            grants=Grants(manifest.reads, manifest.writes),
+            max_output=grant.max_output_bytes,
+            limits=host_limits,
+            module=manifest.name,
+        )
         self.name = manifest.name
 
     @staticmethod
@@ -151,7 +166,7 @@ class Sandbox:
                 f"allows {grant.memory_pages}"
             )
 
-    def run(self, store: Store, input: bytes) -> Execution:
+    def run(self, input: bytes) -> Execution:
         """Run the entry once in a fresh instance; raise an :class:`InvocationError` on failure."""
         start = _now()
         raw_store = _store_new(self._engine_ptr, None, _NO_FINALIZER)
@@ -160,32 +175,26 @@ class Sandbox:
             _set_fuel(context, self._fuel)
             _set_epoch_deadline(context, self._deadline_ticks)
             _store_limiter(raw_store, self._memory_bytes, _MAX_TABLE_ELEMENTS, -1, -1, -1)
-            instance = ffi.wasmtime_instance_t()
-            trap = ctypes.POINTER(ffi.wasm_trap_t)()
-            error = _instantiate(self._pre_ptr, context, _byref(instance), _byref(trap))
-            if error or trap:
-                raise self._instantiation_failure(error, trap)
-            item = ffi.wasmtime_extern_t()
-            _export_get(context, _byref(instance), self._entry, len(self._entry), _byref(item))
+            instance = _Instance()
+            trap = _TrapPointer()
             memory = GuestMemory(context, instance)
-            host = HostContext(
-                store=store,
-                grants=self._grants,
-                input=input,
-                max_output=self.grant.max_output_bytes,
-                memory=memory,
-                limits=self._host_limits,
-                module=self.name,
-            )
-            slots = (ffi.wasmtime_val_raw_t * 1)()
+            host = HostContext(self._env, input, memory)
+            # Bound before instantiation too: a start function may call the host.
             bind(host)
             try:
+                error = _instantiate(self._pre_ptr, context, _byref(instance), _byref(trap))
+                if error or trap:
+                    raise self._instantiation_failure(error, trap)
+                memory.ready = True
+                item = _Extern()
+                _export_get(context, _byref(instance), self._entry, len(self._entry), _byref(item))
+                slots = _Slots()
                 started = _now()
                 error = _call(context, _byref(item.of.func), slots, 1, _byref(trap))
                 finished = _now()
             finally:
                 bind(None)
-            remaining = ctypes.c_uint64(0)
+            remaining = _Fuel()
             _get_fuel(context, _byref(remaining))
             if error or trap:
                 raise self._call_failure(error, trap, host, memory)
@@ -202,13 +211,35 @@ class Sandbox:
                 fuel_used=self._fuel - remaining.value,
                 instantiate_ns=started - start,
                 execute_ns=finished - started,
-                ops=host.overlay.ops(),
+                ops=host.ops(),
             )
         finally:
             _store_delete(raw_store)
 
+    def _budget_failure(self, trap: Any) -> InvocationError | None:
+        """OutOfFuel or DeadlineExceeded if ``trap`` says a budget ran out."""
+        code = ctypes.c_uint8(255)
+        if not trap or not _trap_code(trap, _byref(code)):
+            return None
+        if code.value == _TRAP_OUT_OF_FUEL:
+            return OutOfFuelError(f"module {self.name!r} used up its fuel ({self._fuel} units)")
+        if code.value == _TRAP_INTERRUPT:
+            return DeadlineExceededError(
+                f"module {self.name!r} ran past its wall-time budget of "
+                f"{self.grant.wall_time_ms} ms"
+            )
+        return None
+
     def _instantiation_failure(self, error: Any, trap: Any) -> InvocationError:
+        budget = self._budget_failure(trap)
         message = _message(error, trap)
+        if budget is not None:
+            return budget
+        if "maximum concurrent" in message:
+            return InvocationError(
+                f"module {self.name!r} could not start: every instance slot is busy "
+                f"({message}); raise RuntimeConfig.max_instances or run fewer at once"
+            )
         if "memory" in message and ("limit" in message or "minimum" in message):
             return MemoryLimitError(f"module {self.name!r} could not get its memory: {message}")
         return GuestTrapError(f"module {self.name!r} failed to instantiate: {message}")
@@ -216,16 +247,11 @@ class Sandbox:
     def _call_failure(
         self, error: Any, trap: Any, host: HostContext, memory: GuestMemory
     ) -> InvocationError:
-        code = ctypes.c_uint8(255)
-        has_code = bool(trap) and _trap_code(trap, _byref(code))
+        budget = self._budget_failure(trap)
         message = _message(error, trap)
         name = self.name
-        if has_code and code.value == _TRAP_OUT_OF_FUEL:
-            return OutOfFuelError(f"module {name!r} used up its fuel ({self._fuel} units)")
-        if has_code and code.value == _TRAP_INTERRUPT:
-            return DeadlineExceededError(
-                f"module {name!r} ran past its wall-time budget of {self.grant.wall_time_ms} ms"
-            )
+        if budget is not None:
+            return budget
         if host.fault is not None:
             if isinstance(host.fault, InvocationError):
                 return host.fault
@@ -239,7 +265,6 @@ class Sandbox:
             )
         return GuestTrapError(f"module {name!r} trapped: {message}")
 
-
     def _memory_full(self, memory: GuestMemory) -> bool:
         # memory.grow past the limit only returns -1 to the guest, so the runtime
         # cannot see the refusal itself; a failure with memory full is reported
@@ -251,9 +276,13 @@ class Sandbox:
 
 
 def _message(error: Any, trap: Any) -> str:
-    """The text of a wasmtime error or trap (taking ownership, so it is freed)."""
+    """The cause line of a wasmtime error or trap (taking ownership, so it is freed)."""
     if error:
-        return str(wasmtime.WasmtimeError._from_ptr(error))
-    if trap:
-        return wasmtime.Trap._from_ptr(trap).message.split("\n")[0]
-    return "unknown failure"
+        text = str(wasmtime.WasmtimeError._from_ptr(error))
+    elif trap:
+        text = wasmtime.Trap._from_ptr(trap).message
+    else:
+        return "unknown failure"
+    # wasmtime puts a backtrace first and the cause ("wasm trap: ...") last.
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else text

@@ -1,0 +1,1 @@
+"""Example guest modules (Zig sources and manifests); build with edgestate.guest.build_example."""
