@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgpack
@@ -116,6 +117,7 @@ class ModuleRegistry:
         reach the cluster from here.
         """
         loaded = self.runtime.load(wasm, manifest, signature)
+        self._create_documents(parse_manifest(manifest).writes)
         await self.store.abatch(
             [Set(MODULES_DOC, loaded.name, encode_bundle(wasm, manifest, signature))]
         )
@@ -155,6 +157,7 @@ class ModuleRegistry:
             ):
                 return  # already running exactly this (e.g. the deploy that stored it)
             loaded = self.runtime.load(wasm, manifest, signature)
+            self._create_documents(parsed.writes)
         except EdgestateError as exc:
             log.warning(
                 "module %r version %s refused by this node, keeping %s: %s",
@@ -168,6 +171,13 @@ class ModuleRegistry:
             return
         self._record(name, "active", loaded.version, loaded.version)
         self.metrics.deploys.labels("active").inc()
+
+    def _create_documents(self, names: Iterable[str]) -> None:
+        # A module's writable documents exist wherever it runs, so its first
+        # invocation does not fail on a document nobody created yet.
+        for doc in names:
+            if not self.store.has_document(doc):
+                self.store.create_document(doc)
 
     def _running(self, name: str) -> LoadedModule | None:
         try:
