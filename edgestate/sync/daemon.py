@@ -7,11 +7,18 @@ the daemon runs after it returns. Each connection owns its sender task.
 
 Data flow: every durable commit of the store arrives as a ``ChangeEvent``; its
 update bytes are queued to every connected peer except the one it came from
-(``origin``). Applying an update that changes nothing produces no event, which
-is what ends relaying in a mesh. Each sender drains its queue into one ``push``
-frame per send (merging updates of a document), so batching grows with load and
-a lone write goes out at once. State vectors are exchanged at connect, at
-anti-entropy and after a queue overflow; only then are diffs computed.
+(``origin``) and that peer's own peers (they got it from it: see
+``frames.Peers``), so a full mesh carries each update once per link and a chain
+still relays. Applying an update that changes nothing produces no event, which
+ends any relay loop. Each sender drains its queue into one ``push`` frame per
+send (merging updates of a document), so batching grows with load and a lone
+write goes out at once. Received updates are submitted to the store without
+waiting for each commit, so they share group commits.
+
+State vectors are exchanged at connect, at anti-entropy and after a queue
+overflow; only then are diffs computed. A node's connect-time exchanges run one
+at a time (``handshake_lock``, released on the peer's ``synced``), so a node back
+from a restart downloads what it missed once, not once per peer.
 """
 
 from __future__ import annotations
@@ -48,9 +55,11 @@ from edgestate.sync.discovery import Discovery, Found, MdnsDiscovery, StaticDisc
 from edgestate.sync.frames import (
     Diff,
     Hello,
+    Peers,
     Push,
     RateLimitedError,
     StateVectors,
+    Synced,
     UnexpectedFrameError,
 )
 from edgestate.sync.peers import Backoff, PeerRecord, PeerState, PeerStatus, lag
@@ -59,10 +68,18 @@ from edgestate.sync.tls import client_context, fingerprint, load_identity, serve
 log = logging.getLogger(__name__)
 
 SYNC_PATH = "/sync"
+# ChangeEvent.origin of updates applied from a peer: this prefix and its node id.
+PEER_ORIGIN = "peer:"
 # A Yjs v1 update that carries nothing (no structs, empty delete set).
 EMPTY_UPDATE = b"\x00\x00"
 # The peer must say hello within this long, or the connection is dropped.
 HELLO_TIMEOUT_S = 10.0
+# How long a catch-up handshake may hold the others back (a peer that never
+# answers with ``synced`` must not stall the node).
+HANDSHAKE_WAIT_S = 30.0
+# Applies submitted to the store ahead of their commit, per connection: enough to
+# fill a group commit, few enough to keep back-pressure on the peer's socket.
+MAX_INFLIGHT_APPLIES = 64
 # A push frame is cut at this many update bytes so frames stay well under the
 # frame limit and one slow frame does not hold back everything else.
 PUSH_CHUNK_BYTES = 1 << 20
@@ -118,7 +135,15 @@ class _Connection:
         self.closed = asyncio.Event()
         self.send_lock = asyncio.Lock()
         self.sender: asyncio.Task[None] | None = None
-        self.new_docs = 0
+        # Documents this peer created here (limit), and applies not yet committed.
+        self.new_docs: set[str] = set()
+        self.inflight: collections.deque[asyncio.Future[bool]] = collections.deque()
+        # Node ids the peer says it is connected to (see frames.Peers).
+        self.neighbors: frozenset[str] = frozenset()
+        self.peers_dirty = True
+        self.synced = asyncio.Event()
+        self.failed = False
+        self.close_reason: str | None = None
         limits = daemon.config.limits
         self._tokens = float(limits.frame_burst)
         self._refill = time.monotonic()
@@ -161,13 +186,26 @@ class _Connection:
         await self.ws.close(code=code, message=reason.encode()[:_MAX_REASON])
 
     async def run_sender(self) -> None:
-        """Push queued updates; run state-vector exchanges when asked."""
+        """Handshake, then push queued updates; run state-vector exchanges when asked."""
+        await self.send(Peers(tuple(self.daemon.connected())))
+        self.peers_dirty = False
+        # One catch-up at a time per node: a node back from a restart gets what it
+        # missed from the first peer, and its next peers see it caught up already.
+        async with self.daemon.handshake_lock:
+            self.synced.clear()
+            await self.send(StateVectors(await self.daemon.state_vectors(), reply=False))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HANDSHAKE_WAIT_S):
+                    await self.synced.wait()
         coalesce = self.daemon.config.coalesce_s
         while True:
             await self.wake.wait()
             self.wake.clear()
             if coalesce:
                 await asyncio.sleep(coalesce)
+            if self.peers_dirty:
+                self.peers_dirty = False
+                await self.send(Peers(tuple(self.daemon.connected())))
             if self.resync or self.sync_requested:
                 if self.resync:
                     self.daemon.stats.resyncs += 1
@@ -237,6 +275,7 @@ class SyncDaemon:
         self._stream: ChangeStream | None = None
         self._changed = asyncio.Condition()
         self._closing = False
+        self.handshake_lock = asyncio.Lock()
         self.port: int | None = None
 
     # --- lifecycle ---------------------------------------------------------------
@@ -262,6 +301,8 @@ class SyncDaemon:
                 self.node_id,
             )
         self._session = aiohttp.ClientSession()
+        # The same bound as a peer's queue: if the pump itself falls this far
+        # behind, every peer is resynced from state vectors instead.
         self._stream = self.store.changes(maxsize=self.config.limits.peer_queue)
         self._spawn(self._pump_changes())
         self._spawn(self._anti_entropy())
@@ -339,6 +380,12 @@ class SyncDaemon:
                 conn.record.queued = len(conn.queue)
         return [record.snapshot() for record in self._records.values()]
 
+    @property
+    def multicast_available(self) -> bool | None:
+        """Whether mDNS runs (None if it was not asked for): the CLI shows it."""
+        sources = [d for d in self._discovery if isinstance(d, MdnsDiscovery)]
+        return sources[0].available if sources else None
+
     def connected(self) -> list[str]:
         """Node ids of the peers connected right now."""
         return list(self._conns)
@@ -374,7 +421,11 @@ class SyncDaemon:
         address = f"{found.host}:{found.port}"
         record = self._records.get(address)
         if record is None:
-            record = PeerRecord(address=address, source=found.source, node_id=found.node_id)
+            # A peer that dialed us first becomes dialable: one record per peer.
+            record = self._records.pop(f"inbound:{found.node_id}", None)
+            if record is None:
+                record = PeerRecord(address=address, source=found.source, node_id=found.node_id)
+            record.address, record.source = address, found.source
             self._records[address] = record
         record.last_seen = time.monotonic()
         if address not in self._dialers:
@@ -408,7 +459,7 @@ class SyncDaemon:
                 async with self._session.ws_connect(
                     url,
                     ssl=self._client_ssl if self._client_ssl is not None else False,
-                    max_msg_size=self.config.limits.max_frame_bytes,
+                    max_msg_size=_transport_limit(self.config.limits.max_frame_bytes),
                     heartbeat=self.config.heartbeat_s,
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 ) as ws:
@@ -418,10 +469,21 @@ class SyncDaemon:
                 if exc.permanent:
                     record.state = PeerState.DISCONNECTED
                     return
+            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+                # The peer's certificate is not from our cluster CA (or expired,
+                # or revoked): we refuse it. Logged loudly once per address.
+                record.failures += 1
+                record.last_error = f"refused: {exc}"
+                self.stats.refused += 1
+                (log.debug if record.failures > 1 else log.warning)(
+                    "refused sync peer at %s: TLS verification failed: %s", record.address, exc
+                )
             except (aiohttp.ClientError, OSError, TimeoutError, SyncError) as exc:
                 record.failures += 1
                 record.last_error = f"{type(exc).__name__}: {exc}"
                 log.debug("dial %s failed: %s", record.address, record.last_error)
+            if record.node_id in self._conns:
+                continue  # the peer is connected the other way round; wait on that
             if established:
                 backoff.reset()
                 record.last_seen = time.monotonic()
@@ -437,7 +499,8 @@ class SyncDaemon:
 
     async def _handle_inbound(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(
-            max_msg_size=self.config.limits.max_frame_bytes, heartbeat=self.config.heartbeat_s
+            max_msg_size=_transport_limit(self.config.limits.max_frame_bytes),
+            heartbeat=self.config.heartbeat_s,
         )
         if self._closing:
             raise web.HTTPServiceUnavailable(reason="node shutting down")
@@ -469,34 +532,31 @@ class SyncDaemon:
             if not isinstance(hello, Hello):
                 raise UnexpectedFrameError(f"expected hello, got {type(hello).__name__}")
             self._check_hello(hello, cert)
-            conn.node_id, conn.origin = hello.node, f"peer:{hello.node}"
+            conn.node_id, conn.origin = hello.node, f"{PEER_ORIGIN}{hello.node}"
             self._admit(conn, record)
             established = True
-            await conn.send(StateVectors(await self.state_vectors(), reply=False))
             conn.sender = asyncio.get_running_loop().create_task(conn.run_sender())
             while True:
                 await self._dispatch(conn, await self._receive(conn))
         except _Closed:
-            pass
+            if conn.ws.close_code == WSCloseCode.POLICY_VIOLATION:
+                reason = conn.close_reason or "no reason given"
+                log.warning("peer %s refused this node: %s", conn.node_id or "?", reason)
+                if record is not None:
+                    record.last_error = f"refused by peer: {reason}"
         except PeerRefusedError as exc:
             self._refuse_log(conn.node_id or "peer", str(exc))
             await conn.close(WSCloseCode.POLICY_VIOLATION, f"refused: {exc}")
         except ProtocolError as exc:
-            self.stats.protocol_errors[exc.code] += 1
-            log.warning("closing sync connection to %s: %s", conn.node_id or "peer", exc)
-            code = (
-                WSCloseCode.MESSAGE_TOO_BIG
-                if isinstance(exc, frames.OversizedFrameError)
-                else WSCloseCode.PROTOCOL_ERROR
-            )
-            await conn.close(code, f"{exc.code}: {exc}")
+            await self._protocol_failure(conn, exc)
         except TimeoutError:
             self.stats.protocol_errors["hello_timeout"] += 1
             await conn.close(WSCloseCode.PROTOCOL_ERROR, "no hello in time")
         except StoreClosedError:
             await conn.close(WSCloseCode.GOING_AWAY, "node shutting down")
         except _Refused as exc:
-            await conn.close(WSCloseCode.POLICY_VIOLATION, str(exc))
+            # Not the peer's fault (a duplicate, or ourselves): a normal close.
+            await conn.close(WSCloseCode.OK, str(exc))
             raise
         except (aiohttp.ClientError, ConnectionError) as exc:
             log.debug("sync connection to %s lost: %s", conn.node_id, exc)
@@ -509,20 +569,40 @@ class SyncDaemon:
             conn.sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await conn.sender
+        for pending in conn.inflight:
+            # Already handed to the store's writer: let them land, ignore failures.
+            with contextlib.suppress(Exception):
+                await pending
         if not conn.ws.closed:
             with contextlib.suppress(Exception):
                 await conn.close(WSCloseCode.GOING_AWAY, "connection ended")
         if conn.node_id is not None and self._conns.get(conn.node_id) is conn:
             del self._conns[conn.node_id]
+            self._peers_changed()
             if conn.record is not None:
                 conn.record.state = (
                     PeerState.BACKOFF if conn.record.address else PeerState.DISCONNECTED
                 )
                 conn.record.connected_since = None
+                conn.record.last_seen = time.monotonic()
             async with self._changed:
                 self._changed.notify_all()
         self._live.discard(conn)
         conn.closed.set()
+
+    async def _protocol_failure(self, conn: _Connection, exc: ProtocolError) -> None:
+        """Count, log and close: the one way a peer's bad frame ends its connection."""
+        if conn.failed:
+            return
+        conn.failed = True
+        self.stats.protocol_errors[exc.code] += 1
+        log.warning("closing sync connection to %s: %s", conn.node_id or "peer", exc)
+        code = (
+            WSCloseCode.MESSAGE_TOO_BIG
+            if isinstance(exc, frames.OversizedFrameError)
+            else WSCloseCode.PROTOCOL_ERROR
+        )
+        await conn.close(code, f"{exc.code}: {exc}")
 
     def _check_hello(self, hello: Hello, cert: bytes | None) -> None:
         version = frames.negotiate(frames.PROTOCOL_VERSIONS, hello.versions)
@@ -548,24 +628,39 @@ class SyncDaemon:
             keep_new = conn.dialed_by_us == (self.node_id < conn.node_id)
             if not keep_new:
                 if record is not None:
-                    record.node_id = conn.node_id
-                    existing.record = existing.record or record
+                    self._adopt(existing, record)
                 raise _Refused("duplicate connection")
             existing.node_id = None  # its release must not unregister the new one
-            self._spawn(existing.close(WSCloseCode.POLICY_VIOLATION, "duplicate connection"))
+            self._spawn(existing.close(WSCloseCode.OK, "duplicate connection"))
         if record is None:
             record = next(
                 (r for r in self._records.values() if r.node_id == conn.node_id), None
             ) or self._records.setdefault(
                 f"inbound:{conn.node_id}", PeerRecord(address=None, source="inbound")
             )
+        self._adopt(conn, record)
+        self._conns[conn.node_id] = conn
+        self._peers_changed()
+        self._spawn(self._notify())
+
+    def _adopt(self, conn: _Connection, record: PeerRecord) -> None:
+        """Make ``record`` the one table entry of ``conn``'s peer (dialable beats inbound)."""
+        assert conn.node_id is not None
+        inbound = self._records.get(f"inbound:{conn.node_id}")
+        if inbound is not None and inbound is not record and record.address is not None:
+            del self._records[f"inbound:{conn.node_id}"]
+            record.last_sync = record.last_sync or inbound.last_sync
+            record.lag_by_doc = record.lag_by_doc or inbound.lag_by_doc
         record.node_id = conn.node_id
         record.state = PeerState.CONNECTED
-        record.connected_since = time.time()
+        record.connected_since = record.connected_since or time.time()
         record.last_seen = time.monotonic()
         conn.record = record
-        self._conns[conn.node_id] = conn
-        self._spawn(self._notify())
+
+    def _peers_changed(self) -> None:
+        for other in self._conns.values():
+            other.peers_dirty = True
+            other.wake.set()
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -588,6 +683,8 @@ class SyncDaemon:
                 raise frames.OversizedFrameError(str(exc))
             raise frames.MalformedFrameError(f"websocket error: {exc}")
         if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            if msg.type == WSMsgType.CLOSE and isinstance(msg.extra, str):
+                conn.close_reason = msg.extra
             raise _Closed
         raise UnexpectedFrameError(f"{msg.type.name.lower()} frame; the protocol is binary")
 
@@ -602,7 +699,13 @@ class SyncDaemon:
             case Diff(doc, update):
                 await self._apply(conn, doc, update)
             case StateVectors(docs, reply):
+                await self._drain_applies(conn)
                 await self._answer_state_vectors(conn, docs, reply)
+            case Synced():
+                await self._drain_applies(conn)
+                conn.synced.set()
+            case Peers(nodes):
+                conn.neighbors = frozenset(nodes)
             case Hello():
                 raise UnexpectedFrameError("second hello on one connection")
 
@@ -612,14 +715,41 @@ class SyncDaemon:
             return
         if update == EMPTY_UPDATE:
             return
-        if not self.store.has_document(doc):
-            conn.new_docs += 1
-            if conn.new_docs > self.config.limits.max_new_documents:
+        if doc not in conn.new_docs and not self.store.has_document(doc):
+            conn.new_docs.add(doc)
+            if len(conn.new_docs) > self.config.limits.max_new_documents:
                 raise RateLimitedError(
                     f"peer created over {self.config.limits.max_new_documents} documents"
                 )
+        # Submitted without waiting for the commit: the store's writer keeps
+        # submission order and folds queued applies into one group commit.
+        pending = asyncio.ensure_future(
+            self.store.aapply_update(doc, update, origin=conn.origin, create=True)
+        )
+        # A bad update must end the connection now, not when the next frame comes.
+        pending.add_done_callback(functools.partial(self._apply_done, conn, doc))
+        conn.inflight.append(pending)
+        while conn.inflight and (
+            conn.inflight[0].done() or len(conn.inflight) > MAX_INFLIGHT_APPLIES
+        ):
+            await self._settle(conn.inflight.popleft(), doc)
+
+    def _apply_done(self, conn: _Connection, doc: str, pending: asyncio.Future[bool]) -> None:
+        if pending.cancelled():
+            return
+        exc = pending.exception()
+        if isinstance(exc, InvalidUpdateError) and not self._closing:
+            bad = frames.MalformedFrameError(f"invalid update for {doc}: {exc}")
+            self._spawn(self._protocol_failure(conn, bad))
+
+    async def _drain_applies(self, conn: _Connection) -> None:
+        while conn.inflight:
+            await self._settle(conn.inflight.popleft(), "a document")
+
+    @staticmethod
+    async def _settle(pending: asyncio.Future[bool], doc: str) -> None:
         try:
-            await self.store.aapply_update(doc, update, origin=conn.origin, create=True)
+            await pending
         except InvalidUpdateError as exc:
             raise frames.MalformedFrameError(f"invalid update for {doc}: {exc}") from exc
 
@@ -639,6 +769,7 @@ class SyncDaemon:
             if update != EMPTY_UPDATE or remote is None:
                 await conn.send(Diff(doc, update))
                 self.stats.diffs_sent += 1
+        await conn.send(Synced())
         if conn.record is not None:
             conn.record.lag_by_doc = lags
             conn.record.last_sync = time.time()
@@ -661,8 +792,15 @@ class SyncDaemon:
                     conn.wake.set()
             if event.doc in self.config.local_only:
                 continue
+            # The peer an update came from, and that peer's own peers, have it.
+            came_from = (
+                self._conns.get(event.origin.removeprefix(PEER_ORIGIN))
+                if event.origin and event.origin.startswith(PEER_ORIGIN)
+                else None
+            )
+            covered = came_from.neighbors if came_from is not None else frozenset()
             for conn in self._conns.values():
-                if conn.origin != event.origin:
+                if conn.origin != event.origin and conn.node_id not in covered:
                     conn.enqueue(event.doc, event.update)
 
     async def _anti_entropy(self) -> None:
@@ -671,6 +809,15 @@ class SyncDaemon:
             await asyncio.sleep(random.uniform(period / 2, period * 1.5))
             if self._conns:
                 random.choice(list(self._conns.values())).request_sync()
+            self._forget_departed()
+
+    def _forget_departed(self) -> None:
+        """Drop peers that only ever dialed us and have been gone a while."""
+        cutoff = time.monotonic() - self.config.forget_after_s
+        for key, record in list(self._records.items()):
+            if record.address is None and record.state is PeerState.DISCONNECTED:
+                if record.last_seen < cutoff:
+                    del self._records[key]
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         async def run() -> None:
@@ -681,11 +828,18 @@ class SyncDaemon:
         task.add_done_callback(self._tasks.discard)
 
     def _tls_refused(self, reason: str) -> None:
-        self._refuse_log("peer", f"TLS handshake failed: {reason}")
+        self._refuse_log("a peer", f"TLS handshake failed: {reason.lower().replace('_', ' ')}")
 
     def _refuse_log(self, who: object, reason: str) -> None:
         self.stats.refused += 1
         log.warning("refused sync connection from %s: %s", who, reason)
+
+
+def _transport_limit(max_frame_bytes: int) -> int:
+    # aiohttp drops a message over its own limit by cutting the TCP connection,
+    # so the peer never learns why. Up to twice our limit we read the frame and
+    # close with 1009 and a reason; beyond that aiohttp's cut bounds our memory.
+    return 2 * max_frame_bytes
 
 
 def _peer_cert(ws: aiohttp.ClientWebSocketResponse) -> bytes | None:

@@ -14,9 +14,11 @@ WebSocket upgrade):
 2. ``svs``: each side sends the state vectors of its replicated documents.
 3. ``diff``: for each document, whatever the other side's state vector lacks
    (the whole document if the other side does not have it: it is created).
-4. ``push``: from then on, the update bytes of each local or relayed commit,
+   The diffs answering one ``svs`` end with ``synced``.
+4. ``peers``: the sender's connected node ids, at connect and on every change.
+5. ``push``: from then on, the update bytes of each local or relayed commit,
    coalesced into one frame per send.
-5. ``svs`` again at anti-entropy time, with ``reply`` set so the receiver answers
+6. ``svs`` again at anti-entropy time, with ``reply`` set so the receiver answers
    with its own state vectors and both sides send what the other lacks.
 """
 
@@ -95,13 +97,38 @@ class Diff:
 
 
 @dataclass(frozen=True, slots=True)
+class Synced:
+    """Ends the diffs that answer one ``StateVectors``: they are all applied.
+
+    A node catching up holds its other handshakes until this arrives, so after a
+    restart it fetches what it missed from one peer, not from every peer.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """The node ids the sender is connected to right now.
+
+    The receiver does not relay an update it got from this sender to the
+    sender's own peers: they got it from the sender already. That keeps a full
+    mesh from carrying every update N times; anti-entropy heals the rare miss
+    when a link drops while an update is in flight.
+    """
+
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Push:
     """Update bytes of one or more commits, in commit order, as (doc, update)."""
 
     updates: tuple[tuple[str, bytes], ...]
 
 
-Frame = Hello | StateVectors | Diff | Push
+Frame = Hello | StateVectors | Diff | Push | Synced | Peers
+
+# Most node ids one peers frame may list.
+MAX_PEERS = 4096
 
 
 def encode(frame: Frame) -> bytes:
@@ -116,6 +143,10 @@ def encode(frame: Frame) -> bytes:
             body = {"t": "diff", "doc": doc, "update": update}
         case Push(updates):
             body = {"t": "push", "updates": [[doc, update] for doc, update in updates]}
+        case Synced():
+            body = {"t": "synced"}
+        case Peers(nodes):
+            body = {"t": "peers", "nodes": list(nodes)}
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     return packed
 
@@ -174,6 +205,18 @@ def decode(data: bytes, *, max_bytes: int, max_docs: int) -> Frame:
             _check_doc(item[0])
             updates.append((item[0], item[1]))
         return Push(tuple(updates))
+    if kind == "synced":
+        _fields(body)
+        return Synced()
+    if kind == "peers":
+        _fields(body, "nodes")
+        nodes = body["nodes"]
+        if not isinstance(nodes, list) or len(nodes) > MAX_PEERS:
+            raise MalformedFrameError(f"peers.nodes must be a list of at most {MAX_PEERS} ids")
+        for node in nodes:
+            if not isinstance(node, str) or not _ID.fullmatch(node):
+                raise MalformedFrameError(f"peers.nodes items must match {_ID.pattern}")
+        return Peers(tuple(nodes))
     raise MalformedFrameError(f"unknown frame type {kind!r}")
 
 

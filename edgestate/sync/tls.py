@@ -222,13 +222,18 @@ def _configure(ctx: ssl.SSLContext, files: TLSFiles) -> None:
 
 def _refusal_reporting_class(on_refused: Callable[[str], None]) -> type[ssl.SSLObject]:
     class _ReportingSSLObject(ssl.SSLObject):
+        _reported = False
+
         def do_handshake(self) -> None:
             try:
                 super().do_handshake()
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 raise
             except ssl.SSLError as exc:
-                on_refused(getattr(exc, "verify_message", None) or exc.reason or str(exc))
+                # asyncio may retry a failed handshake step; report a peer once.
+                if not self._reported:
+                    self._reported = True
+                    on_refused(getattr(exc, "verify_message", None) or exc.reason or str(exc))
                 raise
 
     return _ReportingSSLObject

@@ -118,9 +118,9 @@ async def nodes(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Nodes]:
         await ns.close()
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+async def eventually(check: Callable[[], bool], seconds: float = 10.0) -> None:
     """Wait until ``check()`` holds; convergence has no single event to wait on."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")

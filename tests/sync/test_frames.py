@@ -14,7 +14,7 @@ import pytest
 from edgestate.errors import ProtocolError
 from edgestate.store import Delete, Incr, Set
 from edgestate.sync import frames
-from edgestate.sync.frames import Diff, Hello, Push, StateVectors
+from edgestate.sync.frames import Diff, Hello, Peers, Push, StateVectors, Synced
 from tests.sync.conftest import Cluster, Nodes, RawPeer, eventually
 
 SCHEMA = json.loads(
@@ -26,6 +26,9 @@ SAMPLES: list[frames.Frame] = [
     StateVectors({}, reply=False),
     Diff("docs", b"\x00\x00"),
     Push((("docs", b"\x01"), ("other", b"\x02\x03"))),
+    Synced(),
+    Peers(("a" * 64, "dev-1")),
+    Peers(()),
 ]
 
 
@@ -101,20 +104,19 @@ def test_version_negotiation_picks_the_highest_common_version() -> None:
 
 
 @pytest.mark.timeout(30)
-async def test_frames_a_node_really_sends_match_the_schema(
-    nodes: Nodes, cluster: Cluster
-) -> None:
+async def test_frames_a_node_really_sends_match_the_schema(nodes: Nodes, cluster: Cluster) -> None:
     node = await nodes.start()
     node.store.create_document("docs")
     node.store.batch([Set("docs", "a", b"1"), Incr("docs", "n", 2)])
     peer = RawPeer(cluster)
     try:
         await peer.connect(node)
-        assert [type(await peer.recv()) for _ in range(2)] == [Hello, StateVectors]
+        assert [type(await peer.recv()) for _ in range(3)] == [Hello, Peers, StateVectors]
         # We name no documents and ask for a reply: the node sends what we lack
-        # (the whole of "docs") and then its own state vectors.
+        # (the whole of "docs"), marks the end, and sends its own state vectors.
         await peer.send(StateVectors({}, reply=True))
-        assert [type(await peer.recv()) for _ in range(2)] == [Diff, StateVectors]
+        assert [type(await peer.recv()) for _ in range(3)] == [Diff, Synced, StateVectors]
+        await peer.send(Synced())  # our (empty) answer to its handshake
         await node.daemon.wait_connected(1)
         node.store.batch([Set("docs", "b", b"2"), Delete("docs", "a")])
         assert isinstance(await peer.recv(), Push)

@@ -61,15 +61,18 @@ async def test_a_node_of_another_cluster_is_refused_and_logged(
 ) -> None:
     other = Cluster(tmp_path / "other-ca", tmp_path)
     tls.init_cluster(other.ca_dir)
+    caplog.set_level(logging.WARNING, logger="edgestate.sync")
     a = await nodes.start()
     name, certs = other.issue()
-    caplog.set_level(logging.WARNING, logger="edgestate.sync")
     stranger = await nodes.start([a], name=name, certs=certs)
-    await eventually(lambda: a.daemon.stats.refused >= 2)  # it keeps retrying, with backoff
+    a.daemon.add_peer(stranger.address)  # both dial: each refuses the other's CA
+    await eventually(lambda: a.daemon.stats.refused >= 1 and stranger.daemon.stats.refused >= 1)
     assert a.daemon.connected() == [] and stranger.daemon.connected() == []
-    assert "refused sync connection" in caplog.text
-    (status,) = stranger.daemon.peers()
-    assert status.state is not PeerState.CONNECTED and status.failures >= 1
+    assert "refused sync peer" in caplog.text
+    for node in (a, stranger):
+        (status,) = node.daemon.peers()
+        assert status.state is not PeerState.CONNECTED
+        assert status.last_error is not None and "certificate verify failed" in status.last_error
 
 
 async def _dial_with(ctx: ssl.SSLContext, address: str) -> None:
@@ -87,7 +90,7 @@ async def test_a_client_without_a_certificate_is_refused(
     caplog.set_level(logging.WARNING, logger="edgestate.sync")
     with pytest.raises((aiohttp.ClientError, ConnectionError)):
         await _dial_with(ctx, a.address)
-    await eventually(lambda: a.daemon.stats.refused == 1)
+    await eventually(lambda: a.daemon.stats.refused >= 1)
     assert "certificate" in caplog.text
 
 
@@ -99,7 +102,7 @@ async def test_an_expired_certificate_is_refused(nodes: Nodes, cluster: Cluster)
     ctx = tls.client_context(tls.files_for(out, "expired"))
     with pytest.raises((aiohttp.ClientError, ConnectionError)):
         await _dial_with(ctx, a.address)
-    await eventually(lambda: a.daemon.stats.refused == 1)
+    await eventually(lambda: a.daemon.stats.refused >= 1)
 
 
 async def test_a_revoked_certificate_is_refused(
@@ -114,7 +117,7 @@ async def test_a_revoked_certificate_is_refused(
     a = await nodes.start()  # issued after the revocation: its crl.pem lists the victim
     with pytest.raises((aiohttp.ClientError, ConnectionError)):
         await _dial_with(tls.client_context(tls.files_for(victim_dir, victim_name)), a.address)
-    await eventually(lambda: a.daemon.stats.refused == 1)
+    await eventually(lambda: a.daemon.stats.refused >= 1)
 
 
 async def test_a_hello_that_lies_about_the_node_id_is_refused(

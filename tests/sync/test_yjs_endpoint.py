@@ -15,7 +15,7 @@ from aiohttp import web
 
 from edgestate.store import Set, Store
 from edgestate.sync.yjs import YjsEndpoint
-from tests.sync.conftest import FAST_STORE, eventually
+from tests.sync.conftest import FAST_STORE, Nodes, eventually
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 
@@ -73,8 +73,12 @@ async def test_a_yjs_client_reads_writes_and_sees_node_changes(
     store.create_document("shared")
     store.batch([Set("shared", "from-python", b"\x09\x08")])
     proc = await asyncio.create_subprocess_exec(
-        "node", str(js_client), url, "shared",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        "node",
+        str(js_client),
+        url,
+        "shared",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         async with asyncio.timeout(30):
@@ -92,3 +96,46 @@ async def test_a_yjs_client_reads_writes_and_sees_node_changes(
         proc.stdin.close()
         async with asyncio.timeout(10):
             await proc.wait()
+
+
+@pytest.mark.timeout(60)
+async def test_a_yjs_client_on_one_node_syncs_with_writes_on_another(
+    js_client: Path, nodes: Nodes
+) -> None:
+    a = await nodes.start()
+    b = await nodes.start([a])
+    a.store.create_document("shared")
+    await a.store.abatch([Set("shared", "from-python", b"\x01")])
+    await eventually(
+        lambda: b.store.has_document("shared") and b.store.get("shared", "from-python") is not None
+    )
+    endpoint = YjsEndpoint(b.store)
+    await endpoint.start()
+    app = web.Application()
+    app.add_routes(endpoint.routes())
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"ws://127.0.0.1:{runner.addresses[0][1]}/yjs"
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(js_client),
+        url,
+        "shared",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            assert (await _line(proc))["root"] == {"from-python": [1]}
+            # The browser-side write travels: client -> node b -> peer sync -> node a.
+            await eventually(lambda: a.store.get("shared", "from-js") == b"\x01\x02\x03")
+            await a.store.abatch([Set("shared", "from-a", b"\x05")])
+            assert await _line(proc) == {"event": "seen", "key": "from-a", "value": [5]}
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        async with asyncio.timeout(10):
+            await proc.wait()
+        await endpoint.close()
+        await runner.cleanup()
