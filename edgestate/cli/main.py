@@ -15,6 +15,7 @@ _COMMAND_MODULES = (
     "edgestate.cli.node_cmds",
     "edgestate.cli.runtime_cmds",
     "edgestate.cli.cluster_cmds",
+    "edgestate.demo",
 )
 
 
