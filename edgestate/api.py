@@ -85,7 +85,7 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 def build_app(node: Node) -> web.Application:
     """The API application of ``node``."""
     app = web.Application(
-        middlewares=[_errors_middleware(node), _auth_middleware(node)],
+        middlewares=[_middleware(node)],
         client_max_size=max(node.config.api.max_body_bytes, node.config.api.max_admin_body_bytes),
     )
     app[INVOKE_KEY] = node
@@ -113,10 +113,20 @@ def build_app(node: Node) -> web.Application:
     return app
 
 
-def _errors_middleware(node: Node) -> Any:
+def _middleware(node: Node) -> Any:
+    """Errors to JSON for every route; bearer-token check for admin routes.
+
+    One middleware, not two: it runs on the invocation hot path.
+    """
+    admin_token = node.admin_token.encode()
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.path.startswith("/v1/admin/"):
+                refused = _check_token(request, admin_token, node)
+                if refused is not None:
+                    return refused
             return await handler(request)
         except E.EdgestateError as exc:
             node.metrics.http_errors.labels(exc.code).inc()
@@ -134,26 +144,21 @@ def _errors_middleware(node: Node) -> Any:
     return middleware
 
 
-def _auth_middleware(node: Node) -> Any:
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/v1/admin/"):
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token:
-                node.metrics.http_errors.labels("unauthorized").inc()
-                return error_response(
-                    401,
-                    "unauthorized",
-                    "admin routes need 'Authorization: Bearer <token>' (the token is in "
-                    f"{node.token_path})",
-                )
-            if not hmac.compare_digest(token.encode(), node.admin_token.encode()):
-                node.metrics.http_errors.labels("forbidden").inc()
-                return error_response(403, "forbidden", "the bearer token is not this node's")
-        return await handler(request)
-
-    return middleware
+def _check_token(request: web.Request, admin_token: bytes, node: Node) -> web.Response | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        node.metrics.http_errors.labels("unauthorized").inc()
+        return error_response(
+            401,
+            "unauthorized",
+            "admin routes need 'Authorization: Bearer <token>' (the token is in "
+            f"{node.token_path})",
+        )
+    if not hmac.compare_digest(token.encode(), admin_token):
+        node.metrics.http_errors.labels("forbidden").inc()
+        return error_response(403, "forbidden", "the bearer token is not this node's")
+    return None
 
 
 def _describe(value: bytes | None, counter: bool) -> dict[str, Any]:

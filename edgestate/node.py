@@ -28,7 +28,7 @@ from edgestate import __version__
 from edgestate.api import build_app
 from edgestate.config import NodeConfig
 from edgestate.deploy import ModuleRegistry
-from edgestate.errors import EdgestateError
+from edgestate.errors import EdgestateError, ModuleNotFoundError_
 from edgestate.metrics import NodeMetrics, counter, gauge
 from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store
@@ -194,16 +194,20 @@ class Node:
 
     async def invoke(self, name: str, body: bytes) -> InvocationResult:
         """Run a module once; record its outcome and timings."""
-        m = self.metrics
         try:
             result = await self.runtime.ainvoke(name, body)
         except EdgestateError as exc:
-            m.invocations.labels(name, exc.code).inc()
+            # Unknown names share one series: a caller must not be able to mint
+            # metric series (and memory) by inventing module names.
+            known = not isinstance(exc, ModuleNotFoundError_)
+            outcomes = self.metrics.module(name if known else "_unknown").outcomes
+            outcomes[exc.code] = outcomes.get(exc.code, 0) + 1
             raise
-        m.invocations.labels(name, "ok").inc()
-        m.cold_start.labels(name).observe(result.instantiate_ns / 1e9)
-        m.execution.labels(name).observe(result.execute_ns / 1e9)
-        m.commit.labels(name).observe(result.commit_ns / 1e9)
+        stats = self.metrics.module(name)
+        stats.outcomes["ok"] = stats.outcomes.get("ok", 0) + 1
+        stats.cold_start.observe(result.instantiate_ns / 1e9)
+        stats.execution.observe(result.execute_ns / 1e9)
+        stats.commit.observe(result.commit_ns / 1e9)
         return result
 
     def peer_rows(self) -> list[dict[str, Any]]:

@@ -20,6 +20,8 @@ from edgestate.config import load_config
 
 log = logging.getLogger("edgestate")
 
+SWITCH_INTERVAL_S = float(os.environ.get("EDGESTATE_SWITCH_INTERVAL_S", "0.0002"))
+
 
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (+ exception)."""
@@ -105,6 +107,11 @@ def node(
     }
     config = load_config(config_path, overrides)
     setup_logging(config.log_format, config.log_level)
+    # The store's writer thread releases the GIL for every fsync and must get it
+    # back promptly to acknowledge the group; with the default 5 ms switch
+    # interval a busy event loop holds it that long each time (measured: 245 vs
+    # 3,360 commits/s beside a busy thread at 5 ms vs 0.2 ms).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     asyncio.run(_serve(config, ready_file))
 
 
