@@ -12,6 +12,7 @@ Routes:
     POST   /v1/admin/docs/{doc}/keys/{key}/incr?delta=N
     GET    /v1/admin/docs/{doc}/scan?prefix=&cursor=&limit=
     GET    /v1/admin/docs/{doc}/watch        server-sent events, one per change
+    GET    /yjs/{doc}?token=<token>          y-websocket sync protocol (same token)
 
 Every error is JSON ``{"error": {"code": ..., "message": ...}}`` with a stable code
 and the status below; one request's failure never disturbs another's.
@@ -108,6 +109,7 @@ def build_app(node: Node) -> web.Application:
             web.post("/v1/admin/docs/{doc}/keys/{key}/incr", api.incr_key),
             web.get("/v1/admin/docs/{doc}/scan", api.scan),
             web.get("/v1/admin/docs/{doc}/watch", api.watch),
+            *node.yjs.routes(),
         ]
     )
     return app
@@ -123,7 +125,7 @@ def _middleware(node: Node) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path.startswith("/v1/admin/"):
+            if request.path.startswith(("/v1/admin/", "/yjs/")):
                 refused = _check_token(request, admin_token, node)
                 if refused is not None:
                     return refused
@@ -147,6 +149,10 @@ def _middleware(node: Node) -> Any:
 def _check_token(request: web.Request, admin_token: bytes, node: Node) -> web.Response | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
+    if not header and request.path.startswith("/yjs/"):
+        # Browsers cannot set headers on a WebSocket; y-websocket's `params`
+        # option puts the token in the query string instead.
+        scheme, token = "bearer", request.query.get("token", "")
     if scheme.lower() != "bearer" or not token:
         node.metrics.http_errors.labels("unauthorized").inc()
         return error_response(

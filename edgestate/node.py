@@ -33,6 +33,7 @@ from edgestate.metrics import NodeMetrics, counter, gauge
 from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store
 from edgestate.sync.daemon import SyncDaemon
+from edgestate.sync.yjs import YjsEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Node:
         self._runtime: Runtime | None = None
         self._registry: ModuleRegistry | None = None
         self._sync: SyncDaemon | None = None
+        self._yjs: YjsEndpoint | None = None
         self.admin_token = ""
 
     # --- parts (available after start) ----------------------------------------------
@@ -97,6 +99,12 @@ class Node:
         """The peer sync daemon."""
         assert self._sync is not None, "node not started"
         return self._sync
+
+    @property
+    def yjs(self) -> YjsEndpoint:
+        """The y-websocket endpoint mounted at ``/yjs/{doc}``."""
+        assert self._yjs is not None, "node not started"
+        return self._yjs
 
     @property
     def token_path(self) -> Path:
@@ -134,6 +142,8 @@ class Node:
             await self._registry.start()
             self._sync = SyncDaemon(self._store, cfg.sync)
             await self._sync.start()
+            self._yjs = YjsEndpoint(self._store)
+            await self._yjs.start()
             self.metrics.add_collector(self._collect)
             self._runner = web.AppRunner(
                 build_app(self),
@@ -172,6 +182,8 @@ class Node:
         self.draining = True
         for stream in list(self.watchers):
             stream.close()
+        if self._yjs is not None:
+            await self._yjs.close()  # its websockets would hold the runner's cleanup
         if self._runner is not None:
             await self._runner.cleanup()  # waits for in-flight handlers (shutdown_grace_s)
             self._runner = None

@@ -1,5 +1,5 @@
 // An off-the-shelf Yjs client for tests/sync/test_yjs_endpoint.py.
-// Usage: node client.mjs ws://127.0.0.1:PORT/yjs DOC
+// Usage: node client.mjs ws://127.0.0.1:PORT/yjs DOC [TOKEN]
 // Speaks JSON lines: prints {"event":"synced","root":{...}} once synced, writes
 // root["from-js"] = [1,2,3], then prints {"event":"seen","key":K,"value":[...]}
 // for every key that appears afterwards; exits when stdin closes.
@@ -7,10 +7,13 @@ import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 
-const [serverUrl, room] = process.argv.slice(2)
+const [serverUrl, room, token] = process.argv.slice(2)
 const doc = new Y.Doc()
 const root = doc.getMap('root')
-const provider = new WebsocketProvider(serverUrl, room, doc, { WebSocketPolyfill: WebSocket })
+const provider = new WebsocketProvider(serverUrl, room, doc, {
+  WebSocketPolyfill: WebSocket,
+  params: token ? { token } : {},
+})
 
 const dump = () => Object.fromEntries([...root.entries()].map(([k, v]) => [k, Array.from(v)]))
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')

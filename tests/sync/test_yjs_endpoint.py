@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,23 +16,6 @@ from edgestate.sync.yjs import YjsEndpoint
 from tests.sync.conftest import FAST_STORE, Nodes, eventually
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
-
-
-@pytest.fixture(scope="session")
-def js_client() -> Path:
-    """tests/js with node_modules installed (CI starts from a clean clone)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed to run the real Yjs client")
-    if not (JS_DIR / "node_modules" / "y-websocket").exists():
-        command = "ci" if (JS_DIR / "package-lock.json").exists() else "install"
-        subprocess.run(
-            ["npm", command, "--no-audit", "--no-fund"],
-            cwd=JS_DIR,
-            check=True,
-            timeout=300,
-            capture_output=True,
-        )
-    return JS_DIR / "client.mjs"
 
 
 @pytest.fixture
