@@ -70,7 +70,7 @@ class LatencyHistogram:
 class ModuleStats:
     """Invocation outcomes and latency histograms of one module."""
 
-    __slots__ = ("commit", "cold_start", "execution", "outcomes")
+    __slots__ = ("cold_start", "commit", "execution", "outcomes")
 
     def __init__(self) -> None:
         self.outcomes: dict[str, int] = {}
