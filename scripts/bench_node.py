@@ -44,8 +44,8 @@ async def handle(request):
     await store.abatch([Set("kv", key.decode(), value)])
     return web.Response(body=value)
 app = web.Application(); app.add_routes([web.post("/v1/invoke/{m}", handle)])
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=lambda *a: print("ready", flush=True),
-            access_log=None)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]),
+            print=lambda *a: print("ready", flush=True), access_log=None)
 """
 
 SPAWN_SERVER = r"""
@@ -61,8 +61,8 @@ async def handle(request):
     out, _ = await proc.communicate()
     return web.Response(body=out)
 app = web.Application(); app.add_routes([web.post("/v1/invoke/{m}", handle)])
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), print=lambda *a: print("ready", flush=True),
-            access_log=None)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]),
+            print=lambda *a: print("ready", flush=True), access_log=None)
 """
 
 
