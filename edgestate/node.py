@@ -236,6 +236,10 @@ class Node:
                 "queued": p.queued,
                 "failures": p.failures,
                 "last_error": p.last_error,
+                "bytes_in": p.bytes_in,
+                "bytes_out": p.bytes_out,
+                "updates_in": p.updates_in,
+                "updates_out": p.updates_out,
             }
             for p in self.sync.peers()
         ]
@@ -319,6 +323,17 @@ class Node:
             ["peer"],
             (([p.node_id or p.address or "?"], p.lag) for p in peers),
         )
+        for what in ("bytes", "updates"):
+            yield counter(
+                f"edgestate_peer_sync_{what}",
+                f"Sync {what} exchanged with each peer.",
+                ["peer", "direction"],
+                (
+                    ([p.node_id or p.address or "?", way], getattr(p, f"{what}_{way}"))
+                    for p in peers
+                    for way in ("in", "out")
+                ),
+            )
         stats = sync.stats
         yield counter(
             "edgestate_sync_bytes",

@@ -181,6 +181,8 @@ class _Connection:
             await self.ws.send_bytes(data)
         self.daemon.stats.frames_out += 1
         self.daemon.stats.bytes_out += len(data)
+        if self.record is not None:
+            self.record.bytes_out += len(data)
 
     async def close(self, code: int, reason: str) -> None:
         await self.ws.close(code=code, message=reason.encode()[:_MAX_REASON])
@@ -227,6 +229,8 @@ class _Connection:
                 )
                 await self.send(Push(items))
                 self.daemon.stats.updates_pushed += count
+                if self.record is not None:
+                    self.record.updates_out += count
             if self.record is not None:
                 self.record.queued = len(self.queue)
 
@@ -672,6 +676,8 @@ class SyncDaemon:
             data: bytes = msg.data
             self.stats.frames_in += 1
             self.stats.bytes_in += len(data)
+            if conn.record is not None:
+                conn.record.bytes_in += len(data)
             conn.take_token()
             limits = self.config.limits
             return frames.decode(
@@ -715,6 +721,8 @@ class SyncDaemon:
             return
         if update == EMPTY_UPDATE:
             return
+        if conn.record is not None:
+            conn.record.updates_in += 1
         if doc not in conn.new_docs and not self.store.has_document(doc):
             conn.new_docs.add(doc)
             if len(conn.new_docs) > self.config.limits.max_new_documents:

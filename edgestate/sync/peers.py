@@ -40,6 +40,11 @@ class PeerStatus:
     queued: int
     failures: int
     last_error: str | None
+    # Traffic with this peer since this node started (all its connections).
+    bytes_in: int = 0
+    bytes_out: int = 0
+    updates_in: int = 0
+    updates_out: int = 0
 
 
 @dataclass(slots=True)
@@ -57,6 +62,10 @@ class PeerRecord:
     failures: int = 0
     last_error: str | None = None
     last_seen: float = field(default_factory=time.monotonic)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    updates_in: int = 0
+    updates_out: int = 0
 
     def snapshot(self) -> PeerStatus:
         """Freeze this record for callers outside the loop."""
@@ -71,6 +80,10 @@ class PeerRecord:
             queued=self.queued,
             failures=self.failures,
             last_error=self.last_error,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            updates_in=self.updates_in,
+            updates_out=self.updates_out,
         )
 
 

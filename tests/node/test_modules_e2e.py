@@ -192,6 +192,18 @@ def test_rollout_across_nodes_and_a_refusing_policy(tmp_path: Path, publisher: P
             return int(r.json()["counter"]) if r.status == 200 else 0
 
         eventually(lambda: total_on(a) == 2 and total_on(b) == 2)
+        peers = call(a.api, "GET", "/v1/admin/peers", token=a.token).json()["peers"]
+        assert {p["node_id"] for p in peers} >= {b.node_id, c.node_id}
+        assert any(p["updates_out"] > 0 and p["bytes_in"] > 0 for p in peers)
+        metrics = call(a.api, "GET", "/metrics").body.decode()
+        per_peer = {
+            (s.labels["peer"], s.labels["direction"]): s.value
+            for f in text_string_to_metric_families(metrics)
+            for s in f.samples
+            if s.name == "edgestate_peer_sync_bytes_total"
+        }
+        assert per_peer.get((b.node_id, "out"), 0) > 0, (per_peer, peers)
+        assert per_peer[(b.node_id, "in")] > 0
 
         def refused_on_c() -> Any:
             st = call(c.api, "GET", "/v1/admin/status", token=c.token).json()
