@@ -10,6 +10,7 @@ Routes:
     GET    /v1/admin/docs
     GET    /v1/admin/docs/{doc}/keys/{key}   PUT (raw body)   DELETE
     POST   /v1/admin/docs/{doc}/keys/{key}/incr?delta=N
+    POST   /v1/admin/docs/{doc}/batch        {"ops": [...]} applied atomically
     GET    /v1/admin/docs/{doc}/scan?prefix=&cursor=&limit=
     GET    /v1/admin/docs/{doc}/watch        server-sent events, one per change
     GET    /yjs/{doc}?token=<token>          y-websocket sync protocol (same token)
@@ -107,6 +108,7 @@ def build_app(node: Node) -> web.Application:
             web.put("/v1/admin/docs/{doc}/keys/{key}", api.put_key),
             web.delete("/v1/admin/docs/{doc}/keys/{key}", api.delete_key),
             web.post("/v1/admin/docs/{doc}/keys/{key}/incr", api.incr_key),
+            web.post("/v1/admin/docs/{doc}/batch", api.batch),
             web.get("/v1/admin/docs/{doc}/scan", api.scan),
             web.get("/v1/admin/docs/{doc}/watch", api.watch),
             *node.yjs.routes(),
@@ -176,6 +178,25 @@ def _describe(value: bytes | None, counter: bool) -> dict[str, Any]:
         "base64": base64.b64encode(value).decode(),
         "counter": int.from_bytes(value, "little", signed=True) if counter else None,
     }
+
+
+def _parse_op(doc: str, op: Any) -> Set | Delete | Incr:
+    """One write of a batch body: {"op": "set"|"delete"|"incr", "key", "base64"|"delta"}."""
+    if not isinstance(op, dict):
+        raise TypeError(f"each op is an object, got {type(op).__name__}")
+    kind, key = op.get("op"), op.get("key")
+    if not isinstance(key, str):
+        raise TypeError("op.key must be a string")
+    if kind == "set":
+        return Set(doc, key, base64.b64decode(str(op["base64"]), validate=True))
+    if kind == "delete":
+        return Delete(doc, key)
+    if kind == "incr":
+        delta = op.get("delta", 1)
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise TypeError("op.delta must be an integer")
+        return Incr(doc, key, delta)
+    raise ValueError(f"op must be set, delete or incr, got {kind!r}")
 
 
 class _Api:
@@ -326,6 +347,28 @@ class _Api:
             self.node.store.create_document(doc)
         (total,) = await self.node.store.abatch([Incr(doc, key, delta)])
         return web.json_response({"doc": doc, "key": key, "counter": total})
+
+    async def batch(self, request: web.Request) -> web.StreamResponse:
+        doc = request.match_info["doc"]
+        try:
+            body = await request.json()
+            raw_ops = body["ops"]
+            if not isinstance(raw_ops, list):
+                raise TypeError("ops must be a list")
+            ops = [_parse_op(doc, op) for op in raw_ops]
+        except (
+            json.JSONDecodeError,
+            UnicodeDecodeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            binascii.Error,
+        ) as exc:
+            return error_response(400, "bad_request", f"batch body is not valid: {exc}")
+        if request.query.get("create") == "true":
+            self.node.store.create_document(doc)
+        results = await self.node.store.abatch(ops)
+        return web.json_response({"doc": doc, "applied": len(ops), "results": results})
 
     async def scan(self, request: web.Request) -> web.StreamResponse:
         doc = request.match_info["doc"]

@@ -150,6 +150,12 @@ class NodeClient:
             out = json.loads(resp.read())
         return int(out["counter"])
 
+    def batch(self, doc: str, ops: list[dict[str, Any]], *, create: bool = False) -> list[Any]:
+        """``POST .../batch``: ops like ``{"op": "set", "key": k, "base64": v}``."""
+        query = {"create": "true"} if create else None
+        out = self._json("POST", f"/v1/admin/docs/{self._q(doc)}/batch", {"ops": ops}, query=query)
+        return list(out["results"])
+
     def scan(
         self, doc: str, prefix: str = "", cursor: str | None = None, limit: int = 100
     ) -> dict[str, Any]:

@@ -10,6 +10,10 @@ follows the schemas in ``schemas/cli/``.
 from __future__ import annotations
 
 import base64
+import binascii
+import json
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +23,7 @@ import click
 
 from edgestate.cli.output import describe_value, edge_errors, emit_json, emit_table, show_value
 from edgestate.client import NodeClient
-from edgestate.store import Store
+from edgestate.store import Delete, Incr, Set, Store, WriteOp
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
@@ -35,6 +39,7 @@ class Source(Protocol):
     def put(self, doc: str, key: str, value: bytes, create: bool) -> None: ...
     def delete(self, doc: str, key: str) -> None: ...
     def incr(self, doc: str, key: str, delta: int, create: bool) -> int: ...
+    def batch(self, doc: str, ops: list[WriteOp], create: bool) -> None: ...
     def close(self) -> None: ...
 
 
@@ -96,6 +101,11 @@ class LocalSource:
             self.store.create_document(doc)
         return self.store.incr(doc, key, delta)
 
+    def batch(self, doc: str, ops: list[WriteOp], create: bool) -> None:
+        if create:
+            self.store.create_document(doc)
+        self.store.batch(ops)
+
     def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = self.store.stats()
         stats.pop("commits", None)
@@ -142,6 +152,19 @@ class RemoteSource:
 
     def incr(self, doc: str, key: str, delta: int, create: bool) -> int:
         return self.client.incr(doc, key, delta, create=create)
+
+    def batch(self, doc: str, ops: list[WriteOp], create: bool) -> None:
+        wire: list[dict[str, Any]] = []
+        for op in ops:
+            if isinstance(op, Set):
+                wire.append(
+                    {"op": "set", "key": op.key, "base64": base64.b64encode(op.value).decode()}
+                )
+            elif isinstance(op, Delete):
+                wire.append({"op": "delete", "key": op.key})
+            else:
+                wire.append({"op": "incr", "key": op.key, "delta": op.delta})
+        self.client.batch(doc, wire, create=create)
 
     def close(self) -> None:
         pass
@@ -378,6 +401,85 @@ def kv_incr(
         emit_json({"doc": doc, "key": key, "counter": total})
     else:
         click.echo(str(total))
+
+
+def parse_import_line(doc: str, line: str, number: int) -> WriteOp:
+    """One JSON line of ``kv import``: key plus value | base64 | incr | delete."""
+    try:
+        item = json.loads(line)
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+            raise ValueError('each line is an object with a string "key"')
+        key = item["key"]
+        if "value" in item:
+            return Set(doc, key, str(item["value"]).encode())
+        if "base64" in item:
+            return Set(doc, key, base64.b64decode(item["base64"], validate=True))
+        if "incr" in item:
+            delta = item["incr"]
+            if not isinstance(delta, int) or isinstance(delta, bool):
+                raise ValueError('"incr" must be an integer')
+            return Incr(doc, key, delta)
+        if item.get("delete") is True:
+            return Delete(doc, key)
+        raise ValueError('give one of "value", "base64", "incr" or "delete": true')
+    except (ValueError, binascii.Error) as exc:
+        raise click.BadParameter(f"line {number}: {exc}", param_hint="FILE") from exc
+
+
+@kv.command("import")
+@click.argument("doc")
+@click.argument("file", type=click.File("r"))
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=1000,
+    show_default=True,
+    help="Writes per atomic, durable batch.",
+)
+@CREATE_OPTION
+@JSON_OPTION
+@click.pass_context
+@edge_errors
+def kv_import(
+    ctx: click.Context, doc: str, file: Any, batch_size: int, create: bool, as_json: bool
+) -> None:
+    """Bulk-load DOC from JSON lines (FILE, or - for stdin).
+
+    Each line: {"key": K, "value": TEXT} | {"key": K, "base64": B64} |
+    {"key": K, "incr": N} | {"key": K, "delete": true}. Every batch is atomic and
+    durable; a bad line stops the import before its batch is written.
+    """
+    lines = file.readlines()
+    written = 0
+    started = time.perf_counter()
+    with (
+        _source(ctx, readonly=False) as source,
+        click.progressbar(
+            length=len(lines),
+            label=f"importing into {doc}",
+            file=sys.stderr,
+            show_pos=True,
+            show_percent=True,
+        ) as bar,
+    ):
+        pending: list[WriteOp] = []
+        consumed = 0
+        for number, line in enumerate(lines, 1):
+            consumed += 1
+            if line.strip():
+                pending.append(parse_import_line(doc, line, number))
+            if len(pending) >= batch_size or number == len(lines):
+                if pending:
+                    source.batch(doc, pending, create)
+                    create = False
+                    written += len(pending)
+                bar.update(consumed)
+                consumed, pending = 0, []
+    elapsed = time.perf_counter() - started
+    if as_json:
+        emit_json({"doc": doc, "written": written, "seconds": round(elapsed, 3)})
+    else:
+        click.echo(f"imported {written} writes into {doc} in {elapsed:.2f} s")
 
 
 commands: list[click.Command] = [inspect, kv]

@@ -158,3 +158,43 @@ def test_kv_write_is_refused_while_another_process_writes(data: Path, held: obje
     result = CliRunner().invoke(cli, ["kv", "--data", str(data), "put", "sessions", "k", "v"])
     assert result.exit_code == 1
     assert "store_locked" in result.stderr
+
+
+def test_kv_import_json_lines_with_progress(data: Path, tmp_path: Path) -> None:
+    lines = [json.dumps({"key": f"imp:{i}", "value": f"v{i}"}) for i in range(2500)]
+    lines += [
+        json.dumps({"key": "imp:bin", "base64": "AAH/"}),
+        "",
+        json.dumps({"key": "hits", "incr": 8}),
+        json.dumps({"key": "imp:0", "delete": True}),
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    out = json.loads(
+        run(
+            "kv",
+            "--data",
+            str(data),
+            "import",
+            "sessions",
+            str(src),
+            "--batch-size",
+            "1000",
+            "--json",
+        )
+    )
+    assert out["written"] == 2503
+    with Store.open(data, readonly=True) as s:
+        assert s.get("sessions", "imp:2499") == b"v2499"
+        assert s.get("sessions", "imp:0") is None
+        assert s.get("sessions", "imp:bin") == b"\x00\x01\xff"
+        assert s.get_counter("sessions", "hits") == 8
+
+
+def test_kv_import_names_the_bad_line(data: Path, tmp_path: Path) -> None:
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"key": "ok", "value": "1"}\n{"key": 5}\n')
+    result = CliRunner().invoke(cli, ["kv", "--data", str(data), "import", "sessions", str(src)])
+    assert result.exit_code == 2 and "line 2" in result.stderr
+    with Store.open(data, readonly=True) as s:
+        assert s.get("sessions", "ok") is None  # the batch holding the bad line was not written

@@ -130,6 +130,15 @@ def test_keys_put_get_incr_delete_scan(node: NodeProcess) -> None:
             "bad_signature",
         ),
         ("DELETE", "/v1/admin/modules/nope", None, None, 404, "unknown_module"),
+        (
+            "POST",
+            "/v1/admin/docs/_modules/batch",
+            b'{"ops": [{"op": "nope", "key": "k"}]}',
+            None,
+            400,
+            "bad_request",
+        ),
+        ("POST", "/v1/admin/docs/_modules/batch", b'{"ops": 3}', None, 400, "bad_request"),
     ],
 )
 def test_bad_requests_get_clear_json_errors(
@@ -148,7 +157,9 @@ def test_bad_requests_get_clear_json_errors(
         body,
         token=node.token,
         query=query,
-        content_type="application/json" if path.endswith("modules") else "application/octet-stream",
+        content_type="application/json"
+        if path.endswith(("modules", "batch"))
+        else "application/octet-stream",
     )
     assert reply.status == status, reply.body
     assert reply.json()["error"]["code"] == code
@@ -204,6 +215,13 @@ def test_cli_against_the_running_node(node: NodeProcess, tmp_path: Path) -> None
         args = command if command[0] == "inspect" else [*command, *target]
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 0, (command, r.output)
+    src = tmp_path / "bulk.jsonl"
+    src.write_text("".join(json.dumps({"key": f"b{i}", "value": str(i)}) + "\n" for i in range(50)))
+    r = CliRunner().invoke(
+        cli, ["kv", *target, "import", "bulkdoc", str(src), "--create", "--batch-size", "20"]
+    )
+    assert r.exit_code == 0, r.output
+    assert NodeClient(node.api, node.token).get("bulkdoc", "b49")["base64"] == "NDk="
     r = CliRunner().invoke(cli, ["status", "--node", node.api, "--token", "wrong"])
     assert r.exit_code == 1 and "forbidden" in r.stderr
     r = CliRunner().invoke(cli, ["status", "--node", "http://127.0.0.1:1", "--token", "x"])
