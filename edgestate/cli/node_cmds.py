@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from edgestate.cli.output import edge_errors, emit_json, emit_table
+from edgestate.cli.output import edge_errors, emit_json, emit_table, show_value, with_text
 from edgestate.client import NodeClient
 from edgestate.config import load_config
 
@@ -368,13 +368,9 @@ def watch(
         else:
             origin = event["origin"] or "local"
             for change in event["changes"]:
-                value = (
-                    change["counter"]
-                    if change["type"] == "counter"
-                    else (change["base64"] if change["found"] else "(deleted)")
-                )
+                text = show_value(with_text(change)) if change["found"] else "(deleted)"
                 click.echo(
-                    f"{time.strftime('%H:%M:%S')} {doc}/{change['key']} = {value}  [{origin}]"
+                    f"{time.strftime('%H:%M:%S')} {doc}/{change['key']} = {text}  [{origin}]"
                 )
         seen += 1
         if count is not None and seen >= count:

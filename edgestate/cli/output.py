@@ -34,6 +34,17 @@ def describe_value(value: bytes | None, *, counter: bool) -> dict[str, Any]:
     }
 
 
+def with_text(desc: dict[str, Any]) -> dict[str, Any]:
+    """Add the ``text`` field to a value as the API sends it (base64 only)."""
+    text = None
+    if desc.get("found") and desc.get("type") == "bytes":
+        try:
+            text = base64.b64decode(desc["base64"]).decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+    return {**desc, "text": text}
+
+
 def show_value(desc: dict[str, Any]) -> str:
     """Human form of :func:`describe_value`'s output."""
     if not desc["found"]:

@@ -21,7 +21,14 @@ from typing import Any, Protocol
 
 import click
 
-from edgestate.cli.output import describe_value, edge_errors, emit_json, emit_table, show_value
+from edgestate.cli.output import (
+    describe_value,
+    edge_errors,
+    emit_json,
+    emit_table,
+    show_value,
+    with_text,
+)
 from edgestate.client import NodeClient
 from edgestate.store import Delete, Incr, Set, Store, WriteOp
 
@@ -116,17 +123,6 @@ class LocalSource:
         self.store.close()
 
 
-def _with_text(desc: dict[str, Any]) -> dict[str, Any]:
-    """The API sends base64 only; add the text form the CLI schema promises."""
-    text = None
-    if desc.get("found") and desc.get("type") == "bytes":
-        try:
-            text = base64.b64decode(desc["base64"]).decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-    return {**desc, "text": text}
-
-
 class RemoteSource:
     """A running node, over its admin API."""
 
@@ -137,11 +133,11 @@ class RemoteSource:
         return self.client.documents()
 
     def get(self, doc: str, key: str) -> dict[str, Any]:
-        return _with_text(self.client.get(doc, key))
+        return with_text(self.client.get(doc, key))
 
     def scan(self, doc: str, prefix: str, cursor: str | None, limit: int) -> dict[str, Any]:
         page = self.client.scan(doc, prefix, cursor, limit)
-        page["items"] = [_with_text(i) for i in page["items"]]
+        page["items"] = [with_text(i) for i in page["items"]]
         return page
 
     def put(self, doc: str, key: str, value: bytes, create: bool) -> None:

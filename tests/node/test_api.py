@@ -226,3 +226,55 @@ def test_cli_against_the_running_node(node: NodeProcess, tmp_path: Path) -> None
     assert r.exit_code == 1 and "forbidden" in r.stderr
     r = CliRunner().invoke(cli, ["status", "--node", "http://127.0.0.1:1", "--token", "x"])
     assert r.exit_code == 1 and "cannot reach" in r.stderr
+
+
+def test_inspect_reads_a_running_nodes_data_directory(node: NodeProcess) -> None:
+    from click.testing import CliRunner
+
+    from edgestate.cli.main import cli
+
+    NodeClient(node.api, node.token).put("inspected", "k", b"live", create=True)
+    r = CliRunner().invoke(cli, ["inspect", "--data", str(node.data), "get", "inspected", "k"])
+    assert r.exit_code == 0 and r.stdout.strip() == "live"
+    r = CliRunner().invoke(cli, ["kv", "--data", str(node.data), "put", "inspected", "k", "x"])
+    assert r.exit_code == 1 and "store_locked" in r.stderr  # the node holds the writer lock
+
+
+def test_watch_command_prints_live_changes(node: NodeProcess) -> None:
+    import subprocess
+    import sys
+    import time
+
+    client = NodeClient(node.api, node.token)
+    client.put("cliwatch", "seed", b"s", create=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgestate.cli.main",
+            "watch",
+            "cliwatch",
+            "--count",
+            "1",
+            "--node",
+            node.api,
+            "--token",
+            node.token,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        out = ""
+        while proc.poll() is None and time.monotonic() < deadline:
+            client.put("cliwatch", "greeting", b"hello there")
+            time.sleep(0.2)
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert "cliwatch/greeting = hello there  [local]" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -61,3 +61,21 @@ def test_no_acknowledged_write_is_lost(tmp_path: Path, sig: int) -> None:
         assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
     finally:
         assert restarted.stop() == 0
+
+
+def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
+    node = start_node(tmp_path / "data", "--no-mdns")
+    client = NodeClient(node.api, node.token)
+    client.put("d", "k", b"v", create=True)
+    # An open watch stream is the kind of long request a graceful stop would wait for.
+    stream = client.watch("d")
+    node.proc.send_signal(signal.SIGTERM)
+    node.proc.send_signal(signal.SIGINT)
+    code = node.proc.wait(timeout=10)
+    assert code in (0, 130), node.log()
+    del stream
+    restarted = start_node(tmp_path / "data", "--no-mdns")
+    try:
+        assert NodeClient(restarted.api, restarted.token).get("d", "k")["found"]
+    finally:
+        restarted.stop()
