@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from edgestate.errors import EdgestateError, ManifestError
+from edgestate.errors import EdgestateError, ManifestError, ValueTooLargeError
 from edgestate.metrics import NodeMetrics
 from edgestate.runtime import LoadedModule, Runtime
 from edgestate.runtime.manifest import parse_manifest
@@ -116,11 +116,17 @@ class ModuleRegistry:
         A bundle this node refuses is never stored, so a bad deploy does not
         reach the cluster from here.
         """
+        bundle = encode_bundle(wasm, manifest, signature)
+        limit = self.store.config.max_value_bytes
+        if len(bundle) > limit:
+            # Checked before loading: a module that cannot replicate must not run here.
+            raise ValueTooLargeError(
+                f"module bundle is {len(bundle)} bytes; bundles replicate as one value, "
+                f"at most {limit} bytes (store.max_value_bytes)"
+            )
         loaded = self.runtime.load(wasm, manifest, signature)
         self._create_documents(parse_manifest(manifest).writes)
-        await self.store.abatch(
-            [Set(MODULES_DOC, loaded.name, encode_bundle(wasm, manifest, signature))]
-        )
+        await self.store.abatch([Set(MODULES_DOC, loaded.name, bundle)])
         self._record(loaded.name, "active", loaded.version, loaded.version)
         self.metrics.deploys.labels("active").inc()
         return loaded

@@ -220,3 +220,24 @@ def test_rollout_across_nodes_and_a_refusing_policy(tmp_path: Path, publisher: P
     finally:
         for n in nodes:
             n.stop()
+
+
+def test_a_bundle_too_large_to_replicate_is_refused_before_loading(
+    node: NodeProcess, publisher: Publisher
+) -> None:
+    data = "\\00" * (1100 * 1024)
+    wasm = wasmtime.wat2wasm(
+        f'(module (memory (export "memory") 20) (data (i32.const 0) "{data}")'
+        ' (func (export "handle") (result i32) i32.const 0))'
+    )
+    manifest = json.dumps(
+        {
+            "name": "huge",
+            "version": "1.0.0",
+            "documents": {"read": [], "write": ["app"]},
+            "limits": {"fuel": 1000, "memory_pages": 32, "max_output_bytes": 16},
+        }
+    ).encode()
+    reply = deploy(node, Bundle("huge", wasm, manifest, publisher.sign(wasm, manifest)))
+    assert reply.status == 413 and reply.json()["error"]["code"] == "value_too_large"
+    assert invoke(node, "huge", b"").json()["error"]["code"] == "unknown_module"
