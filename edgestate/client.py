@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +26,16 @@ class NodeAPIError(EdgestateError):
         self.code = code
 
 
+def tls_context(ca_cert: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
+    """Client TLS for a node's HTTPS API: its cluster CA, maybe our certificate."""
+    ctx = ssl.create_default_context(cafile=ca_cert)
+    # The cluster CA names nodes by fingerprint, not host name.
+    ctx.check_hostname = False if ca_cert else ctx.check_hostname
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
 class NodeUnreachableError(EdgestateError):
     """No node answered at the URL."""
 
@@ -38,6 +49,9 @@ class NodeClient:
     url: str
     token: str | None = None
     timeout: float = 30.0
+    # For an https node: trust its cluster CA, and optionally present a client
+    # certificate of the cluster (admin without a token).
+    ssl_context: ssl.SSLContext | None = None
 
     def _request(
         self,
@@ -58,7 +72,9 @@ class NodeClient:
         if body is not None:
             req.add_header("Content-Type", content_type)
         try:
-            return urllib.request.urlopen(req, timeout=timeout or self.timeout)
+            return urllib.request.urlopen(
+                req, timeout=timeout or self.timeout, context=self.ssl_context
+            )
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:

@@ -40,6 +40,9 @@ class ApiConfig:
     max_admin_body_bytes: int = 8 << 20
     # In-flight invocations get this long to finish at shutdown.
     shutdown_grace_s: float = 10.0
+    # Serve HTTPS with the node's cluster certificate (needs sync TLS files). A
+    # client presenting a certificate of the cluster is then admin without a token.
+    tls: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +81,7 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "max_body_bytes": int,
         "max_admin_body_bytes": int,
         "shutdown_grace_s": (int, float),
+        "tls": bool,
     },
     "store": {
         "durability": str,
@@ -225,6 +229,8 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
         raise ConfigError("sync.insecure = false needs sync.ca_cert, sync.cert and sync.key")
     sync = SyncConfig(tls=tls, **sync_raw)
 
+    if api.tls and tls is None:
+        raise ConfigError("api.tls = true needs the cluster TLS files (sync.ca_cert, cert, key)")
     log_format = raw.get("log_format", "text")
     if log_format not in ("text", "json"):
         raise ConfigError(f"log_format must be 'text' or 'json', got {log_format!r}")

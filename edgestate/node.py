@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import secrets
+import ssl
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +34,7 @@ from edgestate.metrics import NodeMetrics, counter, gauge
 from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store
 from edgestate.sync.daemon import SyncDaemon
+from edgestate.sync.tls import server_context
 from edgestate.sync.yjs import YjsEndpoint
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,8 @@ class Node:
     @property
     def api_url(self) -> str:
         """Base URL of the HTTP API."""
-        return f"http://{self.config.api.host}:{self.api_port}"
+        scheme = "https" if self.config.api.tls else "http"
+        return f"{scheme}://{self.config.api.host}:{self.api_port}"
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -152,7 +155,9 @@ class Node:
                 shutdown_timeout=cfg.api.shutdown_grace_s,
             )
             await self._runner.setup()
-            site = web.TCPSite(self._runner, cfg.api.host, cfg.api.port)
+            site = web.TCPSite(
+                self._runner, cfg.api.host, cfg.api.port, ssl_context=self._api_ssl_context()
+            )
             await site.start()
             self.api_port = int(self._runner.addresses[0][1])
         except BaseException:
@@ -162,6 +167,16 @@ class Node:
         log.info(
             "node ready: api %s, sync port %s, data %s", self.api_url, self._sync.port, cfg.data_dir
         )
+
+    def _api_ssl_context(self) -> ssl.SSLContext | None:
+        tls_files = self.config.sync.tls
+        if not self.config.api.tls or tls_files is None:
+            return None
+        ctx = server_context(tls_files)
+        # Token users have no certificate; a certificate, if presented, must be
+        # valid for the cluster (the handshake fails otherwise).
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
 
     def _load_policy(self) -> TrustPolicy:
         path = self.config.policy_path

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from edgestate.cli.output import edge_errors, emit_json, emit_table, show_value, with_text
-from edgestate.client import NodeClient
+from edgestate.client import NodeClient, tls_context
 from edgestate.config import load_config
 
 log = logging.getLogger("edgestate")
@@ -157,25 +157,58 @@ async def _serve(config: Any, ready_file: Path | None) -> None:
 
 
 def node_options(fn: Any) -> Any:
-    """--node URL and --token (or EDGESTATE_NODE / EDGESTATE_TOKEN / --token-file)."""
-    fn = click.option(
-        "--token-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Read the admin token from this file (DATA/admin.token).",
-    )(fn)
-    fn = click.option("--token", envvar="EDGESTATE_TOKEN", help="Admin bearer token.")(fn)
-    fn = click.option(
-        "--node",
-        "node_url",
-        envvar="EDGESTATE_NODE",
-        default="http://127.0.0.1:7474",
-        show_default=True,
-        help="Base URL of the node's API.",
-    )(fn)
+    """Where the node is and how to authenticate (the parameters of :func:`make_client`).
+
+    --node URL, --token (or EDGESTATE_TOKEN) or --token-file, and for a node whose
+    API serves HTTPS (api.tls): --cacert, and --cert/--key to authenticate with a
+    client certificate of the cluster instead of a token.
+    """
+    options = [
+        click.option(
+            "--node",
+            "node_url",
+            envvar="EDGESTATE_NODE",
+            default="http://127.0.0.1:7474",
+            show_default=True,
+            help="Base URL of the node's API.",
+        ),
+        click.option("--token", envvar="EDGESTATE_TOKEN", help="Admin bearer token."),
+        click.option(
+            "--token-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Read the admin token from this file (DATA/admin.token).",
+        ),
+        click.option(
+            "--cacert",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Cluster CA certificate, to verify an https node.",
+        ),
+        click.option(
+            "--cert",
+            "tls_cert",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Client certificate of the cluster (admin without a token).",
+        ),
+        click.option(
+            "--key",
+            "tls_key",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Private key of --cert.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
     return fn
 
 
-def make_client(node_url: str, token: str | None, token_file: Path | None) -> NodeClient:
+def make_client(
+    node_url: str,
+    token: str | None,
+    token_file: Path | None = None,
+    cacert: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> NodeClient:
     """A client for the node, reading the token file if given."""
     if token is None and token_file is not None:
         try:
@@ -184,7 +217,8 @@ def make_client(node_url: str, token: str | None, token_file: Path | None) -> No
             raise click.BadParameter(
                 f"cannot read {token_file}: {exc.strerror}", param_hint="--token-file"
             ) from exc
-    return NodeClient(node_url, token)
+    context = tls_context(cacert, tls_cert, tls_key) if (cacert or tls_cert) else None
+    return NodeClient(node_url, token, ssl_context=context)
 
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -194,9 +228,17 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @node_options
 @JSON_OPTION
 @edge_errors
-def status(node_url: str, token: str | None, token_file: Path | None, as_json: bool) -> None:
+def status(
+    node_url: str,
+    token: str | None,
+    token_file: Path | None,
+    cacert: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    as_json: bool,
+) -> None:
     """Identity, uptime, modules, peers and store figures of a running node."""
-    data = make_client(node_url, token, token_file).status()
+    data = make_client(node_url, token, token_file, cacert, tls_cert, tls_key).status()
     if as_json:
         emit_json(data)
         return
@@ -228,9 +270,17 @@ def status(node_url: str, token: str | None, token_file: Path | None, as_json: b
 @node_options
 @JSON_OPTION
 @edge_errors
-def peers_cmd(node_url: str, token: str | None, token_file: Path | None, as_json: bool) -> None:
+def peers_cmd(
+    node_url: str,
+    token: str | None,
+    token_file: Path | None,
+    cacert: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    as_json: bool,
+) -> None:
     """Peers of a running node: state, last sync, lag."""
-    rows = make_client(node_url, token, token_file).peers()
+    rows = make_client(node_url, token, token_file, cacert, tls_cert, tls_key).peers()
     if as_json:
         emit_json({"peers": rows})
         return
@@ -256,9 +306,17 @@ def peers_cmd(node_url: str, token: str | None, token_file: Path | None, as_json
 @node_options
 @JSON_OPTION
 @edge_errors
-def modules(node_url: str, token: str | None, token_file: Path | None, as_json: bool) -> None:
+def modules(
+    node_url: str,
+    token: str | None,
+    token_file: Path | None,
+    cacert: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    as_json: bool,
+) -> None:
     """Modules deployed on a running node and its verdict on each."""
-    rows = make_client(node_url, token, token_file).modules()
+    rows = make_client(node_url, token, token_file, cacert, tls_cert, tls_key).modules()
     if as_json:
         emit_json({"modules": rows})
         return
@@ -300,6 +358,9 @@ def deploy(
     node_url: str,
     token: str | None,
     token_file: Path | None,
+    cacert: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
     as_json: bool,
 ) -> None:
     """Deploy a signed module bundle; it then rolls out to the whole cluster."""
@@ -311,7 +372,7 @@ def deploy(
     for path, what in ((manifest, "manifest"), (signature, "signature")):
         if not path.exists():
             raise click.BadParameter(f"no {what} at {path}", param_hint=f"--{what}")
-    client = make_client(node_url, token, token_file)
+    client = make_client(node_url, token, token_file, cacert, tls_cert, tls_key)
     steps = ["read bundle", "upload and verify", "confirm"]
     result: dict[str, Any] = {}
     with click.progressbar(
@@ -340,9 +401,17 @@ def deploy(
 @click.argument("name")
 @node_options
 @edge_errors
-def undeploy(name: str, node_url: str, token: str | None, token_file: Path | None) -> None:
+def undeploy(
+    name: str,
+    node_url: str,
+    token: str | None,
+    token_file: Path | None,
+    cacert: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> None:
     """Remove a module from the whole cluster."""
-    make_client(node_url, token, token_file).remove(name)
+    make_client(node_url, token, token_file, cacert, tls_cert, tls_key).remove(name)
     click.echo(f"removed {name}")
 
 
@@ -358,11 +427,14 @@ def watch(
     node_url: str,
     token: str | None,
     token_file: Path | None,
+    cacert: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
     as_json: bool,
 ) -> None:
     """Print live changes to DOC (local writes and those arriving from peers)."""
     seen = 0
-    for event in make_client(node_url, token, token_file).watch(doc):
+    for event in make_client(node_url, token, token_file, cacert, tls_cert, tls_key).watch(doc):
         if as_json:
             click.echo(json.dumps(event))
         else:
