@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import threading
 import time
@@ -10,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from edgestate.client import NodeAPIError, NodeClient, NodeUnreachableError
-from tests.node.conftest import start_node
+from edgestate.devkit import example_bundle, make_publisher
+from tests.node.conftest import NodeProcess, start_node
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _burst(client: NodeClient, acked: list[str], stop: threading.Event, w: int) -> None:
@@ -18,17 +22,31 @@ def _burst(client: NodeClient, acked: list[str], stop: threading.Event, w: int) 
     while not stop.is_set():
         key = f"w{w}-{i}"
         try:
-            client.put("burst", key, key.encode(), create=True)
+            # Alternate module invocations and admin writes: both are durable paths.
+            if i % 2:
+                client.invoke("kv-echo", f"{key}={key}".encode())
+            else:
+                client.put("kv", key, key.encode())
         except (NodeAPIError, NodeUnreachableError):
             return  # refused or cut off: not acknowledged, so not counted
         acked.append(key)
         i += 1
 
 
+def _node_with_kv_echo(data: Path) -> NodeProcess:
+    publisher = make_publisher(data.parent / "publisher")
+    data.mkdir(parents=True, exist_ok=True)
+    shutil.copy(publisher.policy_path, data / "trust-policy.json")
+    node = start_node(data, "--no-mdns")
+    bundle = example_bundle("kv_echo", publisher, REPO / "build" / "guest-wasm")
+    node.client.deploy(bundle.wasm, bundle.manifest, bundle.signature)
+    return node
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_no_acknowledged_write_is_lost(tmp_path: Path, sig: int) -> None:
     data = tmp_path / "data"
-    node = start_node(data, "--no-mdns")
+    node = _node_with_kv_echo(data)
     client = NodeClient(node.api, node.token, timeout=10)
     acked: list[str] = []
     stop = threading.Event()
@@ -52,7 +70,7 @@ def test_no_acknowledged_write_is_lost(tmp_path: Path, sig: int) -> None:
         cursor = None
         rc = NodeClient(restarted.api, restarted.token)
         while True:
-            page = rc.scan("burst", "", cursor, 10_000)
+            page = rc.scan("kv", "", cursor, 10_000)
             page_keys |= {i["key"] for i in page["items"]}
             cursor = page["cursor"]
             if cursor is None:
