@@ -305,8 +305,16 @@ class WritePlan:
         crdt = self.crdt
         root, counters = crdt.root, crdt.counters
         crdt.last_used = time.monotonic()
+        # Only the last write to each map entry reaches the CRDT. Every overwrite
+        # leaves a Yjs tombstone, so a hot key (a counter many callers increment in
+        # one group commit) costs one tombstone per group, not one per caller.
+        last: dict[tuple[bool, str], tuple[int, Any]] = {}
+        for kind, key, value in self._actions:
+            target = (kind in (_PUT_SLOT, _DEL_SLOT), key)
+            last.pop(target, None)  # re-insert: keep the order of last writes
+            last[target] = (kind, value)
         with crdt.doc.transaction():
-            for kind, key, value in self._actions:
+            for (_, key), (kind, value) in last.items():
                 if kind == _PUT_ROOT:
                     root[key] = value
                 elif kind == _PUT_SLOT:
@@ -314,7 +322,7 @@ class WritePlan:
                 elif kind == _DEL_ROOT:
                     if key in root:
                         del root[key]
-                else:
+                elif key in counters:
                     del counters[key]
         update, _ = crdt._take()
         out: dict[str, bytes | None] = {}
