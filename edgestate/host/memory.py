@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, Final, cast
 
 import wasmtime
+from wasmtime import _bindings as _raw
 from wasmtime import _ffi as ffi
 
 from edgestate.errors import GuestTrapError
@@ -130,6 +131,25 @@ class LinkerFunctions:
             raise wasmtime.WasmtimeError._from_ptr(error)
 
 
+# ctypes (wasmtime-py loads its library as CDLL) releases the GIL around every
+# call and takes it back after. Beside a busy thread (the store's writer) each take
+# waits up to a switch interval, which dwarfs these microsecond calls; the same
+# functions bound through PyDLL keep the GIL (see edgestate.runtime.sandbox).
+_PYDLL = ctypes.PyDLL(ffi.dll._name)
+
+
+def gil_holding(fn: Any) -> Any:
+    """The same wasmtime C function, called without releasing the GIL."""
+    bound = getattr(_PYDLL, fn.__name__)
+    bound.argtypes, bound.restype = fn.argtypes, fn.restype
+    return bound
+
+
+_export_get = gil_holding(_raw._wasmtime_instance_export_get)
+_memory_data = gil_holding(_raw._wasmtime_memory_data)
+_memory_data_size = gil_holding(_raw._wasmtime_memory_data_size)
+
+
 class GuestMemory:
     """Bounds-checked access to one instance's exported linear memory.
 
@@ -156,15 +176,15 @@ class GuestMemory:
             )
         item = ffi.wasmtime_extern_t()
         name = b"memory"
-        found = ffi.wasmtime_instance_export_get(
+        found = _export_get(
             self._context, ctypes.byref(self._instance), name, len(name), ctypes.byref(item)
         )
         if not found or cast(int, item.kind) != ffi.WASMTIME_EXTERN_MEMORY.value:
             raise GuestFault(GuestTrapError("the module exports no memory named 'memory'"))
         memory = item.of.memory
-        data = ffi.wasmtime_memory_data(self._context, ctypes.byref(memory))
+        data = _memory_data(self._context, ctypes.byref(memory))
         self._base = ctypes.cast(data, ctypes.c_void_p).value or 0
-        self._size = ffi.wasmtime_memory_data_size(self._context, ctypes.byref(memory))
+        self._size = _memory_data_size(self._context, ctypes.byref(memory))
 
     def address(self, ptr: int, length: int) -> int:
         """Absolute address of guest range ``[ptr, ptr+length)``; traps if out of bounds."""
