@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ import tomli_w
 
 from edgestate.client import NodeClient
 from edgestate.devkit import example_bundle, make_publisher
+from edgestate.errors import EdgestateError
 from edgestate.sync import tls
 
 NETNS_FLAG = "EDGESTATE_DEMO_IN_NETNS"
@@ -237,7 +239,7 @@ class _Demo:
                     node.arrivals.setdefault(change["key"], now)
                 if stop.is_set():
                     return
-        except Exception:  # the node stopped: the watch simply ends
+        except (EdgestateError, OSError, HTTPException, ValueError):  # the node stopped
             return
 
     def _burst_and_observe(self) -> None:
@@ -339,7 +341,7 @@ def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
         try:
             if check():
                 return
-        except Exception:  # a node still starting may refuse a connection
+        except (EdgestateError, OSError, HTTPException):  # a node still starting
             pass
         if time.monotonic() > deadline:
             raise click.ClickException(f"{what} within {timeout:.0f} s")
