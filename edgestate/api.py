@@ -21,7 +21,6 @@ and the status below; one request's failure never disturbs another's.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hmac
@@ -425,8 +424,8 @@ class _Api:
                     "changes": changes,
                 }
                 await response.write(f"data: {json.dumps(payload)}\n\n".encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the watcher went away
         finally:
             stream.close()
             self.node.watchers.discard(stream)

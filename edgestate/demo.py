@@ -145,7 +145,7 @@ class _Demo:
         config = {
             "data_dir": str(node_dir / "data"),
             "trust_policy": str(self.publisher.policy_path),
-            "log_level": "warning",
+            "log_level": os.environ.get("EDGESTATE_DEMO_LOG_LEVEL", "warning"),
             "api": {"host": "127.0.0.1", "port": 0},
             "sync": {
                 "host": "127.0.0.1",
@@ -333,6 +333,16 @@ class _Demo:
             t.join(timeout=5)
         done()
         _say(f"    exit codes {codes}; nothing left running")
+        for node, code in zip(self.nodes, codes, strict=True):
+            if os.environ.get("EDGESTATE_DEMO_DEBUG"):
+                for line in (self.work / node.name / "node.log").read_text().splitlines():
+                    if "WARNING" in line or "ERROR" in line:
+                        _say(f"    {node.name}: {line}")
+            if code != 0:
+                log = (self.work / node.name / "node.log").read_text(errors="replace")
+                _say(f"    {node.name} did not stop cleanly; the end of its log:")
+                for line in [x for x in log.splitlines() if "dial " not in x][-25:]:
+                    _say(f"      {line}")
 
 
 def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:

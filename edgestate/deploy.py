@@ -92,10 +92,7 @@ class ModuleRegistry:
         """Stop following changes."""
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait([self._task])  # not `await task`: keep our own cancellation
             self._task = None
 
     async def _follow(self, stream: ChangeStream) -> None:

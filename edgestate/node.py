@@ -17,7 +17,7 @@ import os
 import secrets
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -40,6 +40,8 @@ from edgestate.sync.yjs import YjsEndpoint
 log = logging.getLogger(__name__)
 
 TOKEN_FILE = "admin.token"
+# Beyond the grace period for in-flight requests, what one closing part may take.
+CLOSE_PHASE_SLACK_S = 5.0
 
 
 def ensure_token(data_dir: Path) -> str:
@@ -198,20 +200,36 @@ class Node:
         for stream in list(self.watchers):
             stream.close()
         if self._yjs is not None:
-            await self._yjs.close()  # its websockets would hold the runner's cleanup
+            # its websockets would hold the runner's cleanup
+            await self._phase("y-websocket endpoint", self._yjs.close())
         if self._runner is not None:
-            await self._runner.cleanup()  # waits for in-flight handlers (shutdown_grace_s)
+            # waits for in-flight handlers, up to shutdown_grace_s
+            await self._phase("HTTP API", self._runner.cleanup())
             self._runner = None
         if self._registry is not None:
-            await self._registry.close()
+            await self._phase("module registry", self._registry.close())
         if self._sync is not None:
-            await self._sync.close()
+            await self._phase("sync daemon", self._sync.close())
         if self._runtime is not None:
             self._runtime.close()
         if self._store is not None:
             await asyncio.to_thread(self._store.close)  # flushes; may fsync
         self._closed.set()
         log.info("node stopped")
+
+    async def _phase(self, what: str, closing: Awaitable[None]) -> None:
+        # A part that does not close in time must not keep the store from being
+        # flushed and closed; say which one it was.
+        log.debug("closing %s", what)
+        try:
+            async with asyncio.timeout(self.config.api.shutdown_grace_s + CLOSE_PHASE_SLACK_S):
+                await closing
+        except TimeoutError:
+            log.error(
+                "closing the %s took over %.0f s; going on without it",
+                what,
+                self.config.api.shutdown_grace_s + CLOSE_PHASE_SLACK_S,
+            )
 
     async def wait_closed(self) -> None:
         """Wait until :meth:`close` has finished."""

@@ -83,6 +83,10 @@ MAX_INFLIGHT_APPLIES = 64
 # A push frame is cut at this many update bytes so frames stay well under the
 # frame limit and one slow frame does not hold back everything else.
 PUSH_CHUNK_BYTES = 1 << 20
+# How long closing waits for one step (tasks unwinding, a websocket's close
+# handshake) before it goes on without it: a peer that stops at the same moment
+# never answers.
+CLOSE_WAIT_S = 3.0
 # WebSocket close reasons are capped at 123 bytes by RFC 6455.
 _MAX_REASON = 120
 
@@ -345,17 +349,37 @@ class SyncDaemon:
         tasks = [*self._dialers.values(), *self._tasks]
         for task in tasks:
             task.cancel()
-        for conn in list(self._live):
+        # Let the tasks unwind first: a connection's own task closes its websocket
+        # in _release. Closing a websocket from here while its task is still
+        # inside receive() makes aiohttp wait for that reader, which (seen in the
+        # demo, three nodes stopping at once) could be forever. asyncio.wait,
+        # unlike awaiting each task under suppress(CancelledError), also lets a
+        # caller's own timeout cancel this close.
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=CLOSE_WAIT_S)
+            for task in stuck:
+                log.warning(
+                    "sync task %s did not stop within %.0f s", task.get_name(), CLOSE_WAIT_S
+                )
+
+        # Inbound connections (aiohttp's handler tasks) are told to close, all at
+        # once: each close waits for that peer's answer.
+        async def close_one(conn: _Connection) -> None:
             with contextlib.suppress(Exception):
-                await conn.close(WSCloseCode.GOING_AWAY, "node shutting down")
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await conn.close(WSCloseCode.GOING_AWAY, "node shutting down")
+
+        await asyncio.gather(*(close_one(conn) for conn in list(self._live)))
         if self._runner is not None:
             await self._runner.cleanup()
         # Inbound handlers may still be unwinding on a mounted app; wait them out.
-        for conn in list(self._live):
-            await conn.closed.wait()
+        unwinding = [asyncio.ensure_future(conn.closed.wait()) for conn in self._live]
+        if unwinding:
+            _, stuck_conns = await asyncio.wait(unwinding, timeout=CLOSE_WAIT_S)
+            for waiter in stuck_conns:
+                waiter.cancel()
+            if stuck_conns:
+                log.warning("%d sync connections did not unwind in time", len(stuck_conns))
         if self._stream is not None:
             self._stream.close()
         if self._session is not None:
@@ -571,15 +595,15 @@ class SyncDaemon:
     async def _release(self, conn: _Connection) -> None:
         if conn.sender is not None:
             conn.sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await conn.sender
+            await asyncio.wait([conn.sender])  # its outcome is of no interest now
         for pending in conn.inflight:
             # Already handed to the store's writer: let them land, ignore failures.
             with contextlib.suppress(Exception):
                 await pending
         if not conn.ws.closed:
             with contextlib.suppress(Exception):
-                await conn.close(WSCloseCode.GOING_AWAY, "connection ended")
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await conn.close(WSCloseCode.GOING_AWAY, "connection ended")
         if conn.node_id is not None and self._conns.get(conn.node_id) is conn:
             del self._conns[conn.node_id]
             self._peers_changed()

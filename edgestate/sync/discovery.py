@@ -9,7 +9,6 @@ no configuration never multicasts onto a real network.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -131,9 +130,10 @@ class MdnsDiscovery:
         """Stop browsing, send the goodbye, close the sockets."""
         for task in list(self._tasks):
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # asyncio.wait, not awaiting each under suppress(CancelledError), so a
+            # caller's timeout can still cancel this close.
+            await asyncio.wait(list(self._tasks))
         if self._zc is None:
             return
         if self._browser is not None:

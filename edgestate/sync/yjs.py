@@ -29,6 +29,8 @@ from edgestate.sync.frames import DOC_NAME
 log = logging.getLogger(__name__)
 
 YJS_PATH = "/yjs/{doc}"
+# How long closing waits for a client's close handshake.
+_CLOSE_WAIT_S = 3.0
 _EMPTY_UPDATE = b"\x00\x00"
 
 
@@ -102,11 +104,15 @@ class YjsEndpoint:
         """Disconnect every client and stop forwarding."""
         for clients in list(self._clients.values()):
             for client in list(clients):
-                await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"node shutting down")
+                # Bounded: aiohttp waits on the client's reader, which may never answer.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(_CLOSE_WAIT_S):
+                        await client.ws.close(
+                            code=WSCloseCode.GOING_AWAY, message=b"node shutting down"
+                        )
         if self._pump is not None:
             self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+            await asyncio.wait([self._pump])
         if self._stream is not None:
             self._stream.close()
 
@@ -161,8 +167,7 @@ class YjsEndpoint:
         finally:
             clients.discard(client)
             sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await sender
+            await asyncio.wait([sender])
         return ws
 
     async def _on_message(
