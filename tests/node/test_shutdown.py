@@ -97,3 +97,28 @@ def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
         assert NodeClient(restarted.api, restarted.token).get("d", "k")["found"]
     finally:
         restarted.stop()
+
+
+def test_a_connected_cluster_stopping_at_once_exits_cleanly(tmp_path: Path) -> None:
+    # Three peers stopping together is what the demo does; it once left a node
+    # waiting forever on a websocket close nobody would answer.
+    first = start_node(tmp_path / "a", "--no-mdns")
+    nodes = [first]
+    for name in ("b", "c"):
+        nodes.append(
+            start_node(tmp_path / name, "--no-mdns", "--peer", f"127.0.0.1:{first.sync_port}")
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while sum(n.client.status()["connected_peers"] for n in nodes) < 4:
+            assert time.monotonic() < deadline, "the nodes did not connect"
+            time.sleep(0.05)
+        for n in nodes:
+            n.proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        codes = [n.proc.wait(timeout=30) for n in nodes]
+        assert codes == [0, 0, 0], [n.log()[-2000:] for n in nodes]
+        assert time.monotonic() - started < 15
+    finally:
+        for n in nodes:
+            n.stop()
