@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgestate.guest import EXAMPLES, EXAMPLES_DIR, build_example
+from edgestate.guest import EXAMPLES, EXAMPLES_DIR, example_wasm
 from edgestate.runtime import generate_key, raw_public_key, save_private_key, sign_module
 from edgestate.runtime.policy import public_key_text
 
@@ -82,6 +82,6 @@ def example_bundle(name: str, publisher: Publisher, build_dir: Path) -> Bundle:
     """Build (cached) and sign one of the example modules."""
     if name not in EXAMPLES:
         raise ValueError(f"unknown example {name!r}; one of {EXAMPLES}")
-    wasm = build_example(name, build_dir).read_bytes()
+    wasm = example_wasm(name, build_dir)
     manifest = (EXAMPLES_DIR / f"{name}.manifest.json").read_bytes()
     return Bundle(json.loads(manifest)["name"], wasm, manifest, publisher.sign(wasm, manifest))

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import wasmtime
 
-from edgestate.guest import EXAMPLES, EXAMPLES_DIR, build_example
+from edgestate.guest import EXAMPLES, EXAMPLES_DIR, PREBUILT_DIR, build_example
 from edgestate.runtime import load_private_key, sign_module
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,12 +35,19 @@ WAT_DIR = REPO / "tests" / "runtime" / "wat"
     help="Sign each example with this publisher key.",
 )
 @click.option("--wat", "with_wat", is_flag=True, help="Also compile tests/runtime/wat/*.wat.")
-def main(out: Path, key: Path | None, with_wat: bool) -> None:
+@click.option(
+    "--update-prebuilt",
+    is_flag=True,
+    help="Also refresh the wasm shipped in edgestate/guest/prebuilt/ (after changing a source).",
+)
+def main(out: Path, key: Path | None, with_wat: bool, update_prebuilt: bool) -> None:
     """Build the example modules into OUT."""
     out.mkdir(parents=True, exist_ok=True)
     private = load_private_key(key) if key else None
     for name in EXAMPLES:
         built = build_example(name, REPO / "build" / "guest-wasm")
+        if update_prebuilt:
+            shutil.copy(built, PREBUILT_DIR / f"{name}.wasm")
         wasm = out / f"{name}.wasm"
         manifest = out / f"{name}.manifest.json"
         shutil.copy(built, wasm)

@@ -95,3 +95,21 @@ def build_zig(source: Path, out_dir: Path) -> Path:
 def build_example(name: str, out_dir: Path) -> Path:
     """Build one of :data:`EXAMPLES` into ``out_dir`` (cached)."""
     return build_zig(example_source(name), out_dir)
+
+
+# Zig builds are deterministic, so the package also ships each example's wasm:
+# `edgestate demo` then works where the ziglang toolchain (a test extra) is not
+# installed. tests/runtime/test_prebuilt.py keeps them identical to fresh builds;
+# `scripts/build_modules.py --update-prebuilt` rewrites them.
+PREBUILT_DIR = SDK_DIR / "prebuilt"
+
+
+def example_wasm(name: str, out_dir: Path) -> bytes:
+    """An example's wasm: built from source if ziglang is installed, else the shipped copy."""
+    from importlib.metadata import PackageNotFoundError
+
+    try:
+        _zig_version()
+    except PackageNotFoundError:
+        return (PREBUILT_DIR / f"{name}.wasm").read_bytes()
+    return build_example(name, out_dir).read_bytes()
