@@ -331,7 +331,7 @@ class _Api:
         doc, key = request.match_info["doc"], request.match_info["key"]
         body = await request.read()
         if request.query.get("create") == "true":
-            self.node.store.create_document(doc)
+            await self.node.store.acreate_document(doc)
         await self.node.store.abatch([Set(doc, key, body)])
         return web.json_response({"doc": doc, "key": key, "ok": True, "bytes": len(body)})
 
@@ -347,7 +347,7 @@ class _Api:
         except ValueError:
             return error_response(400, "bad_request", "delta must be an integer")
         if request.query.get("create") == "true":
-            self.node.store.create_document(doc)
+            await self.node.store.acreate_document(doc)
         (total,) = await self.node.store.abatch([Incr(doc, key, delta)])
         return web.json_response({"doc": doc, "key": key, "counter": total})
 
@@ -369,7 +369,7 @@ class _Api:
         ) as exc:
             return error_response(400, "bad_request", f"batch body is not valid: {exc}")
         if request.query.get("create") == "true":
-            self.node.store.create_document(doc)
+            await self.node.store.acreate_document(doc)
         results = await self.node.store.abatch(ops)
         return web.json_response({"doc": doc, "applied": len(ops), "results": results})
 

@@ -76,13 +76,13 @@ class ModuleRegistry:
 
     async def start(self) -> None:
         """Load every stored bundle, then follow changes until :meth:`close`."""
-        self.store.create_document(MODULES_DOC)
+        await self.store.acreate_document(MODULES_DOC)
         stream = self.store.changes()
         cursor: str | None = None
         while True:
             page = self.store.scan(MODULES_DOC, "", cursor, 100)
             for name, _ in page.items:
-                self._sync(name)
+                await self._sync(name)
             cursor = page.cursor
             if cursor is None:
                 break
@@ -100,10 +100,10 @@ class ModuleRegistry:
             async for event in stream:
                 if stream.reset_overflow():
                     for name, _ in self.store.scan(MODULES_DOC, "", None, 10_000).items:
-                        self._sync(name)
+                        await self._sync(name)
                 if event.doc == MODULES_DOC:
                     for name in event.keys:
-                        self._sync(name)
+                        await self._sync(name)
         finally:
             stream.close()
 
@@ -121,8 +121,10 @@ class ModuleRegistry:
                 f"module bundle is {len(bundle)} bytes; bundles replicate as one value, "
                 f"at most {limit} bytes (store.max_value_bytes)"
             )
-        loaded = self.runtime.load(wasm, manifest, signature)
-        self._create_documents(parse_manifest(manifest).writes)
+        # Verifying and compiling can take tens of ms for a large module that is
+        # not in the cache yet: off the loop, so invocations keep being served.
+        loaded = await asyncio.to_thread(self.runtime.load, wasm, manifest, signature)
+        await self._create_documents(parse_manifest(manifest).writes)
         await self.store.abatch([Set(MODULES_DOC, loaded.name, bundle)])
         self._record(loaded.name, "active", loaded.version, loaded.version)
         self.metrics.deploys.labels("active").inc()
@@ -133,9 +135,9 @@ class ModuleRegistry:
         if self.store.get(MODULES_DOC, name) is None:
             self.runtime.module(name)  # raises ModuleNotFoundError_
         await self.store.abatch([Delete(MODULES_DOC, name)])
-        self._sync(name)
+        await self._sync(name)
 
-    def _sync(self, name: str) -> None:
+    async def _sync(self, name: str) -> None:
         raw = self.store.get(MODULES_DOC, name)
         if raw is None:
             try:
@@ -159,8 +161,8 @@ class ModuleRegistry:
                 and running.wasm_sha256 == hashlib.sha256(wasm).hexdigest()
             ):
                 return  # already running exactly this (e.g. the deploy that stored it)
-            loaded = self.runtime.load(wasm, manifest, signature)
-            self._create_documents(parsed.writes)
+            loaded = await asyncio.to_thread(self.runtime.load, wasm, manifest, signature)
+            await self._create_documents(parsed.writes)
         except EdgestateError as exc:
             log.warning(
                 "module %r version %s refused by this node, keeping %s: %s",
@@ -175,12 +177,12 @@ class ModuleRegistry:
         self._record(name, "active", loaded.version, loaded.version)
         self.metrics.deploys.labels("active").inc()
 
-    def _create_documents(self, names: Iterable[str]) -> None:
+    async def _create_documents(self, names: Iterable[str]) -> None:
         # A module's writable documents exist wherever it runs, so its first
         # invocation does not fail on a document nobody created yet.
         for doc in names:
             if not self.store.has_document(doc):
-                self.store.create_document(doc)
+                await self.store.acreate_document(doc)
 
     def _running(self, name: str) -> LoadedModule | None:
         try:

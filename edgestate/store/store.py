@@ -112,6 +112,13 @@ class Store:
         self._remember(name)
         return created
 
+    async def acreate_document(self, name: str) -> bool:
+        """Async form of :meth:`create_document` (its commit is fsynced off the loop)."""
+        K.check_doc_name(name)
+        created = await self._w().submit_async(self._w().job_create(name))
+        self._remember(name)
+        return created
+
     def has_document(self, name: str) -> bool:
         """True if ``name`` exists in this store."""
         if name in self._known_docs:
