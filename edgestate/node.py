@@ -29,7 +29,7 @@ from edgestate import __version__
 from edgestate.api import build_app
 from edgestate.config import NodeConfig
 from edgestate.deploy import ModuleRegistry
-from edgestate.errors import EdgestateError, ModuleNotFoundError_
+from edgestate.errors import ConfigError, EdgestateError, ModuleNotFoundError_
 from edgestate.metrics import NodeMetrics, counter, gauge
 from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store
@@ -48,9 +48,16 @@ def ensure_token(data_dir: Path) -> str:
     """The admin token, created (mode 0600) at first start."""
     path = data_dir / TOKEN_FILE
     try:
-        return path.read_text().strip()
+        token = path.read_text().strip()
     except FileNotFoundError:
         pass
+    else:
+        if len(token) < 16:
+            raise ConfigError(
+                f"the admin token in {path} is empty or too short to be safe; "
+                "delete the file to have a new one made at start"
+            )
+        return token
     token = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -104,3 +104,25 @@ def test_node_command_reports_bad_config_and_exits_1(tmp_path: Path) -> None:
     assert "config_error" in result.stderr and "api.prot" in result.stderr
     missing = CliRunner().invoke(cli, ["node", "--config", str(tmp_path / "nope.toml")])
     assert missing.exit_code == 1 and "does not exist" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        ("trust-policy.json", "{not json", "trust policy"),
+        ("trust-policy.json", '{"version": 1, "publishers": [{"name": "x"}]}', "trust policy"),
+        ("admin.token", "", "admin token"),
+    ],
+)
+def test_node_refuses_corrupt_files_in_its_data_dir(
+    tmp_path: Path, file: str, content: str, message: str
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / file).write_text(content)
+    result = CliRunner().invoke(
+        cli, ["node", "--data", str(data), "--api-port", "0", "--sync-port", "0", "--no-mdns"]
+    )
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
