@@ -68,7 +68,20 @@ class NodeConfig:
     @property
     def store_dir(self) -> Path:
         """The LMDB environment's directory."""
-        return self.data_dir / "store"
+        return self.data_dir / STORE_SUBDIR
+
+
+# A node keeps its LMDB environment in DATA/store, beside its token and caches.
+STORE_SUBDIR = "store"
+
+
+def store_dir_of(data: Path) -> Path:
+    """The store inside a node's data directory, or ``data`` itself if it is a store.
+
+    Lets the CLI take either ``--data`` a node was started with or a bare store.
+    """
+    nested = data / STORE_SUBDIR
+    return nested if (nested / "data.mdb").exists() else data
 
 
 # Which TOML keys exist, and their types: the code side of schemas/config.schema.json

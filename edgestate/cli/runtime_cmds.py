@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import click
 
+from edgestate.config import store_dir_of
 from edgestate.errors import EdgestateError
 from edgestate.runtime import (
     InvocationResult,
@@ -195,7 +196,7 @@ def invoke(
     with _library_errors():
         policy = TrustPolicy.load(trust)
         with (
-            Store.open(data_dir) as store,
+            Store.open(store_dir_of(data_dir)) as store,
             Runtime(store, policy, RuntimeConfig(cache_dir=cache_dir)) as runtime,
         ):
             loaded = runtime.load_files(module, manifest, signature)

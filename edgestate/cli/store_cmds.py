@@ -30,6 +30,7 @@ from edgestate.cli.output import (
     with_text,
 )
 from edgestate.client import NodeClient
+from edgestate.config import store_dir_of
 from edgestate.store import Delete, Incr, Set, Store, WriteOp
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -50,17 +51,11 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def store_path(data: Path) -> Path:
-    """A node's data directory keeps its store in ``store/``; accept either."""
-    nested = data / "store"
-    return nested if (nested / "data.mdb").exists() else data
-
-
 class LocalSource:
     """A data directory opened directly."""
 
     def __init__(self, data: Path, *, readonly: bool) -> None:
-        self.store = Store.open(store_path(data), readonly=readonly)
+        self.store = Store.open(store_dir_of(data), readonly=readonly)
 
     def documents(self) -> list[dict[str, Any]]:
         out = []
