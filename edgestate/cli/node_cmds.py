@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -157,7 +158,7 @@ async def _serve(config: Any, ready_file: Path | None) -> None:
 
 
 def node_options(fn: Any) -> Any:
-    """Where the node is and how to authenticate (the parameters of :func:`make_client`).
+    """Where the node is and how to authenticate; the command gets ``client``.
 
     --node URL, --token (or EDGESTATE_TOKEN) or --token-file, and for a node whose
     API serves HTTPS (api.tls): --cacert, and --cert/--key to authenticate with a
@@ -196,9 +197,25 @@ def node_options(fn: Any) -> Any:
             help="Private key of --cert.",
         ),
     ]
+
+    @functools.wraps(fn)
+    def with_client(
+        *args: Any,
+        node_url: str,
+        token: str | None,
+        token_file: Path | None,
+        cacert: str | None,
+        tls_cert: str | None,
+        tls_key: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        client = make_client(node_url, token, token_file, cacert, tls_cert, tls_key)
+        return fn(*args, client=client, **kwargs)
+
+    wrapped: Any = with_client
     for option in reversed(options):
-        fn = option(fn)
-    return fn
+        wrapped = option(wrapped)
+    return wrapped
 
 
 def make_client(
@@ -229,16 +246,11 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @JSON_OPTION
 @edge_errors
 def status(
-    node_url: str,
-    token: str | None,
-    token_file: Path | None,
-    cacert: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
+    client: NodeClient,
     as_json: bool,
 ) -> None:
     """Identity, uptime, modules, peers and store figures of a running node."""
-    data = make_client(node_url, token, token_file, cacert, tls_cert, tls_key).status()
+    data = client.status()
     if as_json:
         emit_json(data)
         return
@@ -271,16 +283,11 @@ def status(
 @JSON_OPTION
 @edge_errors
 def peers_cmd(
-    node_url: str,
-    token: str | None,
-    token_file: Path | None,
-    cacert: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
+    client: NodeClient,
     as_json: bool,
 ) -> None:
     """Peers of a running node: state, last sync, lag."""
-    rows = make_client(node_url, token, token_file, cacert, tls_cert, tls_key).peers()
+    rows = client.peers()
     if as_json:
         emit_json({"peers": rows})
         return
@@ -307,16 +314,11 @@ def peers_cmd(
 @JSON_OPTION
 @edge_errors
 def modules(
-    node_url: str,
-    token: str | None,
-    token_file: Path | None,
-    cacert: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
+    client: NodeClient,
     as_json: bool,
 ) -> None:
     """Modules deployed on a running node and its verdict on each."""
-    rows = make_client(node_url, token, token_file, cacert, tls_cert, tls_key).modules()
+    rows = client.modules()
     if as_json:
         emit_json({"modules": rows})
         return
@@ -355,12 +357,7 @@ def deploy(
     wasm: Path,
     manifest: Path | None,
     signature: Path | None,
-    node_url: str,
-    token: str | None,
-    token_file: Path | None,
-    cacert: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
+    client: NodeClient,
     as_json: bool,
 ) -> None:
     """Deploy a signed module bundle; it then rolls out to the whole cluster."""
@@ -372,7 +369,6 @@ def deploy(
     for path, what in ((manifest, "manifest"), (signature, "signature")):
         if not path.exists():
             raise click.BadParameter(f"no {what} at {path}", param_hint=f"--{what}")
-    client = make_client(node_url, token, token_file, cacert, tls_cert, tls_key)
     steps = ["read bundle", "upload and verify", "confirm"]
     result: dict[str, Any] = {}
     with click.progressbar(
@@ -403,15 +399,10 @@ def deploy(
 @edge_errors
 def undeploy(
     name: str,
-    node_url: str,
-    token: str | None,
-    token_file: Path | None,
-    cacert: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
+    client: NodeClient,
 ) -> None:
     """Remove a module from the whole cluster."""
-    make_client(node_url, token, token_file, cacert, tls_cert, tls_key).remove(name)
+    client.remove(name)
     click.echo(f"removed {name}")
 
 
@@ -424,17 +415,12 @@ def undeploy(
 def watch(
     doc: str,
     count: int | None,
-    node_url: str,
-    token: str | None,
-    token_file: Path | None,
-    cacert: str | None,
-    tls_cert: str | None,
-    tls_key: str | None,
+    client: NodeClient,
     as_json: bool,
 ) -> None:
     """Print live changes to DOC (local writes and those arriving from peers)."""
     seen = 0
-    for event in make_client(node_url, token, token_file, cacert, tls_cert, tls_key).watch(doc):
+    for event in client.watch(doc):
         if as_json:
             click.echo(json.dumps(event))
         else:

@@ -241,3 +241,29 @@ def test_a_bundle_too_large_to_replicate_is_refused_before_loading(
     reply = deploy(node, Bundle("huge", wasm, manifest, publisher.sign(wasm, manifest)))
     assert reply.status == 413 and reply.json()["error"]["code"] == "value_too_large"
     assert invoke(node, "huge", b"").json()["error"]["code"] == "unknown_module"
+
+
+def test_cli_deploy_and_undeploy(node: NodeProcess, publisher: Publisher, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgestate.cli.main import cli
+
+    bundle = example_bundle("kv_echo", publisher, BUILD)
+    (tmp_path / "echo.wasm").write_bytes(bundle.wasm)
+    (tmp_path / "echo.manifest.json").write_bytes(
+        bundle.manifest.replace(b'"kv-echo"', b'"cli-echo"')
+    )
+    manifest = (tmp_path / "echo.manifest.json").read_bytes()
+    (tmp_path / "echo.sig").write_bytes(publisher.sign(bundle.wasm, manifest))
+    target = ["--node", node.api, "--token", node.token]
+    result = CliRunner().invoke(cli, ["deploy", str(tmp_path / "echo.wasm"), *target, "--json"])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert json.loads(result.stdout)["name"] == "cli-echo"
+    assert invoke(node, "cli-echo", b"x=y").body == b"y"
+    unsigned = tmp_path / "other.wasm"
+    unsigned.write_bytes(bundle.wasm)
+    missing = CliRunner().invoke(cli, ["deploy", str(unsigned), *target])
+    assert missing.exit_code == 2 and "no manifest" in missing.stderr
+    result = CliRunner().invoke(cli, ["undeploy", "cli-echo", *target])
+    assert result.exit_code == 0, result.stderr
+    assert invoke(node, "cli-echo", b"x").json()["error"]["code"] == "unknown_module"
