@@ -164,14 +164,24 @@ def node_options(fn: Any) -> Any:
     API serves HTTPS (api.tls): --cacert, and --cert/--key to authenticate with a
     client certificate of the cluster instead of a token.
     """
+    return _with_client(fn, default_url="http://127.0.0.1:7474")
+
+
+def optional_node_options(fn: Any) -> Any:
+    """Like :func:`node_options`, but ``client`` is None unless --node is given."""
+    return _with_client(fn, default_url=None)
+
+
+def _with_client(fn: Any, default_url: str | None) -> Any:
     options = [
         click.option(
             "--node",
             "node_url",
-            envvar="EDGESTATE_NODE",
-            default="http://127.0.0.1:7474",
-            show_default=True,
-            help="Base URL of the node's API.",
+            envvar="EDGESTATE_NODE" if default_url else None,
+            default=default_url,
+            show_default=default_url is not None,
+            help="Base URL of the node's API"
+            + ("." if default_url else " (instead of opening --data)."),
         ),
         click.option("--token", envvar="EDGESTATE_TOKEN", help="Admin bearer token."),
         click.option(
@@ -201,7 +211,7 @@ def node_options(fn: Any) -> Any:
     @functools.wraps(fn)
     def with_client(
         *args: Any,
-        node_url: str,
+        node_url: str | None,
         token: str | None,
         token_file: Path | None,
         cacert: str | None,
@@ -209,7 +219,11 @@ def node_options(fn: Any) -> Any:
         tls_key: str | None,
         **kwargs: Any,
     ) -> Any:
-        client = make_client(node_url, token, token_file, cacert, tls_cert, tls_key)
+        client = (
+            make_client(node_url, token, token_file, cacert, tls_cert, tls_key)
+            if node_url
+            else None
+        )
         return fn(*args, client=client, **kwargs)
 
     wrapped: Any = with_client

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import click
 
+from edgestate.cli.node_cmds import optional_node_options
 from edgestate.cli.output import (
     describe_value,
     edge_errors,
@@ -161,37 +162,19 @@ class RemoteSource:
         pass
 
 
-def _target_options(fn: Any) -> Any:
-    fn = click.option(
-        "--token-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="With --node: read the admin token from this file.",
-    )(fn)
-    fn = click.option("--token", envvar="EDGESTATE_TOKEN", help="With --node: admin token.")(fn)
-    fn = click.option(
-        "--node",
-        "node_url",
-        default=None,
-        help="Talk to a running node at this URL instead of opening --data.",
-    )(fn)
-    fn = click.option(
-        "--data",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path("edgestate-data"),
-        show_default=True,
-        help="Data directory (a node's, or a store's).",
-    )(fn)
-    return fn
+DATA_OPTION = click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("edgestate-data"),
+    show_default=True,
+    help="Data directory (a node's, or a store's).",
+)
 
 
-def _remember_target(
-    ctx: click.Context, data: Path, node_url: str | None, token: str | None, token_file: Path | None
-) -> None:
-    from edgestate.cli.node_cmds import make_client
-
+def _remember_target(ctx: click.Context, data: Path, client: NodeClient | None) -> None:
     ctx.ensure_object(dict)
     ctx.obj["data"] = data
-    ctx.obj["client"] = make_client(node_url, token, token_file) if node_url else None
+    ctx.obj["client"] = client
 
 
 @contextmanager
@@ -210,13 +193,12 @@ def _source(ctx: click.Context, *, readonly: bool) -> Iterator[Source]:
 
 
 @click.group()
-@_target_options
+@DATA_OPTION
+@optional_node_options
 @click.pass_context
-def inspect(
-    ctx: click.Context, data: Path, node_url: str | None, token: str | None, token_file: Path | None
-) -> None:
+def inspect(ctx: click.Context, data: Path, client: NodeClient | None) -> None:
     """Look inside a data directory (read-only, works beside a running node) or a node."""
-    _remember_target(ctx, data, node_url, token, token_file)
+    _remember_target(ctx, data, client)
 
 
 @inspect.command("docs")
@@ -308,13 +290,12 @@ def inspect_stats(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.group()
-@_target_options
+@DATA_OPTION
+@optional_node_options
 @click.pass_context
-def kv(
-    ctx: click.Context, data: Path, node_url: str | None, token: str | None, token_file: Path | None
-) -> None:
+def kv(ctx: click.Context, data: Path, client: NodeClient | None) -> None:
     """Read and write keys through the durable path (a directory's writer lock, or a node)."""
-    _remember_target(ctx, data, node_url, token, token_file)
+    _remember_target(ctx, data, client)
 
 
 CREATE_OPTION = click.option("--create", is_flag=True, help="Create DOC if it does not exist.")
