@@ -103,6 +103,7 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "max_key_bytes": int,
         "max_value_bytes": int,
         "idle_evict_s": (int, float),
+        "evict_max_keys": int,
         "compact_min_log_bytes": int,
     },
     "runtime": {

@@ -353,6 +353,12 @@ class Node:
             [],
             [([], store.stats()["file_bytes"])],
         )
+        yield gauge(
+            "edgestate_store_loaded_documents",
+            "Documents whose CRDT is in memory (loaded on write, evicted when idle).",
+            [],
+            [([], len(store.loaded_documents()))],
+        )
         peers = sync.peers()
         yield gauge(
             "edgestate_peers_connected", "Connected peers.", [], [([], len(sync.connected()))]

@@ -159,6 +159,10 @@ class Store:
             extra={"seq": meta.seq, "created_ms": meta.created_ms},
         )
 
+    def loaded_documents(self) -> list[str]:
+        """Documents whose CRDT is in memory now (the rest are read from LMDB only)."""
+        return sorted(self._writer.docs) if self._writer is not None else []
+
     def stats(self) -> dict[str, Any]:
         """Environment-level figures: file size, pages, readers, replica id."""
         self._check_open()

@@ -44,6 +44,10 @@ class StoreConfig:
     # A document's CRDT is dropped from memory after this long without a write;
     # reads never need it (they hit the materialized table).
     idle_evict_s: float = 60.0
+    # ...unless it holds more keys than this: reloading a CRDT costs ~9 us per key
+    # on the one writer thread (9 s for 1M keys, measured), which would stall every
+    # document's writes; memory is the cheaper price for big documents.
+    evict_max_keys: int = 50_000
     # Compaction folds the update log into a snapshot once the log outgrows the
     # snapshot (automerge-repo's rule), but not before the log holds this many
     # bytes, so tiny documents are not re-snapshotted on every write.

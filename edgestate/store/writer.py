@@ -332,8 +332,11 @@ class Writer:
 
     def _evict_idle(self) -> None:
         cutoff = time.monotonic() - self.config.idle_evict_s
+        max_keys = self.config.evict_max_keys
         for name in [n for n, d in self.docs.items() if d.last_used < cutoff]:
-            del self.docs[name]
+            meta = self.metas.get(name)
+            if meta is None or meta.keys <= max_keys:
+                del self.docs[name]
 
     def _maybe_compact(self, name: str) -> None:
         meta = self.metas.get(name)

@@ -296,15 +296,13 @@ def test_idle_document_is_evicted_and_reloaded(store_dir: Path) -> None:
         s.create_document("d")
         s.incr("d", "n", 2)
         s.set("d", "k", b"v")
-        writer = s._writer
-        assert writer is not None
         deadline = 200
-        while "d" in writer.docs and deadline:
+        while "d" in s.loaded_documents() and deadline:
             threading.Event().wait(0.02)
             deadline -= 1
-        assert "d" not in writer.docs, "idle document was not evicted"
+        assert "d" not in s.loaded_documents(), "idle document was not evicted"
         assert s.get("d", "k") == b"v"  # reads never need the CRDT
-        assert "d" not in writer.docs
+        assert "d" not in s.loaded_documents()
         assert s.incr("d", "n", 3) == 5  # a write reloads it from snapshot + log
 
 
@@ -317,3 +315,17 @@ def test_reopen_restores_state(store_dir: Path) -> None:
         assert s.get("d", "a") == b"1"
         assert s.incr("d", "n", 1) == 10
         assert s.replica_id == replica
+
+
+def test_big_documents_stay_loaded_when_idle(store_dir: Path) -> None:
+    with Store.open(store_dir, StoreConfig(idle_evict_s=0.05, evict_max_keys=5)) as s:
+        s.create_document("small")
+        s.create_document("big")
+        s.set("small", "k", b"v")
+        s.batch([Set("big", f"k{i}", b"v") for i in range(10)])
+        deadline = 200
+        while "small" in s.loaded_documents() and deadline:
+            threading.Event().wait(0.02)
+            deadline -= 1
+        assert "small" not in s.loaded_documents()
+        assert "big" in s.loaded_documents()  # reloading it would stall every writer
