@@ -238,6 +238,7 @@ class _Api:
                 "X-Edgestate-Execute-Us": f"{result.execute_ns / 1000:.1f}",
                 "X-Edgestate-Commit-Us": f"{result.commit_ns / 1000:.1f}",
                 "X-Edgestate-Writes": str(result.writes),
+                "X-Edgestate-Host-Calls": str(result.host_calls),
             },
         )
 

@@ -70,10 +70,11 @@ class LatencyHistogram:
 class ModuleStats:
     """Invocation outcomes and latency histograms of one module."""
 
-    __slots__ = ("cold_start", "commit", "execution", "outcomes")
+    __slots__ = ("cold_start", "commit", "execution", "host_calls", "outcomes")
 
     def __init__(self) -> None:
         self.outcomes: dict[str, int] = {}
+        self.host_calls = 0
         self.cold_start = LatencyHistogram()
         self.execution = LatencyHistogram()
         self.commit = LatencyHistogram()
@@ -127,13 +128,20 @@ class NodeMetrics:
                 labels=["module"],
             ),
         }
+        host_calls = CounterMetricFamily(
+            "edgestate_host_calls",
+            "Host ABI calls made by successful invocations.",
+            labels=["module"],
+        )
         for name, stats in list(self.modules.items()):
             for outcome, count in list(stats.outcomes.items()):
                 invocations.add_metric([name, outcome], count)
+            host_calls.add_metric([name], stats.host_calls)
             for attr, family in families.items():
                 histogram: LatencyHistogram = getattr(stats, attr)
                 family.add_metric([name], histogram.buckets(), histogram.sum)
         yield invocations
+        yield host_calls
         yield from families.values()
 
     def add_collector(self, collect: Callable[[], Iterable[Metric]]) -> None:

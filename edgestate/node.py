@@ -257,6 +257,7 @@ class Node:
             raise
         stats = self.metrics.module(name)
         stats.outcomes["ok"] = stats.outcomes.get("ok", 0) + 1
+        stats.host_calls += result.host_calls
         stats.cold_start.observe(result.instantiate_ns / 1e9)
         stats.execution.observe(result.execute_ns / 1e9)
         stats.commit.observe(result.commit_ns / 1e9)

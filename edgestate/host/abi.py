@@ -179,6 +179,7 @@ class HostContext:
         "_writable",
         "env",
         "fault",
+        "host_calls",
         "input",
         "memory",
         "output",
@@ -192,6 +193,7 @@ class HostContext:
         self.output: list[bytes] = []
         self.output_size = 0
         self.fault: Exception | None = None
+        self.host_calls = 0
         self._overlay: Overlay | None = None
         self._handles: list[str] = []
         self._writable: list[bool] = []
@@ -479,6 +481,7 @@ def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int
             return make_trap(
                 f"edgestate host function {function.name} called outside an invocation"
             )
+        context.host_calls += 1
         try:
             value = method(context, *layout.unpack_from(space, args))
         except GuestError as status:

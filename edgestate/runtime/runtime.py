@@ -63,6 +63,7 @@ class InvocationResult(NamedTuple):
     execute_ns: int
     commit_ns: int
     writes: int
+    host_calls: int = 0
 
 
 @dataclass(slots=True)
@@ -75,6 +76,7 @@ class ModuleMetrics:
     execute_ns: int = 0
     commit_ns: int = 0
     fuel: int = 0
+    host_calls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +214,7 @@ class Runtime:
         metrics.instantiate_ns += execution.instantiate_ns
         metrics.execute_ns += execution.execute_ns
         metrics.fuel += execution.fuel_used
+        metrics.host_calls += execution.host_calls
         return execution
 
     def invoke(self, name: str, input: bytes = b"") -> InvocationResult:
@@ -256,6 +259,7 @@ class Runtime:
             execute_ns=execution.execute_ns,
             commit_ns=commit_ns,
             writes=len(execution.ops),
+            host_calls=execution.host_calls,
         )
 
 

@@ -92,6 +92,7 @@ class Execution:
     instantiate_ns: int
     execute_ns: int
     ops: list[WriteOp]
+    host_calls: int = 0
 
 
 class Sandbox:
@@ -226,6 +227,7 @@ class Sandbox:
                 instantiate_ns=started - start,
                 execute_ns=finished - started,
                 ops=host.ops(),
+                host_calls=host.host_calls,
             )
         finally:
             _store_delete(raw_store)

@@ -112,6 +112,9 @@ def test_deploy_and_invoke_examples(node: NodeProcess, publisher: Publisher) -> 
     }
     assert samples[("edgestate_invocations_total", (("module", "counter"), ("outcome", "ok")))] >= 2
     assert samples[("edgestate_cold_start_seconds_count", (("module", "counter"),))] >= 2
+    # counter: doc_open, input_len/read, kv_incr, output_write per invocation
+    assert samples[("edgestate_host_calls_total", (("module", "counter"),))] >= 2 * 3
+    assert int(second.headers["X-Edgestate-Host-Calls"]) >= 3
 
 
 @pytest.mark.parametrize(
