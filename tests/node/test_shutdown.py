@@ -122,3 +122,16 @@ def test_a_connected_cluster_stopping_at_once_exits_cleanly(tmp_path: Path) -> N
     finally:
         for n in nodes:
             n.stop()
+
+
+def test_json_log_lines(tmp_path: Path) -> None:
+    import json
+
+    node = start_node(tmp_path / "data", "--no-mdns", "--log-format", "json", "--log-level", "info")
+    assert node.stop() == 0
+    lines = [json.loads(line) for line in node.log().splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(x) for x in lines)
+    messages = [x["message"] for x in lines]
+    assert any(m.startswith("node ready") for m in messages)
+    assert any("INSECURE MODE" in m for m in messages if m)
+    assert "node stopped" in messages
