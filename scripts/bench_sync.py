@@ -146,6 +146,10 @@ async def _serve_commands(conn: Connection, handle: Callable[[tuple[Any, ...]], 
 def edgestate_node(
     idx: int, work: str, ca_dir: str, durability: str, insecure: bool, conn: Connection
 ) -> None:
+    from edgestate.cli.node_cmds import SWITCH_INTERVAL_S
+
+    # The GIL switch interval `edgestate node` sets (see edgestate.cli.node_cmds).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     asyncio.run(_edgestate_node(idx, Path(work), Path(ca_dir), durability, insecure, conn))
 
 
