@@ -82,9 +82,10 @@ def materialize_plain(value: object) -> bytes:
 class CrdtDocument:
     """A document's CRDT plus the bookkeeping to persist what each transaction did."""
 
-    def __init__(self, name: str, client_id: int) -> None:
+    def __init__(self, name: str, client_id: int, *, threaded: bool = False) -> None:
         self.name = name
-        self.doc: Doc[Any] = Doc(client_id=client_id)
+        # threaded: built by a loader thread, then used by the writer thread.
+        self.doc: Doc[Any] = Doc(client_id=client_id, allow_multithreading=threaded)
         self.root: Map[Any] = self.doc.get(ROOT, type=Map)
         self.counters: Map[Any] = self.doc.get(COUNTERS, type=Map)
         self.replica = str(client_id)

@@ -268,7 +268,7 @@ class Store:
         """Queue an atomic batch; the future resolves once it is durable."""
         ops = list(ops)
         self._validate(ops)
-        return self._submit(self._w().job_write(ops), weight=len(ops))
+        return self._submit(self._w().job_write(ops), weight=len(ops), docs=_docs_of(ops))
 
     def batch(self, ops: Sequence[WriteOp]) -> list[int | None]:
         """Apply ``ops`` atomically and durably; a counter's new total per ``Incr``."""
@@ -278,7 +278,9 @@ class Store:
         """Async form of :meth:`batch` (shares the group commit with other callers)."""
         ops = list(ops)
         self._validate(ops)
-        return await self._w().submit_async(self._w().job_write(ops), weight=len(ops))
+        return await self._w().submit_async(
+            self._w().job_write(ops), weight=len(ops), docs=_docs_of(ops)
+        )
 
     def set(self, doc: str, key: str, value: bytes) -> None:
         """Durably write ``value`` under ``key``."""
@@ -312,7 +314,9 @@ class Store:
         K.check_doc_name(doc)
         if not create:
             self._require_doc(doc)
-        return await self._w().submit_async(self._w().job_apply(doc, update, origin, create))
+        return await self._w().submit_async(
+            self._w().job_apply(doc, update, origin, create), docs=(doc,)
+        )
 
     def _submit_apply(
         self, doc: str, update: bytes, origin: str | None, create: bool
@@ -320,7 +324,7 @@ class Store:
         K.check_doc_name(doc)
         if not create:
             self._require_doc(doc)
-        return self._submit(self._w().job_apply(doc, update, origin, create))
+        return self._submit(self._w().job_apply(doc, update, origin, create), docs=(doc,))
 
     def state_vector(self, doc: str) -> bytes:
         """The document's Yjs v1 state vector."""
@@ -329,7 +333,9 @@ class Store:
     async def astate_vector(self, doc: str) -> bytes:
         """Async form of :meth:`state_vector`."""
         self._require_doc(doc)
-        return await self._w().submit_async(self._w().job_read(doc, CrdtDocument.state_vector))
+        return await self._w().submit_async(
+            self._w().job_read(doc, CrdtDocument.state_vector), docs=(doc,)
+        )
 
     def diff(self, doc: str, remote_state_vector: bytes | None = None) -> bytes:
         """A v1 update with what a peer at ``remote_state_vector`` lacks (None: all)."""
@@ -339,7 +345,7 @@ class Store:
         """Async form of :meth:`diff`."""
         self._require_doc(doc)
         return await self._w().submit_async(
-            self._w().job_read(doc, lambda c: c.diff(remote_state_vector))
+            self._w().job_read(doc, lambda c: c.diff(remote_state_vector)), docs=(doc,)
         )
 
     def compact(self, doc: str) -> None:
@@ -352,7 +358,7 @@ class Store:
             group.dirty = True
             w.compact(doc, group.txn)
 
-        self._submit(run).result()
+        self._submit(run, docs=(doc,)).result()
 
     # --- change subscription ------------------------------------------------------
 
@@ -379,8 +385,10 @@ class Store:
             raise ReadOnlyStoreError(f"{self._env.path} was opened read-only")
         return self._writer
 
-    def _submit(self, run: Callable[[Any], T], weight: int = 1) -> Future[T]:
-        return self._w().submit(run, weight)
+    def _submit(
+        self, run: Callable[[Any], T], weight: int = 1, docs: tuple[str, ...] = ()
+    ) -> Future[T]:
+        return self._w().submit(run, weight, docs)
 
     def _require_doc(self, doc: str) -> None:
         if doc in self._known_docs:
@@ -394,7 +402,7 @@ class Store:
 
     def _read_crdt(self, doc: str, fn: Callable[[CrdtDocument], T]) -> Future[T]:
         self._require_doc(doc)
-        return self._submit(self._w().job_read(doc, fn))
+        return self._submit(self._w().job_read(doc, fn), docs=(doc,))
 
     def _validate(self, ops: list[WriteOp]) -> None:
         max_key = self.config.max_key_bytes
@@ -409,3 +417,7 @@ class Store:
                 not isinstance(op.delta, int) or isinstance(op.delta, bool)
             ):
                 raise StoreError(f"increment must be an int, got {type(op.delta).__name__}")
+
+
+def _docs_of(ops: Sequence[WriteOp]) -> tuple[str, ...]:
+    return tuple({op.doc: None for op in ops})

@@ -19,7 +19,7 @@ from edgestate.errors import (
     ValueTooLargeError,
     WrongTypeError,
 )
-from edgestate.store import ChangeEvent, Delete, Incr, Set, Store, StoreConfig
+from edgestate.store import ChangeEvent, Delete, Durability, Incr, Set, Store, StoreConfig
 
 
 def test_set_get_delete_round_trip(store: Store) -> None:
@@ -329,3 +329,38 @@ def test_big_documents_stay_loaded_when_idle(store_dir: Path) -> None:
             deadline -= 1
         assert "small" not in s.loaded_documents()
         assert "big" in s.loaded_documents()  # reloading it would stall every writer
+
+
+def test_a_big_document_loads_off_the_writer_thread(store_dir: Path) -> None:
+    config = StoreConfig(evict_max_keys=100, durability=Durability.BATCHED)
+    with Store.open(store_dir, config) as s:
+        s.create_document("big")
+        s.create_document("small")
+        for start in range(0, 30_000, 5000):
+            s.batch([Set("big", f"k{i}", b"v") for i in range(start, start + 5000)])
+        s.incr("big", "n", 1)
+    with Store.open(store_dir, config) as s:  # reopened: nothing loaded
+        assert s.loaded_documents() == []
+        big_first = s.submit([Incr("big", "n", 1)])
+        big_second = s.submit([Incr("big", "n", 10)])
+        small = s.submit([Set("small", "k", b"v")])
+        small.result(timeout=30)
+        assert not big_first.done(), "the small write waited for the big document's load"
+        assert big_first.result(timeout=60) == [2]
+        assert big_second.result(timeout=60) == [12]  # order kept behind the load
+        assert s.loaded_documents() == ["big", "small"]
+        assert s.get("big", "k29999") == b"v"
+
+
+def test_close_waits_for_jobs_queued_behind_a_load(store_dir: Path) -> None:
+    config = StoreConfig(evict_max_keys=100, durability=Durability.BATCHED)
+    with Store.open(store_dir, config) as s:
+        s.create_document("big")
+        for start in range(0, 20_000, 5000):
+            s.batch([Set("big", f"k{i}", b"v") for i in range(start, start + 5000)])
+    s = Store.open(store_dir, config)
+    pending = s.submit([Set("big", "late", b"written")])
+    s.close()
+    assert pending.result(timeout=1) == [None]
+    with Store.open(store_dir, config, readonly=True) as ro:
+        assert ro.get("big", "late") == b"written"
