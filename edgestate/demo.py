@@ -10,7 +10,6 @@ stops everything.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -31,7 +30,7 @@ import click
 import tomli_w
 
 from edgestate.client import NodeClient
-from edgestate.devkit import example_bundle, make_publisher
+from edgestate.devkit import NodeStartError, example_bundle, make_publisher, spawn_node
 from edgestate.errors import EdgestateError
 from edgestate.sync import tls
 
@@ -183,31 +182,13 @@ class _Demo:
         done()
 
     def _spawn(self, i: int, config: Path) -> DemoNode:
-        ready = self.work / f"node{i}" / "ready.json"
-        log = (self.work / f"node{i}" / "node.log").open("wb")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "edgestate.cli.main",
-                "node",
-                "--config",
-                str(config),
-                "--ready-file",
-                str(ready),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                text = (self.work / f"node{i}" / "node.log").read_text()
-                raise click.ClickException(f"node{i} did not start:\n{text}")
-            time.sleep(0.02)
-        info = json.loads(ready.read_text())
+        node_dir = self.work / f"node{i}"
+        try:
+            proc, info = spawn_node(
+                ["--config", str(config)], node_dir / "ready.json", node_dir / "node.log"
+            )
+        except NodeStartError as exc:
+            raise click.ClickException(f"node{i} did not start: {exc}") from exc
         token = (self.work / f"node{i}" / "data" / "admin.token").read_text().strip()
         return DemoNode(
             f"node{i}", proc, info["api"], info["sync_port"], NodeClient(info["api"], token)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -87,19 +86,14 @@ def start_script(code: str, data: Path) -> tuple[subprocess.Popen[str], str]:
 
 def start_node(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     from edgestate.client import NodeClient
-    from edgestate.devkit import example_bundle, make_publisher
+    from edgestate.devkit import example_bundle, make_publisher, spawn_node
 
     data = work / "node"
     data.mkdir()
     publisher = make_publisher(work / "publisher")
     shutil.copy(publisher.policy_path, data / "trust-policy.json")
-    ready = work / "ready.json"
-    proc = subprocess.Popen(
+    proc, info = spawn_node(
         [
-            sys.executable,
-            "-m",
-            "edgestate.cli.main",
-            "node",
             "--data",
             str(data),
             "--api-port",
@@ -109,13 +103,11 @@ def start_node(work: Path) -> tuple[subprocess.Popen[bytes], str]:
             "--no-mdns",
             "--log-level",
             "warning",
-            "--ready-file",
-            str(ready),
         ],
+        work / "ready.json",
+        work / "node.log",
     )
-    while not ready.exists():
-        time.sleep(0.02)
-    api = json.loads(ready.read_text())["api"]
+    api = str(info["api"])
     client = NodeClient(api, (data / "admin.token").read_text().strip())
     bundle = example_bundle("kv_echo", publisher, REPO / "build" / "guest-wasm")
     client.deploy(bundle.wasm, bundle.manifest, bundle.signature)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgestate.client import NodeClient
+from edgestate.devkit import spawn_node
 
 START_TIMEOUT_S = 30
 
@@ -57,39 +55,17 @@ def start_node(
 ) -> NodeProcess:
     """Start `edgestate node` with ephemeral ports on 127.0.0.1; wait until it is ready."""
     data.mkdir(parents=True, exist_ok=True)
-    ready = data / "ready.json"
-    ready.unlink(missing_ok=True)
     log_path = data / "node.log"
-    args = [
-        sys.executable,
-        "-m",
-        "edgestate.cli.main",
-        "node",
-        "--data",
-        str(data),
-        "--api-port",
-        "0",
-        "--sync-port",
-        "0",
-        "--ready-file",
-        str(ready),
-        *extra,
-    ]
+    args = ["--data", str(data), "--api-port", "0", "--sync-port", "0", *extra]
     if config is not None:
         args += ["--config", str(config)]
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not ready.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"node exited with {proc.returncode}:\n{log_path.read_text()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"node not ready in {START_TIMEOUT_S}s:\n{log_path.read_text()}")
-        time.sleep(0.02)
-    info = json.loads(ready.read_text())
+    proc, info = spawn_node(
+        args,
+        data / "ready.json",
+        log_path,
+        timeout=START_TIMEOUT_S,
+        env={**os.environ, **(env or {})},
+    )
     return NodeProcess(proc, data, info["api"], info["sync_port"], info["node_id"], log_path)
 
 
