@@ -75,11 +75,6 @@ class Environment:
     readonly: bool
     _lock_fd: int | None = field(default=None, repr=False)
 
-    @property
-    def meta(self) -> Any:
-        """The ``meta`` table handle."""
-        return self.tables["meta"]
-
     @contextlib.contextmanager
     def read(self) -> Iterator[Any]:
         """A read transaction that survives another process growing the map."""

@@ -69,11 +69,6 @@ def log_key(doc: str, seq: int) -> bytes:
     return doc.encode() + SEP + _SEQ.pack(seq)
 
 
-def log_seq(lmdb_key: bytes) -> int:
-    """Sequence number from a log key."""
-    return int(_SEQ.unpack_from(lmdb_key, len(lmdb_key) - 8)[0])
-
-
 def encode_cursor(doc: str, prefix: str, last_key: str) -> str:
     """Opaque cursor resuming a scan after ``last_key``.
 

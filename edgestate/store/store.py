@@ -156,7 +156,6 @@ class Store:
             log_bytes=meta.log_b,
             snapshot_bytes=meta.snap_b,
             value_bytes=meta.value_b,
-            extra={"seq": meta.seq, "created_ms": meta.created_ms},
         )
 
     def loaded_documents(self) -> list[str]:

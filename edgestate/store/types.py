@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Durability(enum.Enum):
@@ -124,4 +124,3 @@ class DocumentInfo:
     log_bytes: int
     snapshot_bytes: int
     value_bytes: int = 0
-    extra: dict[str, int] = field(default_factory=dict)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from edgestate.errors import InvalidUpdateError, UnsupportedUpdateEncodingError
 
-EMPTY_UPDATE = b"\x00\x00"
-
 
 def _read_varuint(buf: bytes, pos: int) -> tuple[int, int]:
     value = 0
