@@ -189,7 +189,9 @@ def server_context(
     certificate, another CA, expired, revoked): asyncio only logs those in debug
     mode, and a refused peer must be logged and counted.
     """
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # A bare context, not create_default_context: that loads the system's public
+    # roots, and the cluster CA must be the only one trusted.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.verify_mode = ssl.CERT_REQUIRED
     _configure(ctx, files)
     if on_refused is not None:
@@ -199,7 +201,9 @@ def server_context(
 
 def client_context(files: TLSFiles) -> ssl.SSLContext:
     """TLS context for dialing peers: presents our certificate, requires theirs."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    # Not create_default_context: it trusts the system's ~140 public roots too, so
+    # any server with, say, a web PKI certificate would pass as a cluster member.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False  # identity is the CA chain plus fingerprint, see above
     ctx.verify_mode = ssl.CERT_REQUIRED
     _configure(ctx, files)

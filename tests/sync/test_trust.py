@@ -134,3 +134,14 @@ async def test_a_hello_that_lies_about_the_node_id_is_refused(
     assert code == aiohttp.WSCloseCode.POLICY_VIOLATION
     assert "fingerprint" in reason
     assert a.daemon.stats.refused == 1
+
+
+def test_only_the_cluster_ca_is_trusted_on_either_side(cluster: Cluster) -> None:
+    # create_default_context would also trust the system's public roots: any server
+    # with, say, a web PKI certificate would then pass as a peer when we dial it.
+    name, out = cluster.issue()
+    files = tls.files_for(out, name)
+    no_crl = tls.TLSFiles(ca_cert=files.ca_cert, cert=files.cert, key=files.key)
+    for ctx in (tls.client_context(no_crl), tls.server_context(no_crl)):
+        assert ctx.cert_store_stats()["x509_ca"] == 1
+        assert ctx.verify_mode == ssl.CERT_REQUIRED
