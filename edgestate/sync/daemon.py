@@ -510,6 +510,12 @@ class SyncDaemon:
                 record.failures += 1
                 record.last_error = f"{type(exc).__name__}: {exc}"
                 log.debug("dial %s failed: %s", record.address, record.last_error)
+            except Exception as exc:
+                # Whatever one connection ran into, the dialer must live on: a dead
+                # dialer would leave that peer partitioned until a restart.
+                record.failures += 1
+                record.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("sync connection to %s failed unexpectedly", record.address)
             if record.node_id in self._conns:
                 continue  # the peer is connected the other way round; wait on that
             if established:
@@ -719,6 +725,17 @@ class SyncDaemon:
         raise UnexpectedFrameError(f"{msg.type.name.lower()} frame; the protocol is binary")
 
     async def _dispatch(self, conn: _Connection, frame: frames.Frame) -> None:
+        try:
+            await self._dispatch_frame(conn, frame)
+        except (ValueError, InvalidUpdateError) as exc:
+            # Bad bytes inside a well-formed frame (an update pycrdt cannot merge,
+            # a state vector it cannot read) are the peer's fault like any other
+            # malformed frame: close that connection, count it, keep serving.
+            raise frames.MalformedFrameError(
+                f"{type(frame).__name__.lower()} frame carries bad data: {exc}"
+            ) from exc
+
+    async def _dispatch_frame(self, conn: _Connection, frame: frames.Frame) -> None:
         match frame:
             case Push(updates):
                 by_doc: dict[str, list[bytes]] = {}

@@ -58,8 +58,22 @@ async def still_serves(a: Node, b: Node, key: str) -> None:
         ([Hello((1,), "x", "y")], WSCloseCode.PROTOCOL_ERROR, "unexpected_frame"),
         ([Diff("docs", b"not a yjs update")], WSCloseCode.PROTOCOL_ERROR, "invalid update"),
         ([Push((("bad name!", b"\x00\x00"),))], WSCloseCode.PROTOCOL_ERROR, "document name"),
+        # found in review: this escaped the handler and, on a dialed connection,
+        # killed the dialer for good (so did a bad state vector, below)
+        (
+            [Push((("docs", b"\x01\x02"), ("docs", b"\x03")))],
+            WSCloseCode.PROTOCOL_ERROR,
+            "bad data",
+        ),
     ],
-    ids=["garbage", "unknown-type", "second-hello", "bad-update", "bad-doc-name"],
+    ids=[
+        "garbage",
+        "unknown-type",
+        "second-hello",
+        "bad-update",
+        "bad-doc-name",
+        "unmergeable-push",
+    ],
 )
 async def test_a_bad_frame_closes_only_that_connection(
     nodes: Nodes, cluster: Cluster, sends: list[bytes | frames.Frame], code: int, reason: str
@@ -122,3 +136,17 @@ async def test_a_peer_creating_too_many_documents_is_cut_off(
     code, reason = await misbehave(cluster, a, *diffs)
     assert code == WSCloseCode.PROTOCOL_ERROR and "created over 3 documents" in reason
     await eventually(lambda: len(a.store.documents()) == 3)
+
+
+async def test_a_bad_state_vector_closes_only_that_connection(
+    nodes: Nodes, cluster: Cluster
+) -> None:
+    a = await nodes.start()
+    b = await nodes.start([a])
+    await b.daemon.wait_connected(1)
+    await still_serves(a, b, "before")  # "docs" exists, so its state vector is read
+    got_code, got_reason = await misbehave(
+        cluster, a, StateVectors({"docs": b"\xff\xff"}, reply=False)
+    )
+    assert got_code == WSCloseCode.PROTOCOL_ERROR and "bad data" in got_reason, got_reason
+    await still_serves(a, b, "after")
