@@ -201,6 +201,8 @@ async def test_a_lost_peer_is_redialed_when_it_comes_back(nodes: Nodes) -> None:
     name, path, port = a.name, a.path, a.daemon.port
     await nodes.stop(a)
     await eventually(lambda: b.daemon.connected() == [])
+    # b keeps dialing while a is down (and fails) before a comes back.
+    await eventually(lambda: b.daemon.peers()[0].failures >= 1)
     b.store.create_document(DOC)
     b.store.batch([Set(DOC, "while-away", b"1")])
     # Back on the same address: b's dialer, in backoff, finds it by itself.
