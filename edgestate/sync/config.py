@@ -18,6 +18,10 @@ class Limits:
     # A stored value is at most 1 MiB; a handshake diff of a large document can be
     # several, so frames get headroom, but one peer cannot make us buffer more.
     max_frame_bytes: int = 32 << 20
+    # A diff (handshake, anti-entropy, resync) carries what a peer lacks of one
+    # document, in one frame, and can be as large as the document: documents up to
+    # this size replicate. Pushes larger than max_frame_bytes go this way too.
+    max_diff_frame_bytes: int = 1 << 30
     # Frames per second per connection (token bucket). Pushes are coalesced, so an
     # honest peer sends far fewer frames than updates; this only stops floods.
     max_frames_per_s: float = 20_000.0

@@ -50,7 +50,7 @@ from edgestate.errors import (
 )
 from edgestate.store import ChangeStream, Store
 from edgestate.sync import frames
-from edgestate.sync.config import SyncConfig, parse_address
+from edgestate.sync.config import Limits, SyncConfig, parse_address
 from edgestate.sync.discovery import Discovery, Found, MdnsDiscovery, StaticDiscovery
 from edgestate.sync.frames import (
     Diff,
@@ -222,8 +222,18 @@ class _Connection:
                 size = 0
                 while self.queue and size < PUSH_CHUNK_BYTES:
                     doc, update = self.queue.popleft()
+                    if len(update) > self.daemon.config.limits.max_frame_bytes // 2:
+                        # One commit too big for a push frame: a state-vector
+                        # exchange sends it (and everything queued) as diffs,
+                        # whose limit is larger.
+                        self.resync = True
+                        self.queue.clear()
+                        self.wake.set()
+                        break
                     batch.setdefault(doc, []).append(update)
                     size += len(update)
+                if not batch:
+                    break
                 count = sum(len(v) for v in batch.values())
                 # Merging several updates of one document is linear in their size
                 # (not in the document's) and shrinks what goes on the wire.
@@ -487,7 +497,7 @@ class SyncDaemon:
                 async with self._session.ws_connect(
                     url,
                     ssl=self._client_ssl if self._client_ssl is not None else False,
-                    max_msg_size=_transport_limit(self.config.limits.max_frame_bytes),
+                    max_msg_size=_transport_limit(self.config.limits),
                     heartbeat=self.config.heartbeat_s,
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 ) as ws:
@@ -533,7 +543,7 @@ class SyncDaemon:
 
     async def _handle_inbound(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(
-            max_msg_size=_transport_limit(self.config.limits.max_frame_bytes),
+            max_msg_size=_transport_limit(self.config.limits),
             heartbeat=self.config.heartbeat_s,
         )
         if self._closing:
@@ -711,7 +721,10 @@ class SyncDaemon:
             conn.take_token()
             limits = self.config.limits
             return frames.decode(
-                data, max_bytes=limits.max_frame_bytes, max_docs=limits.max_documents_per_frame
+                data,
+                max_bytes=limits.max_frame_bytes,
+                max_docs=limits.max_documents_per_frame,
+                max_diff_bytes=limits.max_diff_frame_bytes,
             )
         if msg.type == WSMsgType.ERROR:
             exc = conn.ws.exception()
@@ -884,11 +897,11 @@ class SyncDaemon:
         log.warning("refused sync connection from %s: %s", who, reason)
 
 
-def _transport_limit(max_frame_bytes: int) -> int:
+def _transport_limit(limits: Limits) -> int:
     # aiohttp drops a message over its own limit by cutting the TCP connection,
     # so the peer never learns why. Up to twice our limit we read the frame and
     # close with 1009 and a reason; beyond that aiohttp's cut bounds our memory.
-    return 2 * max_frame_bytes
+    return 2 * max(limits.max_frame_bytes, limits.max_diff_frame_bytes)
 
 
 def _peer_cert(ws: aiohttp.ClientWebSocketResponse) -> bytes | None:

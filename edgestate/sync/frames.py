@@ -151,10 +151,27 @@ def encode(frame: Frame) -> bytes:
     return packed
 
 
-def decode(data: bytes, *, max_bytes: int, max_docs: int) -> Frame:
-    """Decode one frame, or raise a ``ProtocolError`` subclass saying what is wrong."""
-    if len(data) > max_bytes:
-        raise OversizedFrameError(f"frame of {len(data)} bytes is over the {max_bytes} limit")
+def decode(
+    data: bytes, *, max_bytes: int, max_docs: int, max_diff_bytes: int | None = None
+) -> Frame:
+    """Decode one frame, or raise a ``ProtocolError`` subclass saying what is wrong.
+
+    ``max_diff_bytes`` (default ``max_bytes``) is the larger limit of diff frames,
+    which carry up to a whole document.
+    """
+    largest = max(max_bytes, max_diff_bytes or 0)
+    if len(data) > largest:
+        raise OversizedFrameError(f"frame of {len(data)} bytes is over the {largest} limit")
+    frame = _decode(data, max_docs)
+    if len(data) > max_bytes and not isinstance(frame, Diff):
+        raise OversizedFrameError(
+            f"{type(frame).__name__.lower()} frame of {len(data)} bytes is over the "
+            f"{max_bytes} limit"
+        )
+    return frame
+
+
+def _decode(data: bytes, max_docs: int) -> Frame:
     try:
         # raw=False keeps str and bytes apart; strict_map_key refuses non-str keys.
         body = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)

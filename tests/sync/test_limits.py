@@ -96,15 +96,17 @@ async def test_a_frame_before_hello_is_unexpected(nodes: Nodes, cluster: Cluster
 
 
 async def test_an_oversized_frame_is_refused_and_counted(nodes: Nodes, cluster: Cluster) -> None:
-    a = await nodes.start(limits=Limits(max_frame_bytes=4096))
+    a = await nodes.start(limits=Limits(max_frame_bytes=4096, max_diff_frame_bytes=8192))
     b = await nodes.start([a])
     await b.daemon.wait_connected(1)
-    code, reason = await misbehave(cluster, a, Diff("docs", b"x" * 6000))
+    code, reason = await misbehave(cluster, a, Push((("docs", b"x" * 6000),)))
     assert code == WSCloseCode.MESSAGE_TOO_BIG and "over the 4096 limit" in reason
+    code, reason = await misbehave(cluster, a, Diff("docs", b"x" * 10_000))
+    assert code == WSCloseCode.MESSAGE_TOO_BIG and "over the 8192 limit" in reason
     # Far over the limit the transport is cut before the frame is buffered.
     code, _ = await misbehave(cluster, a, Diff("docs", b"x" * 100_000))
     assert code in (WSCloseCode.MESSAGE_TOO_BIG, WSCloseCode.ABNORMAL_CLOSURE)
-    assert a.daemon.stats.protocol_errors["oversized_frame"] == 2
+    assert a.daemon.stats.protocol_errors["oversized_frame"] == 3
     await still_serves(a, b, "after-oversized")
 
 
@@ -150,3 +152,22 @@ async def test_a_bad_state_vector_closes_only_that_connection(
     )
     assert got_code == WSCloseCode.PROTOCOL_ERROR and "bad data" in got_reason, got_reason
     await still_serves(a, b, "after")
+
+
+async def test_commits_and_documents_bigger_than_a_push_frame_still_replicate(
+    nodes: Nodes,
+) -> None:
+    # Found in review: a document (or one commit) over max_frame_bytes never
+    # reached a peer, which reconnected forever. Diffs have their own, larger limit
+    # and an oversized push becomes a state-vector resync.
+    limits = Limits(max_frame_bytes=64 << 10)
+    a = await nodes.start(limits=limits)
+    a.store.create_document("big")
+    a.store.batch([Set("big", f"old{i}", bytes([i]) * (20 << 10)) for i in range(10)])
+    b = await nodes.start([a], limits=limits)
+    await b.daemon.wait_connected(1)
+    await eventually(lambda: b.store.has_document("big") and b.store.get("big", "old9") is not None)
+    a.store.batch([Set("big", f"new{i}", bytes([i]) * (20 << 10)) for i in range(10)])
+    await eventually(lambda: b.store.get("big", "new9") == bytes([9]) * (20 << 10))
+    assert sum(b.daemon.stats.protocol_errors.values()) == 0
+    assert a.daemon.stats.resyncs >= 1
