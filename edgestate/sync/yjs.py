@@ -87,6 +87,7 @@ class YjsEndpoint:
         self._stream: ChangeStream | None = None
         self._pump: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     async def __aenter__(self) -> YjsEndpoint:
         await self.start()
@@ -102,6 +103,7 @@ class YjsEndpoint:
 
     async def close(self) -> None:
         """Disconnect every client and stop forwarding."""
+        self._closing = True
         for clients in list(self._clients.values()):
             for client in list(clients):
                 # Bounded: aiohttp waits on the client's reader, which may never answer.
@@ -137,13 +139,15 @@ class YjsEndpoint:
                     client.offer(message)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self._closing:
+            raise web.HTTPServiceUnavailable(reason="node shutting down")
         doc = request.match_info["doc"]
         if not DOC_NAME.fullmatch(doc):
             raise web.HTTPBadRequest(reason="document name must match [A-Za-z0-9_.-]{1,64}")
         if not self.store.has_document(doc):
             if not self._create:
                 raise web.HTTPNotFound(reason=f"no document {doc}")
-            await asyncio.get_running_loop().run_in_executor(None, self.store.create_document, doc)
+            await self.store.acreate_document(doc)
         ws = web.WebSocketResponse(max_msg_size=self._max_message)
         await ws.prepare(request)
         client = _Client(ws, f"yjs:{next(self._ids)}", self._client_queue)
@@ -157,7 +161,8 @@ class YjsEndpoint:
                 if msg.type != WSMsgType.BINARY:
                     continue  # y-websocket sends binary only; pings are handled by aiohttp
                 await self._on_message(doc, client, msg.data, clients)
-        except (InvalidUpdateError, IndexError, RuntimeError) as exc:
+        # read_message asserts on a truncated length prefix (found in review).
+        except (InvalidUpdateError, IndexError, RuntimeError, AssertionError, ValueError) as exc:
             log.warning("closing yjs client of %s: bad message (%s)", doc, exc)
             await ws.close(
                 code=WSCloseCode.PROTOCOL_ERROR, message=b"malformed y-protocols message"

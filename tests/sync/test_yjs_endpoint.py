@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -120,3 +121,22 @@ async def test_a_yjs_client_on_one_node_syncs_with_writes_on_another(
             await proc.wait()
         await endpoint.close()
         await runner.cleanup()
+
+
+async def test_a_truncated_message_closes_that_client_only(served: tuple[Store, str]) -> None:
+    store, url = served
+    store.create_document("d")
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{url}/d") as good, session.ws_connect(f"{url}/d") as bad:
+            await bad.send_bytes(b"\x00\x00")  # sync step 1 with no length: found in review
+            msg = await bad.receive(timeout=10)
+            while msg.type == aiohttp.WSMsgType.BINARY:  # our own step 1 may come first
+                msg = await bad.receive(timeout=10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert bad.close_code == 1002
+            await store.abatch([Set("d", "k", b"v")])
+            while True:  # the other client is still served: it gets the update
+                seen = await good.receive(timeout=10)
+                assert seen.type == aiohttp.WSMsgType.BINARY
+                if seen.data[:2] == b"\x00\x02":  # sync message, update
+                    break
