@@ -21,6 +21,7 @@ and the status below; one request's failure never disturbs another's.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -404,7 +405,17 @@ class _Api:
         self.node.watchers.add(stream)
         try:
             await response.write(b": watching " + doc.encode() + b"\n\n")
-            async for event in stream:
+            while True:
+                try:
+                    event = await asyncio.wait_for(stream.get(), self.node.config.api.watch_ping_s)
+                except TimeoutError:
+                    # aiohttp does not tell a handler its client left; a write
+                    # does. Without this an abandoned watch of a quiet document
+                    # would hold its stream (and socket) until shutdown.
+                    await response.write(b": ping\n\n")
+                    continue
+                if event is None:
+                    break
                 if stream.reset_overflow():
                     await response.write(b"event: overflow\ndata: {}\n\n")
                 if event.doc != doc:

@@ -40,6 +40,9 @@ class ApiConfig:
     max_admin_body_bytes: int = 8 << 20
     # In-flight invocations get this long to finish at shutdown.
     shutdown_grace_s: float = 10.0
+    # A quiet watch stream is probed this often (an SSE comment): aiohttp only
+    # notices a client that left when something is written to it.
+    watch_ping_s: float = 15.0
     # Serve HTTPS with the node's cluster certificate (needs sync TLS files). A
     # client presenting a certificate of the cluster is then admin without a token.
     tls: bool = False
@@ -94,6 +97,7 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "max_body_bytes": int,
         "max_admin_body_bytes": int,
         "shutdown_grace_s": (int, float),
+        "watch_ping_s": (int, float),
         "tls": bool,
     },
     "store": {
@@ -128,6 +132,10 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "crl": str,
     },
 }
+
+
+# Settings that are paths (resolved against the config file's directory).
+_PATH_SETTINGS = frozenset({"data_dir", "trust_policy", "runtime.cache_dir"})
 
 
 def config_keys() -> dict[str, set[str]]:
@@ -187,6 +195,10 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
+        if dotted in _PATH_SETTINGS and isinstance(value, str):
+            # Paths given on the command line are relative to where it was typed,
+            # not to the config file's directory (found in review).
+            value = str(Path(value).expanduser().absolute())
         section, _, key = dotted.rpartition(".")
         (raw.setdefault(section, {}) if section else raw)[key] = value
     _check(raw)

@@ -82,7 +82,7 @@ class ModuleRegistry:
         while True:
             page = self.store.scan(MODULES_DOC, "", cursor, 100)
             for name, _ in page.items:
-                await self._sync(name)
+                await self._sync_safely(name)
             cursor = page.cursor
             if cursor is None:
                 break
@@ -99,13 +99,22 @@ class ModuleRegistry:
         try:
             async for event in stream:
                 if stream.reset_overflow():
-                    for name, _ in self.store.scan(MODULES_DOC, "", None, 10_000).items:
-                        await self._sync(name)
+                    # Events were dropped: compare everything, removals included.
+                    stored = {n for n, _ in self.store.scan(MODULES_DOC, "", None, 10_000).items}
+                    for name in stored | {m.name for m in self.runtime.modules()}:
+                        await self._sync_safely(name)
                 if event.doc == MODULES_DOC:
                     for name in event.keys:
-                        await self._sync(name)
+                        await self._sync_safely(name)
         finally:
             stream.close()
+
+    async def _sync_safely(self, name: str) -> None:
+        # One bad entry must not stop this node from following every other one.
+        try:
+            await self._sync(name)
+        except Exception:
+            log.exception("could not apply the replicated state of module %r", name)
 
     async def deploy(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
         """Verify and load a bundle here, then store it so it replicates.

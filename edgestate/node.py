@@ -324,6 +324,7 @@ class Node:
             "refused_modules": refused,
             "peers": len(peers),
             "connected_peers": len(self.sync.connected()),
+            "watchers": len(self.watchers),
             "store": self.store.stats(),
         }
 

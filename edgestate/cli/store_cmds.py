@@ -334,7 +334,7 @@ def kv_put(
 @edge_errors
 def kv_get(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
     """The value of KEY in DOC (exit status 3 if absent)."""
-    with _source(ctx, readonly=False) as source:
+    with _source(ctx, readonly=True) as source:  # a read: fine beside a running node
         _print_value(source.get(doc, key), as_json)
 
 

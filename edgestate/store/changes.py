@@ -81,10 +81,13 @@ class ChangeStream:
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            self.dropped += self._queue.qsize() + 1
+            self.dropped += self._queue.qsize()
             while not self._queue.empty():
                 self._queue.get_nowait()
             self.overflowed = True
+            # Keep the newest event: it wakes a waiting consumer, which then sees
+            # the flag (otherwise a quiet document could stay stale indefinitely).
+            self._queue.put_nowait(event)
 
     def reset_overflow(self) -> bool:
         """Return and clear the overflow flag (call it, then resync from state)."""

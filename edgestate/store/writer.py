@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 
 from edgestate.errors import (
     EdgestateError,
+    InvalidUpdateError,
     StoreClosedError,
     StoreError,
     UnknownDocumentError,
@@ -180,6 +181,8 @@ class Writer:
         self.dirty_metas: set[str] = set()
         self.pending: dict[str, list[tuple[bytes, bytes, int, int]]] = {}
         self._loading: dict[str, _Loading] = {}
+        self._last_evict = time.monotonic()
+        self._submit_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
         self._load_metas()
@@ -201,30 +204,35 @@ class Writer:
         self, run: Callable[[_Group], T], weight: int = 1, docs: tuple[str, ...] = ()
     ) -> Future[T]:
         """Queue a job; its future resolves after the commit holding it is durable."""
-        if self._closed:
-            raise StoreClosedError("the store is closed")
         job: _Job[T] = _Job(run, weight, docs=docs)
-        self._queue.put(job)
+        self._enqueue(job)
         return job.future
 
     def submit_async(
         self, run: Callable[[_Group], T], weight: int = 1, docs: tuple[str, ...] = ()
     ) -> asyncio.Future[T]:
         """Like :meth:`submit`, for a caller on a running event loop."""
-        if self._closed:
-            raise StoreClosedError("the store is closed")
         loop = asyncio.get_running_loop()
         job: _Job[T] = _Job(run, weight, loop=loop, afut=loop.create_future(), docs=docs)
-        self._queue.put(job)
+        self._enqueue(job)
         assert job.afut is not None
         return job.afut
 
+    def _enqueue(self, job: _Job[Any]) -> None:
+        # Under the lock close() takes too, so no job lands behind the stop
+        # marker, where nothing would ever run or fail it (found in review).
+        with self._submit_lock:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            self._queue.put(job)
+
     def close(self) -> None:
         """Finish queued jobs, stop the thread, flush."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
+        with self._submit_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
         self._thread.join()
         if self._flusher is not None:
             self._flush_stop.set()
@@ -320,10 +328,11 @@ class Writer:
             elif stopping and not self._loading:
                 return
             else:
+                if time.monotonic() - self._last_evict > idle_check:
+                    self._evict_idle()  # also under steady load, not only when idle
                 try:
                     incoming = self._queue.get(timeout=idle_check)
                 except queue.Empty:
-                    self._evict_idle()
                     continue
             jobs: list[_Job[Any]] = []
             weight = 0
@@ -419,6 +428,7 @@ class Writer:
         self._load_metas()
 
     def _evict_idle(self) -> None:
+        self._last_evict = time.monotonic()
         cutoff = time.monotonic() - self.config.idle_evict_s
         max_keys = self.config.evict_max_keys
         for name in [n for n, d in self.docs.items() if d.last_used < cutoff]:
@@ -444,8 +454,15 @@ class Writer:
         Runs in ``txn`` if given (a group's), else in a transaction of its own.
         """
         if txn is None:
-            with self.env.env.begin(write=True) as own:
-                self.compact(name, own)
+            before = self.metas[name]
+            try:
+                with self.env.env.begin(write=True) as own:
+                    self.compact(name, own)
+            except BaseException:
+                # The transaction aborted: the bookkeeping must not claim otherwise
+                # (found in review: later writes would have skipped log entries).
+                self.metas[name] = before
+                raise
             return
         meta = self.metas[name]
         tables = self.env.tables
@@ -530,7 +547,7 @@ class Writer:
                 self._stash(group, doc, update_b, head[1], head[2])
                 return False
             try:
-                added, changed = crdt.apply_remote(update_b)
+                added, changed = self._apply_checked(crdt, update_b)
             except EdgestateError:
                 if created:  # a refused update must not leave an empty document behind
                     del self.metas[doc]
@@ -543,6 +560,25 @@ class Writer:
             return added is not None
 
         return run
+
+    def _apply_checked(self, crdt: CrdtDocument, update: bytes) -> tuple[bytes | None, set[str]]:
+        """Apply a remote update, refusing one that writes a key this store cannot hold.
+
+        Found in review: a key that is empty or over max_key_bytes (from a peer or a
+        Yjs client) broke the materialized table -- an LMDB key over 511 bytes even
+        failed the whole group commit. pycrdt has already integrated the update in
+        memory, so on refusal the CRDT is dropped and rebuilt from the log.
+        """
+        added, changed = crdt.apply_remote(update)
+        for key in changed:
+            try:
+                K.encode_key(key, self.config.max_key_bytes)
+            except EdgestateError as exc:
+                self.docs.pop(crdt.name, None)
+                raise InvalidUpdateError(
+                    f"update for {crdt.name!r} writes a key this store refuses: {exc}"
+                ) from exc
+        return added, changed
 
     def _pending_for(self, group: _Group, doc: str) -> list[tuple[bytes, bytes, int, int]]:
         pending = self.pending.get(doc)
@@ -591,9 +627,11 @@ class Writer:
                 pending.remove(entry)
                 group.txn.delete(key, db=self.env.tables["pending"])
                 try:
-                    added, changed = crdt.apply_remote(update)
-                except EdgestateError:
-                    log.warning("dropped an undecodable pending update of %r", doc)
+                    added, changed = self._apply_checked(crdt, update)
+                except EdgestateError as exc:
+                    log.warning("dropped a pending update of %r: %s", doc, exc)
+                    if doc not in self.docs:
+                        return  # the CRDT was dropped; the rest waits for the next apply
                     continue
                 group.persist(doc, added, crdt.materialized(changed), origin)
                 progress = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -278,3 +279,35 @@ def test_watch_command_prints_live_changes(node: NodeProcess) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_abandoned_watches_are_closed(tmp_path: Path) -> None:
+    # Found in review: a watch whose client left stayed open until shutdown when
+    # its document was quiet (aiohttp only notices on a write).
+    import http.client
+    import urllib.parse
+
+    import tomli_w
+
+    config = tmp_path / "node.toml"
+    config.write_text(tomli_w.dumps({"api": {"watch_ping_s": 0.2}}))
+    n = start_node(tmp_path / "data", "--no-mdns", config=config)
+    try:
+        client = NodeClient(n.api, n.token)
+        client.put("quiet", "k", b"v", create=True)
+        url = urllib.parse.urlsplit(n.api)
+        for _ in range(5):
+            conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+            conn.request(
+                "GET", "/v1/admin/docs/quiet/watch", headers={"Authorization": f"Bearer {n.token}"}
+            )
+            response = conn.getresponse()
+            assert response.status == 200
+            response.readline()  # the ": watching" comment: the stream is open
+            conn.close()  # and the client is gone
+        deadline = time.monotonic() + 10
+        while client.status()["watchers"] > 0:
+            assert time.monotonic() < deadline, client.status()["watchers"]
+            time.sleep(0.1)
+    finally:
+        n.stop()

@@ -126,3 +126,15 @@ def test_node_refuses_corrupt_files_in_its_data_dir(
     assert result.exit_code == 1, result.output
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_command_line_paths_are_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf_dir = tmp_path / "etc"
+    conf_dir.mkdir()
+    (conf_dir / "node.toml").write_text('data_dir = "from-file"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_config(conf_dir / "node.toml").data_dir == conf_dir / "from-file"
+    cfg = load_config(conf_dir / "node.toml", {"data_dir": "from-cli"})
+    assert cfg.data_dir == tmp_path / "from-cli"

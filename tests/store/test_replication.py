@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,3 +198,29 @@ def test_out_of_order_updates_wait_durably_for_their_gap(tmp_path: Path) -> None
         assert dst.get("d", "k3") is None  # update 1 still missing
         assert dst.apply_update("d", updates[1]) is True
         assert [k for k, _ in dst.scan("d").items] == ["k0", "k1", "k2", "k3"]
+
+
+def _update_setting(key: str, value: bytes = b"v") -> bytes:
+    peer: Doc[Map[bytes]] = Doc()
+    peer.get("root", type=Map)[key] = value
+    return peer.get_update()
+
+
+@pytest.mark.parametrize("key", ["", "k" * 600], ids=["empty", "over-lmdb-limit"])
+async def test_a_remote_key_this_store_cannot_hold_is_refused_alone(
+    pair: tuple[Store, Store], key: str
+) -> None:
+    # Found in review: an empty key broke scans and the module registry; a key
+    # over LMDB's limit failed the whole group commit, other callers included.
+    _, b = pair
+    results = await asyncio.gather(
+        b.abatch([Set("d", "innocent", b"v")]),
+        b.aapply_update("d", _update_setting(key)),
+        b.abatch([Set("d", "also-innocent", b"v")]),
+        return_exceptions=True,
+    )
+    assert results[0] == [None] and results[2] == [None]
+    assert isinstance(results[1], InvalidUpdateError) and "refuses" in str(results[1])
+    assert [k for k, _ in b.scan("d").items] == ["also-innocent", "innocent"]
+    assert b.apply_update("d", _update_setting("fine")) is True  # the CRDT was rebuilt
+    assert b.get("d", "fine") == b"v"
