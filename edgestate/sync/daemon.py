@@ -777,9 +777,12 @@ class SyncDaemon:
             return
         if conn.record is not None:
             conn.record.updates_in += 1
-        if doc not in conn.new_docs and not self.store.has_document(doc):
-            conn.new_docs.add(doc)
-            if len(conn.new_docs) > self.config.limits.max_new_documents:
+        # Counted per peer, not per connection, so reconnecting does not reset it
+        # (found in review).
+        created = conn.record.new_docs if conn.record is not None else conn.new_docs
+        if doc not in created and not self.store.has_document(doc):
+            created.add(doc)
+            if len(created) > self.config.limits.max_new_documents:
                 raise RateLimitedError(
                     f"peer created over {self.config.limits.max_new_documents} documents"
                 )

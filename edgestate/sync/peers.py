@@ -66,6 +66,8 @@ class PeerRecord:
     bytes_out: int = 0
     updates_in: int = 0
     updates_out: int = 0
+    # Documents this peer made us create (limits.max_new_documents).
+    new_docs: set[str] = field(default_factory=set)
 
     def snapshot(self) -> PeerStatus:
         """Freeze this record for callers outside the loop."""
