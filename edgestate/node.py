@@ -12,6 +12,7 @@ everything that writes to it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import secrets
@@ -63,6 +64,28 @@ def ensure_token(data_dir: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")
     return token
+
+
+CACHE_KEY_FILE = "cache.key"
+
+
+def ensure_cache_key(data_dir: Path) -> bytes:
+    """The secret of the module cache's HMAC, created (mode 0600) at first start."""
+    path = data_dir / CACHE_KEY_FILE
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        key = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+        return key
+    if len(key) != 32:
+        raise ConfigError(
+            f"{path} is not a 32-byte key; delete it to have a new one made (the module "
+            "cache is then rebuilt)"
+        )
+    return key
 
 
 class Node:
@@ -149,7 +172,10 @@ class Node:
         self.admin_token = ensure_token(cfg.data_dir)
         try:
             self._store = Store.open(cfg.store_dir, cfg.store)
-            self._runtime = Runtime(self._store, self._load_policy(), cfg.runtime)
+            runtime_config = dataclasses.replace(
+                cfg.runtime, cache_key=ensure_cache_key(cfg.data_dir)
+            )
+            self._runtime = Runtime(self._store, self._load_policy(), runtime_config)
             self._registry = ModuleRegistry(self._store, self._runtime, self.metrics)
             await self._registry.start()
             self._sync = SyncDaemon(self._store, cfg.sync)

@@ -9,13 +9,17 @@ fingerprint)::
 where the header records the wasm's SHA-256, the engine fingerprint and the
 artifact's SHA-256. An entry whose header does not match or whose artifact does
 not hash to the recorded digest is corrupt: it is recompiled and replaced, never
-loaded. Entries are written to a temporary file and renamed into place, so a
+loaded. Digests only catch corruption: with a ``key`` (a node keeps one in its
+data directory) the header also carries an HMAC-SHA256 of those fields, so an
+entry planted by whoever can write the cache directory, but not read the key, is
+refused too. Entries are written to a temporary file and renamed into place, so a
 crash leaves either the old entry or the new one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -54,10 +58,15 @@ class ModuleCache:
     """Compiled modules of one engine, cached under ``directory``."""
 
     def __init__(
-        self, engine: wasmtime.Engine, directory: Path | None, fingerprint: str | None = None
+        self,
+        engine: wasmtime.Engine,
+        directory: Path | None,
+        fingerprint: str | None = None,
+        key: bytes | None = None,
     ) -> None:
         self.engine = engine
         self.directory = directory
+        self._key = key
         self.fingerprint = fingerprint or engine_fingerprint()
         self.stats = CacheStats()
         if directory is not None:
@@ -122,16 +131,27 @@ class ModuleCache:
             or header.get("artifact_sha256") != hashlib.sha256(artifact).hexdigest()
         ):
             return None
+        if self._key is not None and not hmac.compare_digest(
+            str(header.get("mac", "")), self._mac(digest, header["artifact_sha256"])
+        ):
+            return None
         return artifact
 
+    def _mac(self, digest: str, artifact_sha256: str) -> str:
+        assert self._key is not None
+        message = f"{digest}\n{self.fingerprint}\n{artifact_sha256}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
     def _write(self, path: Path, digest: str, artifact: bytes) -> None:
-        header = json.dumps(
-            {
-                "wasm_sha256": digest,
-                "engine": self.fingerprint,
-                "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
-            }
-        ).encode()
+        artifact_sha256 = hashlib.sha256(artifact).hexdigest()
+        fields = {
+            "wasm_sha256": digest,
+            "engine": self.fingerprint,
+            "artifact_sha256": artifact_sha256,
+        }
+        if self._key is not None:
+            fields["mac"] = self._mac(digest, artifact_sha256)
+        header = json.dumps(fields).encode()
         try:
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".cwasm")
             with os.fdopen(fd, "wb") as f:

@@ -31,6 +31,9 @@ class RuntimeConfig:
 
     # Compiled modules are cached here (None: compile on every start).
     cache_dir: Path | None = None
+    # Secret for the cache entries' HMAC (a node keeps one in DATA/cache.key); None
+    # checks digests only, which catch corruption but not a planted entry.
+    cache_key: bytes | None = field(default=None, repr=False)
     # Wall-time budgets are enforced by epochs: a thread bumps the engine's epoch
     # every tick and a store traps once its deadline epoch passes. A 2 ms tick
     # bounds overshoot at 2 ms for ~500 cheap wake-ups a second.

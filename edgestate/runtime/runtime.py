@@ -109,7 +109,10 @@ class Runtime:
         self.linker = wasmtime.Linker(self.engine)
         self._host_functions = define_host_functions(self.linker)
         self.cache = ModuleCache(
-            self.engine, self.config.cache_dir, engine_fingerprint(self.config)
+            self.engine,
+            self.config.cache_dir,
+            engine_fingerprint(self.config),
+            key=self.config.cache_key,
         )
         self._modules: dict[str, LoadedModule] = {}
         self.metrics: dict[str, ModuleMetrics] = {}

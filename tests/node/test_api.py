@@ -38,8 +38,9 @@ def test_health_ready_and_metrics_need_no_token(node: NodeProcess) -> None:
     } <= names
 
 
-def test_token_file_is_private(node: NodeProcess) -> None:
+def test_token_and_cache_key_files_are_private(node: NodeProcess) -> None:
     assert (node.data / "admin.token").stat().st_mode & 0o777 == 0o600
+    assert (node.data / "cache.key").stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize(

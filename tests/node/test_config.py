@@ -112,6 +112,7 @@ def test_node_command_reports_bad_config_and_exits_1(tmp_path: Path) -> None:
         ("trust-policy.json", "{not json", "trust policy"),
         ("trust-policy.json", '{"version": 1, "publishers": [{"name": "x"}]}', "trust policy"),
         ("admin.token", "", "admin token"),
+        ("cache.key", "short", "32-byte key"),
     ],
 )
 def test_node_refuses_corrupt_files_in_its_data_dir(

@@ -106,3 +106,25 @@ def test_without_a_cache_directory_modules_still_load(
         deploy(runtime, key, WASM, manifest("cached"))
         assert runtime.cache.path_for("x") is None
         assert runtime.invoke("cached").status == 0
+
+
+def test_with_a_key_a_planted_entry_is_refused(
+    store: Store, policy: TrustPolicy, key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    # Found in review: digests catch corruption, not someone who can write the
+    # cache directory. An entry made without the node's key (or a forged one
+    # with valid digests) is not loaded.
+    cache = tmp_path / "c"
+    start(store, policy, key, cache).close()  # an unkeyed entry, digests all valid
+    secret = b"k" * 32
+    config = RuntimeConfig(cache_dir=cache, cache_key=secret)
+    with Runtime(store, policy, config) as runtime:
+        deploy(runtime, key, WASM, manifest("cached"))
+        assert (runtime.cache.stats.corrupt, runtime.cache.stats.misses) == (1, 1)
+    with Runtime(store, policy, config) as runtime:  # its own keyed entry is reused
+        deploy(runtime, key, WASM, manifest("cached"))
+        assert runtime.cache.stats.hits == 1
+    other = RuntimeConfig(cache_dir=cache, cache_key=b"x" * 32)
+    with Runtime(store, policy, other) as runtime:  # a different key: refused
+        deploy(runtime, key, WASM, manifest("cached"))
+        assert runtime.cache.stats.corrupt == 1
