@@ -34,7 +34,6 @@ from pycrdt import Doc, Map, TransactionEvent, merge_updates
 
 from edgestate.errors import InvalidUpdateError, ValueTooLargeError, WrongTypeError
 from edgestate.store.types import Incr, Set, WriteOp
-from edgestate.store.updates import decode_state_vector
 
 ROOT = "root"
 COUNTERS = "counters"
@@ -167,10 +166,6 @@ class CrdtDocument:
         if slots:
             return TAG_COUNTER + pack_i64(sum(slots.values()))
         return None
-
-    def clock(self, client: int) -> int:
-        """Next clock this document expects from ``client`` (0 if never seen)."""
-        return decode_state_vector(self.doc.get_state()).get(client, 0)
 
     def state_vector(self) -> bytes:
         """The document's Yjs v1 state vector."""

@@ -57,24 +57,6 @@ def check_v1_update(update: bytes) -> None:
         )
 
 
-def first_block(update: bytes) -> tuple[int, int, int] | None:
-    """(client blocks, first client, its start clock) from a v1 update's header.
-
-    Only the header is read: skipping a block's structs would take a full decoder.
-    Returns None for an update without structs.
-    """
-    try:
-        blocks, pos = _read_varuint(update, 0)
-        if blocks == 0:
-            return None
-        _, pos = _read_varuint(update, pos)  # struct count
-        client, pos = _read_varuint(update, pos)
-        clock, pos = _read_varuint(update, pos)
-    except (IndexError, ValueError) as exc:
-        raise InvalidUpdateError(f"cannot decode update header: {exc}") from exc
-    return blocks, client, clock
-
-
 def decode_state_vector(sv: bytes) -> dict[int, int]:
     """client -> next expected clock, from a v1 state vector."""
     out: dict[int, int] = {}
@@ -84,3 +66,111 @@ def decode_state_vector(sv: bytes) -> dict[int, int]:
         clock, pos = _read_varuint(sv, pos)
         out[client] = clock
     return out
+
+
+def _skip_varint(buf: bytes, pos: int) -> int:
+    while True:
+        if pos >= len(buf):
+            raise IndexError("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        if byte < 0x80:
+            return pos
+
+
+def _skip_bytes(buf: bytes, pos: int) -> int:
+    """Skip a varuint length and that many bytes (varString, varUint8Array)."""
+    length, pos = _read_varuint(buf, pos)
+    if pos + length > len(buf):
+        raise IndexError("truncated buffer")
+    return pos + length
+
+
+def _skip_any(buf: bytes, pos: int, depth: int = 0) -> int:
+    """Skip one lib0 ``Any`` value."""
+    if depth > 64:
+        raise ValueError("Any nested too deep")
+    tag = buf[pos]
+    pos += 1
+    if tag in (127, 126, 121, 120):  # undefined, null, false, true
+        return pos
+    if tag == 125:  # varint
+        return _skip_varint(buf, pos)
+    if tag == 124:  # float32
+        return pos + 4
+    if tag in (123, 122):  # float64, bigint64
+        return pos + 8
+    if tag in (119, 116):  # string, Uint8Array
+        return _skip_bytes(buf, pos)
+    if tag == 118:  # object
+        count, pos = _read_varuint(buf, pos)
+        for _ in range(count):
+            pos = _skip_bytes(buf, pos)
+            pos = _skip_any(buf, pos, depth + 1)
+        return pos
+    if tag == 117:  # array
+        count, pos = _read_varuint(buf, pos)
+        for _ in range(count):
+            pos = _skip_any(buf, pos, depth + 1)
+        return pos
+    raise ValueError(f"unknown Any tag {tag}")
+
+
+def _skip_struct(buf: bytes, pos: int) -> int:
+    info = buf[pos]
+    pos += 1
+    ref = info & 0x1F
+    if ref in (0, 10):  # GC, Skip: a length
+        return _skip_varint(buf, pos)
+    if info & 0x80:  # origin id
+        pos = _skip_varint(buf, _skip_varint(buf, pos))
+    if info & 0x40:  # right origin id
+        pos = _skip_varint(buf, _skip_varint(buf, pos))
+    if not info & 0xC0:  # no origins: the parent is written out
+        is_named, pos = _read_varuint(buf, pos)
+        pos = _skip_bytes(buf, pos) if is_named else _skip_varint(buf, _skip_varint(buf, pos))
+        if info & 0x20:  # parentSub (a map key)
+            pos = _skip_bytes(buf, pos)
+    if ref == 1:  # deleted: a length
+        return _skip_varint(buf, pos)
+    if ref == 2:  # JSON: count, then strings
+        count, pos = _read_varuint(buf, pos)
+        for _ in range(count):
+            pos = _skip_bytes(buf, pos)
+        return pos
+    if ref in (3, 4, 5):  # binary, string, embed
+        return _skip_bytes(buf, pos)
+    if ref == 6:  # format: key and value
+        return _skip_bytes(buf, _skip_bytes(buf, pos))
+    if ref == 7:  # type: a type ref, and a name for XmlElement / XmlHook
+        type_ref, pos = _read_varuint(buf, pos)
+        return _skip_bytes(buf, pos) if type_ref in (3, 5) else pos
+    if ref == 8:  # any: count, then values
+        count, pos = _read_varuint(buf, pos)
+        for _ in range(count):
+            pos = _skip_any(buf, pos)
+        return pos
+    if ref == 9:  # subdocument: guid and options
+        return _skip_any(buf, _skip_bytes(buf, pos))
+    raise ValueError(f"unknown struct content {ref}")
+
+
+def update_blocks(update: bytes) -> list[tuple[int, int]] | None:
+    """(client, start clock) of every client block of a v1 update.
+
+    The whole struct section is walked to find each block's header. None if the
+    update does not parse (pycrdt then decides; it refuses corrupt bytes).
+    """
+    try:
+        count, pos = _read_varuint(update, 0)
+        blocks = []
+        for _ in range(count):
+            structs, pos = _read_varuint(update, pos)
+            client, pos = _read_varuint(update, pos)
+            clock, pos = _read_varuint(update, pos)
+            blocks.append((client, clock))
+            for _ in range(structs):
+                pos = _skip_struct(update, pos)
+    except (IndexError, ValueError):
+        return None
+    return blocks

@@ -38,7 +38,7 @@ from edgestate.store.changes import ChangeHub
 from edgestate.store.crdt import CrdtDocument, WritePlan
 from edgestate.store.env import DocMeta, Environment
 from edgestate.store.types import ChangeEvent, Durability, Set, StoreConfig, WriteOp
-from edgestate.store.updates import check_v1_update, first_block
+from edgestate.store.updates import check_v1_update, decode_state_vector, update_blocks
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,17 @@ class _Loading:
 # Out-of-order remote updates held per document until their gap is filled. Past
 # this, anti-entropy is the cheaper repair than holding more.
 MAX_PENDING = 10_000
+
+# A held update: its pending-table key, its bytes, its (client, start clock) blocks.
+_Held = tuple[bytes, bytes, list[tuple[int, int]]]
+
+
+def _ready(crdt: CrdtDocument, blocks: list[tuple[int, int]]) -> bool:
+    """True if every block starts at or before what we have of its client."""
+    if not blocks:
+        return True
+    have = decode_state_vector(crdt.state_vector())
+    return all(start <= have.get(client, 0) for client, start in blocks)
 
 
 class _Group:
@@ -179,7 +190,7 @@ class Writer:
         self.docs: dict[str, CrdtDocument] = {}
         self.metas: dict[str, DocMeta] = {}
         self.dirty_metas: set[str] = set()
-        self.pending: dict[str, list[tuple[bytes, bytes, int, int]]] = {}
+        self.pending: dict[str, list[_Held]] = {}
         self._loading: dict[str, _Loading] = {}
         self._last_evict = time.monotonic()
         self._submit_lock = threading.Lock()
@@ -534,17 +545,17 @@ class Writer:
         def run(group: _Group) -> bool:
             update_b = bytes(update)
             check_v1_update(update_b)
-            head = first_block(update_b)
+            blocks = update_blocks(update_b)
             created = create and doc not in self.metas
             if created:
                 self._create(group, doc)
             crdt = group.doc(doc)
-            if head is not None and head[0] == 1 and head[2] > crdt.clock(head[1]):
+            if blocks is not None and not _ready(crdt, blocks):
                 # It builds on updates we have not seen. pycrdt would integrate
                 # parts of it out of order (measured: a map entry without an origin
                 # shows up while the state vector does not move), so hold it
-                # until the gap is filled.
-                self._stash(group, doc, update_b, head[1], head[2])
+                # until every block's gap is filled.
+                self._stash(group, doc, update_b, blocks)
                 return False
             try:
                 added, changed = self._apply_checked(crdt, update_b)
@@ -580,7 +591,7 @@ class Writer:
                 ) from exc
         return added, changed
 
-    def _pending_for(self, group: _Group, doc: str) -> list[tuple[bytes, bytes, int, int]]:
+    def _pending_for(self, group: _Group, doc: str) -> list[_Held]:
         pending = self.pending.get(doc)
         if pending is None:
             pending = []
@@ -590,13 +601,12 @@ class Writer:
                 for key, value in cursor:
                     if not bytes(key).startswith(prefix):
                         break
-                    head = first_block(bytes(value))
-                    assert head is not None
-                    pending.append((bytes(key), bytes(value), head[1], head[2]))
+                    update = bytes(value)
+                    pending.append((bytes(key), update, update_blocks(update) or []))
             self.pending[doc] = pending
         return pending
 
-    def _stash(self, group: _Group, doc: str, update: bytes, client: int, clock: int) -> None:
+    def _stash(self, group: _Group, doc: str, update: bytes, blocks: list[tuple[int, int]]) -> None:
         pending = self._pending_for(group, doc)
         table = self.env.tables["pending"]
         if len(pending) >= MAX_PENDING:
@@ -611,7 +621,7 @@ class Writer:
         self.dirty_metas.add(doc)
         group.dirty = True
         group.txn.put(key, update, db=table)
-        pending.append((key, update, client, clock))
+        pending.append((key, update, blocks))
 
     def _drain_pending(
         self, group: _Group, doc: str, crdt: CrdtDocument, origin: str | None
@@ -621,8 +631,8 @@ class Writer:
         while progress and pending:
             progress = False
             for entry in list(pending):
-                key, update, client, clock = entry
-                if clock > crdt.clock(client):
+                key, update, blocks = entry
+                if not _ready(crdt, blocks):
                     continue
                 pending.remove(entry)
                 group.txn.delete(key, db=self.env.tables["pending"])

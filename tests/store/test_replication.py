@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pycrdt import Doc, Map
+from pycrdt import Doc, Map, merge_updates
 
 from edgestate.errors import InvalidUpdateError, UnsupportedUpdateEncodingError
 from edgestate.store import ChangeEvent, Set, Store
@@ -224,3 +224,29 @@ async def test_a_remote_key_this_store_cannot_hold_is_refused_alone(
     assert [k for k, _ in b.scan("d").items] == ["also-innocent", "innocent"]
     assert b.apply_update("d", _update_setting("fine")) is True  # the CRDT was rebuilt
     assert b.get("d", "fine") == b"v"
+
+
+def test_a_gapped_update_of_several_clients_is_held_durably(tmp_path: Path) -> None:
+    # Found in review: only the first client block's start was checked, so the part
+    # of a multi-client update past a gap lived in pycrdt's memory only.
+    a: Doc[Map[bytes]] = Doc(client_id=11)
+    b: Doc[Map[bytes]] = Doc(client_id=22)
+    ra, rb = a.get("root", type=Map), b.get("root", type=Map)
+    first = []
+    a.observe(lambda e: first.append(e.update))
+    ra["a1"] = b"1"
+    ra["a2"] = b"2"
+    rb["b1"] = b"3"
+    u1, u2 = first
+    gapped = merge_updates(u2, b.get_update())  # A's second write + B's: A's first is missing
+    dst = tmp_path / "dst"
+    with Store.open(dst) as s:
+        s.create_document("d")
+        s.apply_update("d", gapped)
+    with Store.open(dst) as s:  # what pycrdt held in memory must have been kept
+        s.apply_update("d", u1)
+        assert dict(s.scan("d").items) == {"a1": b"1", "a2": b"2", "b1": b"3"}
+        source: Doc[Map[bytes]] = Doc()
+        source.apply_update(a.get_update())
+        source.apply_update(b.get_update())
+        assert s.state_vector("d") == source.get_state()
