@@ -54,11 +54,6 @@ def encode_key(key: object, max_bytes: int) -> bytes:
     return raw
 
 
-def kv_key(doc: str, key_utf8: bytes) -> bytes:
-    """LMDB key of one materialized value."""
-    return doc.encode() + SEP + key_utf8
-
-
 def doc_prefix(doc: str) -> bytes:
     """LMDB key prefix shared by every row of one document (kv and log)."""
     return doc.encode() + SEP

@@ -187,7 +187,26 @@ class Store:
 
     def get(self, doc: str, key: str) -> bytes | None:
         """The value of ``key`` in ``doc`` (a counter's total as 8 LE bytes), or None."""
-        # The hot read path: one LMDB lookup and nothing that allocates needlessly.
+        raw = self._tagged(doc, key)
+        return None if raw is None else raw[1:]
+
+    def get_counter(self, doc: str, key: str) -> int | None:
+        """A counter's total, None if absent; a plain value raises WrongTypeError."""
+        raw = self._tagged(doc, key)
+        if raw is None:
+            return None
+        if raw[:1] != TAG_COUNTER:
+            raise WrongTypeError(f"{doc}/{key} holds a plain value, not a counter")
+        return unpack_i64(raw[1:])
+
+    def is_counter(self, doc: str, key: str) -> bool:
+        """True if ``key`` currently holds a counter."""
+        raw = self._tagged(doc, key)
+        return raw is not None and raw[:1] == TAG_COUNTER
+
+    def _tagged(self, doc: str, key: str) -> bytes | None:
+        # The hot read path (host kv_get / kv_incr call it): one LMDB lookup, no
+        # context manager, nothing allocated needlessly.
         if doc not in self._known_docs or self._closed:
             self._require_doc(doc)
         try:
@@ -199,34 +218,14 @@ class Store:
         try:
             txn = self._env.env.begin(db=self._kv)
         except lmdb.MapResizedError:
-            with self._env.read() as txn:
-                raw = txn.get(self._prefixes[doc] + raw_key, db=self._kv)
-        else:
-            try:
-                raw = txn.get(self._prefixes[doc] + raw_key)
-            finally:
-                txn.abort()
-        return None if raw is None else raw[1:]
-
-    def get_counter(self, doc: str, key: str) -> int | None:
-        """A counter's total, None if absent; a plain value raises WrongTypeError."""
-        raw_key = K.encode_key(key, self.config.max_key_bytes)
-        self._require_doc(doc)
-        with self._env.read() as txn:
-            raw = txn.get(K.kv_key(doc, raw_key), db=self._kv)
-        if raw is None:
-            return None
-        if raw[:1] != TAG_COUNTER:
-            raise WrongTypeError(f"{doc}/{key} holds a plain value, not a counter")
-        return unpack_i64(bytes(raw[1:]))
-
-    def is_counter(self, doc: str, key: str) -> bool:
-        """True if ``key`` currently holds a counter."""
-        raw_key = K.encode_key(key, self.config.max_key_bytes)
-        self._require_doc(doc)
-        with self._env.read() as txn:
-            raw = txn.get(K.kv_key(doc, raw_key), db=self._kv)
-        return raw is not None and raw[:1] == TAG_COUNTER
+            with self._env.read() as read_txn:
+                found: bytes | None = read_txn.get(self._prefixes[doc] + raw_key, db=self._kv)
+            return found
+        try:
+            raw: bytes | None = txn.get(self._prefixes[doc] + raw_key)
+        finally:
+            txn.abort()
+        return raw
 
     def scan(
         self, doc: str, prefix: str = "", cursor: str | None = None, limit: int = 100
