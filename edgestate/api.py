@@ -35,6 +35,7 @@ from aiohttp import web
 
 from edgestate import errors as E
 from edgestate.store import Delete, Incr, Set
+from edgestate.values import describe_value
 
 if TYPE_CHECKING:
     from edgestate.node import Node
@@ -171,17 +172,6 @@ def _check_token(request: web.Request, admin_token: bytes, node: Node) -> web.Re
         node.metrics.http_errors.labels("forbidden").inc()
         return error_response(403, "forbidden", "the bearer token is not this node's")
     return None
-
-
-def _describe(value: bytes | None, counter: bool) -> dict[str, Any]:
-    if value is None:
-        return {"found": False, "type": None, "base64": None, "counter": None}
-    return {
-        "found": True,
-        "type": "counter" if counter else "bytes",
-        "base64": base64.b64encode(value).decode(),
-        "counter": int.from_bytes(value, "little", signed=True) if counter else None,
-    }
 
 
 def _parse_op(doc: str, op: Any) -> Set | Delete | Incr:
@@ -323,10 +313,10 @@ class _Api:
     async def get_key(self, request: web.Request) -> web.StreamResponse:
         doc, key = request.match_info["doc"], request.match_info["key"]
         store = self.node.store
-        value = store.get(doc, key)
+        value, counter = store.lookup(doc, key)
         if value is None:
             return error_response(404, "key_not_found", f"{doc}/{key} is absent")
-        desc = _describe(value, store.is_counter(doc, key))
+        desc = describe_value(value, counter=counter)
         return web.json_response({"doc": doc, "key": key, **desc})
 
     async def put_key(self, request: web.Request) -> web.StreamResponse:
@@ -387,7 +377,7 @@ class _Api:
             return error_response(400, "bad_request", "limit must be 1..10000")
         store = self.node.store
         page = store.scan(doc, prefix, cursor, limit)
-        items = [{"key": k, **_describe(v, store.is_counter(doc, k))} for k, v in page.items]
+        items = [{"key": k, **describe_value(v, counter=k in page.counters)} for k, v in page.items]
         return web.json_response(
             {"doc": doc, "prefix": prefix, "items": items, "cursor": page.cursor}
         )
@@ -422,13 +412,8 @@ class _Api:
                     continue
                 changes = []
                 for key in sorted(event.keys):
-                    value = store.get(doc, key)
-                    changes.append(
-                        {
-                            "key": key,
-                            **_describe(value, value is not None and store.is_counter(doc, key)),
-                        }
-                    )
+                    value, counter = store.lookup(doc, key)
+                    changes.append({"key": key, **describe_value(value, counter=counter)})
                 payload = {
                     "doc": doc,
                     "origin": event.origin,

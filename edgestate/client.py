@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgestate.errors import EdgestateError
+from edgestate.values import describe_value
 
 
 class NodeAPIError(EdgestateError):
@@ -130,14 +131,7 @@ class NodeClient:
             return dict(self._json("GET", f"/v1/admin/docs/{self._q(doc)}/keys/{self._q(key)}"))
         except NodeAPIError as exc:
             if exc.code == "key_not_found":
-                return {
-                    "doc": doc,
-                    "key": key,
-                    "found": False,
-                    "type": None,
-                    "base64": None,
-                    "counter": None,
-                }
+                return {"doc": doc, "key": key, **describe_value(None, counter=False)}
             raise
 
     def put(self, doc: str, key: str, value: bytes, *, create: bool = False) -> None:

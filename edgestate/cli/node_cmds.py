@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from edgestate.cli.output import edge_errors, emit_json, emit_table, show_value, with_text
+from edgestate.cli.output import edge_errors, emit_json, emit_table, show_value
 from edgestate.client import NodeClient, tls_context
 from edgestate.config import load_config
 
@@ -440,7 +440,7 @@ def watch(
         else:
             origin = event["origin"] or "local"
             for change in event["changes"]:
-                text = show_value(with_text(change)) if change["found"] else "(deleted)"
+                text = show_value(change) if change["found"] else "(deleted)"
                 click.echo(
                     f"{time.strftime('%H:%M:%S')} {doc}/{change['key']} = {text}  [{origin}]"
                 )

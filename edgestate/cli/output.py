@@ -17,36 +17,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def describe_value(value: bytes | None, *, counter: bool) -> dict[str, Any]:
-    """JSON form of a stored value: base64 always, text when it is UTF-8, int for counters."""
-    if value is None:
-        return {"found": False, "type": None, "base64": None, "text": None, "counter": None}
-    try:
-        text: str | None = value.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    return {
-        "found": True,
-        "type": "counter" if counter else "bytes",
-        "base64": base64.b64encode(value).decode(),
-        "text": None if counter else text,
-        "counter": int.from_bytes(value, "little", signed=True) if counter else None,
-    }
-
-
-def with_text(desc: dict[str, Any]) -> dict[str, Any]:
-    """Add the ``text`` field to a value as the API sends it (base64 only)."""
-    text = None
-    if desc.get("found") and desc.get("type") == "bytes":
-        try:
-            text = base64.b64decode(desc["base64"]).decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-    return {**desc, "text": text}
-
-
 def show_value(desc: dict[str, Any]) -> str:
-    """Human form of :func:`describe_value`'s output."""
+    """Human form of :func:`edgestate.values.describe_value`'s output."""
     if not desc["found"]:
         return "(absent)"
     if desc["type"] == "counter":

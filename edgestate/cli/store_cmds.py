@@ -23,16 +23,15 @@ import click
 
 from edgestate.cli.node_cmds import optional_node_options
 from edgestate.cli.output import (
-    describe_value,
     edge_errors,
     emit_json,
     emit_table,
     show_value,
-    with_text,
 )
 from edgestate.client import NodeClient
 from edgestate.config import store_dir_of
 from edgestate.store import Delete, Incr, Set, Store, WriteOp
+from edgestate.values import describe_value
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
@@ -80,15 +79,13 @@ class LocalSource:
             )
         return out
 
-    def _describe(self, doc: str, key: str, value: bytes | None) -> dict[str, Any]:
-        return describe_value(value, counter=value is not None and self.store.is_counter(doc, key))
-
     def get(self, doc: str, key: str) -> dict[str, Any]:
-        return {"doc": doc, "key": key, **self._describe(doc, key, self.store.get(doc, key))}
+        value, counter = self.store.lookup(doc, key)
+        return {"doc": doc, "key": key, **describe_value(value, counter=counter)}
 
     def scan(self, doc: str, prefix: str, cursor: str | None, limit: int) -> dict[str, Any]:
         page = self.store.scan(doc, prefix, cursor, limit)
-        items = [{"key": k, **self._describe(doc, k, v)} for k, v in page.items]
+        items = [{"key": k, **describe_value(v, counter=k in page.counters)} for k, v in page.items]
         return {"doc": doc, "prefix": prefix, "items": items, "cursor": page.cursor}
 
     def put(self, doc: str, key: str, value: bytes, create: bool) -> None:
@@ -129,11 +126,10 @@ class RemoteSource:
         return self.client.documents()
 
     def get(self, doc: str, key: str) -> dict[str, Any]:
-        return with_text(self.client.get(doc, key))
+        return self.client.get(doc, key)
 
     def scan(self, doc: str, prefix: str, cursor: str | None, limit: int) -> dict[str, Any]:
         page = self.client.scan(doc, prefix, cursor, limit)
-        page["items"] = [with_text(i) for i in page["items"]]
         return page
 
     def put(self, doc: str, key: str, value: bytes, create: bool) -> None:

@@ -199,10 +199,12 @@ class Store:
             raise WrongTypeError(f"{doc}/{key} holds a plain value, not a counter")
         return unpack_i64(raw[1:])
 
-    def is_counter(self, doc: str, key: str) -> bool:
-        """True if ``key`` currently holds a counter."""
+    def lookup(self, doc: str, key: str) -> tuple[bytes | None, bool]:
+        """``(value, is_counter)`` of ``key`` from one read (``get`` + its kind)."""
         raw = self._tagged(doc, key)
-        return raw is not None and raw[:1] == TAG_COUNTER
+        if raw is None:
+            return None, False
+        return raw[1:], raw[:1] == TAG_COUNTER
 
     def _tagged(self, doc: str, key: str) -> bytes | None:
         # The hot read path (host kv_get / kv_incr call it): one LMDB lookup, no
@@ -246,6 +248,7 @@ class Store:
             last = K.decode_cursor(cursor, doc, prefix)
             start = base + last.encode() + b"\x00"  # the smallest key after `last`
         items: list[tuple[str, bytes]] = []
+        counters: list[str] = []
         more = False
         with self._env.read() as txn:
             cur = txn.cursor(db=self._kv)
@@ -256,9 +259,12 @@ class Store:
                     if len(items) == limit:
                         more = True
                         break
-                    items.append((bytes(key)[len(base) :].decode(), bytes(value[1:])))
+                    name = bytes(key)[len(base) :].decode()
+                    items.append((name, bytes(value[1:])))
+                    if value[:1] == TAG_COUNTER:
+                        counters.append(name)
         next_cursor = K.encode_cursor(doc, prefix, items[-1][0]) if more else None
-        return ScanPage(items, next_cursor)
+        return ScanPage(items, next_cursor, frozenset(counters))
 
     # --- writes -------------------------------------------------------------------
 

@@ -97,6 +97,8 @@ class ScanPage:
 
     items: list[tuple[str, bytes]]
     cursor: str | None
+    # Keys of ``items`` that hold counters (read from the same rows, at no cost).
+    counters: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

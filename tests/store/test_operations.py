@@ -45,7 +45,12 @@ def test_incr_counts_and_goes_negative(store: Store) -> None:
     assert store.incr("counters", "n", -50) == -8
     assert store.get_counter("counters", "n") == -8
     assert store.get("counters", "n") == (-8).to_bytes(8, "little", signed=True)
-    assert store.is_counter("counters", "n")
+    assert store.lookup("counters", "n") == ((-8).to_bytes(8, "little", signed=True), True)
+    store.set("counters", "plain", b"p")
+    assert store.lookup("counters", "plain") == (b"p", False)
+    assert store.lookup("counters", "absent") == (None, False)
+    page = store.scan("counters")
+    assert page.counters == frozenset({"n"})
 
 
 def test_incr_on_plain_value_is_refused(store: Store) -> None:
