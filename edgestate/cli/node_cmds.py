@@ -375,14 +375,8 @@ def deploy(
     as_json: bool,
 ) -> None:
     """Deploy a signed module bundle; it then rolls out to the whole cluster."""
-    from edgestate.runtime import bundle_paths
+    from edgestate.runtime import read_bundle
 
-    default_manifest, default_signature = bundle_paths(wasm)
-    manifest = manifest or default_manifest
-    signature = signature or default_signature
-    for path, what in ((manifest, "manifest"), (signature, "signature")):
-        if not path.exists():
-            raise click.BadParameter(f"no {what} at {path}", param_hint=f"--{what}")
     steps = ["read bundle", "upload and verify", "confirm"]
     result: dict[str, Any] = {}
     with click.progressbar(
@@ -391,7 +385,7 @@ def deploy(
         parts: tuple[bytes, bytes, bytes] = (b"", b"", b"")
         for step in bar:
             if step == "read bundle":
-                parts = (wasm.read_bytes(), manifest.read_bytes(), signature.read_bytes())
+                parts = read_bundle(wasm, manifest, signature)
             elif step == "upload and verify":
                 result = client.deploy(*parts)
             else:

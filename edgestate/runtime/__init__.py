@@ -19,6 +19,7 @@ from edgestate.runtime.runtime import (
     ModuleMetrics,
     Runtime,
     bundle_paths,
+    read_bundle,
 )
 from edgestate.runtime.sandbox import Execution
 from edgestate.runtime.signing import (
@@ -47,6 +48,7 @@ __all__ = [
     "load_private_key",
     "parse_manifest",
     "raw_public_key",
+    "read_bundle",
     "save_private_key",
     "sign_module",
 ]

@@ -96,6 +96,19 @@ def bundle_paths(wasm: Path) -> tuple[Path, Path]:
     return wasm.with_suffix(".manifest.json"), wasm.with_suffix(".sig")
 
 
+def read_bundle(
+    wasm: Path, manifest: Path | None = None, signature: Path | None = None
+) -> tuple[bytes, bytes, bytes]:
+    """(wasm, manifest, signature) bytes; manifest and signature default to beside the wasm."""
+    default_manifest, default_signature = bundle_paths(wasm)
+    signature = signature or default_signature
+    if not signature.exists():
+        raise SignatureError(
+            f"{wasm} is unsigned: no signature file {signature} (make one with `edgestate sign`)"
+        )
+    return _read(wasm), _read(manifest or default_manifest), _read(signature)
+
+
 class Runtime:
     """Loaded modules of one node and the engine they run on."""
 
@@ -173,14 +186,7 @@ class Runtime:
         self, wasm: Path, manifest: Path | None = None, signature: Path | None = None
     ) -> LoadedModule:
         """Load ``NAME.wasm`` with ``NAME.manifest.json`` and ``NAME.sig`` beside it."""
-        default_manifest, default_signature = bundle_paths(wasm)
-        signature = signature or default_signature
-        if not signature.exists():
-            raise SignatureError(
-                f"{wasm} is unsigned: no signature file {signature} "
-                "(make one with `edgestate sign`)"
-            )
-        return self.load(_read(wasm), _read(manifest or default_manifest), _read(signature))
+        return self.load(*read_bundle(wasm, manifest, signature))
 
     def modules(self) -> list[LoadedModule]:
         """Loaded modules, by name."""

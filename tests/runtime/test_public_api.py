@@ -22,6 +22,7 @@ def test_runtime_exports() -> None:
             "RuntimeConfig",
             "TrustPolicy",
             "bundle_paths",
+            "read_bundle",
             "generate_key",
             "load_private_key",
             "parse_manifest",
