@@ -142,7 +142,7 @@ def _skip_struct(buf: bytes, pos: int) -> int:
         return _skip_bytes(buf, pos)
     if ref == 6:  # format: key and value
         return _skip_bytes(buf, _skip_bytes(buf, pos))
-    if ref == 7:  # type: a type ref, and a name for XmlElement / XmlHook
+    if ref == 7:  # a shared type: its type ref, and a name for XmlElement / XmlHook
         type_ref, pos = _read_varuint(buf, pos)
         return _skip_bytes(buf, pos) if type_ref in (3, 5) else pos
     if ref == 8:  # any: count, then values

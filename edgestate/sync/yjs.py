@@ -86,7 +86,6 @@ class YjsEndpoint:
         self._ids = itertools.count(1)
         self._stream: ChangeStream | None = None
         self._pump: asyncio.Task[None] | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
         self._closing = False
 
     async def __aenter__(self) -> YjsEndpoint:
