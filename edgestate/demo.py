@@ -230,7 +230,12 @@ class _Demo:
             t = threading.Thread(target=self._watch, args=(node, stop), daemon=True)
             t.start()
             self._watchers.append(t)
-        time.sleep(0.3)  # let the watch streams open
+        # Writes made before a watch is open would never show up in it.
+        _wait(
+            lambda: all(n.client.status()["watchers"] >= 1 for n in others),
+            10,
+            "the watch streams did not open",
+        )
         acks: dict[str, float] = {}
         latencies: list[float] = []
         lock = threading.Lock()

@@ -182,7 +182,6 @@ def test_watch_streams_changes(node: NodeProcess) -> None:
     client = NodeClient(node.api, node.token)
     client.put("watched", "seed", b"s", create=True)
     events: list[dict[str, object]] = []
-    started = threading.Event()
 
     def follow() -> None:
         for event in client.watch("watched"):
@@ -190,9 +189,13 @@ def test_watch_streams_changes(node: NodeProcess) -> None:
             if len(events) == 2:
                 return
 
+    before = client.status()["watchers"]
     t = threading.Thread(target=follow, daemon=True)
     t.start()
-    started.wait(0.3)  # let the subscription open before writing
+    deadline = time.monotonic() + 10  # the subscription is open before the writes
+    while client.status()["watchers"] <= before:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     client.put("watched", "a", b"hello")
     client.incr("watched", "n", 3)
     t.join(timeout=20)
