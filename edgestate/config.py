@@ -126,6 +126,8 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "local_only": list,
         "mdns": bool,
         "anti_entropy_s": (int, float),
+        "gc_round_s": (int, float),
+        "gc_grace_s": (int, float),
         "ca_cert": str,
         "cert": str,
         "key": str,

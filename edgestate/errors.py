@@ -13,7 +13,8 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── UnknownDocumentError        document never created in this store
     │   ├── WrongTypeError              incr on a plain value, or a plain op on a counter
     │   ├── InvalidUpdateError          corrupt or foreign CRDT update bytes
-    │   │   └── UnsupportedUpdateEncodingError   a Yjs v2 update (only v1 is accepted)
+    │   │   ├── UnsupportedUpdateEncodingError   a Yjs v2 update (only v1 is accepted)
+    │   │   └── StaleReplicaError       from a replica behind history this node collected
     │   ├── InvalidCursorError          a scan cursor we did not issue
     │   ├── FormatVersionError          data directory written by another format version
     │   ├── StoreLockedError            another process holds the directory for writing
@@ -98,6 +99,17 @@ class UnsupportedUpdateEncodingError(InvalidUpdateError):
     """A Yjs v2-encoded update; edgestate speaks the v1 encoding only."""
 
     code = "unsupported_update_encoding"
+
+
+class StaleReplicaError(InvalidUpdateError):
+    """An update or state vector from a replica behind history this node collected.
+
+    Only a replica that missed the cluster's stable frontier (a forgotten member,
+    a Yjs client that was offline through it) can send one; it must drop its copy
+    of the document and sync afresh.
+    """
+
+    code = "stale_replica"
 
 
 class InvalidCursorError(StoreError):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import lmdb
 
-from edgestate.store import Durability, Set, Store, StoreConfig
+from edgestate.store import Durability, GcMode, Set, Store, StoreConfig
 
 DOC = "bench"
 
@@ -219,26 +219,36 @@ def bench_reopen(sdir: Path, n: int) -> None:
 
 def bench_overwrites(root: Path, total: int, keys: int) -> None:
     print(f"\n== disk use after {total:,} overwrites of {keys:,} keys ==")
-    sdir = root / "overwrite"
-    with Store.open(sdir, StoreConfig(durability=Durability.BATCHED)) as store:
-        store.create_document(DOC)
-        per = 500
-        for start in range(0, total, per):
-            store.batch(
-                [
-                    Set(DOC, f"key:{(start + i) % keys:06d}", f"{start + i:012d}".encode())
-                    for i in range(per)
-                ]
-            )
-        info = store.document_info(DOC)
-    live = info.keys * (len("key:000000") + 12)
-    file_bytes = (sdir / "data.mdb").stat().st_size
-    print(f"  live data (keys + values):   {live:12,} bytes")
-    print(
-        f"  snapshot + update log:       {info.snapshot_bytes + info.log_bytes:12,} bytes "
-        f"({(info.snapshot_bytes + info.log_bytes) / live:.1f}x live)"
-    )
-    print(f"  LMDB file:                   {file_bytes:12,} bytes ({file_bytes / live:.1f}x live)")
+    live = keys * (len("key:000000") + 12)
+    print(f"  live data (keys + values): {live:,} bytes")
+    print("  garbage collection   at 25%      at 50%     at 100%  (snapshot + log, x live)")
+    # Same stream, side by side: history kept (the Yjs default) vs collected.
+    for mode in (GcMode.OFF, GcMode.SOLO):
+        sdir = root / f"overwrite-{mode.value}"
+        config = StoreConfig(durability=Durability.BATCHED, gc=mode)
+        marks: list[float] = []
+        with Store.open(sdir, config) as store:
+            store.create_document(DOC)
+            per = 500
+            for start in range(0, total, per):
+                store.batch(
+                    [
+                        Set(DOC, f"key:{(start + i) % keys:06d}", f"{start + i:012d}".encode())
+                        for i in range(per)
+                    ]
+                )
+                done = start + per
+                if done in (total // 4, total // 2, total):
+                    info = store.document_info(DOC)
+                    marks.append((info.snapshot_bytes + info.log_bytes) / live)
+            status = store.gc_status(DOC)
+        file_bytes = (sdir / "data.mdb").stat().st_size
+        print(
+            f"  {mode.value:<10} "
+            + "".join(f"{m:10.1f}x" for m in marks)
+            + f"   (LMDB file {file_bytes / live:.0f}x; {status.collected_items:,} items"
+            " collected)"
+        )
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ write is durable, the ``a``-prefixed ones await the same future.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from edgestate.store.env import DocMeta, Environment, open_environment
 from edgestate.store.types import (
     Delete,
     DocumentInfo,
+    GcStatus,
     Incr,
     ScanPage,
     Set,
@@ -342,14 +343,65 @@ class Store:
         )
 
     def diff(self, doc: str, remote_state_vector: bytes | None = None) -> bytes:
-        """A v1 update with what a peer at ``remote_state_vector`` lacks (None: all)."""
-        return self._read_crdt(doc, lambda c: c.diff(remote_state_vector)).result()
+        """A v1 update with what a peer at ``remote_state_vector`` lacks (None: all).
+
+        Raises :class:`StaleReplicaError` for a replica holding part of history this
+        store garbage-collected: it would integrate the rewritten items differently.
+        """
+        self._require_doc(doc)
+        return self._submit(self._w().job_diff(doc, remote_state_vector), docs=(doc,)).result()
 
     async def adiff(self, doc: str, remote_state_vector: bytes | None = None) -> bytes:
         """Async form of :meth:`diff`."""
         self._require_doc(doc)
         return await self._w().submit_async(
-            self._w().job_read(doc, lambda c: c.diff(remote_state_vector)), docs=(doc,)
+            self._w().job_diff(doc, remote_state_vector), docs=(doc,)
+        )
+
+    def set_gc_frontier(self, doc: str, frontier: Mapping[int, int]) -> None:
+        """Record a state vector (client -> clock) every replica of ``doc`` has reached.
+
+        With ``GcMode.CLUSTER``, compaction collects overwritten entries covered by
+        it. The caller vouches for it: the sync layer derives it from every cluster
+        member's reports, one round behind, so no write still in flight builds on
+        what is collected (see edgestate.sync.frontier).
+        """
+        self._require_doc(doc)
+        self._submit(self._w().job_gc_frontier(doc, dict(frontier)), docs=()).result()
+
+    async def aset_gc_frontier(self, doc: str, frontier: Mapping[int, int]) -> None:
+        """Async form of :meth:`set_gc_frontier`."""
+        self._require_doc(doc)
+        await self._w().submit_async(self._w().job_gc_frontier(doc, dict(frontier)))
+
+    def get_local(self, name: str) -> bytes | None:
+        """Node-local metadata saved under ``name`` (never replicated), or None."""
+        self._check_open()
+        with self._env.read() as txn:
+            raw = txn.get(_LOCAL_PREFIX + name.encode(), db=self._env.tables["meta"])
+        return bytes(raw) if raw is not None else None
+
+    async def aput_local(self, name: str, data: bytes) -> None:
+        """Durably save node-local metadata (the sync layer's member reports)."""
+        key = _LOCAL_PREFIX + name.encode()
+
+        def run(group: Any) -> None:
+            group.txn.put(key, data, db=self._env.tables["meta"])
+            group.dirty = True
+
+        await self._w().submit_async(run)
+
+    def gc_status(self, doc: str) -> GcStatus:
+        """What garbage collection has done to ``doc`` (writable stores only)."""
+        self._require_doc(doc)
+        state = self._w().gc.get(doc)
+        if state is None:
+            return GcStatus(self.config.gc, None, 0, 0)
+        return GcStatus(
+            self.config.gc,
+            dict(state.frontier) if state.frontier is not None else None,
+            state.collected_items,
+            sum(len(r) for r in state.ranges.by_client.values()),
         )
 
     def compact(self, doc: str) -> None:
@@ -421,6 +473,10 @@ class Store:
                 not isinstance(op.delta, int) or isinstance(op.delta, bool)
             ):
                 raise StoreError(f"increment must be an int, got {type(op.delta).__name__}")
+
+
+# Node-local metadata lives in the meta table under this prefix.
+_LOCAL_PREFIX = b"local\x00"
 
 
 def _docs_of(ops: Sequence[WriteOp]) -> tuple[str, ...]:

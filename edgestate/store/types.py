@@ -21,6 +21,22 @@ class Durability(enum.Enum):
     BATCHED = "batched"
 
 
+class GcMode(enum.Enum):
+    """Which overwritten map entries compaction may garbage-collect (see store.gc).
+
+    ``CLUSTER`` (the default) collects only history covered by the frontier the
+    sync layer proves every cluster member has reached
+    (:meth:`Store.set_gc_frontier`); with no frontier set, nothing is collected.
+    ``SOLO`` is for a store that is the only replica: its own state vector at the
+    previous compaction is the frontier (one compaction of delay, so a Yjs client
+    that raced an overwrite is integrated first). ``OFF`` never collects.
+    """
+
+    CLUSTER = "cluster"
+    SOLO = "solo"
+    OFF = "off"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreConfig:
     """Tunables of a store. Every default carries its reason."""
@@ -52,6 +68,8 @@ class StoreConfig:
     # snapshot (automerge-repo's rule), but not before the log holds this many
     # bytes, so tiny documents are not re-snapshotted on every write.
     compact_min_log_bytes: int = 64 << 10
+    # Without collection a document's snapshot grows ~16 bytes per overwrite forever.
+    gc: GcMode = GcMode.CLUSTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +144,13 @@ class DocumentInfo:
     log_bytes: int
     snapshot_bytes: int
     value_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GcStatus:
+    """What garbage collection has done to one document."""
+
+    mode: GcMode
+    frontier: dict[int, int] | None  # the cluster's stable frontier, if one was set
+    collected_items: int  # overwritten entries turned into GC ranges so far
+    collected_ranges: int  # clock ranges they form (what stale checks look up)

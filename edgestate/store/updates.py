@@ -12,7 +12,7 @@ from __future__ import annotations
 from edgestate.errors import InvalidUpdateError, UnsupportedUpdateEncodingError
 
 
-def _read_varuint(buf: bytes, pos: int) -> tuple[int, int]:
+def read_varuint(buf: bytes, pos: int) -> tuple[int, int]:
     value = 0
     shift = 0
     while True:
@@ -32,13 +32,13 @@ def _is_v1_delete_set_only(buf: bytes) -> bool:
     """True if ``buf`` is a v1 update with no structs and a well-formed delete set."""
     try:
         pos = 1  # the zero struct-count byte
-        clients, pos = _read_varuint(buf, pos)
+        clients, pos = read_varuint(buf, pos)
         for _ in range(clients):
-            _, pos = _read_varuint(buf, pos)  # client id
-            ranges, pos = _read_varuint(buf, pos)
+            _, pos = read_varuint(buf, pos)  # client id
+            ranges, pos = read_varuint(buf, pos)
             for _ in range(ranges):
-                _, pos = _read_varuint(buf, pos)  # clock
-                _, pos = _read_varuint(buf, pos)  # length
+                _, pos = read_varuint(buf, pos)  # clock
+                _, pos = read_varuint(buf, pos)  # length
     except (IndexError, ValueError):
         return False
     return pos == len(buf)
@@ -60,15 +60,15 @@ def check_v1_update(update: bytes) -> None:
 def decode_state_vector(sv: bytes) -> dict[int, int]:
     """client -> next expected clock, from a v1 state vector."""
     out: dict[int, int] = {}
-    count, pos = _read_varuint(sv, 0)
+    count, pos = read_varuint(sv, 0)
     for _ in range(count):
-        client, pos = _read_varuint(sv, pos)
-        clock, pos = _read_varuint(sv, pos)
+        client, pos = read_varuint(sv, pos)
+        clock, pos = read_varuint(sv, pos)
         out[client] = clock
     return out
 
 
-def _skip_varint(buf: bytes, pos: int) -> int:
+def skip_varint(buf: bytes, pos: int) -> int:
     while True:
         if pos >= len(buf):
             raise IndexError("truncated varint")
@@ -78,15 +78,15 @@ def _skip_varint(buf: bytes, pos: int) -> int:
             return pos
 
 
-def _skip_bytes(buf: bytes, pos: int) -> int:
+def skip_bytes(buf: bytes, pos: int) -> int:
     """Skip a varuint length and that many bytes (varString, varUint8Array)."""
-    length, pos = _read_varuint(buf, pos)
+    length, pos = read_varuint(buf, pos)
     if pos + length > len(buf):
         raise IndexError("truncated buffer")
     return pos + length
 
 
-def _skip_any(buf: bytes, pos: int, depth: int = 0) -> int:
+def skip_any(buf: bytes, pos: int, depth: int = 0) -> int:
     """Skip one lib0 ``Any`` value."""
     if depth > 64:
         raise ValueError("Any nested too deep")
@@ -95,23 +95,23 @@ def _skip_any(buf: bytes, pos: int, depth: int = 0) -> int:
     if tag in (127, 126, 121, 120):  # undefined, null, false, true
         return pos
     if tag == 125:  # varint
-        return _skip_varint(buf, pos)
+        return skip_varint(buf, pos)
     if tag == 124:  # float32
         return pos + 4
     if tag in (123, 122):  # float64, bigint64
         return pos + 8
     if tag in (119, 116):  # string, Uint8Array
-        return _skip_bytes(buf, pos)
+        return skip_bytes(buf, pos)
     if tag == 118:  # object
-        count, pos = _read_varuint(buf, pos)
+        count, pos = read_varuint(buf, pos)
         for _ in range(count):
-            pos = _skip_bytes(buf, pos)
-            pos = _skip_any(buf, pos, depth + 1)
+            pos = skip_bytes(buf, pos)
+            pos = skip_any(buf, pos, depth + 1)
         return pos
     if tag == 117:  # array
-        count, pos = _read_varuint(buf, pos)
+        count, pos = read_varuint(buf, pos)
         for _ in range(count):
-            pos = _skip_any(buf, pos, depth + 1)
+            pos = skip_any(buf, pos, depth + 1)
         return pos
     raise ValueError(f"unknown Any tag {tag}")
 
@@ -121,37 +121,37 @@ def _skip_struct(buf: bytes, pos: int) -> int:
     pos += 1
     ref = info & 0x1F
     if ref in (0, 10):  # GC, Skip: a length
-        return _skip_varint(buf, pos)
+        return skip_varint(buf, pos)
     if info & 0x80:  # origin id
-        pos = _skip_varint(buf, _skip_varint(buf, pos))
+        pos = skip_varint(buf, skip_varint(buf, pos))
     if info & 0x40:  # right origin id
-        pos = _skip_varint(buf, _skip_varint(buf, pos))
+        pos = skip_varint(buf, skip_varint(buf, pos))
     if not info & 0xC0:  # no origins: the parent is written out
-        is_named, pos = _read_varuint(buf, pos)
-        pos = _skip_bytes(buf, pos) if is_named else _skip_varint(buf, _skip_varint(buf, pos))
+        is_named, pos = read_varuint(buf, pos)
+        pos = skip_bytes(buf, pos) if is_named else skip_varint(buf, skip_varint(buf, pos))
         if info & 0x20:  # parentSub (a map key)
-            pos = _skip_bytes(buf, pos)
+            pos = skip_bytes(buf, pos)
     if ref == 1:  # deleted: a length
-        return _skip_varint(buf, pos)
+        return skip_varint(buf, pos)
     if ref == 2:  # JSON: count, then strings
-        count, pos = _read_varuint(buf, pos)
+        count, pos = read_varuint(buf, pos)
         for _ in range(count):
-            pos = _skip_bytes(buf, pos)
+            pos = skip_bytes(buf, pos)
         return pos
     if ref in (3, 4, 5):  # binary, string, embed
-        return _skip_bytes(buf, pos)
+        return skip_bytes(buf, pos)
     if ref == 6:  # format: key and value
-        return _skip_bytes(buf, _skip_bytes(buf, pos))
+        return skip_bytes(buf, skip_bytes(buf, pos))
     if ref == 7:  # a shared type: its type ref, and a name for XmlElement / XmlHook
-        type_ref, pos = _read_varuint(buf, pos)
-        return _skip_bytes(buf, pos) if type_ref in (3, 5) else pos
+        type_ref, pos = read_varuint(buf, pos)
+        return skip_bytes(buf, pos) if type_ref in (3, 5) else pos
     if ref == 8:  # any: count, then values
-        count, pos = _read_varuint(buf, pos)
+        count, pos = read_varuint(buf, pos)
         for _ in range(count):
-            pos = _skip_any(buf, pos)
+            pos = skip_any(buf, pos)
         return pos
     if ref == 9:  # subdocument: guid and options
-        return _skip_any(buf, _skip_bytes(buf, pos))
+        return skip_any(buf, skip_bytes(buf, pos))
     raise ValueError(f"unknown struct content {ref}")
 
 
@@ -162,20 +162,20 @@ def update_blocks(update: bytes) -> list[tuple[int, int]] | None:
     the update does not parse (pycrdt then decides; it refuses corrupt bytes).
     """
     try:
-        count, pos = _read_varuint(update, 0)
+        count, pos = read_varuint(update, 0)
         if count == 1:
             # The common case (a commit's update, a one-writer document's diff):
             # the one header is all there is to read. Walking the structs costs as
             # much as applying them (~150 ms for 100k keys), so it is skipped.
-            _, pos = _read_varuint(update, pos)
-            client, pos = _read_varuint(update, pos)
-            clock, pos = _read_varuint(update, pos)
+            _, pos = read_varuint(update, pos)
+            client, pos = read_varuint(update, pos)
+            clock, pos = read_varuint(update, pos)
             return [(client, clock)]
         blocks = []
         for _ in range(count):
-            structs, pos = _read_varuint(update, pos)
-            client, pos = _read_varuint(update, pos)
-            clock, pos = _read_varuint(update, pos)
+            structs, pos = read_varuint(update, pos)
+            client, pos = read_varuint(update, pos)
+            clock, pos = read_varuint(update, pos)
             blocks.append((client, clock))
             for _ in range(structs):
                 pos = _skip_struct(update, pos)

@@ -79,6 +79,12 @@ class SyncConfig:
     # Reconnect backoff: exponential with full jitter between these bounds.
     backoff_initial_s: float = 0.05
     backoff_max_s: float = 10.0
+    # Garbage collection (edgestate.sync.frontier): members' state-vector reports
+    # are sent and a stable frontier computed this often...
+    gc_round_s: float = 5.0
+    # ...from rounds at least this old: far longer than a report takes to cross the
+    # cluster, so a member that just joined is heard of before its writes matter.
+    gc_grace_s: float = 60.0
     # A peer not seen (no connection, no announcement) for this long is forgotten.
     forget_after_s: float = 300.0
     # WebSocket heartbeat: notices a dead peer whose TCP connection lingers.

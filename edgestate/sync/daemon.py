@@ -45,10 +45,12 @@ from edgestate.errors import (
     InvalidUpdateError,
     PeerRefusedError,
     ProtocolError,
+    StaleReplicaError,
     StoreClosedError,
     SyncError,
 )
 from edgestate.store import ChangeStream, Store
+from edgestate.store.updates import decode_state_vector
 from edgestate.sync import frames
 from edgestate.sync.config import Limits, SyncConfig, parse_address
 from edgestate.sync.discovery import Discovery, Found, MdnsDiscovery, StaticDiscovery
@@ -58,10 +60,12 @@ from edgestate.sync.frames import (
     Peers,
     Push,
     RateLimitedError,
+    Reports,
     StateVectors,
     Synced,
     UnexpectedFrameError,
 )
+from edgestate.sync.frontier import FrontierTracker
 from edgestate.sync.peers import Backoff, PeerRecord, PeerState, PeerStatus, lag
 from edgestate.sync.tls import client_context, fingerprint, load_identity, server_context
 
@@ -70,6 +74,8 @@ log = logging.getLogger(__name__)
 SYNC_PATH = "/sync"
 # ChangeEvent.origin of updates applied from a peer: this prefix and its node id.
 PEER_ORIGIN = "peer:"
+# Where the member reports live in the store's node-local metadata.
+FRONTIER_KEY = "sync.frontier"
 # A Yjs v1 update that carries nothing (no structs, empty delete set).
 EMPTY_UPDATE = b"\x00\x00"
 # The peer must say hello within this long, or the connection is dropped.
@@ -130,6 +136,8 @@ class _Connection:
         self.ws = ws
         self.dialed_by_us = dialed_by_us
         self.node_id: str | None = None
+        self.version = 0  # negotiated protocol version
+        self.reports_due = False
         self.origin: str | None = None
         self.record: PeerRecord | None = None
         self.queue: collections.deque[tuple[str, bytes]] = collections.deque()
@@ -203,6 +211,10 @@ class _Connection:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(HANDSHAKE_WAIT_S):
                     await self.synced.wait()
+        # Reported at once, so a node that just joined is known before its writes
+        # can matter to anyone's garbage collection (see sync.frontier).
+        self.reports_due = True
+        self.wake.set()
         coalesce = self.daemon.config.coalesce_s
         while True:
             await self.wake.wait()
@@ -212,6 +224,9 @@ class _Connection:
             if self.peers_dirty:
                 self.peers_dirty = False
                 await self.send(Peers(tuple(self.daemon.connected())))
+            if self.reports_due and self.version >= frames.REPORTS_VERSION:
+                self.reports_due = False
+                await self.send(Reports(self.daemon.frontier.reports))
             if self.resync or self.sync_requested:
                 if self.resync:
                     self.daemon.stats.resyncs += 1
@@ -295,6 +310,13 @@ class SyncDaemon:
         self._closing = False
         self.handshake_lock = asyncio.Lock()
         self.port: int | None = None
+        self.frontier = FrontierTracker.unpack(
+            store.get_local(FRONTIER_KEY),
+            store.replica_id,
+            local=frozenset(config.local_only),
+            grace_s=config.gc_grace_s,
+        )
+        self._frontier_dirty = False
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -324,6 +346,7 @@ class SyncDaemon:
         self._stream = self.store.changes(maxsize=self.config.limits.peer_queue)
         self._spawn(self._pump_changes())
         self._spawn(self._anti_entropy())
+        self._spawn(self._gc_rounds())
         if self._serve:
             self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
             await self._runner.setup()
@@ -575,7 +598,7 @@ class SyncDaemon:
                 hello = await self._receive(conn)
             if not isinstance(hello, Hello):
                 raise UnexpectedFrameError(f"expected hello, got {type(hello).__name__}")
-            self._check_hello(hello, cert)
+            conn.version = self._check_hello(hello, cert)
             conn.node_id, conn.origin = hello.node, f"{PEER_ORIGIN}{hello.node}"
             self._admit(conn, record)
             established = True
@@ -648,7 +671,7 @@ class SyncDaemon:
         )
         await conn.close(code, f"{exc.code}: {exc}")
 
-    def _check_hello(self, hello: Hello, cert: bytes | None) -> None:
+    def _check_hello(self, hello: Hello, cert: bytes | None) -> int:
         version = frames.negotiate(frames.PROTOCOL_VERSIONS, hello.versions)
         if version is None:
             raise PeerRefusedError(
@@ -661,6 +684,7 @@ class SyncDaemon:
             raise PeerRefusedError("hello node id does not match the certificate fingerprint")
         if hello.node == self.node_id:
             raise _Refused("connected to ourselves", permanent=True)
+        return version
 
     def _admit(self, conn: _Connection, record: PeerRecord | None) -> None:
         """Register ``conn``; of two connections between the same pair keep one."""
@@ -740,6 +764,8 @@ class SyncDaemon:
     async def _dispatch(self, conn: _Connection, frame: frames.Frame) -> None:
         try:
             await self._dispatch_frame(conn, frame)
+        except StaleReplicaError as exc:
+            raise frames.StalePeerError(str(exc)) from exc
         except (ValueError, InvalidUpdateError) as exc:
             # Bad bytes inside a well-formed frame (an update pycrdt cannot merge,
             # a state vector it cannot read) are the peer's fault like any other
@@ -766,6 +792,11 @@ class SyncDaemon:
                 conn.synced.set()
             case Peers(nodes):
                 conn.neighbors = frozenset(nodes)
+            case Reports(members):
+                if conn.version < frames.REPORTS_VERSION:
+                    raise UnexpectedFrameError(f"reports frame in protocol version {conn.version}")
+                if self.frontier.merge(members):
+                    self._frontier_dirty = True
             case Hello():
                 raise UnexpectedFrameError("second hello on one connection")
 
@@ -804,8 +835,7 @@ class SyncDaemon:
             return
         exc = pending.exception()
         if isinstance(exc, InvalidUpdateError) and not self._closing:
-            bad = frames.MalformedFrameError(f"invalid update for {doc}: {exc}")
-            self._spawn(self._protocol_failure(conn, bad))
+            self._spawn(self._protocol_failure(conn, _update_error(doc, exc)))
 
     async def _drain_applies(self, conn: _Connection) -> None:
         while conn.inflight:
@@ -816,7 +846,7 @@ class SyncDaemon:
         try:
             await pending
         except InvalidUpdateError as exc:
-            raise frames.MalformedFrameError(f"invalid update for {doc}: {exc}") from exc
+            raise _update_error(doc, exc) from exc
 
     async def _answer_state_vectors(
         self, conn: _Connection, theirs: dict[str, bytes], reply: bool
@@ -876,6 +906,41 @@ class SyncDaemon:
                 random.choice(list(self._conns.values())).request_sync()
             self._forget_departed()
 
+    async def _gc_rounds(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.gc_round_s)
+            await self.gc_round()
+
+    async def gc_round(self) -> dict[str, dict[int, int]]:
+        """Report our state vectors, advance frontiers, send reports; returns new frontiers."""
+        own = {
+            doc: decode_state_vector(await self.store.astate_vector(doc))
+            for doc in self.store.documents()
+        }
+        if self.frontier.merge({self.frontier.me: own}):
+            self._frontier_dirty = True
+        # Mutated by merge() while we await below, so iterate a copy.
+        frontiers = self.frontier.round(list(own))
+        for doc, vector in frontiers.items():
+            await self.store.aset_gc_frontier(doc, vector)
+        if self._frontier_dirty:
+            self._frontier_dirty = False
+            await self.store.aput_local(FRONTIER_KEY, self.frontier.pack())
+        for conn in self._conns.values():
+            conn.reports_due = True
+            conn.wake.set()
+        return frontiers
+
+    async def forget_member(self, replica: int) -> bool:
+        """Stop holding garbage collection back for a member gone for good.
+
+        Its writes that no other member has are lost to the cluster, and if it
+        comes back it is refused as a stale replica until its data is wiped.
+        """
+        known = self.frontier.forget(replica)
+        await self.store.aput_local(FRONTIER_KEY, self.frontier.pack())
+        return known
+
     def _forget_departed(self) -> None:
         """Drop peers that only ever dialed us and have been gone a while."""
         cutoff = time.monotonic() - self.config.forget_after_s
@@ -898,6 +963,12 @@ class SyncDaemon:
     def _refuse_log(self, who: object, reason: str) -> None:
         self.stats.refused += 1
         log.warning("refused sync connection from %s: %s", who, reason)
+
+
+def _update_error(doc: str, exc: InvalidUpdateError) -> ProtocolError:
+    if isinstance(exc, StaleReplicaError):
+        return frames.StalePeerError(str(exc))
+    return frames.MalformedFrameError(f"invalid update for {doc}: {exc}")
 
 
 def _transport_limit(limits: Limits) -> int:

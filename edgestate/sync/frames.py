@@ -20,6 +20,9 @@ WebSocket upgrade):
    coalesced into one frame per send.
 6. ``svs`` again at anti-entropy time, with ``reply`` set so the receiver answers
    with its own state vectors and both sides send what the other lacks.
+7. ``reports`` (version 2): per cluster member (store replica id), the newest
+   state vector of each document it reported, at connect and every gc round;
+   they set the garbage-collection frontier (edgestate.sync.frontier).
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ import msgpack
 from edgestate.errors import ProtocolError
 
 # Versions this code speaks; hello negotiates the highest common one.
-PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
+PROTOCOL_VERSIONS: tuple[int, ...] = (1, 2)
+# The first version with ``reports`` frames.
+REPORTS_VERSION = 2
 
 # The store's document-name rule, checked on the wire too so a peer cannot make
 # us even try to open a file with a hostile name.
@@ -59,6 +64,12 @@ class UnexpectedFrameError(ProtocolError):
     """A well-formed frame arriving when the protocol does not allow it."""
 
     code = "unexpected_frame"
+
+
+class StalePeerError(ProtocolError):
+    """A peer behind history this node garbage-collected: it must resync afresh."""
+
+    code = "stale_replica"
 
 
 class RateLimitedError(ProtocolError):
@@ -125,7 +136,17 @@ class Push:
     updates: tuple[tuple[str, bytes], ...]
 
 
-Frame = Hello | StateVectors | Diff | Push | Synced | Peers
+@dataclass(frozen=True, slots=True)
+class Reports:
+    """Member (store replica id) -> document -> newest reported state vector.
+
+    A state vector is a flat list ``[client, clock, client, clock, ...]``.
+    """
+
+    members: dict[int, dict[str, dict[int, int]]]
+
+
+Frame = Hello | StateVectors | Diff | Push | Synced | Peers | Reports
 
 # Most node ids one peers frame may list.
 MAX_PEERS = 4096
@@ -147,6 +168,14 @@ def encode(frame: Frame) -> bytes:
             body = {"t": "synced"}
         case Peers(nodes):
             body = {"t": "peers", "nodes": list(nodes)}
+        case Reports(members):
+            body = {
+                "t": "reports",
+                "members": [
+                    [m, {doc: [x for pair in sv.items() for x in pair] for doc, sv in docs.items()}]
+                    for m, docs in members.items()
+                ],
+            }
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     return packed
 
@@ -234,7 +263,47 @@ def _decode(data: bytes, max_docs: int) -> Frame:
             if not isinstance(node, str) or not _ID.fullmatch(node):
                 raise MalformedFrameError(f"peers.nodes items must match {_ID.pattern}")
         return Peers(tuple(nodes))
+    if kind == "reports":
+        _fields(body, "members")
+        return Reports(_members(body["members"], max_docs))
     raise MalformedFrameError(f"unknown frame type {kind!r}")
+
+
+# Most clients one reported state vector may list.
+MAX_SV_CLIENTS = 65536
+
+
+def _members(items: object, max_docs: int) -> dict[int, dict[str, dict[int, int]]]:
+    if not isinstance(items, list) or len(items) > MAX_PEERS:
+        raise MalformedFrameError(f"reports.members must be a list of at most {MAX_PEERS}")
+    out: dict[int, dict[str, dict[int, int]]] = {}
+    for item in items:
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and type(item[0]) is int
+            and 0 <= item[0] < 1 << 53
+            and isinstance(item[1], dict)
+        ):
+            raise MalformedFrameError("reports.members items must be [replica id, {doc: sv}]")
+        if len(item[1]) > max_docs:
+            raise RateLimitedError(f"a report names over {max_docs} documents")
+        docs: dict[str, dict[int, int]] = {}
+        for doc, flat in item[1].items():
+            _check_doc(doc)
+            if (
+                not isinstance(flat, list)
+                or len(flat) % 2
+                or len(flat) > 2 * MAX_SV_CLIENTS
+                or not all(type(x) is int and 0 <= x < 1 << 53 for x in flat)
+            ):
+                raise MalformedFrameError(
+                    "a reported state vector must be a flat list [client, clock, ...] of "
+                    "non-negative integers"
+                )
+            docs[doc] = dict(zip(flat[0::2], flat[1::2], strict=True))
+        out[item[0]] = docs
+    return out
 
 
 def negotiate(ours: tuple[int, ...], theirs: tuple[int, ...]) -> int | None:

@@ -22,7 +22,7 @@ import logging
 from aiohttp import WSCloseCode, WSMsgType, web
 from pycrdt import YMessageType, YSyncMessageType, read_message, write_message
 
-from edgestate.errors import InvalidUpdateError, StoreError
+from edgestate.errors import InvalidUpdateError, StaleReplicaError, StoreError
 from edgestate.store import ChangeStream, Store
 from edgestate.sync.frames import DOC_NAME
 
@@ -32,6 +32,9 @@ YJS_PATH = "/yjs/{doc}"
 # How long closing waits for a client's close handshake.
 _CLOSE_WAIT_S = 3.0
 _EMPTY_UPDATE = b"\x00\x00"
+# WebSocket close code (application range) for a client whose Y.Doc holds part of
+# history this node garbage-collected; it must reconnect with a fresh Y.Doc.
+STALE_REPLICA_CLOSE = 4409
 
 
 def sync_message(kind: YSyncMessageType, payload: bytes) -> bytes:
@@ -160,6 +163,10 @@ class YjsEndpoint:
                 if msg.type != WSMsgType.BINARY:
                     continue  # y-websocket sends binary only; pings are handled by aiohttp
                 await self._on_message(doc, client, msg.data, clients)
+        except StaleReplicaError as exc:
+            # Its Y.Doc holds history the node collected: only a fresh Y.Doc can sync.
+            log.warning("closing yjs client of %s: %s", doc, exc)
+            await ws.close(code=STALE_REPLICA_CLOSE, message=b"stale replica: start a fresh Y.Doc")
         # read_message asserts on a truncated length prefix (found in review).
         except (InvalidUpdateError, IndexError, RuntimeError, AssertionError, ValueError) as exc:
             log.warning("closing yjs client of %s: bad message (%s)", doc, exc)

@@ -1,0 +1,153 @@
+"""The stable frontier: what every cluster member has, proven one round late.
+
+Garbage collection (edgestate.store.gc) may drop an overwritten map entry only
+once no replica can still send a write that builds on it. Each node gossips, for
+every member it knows of (keyed by store replica id, stable across restarts), the
+newest state vector per document that member reported; reports merge by
+componentwise max, so gossip order does not matter and a relayed report is as
+good as a direct one.
+
+Per document, each round computes Inf (componentwise min over all members) and
+Sup (componentwise max). The frontier is the Inf of the newest earlier round t1
+whose Sup is covered by today's Inf. Why that is safe: an entry is collected only
+if the write that overwrote it is in Inf(t1), so every member had that write when
+it sent its t1 report; any write a member made before receiving it is in that
+member's t1 report, so in Sup(t1), so (Inf(now) >= Sup(t1)) already here. No
+write that could name a collected entry as its origin is still on its way.
+
+Two guards close the race with a member nobody has heard from yet (a node that
+joined and wrote before its first report spread): a new member resets every
+document's rounds, and a round counts only once it is ``grace_s`` old, much
+longer than a report takes to cross the cluster (nodes report on connect and
+every round).
+
+Membership only grows: a node that goes away holds every frontier back until an
+operator forgets it (:meth:`FrontierTracker.forget`). That is the price of never
+losing a write a partitioned member made.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import msgpack
+
+Vector = dict[int, int]
+
+# Rounds of (Inf, Sup) kept per document while waiting for Inf to catch up.
+MAX_ROUNDS = 64
+
+
+def _min(vectors: list[Vector]) -> Vector:
+    clients = set().union(*vectors)
+    return {c: min(v.get(c, 0) for v in vectors) for c in clients}
+
+
+def _max(vectors: list[Vector]) -> Vector:
+    clients = set().union(*vectors)
+    return {c: max(v.get(c, 0) for v in vectors) for c in clients}
+
+
+def covers(a: Mapping[int, int], b: Mapping[int, int]) -> bool:
+    """True if state vector ``a`` has everything ``b`` has."""
+    return all(a.get(c, 0) >= clock for c, clock in b.items())
+
+
+@dataclass(slots=True)
+class FrontierTracker:
+    """Member reports and per-document rounds; see the module docstring."""
+
+    me: int
+    reports: dict[int, dict[str, Vector]] = field(default_factory=dict)
+    forgotten: set[int] = field(default_factory=set)
+    # Documents this node does not replicate: it is their only member.
+    local: frozenset[str] = frozenset()
+    grace_s: float = 60.0
+    _rounds: dict[str, list[tuple[float, Vector, Vector]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.reports.setdefault(self.me, {})
+
+    @property
+    def members(self) -> list[int]:
+        return sorted(self.reports)
+
+    def merge(self, reports: Mapping[int, Mapping[str, Mapping[int, int]]]) -> bool:
+        """Fold in reports from a peer; True if anything new was learned."""
+        changed = False
+        for member, docs in reports.items():
+            if member in self.forgotten:
+                continue
+            mine = self.reports.get(member)
+            if mine is None:
+                mine = self.reports[member] = {}
+                changed = True
+                self._rounds.clear()  # rounds without it are no evidence about it
+            for doc, vector in docs.items():
+                old = mine.get(doc, {})
+                if not covers(old, vector):
+                    mine[doc] = {c: max(old.get(c, 0), k) for c, k in {**old, **vector}.items()}
+                    changed = True
+        return changed
+
+    def forget(self, member: int) -> bool:
+        """Stop waiting for ``member`` (gone for good); True if it was a member."""
+        if member == self.me:
+            raise ValueError("a node cannot forget itself")
+        self.forgotten.add(member)
+        self._rounds.clear()  # rounds computed with it are no evidence without it
+        return self.reports.pop(member, None) is not None
+
+    def round(self, docs: Iterable[str], now: float | None = None) -> dict[str, Vector]:
+        """Record one round for ``docs``; return each document's new frontier, if any."""
+        now = time.monotonic() if now is None else now
+        out: dict[str, Vector] = {}
+        for doc in docs:
+            vectors = (
+                [self.reports[self.me].get(doc)]
+                if doc in self.local
+                else [r.get(doc) for r in self.reports.values()]
+            )
+            if any(v is None for v in vectors):
+                # A member that never reported this document may hold writes to it.
+                self._rounds.pop(doc, None)
+                continue
+            present = [v for v in vectors if v is not None]
+            inf, sup = _min(present), _max(present)
+            rounds = self._rounds.setdefault(doc, [])
+            # Only earlier rounds count: a Yjs client or peer racing this very
+            # round gets one round of slack even when every report agrees.
+            best = None
+            for i, (at, _, sup1) in enumerate(rounds):
+                if now - at >= self.grace_s and covers(inf, sup1):
+                    best = i
+            if best is not None:
+                out[doc] = rounds[best][1]
+                del rounds[: best + 1]
+            rounds.append((now, inf, sup))
+            del rounds[:-MAX_ROUNDS]
+        return out
+
+    def pack(self) -> bytes:
+        """Members, reports and forgotten ids, for the store's local metadata."""
+        return bytes(
+            msgpack.packb(
+                {"me": self.me, "reports": self.reports, "forgotten": sorted(self.forgotten)}
+            )
+        )
+
+    @classmethod
+    def unpack(
+        cls,
+        raw: bytes | None,
+        me: int,
+        local: frozenset[str] = frozenset(),
+        grace_s: float = 60.0,
+    ) -> FrontierTracker:
+        """Restore a packed tracker (a fresh one if ``raw`` is None)."""
+        if raw is None:
+            return cls(me, local=local, grace_s=grace_s)
+        body = msgpack.unpackb(raw, strict_map_key=False)
+        return cls(me, body["reports"], set(body["forgotten"]), local, grace_s)
