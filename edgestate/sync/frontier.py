@@ -36,7 +36,7 @@ import msgpack
 
 Vector = dict[int, int]
 
-# Rounds of (Inf, Sup) kept per document while waiting for Inf to catch up.
+# Rounds past the grace period kept per document while waiting for Inf to catch up.
 MAX_ROUNDS = 64
 
 
@@ -86,8 +86,12 @@ class FrontierTracker:
                 changed = True
                 self._rounds.clear()  # rounds without it are no evidence about it
             for doc, vector in docs.items():
-                old = mine.get(doc, {})
-                if not covers(old, vector):
+                old = mine.get(doc)
+                if old is None:
+                    # Even an empty vector is a report: "I hold nothing of it".
+                    mine[doc] = dict(vector)
+                    changed = True
+                elif not covers(old, vector):
                     mine[doc] = {c: max(old.get(c, 0), k) for c, k in {**old, **vector}.items()}
                     changed = True
         return changed
@@ -127,7 +131,10 @@ class FrontierTracker:
                 out[doc] = rounds[best][1]
                 del rounds[: best + 1]
             rounds.append((now, inf, sup))
-            del rounds[:-MAX_ROUNDS]
+            # Young rounds all stay (else a grace longer than MAX_ROUNDS rounds
+            # would never be reached); of the aged ones, the newest MAX_ROUNDS.
+            aged = sum(1 for at, _, _ in rounds if now - at >= self.grace_s)
+            del rounds[: max(0, aged - MAX_ROUNDS)]
         return out
 
     def pack(self) -> bytes:

@@ -1,0 +1,110 @@
+"""Garbage collection across real nodes: frontiers from gossiped reports, convergence,
+and a forgotten member refused as stale while the rest keep serving."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgestate.store import Set
+from edgestate.store.updates import decode_state_vector
+from tests.sync.conftest import Node, Nodes, eventually
+
+DOC = "d"
+# Fast rounds for tests; the grace period still spans several rounds.
+GC = dict(gc_round_s=0.05, gc_grace_s=0.3)
+
+
+def values(node: Node) -> dict[str, bytes] | None:
+    if not node.store.has_document(DOC):
+        return None
+    return dict(node.store.scan(DOC, limit=1000).items)
+
+
+def converged(nodes: list[Node]) -> bool:
+    first = values(nodes[0])
+    return all(values(n) == first for n in nodes[1:])
+
+
+def overwrite(node: Node, tag: str, rounds: int = 30, keys: int = 10) -> None:
+    for r in range(rounds):
+        node.store.batch([Set(DOC, f"k{k}", f"{tag}{r}".encode()) for k in range(keys)])
+
+
+def frontier_covers_all(node: Node) -> bool:
+    """True once the node's frontier covers its whole state vector (all stable)."""
+    status = node.store.gc_status(DOC)
+    have = decode_state_vector(node.store.state_vector(DOC))
+    return status.frontier is not None and all(
+        status.frontier.get(c, 0) >= k for c, k in have.items()
+    )
+
+
+@pytest.mark.timeout(60)
+async def test_nodes_collect_what_every_member_has_and_still_agree(nodes: Nodes) -> None:
+    a = await nodes.start(**GC)
+    b = await nodes.start([a], **GC)
+    c = await nodes.start([a, b], **GC)
+    for node in (a, b, c):
+        node.store.create_document(DOC)
+    for node, tag in ((a, "a"), (b, "b"), (c, "c")):
+        overwrite(node, tag)
+    await eventually(lambda: converged([a, b, c]))
+    # Every member's reports reach everyone; frontiers then cover all writes.
+    await eventually(lambda: all(frontier_covers_all(n) for n in (a, b, c)), 20)
+    for node in (a, b, c):
+        assert node.daemon.frontier.members == sorted(n.store.replica_id for n in (a, b, c))
+        node.store.compact(DOC)
+        assert node.store.gc_status(DOC).collected_items > 0
+    assert converged([a, b, c])
+    # Collected nodes go on replicating with each other as before.
+    overwrite(b, "again", rounds=3)
+    await eventually(lambda: converged([a, b, c]))
+    a.store.set(DOC, "k0", b"last word")  # causally after b's: it must win everywhere
+    await eventually(lambda: converged([a, b, c]))
+    assert (values(c) or {})["k0"] == b"last word"
+    assert not any(n.daemon.stats.protocol_errors for n in (a, b, c))
+
+
+@pytest.mark.timeout(60)
+async def test_a_member_that_is_down_holds_collection_back(nodes: Nodes) -> None:
+    a = await nodes.start(**GC)
+    b = await nodes.start([a], **GC)
+    a.store.create_document(DOC)
+    overwrite(a, "a")
+    await eventually(lambda: converged([a, b]))
+    await eventually(lambda: frontier_covers_all(a), 20)
+    await nodes.stop(b)
+    overwrite(a, "later")
+    # Rounds keep running, but b never reports the later writes: they stay.
+    before = a.store.gc_status(DOC).frontier
+    for _ in range(10):
+        await a.daemon.gc_round()
+    assert a.store.gc_status(DOC).frontier == before
+    assert not frontier_covers_all(a)
+
+
+@pytest.mark.timeout(60)
+async def test_a_forgotten_member_comes_back_stale_and_is_refused(nodes: Nodes) -> None:
+    a = await nodes.start(**GC)
+    b = await nodes.start([a], **GC)
+    a.store.create_document(DOC)
+    overwrite(a, "a")
+    await eventually(lambda: converged([a, b]))
+    name, path, replica = b.name, b.path, b.store.replica_id
+    await nodes.stop(b)
+    # b is gone for good, says the operator; a's frontier no longer waits for it.
+    assert await a.daemon.forget_member(replica)
+    overwrite(a, "after")
+    await eventually(lambda: frontier_covers_all(a), 20)
+    a.store.compact(DOC)
+    assert a.store.gc_status(DOC).collected_items > 0
+    expected = values(a)
+    # b returns with part of the collected history: a refuses it, by name.
+    b = await nodes.start([a], name=name, certs=nodes.cluster.root / name, path=path, **GC)
+    await eventually(lambda: a.daemon.stats.protocol_errors["stale_replica"] > 0)
+    assert values(a) == expected  # nothing of a's was touched
+    a.store.set(DOC, "k0", b"a keeps serving")
+    assert a.store.get(DOC, "k0") == b"a keeps serving"
+    # And a fresh node still joins and gets everything.
+    c = await nodes.start([a], **GC)
+    await eventually(lambda: values(c) == values(a))
