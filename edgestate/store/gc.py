@@ -69,6 +69,11 @@ class _Struct:
     right: Id | None = None
     parent: str | Id | None = None  # written out only when the item has no origins
     sub: str | None = None
+    # Filled by collect(): the struct holding the origin, and who hangs off our end.
+    up: _Struct | None = None
+    kids: int = 0
+    kid: _Struct | None = None
+    branched: bool = False  # something hangs off an inner clock of this run
 
 
 @dataclass(slots=True)
@@ -141,8 +146,17 @@ class Collected:
 
 
 def _read_id(buf: bytes, pos: int) -> tuple[Id, int]:
-    client, pos = read_varuint(buf, pos)
-    clock, pos = read_varuint(buf, pos)
+    # Inlined one-byte fast path: this runs for nearly every struct.
+    client = buf[pos]
+    if client < 0x80:
+        pos += 1
+    else:
+        client, pos = read_varuint(buf, pos)
+    clock = buf[pos]
+    if clock < 0x80:
+        pos += 1
+    else:
+        clock, pos = read_varuint(buf, pos)
     return (client, clock), pos
 
 
@@ -185,39 +199,71 @@ def _content_length(buf: bytes, ref: int, pos: int) -> tuple[int, int]:
 def parse(update: bytes) -> tuple[dict[int, list[_Struct]], int]:
     """Every struct of a v1 update by client, and where its delete set starts."""
     clients: dict[int, list[_Struct]] = {}
-    count, pos = read_varuint(update, 0)
+    buf = update
+    count, pos = read_varuint(buf, 0)
+    # Origin client ids are long varints (replica ids reach 2**53) drawn from a
+    # few values: matching their encoded bytes beats decoding them every time
+    # (a varint is prefix-free, so a byte-wise match is the same number).
+    known: list[tuple[bytes, int]] = []
     for _ in range(count):
-        n, pos = read_varuint(update, pos)
-        client, pos = read_varuint(update, pos)
-        clock, pos = read_varuint(update, pos)
+        n, pos = read_varuint(buf, pos)
+        client, pos = read_varuint(buf, pos)
+        clock, pos = read_varuint(buf, pos)
         structs = clients.setdefault(client, [])
+        append = structs.append
         for _ in range(n):
             start = pos
-            info = update[pos]
+            info = buf[pos]
             pos += 1
             ref = info & 0x1F
-            if ref in (_GC, _SKIP):
-                length, pos = read_varuint(update, pos)
-                structs.append(_Struct(client, clock, length, ref, start, pos, pos))
+            if ref == _GC or ref == _SKIP:
+                length, pos = read_varuint(buf, pos)
+                append(_Struct(client, clock, length, ref, start, pos, pos))
                 clock += length
                 continue
             s = _Struct(client, clock, 0, ref, start, 0, 0)
             if info & _ORIGIN:
-                s.origin, pos = _read_id(update, pos)
-            if info & _RIGHT_ORIGIN:
-                s.right, pos = _read_id(update, pos)
-            if not info & (_ORIGIN | _RIGHT_ORIGIN):
-                named, pos = read_varuint(update, pos)
-                if named:
-                    s.parent, pos = _read_string(update, pos)
+                for raw, value in known:
+                    if buf.startswith(raw, pos):
+                        pos += len(raw)
+                        other = value
+                        break
                 else:
-                    s.parent, pos = _read_id(update, pos)
+                    other, end = read_varuint(buf, pos)
+                    known.insert(0, (buf[pos:end], other))
+                    del known[8:]
+                    pos = end
+                b = buf[pos]
+                if b < 0x80:
+                    s.origin = (other, b)
+                    pos += 1
+                else:
+                    at, pos = read_varuint(buf, pos)
+                    s.origin = (other, at)
+            if info & _RIGHT_ORIGIN:
+                s.right, pos = _read_id(buf, pos)
+            if not info & 0xC0:
+                named, pos = read_varuint(buf, pos)
+                if named:
+                    s.parent, pos = _read_string(buf, pos)
+                else:
+                    s.parent, pos = _read_id(buf, pos)
                 if info & _PARENT_SUB:
-                    s.sub, pos = _read_string(update, pos)
+                    s.sub, pos = _read_string(buf, pos)
             s.content = pos
-            s.length, pos = _content_length(update, ref, pos)
+            if ref == _DELETED:
+                b = buf[pos]
+                if b < 0x80:
+                    s.length, pos = b, pos + 1
+                else:
+                    s.length, pos = read_varuint(buf, pos)
+            elif ref == _ANY and buf[pos] == 1 and buf[pos + 1] == 116 and buf[pos + 2] < 0x80:
+                # One Uint8Array shorter than 128 bytes: the common map value.
+                s.length, pos = 1, pos + 3 + buf[pos + 2]
+            else:
+                s.length, pos = _content_length(buf, ref, pos)
             s.end = pos
-            structs.append(s)
+            append(s)
             clock += s.length
     return clients, pos
 
@@ -242,9 +288,14 @@ class _Index:
     def __init__(self, clients: dict[int, list[_Struct]]) -> None:
         self.clients = clients
         self.starts = {c: [s.clock for s in structs] for c, structs in clients.items()}
+        # Most ids name a struct's first clock (map entries are one clock long).
+        self.exact = {(s.client, s.clock): s for structs in clients.values() for s in structs}
         self._keys: dict[Id, tuple[str, str] | None] = {}
 
     def find(self, ident: Id) -> _Struct | None:
+        s = self.exact.get(ident)
+        if s is not None:
+            return s
         client, clock = ident
         starts = self.starts.get(client)
         if not starts:
@@ -252,8 +303,8 @@ class _Index:
         i = bisect_right(starts, clock) - 1
         if i < 0:
             return None
-        s = self.clients[client][i]
-        return s if clock < s.clock + s.length else None
+        found = self.clients[client][i]
+        return found if clock < found.clock + found.length else None
 
     def key_of(self, s: _Struct) -> tuple[str, str] | None:
         """(root map name, key) of a root-map entry; None for anything else."""
@@ -299,84 +350,71 @@ def _write_varuint(out: bytearray, value: int) -> None:
 def collect(snapshot: bytes, frontier: dict[int, int]) -> Collected | None:
     """Rewrite ``snapshot`` (a full-state v1 update) collecting stable overwrites.
 
-    None if there is nothing to collect. Raises ``ValueError`` on bytes it cannot
-    parse (the caller keeps the snapshot as it is).
+    In each root-map key's origin tree, an item is collected when it is stable,
+    deleted, not a root, an only child, and has exactly one child, itself stable;
+    whatever hung below a collected run is hung where the run hung. Kept items
+    keep their relative order and every root keeps its subtree, which is what
+    the integration of any later item depends on (see the module docstring).
+
+    None if there is nothing to collect. Raises ``ValueError`` / ``IndexError``
+    on bytes it cannot parse (the caller keeps the snapshot as it is).
     """
     clients, ds_start = parse(snapshot)
     deleted = read_delete_set(snapshot, ds_start)
     index = _Index(clients)
-    by_key: dict[tuple[str, str], list[_Struct]] = {}
-    items = 0
+    find = index.find
+    items: list[tuple[_Struct, tuple[str, str]]] = []
+    excluded: set[tuple[str, str]] = set()
     for structs in clients.values():
         for s in structs:
-            if s.ref in (_GC, _SKIP):
+            if s.ref == _GC or s.ref == _SKIP:
                 continue
-            items += 1
             key = index.key_of(s)
-            if key is not None:
-                by_key.setdefault(key, []).append(s)
-
-    gc: set[Id] = set()
-    rewrite: dict[Id, Id] = {}  # kept item -> its nearest kept ancestor's last id
-    keys: set[tuple[str, str]] = set()
+            if key is None:
+                continue
+            if s.right is not None or s.ref == _TYPE or s.ref == _DOC:
+                # Map writes never set a right origin; nested types have
+                # children naming them as parent. Not ours to rewrite.
+                excluded.add(key)
+            if s.origin is not None:
+                up = find(s.origin)
+                if up is None:
+                    excluded.add(key)
+                    continue
+                s.up = up
+                if s.origin[1] == up.clock + up.length - 1:
+                    up.kids += 1
+                    up.kid = s
+                else:
+                    # A merged run of deleted entries is one struct but several
+                    # positions; a child of an inner one keeps the run whole.
+                    up.branched = True
+            items.append((s, key))
 
     def stable(s: _Struct) -> bool:
         return s.clock + s.length <= frontier.get(s.client, 0)
 
-    for key, chain in by_key.items():
-        if len(chain) < 3 or any(s.right is not None or s.ref in (_TYPE, _DOC) for s in chain):
-            # Map writes never set a right origin; nested types have children
-            # naming them as parent. Either way: not ours to rewrite.
-            continue
-        parent: dict[Id, _Struct] = {}
-        children: dict[Id, list[_Struct]] = {}
-        branched: set[Id] = set()  # structs something hangs off mid-run
-        for s in chain:
-            if s.origin is not None:
-                p = index.find(s.origin)
-                if p is None:
-                    break
-                pid = (p.client, p.clock)
-                parent[(s.client, s.clock)] = p
-                if s.origin == _last(p):
-                    children.setdefault(pid, []).append(s)
-                else:
-                    # A merged run of deleted entries is one struct but several
-                    # positions; a child of an inner one must keep the run whole.
-                    branched.add(pid)
-        else:
-            dead = {
-                ident
-                for s in chain
-                if s.origin is not None
-                and stable(s)
-                and (s.ref == _DELETED or deleted.covers(s.client, s.clock, s.length))
-                and (ident := (s.client, s.clock)) not in branched
-                and len(kids := children.get(ident, [])) == 1
-                and stable(kids[0])
-                # ...and an only child: what takes its place keeps its rank among
-                # siblings (Yjs orders concurrent siblings by client id).
-                and s.origin == _last(parent[ident])
-                and len(children[(parent[ident].client, parent[ident].clock)]) == 1
-            }
-            if not dead:
-                continue
-            gc |= dead
+    dead: set[int] = set()  # id() of collected structs
+    keys: set[tuple[str, str]] = set()
+    for s, key in items:
+        up, kid = s.up, s.kid
+        if (
+            up is not None
+            and kid is not None
+            and s.kids == 1
+            and not s.branched
+            # ...an only child, hung at its parent's end: what takes its place
+            # keeps its rank among siblings (Yjs orders siblings by client id).
+            and up.kids == 1
+            and not up.branched
+            and key not in excluded
+            and stable(s)
+            and stable(kid)
+            and (s.ref == _DELETED or deleted.covers(s.client, s.clock, s.length))
+        ):
+            dead.add(id(s))
             keys.add(key)
-            for s in chain:
-                ident = (s.client, s.clock)
-                top = parent.get(ident)
-                if ident in dead or top is None or (top.client, top.clock) not in dead:
-                    continue
-                # Hang it where the collected segment above it hung.
-                while (up := parent[(top.client, top.clock)]) is not None and (
-                    up.client,
-                    up.clock,
-                ) in dead:
-                    top = up
-                assert top.origin is not None
-                rewrite[ident] = top.origin
-    if not gc:
+    if not dead:
         return None
 
     out = bytearray()
@@ -385,17 +423,21 @@ def collect(snapshot: bytes, frontier: dict[int, int]) -> Collected | None:
     after = 0
     # Yjs writes clients in descending order; decoders accept any order.
     for client in sorted(clients, reverse=True):
+        structs = clients[client]
         body = bytearray()
         n = 0
         run = 0  # length of the GC run being built
-        for s in clients[client]:
-            ident = (s.client, s.clock)
-            if ident in gc or s.ref == _GC:
-                if ident in gc:
+        copy_from = copy_to = -1  # a byte span of structs kept as they are
+        for s in structs:
+            if id(s) in dead or s.ref == _GC:
+                if id(s) in dead:
                     ranges.add(client, s.clock, s.clock + s.length)
                 run += s.length
                 continue
             if run:
+                if copy_to > copy_from:
+                    body += snapshot[copy_from:copy_to]
+                    copy_from = copy_to = -1
                 body.append(_GC)
                 _write_varuint(body, run)
                 n += 1
@@ -403,25 +445,41 @@ def collect(snapshot: bytes, frontier: dict[int, int]) -> Collected | None:
             n += 1
             if s.ref != _SKIP:
                 after += 1
-            new_origin = rewrite.get(ident)
-            if new_origin is None:
-                body += snapshot[s.start : s.end]
+            up = s.up
+            if up is None or id(up) not in dead:
+                if s.start != copy_to:
+                    if copy_to > copy_from:
+                        body += snapshot[copy_from:copy_to]
+                    copy_from = s.start
+                copy_to = s.end
                 continue
-            # A kept item re-pointed past collected ones: origin written, so no parent.
+            # Hang it where the collected run above it hung: origin written, so
+            # no parent info.
+            while up.up is not None and id(up.up) in dead:
+                up = up.up
+            assert up.origin is not None
+            if copy_to > copy_from:
+                body += snapshot[copy_from:copy_to]
+            copy_from = copy_to = -1
             body.append(s.ref | _ORIGIN | _PARENT_SUB)
-            _write_varuint(body, new_origin[0])
-            _write_varuint(body, new_origin[1])
+            _write_varuint(body, up.origin[0])
+            _write_varuint(body, up.origin[1])
             body += snapshot[s.content : s.end]
+        if copy_to > copy_from:
+            body += snapshot[copy_from:copy_to]
         if run:
             body.append(_GC)
             _write_varuint(body, run)
             n += 1
         _write_varuint(out, n)
         _write_varuint(out, client)
-        _write_varuint(out, clients[client][0].clock if clients[client] else 0)
+        _write_varuint(out, structs[0].clock if structs else 0)
         out += body
     out += snapshot[ds_start:]
-    return Collected(bytes(out), ranges.normalize(), frozenset(keys), items, after)
+    items_before = sum(
+        1 for structs in clients.values() for s in structs if s.ref not in (_GC, _SKIP)
+    )
+    return Collected(bytes(out), ranges.normalize(), frozenset(keys), items_before, after)
 
 
 def stale_reference(update: bytes, collected: Ranges, known: dict[int, int]) -> str | None:

@@ -182,6 +182,7 @@ class Store:
         if self._writer is not None:
             out["commits"] = self._writer.commits
             out["compactions"] = self._writer.compactions
+            out["collections"] = self._writer.collections
         return out
 
     # --- reads --------------------------------------------------------------------
@@ -405,7 +406,11 @@ class Store:
         )
 
     def compact(self, doc: str) -> None:
-        """Fold ``doc``'s update log into a snapshot now (normally automatic)."""
+        """Fold ``doc``'s update log into a snapshot now (normally automatic).
+
+        Returns once any garbage collection this compaction started (which runs
+        on a thread of its own) is written too.
+        """
         self._require_doc(doc)
         w = self._w()
 
@@ -415,6 +420,12 @@ class Store:
             w.compact(doc, group.txn)
 
         self._submit(run, docs=(doc,)).result()
+        collector = w.collector(doc)
+        if collector is not None:
+            collector.join()  # its result is queued now
+        # A job queued behind that result (or behind an install already under way
+        # on the writer thread) completes only after it.
+        self._submit(lambda group: None).result()
 
     # --- change subscription ------------------------------------------------------
 

@@ -230,9 +230,9 @@ def test_cluster_mode_collects_only_up_to_the_frontier_it_is_given(tmp_path: Pat
 
 
 def test_a_stale_update_is_refused_and_nothing_is_lost(solo: Store) -> None:
-    _overwrite(solo, 30, keys=2)
+    _overwrite(solo, 200, keys=2)
     offline, offline_root = _doc(424242, solo.diff("d"))  # a replica that then drops out
-    _overwrite(solo, 30, keys=2, start=30)
+    _overwrite(solo, 200, keys=2, start=200)
     solo.compact("d")
     solo.compact("d")
     assert solo.gc_status("d").collected_items > 0
