@@ -21,7 +21,7 @@ from typing import Any
 
 from edgestate.errors import ConfigError
 from edgestate.runtime import RuntimeConfig
-from edgestate.store import Durability, StoreConfig
+from edgestate.store import Durability, GcMode, StoreConfig
 from edgestate.sync.config import DEFAULT_PORT as SYNC_PORT
 from edgestate.sync.config import SyncConfig, TLSFiles
 
@@ -109,6 +109,7 @@ _SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "idle_evict_s": (int, float),
         "evict_max_keys": int,
         "compact_min_log_bytes": int,
+        "gc": str,
     },
     "runtime": {
         "cache_dir": str,
@@ -224,6 +225,13 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
         except ValueError:
             raise ConfigError(
                 f"store.durability must be 'sync' or 'batched', got {store_raw['durability']!r}"
+            ) from None
+    if "gc" in store_raw:
+        try:
+            store_raw["gc"] = GcMode(store_raw["gc"])
+        except ValueError:
+            raise ConfigError(
+                f"store.gc must be 'cluster', 'solo' or 'off', got {store_raw['gc']!r}"
             ) from None
     store = StoreConfig(**store_raw)
 

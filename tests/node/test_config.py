@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from edgestate.cli.main import cli
 from edgestate.config import config_keys, load_config
 from edgestate.errors import ConfigError
-from edgestate.store import Durability
+from edgestate.store import Durability, GcMode
 from tests.schemas import validator
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.json"
@@ -28,6 +28,7 @@ max_body_bytes = 1000
 [store]
 durability = "batched"
 batched_flush_ms = 20
+gc = "off"
 [runtime]
 cache_dir = "cc"
 [sync]
@@ -35,6 +36,7 @@ port = 9000
 static_peers = ["127.0.0.1:9001"]
 local_only = ["secrets"]
 mdns = false
+gc_grace_s = 120
 """
 
 
@@ -54,6 +56,7 @@ def test_full_example_is_valid_and_loads(tmp_path: Path) -> None:
     assert cfg.data_dir == tmp_path / "d"
     assert cfg.api.port == 8080 and cfg.api.max_body_bytes == 1000
     assert cfg.store.durability is Durability.BATCHED
+    assert cfg.store.gc is GcMode.OFF and cfg.sync.gc_grace_s == 120
     assert cfg.runtime.cache_dir == tmp_path / "d" / "cc"
     assert cfg.sync.static_peers == ("127.0.0.1:9001",)
     assert cfg.sync.local_only == frozenset({"secrets"})
@@ -80,6 +83,7 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
         ("[api]\nprot = 1\n", "unknown setting 'api.prot'"),
         ("[api]\nport = 'x'\n", "api.port must be an integer"),
         ("[store]\ndurability = 'sometimes'\n", "store.durability must be 'sync' or 'batched'"),
+        ("[store]\ngc = 'eager'\n", "store.gc must be 'cluster', 'solo' or 'off'"),
         ("log_format = 'xml'\n", "log_format must be 'text' or 'json'"),
         ("[sync]\ninsecure = false\n", "needs sync.ca_cert"),
         ("[sync]\ncert = 'a'\n", "missing ['ca_cert', 'key']"),

@@ -11,9 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from pycrdt import Doc, Map, YSyncMessageType, read_message
 
 from edgestate.store import Set, Store
-from edgestate.sync.yjs import YjsEndpoint
+from edgestate.store.updates import decode_state_vector
+from edgestate.sync.yjs import STALE_REPLICA_CLOSE, YjsEndpoint, sync_message
 from tests.sync.conftest import FAST_STORE, Nodes, eventually
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
@@ -140,3 +142,38 @@ async def test_a_truncated_message_closes_that_client_only(served: tuple[Store, 
                 assert seen.type == aiohttp.WSMsgType.BINARY
                 if seen.data[:2] == b"\x00\x02":  # sync message, update
                     break
+
+
+async def test_a_yjs_client_behind_collected_history_is_told_to_start_afresh(
+    served: tuple[Store, str],
+) -> None:
+    store, url = served
+    store.create_document("d")
+    for r in range(200):
+        store.batch([Set("d", f"k{k}", f"{r}".encode()) for k in range(3)])
+    stale = Doc(client_id=777)  # a browser tab that then went offline
+    stale.get("root", type=Map)
+    stale.apply_update(store.diff("d"))
+    for r in range(200, 400):
+        store.batch([Set("d", f"k{k}", f"{r}".encode()) for k in range(3)])
+    store.set_gc_frontier("d", decode_state_vector(store.state_vector("d")))
+    store.compact("d")
+    assert store.gc_status("d").collected_items > 0
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{url}/d") as ws:
+            await ws.send_bytes(sync_message(YSyncMessageType.SYNC_STEP1, stale.get_state()))
+            msg = await ws.receive(timeout=10)
+            while msg.type == aiohttp.WSMsgType.BINARY:  # our own step 1 may come first
+                msg = await ws.receive(timeout=10)
+            assert ws.close_code == STALE_REPLICA_CLOSE
+        # A fresh Y.Doc syncs fine, and gets the current values.
+        fresh = Doc(client_id=778)
+        root = fresh.get("root", type=Map)
+        async with session.ws_connect(f"{url}/d") as ws:
+            await ws.send_bytes(sync_message(YSyncMessageType.SYNC_STEP1, fresh.get_state()))
+            while "k0" not in root:
+                msg = await ws.receive(timeout=10)
+                assert msg.type == aiohttp.WSMsgType.BINARY
+                if msg.data[:2] == b"\x00\x01":  # sync step 2: what we lack
+                    fresh.apply_update(read_message(msg.data[2:]))
+    assert root["k0"] == b"399"
