@@ -27,6 +27,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import hashlib
 import logging
 import random
 import ssl
@@ -785,6 +786,8 @@ class SyncDaemon:
             case Diff(doc, update):
                 await self._apply(conn, doc, update)
             case StateVectors(docs, reply):
+                if conn.version < frames.REPORTS_VERSION and conn.node_id is not None:
+                    self._report_for_legacy(conn.node_id, docs)
                 await self._drain_applies(conn)
                 await self._answer_state_vectors(conn, docs, reply)
             case Synced():
@@ -931,6 +934,18 @@ class SyncDaemon:
             conn.wake.set()
         return frontiers
 
+    def _report_for_legacy(self, node_id: str, docs: dict[str, bytes]) -> None:
+        """Report a version-1 peer's state vectors for it: it never sends reports.
+
+        Otherwise it would be no member at all, nobody's frontier would wait for
+        it, and its writes could build on what others collected. Keyed by a
+        48-bit id derived from its node id (it has no replica id on the wire).
+        """
+        member = legacy_member_id(node_id)
+        vectors = {doc: decode_state_vector(sv) for doc, sv in docs.items()}
+        if self.frontier.merge({member: vectors}):
+            self._frontier_dirty = True
+
     async def forget_member(self, replica: int) -> bool:
         """Stop holding garbage collection back for a member gone for good.
 
@@ -963,6 +978,11 @@ class SyncDaemon:
     def _refuse_log(self, who: object, reason: str) -> None:
         self.stats.refused += 1
         log.warning("refused sync connection from %s: %s", who, reason)
+
+
+def legacy_member_id(node_id: str) -> int:
+    """The member id a version-1 peer is reported under (see _report_for_legacy)."""
+    return int.from_bytes(hashlib.sha256(node_id.encode()).digest()[:6], "big")
 
 
 def _update_error(doc: str, exc: InvalidUpdateError) -> ProtocolError:

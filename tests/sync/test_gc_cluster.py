@@ -7,7 +7,10 @@ import pytest
 
 from edgestate.store import Set
 from edgestate.store.updates import decode_state_vector
-from tests.sync.conftest import Node, Nodes, eventually
+from edgestate.sync import frames
+from edgestate.sync.daemon import legacy_member_id
+from edgestate.sync.frames import Reports, StateVectors
+from tests.sync.conftest import Cluster, Node, Nodes, RawPeer, eventually
 
 DOC = "d"
 # Fast rounds for tests; the grace period still spans several rounds.
@@ -108,3 +111,30 @@ async def test_a_forgotten_member_comes_back_stale_and_is_refused(nodes: Nodes) 
     # And a fresh node still joins and gets everything.
     c = await nodes.start([a], **GC)
     await eventually(lambda: values(c) == values(a))
+
+
+@pytest.mark.timeout(60)
+async def test_a_version_1_peer_is_reported_for_and_holds_collection_back(
+    nodes: Nodes, cluster: Cluster
+) -> None:
+    a = await nodes.start(**GC)
+    a.store.create_document(DOC)
+    overwrite(a, "a")
+    old = RawPeer(cluster)  # speaks version 1 only: never sends reports
+    try:
+        await old.connect(a, hello=False)
+        await old.send(frames.Hello((1,), old.identity.node_id, old.identity.cluster_id))
+        await old.send(StateVectors({DOC: b"\x00"}, reply=False))  # holds nothing of it
+        member = legacy_member_id(old.identity.node_id)
+        await eventually(lambda: member in a.daemon.frontier.members)
+        for _ in range(10):
+            await a.daemon.gc_round()
+        # Its (empty) state vector keeps the frontier at nothing: nothing collected.
+        a.store.compact(DOC)
+        assert a.store.gc_status(DOC).collected_items == 0
+        # A reports frame is not version 1: refused by name.
+        await old.send(Reports({}))
+        code, reason = await old.wait_closed()
+        assert code == 1002 and "reports frame in protocol version 1" in reason
+    finally:
+        await old.close()
