@@ -5,28 +5,33 @@ it as the ``origin`` of a concurrent write, so it stays as a ~16-byte tombstone
 forever and a document's snapshot grows with every overwrite (measured: 745x the
 live data after 1M overwrites of 1,000 keys).
 
-This module rewrites a document's full-state v1 update so that, for every map key
-whose whole history is *stable* (every item of it is covered by ``frontier``, a
-state vector every cluster member is known to have reached; see
-``edgestate.sync.frontier`` for how the sync layer proves that), only two items
-stay: the live one and the key's first item (its "root", the origin-less item the
-live one descends from). Every other item of the key becomes part of a ``GC``
-range, which Yjs encodes as one length per run of clocks. The live item's origin
-is pointed at the root. Clocks, client ids and so the state vector are unchanged.
+The items of one root-map key form a tree by origin: an overwrite's origin is
+the item it replaced; the key's first writes (and a fresh replica's) have none
+and are roots. :func:`collect` rewrites a full-state v1 update so that an item
+becomes part of a ``GC`` range (Yjs encodes a run of clocks as one length) when
 
-Why keeping the root is enough for replicas that never garbage-collected to agree
-with ones that did: a map's value is its rightmost item. Items written after the
-frontier descend from the live item (every member had it) and land to its right on
-both. An origin-less item (a fresh replica's first write of the key) lands after
-every origin-less item with a smaller client id and its descendants; it ends up
-rightmost on a full history exactly when its client id exceeds the live item's
-root's, which is the comparison the collected history makes too.
+- it is *stable*, and so is its one child: covered by ``frontier``, a state
+  vector every cluster member is known to have reached, late enough that no write
+  naming it as origin can still be in flight (``edgestate.sync.frontier``);
+- it is deleted, not a root, an only child hung at its parent's end, and has
+  exactly one child.
 
-What a collected history cannot do is take an item whose origin was collected:
-only a replica that missed the stable frontier (a member that was forgotten, an
-offline Yjs client) can send one. :func:`stale_reference` finds those so the store
-refuses them, and :func:`partial_replica` spots a replica whose partial copy of the
-collected history would integrate our rewritten items differently.
+Whatever hung below a collected run is re-hung where the run hung. So kept items
+keep their relative order, siblings keep their ranks (Yjs orders concurrent
+siblings by client id) and every root keeps its subtree. That is all the Yjs
+integration of any later item looks at: a later overwrite descends from a kept
+item; a fresh replica's origin-less write lands after each root with a smaller
+client id and that root's whole subtree. A replica that collected and one that
+kept everything therefore agree on every key. Two weaker rules (keep only root
+and live item; drop the only-child condition) each diverged under the randomized
+test in ``tests/store/test_gc.py``. Clocks, client ids and the state vector are
+unchanged.
+
+What a collected history cannot take is an item whose origin was collected:
+only a replica that missed the frontier (a member that was forgotten, an offline
+Yjs client) can send one. :func:`stale_reference` finds those so the store
+refuses them, and :func:`partial_replica` spots a replica whose partial copy of
+the collected history would integrate the re-hung items differently.
 """
 
 from __future__ import annotations
@@ -101,14 +106,7 @@ class Ranges:
                     merged.append((start, end))
         return out
 
-    def contains(self, client: int, clock: int) -> bool:
-        runs = self.by_client.get(client)
-        if not runs:
-            return False
-        i = bisect_right(runs, (clock, 1 << 64)) - 1
-        return i >= 0 and runs[i][0] <= clock < runs[i][1]
-
-    def covers(self, client: int, clock: int, length: int) -> bool:
+    def covers(self, client: int, clock: int, length: int = 1) -> bool:
         """True if [clock, clock + length) lies inside one range."""
         runs = self.by_client.get(client)
         if not runs:
@@ -140,7 +138,6 @@ class Collected:
 
     update: bytes  # the rewritten full state
     ranges: Ranges  # clocks turned into GC by this pass
-    keys: frozenset[tuple[str, str]]  # (root map, key) whose history was collected
     items_before: int
     items_after: int
 
@@ -395,7 +392,6 @@ def collect(snapshot: bytes, frontier: dict[int, int]) -> Collected | None:
         return s.clock + s.length <= frontier.get(s.client, 0)
 
     dead: set[int] = set()  # id() of collected structs
-    keys: set[tuple[str, str]] = set()
     for s, key in items:
         up, kid = s.up, s.kid
         if (
@@ -413,7 +409,6 @@ def collect(snapshot: bytes, frontier: dict[int, int]) -> Collected | None:
             and (s.ref == _DELETED or deleted.covers(s.client, s.clock, s.length))
         ):
             dead.add(id(s))
-            keys.add(key)
     if not dead:
         return None
 
@@ -479,7 +474,7 @@ def collect(snapshot: bytes, frontier: dict[int, int]) -> Collected | None:
     items_before = sum(
         1 for structs in clients.values() for s in structs if s.ref not in (_GC, _SKIP)
     )
-    return Collected(bytes(out), ranges.normalize(), frozenset(keys), items_before, after)
+    return Collected(bytes(out), ranges.normalize(), items_before, after)
 
 
 def stale_reference(update: bytes, collected: Ranges, known: dict[int, int]) -> str | None:
@@ -499,7 +494,7 @@ def stale_reference(update: bytes, collected: Ranges, known: dict[int, int]) -> 
             if s.ref in (_GC, _SKIP) or s.clock + s.length <= known.get(s.client, 0):
                 continue
             for ref in (s.origin, s.right):
-                if ref is not None and collected.contains(*ref):
+                if ref is not None and collected.covers(*ref):
                     return (
                         f"item {s.client}:{s.clock} builds on {ref[0]}:{ref[1]}, an overwritten "
                         "entry every cluster member had already superseded and this node has "
@@ -523,9 +518,7 @@ def partial_replica(remote: dict[int, int], collected: Ranges) -> str | None:
         remote.get(c, 0) >= end for c, end in ends.items()
     ):
         return None
-    behind = sorted(
-        c for c, end in ends.items() if 0 < remote.get(c, 0) < end or remote.get(c, 0) == 0
-    )
+    behind = sorted(c for c, end in ends.items() if remote.get(c, 0) < end)
     return (
         f"the replica holds part of a history this node has garbage-collected (clients "
         f"{behind[:5]} are behind the collected frontier); it must drop its copy of the "
@@ -559,10 +552,14 @@ class GcState:
 
     @classmethod
     def unpack(cls, raw: bytes) -> GcState:
-        body = msgpack.unpackb(raw, strict_map_key=False)
-        return cls(
-            frontier=body["frontier"],
-            previous=body["previous"],
-            ranges=Ranges.from_wire(body["ranges"]),
-            collected_items=body["collected"],
-        )
+        """Inverse of :meth:`pack`; ``ValueError`` on anything else."""
+        try:
+            body = msgpack.unpackb(raw, strict_map_key=False)
+            return cls(
+                frontier=body["frontier"],
+                previous=body["previous"],
+                ranges=Ranges.from_wire(body["ranges"]).normalize(),
+                collected_items=int(body["collected"]),
+            )
+        except (msgpack.UnpackException, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a garbage-collection record: {exc!r}") from exc

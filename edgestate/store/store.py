@@ -52,7 +52,11 @@ class Store:
         self._env = env
         self.config = config
         self._hub = ChangeHub()
-        self._writer: Writer | None = None if env.readonly else Writer(env, config, self._hub)
+        try:
+            self._writer: Writer | None = None if env.readonly else Writer(env, config, self._hub)
+        except BaseException:
+            env.close()  # a refused open must not keep the writer lock
+            raise
         self._known_docs: set[str] = set()
         self._prefixes: dict[str, bytes] = {}
         self._kv = env.tables["kv"]

@@ -284,7 +284,16 @@ class Writer:
                     if not bytes(key).startswith(_GC_PREFIX):
                         break
                     name = bytes(key)[len(_GC_PREFIX) :].decode()
-                    self.gc[name] = GcState.unpack(bytes(raw))
+                    try:
+                        self.gc[name] = GcState.unpack(bytes(raw))
+                    except ValueError as exc:
+                        # Without it, stale replicas' writes would be taken and then
+                        # silently dropped on reload: refuse to run instead.
+                        raise StoreError(
+                            f"the garbage-collection record of document {name!r} in "
+                            f"{self.env.path} is corrupt ({exc}); restore the data "
+                            "directory from a backup or a peer"
+                        ) from exc
 
     def load_doc(self, name: str, txn: Any) -> CrdtDocument:
         """Return the cached CRDT of ``name`` or rebuild it from snapshot + log."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pycrdt import Doc, Map
 
-from edgestate.errors import StaleReplicaError
+from edgestate.errors import StaleReplicaError, StoreError
 from edgestate.store import Durability, GcMode, Incr, Set, Store, StoreConfig
 from edgestate.store.gc import collect, partial_replica, stale_reference
 from edgestate.store.updates import decode_state_vector
@@ -248,3 +248,23 @@ def test_a_stale_update_is_refused_and_nothing_is_lost(solo: Store) -> None:
     assert fresh_root["k000"] == before
     solo.set("d", "k001", b"still serving")
     assert solo.get("d", "k001") == b"still serving"
+
+
+def test_a_corrupt_collection_record_is_refused_by_name(tmp_path: Path) -> None:
+    import lmdb
+
+    config = StoreConfig(gc=GcMode.SOLO, **SMALL)  # type: ignore[arg-type]
+    with Store.open(tmp_path / "s", config) as store:
+        store.create_document("d")
+        _overwrite(store, 100)
+        store.compact("d")
+        store.compact("d")
+    env = lmdb.open(str(tmp_path / "s"), max_dbs=16, map_size=config.map_size)
+    with env.begin(write=True) as txn:
+        txn.put(b"gc\x00d", b"\xc1 not msgpack", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    with pytest.raises(StoreError, match=r"garbage-collection record of document 'd'.*corrupt"):
+        Store.open(tmp_path / "s", config)
+    # The refused open released the directory: reading it still works.
+    with Store.open(tmp_path / "s", readonly=True) as ro:
+        assert ro.get("d", "k000") == b"v99-0"
