@@ -6,6 +6,7 @@ Routes:
     admin (Authorization: Bearer <token from DATA/admin.token>):
     GET    /v1/admin/status
     GET    /v1/admin/peers
+    GET    /v1/admin/members            DELETE /v1/admin/members/{replica} (forget one)
     GET    /v1/admin/modules            POST (deploy a bundle)   DELETE /v1/admin/modules/{name}
     GET    /v1/admin/docs
     GET    /v1/admin/docs/{doc}/keys/{key}   PUT (raw body)   DELETE
@@ -27,6 +28,7 @@ import binascii
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -71,6 +73,12 @@ _STATUS: dict[type[E.EdgestateError], int] = {
 
 INVOKE_KEY: web.AppKey[Node] = web.AppKey("node")
 
+# Replica ids are CRDT client ids, kept JavaScript-safe (under 2**53) for Yjs
+# clients. Bounding them here also keeps an absurd id out of the frontier
+# tracker, whose persisted form (msgpack) cannot hold integers past 64 bits.
+MAX_REPLICA_ID = 2**53 - 1
+_REPLICA_DIGITS = re.compile(r"[0-9]+")
+
 
 def status_for(exc: E.EdgestateError) -> int:
     """HTTP status of an error (see ``_STATUS``)."""
@@ -101,6 +109,8 @@ def build_app(node: Node) -> web.Application:
             web.get("/metrics", api.metrics),
             web.get("/v1/admin/status", api.status),
             web.get("/v1/admin/peers", api.peers),
+            web.get("/v1/admin/members", api.members),
+            web.delete("/v1/admin/members/{replica}", api.forget_member),
             web.get("/v1/admin/modules", api.modules),
             web.post("/v1/admin/modules", api.deploy),
             web.delete("/v1/admin/modules/{name}", api.remove),
@@ -260,6 +270,50 @@ class _Api:
     async def modules(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"modules": self.node.module_rows()})
 
+    async def members(self, request: web.Request) -> web.StreamResponse:
+        frontier = self.node.sync.frontier
+        rows = [
+            {
+                "replica": replica,
+                "self": replica == frontier.me,
+                # Documents it reported: until it has reported one, that
+                # document's garbage collection waits for it.
+                "documents": len(frontier.reports.get(replica, {})),
+            }
+            for replica in frontier.members
+        ]
+        return web.json_response(
+            {"me": frontier.me, "members": rows, "forgotten": sorted(frontier.forgotten)}
+        )
+
+    async def forget_member(self, request: web.Request) -> web.StreamResponse:
+        raw = request.match_info["replica"]
+        # int() alone would also take "+5", " 5", "1_000" and non-ASCII digits.
+        if not _REPLICA_DIGITS.fullmatch(raw):
+            return error_response(
+                400, "bad_request", f"replica must be a non-negative integer id, got {raw!r}"
+            )
+        # Length first: int() refuses strings of thousands of digits (a 500).
+        if len(raw) > len(str(MAX_REPLICA_ID)) or int(raw) > MAX_REPLICA_ID:
+            return error_response(
+                400, "bad_request", f"replica {raw} is out of range (ids are below 2**53)"
+            )
+        replica = int(raw)
+        if replica == self.node.sync.frontier.me:
+            return error_response(
+                400,
+                "bad_request",
+                f"replica {replica} is this node's own id; a node cannot forget itself",
+            )
+        was_member = await self.node.sync.forget_member(replica)
+        log.warning(
+            "forgot cluster member %d (was a member: %s): garbage collection no longer "
+            "waits for it, and it is refused as stale if it comes back",
+            replica,
+            was_member,
+        )
+        return web.json_response({"forgotten": replica, "was_member": was_member})
+
     async def deploy(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await request.json()
@@ -306,6 +360,7 @@ class _Api:
                     "log_entries": info.log_entries,
                     "log_bytes": info.log_bytes,
                     "snapshot_bytes": info.snapshot_bytes,
+                    "collected_items": store.gc_status(name).collected_items,
                 }
             )
         return web.json_response({"documents": rows})

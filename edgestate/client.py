@@ -105,6 +105,14 @@ class NodeClient:
         """``GET /v1/admin/peers``."""
         return list(self._json("GET", "/v1/admin/peers")["peers"])
 
+    def members(self) -> dict[str, Any]:
+        """``GET /v1/admin/members``: this node's id, the members it waits for, forgotten ids."""
+        return dict(self._json("GET", "/v1/admin/members"))
+
+    def forget_member(self, replica: int) -> dict[str, Any]:
+        """``DELETE /v1/admin/members/{replica}``: stop waiting for a member gone for good."""
+        return dict(self._json("DELETE", f"/v1/admin/members/{int(replica)}"))
+
     def modules(self) -> list[dict[str, Any]]:
         """``GET /v1/admin/modules``."""
         return list(self._json("GET", "/v1/admin/modules")["modules"])

@@ -184,4 +184,28 @@ def counter(
     return family
 
 
-__all__ = ["LatencyHistogram", "ModuleStats", "NodeMetrics", "counter", "gauge"]
+def gc_metrics(collected_items: Iterable[tuple[str, int]], members: int) -> list[Metric]:
+    """Garbage-collection gauges from figures read at scrape time.
+
+    ``collected_items`` is (document, overwritten entries collected so far) per
+    document; ``members`` is how many cluster members (this node included)
+    collection waits for. A member count that stays above the live cluster's
+    size is the sign of a member gone for good and not yet forgotten.
+    """
+    return [
+        gauge(
+            "edgestate_gc_collected_items",
+            "Overwritten map entries garbage-collected so far, per document.",
+            ["doc"],
+            (([doc], items) for doc, items in collected_items),
+        ),
+        gauge(
+            "edgestate_cluster_members",
+            "Cluster members garbage collection waits for, this node included.",
+            [],
+            [([], members)],
+        ),
+    ]
+
+
+__all__ = ["LatencyHistogram", "ModuleStats", "NodeMetrics", "counter", "gauge", "gc_metrics"]

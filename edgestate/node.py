@@ -31,7 +31,7 @@ from edgestate.api import build_app
 from edgestate.config import NodeConfig
 from edgestate.deploy import ModuleRegistry
 from edgestate.errors import ConfigError, EdgestateError, ModuleNotFoundError_
-from edgestate.metrics import NodeMetrics, counter, gauge
+from edgestate.metrics import NodeMetrics, counter, gauge, gc_metrics
 from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store
 from edgestate.sync.daemon import SyncDaemon
@@ -183,6 +183,14 @@ class Node:
             self._yjs = YjsEndpoint(self._store)
             await self._yjs.start()
             self.metrics.add_collector(self._collect)
+            # Garbage collection figures, read at scrape time like _collect's: collected
+            # items from the store, members from the sync daemon's frontier tracker.
+            self.metrics.add_collector(
+                lambda: gc_metrics(
+                    ((d, self.store.gc_status(d).collected_items) for d in self.store.documents()),
+                    len(self.sync.frontier.members),
+                )
+            )
             self._runner = web.AppRunner(
                 build_app(self),
                 handle_signals=False,

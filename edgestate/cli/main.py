@@ -13,6 +13,7 @@ from edgestate.cli.store_cmds import commands as store_commands
 # Subcommand modules owned by the layers they expose; each defines `commands`.
 _COMMAND_MODULES = (
     "edgestate.cli.node_cmds",
+    "edgestate.cli.member_cmds",
     "edgestate.cli.runtime_cmds",
     "edgestate.cli.cluster_cmds",
     "edgestate.demo",

@@ -35,7 +35,15 @@ from edgestate.values import describe_value
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
-_DOC_FIELDS = ("name", "keys", "value_bytes", "log_entries", "log_bytes", "snapshot_bytes")
+_DOC_FIELDS = (
+    "name",
+    "keys",
+    "value_bytes",
+    "log_entries",
+    "log_bytes",
+    "snapshot_bytes",
+    "collected_items",
+)
 
 
 class Source(Protocol):
@@ -72,6 +80,7 @@ class LocalSource:
                             i.log_entries,
                             i.log_bytes,
                             i.snapshot_bytes,
+                            self.store.gc_status(name).collected_items,
                         ),
                         strict=True,
                     )
@@ -209,7 +218,15 @@ def inspect_docs(ctx: click.Context, as_json: bool) -> None:
         emit_json({"documents": rows})
         return
     emit_table(
-        ["DOCUMENT", "KEYS", "VALUE BYTES", "LOG ENTRIES", "LOG BYTES", "SNAPSHOT BYTES"],
+        [
+            "DOCUMENT",
+            "KEYS",
+            "VALUE BYTES",
+            "LOG ENTRIES",
+            "LOG BYTES",
+            "SNAPSHOT BYTES",
+            "COLLECTED",
+        ],
         [[r[f] for f in _DOC_FIELDS] for r in rows],
     )
 

@@ -59,6 +59,15 @@ def doc_prefix(doc: str) -> bytes:
     return doc.encode() + SEP
 
 
+# A document's garbage-collection record lives in the meta table under this prefix.
+GC_RECORD_PREFIX = b"gc\x00"
+
+
+def gc_record_key(doc: str) -> bytes:
+    """Meta-table key of ``doc``'s garbage-collection record (store.gc.GcState)."""
+    return GC_RECORD_PREFIX + doc.encode()
+
+
 def log_key(doc: str, seq: int) -> bytes:
     """LMDB key of one update-log entry."""
     return doc.encode() + SEP + _SEQ.pack(seq)

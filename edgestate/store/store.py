@@ -28,6 +28,7 @@ from edgestate.store import keys as K
 from edgestate.store.changes import ChangeHub, ChangeStream, Listener
 from edgestate.store.crdt import TAG_COUNTER, CrdtDocument, unpack_i64
 from edgestate.store.env import DocMeta, Environment, open_environment
+from edgestate.store.gc import GcState
 from edgestate.store.types import (
     Delete,
     DocumentInfo,
@@ -397,9 +398,17 @@ class Store:
         await self._w().submit_async(run)
 
     def gc_status(self, doc: str) -> GcStatus:
-        """What garbage collection has done to ``doc`` (writable stores only)."""
+        """What garbage collection has done to ``doc``."""
         self._require_doc(doc)
-        state = self._w().gc.get(doc)
+        if self._writer is not None:
+            state = self._writer.gc.get(doc)
+        else:
+            with self._env.read() as txn:
+                raw = txn.get(K.gc_record_key(doc), db=self._env.tables["meta"])
+            try:
+                state = GcState.unpack(bytes(raw)) if raw is not None else None
+            except ValueError as exc:
+                raise StoreError(f"garbage-collection record of {doc!r} is corrupt: {exc}") from exc
         if state is None:
             return GcStatus(self.config.gc, None, 0, 0)
         return GcStatus(

@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Per-document garbage-collection state lives in the meta table under this prefix.
-_GC_PREFIX = b"gc\x00"
 # Fewer collectable structs than this (beyond what live keys need) are not worth
 # parsing a document for.
 _MIN_GARBAGE = 256
@@ -279,11 +277,11 @@ class Writer:
             for name, raw in txn.cursor(db=self.env.tables["docs"]):
                 self.metas[bytes(name).decode()] = DocMeta.unpack(raw)
             cursor = txn.cursor(db=self.env.tables["meta"])
-            if cursor.set_range(_GC_PREFIX):
+            if cursor.set_range(K.GC_RECORD_PREFIX):
                 for key, raw in cursor:
-                    if not bytes(key).startswith(_GC_PREFIX):
+                    if not bytes(key).startswith(K.GC_RECORD_PREFIX):
                         break
-                    name = bytes(key)[len(_GC_PREFIX) :].decode()
+                    name = bytes(key)[len(K.GC_RECORD_PREFIX) :].decode()
                     try:
                         self.gc[name] = GcState.unpack(bytes(raw))
                     except ValueError as exc:
@@ -562,7 +560,7 @@ class Writer:
             frontier = state.previous
             state.previous = known
             self.gc[name] = state
-            txn.put(_GC_PREFIX + name.encode(), state.pack(), db=self.env.tables["meta"])
+            txn.put(K.gc_record_key(name), state.pack(), db=self.env.tables["meta"])
         else:
             frontier = state.frontier
         if not frontier:
@@ -632,7 +630,7 @@ class Writer:
             )
             new = replace(meta, snap_b=len(result.update))
             txn.put(name.encode(), result.update, db=tables["snap"])
-            txn.put(_GC_PREFIX + name.encode(), state.pack(), db=tables["meta"])
+            txn.put(K.gc_record_key(name), state.pack(), db=tables["meta"])
             txn.put(name.encode(), new.pack(), db=tables["docs"])
         self.gc[name] = state
         self.metas[name] = new
@@ -651,7 +649,7 @@ class Writer:
                 raise UnknownDocumentError(f"no document named {doc!r}")
             old = self.gc.get(doc) or GcState()
             state = GcState(dict(frontier), old.previous, old.ranges, old.collected_items)
-            group.txn.put(_GC_PREFIX + doc.encode(), state.pack(), db=self.env.tables["meta"])
+            group.txn.put(K.gc_record_key(doc), state.pack(), db=self.env.tables["meta"])
             group.dirty = True
             # Installed now: on a failed commit the next call brings it again.
             self.gc[doc] = state
@@ -738,8 +736,8 @@ class Writer:
             if created:
                 self._create(group, doc)
             crdt = group.doc(doc)
-            self.check_stale_update(crdt, update_b)
             if blocks is not None and not _ready(crdt, blocks):
+                self.check_stale_update(crdt, update_b)  # refused now, not when drained
                 # It builds on updates we have not seen. pycrdt would integrate
                 # parts of it out of order (measured: a map entry without an origin
                 # shows up while the state vector does not move), so hold it
@@ -769,6 +767,9 @@ class Writer:
         failed the whole group commit. pycrdt has already integrated the update in
         memory, so on refusal the CRDT is dropped and rebuilt from the log.
         """
+        # Here, not only at the door: a held update is drained after collections
+        # that happened while it waited.
+        self.check_stale_update(crdt, update)
         added, changed = crdt.apply_remote(update)
         for key in changed:
             try:

@@ -227,7 +227,12 @@ class _Connection:
                 await self.send(Peers(tuple(self.daemon.connected())))
             if self.reports_due and self.version >= frames.REPORTS_VERSION:
                 self.reports_due = False
-                await self.send(Reports(self.daemon.frontier.reports))
+                await self.send(
+                    Reports(
+                        self.daemon.reports_to_send(),
+                        tuple(sorted(self.daemon.frontier.forgotten)),
+                    )
+                )
             if self.resync or self.sync_requested:
                 if self.resync:
                     self.daemon.stats.resyncs += 1
@@ -795,9 +800,10 @@ class SyncDaemon:
                 conn.synced.set()
             case Peers(nodes):
                 conn.neighbors = frozenset(nodes)
-            case Reports(members):
+            case Reports(members, forgotten):
                 if conn.version < frames.REPORTS_VERSION:
                     raise UnexpectedFrameError(f"reports frame in protocol version {conn.version}")
+                await self._learn_forgotten(forgotten, conn.node_id)
                 if self.frontier.merge(members):
                     self._frontier_dirty = True
             case Hello():
@@ -934,6 +940,15 @@ class SyncDaemon:
             conn.wake.set()
         return frontiers
 
+    def reports_to_send(self) -> dict[int, dict[str, dict[int, int]]]:
+        """Member reports for peers; our local-only documents never leave the node."""
+        reports = dict(self.frontier.reports)
+        local = self.config.local_only
+        if local:
+            mine = reports.get(self.frontier.me, {})
+            reports[self.frontier.me] = {d: v for d, v in mine.items() if d not in local}
+        return reports
+
     def _report_for_legacy(self, node_id: str, docs: dict[str, bytes]) -> None:
         """Report a version-1 peer's state vectors for it: it never sends reports.
 
@@ -945,6 +960,27 @@ class SyncDaemon:
         vectors = {doc: decode_state_vector(sv) for doc, sv in docs.items()}
         if self.frontier.merge({member: vectors}):
             self._frontier_dirty = True
+
+    async def _learn_forgotten(self, forgotten: tuple[int, ...], source: str | None) -> None:
+        """Forget what a peer says an operator forgot (forgetting is cluster-wide)."""
+        new = [m for m in forgotten if m not in self.frontier.forgotten]
+        if not new:
+            return
+        for member in new:
+            if member == self.frontier.me:
+                # The cluster stopped waiting for us: what we hold that others
+                # lack may build on history they collected. Say so loudly; the
+                # peers refuse our stale writes by name.
+                log.error(
+                    "peer %s says this node (replica %d) was forgotten by the cluster: its "
+                    "data must be wiped before it rejoins",
+                    source,
+                    member,
+                )
+                continue
+            log.warning("forgetting member %d (forgotten on %s)", member, source)
+            self.frontier.forget(member)
+        await self.store.aput_local(FRONTIER_KEY, self.frontier.pack())
 
     async def forget_member(self, replica: int) -> bool:
         """Stop holding garbage collection back for a member gone for good.

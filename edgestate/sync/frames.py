@@ -141,9 +141,12 @@ class Reports:
     """Member (store replica id) -> document -> newest reported state vector.
 
     A state vector is a flat list ``[client, clock, client, clock, ...]``.
+    ``forgotten`` lists members an operator removed: the receiver forgets them
+    too, so a forget made on one node holds cluster-wide.
     """
 
     members: dict[int, dict[str, dict[int, int]]]
+    forgotten: tuple[int, ...] = ()
 
 
 Frame = Hello | StateVectors | Diff | Push | Synced | Peers | Reports
@@ -168,9 +171,10 @@ def encode(frame: Frame) -> bytes:
             body = {"t": "synced"}
         case Peers(nodes):
             body = {"t": "peers", "nodes": list(nodes)}
-        case Reports(members):
+        case Reports(members, forgotten):
             body = {
                 "t": "reports",
+                "forgotten": list(forgotten),
                 "members": [
                     [m, {doc: [x for pair in sv.items() for x in pair] for doc, sv in docs.items()}]
                     for m, docs in members.items()
@@ -264,8 +268,17 @@ def _decode(data: bytes, max_docs: int) -> Frame:
                 raise MalformedFrameError(f"peers.nodes items must match {_ID.pattern}")
         return Peers(tuple(nodes))
     if kind == "reports":
-        _fields(body, "members")
-        return Reports(_members(body["members"], max_docs))
+        _fields(body, "members", "forgotten")
+        forgotten = body["forgotten"]
+        if (
+            not isinstance(forgotten, list)
+            or len(forgotten) > MAX_PEERS
+            or not all(type(m) is int and 0 <= m < 1 << 53 for m in forgotten)
+        ):
+            raise MalformedFrameError(
+                f"reports.forgotten must be a list of at most {MAX_PEERS} replica ids"
+            )
+        return Reports(_members(body["members"], max_docs), tuple(forgotten))
     raise MalformedFrameError(f"unknown frame type {kind!r}")
 
 

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from edgestate.client import NodeClient
 from tests.node.api_check import call
 from tests.node.conftest import NodeProcess, start_node
+from tests.schemas import validate
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +221,10 @@ def test_cli_against_the_running_node(node: NodeProcess, tmp_path: Path) -> None
         args = command if command[0] == "inspect" else [*command, *target]
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 0, (command, r.output)
+    # Over the API the rows carry the same fields as from a directory (the schema).
+    r = CliRunner().invoke(cli, ["inspect", *target, "docs", "--json"])
+    assert r.exit_code == 0, r.output
+    validate("cli/inspect-docs.schema.json", json.loads(r.stdout))
     src = tmp_path / "bulk.jsonl"
     src.write_text("".join(json.dumps({"key": f"b{i}", "value": str(i)}) + "\n" for i in range(50)))
     r = CliRunner().invoke(

@@ -370,7 +370,9 @@ def decode(data: bytes, max_docs: int = 100) -> frames.Frame:
 
 
 def reports_frame(members: object) -> bytes:
-    return bytes(msgpack.packb({"t": "reports", "members": members}, use_bin_type=True))
+    return bytes(
+        msgpack.packb({"t": "reports", "members": members, "forgotten": []}, use_bin_type=True)
+    )
 
 
 REPORT_SAMPLES = [
@@ -399,6 +401,7 @@ def test_reports_frame_wire_shape_is_a_list_of_flat_state_vectors() -> None:
     assert msgpack.unpackb(data, raw=False) == {
         "t": "reports",
         "members": [[1 << 33, {"a": [1, 2, 3, 4]}]],
+        "forgotten": [],
     }
 
 
@@ -455,13 +458,17 @@ def test_malformed_reports_frames_are_refused(members: object) -> None:
 
 
 def test_reports_frame_with_missing_or_extra_fields_is_refused() -> None:
-    for body in ({"t": "reports"}, {"t": "reports", "members": [], "extra": 1}):
+    for body in (
+        {"t": "reports"},
+        {"t": "reports", "members": []},
+        {"t": "reports", "members": [], "forgotten": [], "extra": 1},
+    ):
         with pytest.raises(MalformedFrameError, match="fields"):
             decode(bytes(msgpack.packb(body, use_bin_type=True)))
 
 
 def test_reports_frame_with_non_string_map_keys_is_refused() -> None:
-    data = bytes(msgpack.packb({"t": "reports", "members": [[1, {5: [1, 2]}]]}))
+    data = bytes(msgpack.packb({"t": "reports", "members": [[1, {5: [1, 2]}]], "forgotten": []}))
     with pytest.raises(MalformedFrameError):
         decode(data)
 

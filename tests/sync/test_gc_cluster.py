@@ -94,6 +94,7 @@ async def test_a_forgotten_member_comes_back_stale_and_is_refused(nodes: Nodes) 
     overwrite(a, "a")
     await eventually(lambda: converged([a, b]))
     name, path, replica = b.name, b.path, b.store.replica_id
+    await eventually(lambda: replica in a.daemon.frontier.members)
     await nodes.stop(b)
     # b is gone for good, says the operator; a's frontier no longer waits for it.
     assert await a.daemon.forget_member(replica)
@@ -138,3 +139,31 @@ async def test_a_version_1_peer_is_reported_for_and_holds_collection_back(
         assert code == 1002 and "reports frame in protocol version 1" in reason
     finally:
         await old.close()
+
+
+async def test_local_only_documents_are_not_reported_to_peers(nodes: Nodes) -> None:
+    a = await nodes.start(local_only=frozenset({"secret"}), **GC)
+    for doc in (DOC, "secret"):
+        a.store.create_document(doc)
+    await a.daemon.gc_round()
+    assert set(a.daemon.frontier.reports[a.store.replica_id]) == {DOC, "secret"}
+    assert set(a.daemon.reports_to_send()[a.store.replica_id]) == {DOC}
+
+
+@pytest.mark.timeout(60)
+async def test_a_forget_on_one_node_holds_cluster_wide(nodes: Nodes) -> None:
+    a = await nodes.start(**GC)
+    b = await nodes.start([a], **GC)
+    c = await nodes.start([a, b], **GC)
+    for node in (a, b, c):
+        node.store.create_document(DOC)
+    overwrite(c, "c", rounds=2)
+    gone = c.store.replica_id
+    await eventually(lambda: all(gone in n.daemon.frontier.members for n in (a, b)))
+    await nodes.stop(c)
+    assert await a.daemon.forget_member(gone)
+    # b hears it in a's next reports and stops waiting for c too.
+    await eventually(lambda: gone in b.daemon.frontier.forgotten)
+    assert gone not in b.daemon.frontier.members
+    overwrite(b, "b")
+    await eventually(lambda: frontier_covers_all(b), 20)
