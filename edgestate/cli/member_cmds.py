@@ -4,8 +4,8 @@
     edgestate forget REPLICA --yes       stop waiting for a member gone for good
 
 Members are keyed by store replica id (``edgestate inspect stats`` shows a data
-directory's). Forgetting is recorded by the node it is sent to only; run it
-against every remaining member. Registered in the main group by
+directory's). A forget made on one node spreads to the others in its reports
+(sync protocol version 2), so one command is enough. Registered in the main group by
 ``edgestate.cli.main`` from ``commands``.
 """
 
@@ -21,7 +21,7 @@ from edgestate.client import NodeClient
 def forget_warning(replica: int) -> str:
     """What forgetting ``replica`` does, said before it is done (and why --yes is needed)."""
     return (
-        f"forgetting replica {replica} cannot be undone: garbage collection on this node "
+        f"forgetting replica {replica} cannot be undone: garbage collection across the cluster "
         "will stop waiting for that member, and its writes no other member received are "
         "lost to the cluster. If the member comes back it is refused as a stale replica "
         "and must have its data wiped before it can rejoin. Run again with --yes if it "
@@ -56,7 +56,7 @@ def members(client: NodeClient, as_json: bool) -> None:
 def forget(replica: int, yes: bool, client: NodeClient, as_json: bool) -> None:
     """Stop waiting for member REPLICA, gone for good (needs --yes).
 
-    Only the node addressed forgets it; run this against every remaining member.
+    The node addressed tells the others in its next reports; one call is enough.
     """
     if not yes:
         # Refused before the node is even contacted: the step is irreversible.
