@@ -13,11 +13,12 @@ sync (it says so loudly) until a cluster CA is configured.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgestate.errors import ConfigError
 from edgestate.runtime import RuntimeConfig
@@ -213,26 +214,28 @@ def _path(value: str, base: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _choice(kind: type[E], value: object, name: str) -> E:
+    """``kind(value)``, or a ConfigError listing the accepted values."""
+    try:
+        return kind(value)
+    except ValueError:
+        accepted = [m.value for m in kind]
+        names = ", ".join(repr(v) for v in accepted[:-1]) + f" or {accepted[-1]!r}"
+        raise ConfigError(f"{name} must be {names}, got {value!r}") from None
+
+
 def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
     data_dir = _path(raw.get("data_dir", "edgestate-data"), base)
     api = ApiConfig(**raw.get("api", {}))
     _positive(api.port, "api.port", allow_zero=True)
 
     store_raw = dict(raw.get("store", {}))
-    if "durability" in store_raw:
-        try:
-            store_raw["durability"] = Durability(store_raw["durability"])
-        except ValueError:
-            raise ConfigError(
-                f"store.durability must be 'sync' or 'batched', got {store_raw['durability']!r}"
-            ) from None
-    if "gc" in store_raw:
-        try:
-            store_raw["gc"] = GcMode(store_raw["gc"])
-        except ValueError:
-            raise ConfigError(
-                f"store.gc must be 'cluster', 'solo' or 'off', got {store_raw['gc']!r}"
-            ) from None
+    for key, kind in (("durability", Durability), ("gc", GcMode)):
+        if key in store_raw:
+            store_raw[key] = _choice(kind, store_raw[key], f"store.{key}")
     store = StoreConfig(**store_raw)
 
     runtime_raw = dict(raw.get("runtime", {}))

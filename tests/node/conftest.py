@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -15,6 +17,9 @@ from edgestate.client import NodeClient
 from edgestate.devkit import spawn_node
 
 START_TIMEOUT_S = 30
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -76,3 +81,15 @@ def node_factory(tmp_path: Path) -> Iterator[list[NodeProcess]]:
     yield started
     for n in started:
         n.stop()
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout:.0f} s (last: {result!r})")
+        time.sleep(0.02)

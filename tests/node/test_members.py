@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import tomli_w
@@ -20,25 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edgestate.cli.main import cli
 from tests.node.api_check import call
-from tests.node.conftest import NodeProcess, start_node
+from tests.node.conftest import NodeProcess, eventually, start_node
 from tests.schemas import validate
-
-T = TypeVar("T")
 
 # Not a replica id of any node here: those are random 52-bit odd numbers.
 UNKNOWN_REPLICA = 4242
-
-
-def eventually(check: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout:.0f} s (last: {result!r})")
-        time.sleep(0.02)
 
 
 def members(node: NodeProcess) -> dict[str, Any]:

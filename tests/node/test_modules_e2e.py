@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edgestate.devkit import Bundle, Publisher, example_bundle, make_publisher
 from tests.node.api_check import call
-from tests.node.conftest import NodeProcess, start_node
+from tests.node.conftest import NodeProcess, eventually, start_node
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build" / "guest-wasm"
 WAT = REPO / "tests" / "runtime" / "wat"
-
-
-def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def deploy(node: NodeProcess, bundle: Bundle) -> Any:
