@@ -108,6 +108,7 @@ class _Collected:
     snap_seq: int  # the compaction whose snapshot it rewrote
     known: dict[int, int]  # that snapshot's state vector
     result: Collected | None
+    fresh: CrdtDocument | None  # the CRDT rebuilt from the collected snapshot
     error: BaseException | None
 
 
@@ -575,18 +576,27 @@ class Writer:
         if present - 2 * live < max(live, _MIN_GARBAGE):
             return
         snap_seq = self.metas[name].seq
-        shape = (len(crdt.root), len(crdt.counters))
+        shape = _shape(crdt)
+
+        replica = self.env.replica_id
 
         def run() -> None:
+            fresh = None
             try:
                 result = collect(snapshot, frontier)
-                if result is not None and not _same_document(result.update, known, shape):
-                    log.error("garbage collection of %r failed its check; history kept", name)
-                    result = None
+                if result is not None:
+                    # Loaded here, off the writer thread (~9 us per key), it is both
+                    # the check that the rewrite lost nothing and the CRDT that
+                    # replaces the live one, so memory shrinks too.
+                    fresh = CrdtDocument(name, replica, threaded=True)
+                    fresh.load(result.update, [])
+                    if not _same_shape(fresh, known, shape):
+                        log.error("garbage collection of %r failed its check; history kept", name)
+                        result = fresh = None
             except Exception as exc:
-                self._queue.put(_Collected(name, snap_seq, known, None, exc))
+                self._queue.put(_Collected(name, snap_seq, known, None, None, exc))
             else:
-                self._queue.put(_Collected(name, snap_seq, known, result, None))
+                self._queue.put(_Collected(name, snap_seq, known, result, fresh, None))
 
         thread = threading.Thread(target=run, name=f"edgestate-gc-{name}", daemon=True)
         self._collecting[name] = thread
@@ -609,18 +619,21 @@ class Writer:
         tables = self.env.tables
         name = done.name
         with self.env.env.begin(write=True) as txn:
-            # Writes logged since the snapshot must not build on what is collected
-            # (only a stale replica's could, and it got in before the ranges were
-            # known): keep the history rather than drop such a write on reload.
+            since: list[bytes] = []
             cursor = txn.cursor(db=tables["log"])
             prefix = K.doc_prefix(name)
             if cursor.set_range(K.log_key(name, meta.snap_seq)):
                 for key, value in cursor:
                     if not bytes(key).startswith(prefix):
                         break
-                    if stale_reference(bytes(value), result.ranges, done.known):
-                        log.warning("a write builds on %r's collected history; kept", name)
-                        return
+                    since.append(bytes(value))
+            # Writes logged since the snapshot must not build on what is collected
+            # (only a stale replica's could, and it got in before the ranges were
+            # known): keep the history rather than drop such a write on reload.
+            if any(stale_reference(update, result.ranges, done.known) for update in since):
+                log.warning("a write builds on %r's collected history; kept", name)
+                return  # nothing written: the empty transaction commits
+            fresh = self._caught_up(name, done.fresh, since)
             old = self.gc.get(name) or GcState()
             state = GcState(
                 old.frontier,
@@ -635,11 +648,27 @@ class Writer:
         self.gc[name] = state
         self.metas[name] = new
         self.collections += 1
-        if meta.keys <= self.config.evict_max_keys:
-            # Rebuilt from the collected snapshot + log on next use, so memory and
-            # later compactions shrink too. Big documents keep their loaded CRDT
-            # (a rebuild costs ~9 us per key); their disk is bounded all the same.
+        if fresh is not None:
+            self.docs[name] = fresh
+        else:
+            # Not caught up (see _caught_up): rebuilt from the collected snapshot
+            # and the log on next use instead.
             self.docs.pop(name, None)
+
+    def _caught_up(
+        self, name: str, fresh: CrdtDocument | None, since: list[bytes]
+    ) -> CrdtDocument | None:
+        """The collected CRDT with the writes logged since its snapshot, if it
+        matches the live one (same clocks, same keys); else None."""
+        live = self.docs.get(name)
+        if fresh is None or live is None or name in self._loading:
+            return None
+        fresh.load(None, since)
+        fresh.last_used = live.last_used
+        if _same_shape(fresh, decode_state_vector(live.state_vector()), _shape(live)):
+            return fresh
+        log.error("the collected CRDT of %r does not match the live one; rebuilding", name)
+        return None
 
     def job_gc_frontier(self, doc: str, frontier: dict[int, int]) -> Callable[[_Group], None]:
         """A job recording the cluster's stable frontier of ``doc``."""
@@ -861,14 +890,13 @@ class Writer:
         return run
 
 
-def _same_document(update: bytes, known: dict[int, int], shape: tuple[int, int]) -> bool:
+def _shape(crdt: CrdtDocument) -> tuple[int, int]:
+    return len(crdt.root), len(crdt.counters)
+
+
+def _same_shape(crdt: CrdtDocument, known: dict[int, int], shape: tuple[int, int]) -> bool:
     """A cheap cross-check that a rewrite lost nothing: same clocks, same key counts."""
-    doc = CrdtDocument("check", 0, threaded=True)
-    doc.load(update, [])
-    return decode_state_vector(doc.state_vector()) == known and shape == (
-        len(doc.root),
-        len(doc.counters),
-    )
+    return decode_state_vector(crdt.state_vector()) == known and _shape(crdt) == shape
 
 
 def check_value(op: Set, config: StoreConfig) -> None:
