@@ -49,6 +49,8 @@ T = TypeVar("T")
 # Fewer collectable structs than this (beyond what live keys need) are not worth
 # parsing a document for.
 _MIN_GARBAGE = 256
+# ...nor less than this share of the structs a collection would parse.
+_MIN_GARBAGE_SHARE = 0.25
 
 
 @dataclass(slots=True)
@@ -566,14 +568,18 @@ class Writer:
             frontier = state.frontier
         if not frontier:
             return
+        # Every clock not yet collected is a struct to parse; only those below the
+        # frontier can go, less about two per live key that stay. Parse when that
+        # garbage is a fair share of the whole: a frontier lagging by a minute of
+        # heavy writes would otherwise have each compaction re-parse that minute
+        # for nothing. (A growth gate, "k times what the last collection kept",
+        # was tried: in SOLO mode rarer collections lengthen the frontier's lag,
+        # which keeps more, which raises the gate: 77x live instead of 8x.)
         collected = sum(e - b for runs in state.ranges.by_client.values() for b, e in runs)
         present = sum(known.values()) - collected
-        live = self.metas[name].keys
-        # A growth gate (wait until the document is k times what the last
-        # collection kept) was tried: in SOLO mode rarer collections lengthen the
-        # frontier's lag, which keeps more, which raises the gate (measured 77x
-        # live instead of 8x). Collecting at every compaction is the stable choice.
-        if present - 2 * live < max(live, _MIN_GARBAGE):
+        stable = sum(min(frontier.get(c, 0), clock) for c, clock in known.items()) - collected
+        garbage = stable - 2 * self.metas[name].keys
+        if garbage < max(present * _MIN_GARBAGE_SHARE, _MIN_GARBAGE):
             return
         snap_seq = self.metas[name].seq
         shape = _shape(crdt)
