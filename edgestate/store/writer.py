@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Fewer collectable structs than this (beyond what live keys need) are not worth
-# parsing a document for.
-_MIN_GARBAGE = 256
+# parsing a document for. Small: compaction, which comes first, already costs more.
+_MIN_GARBAGE = 32
 # ...nor less than this share of the structs a collection would parse.
 _MIN_GARBAGE_SHARE = 0.25
 
