@@ -569,8 +569,9 @@ class Writer:
         if not frontier:
             return
         # Every clock not yet collected is a struct to parse; only those below the
-        # frontier can go, less about two per live key that stay. Parse when that
-        # garbage is a fair share of the whole: a frontier lagging by a minute of
+        # frontier can go, less the live ones (taken as spread evenly: subtracting
+        # every live key from the stable part starved documents that gain keys).
+        # Parse when that garbage is a fair share of the whole: a frontier lagging by a minute of
         # heavy writes would otherwise have each compaction re-parse that minute
         # for nothing. (A growth gate, "k times what the last collection kept",
         # was tried: in SOLO mode rarer collections lengthen the frontier's lag,
@@ -578,7 +579,8 @@ class Writer:
         collected = sum(e - b for runs in state.ranges.by_client.values() for b, e in runs)
         present = sum(known.values()) - collected
         stable = sum(min(frontier.get(c, 0), clock) for c, clock in known.items()) - collected
-        garbage = stable - 2 * self.metas[name].keys
+        live = self.metas[name].keys
+        garbage = stable * (present - live) // present if present > 0 else 0
         if garbage < max(present * _MIN_GARBAGE_SHARE, _MIN_GARBAGE):
             return
         snap_seq = self.metas[name].seq

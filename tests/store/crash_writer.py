@@ -9,10 +9,11 @@ from __future__ import annotations
 import sys
 import threading
 
-from edgestate.store import Set, Store, StoreConfig
+from edgestate.store import GcMode, Set, Store, StoreConfig
 
-path, threads = sys.argv[1], int(sys.argv[2])
-store = Store.open(path, StoreConfig(compact_min_log_bytes=4096))
+path, threads, gc = sys.argv[1], int(sys.argv[2]), GcMode(sys.argv[3])
+# Small compactions: with gc=solo, collections run (and get killed) all along.
+store = Store.open(path, StoreConfig(compact_min_log_bytes=4096, gc=gc))
 store.create_document("d")
 out_lock = threading.Lock()
 print("ready", flush=True)
