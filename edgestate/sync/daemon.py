@@ -200,10 +200,19 @@ class _Connection:
     async def close(self, code: int, reason: str) -> None:
         await self.ws.close(code=code, message=reason.encode()[:_MAX_REASON])
 
+    async def send_reports(self) -> None:
+        frontier = self.daemon.frontier
+        await self.send(Reports(self.daemon.reports_to_send(), tuple(sorted(frontier.forgotten))))
+
     async def run_sender(self) -> None:
         """Handshake, then push queued updates; run state-vector exchanges when asked."""
         await self.send(Peers(tuple(self.daemon.connected())))
         self.peers_dirty = False
+        if self.version >= frames.REPORTS_VERSION:
+            # Before any state vector, so each side is the other's member before
+            # a diff flows: a peer that syncs, writes offline and vanishes is
+            # still one whose writes garbage collection waits for.
+            await self.send_reports()
         # One catch-up at a time per node: a node back from a restart gets what it
         # missed from the first peer, and its next peers see it caught up already.
         async with self.daemon.handshake_lock:
@@ -212,8 +221,7 @@ class _Connection:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(HANDSHAKE_WAIT_S):
                     await self.synced.wait()
-        # Reported at once, so a node that just joined is known before its writes
-        # can matter to anyone's garbage collection (see sync.frontier).
+        # Again once caught up: frontiers converge sooner.
         self.reports_due = True
         self.wake.set()
         coalesce = self.daemon.config.coalesce_s
@@ -227,12 +235,7 @@ class _Connection:
                 await self.send(Peers(tuple(self.daemon.connected())))
             if self.reports_due and self.version >= frames.REPORTS_VERSION:
                 self.reports_due = False
-                await self.send(
-                    Reports(
-                        self.daemon.reports_to_send(),
-                        tuple(sorted(self.daemon.frontier.forgotten)),
-                    )
-                )
+                await self.send_reports()
             if self.resync or self.sync_requested:
                 if self.resync:
                     self.daemon.stats.resyncs += 1

@@ -21,8 +21,10 @@ WebSocket upgrade):
 6. ``svs`` again at anti-entropy time, with ``reply`` set so the receiver answers
    with its own state vectors and both sides send what the other lacks.
 7. ``reports`` (version 2): per cluster member (store replica id), the newest
-   state vector of each document it reported, at connect and every gc round;
-   they set the garbage-collection frontier (edgestate.sync.frontier).
+   state vector of each document it reported, and the members an operator
+   forgot. Sent right after ``peers`` (before ``svs``: each side is the other's
+   member before any diff flows), once caught up, and every gc round; they set
+   the garbage-collection frontier (edgestate.sync.frontier).
 """
 
 from __future__ import annotations

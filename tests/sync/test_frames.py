@@ -14,7 +14,7 @@ import pytest
 from edgestate.errors import ProtocolError
 from edgestate.store import Delete, Incr, Set
 from edgestate.sync import frames
-from edgestate.sync.frames import Diff, Hello, Peers, Push, StateVectors, Synced
+from edgestate.sync.frames import Diff, Hello, Peers, Push, Reports, StateVectors, Synced
 from tests.sync.conftest import Cluster, Nodes, RawPeer, eventually
 
 SCHEMA = json.loads(
@@ -111,7 +111,8 @@ async def test_frames_a_node_really_sends_match_the_schema(nodes: Nodes, cluster
     peer = RawPeer(cluster)
     try:
         await peer.connect(node)
-        assert [type(await peer.recv()) for _ in range(3)] == [Hello, Peers, StateVectors]
+        # Version 2 reports members before any state vector (see sync.frontier).
+        assert [type(await peer.recv()) for _ in range(4)] == [Hello, Peers, Reports, StateVectors]
         # We name no documents and ask for a reply: the node sends what we lack
         # (the whole of "docs"), marks the end, and sends its own state vectors.
         await peer.send(StateVectors({}, reply=True))
