@@ -392,7 +392,15 @@ class Writer:
                 elif isinstance(incoming, _Loaded):
                     ready.extend(self._loaded(incoming))
                 elif isinstance(incoming, _Collected):
-                    self._install_collected(incoming)
+                    try:
+                        self._install_collected(incoming)
+                    except Exception:
+                        # Found in review: unguarded, a full disk (MapFullError) or a
+                        # log entry the new CRDT cannot replay killed this thread and
+                        # hung every caller. The install is one LMDB transaction: on
+                        # failure nothing of it is stored and the history stays.
+                        log.exception("installing the collection of %r failed", incoming.name)
+                        self.docs.pop(incoming.name, None)
                 else:
                     waiting_on = self._needs_wait(incoming)
                     if waiting_on is not None:
@@ -823,13 +831,24 @@ class Writer:
         if pending is None:
             pending = []
             prefix = K.doc_prefix(doc)
+            refused: list[bytes] = []
             cursor = group.txn.cursor(db=self.env.tables["pending"])
             if cursor.set_range(prefix):
                 for key, value in cursor:
                     if not bytes(key).startswith(prefix):
                         break
                     update = bytes(value)
-                    pending.append((bytes(key), update, update_blocks(update) or []))
+                    try:
+                        blocks = update_blocks(update) or []
+                    except InvalidUpdateError as exc:
+                        # Held before content refs were checked at the door.
+                        log.warning("dropped a held update of %r: %s", doc, exc)
+                        refused.append(bytes(key))
+                        continue
+                    pending.append((bytes(key), update, blocks))
+            for key in refused:
+                group.txn.delete(key, db=self.env.tables["pending"])
+                group.dirty = True
             self.pending[doc] = pending
         return pending
 

@@ -294,3 +294,30 @@ def test_the_live_crdt_shrinks_too_and_keeps_taking_writes(
         assert after <= store.document_info("d").snapshot_bytes * 1.2
         _overwrite(store, 5, start=300)
         assert store.get("d", "k007") == b"v304-7"
+
+
+def test_a_failed_install_keeps_history_and_the_writer_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: an exception while installing a collection (a full disk)
+    killed the writer thread and hung every later caller."""
+    import edgestate.store.writer as writer_module
+
+    def fail(*args: object) -> None:
+        raise OSError("no space left on device (injected)")
+
+    config = StoreConfig(gc=GcMode.SOLO, **SMALL)  # type: ignore[arg-type]
+    with Store.open(tmp_path / "s", config) as store:
+        store.create_document("d")
+        monkeypatch.setattr(writer_module.Writer, "_caught_up", fail)
+        _overwrite(store, 100)
+        store.compact("d")
+        store.compact("d")
+        assert store.gc_status("d").collected_items == 0  # every install failed
+        store.set("d", "k000", b"still writing")
+        assert store.get("d", "k000") == b"still writing"
+        monkeypatch.undo()
+        _overwrite(store, 100, start=100)
+        store.compact("d")
+        store.compact("d")
+        assert store.gc_status("d").collected_items > 0

@@ -250,3 +250,19 @@ def test_a_gapped_update_of_several_clients_is_held_durably(tmp_path: Path) -> N
         source.apply_update(a.get_update())
         source.apply_update(b.get_update())
         assert s.state_vector("d") == source.get_state()
+
+
+def test_an_update_with_content_yjs_does_not_have_is_refused_and_the_doc_reloads(
+    tmp_path: Path,
+) -> None:
+    """Found in review: pycrdt acknowledged an item with content ref 18 but logged
+    bytes for it that it could not decode again, so the document did not load."""
+    odd = bytes([1, 1, 99, 0, 18 | 0x20, 1, 4]) + b"root" + bytes([3]) + b"odd" + bytes(4)
+    with Store.open(tmp_path / "s") as store:
+        store.create_document("d")
+        store.set("d", "k", b"v")
+        with pytest.raises(InvalidUpdateError, match="unknown struct content 18"):
+            store.apply_update("d", odd)
+    with Store.open(tmp_path / "s") as store:
+        store.set("d", "k2", b"after")  # loads the CRDT from snapshot + log
+        assert store.get("d", "k") == b"v" and store.get("d", "k2") == b"after"
