@@ -138,6 +138,7 @@ class Collected:
 
     update: bytes  # the rewritten full state
     ranges: Ranges  # clocks turned into GC by this pass
+    rehung: Ranges  # the ids re-hung items now hang from (one clock each)
     items_before: int
     items_after: int
 
@@ -414,6 +415,7 @@ def collect(snapshot: bytes, frontier: dict[int, int]) -> Collected | None:
 
     out = bytearray()
     ranges = Ranges()
+    rehung = Ranges()
     _write_varuint(out, len(clients))
     after = 0
     # Yjs writes clients in descending order; decoders accept any order.
@@ -453,6 +455,7 @@ def collect(snapshot: bytes, frontier: dict[int, int]) -> Collected | None:
             while up.up is not None and id(up.up) in dead:
                 up = up.up
             assert up.origin is not None
+            rehung.add(up.origin[0], up.origin[1], up.origin[1] + 1)
             if copy_to > copy_from:
                 body += snapshot[copy_from:copy_to]
             copy_from = copy_to = -1
@@ -474,17 +477,21 @@ def collect(snapshot: bytes, frontier: dict[int, int]) -> Collected | None:
     items_before = sum(
         1 for structs in clients.values() for s in structs if s.ref not in (_GC, _SKIP)
     )
-    return Collected(bytes(out), ranges.normalize(), items_before, after)
+    return Collected(bytes(out), ranges.normalize(), rehung.normalize(), items_before, after)
 
 
-def stale_reference(update: bytes, collected: Ranges, known: dict[int, int]) -> str | None:
+def stale_reference(
+    update: bytes, collected: Ranges, rehung: Ranges, known: dict[int, int]
+) -> str | None:
     """Why ``update`` cannot be integrated into a collected history, or None.
 
     An item we do not have yet (not covered by ``known``, our state vector) is
-    refused if its origin or right origin lies in a collected range: it was
-    written by a replica that had not seen the stable frontier, and Yjs would
-    silently turn it into a GC struct (the write would vanish here and survive on
-    replicas that kept the history).
+    refused if its origin or right origin lies in a collected range (Yjs would
+    silently turn it into a GC struct: the write would vanish here and survive
+    on replicas that kept the history), or is an id a kept item was re-hung to
+    (it would be a sibling of that item here and of the collected one there,
+    ordered differently: found in review). Only a replica that had not seen the
+    stable frontier writes either; every member already has the re-hung item.
     """
     if not collected.by_client:
         return None
@@ -500,25 +507,29 @@ def stale_reference(update: bytes, collected: Ranges, known: dict[int, int]) -> 
                         "entry every cluster member had already superseded and this node has "
                         "garbage-collected"
                     )
+                if ref is not None and rehung.covers(*ref):
+                    return (
+                        f"item {s.client}:{s.clock} builds on {ref[0]}:{ref[1]}, where this node "
+                        "re-hung history it garbage-collected; every cluster member had already "
+                        "written past it"
+                    )
     return None
 
 
-def partial_replica(remote: dict[int, int], collected: Ranges) -> str | None:
+def partial_replica(remote: dict[int, int], floor: dict[int, int]) -> str | None:
     """Why a replica at state vector ``remote`` cannot take our collected history.
 
-    One that holds none of the collected clients' items (a fresh replica) or all
-    of them up to the collected ranges' ends (every member) is fine. One in
-    between holds items our rewrite dropped or re-pointed, and would integrate
-    the rewritten ones differently.
+    ``floor`` covers every frontier a collection here used, so every collected
+    and every re-hung item. A replica holding all of it (every member) or none
+    of its clients' items (a fresh replica) is fine. One in between may hold a
+    collected item without the item re-hung below it, and would integrate the
+    re-hung one differently (found in review: the key vanished there).
     """
-    ends = collected.ends()
-    if not ends:
-        return None
-    if all(remote.get(c, 0) == 0 for c in ends) or all(
-        remote.get(c, 0) >= end for c, end in ends.items()
+    if all(remote.get(c, 0) == 0 for c in floor) or all(
+        remote.get(c, 0) >= clock for c, clock in floor.items()
     ):
         return None
-    behind = sorted(c for c, end in ends.items() if remote.get(c, 0) < end)
+    behind = sorted(c for c, clock in floor.items() if remote.get(c, 0) < clock)
     return (
         f"the replica holds part of a history this node has garbage-collected (clients "
         f"{behind[:5]} are behind the collected frontier); it must drop its copy of the "
@@ -534,9 +545,14 @@ class GcState:
     frontier: dict[int, int] | None = None
     # SOLO mode: our state vector at the previous compaction (the next frontier).
     previous: dict[int, int] | None = None
-    # Every clock range collected so far: what stale_reference/partial_replica check.
+    # Every clock range collected so far, and the ids re-hung items hang from:
+    # what stale_reference checks.
     ranges: Ranges = field(default_factory=Ranges)
     collected_items: int = 0
+    rehung: Ranges = field(default_factory=Ranges)
+    # Componentwise max of the frontiers collections used: what partial_replica
+    # checks (it covers every collected and re-hung item).
+    floor: dict[int, int] = field(default_factory=dict)
 
     def pack(self) -> bytes:
         return bytes(
@@ -546,6 +562,8 @@ class GcState:
                     "previous": self.previous,
                     "ranges": self.ranges.to_wire(),
                     "collected": self.collected_items,
+                    "rehung": self.rehung.to_wire(),
+                    "floor": self.floor,
                 }
             )
         )
@@ -560,6 +578,8 @@ class GcState:
                 previous=body["previous"],
                 ranges=Ranges.from_wire(body["ranges"]).normalize(),
                 collected_items=int(body["collected"]),
+                rehung=Ranges.from_wire(body.get("rehung", {})).normalize(),
+                floor={int(c): int(k) for c, k in body.get("floor", {}).items()},
             )
         except (msgpack.UnpackException, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a garbage-collection record: {exc!r}") from exc

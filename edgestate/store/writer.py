@@ -109,6 +109,7 @@ class _Collected:
     name: str
     snap_seq: int  # the compaction whose snapshot it rewrote
     known: dict[int, int]  # that snapshot's state vector
+    frontier: dict[int, int]  # the frontier it collected at
     result: Collected | None
     fresh: CrdtDocument | None  # the CRDT rebuilt from the collected snapshot
     error: BaseException | None
@@ -564,8 +565,7 @@ class Writer:
         mode = self.config.gc
         if mode is GcMode.OFF or name in self._collecting:
             return
-        old = self.gc.get(name) or GcState()
-        state = GcState(old.frontier, old.previous, old.ranges, old.collected_items)
+        state = replace(self.gc.get(name) or GcState())
         known = decode_state_vector(crdt.state_vector())
         if mode is GcMode.SOLO:
             frontier = state.previous
@@ -610,9 +610,9 @@ class Writer:
                         log.error("garbage collection of %r failed its check; history kept", name)
                         result = fresh = None
             except Exception as exc:
-                self._queue.put(_Collected(name, snap_seq, known, None, None, exc))
+                self._queue.put(_Collected(name, snap_seq, known, frontier, None, None, exc))
             else:
-                self._queue.put(_Collected(name, snap_seq, known, result, fresh, None))
+                self._queue.put(_Collected(name, snap_seq, known, frontier, result, fresh, None))
 
         thread = threading.Thread(target=run, name=f"edgestate-gc-{name}", daemon=True)
         self._collecting[name] = thread
@@ -646,16 +646,20 @@ class Writer:
             # Writes logged since the snapshot must not build on what is collected
             # (only a stale replica's could, and it got in before the ranges were
             # known): keep the history rather than drop such a write on reload.
-            if any(stale_reference(update, result.ranges, done.known) for update in since):
+            if any(
+                stale_reference(update, result.ranges, result.rehung, done.known)
+                for update in since
+            ):
                 log.warning("a write builds on %r's collected history; kept", name)
                 return  # nothing written: the empty transaction commits
             fresh = self._caught_up(name, done.fresh, since)
             old = self.gc.get(name) or GcState()
-            state = GcState(
-                old.frontier,
-                old.previous,
-                old.ranges.union(result.ranges),
-                old.collected_items + result.items_before - result.items_after,
+            state = replace(
+                old,
+                ranges=old.ranges.union(result.ranges),
+                rehung=old.rehung.union(result.rehung),
+                floor=_vector_max(old.floor, done.frontier),
+                collected_items=old.collected_items + result.items_before - result.items_after,
             )
             new = replace(meta, snap_b=len(result.update))
             txn.put(name.encode(), result.update, db=tables["snap"])
@@ -692,8 +696,7 @@ class Writer:
         def run(group: _Group) -> None:
             if doc not in self.metas:
                 raise UnknownDocumentError(f"no document named {doc!r}")
-            old = self.gc.get(doc) or GcState()
-            state = GcState(dict(frontier), old.previous, old.ranges, old.collected_items)
+            state = replace(self.gc.get(doc) or GcState(), frontier=dict(frontier))
             group.txn.put(K.gc_record_key(doc), state.pack(), db=self.env.tables["meta"])
             group.dirty = True
             # Installed now: on a failed commit the next call brings it again.
@@ -707,7 +710,9 @@ class Writer:
         if state is None or not state.ranges.by_client:
             return
         try:
-            why = stale_reference(update, state.ranges, decode_state_vector(crdt.state_vector()))
+            why = stale_reference(
+                update, state.ranges, state.rehung, decode_state_vector(crdt.state_vector())
+            )
         except (ValueError, IndexError):
             return  # not parseable: pycrdt refuses it with its own error
         if why is not None:
@@ -724,7 +729,7 @@ class Writer:
                     theirs = decode_state_vector(remote)
                 except (ValueError, IndexError) as exc:
                     raise InvalidUpdateError(f"cannot decode state vector: {exc}") from exc
-                why = partial_replica(theirs, state.ranges)
+                why = partial_replica(theirs, state.floor)
                 if why is not None:
                     raise StaleReplicaError(f"cannot sync {doc!r} with this replica: {why}")
             return crdt.diff(remote)
@@ -915,6 +920,10 @@ class Writer:
             return fn(group.doc(doc))
 
         return run
+
+
+def _vector_max(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
+    return {c: max(a.get(c, 0), b.get(c, 0)) for c in a.keys() | b.keys()}
 
 
 def _shape(crdt: CrdtDocument) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from pycrdt import Doc, Map
 
 from edgestate.errors import StaleReplicaError, StoreError
 from edgestate.store import Durability, GcMode, Incr, Set, Store, StoreConfig
-from edgestate.store.gc import collect, partial_replica, stale_reference
+from edgestate.store.gc import Ranges, collect, partial_replica, stale_reference
 from edgestate.store.updates import decode_state_vector
 
 # Small compaction threshold: many compactions from few writes.
@@ -69,7 +69,7 @@ def _random_cluster(seed: int) -> tuple[int, int]:
     reps = [_doc(i) for i in ids]
     keys = [f"k{i}" for i in range(rnd.choice([2, 5, 9]))]
     rounds: list[tuple[dict[int, int], dict[int, int]]] = []
-    collected: dict[int, object] = {}
+    collected: dict[int, tuple[Ranges, Ranges, dict[int, int]]] = {}  # ranges, rehung, floor
     collections = refused = 0
 
     def inf_sup() -> tuple[dict[int, int], dict[int, int]]:
@@ -84,8 +84,11 @@ def _random_cluster(seed: int) -> tuple[int, int]:
         nonlocal refused
         target = reps[i][0]
         update = reps[j][0].get_update(target.get_state())
-        ranges = collected.get(i)
-        if ranges is not None and stale_reference(update, ranges, _sv(target)):  # type: ignore[arg-type]
+        mine, theirs = collected.get(i), collected.get(j)
+        if theirs is not None and partial_replica(_sv(target), theirs[2]):
+            refused += 1  # j would refuse to serve i
+            return
+        if mine is not None and stale_reference(update, mine[0], mine[1], _sv(target)):
             refused += 1
             return
         target.apply_update(update)
@@ -123,8 +126,20 @@ def _random_cluster(seed: int) -> tuple[int, int]:
             doc, root = _doc(ids[i], result.update)
             assert _sv(doc) == _sv(reps[i][0]) and root.to_py() == reps[i][1].to_py()
             reps[i] = (doc, root)
+            frontier = usable[-1][0]
             old = collected.get(i)
-            collected[i] = old.union(result.ranges) if old is not None else result.ranges  # type: ignore[attr-defined]
+            collected[i] = (
+                (
+                    old[0].union(result.ranges),
+                    old[1].union(result.rehung),
+                    {
+                        c: max(old[2].get(c, 0), frontier.get(c, 0))
+                        for c in old[2].keys() | frontier.keys()
+                    },
+                )
+                if old is not None
+                else (result.ranges, result.rehung, dict(frontier))
+            )
     for _ in range(2):
         for a in range(len(reps)):
             for b in range(len(reps)):
@@ -156,11 +171,69 @@ def test_a_write_built_on_collected_history_is_detected() -> None:
     offline_root["k0"] = b"written on an old view"
     result = collect(a.get_update(), _sv(a))  # the offline one was forgotten
     assert result is not None
-    why = stale_reference(offline.get_update(a.get_state()), result.ranges, _sv(a))
+    why = stale_reference(offline.get_update(a.get_state()), result.ranges, result.rehung, _sv(a))
     assert why is not None and "garbage-collected" in why
-    assert partial_replica(_sv(offline), result.ranges) is not None
-    assert partial_replica({}, result.ranges) is None  # a fresh replica is fine
-    assert partial_replica(_sv(a), result.ranges) is None  # so is one that has it all
+    floor = _sv(a)
+    assert partial_replica(_sv(offline), floor) is not None
+    assert partial_replica({}, floor) is None  # a fresh replica is fine
+    assert partial_replica({5: 3}, floor) is None  # with writes of its own too
+    assert partial_replica(_sv(a), floor) is None  # so is one that has it all
+
+
+def _sync(dst: Doc, src: Doc) -> None:
+    dst.apply_update(src.get_update(dst.get_state()))
+
+
+def _garbage(root: Map) -> None:
+    for i in range(200):  # enough overwrites for a collection to be worth it
+        root[f"g{i % 4}"] = f"{i}".encode()
+
+
+def test_a_replica_holding_a_collected_item_but_not_the_one_re_hung_is_refused(
+    solo: Store,
+) -> None:
+    """Found in review: it held every collected clock, passed the old range-end
+    check, then put the re-hung item before the collected one: the key vanished."""
+    a, a_root = _doc(1)
+    s, s_root = _doc(3)
+    b, b_root = _doc(2)
+    a_root["k"] = b"P"
+    _sync(s, a)
+    _garbage(s_root)
+    s_root["k"] = b"s"
+    client, _ = _doc(77, s.get_update())  # a Yjs client that goes offline
+    _sync(b, s)
+    b_root["k"] = b"K"
+    solo.apply_update("d", b.get_update(), origin="peer:b")
+    solo.compact("d")
+    solo.compact("d")
+    assert solo.gc_status("d").collected_items > 0
+    with pytest.raises(StaleReplicaError, match="afresh"):
+        solo.diff("d", client.get_state())
+
+
+def test_a_write_hung_where_a_collected_run_hung_is_refused(solo: Store) -> None:
+    """Found in review: an offline replica holding only the parent P of a collected
+    run wrote on P; here it would be a sibling of the re-hung item, on a full
+    history a sibling of the collected one, ordered differently."""
+    a, a_root = _doc(10)
+    s, s_root = _doc(20)
+    k, k_root = _doc(40)
+    a_root["k"] = b"P"
+    client, client_root = _doc(30, a.get_update())  # holds only P, goes offline
+    _sync(s, a)
+    _garbage(s_root)
+    s_root["k"] = b"s"
+    _sync(k, s)
+    k_root["k"] = b"K"
+    solo.apply_update("d", k.get_update(), origin="peer:k")
+    solo.compact("d")
+    solo.compact("d")
+    assert solo.gc_status("d").collected_items > 0
+    client_root["k"] = b"W, written offline on P"
+    with pytest.raises(StaleReplicaError, match="re-hung"):
+        solo.apply_update("d", client.get_update(), origin="client")
+    assert solo.get("d", "k") == b"K"
 
 
 # --- the store ---------------------------------------------------------------------
