@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +29,7 @@ from edgestate.store import keys as K
 from edgestate.store.changes import ChangeHub, ChangeStream, Listener
 from edgestate.store.crdt import TAG_COUNTER, CrdtDocument, unpack_i64
 from edgestate.store.env import DocMeta, Environment, open_environment
-from edgestate.store.gc import GcState
+from edgestate.store.gc import GcState, Ranges
 from edgestate.store.types import (
     Delete,
     DocumentInfo,
@@ -396,6 +397,20 @@ class Store:
             group.dirty = True
 
         await self._w().submit_async(run)
+
+    def gc_record(self, doc: str) -> GcState | None:
+        """A copy of ``doc``'s collection record: ranges, re-hang points, floor."""
+        self._require_doc(doc)
+        state = self._w().gc.get(doc)
+        return replace(state) if state is not None else None
+
+    async def amerge_gc(
+        self, doc: str, ranges: Ranges, rehung: Ranges, floor: Mapping[int, int]
+    ) -> None:
+        """Fold another node's collection record of ``doc`` into ours (see
+        ``Writer.job_merge_gc``); a document not here yet is skipped."""
+        K.check_doc_name(doc)
+        await self._w().submit_async(self._w().job_merge_gc(doc, ranges, rehung, dict(floor)))
 
     def gc_status(self, doc: str) -> GcStatus:
         """What garbage collection has done to ``doc``."""

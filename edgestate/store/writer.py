@@ -38,7 +38,14 @@ from edgestate.store import keys as K
 from edgestate.store.changes import ChangeHub
 from edgestate.store.crdt import CrdtDocument, WritePlan
 from edgestate.store.env import DocMeta, Environment
-from edgestate.store.gc import Collected, GcState, collect, partial_replica, stale_reference
+from edgestate.store.gc import (
+    Collected,
+    GcState,
+    Ranges,
+    collect,
+    partial_replica,
+    stale_reference,
+)
 from edgestate.store.types import ChangeEvent, Durability, GcMode, Set, StoreConfig, WriteOp
 from edgestate.store.updates import check_v1_update, decode_state_vector, update_blocks
 
@@ -700,6 +707,36 @@ class Writer:
             group.txn.put(K.gc_record_key(doc), state.pack(), db=self.env.tables["meta"])
             group.dirty = True
             # Installed now: on a failed commit the next call brings it again.
+            self.gc[doc] = state
+
+        return run
+
+    def job_merge_gc(
+        self, doc: str, ranges: Ranges, rehung: Ranges, floor: dict[int, int]
+    ) -> Callable[[_Group], None]:
+        """A job folding another node's collection record into ours.
+
+        A node that bootstrapped from a collected copy holds that history without
+        having collected it, and one that kept the full history would take (and
+        relay) a stale write the collector refuses, which would then refuse that
+        member's every later update (found in review). Knowing the collector's
+        ranges, both refuse the same writes.
+        """
+
+        def run(group: _Group) -> None:
+            if doc not in self.metas:
+                return  # nothing of it here yet; a later diff brings it, and this again
+            old = self.gc.get(doc) or GcState()
+            state = replace(
+                old,
+                ranges=old.ranges.union(ranges),
+                rehung=old.rehung.union(rehung),
+                floor=_vector_max(old.floor, floor),
+            )
+            if state == old:
+                return
+            group.txn.put(K.gc_record_key(doc), state.pack(), db=self.env.tables["meta"])
+            group.dirty = True
             self.gc[doc] = state
 
         return run

@@ -51,11 +51,13 @@ from edgestate.errors import (
     SyncError,
 )
 from edgestate.store import ChangeStream, Store
+from edgestate.store.gc import Ranges
 from edgestate.store.updates import decode_state_vector
 from edgestate.sync import frames
 from edgestate.sync.config import Limits, SyncConfig, parse_address
 from edgestate.sync.discovery import Discovery, Found, MdnsDiscovery, StaticDiscovery
 from edgestate.sync.frames import (
+    Collected,
     Diff,
     Hello,
     Peers,
@@ -139,6 +141,7 @@ class _Connection:
         self.node_id: str | None = None
         self.version = 0  # negotiated protocol version
         self.reports_due = False
+        self.collected_due: set[str] = set()  # documents whose GC record to send
         self.origin: str | None = None
         self.record: PeerRecord | None = None
         self.queue: collections.deque[tuple[str, bytes]] = collections.deque()
@@ -200,6 +203,10 @@ class _Connection:
     async def close(self, code: int, reason: str) -> None:
         await self.ws.close(code=code, message=reason.encode()[:_MAX_REASON])
 
+    async def send_collected(self, doc: str) -> None:
+        for frame in self.daemon.collected_frames(doc):
+            await self.send(frame)
+
     async def send_reports(self) -> None:
         frontier = self.daemon.frontier
         await self.send(Reports(self.daemon.reports_to_send(), tuple(sorted(frontier.forgotten))))
@@ -213,6 +220,7 @@ class _Connection:
             # a diff flows: a peer that syncs, writes offline and vanishes is
             # still one whose writes garbage collection waits for.
             await self.send_reports()
+            self.collected_due.update(self.daemon.collected_docs())
         # One catch-up at a time per node: a node back from a restart gets what it
         # missed from the first peer, and its next peers see it caught up already.
         async with self.daemon.handshake_lock:
@@ -236,6 +244,10 @@ class _Connection:
             if self.reports_due and self.version >= frames.REPORTS_VERSION:
                 self.reports_due = False
                 await self.send_reports()
+            if self.collected_due and self.version >= frames.REPORTS_VERSION:
+                due, self.collected_due = self.collected_due, set()
+                for doc in sorted(due):
+                    await self.send_collected(doc)
             if self.resync or self.sync_requested:
                 if self.resync:
                     self.daemon.stats.resyncs += 1
@@ -326,6 +338,7 @@ class SyncDaemon:
             grace_s=config.gc_grace_s,
         )
         self._frontier_dirty = False
+        self._collected_told: dict[str, int] = {}
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -803,6 +816,19 @@ class SyncDaemon:
                 conn.synced.set()
             case Peers(nodes):
                 conn.neighbors = frozenset(nodes)
+            case Collected(doc, ranges, rehung, floor):
+                if conn.version < frames.REPORTS_VERSION:
+                    raise UnexpectedFrameError(
+                        f"collected frame in protocol version {conn.version}"
+                    )
+                if doc not in self.config.local_only:
+                    await self._drain_applies(conn)  # the diff it follows lands first
+                    await self.store.amerge_gc(
+                        doc,
+                        Ranges.from_wire(ranges).normalize(),
+                        Ranges.from_wire(rehung).normalize(),
+                        floor,
+                    )
             case Reports(members, forgotten):
                 if conn.version < frames.REPORTS_VERSION:
                     raise UnexpectedFrameError(f"reports frame in protocol version {conn.version}")
@@ -876,6 +902,9 @@ class SyncDaemon:
             if update != EMPTY_UPDATE or remote is None:
                 await conn.send(Diff(doc, update))
                 self.stats.diffs_sent += 1
+                if conn.version >= frames.REPORTS_VERSION:
+                    # Right behind the history it describes (see frames.Collected).
+                    await conn.send_collected(doc)
         await conn.send(Synced())
         if conn.record is not None:
             conn.record.lag_by_doc = lags
@@ -938,10 +967,56 @@ class SyncDaemon:
         if self._frontier_dirty:
             self._frontier_dirty = False
             await self.store.aput_local(FRONTIER_KEY, self.frontier.pack())
+        changed = self._collected_changes()
         for conn in self._conns.values():
             conn.reports_due = True
+            conn.collected_due |= changed
             conn.wake.set()
         return frontiers
+
+    def collected_docs(self) -> list[str]:
+        """Replicated documents with a garbage-collection record to tell peers of."""
+        out = []
+        for doc in self.store.documents():
+            record = self.store.gc_record(doc) if doc not in self.config.local_only else None
+            if record is not None and record.ranges.by_client:
+                out.append(doc)
+        return out
+
+    def _collected_changes(self) -> set[str]:
+        """Documents whose record changed since last told (collected here, or
+        merged from a peer: passing it on spreads it hop by hop)."""
+        changed = set()
+        for doc in self.collected_docs():
+            record = self.store.gc_record(doc)
+            assert record is not None
+            marker = hash(record.pack())
+            if self._collected_told.get(doc) != marker:
+                self._collected_told[doc] = marker
+                changed.add(doc)
+        return changed
+
+    def collected_frames(self, doc: str) -> list[Collected]:
+        """``doc``'s collection record as frames, split to stay under the limit."""
+        record = self.store.gc_record(doc) if self.store.has_document(doc) else None
+        if record is None or not record.ranges.by_client:
+            return []
+        out: list[Collected] = []
+        budget = frames.MAX_RUN_NUMBERS // 2
+        for field_name, runs in (("ranges", record.ranges), ("rehung", record.rehung)):
+            chunk: dict[int, list[int]] = {}
+            size = 0
+            for client, flat in runs.to_wire().items():
+                for i in range(0, len(flat), budget):
+                    part = flat[i : i + budget]
+                    if size + len(part) > budget and chunk:
+                        out.append(_collected(doc, field_name, chunk, record.floor))
+                        chunk, size = {}, 0
+                    chunk.setdefault(client, []).extend(part)
+                    size += len(part)
+            if chunk:
+                out.append(_collected(doc, field_name, chunk, record.floor))
+        return out
 
     def reports_to_send(self) -> dict[int, dict[str, dict[int, int]]]:
         """Member reports for peers; our local-only documents never leave the node."""
@@ -1017,6 +1092,14 @@ class SyncDaemon:
     def _refuse_log(self, who: object, reason: str) -> None:
         self.stats.refused += 1
         log.warning("refused sync connection from %s: %s", who, reason)
+
+
+def _collected(
+    doc: str, field_name: str, runs: dict[int, list[int]], floor: dict[int, int]
+) -> Collected:
+    if field_name == "ranges":
+        return Collected(doc, runs, {}, floor)
+    return Collected(doc, {}, runs, floor)
 
 
 def legacy_member_id(node_id: str) -> int:

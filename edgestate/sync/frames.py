@@ -25,6 +25,9 @@ WebSocket upgrade):
    forgot. Sent right after ``peers`` (before ``svs``: each side is the other's
    member before any diff flows), once caught up, and every gc round; they set
    the garbage-collection frontier (edgestate.sync.frontier).
+8. ``collected`` (version 2): what the sender garbage-collected of a document,
+   right after each diff of it and to every peer when a collection lands, so
+   every node refuses the same stale writes (edgestate.store.gc).
 """
 
 from __future__ import annotations
@@ -151,7 +154,20 @@ class Reports:
     forgotten: tuple[int, ...] = ()
 
 
-Frame = Hello | StateVectors | Diff | Push | Synced | Peers | Reports
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """What the sender garbage-collected of ``doc`` (version 2), so the receiver
+    refuses the same stale writes: clock ranges and re-hang points as client ->
+    flat ``[start, end, start, end, ...]``, and the floor (max of the frontiers
+    used) as client -> clock."""
+
+    doc: str
+    ranges: dict[int, list[int]]
+    rehung: dict[int, list[int]]
+    floor: dict[int, int]
+
+
+Frame = Hello | StateVectors | Diff | Push | Synced | Peers | Reports | Collected
 
 # Most node ids one peers frame may list.
 MAX_PEERS = 4096
@@ -173,6 +189,14 @@ def encode(frame: Frame) -> bytes:
             body = {"t": "synced"}
         case Peers(nodes):
             body = {"t": "peers", "nodes": list(nodes)}
+        case Collected(doc, ranges, rehung, floor):
+            body = {
+                "t": "collected",
+                "doc": doc,
+                "ranges": [[c, runs] for c, runs in ranges.items()],
+                "rehung": [[c, runs] for c, runs in rehung.items()],
+                "floor": [x for pair in floor.items() for x in pair],
+            }
         case Reports(members, forgotten):
             body = {
                 "t": "reports",
@@ -269,6 +293,18 @@ def _decode(data: bytes, max_docs: int) -> Frame:
             if not isinstance(node, str) or not _ID.fullmatch(node):
                 raise MalformedFrameError(f"peers.nodes items must match {_ID.pattern}")
         return Peers(tuple(nodes))
+    if kind == "collected":
+        _fields(body, "doc", "ranges", "rehung", "floor")
+        _check_doc(body["doc"])
+        floor = body["floor"]
+        if not _uint_list(floor, 2 * MAX_SV_CLIENTS) or len(floor) % 2:
+            raise MalformedFrameError("collected.floor must be a flat [client, clock, ...] list")
+        return Collected(
+            body["doc"],
+            _runs(body["ranges"], "ranges"),
+            _runs(body["rehung"], "rehung"),
+            dict(zip(floor[0::2], floor[1::2], strict=True)),
+        )
     if kind == "reports":
         _fields(body, "members", "forgotten")
         forgotten = body["forgotten"]
@@ -286,6 +322,42 @@ def _decode(data: bytes, max_docs: int) -> Frame:
 
 # Most clients one reported state vector may list.
 MAX_SV_CLIENTS = 65536
+
+
+# Most numbers one collected frame's runs may hold (a sender splits larger ones).
+MAX_RUN_NUMBERS = 1 << 21
+
+
+def _uint_list(value: object, limit: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) <= limit
+        and all(type(x) is int and 0 <= x < 1 << 53 for x in value)
+    )
+
+
+def _runs(items: object, name: str) -> dict[int, list[int]]:
+    """Client -> flat [start, end, ...] with start < end, from [[client, [...]], ...]."""
+    if not isinstance(items, list) or len(items) > MAX_SV_CLIENTS:
+        raise MalformedFrameError(f"collected.{name} must be a list of [client, runs]")
+    out: dict[int, list[int]] = {}
+    total = 0
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and _uint_list([item[0]], 1)):
+            raise MalformedFrameError(f"collected.{name} items must be [client, runs]")
+        runs = item[1]
+        total += len(runs) if isinstance(runs, list) else 0
+        if (
+            not _uint_list(runs, MAX_RUN_NUMBERS)
+            or len(runs) % 2
+            or total > MAX_RUN_NUMBERS
+            or any(runs[i] >= runs[i + 1] for i in range(0, len(runs), 2))
+        ):
+            raise MalformedFrameError(
+                f"collected.{name} runs must be a flat [start, end, ...] list with start < end"
+            )
+        out[item[0]] = runs
+    return out
 
 
 def _members(items: object, max_docs: int) -> dict[int, dict[str, dict[int, int]]]:

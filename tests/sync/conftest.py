@@ -75,6 +75,7 @@ class Nodes:
         name: str | None = None,
         certs: Path | None = None,
         path: Path | None = None,
+        store_config: StoreConfig = FAST_STORE,
         **overrides: object,
     ) -> Node:
         """Start a node; ``name`` and ``certs`` reuse material issued earlier."""
@@ -92,7 +93,7 @@ class Nodes:
             backoff_max_s=0.5,
         )
         config = replace(config, **overrides)  # type: ignore[arg-type]
-        store = Store.open(path or self.tmp / f"{name}-data", FAST_STORE)
+        store = Store.open(path or self.tmp / f"{name}-data", store_config)
         daemon = SyncDaemon(store, config)
         await daemon.start()
         node = Node(name, path or self.tmp / f"{name}-data", store, daemon)

@@ -14,7 +14,7 @@ import pytest
 from edgestate.errors import ProtocolError
 from edgestate.store import Delete, Incr, Set
 from edgestate.sync import frames
-from edgestate.sync.frames import Diff, Hello, Peers, Push, Reports, StateVectors, Synced
+from edgestate.sync.frames import Collected, Diff, Hello, Peers, Push, Reports, StateVectors, Synced
 from tests.sync.conftest import Cluster, Nodes, RawPeer, eventually
 
 SCHEMA = json.loads(
@@ -29,6 +29,8 @@ SAMPLES: list[frames.Frame] = [
     Synced(),
     Peers(("a" * 64, "dev-1")),
     Peers(()),
+    Collected("docs", {1 << 50: [0, 5, 9, 12]}, {7: [3, 4]}, {1 << 50: 12, 7: 4}),
+    Collected("docs", {}, {}, {}),
 ]
 
 
@@ -128,3 +130,21 @@ async def test_frames_a_node_really_sends_match_the_schema(nodes: Nodes, cluster
     finally:
         await peer.close()
     await eventually(lambda: node.daemon.connected() == [])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"t": "collected", "doc": "d", "ranges": [[1, [5, 5]]], "rehung": [], "floor": []},
+        {"t": "collected", "doc": "d", "ranges": [[1, [0, 1, 2]]], "rehung": [], "floor": []},
+        {"t": "collected", "doc": "d", "ranges": [[-1, [0, 1]]], "rehung": [], "floor": []},
+        {"t": "collected", "doc": "d", "ranges": [], "rehung": [[1, "x"]], "floor": []},
+        {"t": "collected", "doc": "d", "ranges": [], "rehung": [], "floor": [1]},
+        {"t": "collected", "doc": "../d", "ranges": [], "rehung": [], "floor": []},
+        {"t": "collected", "doc": "d", "ranges": []},
+    ],
+    ids=["empty-run", "odd-runs", "negative-client", "not-ints", "odd-floor", "bad-doc", "fields"],
+)
+def test_malformed_collected_frames_are_refused(body: dict[str, Any]) -> None:
+    with pytest.raises(frames.MalformedFrameError):
+        decode(msgpack.packb(body, use_bin_type=True))

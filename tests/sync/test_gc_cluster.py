@@ -3,14 +3,19 @@ and a forgotten member refused as stale while the rest keep serving."""
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import replace
 
-from edgestate.store import Set
+import pytest
+from pycrdt import Doc, Map
+
+from edgestate.errors import StaleReplicaError
+from edgestate.store import GcMode, Set
+from edgestate.store.gc import GcState
 from edgestate.store.updates import decode_state_vector
 from edgestate.sync import frames
 from edgestate.sync.daemon import legacy_member_id
 from edgestate.sync.frames import Reports, StateVectors
-from tests.sync.conftest import Cluster, Node, Nodes, RawPeer, eventually
+from tests.sync.conftest import FAST_STORE, Cluster, Node, Nodes, RawPeer, eventually
 
 DOC = "d"
 # Fast rounds for tests; the grace period still spans several rounds.
@@ -167,3 +172,41 @@ async def test_a_forget_on_one_node_holds_cluster_wide(nodes: Nodes) -> None:
     assert gone not in b.daemon.frontier.members
     overwrite(b, "b")
     await eventually(lambda: frontier_covers_all(b), 20)
+
+
+@pytest.mark.timeout(60)
+async def test_every_node_refuses_what_a_collector_refuses(nodes: Nodes) -> None:
+    """Found in review: only the collector knew its ranges, so a member that kept
+    the full history took (and relayed) a stale write the collector refuses, and a
+    node bootstrapped from collected history took it and lost the key everywhere."""
+    a = await nodes.start(**GC)
+    full = await nodes.start(
+        [a], store_config=replace(FAST_STORE, gc=GcMode.OFF), **GC
+    )  # never collects: keeps every tombstone
+    for node in (a, full):
+        node.store.create_document(DOC)
+    overwrite(a, "a")
+    await eventually(lambda: converged([a, full]))
+    offline = Doc(client_id=4242)  # a Yjs client that then goes offline
+    offline_root = offline.get("root", type=Map)
+    offline.apply_update(a.store.diff(DOC))
+    overwrite(a, "later")
+    await eventually(lambda: converged([a, full]) and frontier_covers_all(a), 20)
+    a.store.compact(DOC)
+    assert a.store.gc_status(DOC).collected_items > 0
+    offline_root["k0"] = b"written on an old view"
+    stale = offline.get_update(a.store.state_vector(DOC))
+    with pytest.raises(StaleReplicaError):
+        a.store.apply_update(DOC, stale)
+    # The member that kept everything learns a's ranges, and refuses it too.
+    await eventually(lambda: (full.store.gc_record(DOC) or GcState()).ranges.by_client != {})
+    with pytest.raises(StaleReplicaError):
+        full.store.apply_update(DOC, stale)
+    assert full.store.gc_status(DOC).collected_items == 0  # it collected nothing itself
+    # A node that joins now, from a's collected copy, knows them as well.
+    fresh = await nodes.start([a], **GC)
+    await eventually(lambda: values(fresh) == values(a))
+    await eventually(lambda: (fresh.store.gc_record(DOC) or GcState()).ranges.by_client != {})
+    with pytest.raises(StaleReplicaError):
+        fresh.store.apply_update(DOC, stale)
+    assert not any(n.daemon.stats.protocol_errors for n in (a, full, fresh))
