@@ -374,12 +374,13 @@ class Store:
         what is collected (see edgestate.sync.frontier).
         """
         self._require_doc(doc)
-        self._submit(self._w().job_gc_frontier(doc, dict(frontier)), docs=()).result()
+        vector = _state_vector(frontier)
+        self._submit(self._w().job_gc_frontier(doc, vector), docs=()).result()
 
     async def aset_gc_frontier(self, doc: str, frontier: Mapping[int, int]) -> None:
         """Async form of :meth:`set_gc_frontier`."""
         self._require_doc(doc)
-        await self._w().submit_async(self._w().job_gc_frontier(doc, dict(frontier)))
+        await self._w().submit_async(self._w().job_gc_frontier(doc, _state_vector(frontier)))
 
     def get_local(self, name: str) -> bytes | None:
         """Node-local metadata saved under ``name`` (never replicated), or None."""
@@ -516,6 +517,26 @@ class Store:
 
 # Node-local metadata lives in the meta table under this prefix.
 _LOCAL_PREFIX = b"local\x00"
+
+
+def _state_vector(value: Mapping[int, int]) -> dict[int, int]:
+    """A copy of ``value`` if it is a state vector (client -> clock), else StoreError.
+
+    Found in review: a frontier with a string clock was stored, and every later
+    compaction of the document failed on it.
+    """
+    try:
+        items = list(value.items())
+    except AttributeError:
+        raise StoreError(f"a frontier is a mapping client -> clock, got {value!r}") from None
+    for client, clock in items:
+        for part in (client, clock):
+            if type(part) is not int or not 0 <= part < 1 << 64:
+                raise StoreError(
+                    f"a frontier maps client ids to clocks, non-negative integers; "
+                    f"got {client!r}: {clock!r}"
+                )
+    return dict(items)
 
 
 def _docs_of(ops: Sequence[WriteOp]) -> tuple[str, ...]:

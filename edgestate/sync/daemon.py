@@ -77,6 +77,9 @@ log = logging.getLogger(__name__)
 SYNC_PATH = "/sync"
 # ChangeEvent.origin of updates applied from a peer: this prefix and its node id.
 PEER_ORIGIN = "peer:"
+# Numbers (clients and clocks) one reports frame carries at most: well under
+# the frame limit at 9 bytes per msgpack integer.
+REPORT_NUMBERS_PER_FRAME = 1 << 20
 # Where the member reports live in the store's node-local metadata.
 FRONTIER_KEY = "sync.frontier"
 # A Yjs v1 update that carries nothing (no structs, empty delete set).
@@ -208,8 +211,9 @@ class _Connection:
             await self.send(frame)
 
     async def send_reports(self) -> None:
-        frontier = self.daemon.frontier
-        await self.send(Reports(self.daemon.reports_to_send(), tuple(sorted(frontier.forgotten))))
+        forgotten = tuple(sorted(self.daemon.frontier.forgotten))
+        for chunk in self.daemon.reports_to_send():
+            await self.send(Reports(chunk, forgotten))
 
     async def run_sender(self) -> None:
         """Handshake, then push queued updates; run state-vector exchanges when asked."""
@@ -339,6 +343,7 @@ class SyncDaemon:
         )
         self._frontier_dirty = False
         self._collected_told: dict[str, int] = {}
+        self._told_forgotten = False
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -833,6 +838,18 @@ class SyncDaemon:
                 if conn.version < frames.REPORTS_VERSION:
                     raise UnexpectedFrameError(f"reports frame in protocol version {conn.version}")
                 await self._learn_forgotten(forgotten, conn.node_id)
+                # Only documents this node holds: a peer cannot grow the table
+                # with names that exist nowhere (found in review).
+                held = set(self.store.documents())
+                members = {m: {d: v for d, v in r.items() if d in held} for m, r in members.items()}
+                if conn.node_id is not None:
+                    # A node that spoke version 1 and now reports for itself: its
+                    # stand-in member would hold collection back for good.
+                    legacy = legacy_member_id(conn.node_id)
+                    if legacy in self.frontier.reports and legacy not in members:
+                        log.info("retiring the version-1 stand-in of %s", conn.node_id[:16])
+                        self.frontier.forget(legacy)
+                        self._frontier_dirty = True
                 if self.frontier.merge(members):
                     self._frontier_dirty = True
             case Hello():
@@ -1018,14 +1035,31 @@ class SyncDaemon:
                 out.append(_collected(doc, field_name, chunk, record.floor))
         return out
 
-    def reports_to_send(self) -> dict[int, dict[str, dict[int, int]]]:
-        """Member reports for peers; our local-only documents never leave the node."""
-        reports = dict(self.frontier.reports)
-        local = self.config.local_only
-        if local:
-            mine = reports.get(self.frontier.me, {})
-            reports[self.frontier.me] = {d: v for d, v in mine.items() if d not in local}
-        return reports
+    def reports_to_send(self) -> list[dict[int, dict[str, dict[int, int]]]]:
+        """Member reports for peers, split by document into frames of bounded size
+        (found in review: members x documents x writers outgrew the frame limit
+        and the peer dropped every connection). Reports merge by maximum, so any
+        split is as good as one frame. Local-only documents never leave the node."""
+        docs = sorted({d for r in self.frontier.reports.values() for d in r})
+        docs = [d for d in docs if d not in self.config.local_only]
+        per_frame = max(1, REPORT_NUMBERS_PER_FRAME // max(1, self._report_width()))
+        chunks = []
+        for i in range(0, max(1, len(docs)), per_frame):
+            part = set(docs[i : i + per_frame])
+            chunks.append(
+                {
+                    member: {d: v for d, v in reports.items() if d in part}
+                    for member, reports in self.frontier.reports.items()
+                }
+            )
+        return chunks
+
+    def _report_width(self) -> int:
+        """Numbers one document's reports take across members (its widest)."""
+        return sum(
+            2 * max((len(v) for v in r.values()), default=0) + 1
+            for r in self.frontier.reports.values()
+        )
 
     def _report_for_legacy(self, node_id: str, docs: dict[str, bytes]) -> None:
         """Report a version-1 peer's state vectors for it: it never sends reports.
@@ -1041,24 +1075,24 @@ class SyncDaemon:
 
     async def _learn_forgotten(self, forgotten: tuple[int, ...], source: str | None) -> None:
         """Forget what a peer says an operator forgot (forgetting is cluster-wide)."""
-        new = [m for m in forgotten if m not in self.frontier.forgotten]
-        if not new:
-            return
+        me = self.frontier.me
+        if me in forgotten and not self._told_forgotten:
+            # The cluster stopped waiting for us: what we hold that others lack
+            # may build on history they collected. Said once, loudly; the peers
+            # refuse our stale writes by name.
+            self._told_forgotten = True
+            log.error(
+                "peer %s says this node (replica %d) was forgotten by the cluster: its "
+                "data must be wiped before it rejoins",
+                source,
+                me,
+            )
+        new = [m for m in forgotten if m != me and m not in self.frontier.forgotten]
         for member in new:
-            if member == self.frontier.me:
-                # The cluster stopped waiting for us: what we hold that others
-                # lack may build on history they collected. Say so loudly; the
-                # peers refuse our stale writes by name.
-                log.error(
-                    "peer %s says this node (replica %d) was forgotten by the cluster: its "
-                    "data must be wiped before it rejoins",
-                    source,
-                    member,
-                )
-                continue
             log.warning("forgetting member %d (forgotten on %s)", member, source)
             self.frontier.forget(member)
-        await self.store.aput_local(FRONTIER_KEY, self.frontier.pack())
+        if new:
+            await self.store.aput_local(FRONTIER_KEY, self.frontier.pack())
 
     async def forget_member(self, replica: int) -> bool:
         """Stop holding garbage collection back for a member gone for good.

@@ -394,3 +394,10 @@ def test_a_failed_install_keeps_history_and_the_writer_alive(
         store.compact("d")
         store.compact("d")
         assert store.gc_status("d").collected_items > 0
+
+
+@pytest.mark.parametrize("bad", [{1: "1000"}, {"1": 5}, {1: -1}, {True: 1}, [1, 2]])
+def test_a_malformed_frontier_is_refused_by_name(solo: Store, bad: object) -> None:
+    with pytest.raises(StoreError, match="frontier"):
+        solo.set_gc_frontier("d", bad)  # type: ignore[arg-type]
+    solo.compact("d")  # and nothing was stored that would break compaction

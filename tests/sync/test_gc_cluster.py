@@ -152,7 +152,8 @@ async def test_local_only_documents_are_not_reported_to_peers(nodes: Nodes) -> N
         a.store.create_document(doc)
     await a.daemon.gc_round()
     assert set(a.daemon.frontier.reports[a.store.replica_id]) == {DOC, "secret"}
-    assert set(a.daemon.reports_to_send()[a.store.replica_id]) == {DOC}
+    sent = {d for chunk in a.daemon.reports_to_send() for d in chunk[a.store.replica_id]}
+    assert sent == {DOC}
 
 
 @pytest.mark.timeout(60)
@@ -210,3 +211,58 @@ async def test_every_node_refuses_what_a_collector_refuses(nodes: Nodes) -> None
     with pytest.raises(StaleReplicaError):
         fresh.store.apply_update(DOC, stale)
     assert not any(n.daemon.stats.protocol_errors for n in (a, full, fresh))
+
+
+@pytest.mark.timeout(60)
+async def test_a_peer_upgraded_to_version_2_retires_its_stand_in(
+    nodes: Nodes, cluster: Cluster
+) -> None:
+    """Found in review: its version-1 stand-in stayed a member, frozen, and held
+    collection back for good after a rolling upgrade."""
+    a = await nodes.start(**GC)
+    a.store.create_document(DOC)
+    peer = RawPeer(cluster)
+    stand_in = legacy_member_id(peer.identity.node_id)
+    try:
+        await peer.connect(a, hello=False)
+        await peer.send(frames.Hello((1,), peer.identity.node_id, peer.identity.cluster_id))
+        await peer.send(StateVectors({DOC: b"\x00"}, reply=False))
+        await eventually(lambda: stand_in in a.daemon.frontier.members)
+    finally:
+        await peer.close()
+    try:  # the same node, same certificate, now speaking version 2
+        await peer.connect(a)
+        await peer.send(Reports({777: {DOC: {}}}))
+        await eventually(lambda: 777 in a.daemon.frontier.members)
+        assert stand_in not in a.daemon.frontier.members
+        assert stand_in in a.daemon.frontier.forgotten
+    finally:
+        await peer.close()
+
+
+@pytest.mark.timeout(60)
+async def test_reports_are_split_into_bounded_frames_and_only_held_documents_kept(
+    nodes: Nodes, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgestate.sync.daemon as daemon_module
+
+    a = await nodes.start(**GC)
+    docs = [f"d{i}" for i in range(30)]
+    for doc in docs:
+        a.store.create_document(doc)
+    await a.daemon.gc_round()
+    # One member, empty state vectors: a document takes one number; 3 per frame.
+    monkeypatch.setattr(daemon_module, "REPORT_NUMBERS_PER_FRAME", 3)
+    chunks = a.daemon.reports_to_send()
+    assert len(chunks) == 10
+    merged = {d for chunk in chunks for d in chunk[a.store.replica_id]}
+    assert merged == set(docs)
+    # A peer naming documents this node does not hold cannot grow its table.
+    peer = RawPeer(cluster)
+    try:
+        await peer.connect(a)
+        await peer.send(Reports({888: {"d0": {1: 1}, "nowhere": {1: 1}}}))
+        await eventually(lambda: 888 in a.daemon.frontier.members)
+        assert set(a.daemon.frontier.reports[888]) == {"d0"}
+    finally:
+        await peer.close()
