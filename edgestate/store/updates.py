@@ -155,6 +155,46 @@ def _skip_struct(buf: bytes, pos: int) -> int:
     raise ValueError(f"unknown struct content {ref}")
 
 
+def _skip_structs(buf: bytes, pos: int, count: int) -> int:
+    """Skip ``count`` structs; the common shapes (a map entry with an origin, one
+    short binary value) take a fast path, everything else :func:`_skip_struct`.
+
+    Every remote update is walked (see :func:`update_blocks`), so this is on the
+    hot path of sync: origin client ids are long varints drawn from a few
+    values, matched by their encoded bytes (a varint is prefix-free).
+    """
+    known: list[bytes] = []
+    for _ in range(count):
+        info = buf[pos]
+        if info & 0xC0 != 0x80 or info & 0x1F not in (1, 3, 8):
+            pos = _skip_struct(buf, pos)  # no origin, a right origin, other content
+            continue
+        start = pos
+        pos += 1
+        for raw in known:
+            if buf.startswith(raw, pos):
+                pos += len(raw)
+                break
+        else:
+            end = skip_varint(buf, pos)
+            known.insert(0, buf[pos:end])
+            del known[4:]
+            pos = end
+        pos = skip_varint(buf, pos)  # origin clock
+        ref = info & 0x1F
+        if ref == 8 and buf[pos] == 1 and buf[pos + 1] in (116, 119) and buf[pos + 2] < 0x80:
+            pos += 3 + buf[pos + 2]  # one Uint8Array or string under 128 bytes
+        elif ref == 1:
+            pos = skip_varint(buf, pos)
+        elif ref == 3:
+            pos = skip_bytes(buf, pos)
+        else:
+            pos = _skip_struct(buf, start)
+    if pos > len(buf):
+        raise IndexError("truncated struct")
+    return pos
+
+
 def update_blocks(update: bytes) -> list[tuple[int, int]] | None:
     """(client, start clock) of every client block of a v1 update.
 
@@ -173,8 +213,7 @@ def update_blocks(update: bytes) -> list[tuple[int, int]] | None:
             client, pos = read_varuint(update, pos)
             clock, pos = read_varuint(update, pos)
             blocks.append((client, clock))
-            for _ in range(structs):
-                pos = _skip_struct(update, pos)
+            pos = _skip_structs(update, pos, structs)
     except IndexError:
         return None
     except ValueError as exc:
