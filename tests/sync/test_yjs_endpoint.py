@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,6 +42,28 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Store, str]]:
         store.close()
 
 
+@contextlib.asynccontextmanager
+async def js_yjs_client(
+    js_client: Path, url: str, doc: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The real Yjs client (tests/js/client.mjs) on ``doc``; stopped on exit."""
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(js_client),
+        url,
+        doc,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield proc
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        async with asyncio.timeout(10):
+            await proc.wait()
+
+
 async def _line(proc: asyncio.subprocess.Process) -> dict[str, Any]:
     assert proc.stdout is not None
     raw = await proc.stdout.readline()
@@ -56,30 +79,16 @@ async def test_a_yjs_client_reads_writes_and_sees_node_changes(
     store, url = served
     store.create_document("shared")
     store.batch([Set("shared", "from-python", b"\x09\x08")])
-    proc = await asyncio.create_subprocess_exec(
-        "node",
-        str(js_client),
-        url,
-        "shared",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(30):
-            synced = await _line(proc)
-            # The client sees what the node had before it connected...
-            assert synced == {"event": "synced", "root": {"from-python": [9, 8]}}
-            # ...its own write lands durably in the store...
-            await eventually(lambda: store.get("shared", "from-js") == b"\x01\x02\x03")
-            # ...and a write made on the node afterwards reaches it.
-            await store.abatch([Set("shared", "later", b"\x07")])
-            seen = await _line(proc)
-            assert seen == {"event": "seen", "key": "later", "value": [7]}
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        async with asyncio.timeout(10):
-            await proc.wait()
+    async with js_yjs_client(js_client, url, "shared") as proc, asyncio.timeout(30):
+        synced = await _line(proc)
+        # The client sees what the node had before it connected...
+        assert synced == {"event": "synced", "root": {"from-python": [9, 8]}}
+        # ...its own write lands durably in the store...
+        await eventually(lambda: store.get("shared", "from-js") == b"\x01\x02\x03")
+        # ...and a write made on the node afterwards reaches it.
+        await store.abatch([Set("shared", "later", b"\x07")])
+        seen = await _line(proc)
+        assert seen == {"event": "seen", "key": "later", "value": [7]}
 
 
 @pytest.mark.timeout(60)
@@ -101,26 +110,14 @@ async def test_a_yjs_client_on_one_node_syncs_with_writes_on_another(
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"ws://127.0.0.1:{runner.addresses[0][1]}/yjs"
-    proc = await asyncio.create_subprocess_exec(
-        "node",
-        str(js_client),
-        url,
-        "shared",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
     try:
-        async with asyncio.timeout(30):
+        async with js_yjs_client(js_client, url, "shared") as proc, asyncio.timeout(30):
             assert (await _line(proc))["root"] == {"from-python": [1]}
             # The browser-side write travels: client -> node b -> peer sync -> node a.
             await eventually(lambda: a.store.get("shared", "from-js") == b"\x01\x02\x03")
             await a.store.abatch([Set("shared", "from-a", b"\x05")])
             assert await _line(proc) == {"event": "seen", "key": "from-a", "value": [5]}
     finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        async with asyncio.timeout(10):
-            await proc.wait()
         await endpoint.close()
         await runner.cleanup()
 
@@ -193,23 +190,9 @@ async def test_the_real_yjs_client_takes_a_garbage_collected_document(
     store.compact("gcd")
     assert store.gc_status("gcd").collected_items > 1000
     expected = {f"k{k}": [299 % 256, k] for k in range(5)}
-    proc = await asyncio.create_subprocess_exec(
-        "node",
-        str(js_client),
-        url,
-        "gcd",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(30):
-            assert await _line(proc) == {"event": "synced", "root": expected}
-            await eventually(lambda: store.get("gcd", "from-js") == b"\x01\x02\x03")
-            # An overwrite made on the node after the collection reaches it too.
-            await store.abatch([Set("gcd", "k3", b"\x05")])
-            assert await _line(proc) == {"event": "seen", "key": "k3", "value": [5]}
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        async with asyncio.timeout(10):
-            await proc.wait()
+    async with js_yjs_client(js_client, url, "gcd") as proc, asyncio.timeout(30):
+        assert await _line(proc) == {"event": "synced", "root": expected}
+        await eventually(lambda: store.get("gcd", "from-js") == b"\x01\x02\x03")
+        # An overwrite made on the node after the collection reaches it too.
+        await store.abatch([Set("gcd", "k3", b"\x05")])
+        assert await _line(proc) == {"event": "seen", "key": "k3", "value": [5]}
