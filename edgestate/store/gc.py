@@ -495,7 +495,13 @@ def stale_reference(
     """
     if not collected.by_client:
         return None
-    clients, _ = parse(update)
+    return stale_in(parse(update)[0], collected, rehung, known)
+
+
+def stale_in(
+    clients: dict[int, list[_Struct]], collected: Ranges, rehung: Ranges, known: dict[int, int]
+) -> str | None:
+    """:func:`stale_reference` over an update :func:`parse` already read."""
     for structs in clients.values():
         for s in structs:
             if s.ref in (_GC, _SKIP) or s.clock + s.length <= known.get(s.client, 0):

@@ -44,8 +44,10 @@ from edgestate.store.gc import (
     Ranges,
     collect,
     partial_replica,
+    stale_in,
     stale_reference,
 )
+from edgestate.store.gc import parse as parse_update
 from edgestate.store.types import ChangeEvent, Durability, GcMode, Set, StoreConfig, WriteOp
 from edgestate.store.updates import check_v1_update, decode_state_vector, update_blocks
 
@@ -818,13 +820,19 @@ class Writer:
         def run(group: _Group) -> bool:
             update_b = bytes(update)
             check_v1_update(update_b)
-            blocks = update_blocks(update_b)
+            state = self.gc.get(doc)
+            if state is not None and state.ranges.by_client:
+                # One parse serves both: the content check and the stale check.
+                blocks = self._blocks_of_collected(group.doc(doc), update_b, state)
+                stale_checked = True
+            else:
+                blocks = update_blocks(update_b)
+                stale_checked = False
             created = create and doc not in self.metas
             if created:
                 self._create(group, doc)
             crdt = group.doc(doc)
             if blocks is not None and not _ready(crdt, blocks):
-                self.check_stale_update(crdt, update_b)  # refused now, not when drained
                 # It builds on updates we have not seen. pycrdt would integrate
                 # parts of it out of order (measured: a map entry without an origin
                 # shows up while the state vector does not move), so hold it
@@ -832,7 +840,7 @@ class Writer:
                 self._stash(group, doc, update_b, blocks)
                 return False
             try:
-                added, changed = self._apply_checked(crdt, update_b)
+                added, changed = self._apply_checked(crdt, update_b, stale_checked)
             except EdgestateError:
                 if created:  # a refused update must not leave an empty document behind
                     del self.metas[doc]
@@ -846,7 +854,27 @@ class Writer:
 
         return run
 
-    def _apply_checked(self, crdt: CrdtDocument, update: bytes) -> tuple[bytes | None, set[str]]:
+    def _blocks_of_collected(
+        self, crdt: CrdtDocument, update: bytes, state: GcState
+    ) -> list[tuple[int, int]] | None:
+        """``update_blocks`` for a document with collected history, refusing a stale
+        update in the same parse (found re-reading the change: it was parsed twice
+        on the sync path)."""
+        try:
+            clients, _ = parse_update(update)
+        except IndexError:
+            return None  # truncated: pycrdt refuses it with its own error
+        except ValueError as exc:
+            raise InvalidUpdateError(f"update holds a struct this store refuses: {exc}") from exc
+        known = decode_state_vector(crdt.state_vector())
+        why = stale_in(clients, state.ranges, state.rehung, known)
+        if why is not None:
+            raise StaleReplicaError(f"update for {crdt.name!r} refused: {why}")
+        return [(client, structs[0].clock) for client, structs in clients.items() if structs]
+
+    def _apply_checked(
+        self, crdt: CrdtDocument, update: bytes, stale_checked: bool = False
+    ) -> tuple[bytes | None, set[str]]:
         """Apply a remote update, refusing one that writes a key this store cannot hold.
 
         Found in review: a key that is empty or over max_key_bytes (from a peer or a
@@ -854,9 +882,10 @@ class Writer:
         failed the whole group commit. pycrdt has already integrated the update in
         memory, so on refusal the CRDT is dropped and rebuilt from the log.
         """
-        # Here, not only at the door: a held update is drained after collections
-        # that happened while it waited.
-        self.check_stale_update(crdt, update)
+        # Here too, not only at the door: a held update is drained after
+        # collections that happened while it waited.
+        if not stale_checked:
+            self.check_stale_update(crdt, update)
         added, changed = crdt.apply_remote(update)
         for key in changed:
             try:
