@@ -99,6 +99,8 @@ PUSH_CHUNK_BYTES = 1 << 20
 # handshake) before it goes on without it: a peer that stops at the same moment
 # never answers.
 CLOSE_WAIT_S = 3.0
+# ...and while this node itself shuts down (the close frame is out either way).
+SHUTDOWN_CLOSE_WAIT_S = 0.25
 # WebSocket close reasons are capped at 123 bytes by RFC 6455.
 _MAX_REASON = 120
 
@@ -659,30 +661,38 @@ class SyncDaemon:
         return established
 
     async def _release(self, conn: _Connection) -> None:
-        if conn.sender is not None:
-            conn.sender.cancel()
-            await asyncio.wait([conn.sender])  # its outcome is of no interest now
-        for pending in conn.inflight:
-            # Already handed to the store's writer: let them land, ignore failures.
-            with contextlib.suppress(Exception):
-                await pending
-        if not conn.ws.closed:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(CLOSE_WAIT_S):
-                    await conn.close(WSCloseCode.GOING_AWAY, "connection ended")
-        if conn.node_id is not None and self._conns.get(conn.node_id) is conn:
-            del self._conns[conn.node_id]
-            self._peers_changed()
-            if conn.record is not None:
-                conn.record.state = (
-                    PeerState.BACKOFF if conn.record.address else PeerState.DISCONNECTED
-                )
-                conn.record.connected_since = None
-                conn.record.last_seen = time.monotonic()
-            async with self._changed:
-                self._changed.notify_all()
-        self._live.discard(conn)
-        conn.closed.set()
+        try:
+            if conn.sender is not None:
+                conn.sender.cancel()
+                await asyncio.wait([conn.sender])  # its outcome is of no interest now
+            for pending in conn.inflight:
+                # Already handed to the store's writer: let them land, ignore failures.
+                with contextlib.suppress(Exception):
+                    await pending
+            if not conn.ws.closed:
+                # While this node shuts down, a peer stopping at the same moment may
+                # never answer the close: the frame is sent, waiting on it only
+                # delayed every demo stop by CLOSE_WAIT_S.
+                wait = SHUTDOWN_CLOSE_WAIT_S if self._closing else CLOSE_WAIT_S
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(wait):
+                        await conn.close(WSCloseCode.GOING_AWAY, "connection ended")
+            if conn.node_id is not None and self._conns.get(conn.node_id) is conn:
+                del self._conns[conn.node_id]
+                self._peers_changed()
+                if conn.record is not None:
+                    conn.record.state = (
+                        PeerState.BACKOFF if conn.record.address else PeerState.DISCONNECTED
+                    )
+                    conn.record.connected_since = None
+                    conn.record.last_seen = time.monotonic()
+                async with self._changed:
+                    self._changed.notify_all()
+        finally:
+            # Even when cancelled part way (the host app stopping its handlers):
+            # close() waits on this.
+            self._live.discard(conn)
+            conn.closed.set()
 
     async def _protocol_failure(self, conn: _Connection, exc: ProtocolError) -> None:
         """Count, log and close: the one way a peer's bad frame ends its connection."""
