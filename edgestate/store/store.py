@@ -8,6 +8,7 @@ write is durable, the ``a``-prefixed ones await the same future.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -464,6 +465,18 @@ class Store:
         Keep it quick (hop to your own thread or loop). Returns an unsubscribe function.
         """
         return self._hub.subscribe(listener)
+
+    def on_collected(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(doc)`` on the writer thread when a collection of ``doc``
+        lands (the sync layer tells peers at once). Returns an unsubscribe function."""
+        writer = self._w()
+        writer.collected_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                writer.collected_listeners.remove(listener)
+
+        return unsubscribe
 
     def changes(self, maxsize: int = 10_000) -> ChangeStream:
         """An async iterator of change events with a bounded buffer (see ChangeStream)."""

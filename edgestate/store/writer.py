@@ -223,6 +223,8 @@ class Writer:
         self.pending: dict[str, list[_Held]] = {}
         self.gc: dict[str, GcState] = {}
         self._collecting: dict[str, threading.Thread] = {}
+        # Called (on this thread) with a document's name after a collection lands.
+        self.collected_listeners: list[Callable[[str], None]] = []
         self._loading: dict[str, _Loading] = {}
         self._last_evict = time.monotonic()
         self._submit_lock = threading.Lock()
@@ -677,6 +679,11 @@ class Writer:
         self.gc[name] = state
         self.metas[name] = new
         self.collections += 1
+        for listener in list(self.collected_listeners):
+            try:
+                listener(name)
+            except Exception:
+                log.exception("a collection listener failed")
         if fresh is not None:
             self.docs[name] = fresh
         else:

@@ -33,7 +33,7 @@ import random
 import ssl
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -345,6 +345,7 @@ class SyncDaemon:
         )
         self._frontier_dirty = False
         self._collected_told: dict[str, int] = {}
+        self._unsubscribe_collected: Callable[[], None] | None = None
         self._told_forgotten = False
 
     # --- lifecycle ---------------------------------------------------------------
@@ -373,6 +374,15 @@ class SyncDaemon:
         # The same bound as a peer's queue: if the pump itself falls this far
         # behind, every peer is resynced from state vectors instead.
         self._stream = self.store.changes(maxsize=self.config.limits.peer_queue)
+        # A collection is told to peers when it lands, not at the next gc round: until
+        # a peer that kept the full history knows it, that peer could still take a
+        # stale write the collector refuses (see README, garbage collection).
+        loop = asyncio.get_running_loop()
+
+        def collected(doc: str) -> None:
+            loop.call_soon_threadsafe(self._announce_collected)
+
+        self._unsubscribe_collected = self.store.on_collected(collected)
         self._spawn(self._pump_changes())
         self._spawn(self._anti_entropy())
         self._spawn(self._gc_rounds())
@@ -442,6 +452,8 @@ class SyncDaemon:
                 waiter.cancel()
             if stuck_conns:
                 log.warning("%d sync connections did not unwind in time", len(stuck_conns))
+        if self._unsubscribe_collected is not None:
+            self._unsubscribe_collected()
         if self._stream is not None:
             self._stream.close()
         if self._session is not None:
@@ -1000,6 +1012,15 @@ class SyncDaemon:
             conn.collected_due |= changed
             conn.wake.set()
         return frontiers
+
+    def _announce_collected(self) -> None:
+        if self._closing:
+            return
+        changed = self._collected_changes()
+        for conn in self._conns.values():
+            if changed:
+                conn.collected_due |= changed
+                conn.wake.set()
 
     def collected_docs(self) -> list[str]:
         """Replicated documents with a garbage-collection record to tell peers of."""

@@ -266,3 +266,20 @@ async def test_reports_are_split_into_bounded_frames_and_only_held_documents_kep
         assert set(a.daemon.frontier.reports[888]) == {"d0"}
     finally:
         await peer.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_collection_is_told_to_peers_when_it_lands(nodes: Nodes) -> None:
+    """Not at the next gc round: until a member that kept everything knows, it could
+    take a stale write the collector refuses. Rounds are off here (an hour apart)."""
+    a = await nodes.start(gc_round_s=3600.0)
+    full = await nodes.start([a], store_config=replace(FAST_STORE, gc=GcMode.OFF))
+    await full.daemon.wait_connected(1)
+    for node in (a, full):
+        node.store.create_document(DOC)
+    overwrite(a, "a")
+    await eventually(lambda: converged([a, full]))
+    a.store.set_gc_frontier(DOC, decode_state_vector(a.store.state_vector(DOC)))
+    a.store.compact(DOC)
+    assert a.store.gc_status(DOC).collected_items > 0
+    await eventually(lambda: (full.store.gc_record(DOC) or GcState()).ranges.by_client != {}, 5)
