@@ -449,8 +449,16 @@ class Store:
             group.dirty = True
             w.compact(doc, group.txn)
 
+        # A collection an automatic compaction started would make this one start
+        # none (found under load: an older frontier, more garbage kept): let it
+        # land first.
+        self._settle_collection(doc)
         self._submit(run, docs=(doc,)).result()
-        collector = w.collector(doc)
+        self._settle_collection(doc)
+
+    def _settle_collection(self, doc: str) -> None:
+        """Wait until no collection of ``doc`` is running or waiting to land."""
+        collector = self._w().collector(doc)
         if collector is not None:
             collector.join()  # its result is queued now
         # A job queued behind that result (or behind an install already under way

@@ -574,18 +574,20 @@ class Writer:
         collected is a struct, and about two per live key are kept.
         """
         mode = self.config.gc
-        if mode is GcMode.OFF or name in self._collecting:
+        if mode is GcMode.OFF:
             return
         state = replace(self.gc.get(name) or GcState())
         known = decode_state_vector(crdt.state_vector())
         if mode is GcMode.SOLO:
+            # Advanced at every compaction, even one that starts no collection, so
+            # the next collection's frontier is one compaction old, not older.
             frontier = state.previous
             state.previous = known
             self.gc[name] = state
             txn.put(K.gc_record_key(name), state.pack(), db=self.env.tables["meta"])
         else:
             frontier = state.frontier
-        if not frontier:
+        if not frontier or name in self._collecting:
             return
         # Every clock not yet collected is a struct to parse; only those below the
         # frontier can go, less the live ones (taken as spread evenly: subtracting
@@ -626,8 +628,10 @@ class Writer:
                 self._queue.put(_Collected(name, snap_seq, known, frontier, result, fresh, None))
 
         thread = threading.Thread(target=run, name=f"edgestate-gc-{name}", daemon=True)
-        self._collecting[name] = thread
+        # Started before it is registered: another thread may join it as soon as it
+        # is (found under load). Its result is installed on this thread, after this job.
         thread.start()
+        self._collecting[name] = thread
 
     def collector(self, name: str) -> threading.Thread | None:
         """The thread collecting ``name`` now, if any (any thread may ask)."""

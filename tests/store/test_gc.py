@@ -264,8 +264,7 @@ def test_disk_stays_bounded_under_endless_overwrites(tmp_path: Path) -> None:
     solo_first, solo_last = sizes[GcMode.SOLO]
     assert off_last > 2 * off_first  # without collection it grows with overwrites
     # With it, it does not. Slack: a collection runs only when its garbage is at
-    # least a quarter of what it parses, and one still running when the next
-    # compaction comes is not restarted, so some garbage may wait for later.
+    # least a quarter of what it parses, so some garbage may wait for later.
     assert solo_last <= solo_first * 1.5
     assert solo_last < off_last / 10
 
