@@ -194,8 +194,13 @@ def _content_length(buf: bytes, ref: int, pos: int) -> tuple[int, int]:
     raise ValueError(f"unknown struct content {ref}")
 
 
-def parse(update: bytes) -> tuple[dict[int, list[_Struct]], int]:
-    """Every struct of a v1 update by client, and where its delete set starts."""
+def parse(
+    update: bytes, headers: list[tuple[int, int]] | None = None
+) -> tuple[dict[int, list[_Struct]], int]:
+    """Every struct of a v1 update by client, and where its delete set starts.
+
+    ``headers``, if given, gets every client block's (client, first clock).
+    """
     clients: dict[int, list[_Struct]] = {}
     buf = update
     count, pos = read_varuint(buf, 0)
@@ -207,6 +212,8 @@ def parse(update: bytes) -> tuple[dict[int, list[_Struct]], int]:
         n, pos = read_varuint(buf, pos)
         client, pos = read_varuint(buf, pos)
         clock, pos = read_varuint(buf, pos)
+        if headers is not None:
+            headers.append((client, clock))
         structs = clients.setdefault(client, [])
         append = structs.append
         for _ in range(n):
@@ -504,9 +511,17 @@ def stale_in(
     """:func:`stale_reference` over an update :func:`parse` already read."""
     for structs in clients.values():
         for s in structs:
-            if s.ref in (_GC, _SKIP) or s.clock + s.length <= known.get(s.client, 0):
+            have = known.get(s.client, 0)
+            if s.ref in (_GC, _SKIP) or s.clock + s.length <= have:
                 continue
-            for ref in (s.origin, s.right):
+            origin = s.origin
+            if s.clock < have:
+                # Partly known (a merged run of deleted entries): pycrdt splits it
+                # at our clock, and the new part hangs from our last item of it,
+                # not from the run's written origin (found in review: an honest
+                # member's diff was refused).
+                origin = (s.client, have - 1)
+            for ref in (origin, s.right):
                 if ref is not None and collected.covers(*ref):
                     return (
                         f"item {s.client}:{s.clock} builds on {ref[0]}:{ref[1]}, an overwritten "

@@ -458,12 +458,15 @@ class Store:
 
     def _settle_collection(self, doc: str) -> None:
         """Wait until no collection of ``doc`` is running or waiting to land."""
-        collector = self._w().collector(doc)
-        if collector is not None:
-            collector.join()  # its result is queued now
-        # A job queued behind that result (or behind an install already under way
-        # on the writer thread) completes only after it.
-        self._submit(lambda group: None).result()
+        while True:
+            collector = self._w().collector(doc)
+            if collector is not None:
+                collector.join()  # its result is queued now
+            # A job queued behind that result (or behind an install already under
+            # way on the writer thread) completes only after it.
+            self._submit(lambda group: None).result()
+            if collector is None and self._w().collector(doc) is None:
+                return  # (an automatic compaction may have started one meanwhile)
 
     # --- change subscription ------------------------------------------------------
 

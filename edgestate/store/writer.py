@@ -871,8 +871,9 @@ class Writer:
         """``update_blocks`` for a document with collected history, refusing a stale
         update in the same parse (found re-reading the change: it was parsed twice
         on the sync path)."""
+        headers: list[tuple[int, int]] = []
         try:
-            clients, _ = parse_update(update)
+            clients, _ = parse_update(update, headers)
         except IndexError:
             return None  # truncated: pycrdt refuses it with its own error
         except ValueError as exc:
@@ -881,7 +882,7 @@ class Writer:
         why = stale_in(clients, state.ranges, state.rehung, known)
         if why is not None:
             raise StaleReplicaError(f"update for {crdt.name!r} refused: {why}")
-        return [(client, structs[0].clock) for client, structs in clients.items() if structs]
+        return headers
 
     def _apply_checked(
         self, crdt: CrdtDocument, update: bytes, stale_checked: bool = False

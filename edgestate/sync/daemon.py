@@ -213,7 +213,9 @@ class _Connection:
             await self.send(frame)
 
     async def send_reports(self) -> None:
-        forgotten = tuple(sorted(self.daemon.frontier.forgotten))
+        # A decoder takes MAX_PEERS ids; beyond that, the rest goes in later rounds
+        # (forgetting is idempotent), newest ids first being as good as any.
+        forgotten = tuple(sorted(self.daemon.frontier.forgotten)[-frames.MAX_PEERS :])
         for chunk in self.daemon.reports_to_send():
             await self.send(Reports(chunk, forgotten))
 
@@ -374,15 +376,6 @@ class SyncDaemon:
         # The same bound as a peer's queue: if the pump itself falls this far
         # behind, every peer is resynced from state vectors instead.
         self._stream = self.store.changes(maxsize=self.config.limits.peer_queue)
-        # A collection is told to peers when it lands, not at the next gc round: until
-        # a peer that kept the full history knows it, that peer could still take a
-        # stale write the collector refuses (see README, garbage collection).
-        loop = asyncio.get_running_loop()
-
-        def collected(doc: str) -> None:
-            loop.call_soon_threadsafe(self._announce_collected)
-
-        self._unsubscribe_collected = self.store.on_collected(collected)
         self._spawn(self._pump_changes())
         self._spawn(self._anti_entropy())
         self._spawn(self._gc_rounds())
@@ -409,6 +402,16 @@ class SyncDaemon:
         for source in sources:
             await source.start(self._found, self._lost)
             self._discovery.append(source)
+        # A collection is told to peers when it lands, not at the next gc round: until
+        # a peer that kept the full history knows it, that peer could still take a
+        # stale write the collector refuses (see README, garbage collection).
+        # Subscribed last, so a start that fails leaves no listener behind.
+        loop = asyncio.get_running_loop()
+
+        def collected(doc: str) -> None:
+            loop.call_soon_threadsafe(self._announce_collected, doc)
+
+        self._unsubscribe_collected = self.store.on_collected(collected)
         log.info("sync node %s listening on %s:%s", self.node_id[:16], self.config.host, self.port)
 
     async def close(self) -> None:
@@ -689,7 +692,13 @@ class SyncDaemon:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(wait):
                         await conn.close(WSCloseCode.GOING_AWAY, "connection ended")
-            if conn.node_id is not None and self._conns.get(conn.node_id) is conn:
+        finally:
+            # Even when cancelled part way (the host app stopping its handlers): a
+            # dead connection left registered would refuse the peer's next one as a
+            # duplicate, and close() waits on ``closed``.
+            registered = conn.node_id is not None and self._conns.get(conn.node_id) is conn
+            if registered:
+                assert conn.node_id is not None
                 del self._conns[conn.node_id]
                 self._peers_changed()
                 if conn.record is not None:
@@ -698,13 +707,11 @@ class SyncDaemon:
                     )
                     conn.record.connected_since = None
                     conn.record.last_seen = time.monotonic()
-                async with self._changed:
-                    self._changed.notify_all()
-        finally:
-            # Even when cancelled part way (the host app stopping its handlers):
-            # close() waits on this.
             self._live.discard(conn)
             conn.closed.set()
+        if registered:
+            async with self._changed:
+                self._changed.notify_all()
 
     async def _protocol_failure(self, conn: _Connection, exc: ProtocolError) -> None:
         """Count, log and close: the one way a peer's bad frame ends its connection."""
@@ -868,7 +875,8 @@ class SyncDaemon:
                     # A node that spoke version 1 and now reports for itself: its
                     # stand-in member would hold collection back for good.
                     legacy = legacy_member_id(conn.node_id)
-                    if legacy in self.frontier.reports and legacy not in members:
+                    # Even if relayed back in this very frame (found in review).
+                    if legacy in self.frontier.reports:
                         log.info("retiring the version-1 stand-in of %s", conn.node_id[:16])
                         self.frontier.forget(legacy)
                         self._frontier_dirty = True
@@ -1013,10 +1021,10 @@ class SyncDaemon:
             conn.wake.set()
         return frontiers
 
-    def _announce_collected(self) -> None:
-        if self._closing:
+    def _announce_collected(self, doc: str) -> None:
+        if self._closing or doc in self.config.local_only:
             return
-        changed = self._collected_changes()
+        changed = self._collected_changes([doc])
         for conn in self._conns.values():
             if changed:
                 conn.collected_due |= changed
@@ -1031,14 +1039,18 @@ class SyncDaemon:
                 out.append(doc)
         return out
 
-    def _collected_changes(self) -> set[str]:
+    def _collected_changes(self, docs: list[str] | None = None) -> set[str]:
         """Documents whose record changed since last told (collected here, or
         merged from a peer: passing it on spreads it hop by hop)."""
         changed = set()
-        for doc in self.collected_docs():
-            record = self.store.gc_record(doc)
-            assert record is not None
-            marker = hash(record.pack())
+        for doc in self.collected_docs() if docs is None else docs:
+            record = self.store.gc_record(doc) if self.store.has_document(doc) else None
+            if record is None or not record.ranges.by_client:
+                continue
+            # What peers learn from it only: not the frontier, which moves each round.
+            marker = hash(
+                (str(record.ranges), str(record.rehung), str(sorted(record.floor.items())))
+            )
             if self._collected_told.get(doc) != marker:
                 self._collected_told[doc] = marker
                 changed.add(doc)
@@ -1050,20 +1062,26 @@ class SyncDaemon:
         if record is None or not record.ranges.by_client:
             return []
         out: list[Collected] = []
+        # Under both of the decoder's limits (numbers, and clients: found in review,
+        # a record of many short-lived Yjs clients was one frame the peer refused).
         budget = frames.MAX_RUN_NUMBERS // 2
+        most_clients = frames.MAX_SV_CLIENTS // 2
         for field_name, runs in (("ranges", record.ranges), ("rehung", record.rehung)):
             chunk: dict[int, list[int]] = {}
             size = 0
             for client, flat in runs.to_wire().items():
                 for i in range(0, len(flat), budget):
                     part = flat[i : i + budget]
-                    if size + len(part) > budget and chunk:
-                        out.append(_collected(doc, field_name, chunk, record.floor))
+                    if chunk and (size + len(part) > budget or len(chunk) >= most_clients):
+                        out.append(_collected(doc, field_name, chunk))
                         chunk, size = {}, 0
                     chunk.setdefault(client, []).extend(part)
                     size += len(part)
             if chunk:
-                out.append(_collected(doc, field_name, chunk, record.floor))
+                out.append(_collected(doc, field_name, chunk))
+        floor = sorted(record.floor.items())
+        for i in range(0, len(floor), most_clients):
+            out.append(Collected(doc, {}, {}, dict(floor[i : i + most_clients])))
         return out
 
     def reports_to_send(self) -> list[dict[int, dict[str, dict[int, int]]]]:
@@ -1086,9 +1104,11 @@ class SyncDaemon:
         return chunks
 
     def _report_width(self) -> int:
-        """Numbers one document's reports take across members (its widest)."""
+        """Numbers one document's reports take across members (its widest); a
+        document name (up to 64 bytes, repeated per member) counts as 8 numbers
+        (found in review: empty vectors and long names outgrew a frame)."""
         return sum(
-            2 * max((len(v) for v in r.values()), default=0) + 1
+            2 * max((len(v) for v in r.values()), default=0) + 8
             for r in self.frontier.reports.values()
         )
 
@@ -1159,12 +1179,10 @@ class SyncDaemon:
         log.warning("refused sync connection from %s: %s", who, reason)
 
 
-def _collected(
-    doc: str, field_name: str, runs: dict[int, list[int]], floor: dict[int, int]
-) -> Collected:
+def _collected(doc: str, field_name: str, runs: dict[int, list[int]]) -> Collected:
     if field_name == "ranges":
-        return Collected(doc, runs, {}, floor)
-    return Collected(doc, {}, runs, floor)
+        return Collected(doc, runs, {}, {})
+    return Collected(doc, {}, runs, {})
 
 
 def legacy_member_id(node_id: str) -> int:

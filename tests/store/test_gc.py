@@ -403,3 +403,31 @@ def test_a_malformed_frontier_is_refused_by_name(solo: Store, bad: object) -> No
     with pytest.raises(StoreError, match="frontier"):
         solo.set_gc_frontier("d", bad)  # type: ignore[arg-type]
     solo.compact("d")  # and nothing was stored that would break compaction
+
+
+async def test_an_honest_diff_carrying_a_partly_known_run_is_taken(tmp_path: Path) -> None:
+    """Found in review: a diff computed from an older state vector of ours carried a
+    merged run of deleted entries we partly held; its written origin was collected,
+    but the part we lack hangs from our own last item of the run, so it is no stale
+    write. It was refused (and, on the sync path, the member's connection closed)."""
+    config = StoreConfig(gc=GcMode.OFF, durability=Durability.BATCHED)
+    with Store.open(tmp_path / "s", config) as store:
+        store.create_document("d")
+        y, y_root = _doc(7)
+        y_root["k"] = b"y0"
+        y_root["k"] = b"y1"
+        x, x_root = _doc(5, y.get_update())
+        store.apply_update("d", y.get_update())
+        sv_before_x = store.state_vector("d")
+        for i in range(3):
+            sv = x.get_state()
+            x_root["k"] = f"x{i}".encode()
+            store.apply_update("d", x.get_update(sv))
+        # A collector that had exactly this collected 7:1, 5:0-1 and re-hung 5:2 on 7:0.
+        await store.amerge_gc(
+            "d", Ranges({7: [(1, 2)], 5: [(0, 2)]}), Ranges({7: [(0, 1)]}), {7: 2, 5: 3}
+        )
+        for i in range(3, 7):
+            x_root["k"] = f"x{i}".encode()
+        store.apply_update("d", x.get_update(sv_before_x))  # one merged run 5:0-6
+        assert store.get("d", "k") == b"x6"

@@ -10,7 +10,7 @@ from pycrdt import Doc, Map
 
 from edgestate.errors import StaleReplicaError
 from edgestate.store import GcMode, Set
-from edgestate.store.gc import GcState
+from edgestate.store.gc import GcState, Ranges
 from edgestate.store.updates import decode_state_vector
 from edgestate.sync import frames
 from edgestate.sync.daemon import legacy_member_id
@@ -251,8 +251,8 @@ async def test_reports_are_split_into_bounded_frames_and_only_held_documents_kep
     for doc in docs:
         a.store.create_document(doc)
     await a.daemon.gc_round()
-    # One member, empty state vectors: a document takes one number; 3 per frame.
-    monkeypatch.setattr(daemon_module, "REPORT_NUMBERS_PER_FRAME", 3)
+    # One member, empty state vectors: a document counts 8 (its name); 3 per frame.
+    monkeypatch.setattr(daemon_module, "REPORT_NUMBERS_PER_FRAME", 24)
     chunks = a.daemon.reports_to_send()
     assert len(chunks) == 10
     merged = {d for chunk in chunks for d in chunk[a.store.replica_id]}
@@ -283,3 +283,25 @@ async def test_a_collection_is_told_to_peers_when_it_lands(nodes: Nodes) -> None
     a.store.compact(DOC)
     assert a.store.gc_status(DOC).collected_items > 0
     await eventually(lambda: (full.store.gc_record(DOC) or GcState()).ranges.by_client != {}, 5)
+
+
+async def test_collected_frames_stay_within_the_decoders_limits(nodes: Nodes) -> None:
+    """Found in review: a record of more clients than a frame may list (many
+    short-lived Yjs clients) was one frame, and the peer refused it."""
+    a = await nodes.start(**GC)
+    a.store.create_document(DOC)
+    many = frames.MAX_SV_CLIENTS + 10
+    await a.store.amerge_gc(
+        DOC,
+        Ranges({c: [(0, 1)] for c in range(1, many)}),
+        Ranges({c: [(1, 2)] for c in range(1, 40)}),
+        {c: 2 for c in range(1, many)},
+    )
+    out = a.daemon.collected_frames(DOC)
+    assert len(out) > 2
+    runs = {c: r for f in out for c, r in f.ranges.items()}
+    floor = {c: k for f in out for c, k in f.floor.items()}
+    assert len(runs) == len(floor) == many - 1
+    for frame in out:
+        decoded = frames.decode(frames.encode(frame), max_bytes=32 << 20, max_docs=1000)
+        assert decoded == frame
