@@ -41,14 +41,11 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from edgestate.store.updates import read_varuint, skip_any, skip_bytes
+from edgestate.store.updates import content_span, read_varuint, skip_bytes
 
 # Struct content refs (lib0 / Yjs v1 encoding).
 _GC = 0
 _DELETED = 1
-_JSON = 2
-_BINARY = 3
-_STRING = 4
 _TYPE = 7
 _ANY = 8
 _DOC = 9
@@ -133,7 +130,7 @@ class Ranges:
 
 
 @dataclass(frozen=True, slots=True)
-class Collected:
+class Rewrite:
     """Result of :func:`collect`."""
 
     update: bytes  # the rewritten full state
@@ -162,36 +159,6 @@ def _read_string(buf: bytes, pos: int) -> tuple[str, int]:
     end = skip_bytes(buf, pos)
     _, start = read_varuint(buf, pos)
     return buf[start:end].decode("utf-8", "surrogatepass"), end
-
-
-def _content_length(buf: bytes, ref: int, pos: int) -> tuple[int, int]:
-    """(clock length, end of content) of an item's content starting at ``pos``."""
-    if ref == _DELETED:
-        length, end = read_varuint(buf, pos)
-        return length, end
-    if ref == _JSON:
-        count, pos = read_varuint(buf, pos)
-        for _ in range(count):
-            pos = skip_bytes(buf, pos)
-        return count, pos
-    if ref == _STRING:
-        text, end = _read_string(buf, pos)
-        return len(text.encode("utf-16-le", "surrogatepass")) // 2, end
-    if ref == _ANY:
-        count, pos = read_varuint(buf, pos)
-        for _ in range(count):
-            pos = skip_any(buf, pos)
-        return count, pos
-    if ref in (_BINARY, 5):  # binary, embed
-        return 1, skip_bytes(buf, pos)
-    if ref == 6:  # format
-        return 1, skip_bytes(buf, skip_bytes(buf, pos))
-    if ref == _TYPE:
-        type_ref, pos = read_varuint(buf, pos)
-        return 1, (skip_bytes(buf, pos) if type_ref in (3, 5) else pos)
-    if ref == _DOC:
-        return 1, skip_any(buf, skip_bytes(buf, pos))
-    raise ValueError(f"unknown struct content {ref}")
 
 
 def parse(
@@ -266,7 +233,7 @@ def parse(
                 # One Uint8Array shorter than 128 bytes: the common map value.
                 s.length, pos = 1, pos + 3 + buf[pos + 2]
             else:
-                s.length, pos = _content_length(buf, ref, pos)
+                s.length, pos = content_span(buf, ref, pos)
             s.end = pos
             append(s)
             clock += s.length
@@ -352,7 +319,7 @@ def _write_varuint(out: bytearray, value: int) -> None:
     out.append(value)
 
 
-def collect(snapshot: bytes, frontier: dict[int, int]) -> Collected | None:
+def collect(snapshot: bytes, frontier: dict[int, int]) -> Rewrite | None:
     """Rewrite ``snapshot`` (a full-state v1 update) collecting stable overwrites.
 
     In each root-map key's origin tree, an item is collected when it is stable,
@@ -484,7 +451,7 @@ def collect(snapshot: bytes, frontier: dict[int, int]) -> Collected | None:
     items_before = sum(
         1 for structs in clients.values() for s in structs if s.ref not in (_GC, _SKIP)
     )
-    return Collected(bytes(out), ranges.normalize(), rehung.normalize(), items_before, after)
+    return Rewrite(bytes(out), ranges.normalize(), rehung.normalize(), items_before, after)
 
 
 def stale_reference(

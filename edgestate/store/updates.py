@@ -131,27 +131,40 @@ def _skip_struct(buf: bytes, pos: int) -> int:
         pos = skip_bytes(buf, pos) if is_named else skip_varint(buf, skip_varint(buf, pos))
         if info & 0x20:  # parentSub (a map key)
             pos = skip_bytes(buf, pos)
+    return content_span(buf, ref, pos)[1]
+
+
+def content_span(buf: bytes, ref: int, pos: int) -> tuple[int, int]:
+    """(clock length, end) of an item's content of type ``ref`` starting at ``pos``.
+
+    ``ValueError`` for a content type Yjs v1 does not have.
+    """
     if ref == 1:  # deleted: a length
-        return skip_varint(buf, pos)
+        return read_varuint(buf, pos)
     if ref == 2:  # JSON: count, then strings
         count, pos = read_varuint(buf, pos)
         for _ in range(count):
             pos = skip_bytes(buf, pos)
-        return pos
-    if ref in (3, 4, 5):  # binary, string, embed
-        return skip_bytes(buf, pos)
+        return count, pos
+    if ref == 4:  # string: its length counts UTF-16 code units, as in JavaScript
+        end = skip_bytes(buf, pos)
+        _, start = read_varuint(buf, pos)
+        text = buf[start:end].decode("utf-8", "surrogatepass")
+        return len(text.encode("utf-16-le", "surrogatepass")) // 2, end
+    if ref in (3, 5):  # binary, embed
+        return 1, skip_bytes(buf, pos)
     if ref == 6:  # format: key and value
-        return skip_bytes(buf, skip_bytes(buf, pos))
+        return 1, skip_bytes(buf, skip_bytes(buf, pos))
     if ref == 7:  # a shared type: its type ref, and a name for XmlElement / XmlHook
         type_ref, pos = read_varuint(buf, pos)
-        return skip_bytes(buf, pos) if type_ref in (3, 5) else pos
+        return 1, (skip_bytes(buf, pos) if type_ref in (3, 5) else pos)
     if ref == 8:  # any: count, then values
         count, pos = read_varuint(buf, pos)
         for _ in range(count):
             pos = skip_any(buf, pos)
-        return pos
+        return count, pos
     if ref == 9:  # subdocument: guid and options
-        return skip_any(buf, skip_bytes(buf, pos))
+        return 1, skip_any(buf, skip_bytes(buf, pos))
     raise ValueError(f"unknown struct content {ref}")
 
 

@@ -39,9 +39,9 @@ from edgestate.store.changes import ChangeHub
 from edgestate.store.crdt import CrdtDocument, WritePlan
 from edgestate.store.env import DocMeta, Environment
 from edgestate.store.gc import (
-    Collected,
     GcState,
     Ranges,
+    Rewrite,
     collect,
     partial_replica,
     stale_in,
@@ -119,7 +119,7 @@ class _Collected:
     snap_seq: int  # the compaction whose snapshot it rewrote
     known: dict[int, int]  # that snapshot's state vector
     frontier: dict[int, int]  # the frontier it collected at
-    result: Collected | None
+    result: Rewrite | None
     fresh: CrdtDocument | None  # the CRDT rebuilt from the collected snapshot
     error: BaseException | None
 
@@ -757,16 +757,8 @@ class Writer:
     def check_stale_update(self, crdt: CrdtDocument, update: bytes) -> None:
         """Refuse an update that builds on history this store collected."""
         state = self.gc.get(crdt.name)
-        if state is None or not state.ranges.by_client:
-            return
-        try:
-            why = stale_reference(
-                update, state.ranges, state.rehung, decode_state_vector(crdt.state_vector())
-            )
-        except (ValueError, IndexError):
-            return  # not parseable: pycrdt refuses it with its own error
-        if why is not None:
-            raise StaleReplicaError(f"update for {crdt.name!r} refused: {why}")
+        if state is not None and state.ranges.by_client:
+            self._blocks_of_collected(crdt, update, state)
 
     def job_diff(self, doc: str, remote: bytes | None) -> Callable[[_Group], bytes]:
         """A job computing what a replica at ``remote`` lacks, refusing a stale one."""

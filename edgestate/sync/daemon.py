@@ -1022,7 +1022,7 @@ class SyncDaemon:
         return frontiers
 
     def _announce_collected(self, doc: str) -> None:
-        if self._closing or doc in self.config.local_only:
+        if self._closing:
             return
         changed = self._collected_changes([doc])
         for conn in self._conns.values():
@@ -1043,8 +1043,10 @@ class SyncDaemon:
         """Documents whose record changed since last told (collected here, or
         merged from a peer: passing it on spreads it hop by hop)."""
         changed = set()
-        for doc in self.collected_docs() if docs is None else docs:
-            record = self.store.gc_record(doc) if self.store.has_document(doc) else None
+        for doc in self.store.documents() if docs is None else docs:
+            if doc in self.config.local_only or not self.store.has_document(doc):
+                continue
+            record = self.store.gc_record(doc)
             if record is None or not record.ranges.by_client:
                 continue
             # What peers learn from it only: not the frontier, which moves each round.
