@@ -33,11 +33,25 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │       ├── DeadlineExceededError   the wall-time budget ran out
     │       ├── MemoryLimitError        the guest asked for more memory than allowed
     │       ├── OutputTooLargeError     the guest wrote more output than allowed
-    │       └── GuestStatusError        the entry returned a non-zero status
+    │       ├── GuestStatusError        the entry returned a non-zero status
+    │       └── HostBugError            a host function failed unexpectedly (the guest traps)
+    │   ├── HostCallRefused             inside a host function: return a status to the guest
+    │   └── GuestFault                  inside a host function: trap with a wrapped error
     ├── SyncError                       peer sync
     │   ├── ProtocolError               malformed, oversized or unexpected frame
+    │   │   ├── MalformedFrameError     not msgpack, or not of its frame's schema
+    │   │   ├── OversizedFrameError     over the frame size limit
+    │   │   ├── UnexpectedFrameError    a frame the protocol does not allow here
+    │   │   ├── StalePeerError          a peer behind history this node collected
+    │   │   └── RateLimitedError        frames or new documents faster than the limits
+    │   ├── ConnectionDeclinedError     a connection ended for a reason not the peer's fault
+    │   ├── PeerGoneError               the peer closed the connection
     │   ├── PeerRefusedError            peer failed authentication or cluster check
     │   └── ClusterCAError              CA / certificate material missing or invalid
+    ├── ClientError                     talking to a running node's HTTP API
+    │   ├── NodeAPIError                the node answered with an error
+    │   └── NodeUnreachableError        no node answered at the URL
+    ├── NodeStartError                  a node process exited or did not become ready
     └── ConfigError                     bad configuration or command-line values
 """
 
@@ -229,6 +243,42 @@ class GuestStatusError(InvocationError):
     code = "guest_status"
 
 
+class HostBugError(GuestTrapError):
+    """A host function raised unexpectedly: the guest traps, the node carries on.
+
+    The original exception is the ``__cause__``; the guest sees only a generic
+    trap message, never host internals.
+    """
+
+
+class HostCallRefused(RuntimeFault):
+    """Raised inside a host function to return ``status`` (negative) to the guest.
+
+    It never leaves the host call. Always raise a new instance: re-raising a
+    shared one chains every raise's traceback onto it, keeping each
+    invocation's frames alive.
+    """
+
+    code = "host_call_refused"
+
+    def __init__(self, status: int) -> None:
+        super().__init__(getattr(status, "name", str(status)))
+        self.status = status
+
+
+class GuestFault(RuntimeFault):
+    """A guest bug found by a host function; the invocation traps with it.
+
+    ``error`` is the exception of this tree the invocation will raise.
+    """
+
+    code = "guest_fault"
+
+    def __init__(self, error: EdgestateError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 # --- sync ----------------------------------------------------------------------
 
 
@@ -244,6 +294,53 @@ class ProtocolError(SyncError):
     code = "protocol_error"
 
 
+class MalformedFrameError(ProtocolError):
+    """A frame that is not valid msgpack or does not match its schema."""
+
+    code = "malformed_frame"
+
+
+class OversizedFrameError(ProtocolError):
+    """A frame over the configured size limit."""
+
+    code = "oversized_frame"
+
+
+class UnexpectedFrameError(ProtocolError):
+    """A well-formed frame arriving when the protocol does not allow it."""
+
+    code = "unexpected_frame"
+
+
+class StalePeerError(ProtocolError):
+    """A peer behind history this node garbage-collected: it must resync afresh."""
+
+    code = "stale_replica"
+
+
+class RateLimitedError(ProtocolError):
+    """A peer sending frames (or creating documents) faster than its limits."""
+
+    code = "rate_limited"
+
+
+class ConnectionDeclinedError(SyncError):
+    """A connection this side ends for a reason that is not the peer's fault
+    (a duplicate, or ourselves); ``permanent`` stops redialing that address."""
+
+    code = "connection_declined"
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+class PeerGoneError(SyncError):
+    """The peer closed the connection (or it dropped)."""
+
+    code = "peer_gone"
+
+
 class PeerRefusedError(SyncError):
     """A peer that failed authentication or belongs to another cluster."""
 
@@ -254,6 +351,38 @@ class ClusterCAError(SyncError):
     """Cluster CA or node certificate material that is missing or invalid."""
 
     code = "cluster_ca"
+
+
+# --- client and developer tools ----------------------------------------------------
+
+
+class ClientError(EdgestateError):
+    """A failure talking to a running node's HTTP API."""
+
+    code = "client_error"
+
+
+class NodeAPIError(ClientError):
+    """The node answered with an error (its code and message are kept)."""
+
+    code = "api_error"
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{message} (HTTP {status})")
+        self.status = status
+        self.code = code
+
+
+class NodeUnreachableError(ClientError):
+    """No node answered at the URL."""
+
+    code = "unreachable"
+
+
+class NodeStartError(EdgestateError):
+    """A node process exited or did not become ready; carries its log."""
+
+    code = "node_start_failed"
 
 
 # --- config --------------------------------------------------------------------

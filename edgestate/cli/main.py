@@ -16,7 +16,7 @@ _COMMAND_MODULES = (
     "edgestate.cli.member_cmds",
     "edgestate.cli.runtime_cmds",
     "edgestate.cli.cluster_cmds",
-    "edgestate.demo",
+    "edgestate.devkit.demo",
 )
 
 

@@ -17,7 +17,7 @@ import click
 
 from edgestate.cli.output import edge_errors, emit_json, emit_table, show_value
 from edgestate.client import NodeClient, tls_context
-from edgestate.config import load_config
+from edgestate.node.config import load_config
 
 log = logging.getLogger("edgestate")
 

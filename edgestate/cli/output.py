@@ -18,7 +18,7 @@ R = TypeVar("R")
 
 
 def show_value(desc: dict[str, Any]) -> str:
-    """Human form of :func:`edgestate.values.describe_value`'s output."""
+    """Human form of :func:`edgestate.store.values.describe_value`'s output."""
     if not desc["found"]:
         return "(absent)"
     if desc["type"] == "counter":

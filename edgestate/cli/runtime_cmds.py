@@ -15,8 +15,8 @@ from typing import BinaryIO
 
 import click
 
-from edgestate.config import store_dir_of
 from edgestate.errors import EdgestateError
+from edgestate.node.config import store_dir_of
 from edgestate.runtime import (
     InvocationResult,
     Runtime,

@@ -29,9 +29,8 @@ from edgestate.cli.output import (
     show_value,
 )
 from edgestate.client import NodeClient
-from edgestate.config import store_dir_of
-from edgestate.store import Delete, Incr, Set, Store, WriteOp
-from edgestate.values import describe_value
+from edgestate.node.config import store_dir_of
+from edgestate.store import Delete, Incr, Set, Store, WriteOp, describe_value, op_to_json
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
@@ -151,17 +150,7 @@ class RemoteSource:
         return self.client.incr(doc, key, delta, create=create)
 
     def batch(self, doc: str, ops: list[WriteOp], create: bool) -> None:
-        wire: list[dict[str, Any]] = []
-        for op in ops:
-            if isinstance(op, Set):
-                wire.append(
-                    {"op": "set", "key": op.key, "base64": base64.b64encode(op.value).decode()}
-                )
-            elif isinstance(op, Delete):
-                wire.append({"op": "delete", "key": op.key})
-            else:
-                wire.append({"op": "incr", "key": op.key, "delta": op.delta})
-        self.client.batch(doc, wire, create=create)
+        self.client.batch(doc, [op_to_json(op) for op in ops], create=create)
 
     def close(self) -> None:
         pass

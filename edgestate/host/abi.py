@@ -24,7 +24,9 @@ from typing import Any, Final
 import msgpack
 
 from edgestate.errors import (
-    GuestTrapError,
+    GuestFault,
+    HostBugError,
+    HostCallRefused,
     InvalidCursorError,
     InvalidKeyError,
     InvocationError,
@@ -37,7 +39,6 @@ from edgestate.errors import (
 from edgestate.host.kv import Grants, Overlay
 from edgestate.host.memory import (
     ADDRESS_SPACE,
-    GuestFault,
     GuestMemory,
     LinkerFunctions,
     make_trap,
@@ -123,18 +124,6 @@ class HostLimits:
     max_log_bytes: int = 1024
 
 
-class GuestError(Exception):
-    """Raised inside a host function to return ``code`` to the guest.
-
-    Always raise a new instance: re-raising a shared one chains every raise's
-    traceback onto it, keeping each invocation's frames alive.
-    """
-
-    def __init__(self, code: ErrorCode) -> None:
-        super().__init__(code.name)
-        self.code = code
-
-
 _MAX_DOC_NAME = 64  # the store's document-name limit
 # Our cursors are a store cursor and a key: far below this.
 _MAX_CURSOR = 4096
@@ -217,9 +206,9 @@ class HostContext:
 
     def _doc(self, handle: int, write: bool) -> str:
         if handle >= len(self._handles):
-            raise GuestError(ErrorCode.BAD_HANDLE)
+            raise HostCallRefused(ErrorCode.BAD_HANDLE)
         if write and not self._writable[handle]:
-            raise GuestError(ErrorCode.ACCESS_DENIED)
+            raise HostCallRefused(ErrorCode.ACCESS_DENIED)
         return self._handles[handle]
 
     # Every function checks all its guest ranges before anything else, so a bad
@@ -229,13 +218,13 @@ class HostContext:
         # cannot make the host chew through its whole memory outside its fuel.
         if length > self.env.max_key_bytes:
             self.memory.address(ptr, length)
-            raise GuestError(ErrorCode.INVALID_KEY)
+            raise HostCallRefused(ErrorCode.INVALID_KEY)
         try:
             key = self.memory.text(ptr, length)
         except UnicodeDecodeError:
-            raise GuestError(ErrorCode.INVALID_KEY) from None
+            raise HostCallRefused(ErrorCode.INVALID_KEY) from None
         if length == 0 and not allow_empty:
-            raise GuestError(ErrorCode.INVALID_KEY)
+            raise HostCallRefused(ErrorCode.INVALID_KEY)
         return key
 
     def output_bytes(self) -> bytes:
@@ -248,21 +237,21 @@ class HostContext:
         """Handle of a granted, existing document."""
         if name_len > _MAX_DOC_NAME:
             self.memory.address(name_ptr, name_len)
-            raise GuestError(ErrorCode.ACCESS_DENIED)
+            raise HostCallRefused(ErrorCode.ACCESS_DENIED)
         raw = self.memory.read(name_ptr, name_len)
         try:
             name = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise GuestError(ErrorCode.INVALID_ARGUMENT) from None
+            raise HostCallRefused(ErrorCode.INVALID_ARGUMENT) from None
         # Grants are checked first so a module cannot probe which documents exist.
         if not self.env.grants.may_open(name):
-            raise GuestError(ErrorCode.ACCESS_DENIED)
+            raise HostCallRefused(ErrorCode.ACCESS_DENIED)
         if name in self._handles:
             return self._handles.index(name)
         if len(self._handles) >= self.env.limits.max_handles:
-            raise GuestError(ErrorCode.LIMIT_EXCEEDED)
+            raise HostCallRefused(ErrorCode.LIMIT_EXCEEDED)
         if not self.env.store.has_document(name):
-            raise GuestError(ErrorCode.UNKNOWN_DOCUMENT)
+            raise HostCallRefused(ErrorCode.UNKNOWN_DOCUMENT)
         self._handles.append(name)
         self._writable.append(name in self.env.grants.write)
         return len(self._handles) - 1
@@ -287,17 +276,17 @@ class HostContext:
         key = self._key(key_ptr, key_len)
         name = self._doc(doc, write=True)
         if val_len > self.env.max_value_bytes:
-            raise GuestError(ErrorCode.VALUE_TOO_LARGE)
+            raise HostCallRefused(ErrorCode.VALUE_TOO_LARGE)
         value = self.memory.read(val_ptr, val_len)
         if not self.overlay.set(name, key, value):
-            raise GuestError(ErrorCode.LIMIT_EXCEEDED)
+            raise HostCallRefused(ErrorCode.LIMIT_EXCEEDED)
         return 0
 
     def kv_delete(self, doc: int, key_ptr: int, key_len: int) -> int:
         """Stage the removal of ``key`` (a no-op if absent)."""
         key = self._key(key_ptr, key_len)
         if not self.overlay.delete(self._doc(doc, write=True), key):
-            raise GuestError(ErrorCode.LIMIT_EXCEEDED)
+            raise HostCallRefused(ErrorCode.LIMIT_EXCEEDED)
         return 0
 
     def kv_incr(self, doc: int, key_ptr: int, key_len: int, delta: int, out_ptr: int) -> int:
@@ -308,11 +297,11 @@ class HostContext:
         try:
             total = self.overlay.incr(name, key, delta)
         except WrongTypeError:
-            raise GuestError(ErrorCode.WRONG_TYPE) from None
+            raise HostCallRefused(ErrorCode.WRONG_TYPE) from None
         except OverflowError:
-            raise GuestError(ErrorCode.VALUE_TOO_LARGE) from None
+            raise HostCallRefused(ErrorCode.VALUE_TOO_LARGE) from None
         if total is None:
-            raise GuestError(ErrorCode.LIMIT_EXCEEDED)
+            raise HostCallRefused(ErrorCode.LIMIT_EXCEEDED)
         self.memory.write_i64(out_ptr, total)
         return 0
 
@@ -330,7 +319,7 @@ class HostContext:
         self.memory.address(out_ptr, out_cap)
         self.memory.address(cursor_ptr, cursor_len)
         if cursor_len > _MAX_CURSOR:
-            raise GuestError(ErrorCode.INVALID_CURSOR)
+            raise HostCallRefused(ErrorCode.INVALID_CURSOR)
         raw_cursor = self.memory.read(cursor_ptr, cursor_len)
         prefix = self._key(prefix_ptr, prefix_len, allow_empty=True)
         name = self._doc(doc, write=False)
@@ -349,21 +338,21 @@ class HostContext:
             try:
                 decoded = msgpack.unpackb(raw_cursor, raw=False)
             except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-                raise GuestError(ErrorCode.INVALID_CURSOR) from None
+                raise HostCallRefused(ErrorCode.INVALID_CURSOR) from None
             if (
                 not isinstance(decoded, list)
                 or len(decoded) != 2
                 or not isinstance(decoded[0], str)
                 or not isinstance(decoded[1], str)
             ):
-                raise GuestError(ErrorCode.INVALID_CURSOR)
+                raise HostCallRefused(ErrorCode.INVALID_CURSOR)
             store_cursor, after = decoded
         try:
             page = self.env.store.scan(
                 doc, prefix, cursor=store_cursor, limit=self.env.limits.scan_page_keys
             )
         except InvalidCursorError:
-            raise GuestError(ErrorCode.INVALID_CURSOR) from None
+            raise HostCallRefused(ErrorCode.INVALID_CURSOR) from None
         keys = {key for key, _ in page.items}
         last = page.items[-1][0] if page.cursor is not None and page.items else None
         for key, present in self.overlay.keys_with_prefix(doc, prefix).items():
@@ -453,14 +442,6 @@ def _store_error_code(exc: StoreError) -> ErrorCode | None:
     return None
 
 
-class HostBugError(GuestTrapError):
-    """A host function raised unexpectedly: the guest traps, the node carries on.
-
-    The original exception is the ``__cause__``; the guest sees only a generic
-    trap message, never host internals.
-    """
-
-
 def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int]:
     method: Callable[..., Any] = getattr(HostContext, function.name)
     layout = slot_struct(
@@ -484,8 +465,8 @@ def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int
         context.host_calls += 1
         try:
             value = method(context, *layout.unpack_from(space, args))
-        except GuestError as status:
-            value = status.code
+        except HostCallRefused as status:
+            value = status.status
         except GuestFault as fault:
             context.fault = fault.error
             return make_trap(str(fault.error))

@@ -31,7 +31,7 @@ import wasmtime
 from wasmtime import _bindings as _raw
 from wasmtime import _ffi as ffi
 
-from edgestate.errors import GuestTrapError
+from edgestate.errors import GuestFault, GuestTrapError
 
 # A view of the whole address space, indexed by absolute address. Creating a
 # memoryview per invocation costs ~0.3 us and a ctypes object per argument read
@@ -49,17 +49,6 @@ _RAW_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t
 )
 WASM_PAGE: Final = 65536
-
-
-class GuestFault(Exception):
-    """A guest bug found by a host function; the invocation traps with it.
-
-    ``error`` is the :mod:`edgestate.errors` exception the invocation will raise.
-    """
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 def slot_struct(types: list[str]) -> struct.Struct:

@@ -23,6 +23,7 @@ from wasmtime import _ffi as ffi
 
 from edgestate.errors import (
     DeadlineExceededError,
+    GuestFault,
     GuestStatusError,
     GuestTrapError,
     InvocationError,
@@ -39,7 +40,7 @@ from edgestate.host.abi import (
     bind,
 )
 from edgestate.host.kv import Grants
-from edgestate.host.memory import WASM_PAGE, GuestFault, GuestMemory, gil_holding
+from edgestate.host.memory import WASM_PAGE, GuestMemory, gil_holding
 from edgestate.runtime.manifest import Manifest
 from edgestate.runtime.policy import Grant
 from edgestate.store import Store, WriteOp

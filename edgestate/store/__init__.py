@@ -9,6 +9,7 @@ with Store.open("data") as store:
 """
 
 from edgestate.store.changes import ChangeStream
+from edgestate.store.gc import GcState, Ranges
 from edgestate.store.store import Store
 from edgestate.store.types import (
     ChangeEvent,
@@ -23,6 +24,8 @@ from edgestate.store.types import (
     StoreConfig,
     WriteOp,
 )
+from edgestate.store.updates import decode_state_vector
+from edgestate.store.values import describe_value, op_from_json, op_to_json
 
 __all__ = [
     "ChangeEvent",
@@ -31,11 +34,17 @@ __all__ = [
     "DocumentInfo",
     "Durability",
     "GcMode",
+    "GcState",
     "GcStatus",
     "Incr",
+    "Ranges",
     "ScanPage",
     "Set",
     "Store",
     "StoreConfig",
     "WriteOp",
+    "decode_state_vector",
+    "describe_value",
+    "op_from_json",
+    "op_to_json",
 ]

@@ -43,16 +43,21 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pycrdt import merge_updates
 
 from edgestate.errors import (
+    ConnectionDeclinedError,
     InvalidUpdateError,
+    MalformedFrameError,
+    OversizedFrameError,
+    PeerGoneError,
     PeerRefusedError,
     ProtocolError,
+    RateLimitedError,
+    StalePeerError,
     StaleReplicaError,
     StoreClosedError,
     SyncError,
+    UnexpectedFrameError,
 )
-from edgestate.store import ChangeStream, Store
-from edgestate.store.gc import Ranges
-from edgestate.store.updates import decode_state_vector
+from edgestate.store import ChangeStream, Ranges, Store, decode_state_vector
 from edgestate.sync import frames
 from edgestate.sync.config import Limits, SyncConfig, parse_address
 from edgestate.sync.discovery import Discovery, Found, MdnsDiscovery, StaticDiscovery
@@ -62,11 +67,9 @@ from edgestate.sync.frames import (
     Hello,
     Peers,
     Push,
-    RateLimitedError,
     Reports,
     StateVectors,
     Synced,
-    UnexpectedFrameError,
 )
 from edgestate.sync.frontier import FrontierTracker
 from edgestate.sync.peers import Backoff, PeerRecord, PeerState, PeerStatus, lag
@@ -119,18 +122,6 @@ class SyncStats:
     queue_overflows: int = 0
     refused: int = 0
     protocol_errors: collections.Counter[str] = field(default_factory=collections.Counter)
-
-
-class _Closed(Exception):
-    """The peer went away (internal control flow of a connection)."""
-
-
-class _Refused(SyncError):
-    """A connection this side refuses for a reason that is not the peer's fault."""
-
-    def __init__(self, reason: str, *, permanent: bool = False) -> None:
-        super().__init__(reason)
-        self.permanent = permanent
 
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
@@ -569,7 +560,7 @@ class SyncDaemon:
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 ) as ws:
                     established = await self._run(ws, True, record, _peer_cert(ws))
-            except _Refused as exc:
+            except ConnectionDeclinedError as exc:
                 record.last_error = str(exc)
                 if exc.permanent:
                     record.state = PeerState.DISCONNECTED
@@ -623,7 +614,7 @@ class SyncDaemon:
                 self._refuse_log(request.remote, "no client certificate")
                 raise web.HTTPForbidden(reason="client certificate required")
         await ws.prepare(request)
-        with contextlib.suppress(_Refused):
+        with contextlib.suppress(ConnectionDeclinedError):
             await self._run(ws, False, None, cert)
         return ws
 
@@ -649,7 +640,7 @@ class SyncDaemon:
             conn.sender = asyncio.get_running_loop().create_task(conn.run_sender())
             while True:
                 await self._dispatch(conn, await self._receive(conn))
-        except _Closed:
+        except PeerGoneError:
             if conn.ws.close_code == WSCloseCode.POLICY_VIOLATION:
                 reason = conn.close_reason or "no reason given"
                 log.warning("peer %s refused this node: %s", conn.node_id or "?", reason)
@@ -665,7 +656,7 @@ class SyncDaemon:
             await conn.close(WSCloseCode.PROTOCOL_ERROR, "no hello in time")
         except StoreClosedError:
             await conn.close(WSCloseCode.GOING_AWAY, "node shutting down")
-        except _Refused as exc:
+        except ConnectionDeclinedError as exc:
             # Not the peer's fault (a duplicate, or ourselves): a normal close.
             await conn.close(WSCloseCode.OK, str(exc))
             raise
@@ -722,7 +713,7 @@ class SyncDaemon:
         log.warning("closing sync connection to %s: %s", conn.node_id or "peer", exc)
         code = (
             WSCloseCode.MESSAGE_TOO_BIG
-            if isinstance(exc, frames.OversizedFrameError)
+            if isinstance(exc, OversizedFrameError)
             else WSCloseCode.PROTOCOL_ERROR
         )
         await conn.close(code, f"{exc.code}: {exc}")
@@ -739,7 +730,7 @@ class SyncDaemon:
         if cert is not None and fingerprint(cert) != hello.node:
             raise PeerRefusedError("hello node id does not match the certificate fingerprint")
         if hello.node == self.node_id:
-            raise _Refused("connected to ourselves", permanent=True)
+            raise ConnectionDeclinedError("connected to ourselves", permanent=True)
         return version
 
     def _admit(self, conn: _Connection, record: PeerRecord | None) -> None:
@@ -753,7 +744,7 @@ class SyncDaemon:
             if not keep_new:
                 if record is not None:
                     self._adopt(existing, record)
-                raise _Refused("duplicate connection")
+                raise ConnectionDeclinedError("duplicate connection")
             existing.node_id = None  # its release must not unregister the new one
             self._spawn(existing.close(WSCloseCode.OK, "duplicate connection"))
         if record is None:
@@ -809,24 +800,24 @@ class SyncDaemon:
         if msg.type == WSMsgType.ERROR:
             exc = conn.ws.exception()
             if isinstance(exc, aiohttp.WebSocketError) and exc.code == WSCloseCode.MESSAGE_TOO_BIG:
-                raise frames.OversizedFrameError(str(exc))
-            raise frames.MalformedFrameError(f"websocket error: {exc}")
+                raise OversizedFrameError(str(exc))
+            raise MalformedFrameError(f"websocket error: {exc}")
         if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
             if msg.type == WSMsgType.CLOSE and isinstance(msg.extra, str):
                 conn.close_reason = msg.extra
-            raise _Closed
+            raise PeerGoneError
         raise UnexpectedFrameError(f"{msg.type.name.lower()} frame; the protocol is binary")
 
     async def _dispatch(self, conn: _Connection, frame: frames.Frame) -> None:
         try:
             await self._dispatch_frame(conn, frame)
         except StaleReplicaError as exc:
-            raise frames.StalePeerError(str(exc)) from exc
+            raise StalePeerError(str(exc)) from exc
         except (ValueError, InvalidUpdateError) as exc:
             # Bad bytes inside a well-formed frame (an update pycrdt cannot merge,
             # a state vector it cannot read) are the peer's fault like any other
             # malformed frame: close that connection, count it, keep serving.
-            raise frames.MalformedFrameError(
+            raise MalformedFrameError(
                 f"{type(frame).__name__.lower()} frame carries bad data: {exc}"
             ) from exc
 
@@ -1194,8 +1185,8 @@ def legacy_member_id(node_id: str) -> int:
 
 def _update_error(doc: str, exc: InvalidUpdateError) -> ProtocolError:
     if isinstance(exc, StaleReplicaError):
-        return frames.StalePeerError(str(exc))
-    return frames.MalformedFrameError(f"invalid update for {doc}: {exc}")
+        return StalePeerError(str(exc))
+    return MalformedFrameError(f"invalid update for {doc}: {exc}")
 
 
 def _transport_limit(limits: Limits) -> int:

@@ -38,7 +38,11 @@ from typing import Any
 
 import msgpack
 
-from edgestate.errors import ProtocolError
+from edgestate.errors import (
+    MalformedFrameError,
+    OversizedFrameError,
+    RateLimitedError,
+)
 
 # Versions this code speaks; hello negotiates the highest common one.
 PROTOCOL_VERSIONS: tuple[int, ...] = (1, 2)
@@ -51,36 +55,6 @@ DOC_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Node and cluster ids are hex fingerprints in TLS mode, short names in
 # insecure mode.
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-
-
-class MalformedFrameError(ProtocolError):
-    """A frame that is not valid msgpack or does not match its schema."""
-
-    code = "malformed_frame"
-
-
-class OversizedFrameError(ProtocolError):
-    """A frame over the configured size limit."""
-
-    code = "oversized_frame"
-
-
-class UnexpectedFrameError(ProtocolError):
-    """A well-formed frame arriving when the protocol does not allow it."""
-
-    code = "unexpected_frame"
-
-
-class StalePeerError(ProtocolError):
-    """A peer behind history this node garbage-collected: it must resync afresh."""
-
-    code = "stale_replica"
-
-
-class RateLimitedError(ProtocolError):
-    """A peer sending frames (or creating documents) faster than its limits."""
-
-    code = "rate_limited"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgestate.cli.main import cli
-from edgestate.config import config_keys, load_config
 from edgestate.errors import ConfigError
+from edgestate.node.config import config_keys, load_config
 from edgestate.store import Durability, GcMode
 from tests.schemas import validator
 

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 import wasmtime
 
-from edgestate.errors import GuestTrapError
+from edgestate.errors import GuestFault, GuestTrapError
 from edgestate.host.memory import (
     ADDRESS_SPACE,
     VAL_RAW_SIZE,
     WASM_PAGE,
-    GuestFault,
     GuestMemory,
     LinkerFunctions,
     make_trap,

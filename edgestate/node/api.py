@@ -36,11 +36,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from edgestate import errors as E
-from edgestate.store import Delete, Incr, Set
-from edgestate.values import describe_value
+from edgestate.store import Delete, Incr, Set, describe_value, op_from_json
 
 if TYPE_CHECKING:
-    from edgestate.node import Node
+    from edgestate.node.service import Node
 
 log = logging.getLogger(__name__)
 
@@ -182,25 +181,6 @@ def _check_token(request: web.Request, admin_token: bytes, node: Node) -> web.Re
         node.metrics.http_errors.labels("forbidden").inc()
         return error_response(403, "forbidden", "the bearer token is not this node's")
     return None
-
-
-def _parse_op(doc: str, op: Any) -> Set | Delete | Incr:
-    """One write of a batch body: {"op": "set"|"delete"|"incr", "key", "base64"|"delta"}."""
-    if not isinstance(op, dict):
-        raise TypeError(f"each op is an object, got {type(op).__name__}")
-    kind, key = op.get("op"), op.get("key")
-    if not isinstance(key, str):
-        raise TypeError("op.key must be a string")
-    if kind == "set":
-        return Set(doc, key, base64.b64decode(str(op["base64"]), validate=True))
-    if kind == "delete":
-        return Delete(doc, key)
-    if kind == "incr":
-        delta = op.get("delta", 1)
-        if not isinstance(delta, int) or isinstance(delta, bool):
-            raise TypeError("op.delta must be an integer")
-        return Incr(doc, key, delta)
-    raise ValueError(f"op must be set, delete or incr, got {kind!r}")
 
 
 class _Api:
@@ -405,7 +385,7 @@ class _Api:
             raw_ops = body["ops"]
             if not isinstance(raw_ops, list):
                 raise TypeError("ops must be a list")
-            ops = [_parse_op(doc, op) for op in raw_ops]
+            ops = [op_from_json(doc, op) for op in raw_ops]
         except (
             json.JSONDecodeError,
             UnicodeDecodeError,

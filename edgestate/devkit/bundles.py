@@ -1,5 +1,4 @@
-"""Throwaway material for the demo and tests: a publisher, signed example bundles,
-a cluster CA with node certificates, and node config files.
+"""Throwaway material for the demo and tests: a publisher and signed example bundles.
 
 Nothing here is for production use: keys are written unencrypted to a directory
 the caller owns and deletes.
@@ -8,12 +7,8 @@ the caller owns and deletes.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgestate.guest import EXAMPLES, EXAMPLES_DIR, example_wasm
 from edgestate.runtime import generate_key, raw_public_key, save_private_key, sign_module
@@ -89,50 +84,3 @@ def example_bundle(name: str, publisher: Publisher, build_dir: Path) -> Bundle:
     wasm = example_wasm(name, build_dir)
     manifest = (EXAMPLES_DIR / f"{name}.manifest.json").read_bytes()
     return Bundle(json.loads(manifest)["name"], wasm, manifest, publisher.sign(wasm, manifest))
-
-
-class NodeStartError(RuntimeError):
-    """A node process exited or did not become ready; carries its log."""
-
-
-def spawn_node(
-    args: list[str],
-    ready_file: Path,
-    log_path: Path,
-    *,
-    timeout: float = 30.0,
-    env: dict[str, str] | None = None,
-) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """Start ``edgestate node ARGS`` as a process and wait for its ready file.
-
-    Returns the process and what the node wrote to the ready file (``api``,
-    ``sync_port``, ``node_id``, ``pid``). Output goes to ``log_path``.
-    """
-    ready_file.unlink(missing_ok=True)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "edgestate.cli.main",
-                "node",
-                *args,
-                "--ready-file",
-                str(ready_file),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    deadline = time.monotonic() + timeout
-    while not ready_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            raise NodeStartError(
-                f"node exited with {proc.returncode} before it was ready:\n"
-                + log_path.read_text(errors="replace")
-            )
-        time.sleep(0.02)
-    return proc, dict(json.loads(ready_file.read_text()))

@@ -30,8 +30,8 @@ import click
 import tomli_w
 
 from edgestate.client import NodeClient
-from edgestate.devkit import NodeStartError, example_bundle, make_publisher, spawn_node
-from edgestate.errors import EdgestateError
+from edgestate.devkit import example_bundle, make_publisher, spawn_node
+from edgestate.errors import EdgestateError, NodeStartError
 from edgestate.sync import tls
 
 NETNS_FLAG = "EDGESTATE_DEMO_IN_NETNS"

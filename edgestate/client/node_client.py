@@ -12,19 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from edgestate.errors import EdgestateError
-from edgestate.values import describe_value
-
-
-class NodeAPIError(EdgestateError):
-    """The node answered with an error (its code and message are kept)."""
-
-    code = "api_error"
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{message} (HTTP {status})")
-        self.status = status
-        self.code = code
+from edgestate.errors import NodeAPIError, NodeUnreachableError
+from edgestate.store import describe_value
 
 
 def tls_context(ca_cert: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
@@ -35,12 +24,6 @@ def tls_context(ca_cert: str | None, cert: str | None, key: str | None) -> ssl.S
     if cert:
         ctx.load_cert_chain(cert, key)
     return ctx
-
-
-class NodeUnreachableError(EdgestateError):
-    """No node answered at the URL."""
-
-    code = "unreachable"
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import msgpack
 
 from edgestate.errors import EdgestateError, ManifestError, ValueTooLargeError
-from edgestate.metrics import NodeMetrics
+from edgestate.node.metrics import NodeMetrics
 from edgestate.runtime import LoadedModule, Runtime
 from edgestate.runtime.manifest import parse_manifest
 from edgestate.store import ChangeStream, Delete, Set, Store

@@ -27,11 +27,11 @@ from aiohttp import web
 from prometheus_client.core import Metric
 
 from edgestate import __version__
-from edgestate.api import build_app
-from edgestate.config import NodeConfig
-from edgestate.deploy import ModuleRegistry
 from edgestate.errors import ConfigError, EdgestateError, ModuleNotFoundError_
-from edgestate.metrics import NodeMetrics, counter, gauge, gc_metrics
+from edgestate.node.api import build_app
+from edgestate.node.config import NodeConfig
+from edgestate.node.metrics import NodeMetrics, counter, gauge, gc_metrics
+from edgestate.node.registry import ModuleRegistry
 from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store
 from edgestate.sync.daemon import SyncDaemon
