@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import secrets
 import ssl
 import time
@@ -28,6 +27,7 @@ from prometheus_client.core import Metric
 
 from edgestate import __version__
 from edgestate.errors import ConfigError, EdgestateError, ModuleNotFoundError_
+from edgestate.files import write_private
 from edgestate.node.api import build_app
 from edgestate.node.config import NodeConfig
 from edgestate.node.metrics import NodeMetrics, counter, gauge, gc_metrics
@@ -60,9 +60,7 @@ def ensure_token(data_dir: Path) -> str:
             )
         return token
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
+    write_private(path, (token + "\n").encode())
     return token
 
 
@@ -76,9 +74,7 @@ def ensure_cache_key(data_dir: Path) -> bytes:
         key = path.read_bytes()
     except FileNotFoundError:
         key = secrets.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key)
+        write_private(path, key)
         return key
     if len(key) != 32:
         raise ConfigError(

@@ -23,7 +23,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from edgestate.errors import ConfigError, SignatureError
+from edgestate.files import write_private
 
 FORMAT = "edgestate-module-signature/1"
 _DOMAIN = FORMAT.encode() + b"\n"
@@ -59,9 +59,7 @@ def save_private_key(key: Ed25519PrivateKey, path: Path) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+    write_private(path, pem)
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
