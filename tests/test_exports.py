@@ -1,0 +1,109 @@
+"""The exported names of the public packages are the ones we mean to export, and
+every error class edgestate defines lives in the one tree of ``edgestate.errors``."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import edgestate.errors
+import edgestate.store
+import edgestate.sync
+
+PACKAGE = Path(edgestate.errors.__file__).resolve().parent
+
+
+def _exports_resolve(module: object) -> None:
+    for name in module.__all__:  # type: ignore[attr-defined]
+        assert getattr(module, name) is not None, name
+
+
+def test_store_exports() -> None:
+    assert sorted(edgestate.store.__all__) == sorted(
+        [
+            "ChangeEvent",
+            "ChangeStream",
+            "Delete",
+            "DocumentInfo",
+            "Durability",
+            "GcMode",
+            "GcState",
+            "GcStatus",
+            "Incr",
+            "Ranges",
+            "ScanPage",
+            "Set",
+            "Store",
+            "StoreConfig",
+            "WriteOp",
+            "decode_state_vector",
+            "describe_value",
+            "op_from_json",
+            "op_to_json",
+        ]
+    )
+    _exports_resolve(edgestate.store)
+
+
+def test_sync_exports() -> None:
+    assert sorted(edgestate.sync.__all__) == sorted(SYNC_EXPORTS)
+    _exports_resolve(edgestate.sync)
+
+
+SYNC_EXPORTS = [
+    "Limits",
+    "PeerState",
+    "PeerStatus",
+    "SyncConfig",
+    "SyncDaemon",
+    "SyncStats",
+    "TLSFiles",
+    "YjsEndpoint",
+]
+
+
+def _error_classes() -> dict[str, type[BaseException]]:
+    return {
+        name: cls
+        for name, cls in vars(edgestate.errors).items()
+        if inspect.isclass(cls)
+        and issubclass(cls, BaseException)
+        and cls.__module__ == "edgestate.errors"
+    }
+
+
+# Codes two classes share on purpose: a stale replica is the same fault whether
+# the store finds it in an update or sync in a peer's frame.
+SHARED_CODES = {"stale_replica": {"StaleReplicaError", "StalePeerError"}}
+
+
+def test_errors_form_one_tree_with_stable_codes() -> None:
+    by_code: dict[str, set[str]] = {}
+    for name, cls in _error_classes().items():
+        assert issubclass(cls, edgestate.errors.EdgestateError), name
+        assert cls.__doc__, f"{name} has no docstring"
+        code = cls.__dict__.get("code")
+        if code is not None:
+            by_code.setdefault(code, set()).add(name)
+    shared = {code: names for code, names in by_code.items() if len(names) > 1}
+    assert shared == SHARED_CODES
+
+
+def test_the_docstring_tree_names_every_class() -> None:
+    doc = edgestate.errors.__doc__ or ""
+    missing = [name for name in _error_classes() if name not in doc]
+    assert not missing, f"classes missing from the tree in edgestate.errors' docstring: {missing}"
+
+
+def test_no_exception_class_is_defined_outside_the_tree() -> None:
+    outside = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "errors.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = {ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases}
+                if any(b.endswith(("Error", "Exception", "Fault")) for b in bases):
+                    outside.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert not outside, f"error classes outside edgestate.errors: {outside}"
