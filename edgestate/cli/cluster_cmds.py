@@ -16,7 +16,6 @@ from pathlib import Path
 import click
 
 from edgestate.errors import EdgestateError
-from edgestate.sync import tls
 
 # Node names become file names and certificate common names.
 _NODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -54,6 +53,8 @@ def cluster() -> None:
 @_json_option
 def init(ca_dir: Path, name: str, as_json: bool) -> None:
     """Create a new cluster CA; its fingerprint is the cluster id."""
+    from edgestate.sync import tls  # cryptography: only when a command runs
+
     try:
         cluster_id = tls.init_cluster(ca_dir, name=name)
     except EdgestateError as exc:
@@ -80,6 +81,8 @@ def init(ca_dir: Path, name: str, as_json: bool) -> None:
 @_json_option
 def issue(node: str, ca_dir: Path, out: Path | None, days: int, as_json: bool) -> None:
     """Issue a node certificate; the node id is its fingerprint."""
+    from edgestate.sync import tls  # cryptography: only when a command runs
+
     if not _NODE_NAME.fullmatch(node):
         raise click.BadParameter("use 1-64 of [A-Za-z0-9_.-]", param_hint="NODE")
     target = out or ca_dir / node
@@ -106,6 +109,8 @@ def issue(node: str, ca_dir: Path, out: Path | None, days: int, as_json: bool) -
 @_json_option
 def revoke(cert: Path, ca_dir: Path, as_json: bool) -> None:
     """Revoke a node certificate: copy the new crl.pem to every node."""
+    from edgestate.sync import tls  # cryptography: only when a command runs
+
     try:
         node_id = tls.revoke(ca_dir, cert)
     except EdgestateError as exc:

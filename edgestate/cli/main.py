@@ -1,22 +1,37 @@
-"""Entry point of the ``edgestate`` command: a group of subcommands."""
+"""Entry point of the ``edgestate`` command: a group of subcommands.
+
+Every command module imports only click and the CLI's own light modules at import
+time; what a command needs to run (aiohttp, wasmtime, the runtime, the sync
+daemon, the node service, cryptography, ...) it imports when it runs, so
+``edgestate --version`` or a local ``kv get`` does not pay for the rest.
+``tests/cli/test_startup.py`` checks this.
+"""
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 import click
 
 import edgestate
-from edgestate.cli.store_cmds import commands as store_commands
+from edgestate.cli import (
+    admin_cmds,
+    cluster_cmds,
+    demo_cmd,
+    inspect_cmds,
+    kv_cmds,
+    node_cmds,
+    runtime_cmds,
+)
 
-# Subcommand modules owned by the layers they expose; each defines `commands`.
 _COMMAND_MODULES = (
-    "edgestate.cli.node_cmds",
-    "edgestate.cli.member_cmds",
-    "edgestate.cli.runtime_cmds",
-    "edgestate.cli.cluster_cmds",
-    "edgestate.devkit.demo",
+    inspect_cmds,
+    kv_cmds,
+    node_cmds,
+    admin_cmds,
+    runtime_cmds,
+    cluster_cmds,
+    demo_cmd,
 )
 
 
@@ -29,16 +44,7 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-for command in store_commands:
-    cli.add_command(command)
-
-for module_name in _COMMAND_MODULES:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        continue
+for module in _COMMAND_MODULES:
     for command in module.commands:
         cli.add_command(command)
 

@@ -1,23 +1,21 @@
-"""``edgestate node`` (run a node) and the commands that talk to a running one."""
+"""``edgestate node``: run a node, with its log format (text or JSON lines).
+
+The commands that talk to a running node are in :mod:`edgestate.cli.admin_cmds`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import logging
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from edgestate.cli.output import edge_errors, emit_json, emit_table, show_value
-from edgestate.client import NodeClient, tls_context
-from edgestate.node.config import load_config
+from edgestate.cli.output import edge_errors
 
 log = logging.getLogger("edgestate")
 
@@ -106,6 +104,12 @@ def node(
         "log_format": log_format,
         "log_level": log_level,
     }
+    # Imported here: the node's config pulls in the runtime and sync settings, and
+    # asyncio is only needed to serve; other commands start without them.
+    import asyncio
+
+    from edgestate.node.config import load_config
+
     config = load_config(config_path, overrides)
     setup_logging(config.log_format, config.log_level)
     # The store's writer thread releases the GIL for every fsync and must get it
@@ -117,6 +121,8 @@ def node(
 
 
 async def _serve(config: Any, ready_file: Path | None) -> None:
+    import asyncio
+
     from edgestate.node import Node
 
     loop = asyncio.get_running_loop()
@@ -154,293 +160,4 @@ async def _serve(config: Any, ready_file: Path | None) -> None:
         await stop.wait()
 
 
-# --- commands against a running node ----------------------------------------------------
-
-
-def node_options(fn: Any) -> Any:
-    """Where the node is and how to authenticate; the command gets ``client``.
-
-    --node URL, --token (or EDGESTATE_TOKEN) or --token-file, and for a node whose
-    API serves HTTPS (api.tls): --cacert, and --cert/--key to authenticate with a
-    client certificate of the cluster instead of a token.
-    """
-    return _with_client(fn, default_url="http://127.0.0.1:7474")
-
-
-def optional_node_options(fn: Any) -> Any:
-    """Like :func:`node_options`, but ``client`` is None unless --node is given."""
-    return _with_client(fn, default_url=None)
-
-
-def _with_client(fn: Any, default_url: str | None) -> Any:
-    options = [
-        click.option(
-            "--node",
-            "node_url",
-            envvar="EDGESTATE_NODE" if default_url else None,
-            default=default_url,
-            show_default=default_url is not None,
-            help="Base URL of the node's API"
-            + ("." if default_url else " (instead of opening --data)."),
-        ),
-        click.option("--token", envvar="EDGESTATE_TOKEN", help="Admin bearer token."),
-        click.option(
-            "--token-file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Read the admin token from this file (DATA/admin.token).",
-        ),
-        click.option(
-            "--cacert",
-            type=click.Path(exists=True, dir_okay=False),
-            help="Cluster CA certificate, to verify an https node.",
-        ),
-        click.option(
-            "--cert",
-            "tls_cert",
-            type=click.Path(exists=True, dir_okay=False),
-            help="Client certificate of the cluster (admin without a token).",
-        ),
-        click.option(
-            "--key",
-            "tls_key",
-            type=click.Path(exists=True, dir_okay=False),
-            help="Private key of --cert.",
-        ),
-    ]
-
-    @functools.wraps(fn)
-    def with_client(
-        *args: Any,
-        node_url: str | None,
-        token: str | None,
-        token_file: Path | None,
-        cacert: str | None,
-        tls_cert: str | None,
-        tls_key: str | None,
-        **kwargs: Any,
-    ) -> Any:
-        client = (
-            make_client(node_url, token, token_file, cacert, tls_cert, tls_key)
-            if node_url
-            else None
-        )
-        return fn(*args, client=client, **kwargs)
-
-    wrapped: Any = with_client
-    for option in reversed(options):
-        wrapped = option(wrapped)
-    return wrapped
-
-
-def make_client(
-    node_url: str,
-    token: str | None,
-    token_file: Path | None = None,
-    cacert: str | None = None,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-) -> NodeClient:
-    """A client for the node, reading the token file if given."""
-    if token is None and token_file is not None:
-        try:
-            token = token_file.read_text().strip()
-        except OSError as exc:
-            raise click.BadParameter(
-                f"cannot read {token_file}: {exc.strerror}", param_hint="--token-file"
-            ) from exc
-    context = tls_context(cacert, tls_cert, tls_key) if (cacert or tls_cert) else None
-    return NodeClient(node_url, token, ssl_context=context)
-
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-
-
-@click.command("status")
-@node_options
-@JSON_OPTION
-@edge_errors
-def status(
-    client: NodeClient,
-    as_json: bool,
-) -> None:
-    """Identity, uptime, modules, peers and store figures of a running node."""
-    data = client.status()
-    if as_json:
-        emit_json(data)
-        return
-    rows = [
-        [k, data[k]]
-        for k in (
-            "node_id",
-            "cluster_id",
-            "api",
-            "sync_port",
-            "uptime_s",
-            "ready",
-            "documents",
-            "modules",
-            "peers",
-            "connected_peers",
-        )
-    ]
-    if data.get("insecure"):
-        rows.append(["insecure", "YES (development only)"])
-    emit_table(["FIELD", "VALUE"], rows)
-    for refused in data.get("refused_modules", []):
-        click.echo(
-            f"refused module {refused['name']} {refused['offered_version']}: {refused['error']}"
-        )
-
-
-@click.command("peers")
-@node_options
-@JSON_OPTION
-@edge_errors
-def peers_cmd(
-    client: NodeClient,
-    as_json: bool,
-) -> None:
-    """Peers of a running node: state, last sync, lag."""
-    rows = client.peers()
-    if as_json:
-        emit_json({"peers": rows})
-        return
-    now = time.time()
-    emit_table(
-        ["NODE", "ADDRESS", "SOURCE", "STATE", "LAST SYNC", "LAG", "QUEUED"],
-        [
-            [
-                (r["node_id"] or "?")[:16],
-                r["address"] or "-",
-                r["source"],
-                r["state"],
-                f"{now - r['last_sync']:.1f}s ago" if r["last_sync"] else "never",
-                r["lag"],
-                r["queued"],
-            ]
-            for r in rows
-        ],
-    )
-
-
-@click.command("modules")
-@node_options
-@JSON_OPTION
-@edge_errors
-def modules(
-    client: NodeClient,
-    as_json: bool,
-) -> None:
-    """Modules deployed on a running node and its verdict on each."""
-    rows = client.modules()
-    if as_json:
-        emit_json({"modules": rows})
-        return
-    emit_table(
-        ["MODULE", "STATE", "VERSION", "OFFERED", "PUBLISHER", "ERROR"],
-        [
-            [
-                r["name"],
-                r["state"],
-                r["version"] or "-",
-                r["offered_version"] or "-",
-                r["publisher"] or "-",
-                r["error"] or "",
-            ]
-            for r in rows
-        ],
-    )
-
-
-@click.command("deploy")
-@click.argument("wasm", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--manifest",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Manifest [NAME.manifest.json beside the wasm].",
-)
-@click.option(
-    "--signature",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Signature [NAME.sig beside the wasm].",
-)
-@node_options
-@JSON_OPTION
-@edge_errors
-def deploy(
-    wasm: Path,
-    manifest: Path | None,
-    signature: Path | None,
-    client: NodeClient,
-    as_json: bool,
-) -> None:
-    """Deploy a signed module bundle; it then rolls out to the whole cluster."""
-    from edgestate.runtime import read_bundle
-
-    steps = ["read bundle", "upload and verify", "confirm"]
-    result: dict[str, Any] = {}
-    with click.progressbar(
-        steps, label=f"deploying {wasm.name}", file=sys.stderr, item_show_func=lambda s: s
-    ) as bar:
-        parts: tuple[bytes, bytes, bytes] = (b"", b"", b"")
-        for step in bar:
-            if step == "read bundle":
-                parts = read_bundle(wasm, manifest, signature)
-            elif step == "upload and verify":
-                result = client.deploy(*parts)
-            else:
-                names = {m["name"] for m in client.modules() if m["state"] == "active"}
-                if result["name"] not in names:
-                    raise click.ClickException(f"{result['name']} is not active after deploy")
-    if as_json:
-        emit_json(result)
-    else:
-        click.echo(
-            f"deployed {result['name']} {result['version']} "
-            f"(sha256 {result['wasm_sha256'][:16]}…, publisher {result['publisher']})"
-        )
-
-
-@click.command("undeploy")
-@click.argument("name")
-@node_options
-@edge_errors
-def undeploy(
-    name: str,
-    client: NodeClient,
-) -> None:
-    """Remove a module from the whole cluster."""
-    client.remove(name)
-    click.echo(f"removed {name}")
-
-
-@click.command("watch")
-@click.argument("doc")
-@click.option("--count", type=click.IntRange(1), help="Stop after this many changes.")
-@node_options
-@JSON_OPTION
-@edge_errors
-def watch(
-    doc: str,
-    count: int | None,
-    client: NodeClient,
-    as_json: bool,
-) -> None:
-    """Print live changes to DOC (local writes and those arriving from peers)."""
-    seen = 0
-    for event in client.watch(doc):
-        if as_json:
-            click.echo(json.dumps(event))
-        else:
-            origin = event["origin"] or "local"
-            for change in event["changes"]:
-                text = show_value(change) if change["found"] else "(deleted)"
-                click.echo(
-                    f"{time.strftime('%H:%M:%S')} {doc}/{change['key']} = {text}  [{origin}]"
-                )
-        seen += 1
-        if count is not None and seen >= count:
-            return
-
-
-commands: list[click.Command] = [node, status, peers_cmd, modules, deploy, undeploy, watch]
+commands: list[click.Command] = [node]

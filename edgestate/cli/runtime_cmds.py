@@ -11,27 +11,16 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
 from edgestate.errors import EdgestateError
-from edgestate.node.config import store_dir_of
-from edgestate.runtime import (
-    InvocationResult,
-    Runtime,
-    RuntimeConfig,
-    TrustPolicy,
-    bundle_paths,
-    generate_key,
-    load_private_key,
-    parse_manifest,
-    raw_public_key,
-    save_private_key,
-    sign_module,
-)
-from edgestate.runtime.policy import public_key_text
-from edgestate.store import Store
+
+# The runtime (wasmtime, cryptography) is imported inside each command: other
+# commands must not pay for it at start-up.
+if TYPE_CHECKING:
+    from edgestate.runtime import InvocationResult
 
 
 @contextmanager
@@ -52,6 +41,9 @@ def _library_errors() -> Iterator[None]:
 )
 def keygen(out: Path) -> None:
     """Make an Ed25519 publisher key pair for signing modules."""
+    from edgestate.runtime import generate_key, raw_public_key, save_private_key
+    from edgestate.runtime.policy import public_key_text
+
     private, public = out.with_suffix(".key"), out.with_suffix(".pub")
     for path in (private, public):
         if path.exists():
@@ -86,6 +78,8 @@ def keygen(out: Path) -> None:
 )
 def sign(module: Path, manifest: Path | None, key_path: Path, out: Path | None) -> None:
     """Sign MODULE.wasm with its manifest (which must be valid)."""
+    from edgestate.runtime import bundle_paths, load_private_key, parse_manifest, sign_module
+
     default_manifest, default_signature = bundle_paths(module)
     manifest = manifest or default_manifest
     with _library_errors():
@@ -190,6 +184,10 @@ def invoke(
     as_json: bool,
 ) -> None:
     """Run a signed MODULE once against the store in --data and print the result."""
+    from edgestate.node.config import store_dir_of
+    from edgestate.runtime import Runtime, RuntimeConfig, TrustPolicy
+    from edgestate.store import Store
+
     if input_text is not None and input_file is not None:
         raise click.UsageError("give --input or --input-file, not both")
     payload = input_file.read() if input_file is not None else (input_text or "").encode()

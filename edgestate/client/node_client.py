@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgestate.errors import NodeAPIError, NodeUnreachableError
-from edgestate.store import describe_value
+from edgestate.store import WriteOp, describe_value, op_to_json
 
 
 def tls_context(ca_cert: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
@@ -151,10 +151,15 @@ class NodeClient:
             out = json.loads(resp.read())
         return int(out["counter"])
 
-    def batch(self, doc: str, ops: list[dict[str, Any]], *, create: bool = False) -> list[Any]:
-        """``POST .../batch``: ops like ``{"op": "set", "key": k, "base64": v}``."""
+    def batch(self, doc: str, ops: list[WriteOp], *, create: bool = False) -> list[Any]:
+        """``POST .../batch``: the ops, all for ``doc``, atomically; one result per op."""
+        for op in ops:
+            # The endpoint writes every op into the document of its URL.
+            if op.doc != doc:
+                raise ValueError(f"op for document {op.doc!r} in a batch for {doc!r}")
         query = {"create": "true"} if create else None
-        out = self._json("POST", f"/v1/admin/docs/{self._q(doc)}/batch", {"ops": ops}, query=query)
+        body = {"ops": [op_to_json(op) for op in ops]}
+        out = self._json("POST", f"/v1/admin/docs/{self._q(doc)}/batch", body, query=query)
         return list(out["results"])
 
     def scan(

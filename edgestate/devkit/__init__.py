@@ -1,5 +1,6 @@
 """Developer tools: throwaway publishers and signed example bundles, node
-processes for tests, and the ``edgestate demo`` cluster (``devkit.demo``).
+processes for tests, and the cluster ``edgestate demo`` runs (``devkit.demo``;
+the command itself is ``edgestate.cli.demo_cmd``).
 
 Nothing here is for production use. It sits on top of every other layer.
 """

@@ -347,16 +347,3 @@ def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
 def _p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-
-
-@click.command("demo")
-@click.option("--nodes", type=click.IntRange(2, 10), default=3, show_default=True)
-@click.option("--invocations", type=click.IntRange(1, 100_000), default=300, show_default=True)
-@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
-@click.option("--no-mdns", is_flag=True, help="Static peers instead of mDNS discovery.")
-def demo(nodes: int, invocations: int, concurrency: int, no_mdns: bool) -> None:
-    """Run a local cluster end to end and leave nothing behind."""
-    run(nodes, invocations, concurrency, use_mdns=not no_mdns)
-
-
-commands: list[click.Command] = [demo]

@@ -1,0 +1,199 @@
+"""``edgestate kv``: read and write keys through the durable path.
+
+On a directory (``--data DIR``) writes go through the store's writer, refused while
+another process holds the directory for writing; with ``--node URL --token T``
+they go through the node. Either way the output is the same, and ``--json``
+follows the schemas in ``schemas/cli/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from edgestate.cli.inspect_cmds import print_value
+from edgestate.cli.options import CREATE_OPTION, DATA_OPTION, JSON_OPTION, optional_node_options
+from edgestate.cli.output import edge_errors, emit_json
+from edgestate.cli.source import open_source, remember_target
+
+if TYPE_CHECKING:
+    from edgestate.client import NodeClient
+    from edgestate.store import WriteOp
+
+
+@click.group()
+@DATA_OPTION
+@optional_node_options
+@click.pass_context
+def kv(ctx: click.Context, data: Path, client: NodeClient | None) -> None:
+    """Read and write keys through the durable path (a directory's writer lock, or a node)."""
+    remember_target(ctx, data, client)
+
+
+@kv.command("put")
+@click.argument("doc")
+@click.argument("key")
+@click.argument("value")
+@click.option("--hex", "is_hex", is_flag=True, help="VALUE is hex-encoded bytes.")
+@CREATE_OPTION
+@JSON_OPTION
+@click.pass_context
+@edge_errors
+def kv_put(
+    ctx: click.Context, doc: str, key: str, value: str, is_hex: bool, create: bool, as_json: bool
+) -> None:
+    """Durably write VALUE (UTF-8 text, or bytes with --hex) under KEY."""
+    try:
+        raw = bytes.fromhex(value) if is_hex else value.encode()
+    except ValueError as exc:
+        raise click.BadParameter(f"not hex: {exc}", param_hint="VALUE") from exc
+    with open_source(ctx, readonly=False) as source:
+        source.put(doc, key, raw, create)
+    if as_json:
+        emit_json({"doc": doc, "key": key, "ok": True, "bytes": len(raw)})
+    else:
+        click.echo(f"ok: {doc}/{key} ({len(raw)} bytes)")
+
+
+@kv.command("get")
+@click.argument("doc")
+@click.argument("key")
+@JSON_OPTION
+@click.pass_context
+@edge_errors
+def kv_get(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
+    """The value of KEY in DOC (exit status 3 if absent)."""
+    with open_source(ctx, readonly=True) as source:  # a read: fine beside a running node
+        print_value(source.get(doc, key), as_json)
+
+
+@kv.command("delete")
+@click.argument("doc")
+@click.argument("key")
+@JSON_OPTION
+@click.pass_context
+@edge_errors
+def kv_delete(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
+    """Durably remove KEY from DOC."""
+    with open_source(ctx, readonly=False) as source:
+        source.delete(doc, key)
+    if as_json:
+        emit_json({"doc": doc, "key": key, "ok": True})
+    else:
+        click.echo(f"ok: deleted {doc}/{key}")
+
+
+# Negative deltas ("-2") must read as numbers, not as unknown options.
+@kv.command("incr", context_settings={"ignore_unknown_options": True})
+@click.argument("doc")
+@click.argument("key")
+@click.argument("delta", type=int, default=1)
+@CREATE_OPTION
+@JSON_OPTION
+@click.pass_context
+@edge_errors
+def kv_incr(
+    ctx: click.Context, doc: str, key: str, delta: int, create: bool, as_json: bool
+) -> None:
+    """Durably add DELTA (default 1) to the counter KEY; prints the new total."""
+    with open_source(ctx, readonly=False) as source:
+        total = source.incr(doc, key, delta, create)
+    if as_json:
+        emit_json({"doc": doc, "key": key, "counter": total})
+    else:
+        click.echo(str(total))
+
+
+def parse_import_line(doc: str, line: str, number: int) -> WriteOp:
+    """One JSON line of ``kv import``: key plus value | base64 | incr | delete.
+
+    The only reader of this line format; the ops it makes go to a node in the
+    batch wire form of :func:`edgestate.store.op_to_json` (by the client).
+    """
+    from edgestate.store import Delete, Incr, Set
+
+    try:
+        item = json.loads(line)
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+            raise ValueError('each line is an object with a string "key"')
+        key = item["key"]
+        if "value" in item:
+            return Set(doc, key, str(item["value"]).encode())
+        if "base64" in item:
+            return Set(doc, key, base64.b64decode(item["base64"], validate=True))
+        if "incr" in item:
+            delta = item["incr"]
+            if not isinstance(delta, int) or isinstance(delta, bool):
+                raise ValueError('"incr" must be an integer')
+            return Incr(doc, key, delta)
+        if item.get("delete") is True:
+            return Delete(doc, key)
+        raise ValueError('give one of "value", "base64", "incr" or "delete": true')
+    except (ValueError, binascii.Error) as exc:
+        raise click.BadParameter(f"line {number}: {exc}", param_hint="FILE") from exc
+
+
+@kv.command("import")
+@click.argument("doc")
+@click.argument("file", type=click.File("r"))
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=1000,
+    show_default=True,
+    help="Writes per atomic, durable batch.",
+)
+@CREATE_OPTION
+@JSON_OPTION
+@click.pass_context
+@edge_errors
+def kv_import(
+    ctx: click.Context, doc: str, file: Any, batch_size: int, create: bool, as_json: bool
+) -> None:
+    """Bulk-load DOC from JSON lines (FILE, or - for stdin).
+
+    Each line: {"key": K, "value": TEXT} | {"key": K, "base64": B64} |
+    {"key": K, "incr": N} | {"key": K, "delete": true}. Every batch is atomic and
+    durable; a bad line stops the import before its batch is written.
+    """
+    lines = file.readlines()
+    written = 0
+    started = time.perf_counter()
+    with (
+        open_source(ctx, readonly=False) as source,
+        click.progressbar(
+            length=len(lines),
+            label=f"importing into {doc}",
+            file=sys.stderr,
+            show_pos=True,
+            show_percent=True,
+        ) as bar,
+    ):
+        pending: list[WriteOp] = []
+        consumed = 0
+        for number, line in enumerate(lines, 1):
+            consumed += 1
+            if line.strip():
+                pending.append(parse_import_line(doc, line, number))
+            if len(pending) >= batch_size or number == len(lines):
+                if pending:
+                    source.batch(doc, pending, create)
+                    create = False
+                    written += len(pending)
+                bar.update(consumed)
+                consumed, pending = 0, []
+    elapsed = time.perf_counter() - started
+    if as_json:
+        emit_json({"doc": doc, "written": written, "seconds": round(elapsed, 3)})
+    else:
+        click.echo(f"imported {written} writes into {doc} in {elapsed:.2f} s")
+
+
+commands: list[click.Command] = [kv]

@@ -1,0 +1,132 @@
+"""Options shared by many commands: where the node is, a data directory, --json.
+
+The node/token/TLS option stack is defined once, in :func:`_node_option_stack`;
+:func:`node_options` and :func:`optional_node_options` differ only in whether
+``--node`` has a default. Nothing here imports the client until a command runs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from edgestate.client import NodeClient
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+DATA_OPTION = click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("edgestate-data"),
+    show_default=True,
+    help="Data directory (a node's, or a store's).",
+)
+
+CREATE_OPTION = click.option("--create", is_flag=True, help="Create DOC if it does not exist.")
+
+DEFAULT_NODE_URL = "http://127.0.0.1:7474"
+
+
+def node_options(fn: Any) -> Any:
+    """Where the node is and how to authenticate; the command gets ``client``.
+
+    --node URL, --token (or EDGESTATE_TOKEN) or --token-file, and for a node whose
+    API serves HTTPS (api.tls): --cacert, and --cert/--key to authenticate with a
+    client certificate of the cluster instead of a token.
+    """
+    return _with_client(fn, default_url=DEFAULT_NODE_URL)
+
+
+def optional_node_options(fn: Any) -> Any:
+    """Like :func:`node_options`, but ``client`` is None unless --node is given."""
+    return _with_client(fn, default_url=None)
+
+
+def _node_option_stack(default_url: str | None) -> list[Callable[[Any], Any]]:
+    return [
+        click.option(
+            "--node",
+            "node_url",
+            envvar="EDGESTATE_NODE" if default_url else None,
+            default=default_url,
+            show_default=default_url is not None,
+            help="Base URL of the node's API"
+            + ("." if default_url else " (instead of opening --data)."),
+        ),
+        click.option("--token", envvar="EDGESTATE_TOKEN", help="Admin bearer token."),
+        click.option(
+            "--token-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Read the admin token from this file (DATA/admin.token).",
+        ),
+        click.option(
+            "--cacert",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Cluster CA certificate, to verify an https node.",
+        ),
+        click.option(
+            "--cert",
+            "tls_cert",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Client certificate of the cluster (admin without a token).",
+        ),
+        click.option(
+            "--key",
+            "tls_key",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Private key of --cert.",
+        ),
+    ]
+
+
+def _with_client(fn: Any, default_url: str | None) -> Any:
+    @functools.wraps(fn)
+    def with_client(
+        *args: Any,
+        node_url: str | None,
+        token: str | None,
+        token_file: Path | None,
+        cacert: str | None,
+        tls_cert: str | None,
+        tls_key: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        client = (
+            make_client(node_url, token, token_file, cacert, tls_cert, tls_key)
+            if node_url
+            else None
+        )
+        return fn(*args, client=client, **kwargs)
+
+    wrapped: Any = with_client
+    for option in reversed(_node_option_stack(default_url)):
+        wrapped = option(wrapped)
+    return wrapped
+
+
+def make_client(
+    node_url: str,
+    token: str | None,
+    token_file: Path | None = None,
+    cacert: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> NodeClient:
+    """A client for the node, reading the token file if given."""
+    # Imported here: urllib.request and ssl are only needed once a node is addressed.
+    from edgestate.client import NodeClient, tls_context
+
+    if token is None and token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {token_file}: {exc.strerror}", param_hint="--token-file"
+            ) from exc
+    context = tls_context(cacert, tls_cert, tls_key) if (cacert or tls_cert) else None
+    return NodeClient(node_url, token, ssl_context=context)
