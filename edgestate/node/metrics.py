@@ -1,6 +1,8 @@
 """Prometheus metrics of one node.
 
-Event metrics (invocations, their timings) are recorded as they happen; figures
+Event metrics (invocations, their timings) are recorded as they happen, here
+only (:meth:`NodeMetrics.invoked`, :meth:`NodeMetrics.failed`: the runtime reports
+each invocation's outcome and keeps no counters of its own); figures
 that already live elsewhere (store sizes, sync counters, peer lag) are read from
 their owners at scrape time by a collector, so there is one source of truth.
 Each node has its own registry, so several nodes can share a process (tests).
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import (
@@ -19,6 +22,11 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from edgestate.errors import EdgestateError, ModuleNotFoundError_
+
+if TYPE_CHECKING:
+    from edgestate.runtime import InvocationResult
 
 # Cold start and execution are tens of microseconds; buckets start well below.
 _US_BUCKETS = (
@@ -106,6 +114,23 @@ class NodeMetrics:
         if stats is None:
             stats = self.modules[name] = ModuleStats()
         return stats
+
+    def invoked(self, result: InvocationResult) -> None:
+        """Count one successful invocation and record its timings."""
+        stats = self.module(result.module)
+        stats.outcomes["ok"] = stats.outcomes.get("ok", 0) + 1
+        stats.host_calls += result.host_calls
+        stats.cold_start.observe(result.instantiate_ns / 1e9)
+        stats.execution.observe(result.execute_ns / 1e9)
+        stats.commit.observe(result.commit_ns / 1e9)
+
+    def failed(self, name: str, exc: EdgestateError) -> None:
+        """Count one failed invocation of module ``name`` under its error code."""
+        # Unknown names share one series: a caller must not be able to mint
+        # metric series (and memory) by inventing module names.
+        known = not isinstance(exc, ModuleNotFoundError_)
+        outcomes = self.module(name if known else "_unknown").outcomes
+        outcomes[exc.code] = outcomes.get(exc.code, 0) + 1
 
     def _collect_modules(self) -> Iterable[Metric]:
         invocations = CounterMetricFamily(

@@ -26,7 +26,7 @@ from aiohttp import web
 from prometheus_client.core import Metric
 
 from edgestate import __version__
-from edgestate.errors import ConfigError, EdgestateError, ModuleNotFoundError_
+from edgestate.errors import ConfigError, EdgestateError
 from edgestate.files import write_private
 from edgestate.node.api import build_app
 from edgestate.node.config import NodeConfig
@@ -279,18 +279,9 @@ class Node:
         try:
             result = await self.runtime.ainvoke(name, body)
         except EdgestateError as exc:
-            # Unknown names share one series: a caller must not be able to mint
-            # metric series (and memory) by inventing module names.
-            known = not isinstance(exc, ModuleNotFoundError_)
-            outcomes = self.metrics.module(name if known else "_unknown").outcomes
-            outcomes[exc.code] = outcomes.get(exc.code, 0) + 1
+            self.metrics.failed(name, exc)
             raise
-        stats = self.metrics.module(name)
-        stats.outcomes["ok"] = stats.outcomes.get("ok", 0) + 1
-        stats.host_calls += result.host_calls
-        stats.cold_start.observe(result.instantiate_ns / 1e9)
-        stats.execution.observe(result.execute_ns / 1e9)
-        stats.commit.observe(result.commit_ns / 1e9)
+        self.metrics.invoked(result)
         return result
 
     def peer_rows(self) -> list[dict[str, Any]]:

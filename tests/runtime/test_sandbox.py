@@ -41,17 +41,16 @@ def test_noop_succeeds_and_reports_fuel_and_timings(runtime: Runtime, noop: str)
     assert (result.status, result.output, result.writes) == (0, b"", 0)
     assert result.fuel_used > 0
     assert result.instantiate_ns > 0 and result.execute_ns > 0
-    metrics = runtime.metrics[noop]
-    assert metrics.invocations == 1 and metrics.instantiate_ns > 0 and metrics.execute_ns > 0
+    assert result.module == noop and result.commit_ns == 0  # no writes, no commit
 
 
 def test_infinite_loop_runs_out_of_fuel(
     runtime: Runtime, key: Ed25519PrivateKey, noop: str
 ) -> None:
     deploy(runtime, key, wat("infinite_loop"), manifest("spin", fuel=100_000))
-    with pytest.raises(OutOfFuelError, match="fuel"):
+    with pytest.raises(OutOfFuelError, match="fuel") as info:
         runtime.invoke("spin")
-    assert runtime.metrics["spin"].failures == {"out_of_fuel": 1}
+    assert info.value.code == "out_of_fuel"  # the outcome a node's metrics count it under
     assert_node_fine(runtime, noop)
 
 
