@@ -27,6 +27,8 @@ from edgestate.errors import EdgestateError, ModuleNotFoundError_
 
 if TYPE_CHECKING:
     from edgestate.runtime import InvocationResult
+    from edgestate.store import Store
+    from edgestate.sync.daemon import SyncDaemon
 
 # Cold start and execution are tens of microseconds; buckets start well below.
 _US_BUCKETS = (
@@ -233,4 +235,92 @@ def gc_metrics(collected_items: Iterable[tuple[str, int]], members: int) -> list
     ]
 
 
-__all__ = ["LatencyHistogram", "ModuleStats", "NodeMetrics", "counter", "gauge", "gc_metrics"]
+def layer_metrics(store: Store, sync: SyncDaemon) -> Iterable[Metric]:
+    """Store and sync figures, read from their owners at scrape time."""
+    infos = [store.document_info(n) for n in store.documents()]
+    yield gauge(
+        "edgestate_store_keys",
+        "Keys per document.",
+        ["doc"],
+        (([i.name], i.keys) for i in infos),
+    )
+    yield gauge(
+        "edgestate_store_log_entries",
+        "Update-log length per document.",
+        ["doc"],
+        (([i.name], i.log_entries) for i in infos),
+    )
+    yield gauge(
+        "edgestate_store_bytes",
+        "Log + snapshot bytes per document.",
+        ["doc"],
+        (([i.name], i.log_bytes + i.snapshot_bytes) for i in infos),
+    )
+    yield gauge(
+        "edgestate_store_file_bytes",
+        "Size of the LMDB data file.",
+        [],
+        [([], store.stats()["file_bytes"])],
+    )
+    yield gauge(
+        "edgestate_store_loaded_documents",
+        "Documents whose CRDT is in memory (loaded on write, evicted when idle).",
+        [],
+        [([], len(store.loaded_documents()))],
+    )
+    peers = sync.peers()
+    yield gauge("edgestate_peers_connected", "Connected peers.", [], [([], len(sync.connected()))])
+    yield gauge(
+        "edgestate_peer_lag",
+        "Operations a peer trails us by.",
+        ["peer"],
+        (([p.node_id or p.address or "?"], p.lag) for p in peers),
+    )
+    for what in ("bytes", "updates"):
+        yield counter(
+            f"edgestate_peer_sync_{what}",
+            f"Sync {what} exchanged with each peer.",
+            ["peer", "direction"],
+            (
+                ([p.node_id or p.address or "?", way], getattr(p, f"{what}_{way}"))
+                for p in peers
+                for way in ("in", "out")
+            ),
+        )
+    stats = sync.stats
+    yield counter(
+        "edgestate_sync_bytes",
+        "Sync bytes by direction.",
+        ["direction"],
+        [(["in"], stats.bytes_in), (["out"], stats.bytes_out)],
+    )
+    yield counter(
+        "edgestate_sync_frames",
+        "Sync frames by direction.",
+        ["direction"],
+        [(["in"], stats.frames_in), (["out"], stats.frames_out)],
+    )
+    yield counter(
+        "edgestate_sync_updates_pushed",
+        "Updates pushed to peers.",
+        [],
+        [([], stats.updates_pushed)],
+    )
+    yield counter(
+        "edgestate_sync_resyncs",
+        "Peers resynced from state vectors.",
+        [],
+        [([], stats.resyncs)],
+    )
+    yield counter("edgestate_sync_refused", "Peer connections refused.", [], [([], stats.refused)])
+
+
+__all__ = [
+    "LatencyHistogram",
+    "ModuleStats",
+    "NodeMetrics",
+    "counter",
+    "gauge",
+    "gc_metrics",
+    "layer_metrics",
+]
