@@ -7,16 +7,14 @@ Two kinds of failure are kept apart (as Spin's key-value host does): a
 condition the guest can act on (absent key, denied document, full buffer) is a
 negative status from :class:`ErrorCode`; a guest *bug* (a pointer or length
 outside its memory, output past its limit) traps the invocation. A bug in a
-host function also traps, with the exception kept for the runtime to report.
+host function also traps, with the exception kept for the runtime to report;
+that parting happens in the trampolines of :mod:`edgestate.host.binding`.
 """
 
 from __future__ import annotations
 
 import logging
-import struct
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
@@ -25,25 +23,13 @@ import msgpack
 
 from edgestate.errors import (
     GuestFault,
-    HostBugError,
     HostCallRefused,
     InvalidCursorError,
-    InvalidKeyError,
-    InvocationError,
     OutputTooLargeError,
-    StoreError,
-    UnknownDocumentError,
-    ValueTooLargeError,
     WrongTypeError,
 )
 from edgestate.host.kv import Grants, Overlay
-from edgestate.host.memory import (
-    ADDRESS_SPACE,
-    GuestMemory,
-    LinkerFunctions,
-    make_trap,
-    slot_struct,
-)
+from edgestate.host.memory import GuestMemory
 from edgestate.store import Store, WriteOp
 
 IMPORT_MODULE: Final = "edgestate"
@@ -403,100 +389,3 @@ class HostContext:
     def now_ms(self) -> int:
         """Wall-clock milliseconds since the Unix epoch."""
         return time.time_ns() // 1_000_000
-
-
-# --- binding host functions to a linker -------------------------------------------
-
-
-class _Current(threading.local):
-    context: HostContext | None = None  # the class default covers fresh threads
-
-
-_current = _Current()
-
-
-def bind(context: HostContext | None) -> None:
-    """Make ``context`` the target of host calls made on this thread.
-
-    wasm runs on the calling thread, so a thread-local finds the right
-    invocation for a host function defined once on a shared linker.
-    """
-    _current.context = context
-
-
-# Store errors a guest's arguments can cause, as the status it receives. Any
-# other store error (a closed store, a failing disk) is the node's, and traps.
-_STORE_ERROR_CODES: Final = (
-    (InvalidKeyError, ErrorCode.INVALID_KEY),
-    (UnknownDocumentError, ErrorCode.UNKNOWN_DOCUMENT),
-    (WrongTypeError, ErrorCode.WRONG_TYPE),
-    (InvalidCursorError, ErrorCode.INVALID_CURSOR),
-    (ValueTooLargeError, ErrorCode.VALUE_TOO_LARGE),
-)
-
-
-def _store_error_code(exc: StoreError) -> ErrorCode | None:
-    for kind, code in _STORE_ERROR_CODES:
-        if isinstance(exc, kind):
-            return code
-    return None
-
-
-def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int]:
-    method: Callable[..., Any] = getattr(HostContext, function.name)
-    layout = slot_struct(
-        # Handles, pointers and lengths are read unsigned: a "negative" one is
-        # simply out of range. Only the log level is a signed number.
-        ["i64" if t == "i64" else ("i32s" if n == "level" else "i32") for n, t in function.params]
-    )
-    result: struct.Struct | None = (
-        slot_struct(["i32s" if function.results[0] == "i32" else "i64"])
-        if function.results
-        else None
-    )
-    space = ADDRESS_SPACE
-
-    def callback(_env: Any, _caller: Any, args: int, _nargs: int) -> int:
-        context = _current.context
-        if context is None:  # called outside Sandbox.run: nothing to act on
-            return make_trap(
-                f"edgestate host function {function.name} called outside an invocation"
-            )
-        context.host_calls += 1
-        try:
-            value = method(context, *layout.unpack_from(space, args))
-        except HostCallRefused as status:
-            value = status.status
-        except GuestFault as fault:
-            context.fault = fault.error
-            return make_trap(str(fault.error))
-        except StoreError as exc:
-            code = _store_error_code(exc)
-            if code is None:
-                context.fault = InvocationError(f"the store failed during {function.name}: {exc}")
-                context.fault.__cause__ = exc
-                return make_trap(f"edgestate host function {function.name} failed")
-            value = code
-        except BaseException as exc:  # a host bug must trap the guest, never the node
-            context.fault = HostBugError(f"host function {function.name} failed: {exc!r}")
-            context.fault.__cause__ = exc
-            return make_trap(f"edgestate host function {function.name} failed")
-        if result is not None:
-            result.pack_into(space, args, value)
-        return 0
-
-    return callback
-
-
-def define_host_functions(linker: Any) -> LinkerFunctions:
-    """Define every ABI function on ``linker`` (once per engine)."""
-    functions = LinkerFunctions(linker)
-    for function in FUNCTIONS:
-        functions.define(
-            IMPORT_MODULE,
-            function.name,
-            [t for _, t in function.params],
-            list(function.results),
-            _make_callback(function),
-        )
-    return functions

@@ -14,7 +14,7 @@ instead, so the rest of the runtime never touches a pointer:
   invocation) and because every guest range is bounds-checked here, against the
   memory's current size, before it is touched.
 
-Only this module and the host-call trampolines of :mod:`edgestate.host.abi`
+Only this module and the host-call trampolines of :mod:`edgestate.host.binding`
 (which read arguments at the address wasmtime hands them) index
 :data:`ADDRESS_SPACE`; guest memory is reached only through :class:`GuestMemory`.
 """

@@ -1,30 +1,44 @@
 """Node configuration: a TOML file (schema: schemas/config.schema.json) plus overrides.
 
 Every section maps onto the frozen config dataclass of the layer it tunes
-(``StoreConfig``, ``RuntimeConfig``, ``SyncConfig``); this module only reads,
-checks and combines them. Unknown keys and wrong types are refused with the
-dotted path of the offending key, so a typo never silently falls back to a default.
+(``ApiConfig``, ``StoreConfig``, ``RuntimeConfig``, ``SyncConfig``; nested ones
+such as ``RuntimeConfig.host`` are sub-tables, ``[runtime.host]``), and its keys
+and their types are derived from the dataclass fields (:mod:`edgestate.node.settings`),
+so every field is settable. This module only reads, checks and combines them.
+Unknown keys and wrong types are refused with the dotted path of the offending
+key, so a typo never silently falls back to a default.
 
 With no file at all a node works on one machine: data under ``./edgestate-data``,
 API and sync on 127.0.0.1 only, mDNS discovery on (bound to loopback), insecure
 sync (it says so loudly) until a cluster CA is configured.
+
+Importing this module is light (the CLI does it for every command): the layers'
+config dataclasses are imported on first use, since their packages pull in
+pycrdt, wasmtime and the sync daemon.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
+import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from edgestate.errors import ConfigError
-from edgestate.runtime import RuntimeConfig
-from edgestate.store import Durability, GcMode, StoreConfig
-from edgestate.sync.config import DEFAULT_PORT as SYNC_PORT
-from edgestate.sync.config import SyncConfig, TLSFiles
+from edgestate.node.settings import (
+    Setting,
+    check_value,
+    convert,
+    resolve_path,
+    settings_of,
+)
+
+if TYPE_CHECKING:
+    from edgestate.runtime.engine import RuntimeConfig
+    from edgestate.store.types import StoreConfig
+    from edgestate.sync.config import SyncConfig, TLSFiles
 
 DEFAULT_API_PORT = 7474
 
@@ -55,9 +69,9 @@ class NodeConfig:
 
     data_dir: Path = Path("edgestate-data")
     api: ApiConfig = field(default_factory=ApiConfig)
-    store: StoreConfig = field(default_factory=StoreConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    sync: SyncConfig = field(default_factory=lambda: SyncConfig(insecure=True))
+    store: StoreConfig = field(default_factory=lambda: _layer_configs()["StoreConfig"]())
+    runtime: RuntimeConfig = field(default_factory=lambda: _layer_configs()["RuntimeConfig"]())
+    sync: SyncConfig = field(default_factory=lambda: _layer_configs()["SyncConfig"](insecure=True))
     # Trust policy JSON (schemas/trust-policy.schema.json). None: DATA/trust-policy.json
     # if present, else no publisher is trusted and every deploy is refused.
     trust_policy: Path | None = None
@@ -88,94 +102,89 @@ def store_dir_of(data: Path) -> Path:
     return nested if (nested / "data.mdb").exists() else data
 
 
-# Which TOML keys exist, and their types: the code side of schemas/config.schema.json
-# (a test checks the two agree).
-_SECTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "": {"data_dir": str, "trust_policy": str, "log_format": str, "log_level": str},
-    "api": {
-        "host": str,
-        "port": int,
-        "max_body_bytes": int,
-        "max_admin_body_bytes": int,
-        "shutdown_grace_s": (int, float),
-        "watch_ping_s": (int, float),
-        "tls": bool,
-    },
-    "store": {
-        "durability": str,
-        "batched_flush_ms": int,
-        "map_size": int,
-        "max_key_bytes": int,
-        "max_value_bytes": int,
-        "idle_evict_s": (int, float),
-        "evict_max_keys": int,
-        "compact_min_log_bytes": int,
-        "gc": str,
-    },
-    "runtime": {
-        "cache_dir": str,
-        "epoch_tick_ms": (int, float),
-        "max_input_bytes": int,
-        "max_instances": int,
-    },
-    "sync": {
-        "host": str,
-        "port": int,
-        "insecure": bool,
-        "cluster_id": str,
-        "node_id": str,
-        "static_peers": list,
-        "local_only": list,
-        "mdns": bool,
-        "anti_entropy_s": (int, float),
-        "gc_round_s": (int, float),
-        "gc_grace_s": (int, float),
-        "ca_cert": str,
-        "cert": str,
-        "key": str,
-        "crl": str,
-    },
+def _layer_configs() -> dict[str, type]:
+    """The layers' config dataclasses, imported on first use (see the module docstring)."""
+    from edgestate.runtime.engine import RuntimeConfig
+    from edgestate.store.types import StoreConfig
+    from edgestate.sync.config import SyncConfig, TLSFiles
+
+    return {
+        "RuntimeConfig": RuntimeConfig,
+        "StoreConfig": StoreConfig,
+        "SyncConfig": SyncConfig,
+        "TLSFiles": TLSFiles,
+    }
+
+
+# Fields that are not file settings, and why:
+_NOT_SETTINGS = {
+    # The secret of the module cache's HMAC lives in DATA/cache.key; a node sets it
+    # at start, whatever a config says, and a secret has no place in a config file.
+    "runtime": frozenset({"cache_key"}),
+    # TLS material is given as flat sync.ca_cert/cert/key/crl (TLSFiles's fields),
+    # the form the files have always used.
+    "sync": frozenset({"tls"}),
 }
+_TLS_KEYS = ("ca_cert", "cert", "key", "crl")
 
 
-# Settings that are paths (resolved against the config file's directory).
-_PATH_SETTINGS = frozenset({"data_dir", "trust_policy", "runtime.cache_dir"})
+@functools.cache
+def _sections() -> dict[str, dict[str, Setting]]:
+    """Section ("" for top level, "runtime.host" for a sub-table) -> key -> setting."""
+    layers = _layer_configs()
+    sections: dict[str, dict[str, Setting]] = {}
+
+    def add(section: str, cls: type) -> None:
+        found = settings_of(cls, exclude=_NOT_SETTINGS.get(section, frozenset()), **layers)
+        if section == "sync":
+            found += settings_of(layers["TLSFiles"])
+        sections[section] = {s.name: s for s in found}
+        for s in found:
+            if s.kind == "table":
+                add(f"{section}.{s.name}" if section else s.name, s.type)
+
+    add("", NodeConfig)
+    return sections
 
 
 def config_keys() -> dict[str, set[str]]:
-    """Section -> accepted keys (for the schema test)."""
-    return {section: set(keys) for section, keys in _SECTIONS.items()}
+    """Section -> accepted keys, sub-tables being sections of their own (for the schema test)."""
+    return {
+        section: {k for k, s in keys.items() if s.kind != "table"}
+        for section, keys in _sections().items()
+    }
 
 
-def _check(raw: Mapping[str, Any]) -> None:
-    for key, value in raw.items():
-        if key in _SECTIONS and key:
-            if not isinstance(value, dict):
-                raise ConfigError(f"[{key}] must be a table")
-            _check_section(key, value)
-        else:
-            _check_section("", {key: value})
+def config_settings() -> dict[str, dict[str, Setting]]:
+    """Section -> key -> setting, as derived from the dataclasses (for the schema test)."""
+    return {section: dict(keys) for section, keys in _sections().items()}
 
 
-def _check_section(section: str, values: Mapping[str, Any]) -> None:
-    allowed = _SECTIONS[section]
+@functools.cache
+def _path_settings() -> frozenset[str]:
+    # Settings that are paths (resolved against the config file's directory).
+    return frozenset(
+        f"{section}.{key}" if section else key
+        for section, keys in _sections().items()
+        for key, s in keys.items()
+        if s.kind == "path"
+    )
+
+
+def _check(section: str, values: Mapping[str, Any]) -> None:
+    allowed = _sections()[section]
     for key, value in values.items():
         where = f"{section}.{key}" if section else key
-        if key not in allowed:
-            raise ConfigError(f"unknown setting {where!r}; known: {', '.join(sorted(allowed))}")
-        want = allowed[key]
-        if isinstance(value, bool) and want is not bool:
-            raise ConfigError(f"{where} must be {_name(want)}, got a boolean")
-        if not isinstance(value, want):
-            raise ConfigError(f"{where} must be {_name(want)}, got {type(value).__name__}")
-
-
-def _name(want: type | tuple[type, ...]) -> str:
-    if isinstance(want, tuple):
-        return " or ".join(t.__name__ for t in want)
-    return {"str": "a string", "int": "an integer", "bool": "true or false", "list": "a list"}.get(
-        want.__name__, want.__name__
-    )
+        setting = allowed.get(key)
+        if setting is None:
+            known = sorted(k for k, s in allowed.items() if s.kind != "table")
+            raise ConfigError(f"unknown setting {where!r}; known: {', '.join(known)}")
+        if setting.kind == "table":
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{where}] must be a table")
+            _check(where, value)
+        else:
+            check_value(where, setting, value)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -199,74 +208,60 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
-        if dotted in _PATH_SETTINGS and isinstance(value, str):
+        if dotted in _path_settings() and isinstance(value, str):
             # Paths given on the command line are relative to where it was typed,
             # not to the config file's directory (found in review).
             value = str(Path(value).expanduser().absolute())
-        section, _, key = dotted.rpartition(".")
-        (raw.setdefault(section, {}) if section else raw)[key] = value
-    _check(raw)
+        *tables, key = dotted.split(".")
+        target = raw
+        for table in tables:
+            target = target.setdefault(table, {})
+        target[key] = value
+    _check("", raw)
     return _build(raw, base=path.parent if path is not None else Path.cwd())
 
 
-def _path(value: str, base: Path) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else base / p
-
-
-E = TypeVar("E", bound=enum.Enum)
-
-
-def _choice(kind: type[E], value: object, name: str) -> E:
-    """``kind(value)``, or a ConfigError listing the accepted values."""
-    try:
-        return kind(value)
-    except ValueError:
-        accepted = [m.value for m in kind]
-        names = ", ".join(repr(v) for v in accepted[:-1]) + f" or {accepted[-1]!r}"
-        raise ConfigError(f"{name} must be {names}, got {value!r}") from None
+def _values(section: str, raw: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """Field values of one checked section; sub-tables become their dataclass."""
+    settings = _sections()[section]
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        setting = settings[key]
+        where = f"{section}.{key}"
+        if setting.kind == "table":
+            out[key] = setting.type(**_values(where, value, base))
+        else:
+            out[key] = convert(where, setting, value, base)
+    return out
 
 
 def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
-    data_dir = _path(raw.get("data_dir", "edgestate-data"), base)
-    api = ApiConfig(**raw.get("api", {}))
+    layers = _layer_configs()
+    data_dir = resolve_path(raw.get("data_dir", "edgestate-data"), base)
+    api = ApiConfig(**_values("api", raw.get("api", {}), base))
     _positive(api.port, "api.port", allow_zero=True)
+    store: StoreConfig = layers["StoreConfig"](**_values("store", raw.get("store", {}), base))
 
-    store_raw = dict(raw.get("store", {}))
-    for key, kind in (("durability", Durability), ("gc", GcMode)):
-        if key in store_raw:
-            store_raw[key] = _choice(kind, store_raw[key], f"store.{key}")
-    store = StoreConfig(**store_raw)
+    # The module cache lives in the data directory unless the file says otherwise.
+    runtime_values = _values("runtime", raw.get("runtime", {}), data_dir)
+    runtime_values.setdefault("cache_dir", data_dir / "module-cache")
+    runtime: RuntimeConfig = layers["RuntimeConfig"](**runtime_values)
 
-    runtime_raw = dict(raw.get("runtime", {}))
-    runtime_raw["cache_dir"] = _path(runtime_raw.get("cache_dir", "module-cache"), data_dir)
-    runtime = dataclasses.replace(RuntimeConfig(), **runtime_raw)
-
-    sync_raw = dict(raw.get("sync", {}))
-    tls_keys = {k: sync_raw.pop(k) for k in ("ca_cert", "cert", "key", "crl") if k in sync_raw}
+    sync_values = _values("sync", raw.get("sync", {}), base)
+    tls_paths = {k: sync_values.pop(k) for k in _TLS_KEYS if k in sync_values}
     tls: TLSFiles | None = None
-    if tls_keys:
-        missing = {"ca_cert", "cert", "key"} - set(tls_keys)
+    if tls_paths:
+        missing = {"ca_cert", "cert", "key"} - set(tls_paths)
         if missing:
             raise ConfigError(f"sync TLS needs ca_cert, cert and key; missing {sorted(missing)}")
-        tls = TLSFiles(
-            ca_cert=_path(tls_keys["ca_cert"], base),
-            cert=_path(tls_keys["cert"], base),
-            key=_path(tls_keys["key"], base),
-            crl=_path(tls_keys["crl"], base) if "crl" in tls_keys else None,
-        )
-    if "static_peers" in sync_raw:
-        sync_raw["static_peers"] = tuple(str(p) for p in sync_raw["static_peers"])
-    if "local_only" in sync_raw:
-        sync_raw["local_only"] = frozenset(str(d) for d in sync_raw["local_only"])
+        tls = layers["TLSFiles"](**tls_paths)
     # Without TLS material the node can only run insecure; with it, secure unless asked.
-    sync_raw.setdefault("insecure", tls is None)
-    sync_raw.setdefault("port", SYNC_PORT)
-    if sync_raw["insecure"] and tls is not None:
+    sync_values.setdefault("insecure", tls is None)
+    if sync_values["insecure"] and tls is not None:
         raise ConfigError("sync.insecure = true contradicts the configured TLS files")
-    if not sync_raw["insecure"] and tls is None:
+    if not sync_values["insecure"] and tls is None:
         raise ConfigError("sync.insecure = false needs sync.ca_cert, sync.cert and sync.key")
-    sync = SyncConfig(tls=tls, **sync_raw)
+    sync: SyncConfig = layers["SyncConfig"](tls=tls, **sync_values)
 
     if api.tls and tls is None:
         raise ConfigError("api.tls = true needs the cluster TLS files (sync.ca_cert, cert, key)")
@@ -283,7 +278,7 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
         store=store,
         runtime=runtime,
         sync=sync,
-        trust_policy=_path(policy, base) if policy else None,
+        trust_policy=resolve_path(policy, base) if policy else None,
         log_format=log_format,
         log_level=log_level,
     )
@@ -292,3 +287,16 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
 def _positive(value: int, where: str, *, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{where} must be positive, got {value}")
+
+
+__all__ = [
+    "DEFAULT_API_PORT",
+    "STORE_SUBDIR",
+    "ApiConfig",
+    "NodeConfig",
+    "config_keys",
+    "config_settings",
+    "load_config",
+    "read_toml",
+    "store_dir_of",
+]

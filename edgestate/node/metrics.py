@@ -1,6 +1,8 @@
 """Prometheus metrics of one node.
 
-Event metrics (invocations, their timings) are recorded as they happen; figures
+Event metrics (invocations, their timings) are recorded as they happen, here
+only (:meth:`NodeMetrics.invoked`, :meth:`NodeMetrics.failed`: the runtime reports
+each invocation's outcome and keeps no counters of its own); figures
 that already live elsewhere (store sizes, sync counters, peer lag) are read from
 their owners at scrape time by a collector, so there is one source of truth.
 Each node has its own registry, so several nodes can share a process (tests).
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import (
@@ -19,6 +22,13 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from edgestate.errors import EdgestateError, ModuleNotFoundError_
+
+if TYPE_CHECKING:
+    from edgestate.runtime import InvocationResult
+    from edgestate.store import Store
+    from edgestate.sync.daemon import SyncDaemon
 
 # Cold start and execution are tens of microseconds; buckets start well below.
 _US_BUCKETS = (
@@ -106,6 +116,23 @@ class NodeMetrics:
         if stats is None:
             stats = self.modules[name] = ModuleStats()
         return stats
+
+    def invoked(self, result: InvocationResult) -> None:
+        """Count one successful invocation and record its timings."""
+        stats = self.module(result.module)
+        stats.outcomes["ok"] = stats.outcomes.get("ok", 0) + 1
+        stats.host_calls += result.host_calls
+        stats.cold_start.observe(result.instantiate_ns / 1e9)
+        stats.execution.observe(result.execute_ns / 1e9)
+        stats.commit.observe(result.commit_ns / 1e9)
+
+    def failed(self, name: str, exc: EdgestateError) -> None:
+        """Count one failed invocation of module ``name`` under its error code."""
+        # Unknown names share one series: a caller must not be able to mint
+        # metric series (and memory) by inventing module names.
+        known = not isinstance(exc, ModuleNotFoundError_)
+        outcomes = self.module(name if known else "_unknown").outcomes
+        outcomes[exc.code] = outcomes.get(exc.code, 0) + 1
 
     def _collect_modules(self) -> Iterable[Metric]:
         invocations = CounterMetricFamily(
@@ -208,4 +235,92 @@ def gc_metrics(collected_items: Iterable[tuple[str, int]], members: int) -> list
     ]
 
 
-__all__ = ["LatencyHistogram", "ModuleStats", "NodeMetrics", "counter", "gauge", "gc_metrics"]
+def layer_metrics(store: Store, sync: SyncDaemon) -> Iterable[Metric]:
+    """Store and sync figures, read from their owners at scrape time."""
+    infos = [store.document_info(n) for n in store.documents()]
+    yield gauge(
+        "edgestate_store_keys",
+        "Keys per document.",
+        ["doc"],
+        (([i.name], i.keys) for i in infos),
+    )
+    yield gauge(
+        "edgestate_store_log_entries",
+        "Update-log length per document.",
+        ["doc"],
+        (([i.name], i.log_entries) for i in infos),
+    )
+    yield gauge(
+        "edgestate_store_bytes",
+        "Log + snapshot bytes per document.",
+        ["doc"],
+        (([i.name], i.log_bytes + i.snapshot_bytes) for i in infos),
+    )
+    yield gauge(
+        "edgestate_store_file_bytes",
+        "Size of the LMDB data file.",
+        [],
+        [([], store.stats()["file_bytes"])],
+    )
+    yield gauge(
+        "edgestate_store_loaded_documents",
+        "Documents whose CRDT is in memory (loaded on write, evicted when idle).",
+        [],
+        [([], len(store.loaded_documents()))],
+    )
+    peers = sync.peers()
+    yield gauge("edgestate_peers_connected", "Connected peers.", [], [([], len(sync.connected()))])
+    yield gauge(
+        "edgestate_peer_lag",
+        "Operations a peer trails us by.",
+        ["peer"],
+        (([p.node_id or p.address or "?"], p.lag) for p in peers),
+    )
+    for what in ("bytes", "updates"):
+        yield counter(
+            f"edgestate_peer_sync_{what}",
+            f"Sync {what} exchanged with each peer.",
+            ["peer", "direction"],
+            (
+                ([p.node_id or p.address or "?", way], getattr(p, f"{what}_{way}"))
+                for p in peers
+                for way in ("in", "out")
+            ),
+        )
+    stats = sync.stats
+    yield counter(
+        "edgestate_sync_bytes",
+        "Sync bytes by direction.",
+        ["direction"],
+        [(["in"], stats.bytes_in), (["out"], stats.bytes_out)],
+    )
+    yield counter(
+        "edgestate_sync_frames",
+        "Sync frames by direction.",
+        ["direction"],
+        [(["in"], stats.frames_in), (["out"], stats.frames_out)],
+    )
+    yield counter(
+        "edgestate_sync_updates_pushed",
+        "Updates pushed to peers.",
+        [],
+        [([], stats.updates_pushed)],
+    )
+    yield counter(
+        "edgestate_sync_resyncs",
+        "Peers resynced from state vectors.",
+        [],
+        [([], stats.resyncs)],
+    )
+    yield counter("edgestate_sync_refused", "Peer connections refused.", [], [([], stats.refused)])
+
+
+__all__ = [
+    "LatencyHistogram",
+    "ModuleStats",
+    "NodeMetrics",
+    "counter",
+    "gauge",
+    "gc_metrics",
+    "layer_metrics",
+]

@@ -17,22 +17,21 @@ import logging
 import secrets
 import ssl
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
-from prometheus_client.core import Metric
 
 from edgestate import __version__
-from edgestate.errors import ConfigError, EdgestateError, ModuleNotFoundError_
+from edgestate.errors import ConfigError, EdgestateError
 from edgestate.files import write_private
 from edgestate.node.api import build_app
-from edgestate.node.config import NodeConfig
-from edgestate.node.metrics import NodeMetrics, counter, gauge, gc_metrics
+from edgestate.node.config import ApiConfig, NodeConfig
+from edgestate.node.metrics import NodeMetrics, gc_metrics, layer_metrics
 from edgestate.node.registry import ModuleRegistry
-from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
+from edgestate.runtime import InvocationResult, LoadedModule, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store
 from edgestate.sync.daemon import SyncDaemon
 from edgestate.sync.tls import server_context
@@ -142,6 +141,16 @@ class Node:
         return self.config.data_dir / TOKEN_FILE
 
     @property
+    def api_config(self) -> ApiConfig:
+        """The HTTP API's settings."""
+        return self.config.api
+
+    @property
+    def replica_id(self) -> int:
+        """This node's replica (CRDT client) id, as the sync layer's frontier knows it."""
+        return self.sync.frontier.me
+
+    @property
     def api_url(self) -> str:
         """Base URL of the HTTP API."""
         scheme = "https" if self.config.api.tls else "http"
@@ -178,8 +187,8 @@ class Node:
             await self._sync.start()
             self._yjs = YjsEndpoint(self._store)
             await self._yjs.start()
-            self.metrics.add_collector(self._collect)
-            # Garbage collection figures, read at scrape time like _collect's: collected
+            self.metrics.add_collector(lambda: layer_metrics(self.store, self.sync))
+            # Garbage collection figures, read at scrape time like layer_metrics': collected
             # items from the store, members from the sync daemon's frontier tracker.
             self.metrics.add_collector(
                 lambda: gc_metrics(
@@ -279,19 +288,60 @@ class Node:
         try:
             result = await self.runtime.ainvoke(name, body)
         except EdgestateError as exc:
-            # Unknown names share one series: a caller must not be able to mint
-            # metric series (and memory) by inventing module names.
-            known = not isinstance(exc, ModuleNotFoundError_)
-            outcomes = self.metrics.module(name if known else "_unknown").outcomes
-            outcomes[exc.code] = outcomes.get(exc.code, 0) + 1
+            self.metrics.failed(name, exc)
             raise
-        stats = self.metrics.module(name)
-        stats.outcomes["ok"] = stats.outcomes.get("ok", 0) + 1
-        stats.host_calls += result.host_calls
-        stats.cold_start.observe(result.instantiate_ns / 1e9)
-        stats.execution.observe(result.execute_ns / 1e9)
-        stats.commit.observe(result.commit_ns / 1e9)
+        self.metrics.invoked(result)
         return result
+
+    def count_http_error(self, code: str) -> None:
+        """Count one API request answered with error ``code``."""
+        self.metrics.http_errors.labels(code).inc()
+
+    def render_metrics(self) -> bytes:
+        """The Prometheus text exposition of this node's metrics."""
+        return self.metrics.render()
+
+    def open_watch(self, maxsize: int) -> ChangeStream:
+        """A store change stream, counted in ``watchers`` (and closed at shutdown)."""
+        stream = self.store.changes(maxsize=maxsize)
+        self.watchers.add(stream)
+        return stream
+
+    def close_watch(self, stream: ChangeStream) -> None:
+        """Close a stream from :meth:`open_watch`."""
+        stream.close()
+        self.watchers.discard(stream)
+
+    def yjs_routes(self) -> list[web.RouteDef]:
+        """The y-websocket endpoint's routes."""
+        return self.yjs.routes()
+
+    async def deploy(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
+        """Verify and load a bundle here, then store it so it replicates (see registry)."""
+        return await self.registry.deploy(wasm, manifest, signature)
+
+    async def remove_module(self, name: str) -> None:
+        """Remove a module cluster-wide (ModuleNotFoundError_ if unknown)."""
+        await self.registry.remove(name)
+
+    def members(self) -> dict[str, Any]:
+        """Cluster members garbage collection waits for, and those forgotten (JSON-ready)."""
+        frontier = self.sync.frontier
+        rows = [
+            {
+                "replica": replica,
+                "self": replica == frontier.me,
+                # Documents it reported: until it has reported one, that
+                # document's garbage collection waits for it.
+                "documents": len(frontier.reports.get(replica, {})),
+            }
+            for replica in frontier.members
+        ]
+        return {"me": frontier.me, "members": rows, "forgotten": sorted(frontier.forgotten)}
+
+    async def forget_member(self, replica: int) -> bool:
+        """Stop waiting for member ``replica`` (and refuse it as stale); was it one?"""
+        return await self.sync.forget_member(replica)
 
     def peer_rows(self) -> list[dict[str, Any]]:
         """Peers with connection state, last sync and lag (JSON-ready)."""
@@ -357,86 +407,3 @@ class Node:
             "watchers": len(self.watchers),
             "store": self.store.stats(),
         }
-
-    def _collect(self) -> Iterable[Metric]:
-        store, sync = self.store, self.sync
-        infos = [store.document_info(n) for n in store.documents()]
-        yield gauge(
-            "edgestate_store_keys",
-            "Keys per document.",
-            ["doc"],
-            (([i.name], i.keys) for i in infos),
-        )
-        yield gauge(
-            "edgestate_store_log_entries",
-            "Update-log length per document.",
-            ["doc"],
-            (([i.name], i.log_entries) for i in infos),
-        )
-        yield gauge(
-            "edgestate_store_bytes",
-            "Log + snapshot bytes per document.",
-            ["doc"],
-            (([i.name], i.log_bytes + i.snapshot_bytes) for i in infos),
-        )
-        yield gauge(
-            "edgestate_store_file_bytes",
-            "Size of the LMDB data file.",
-            [],
-            [([], store.stats()["file_bytes"])],
-        )
-        yield gauge(
-            "edgestate_store_loaded_documents",
-            "Documents whose CRDT is in memory (loaded on write, evicted when idle).",
-            [],
-            [([], len(store.loaded_documents()))],
-        )
-        peers = sync.peers()
-        yield gauge(
-            "edgestate_peers_connected", "Connected peers.", [], [([], len(sync.connected()))]
-        )
-        yield gauge(
-            "edgestate_peer_lag",
-            "Operations a peer trails us by.",
-            ["peer"],
-            (([p.node_id or p.address or "?"], p.lag) for p in peers),
-        )
-        for what in ("bytes", "updates"):
-            yield counter(
-                f"edgestate_peer_sync_{what}",
-                f"Sync {what} exchanged with each peer.",
-                ["peer", "direction"],
-                (
-                    ([p.node_id or p.address or "?", way], getattr(p, f"{what}_{way}"))
-                    for p in peers
-                    for way in ("in", "out")
-                ),
-            )
-        stats = sync.stats
-        yield counter(
-            "edgestate_sync_bytes",
-            "Sync bytes by direction.",
-            ["direction"],
-            [(["in"], stats.bytes_in), (["out"], stats.bytes_out)],
-        )
-        yield counter(
-            "edgestate_sync_frames",
-            "Sync frames by direction.",
-            ["direction"],
-            [(["in"], stats.frames_in), (["out"], stats.frames_out)],
-        )
-        yield counter(
-            "edgestate_sync_updates_pushed",
-            "Updates pushed to peers.",
-            [],
-            [([], stats.updates_pushed)],
-        )
-        yield counter(
-            "edgestate_sync_resyncs",
-            "Peers resynced from state vectors.",
-            [],
-            [([], stats.resyncs)],
-        )
-        yield counter(
-            "edgestate_sync_refused", "Peer connections refused.", [], [([], stats.refused)]
-        )

@@ -16,7 +16,6 @@ from edgestate.runtime.policy import Grant, Publisher, TrustPolicy
 from edgestate.runtime.runtime import (
     InvocationResult,
     LoadedModule,
-    ModuleMetrics,
     Runtime,
     bundle_paths,
     read_bundle,
@@ -38,7 +37,6 @@ __all__ = [
     "LoadedModule",
     "Manifest",
     "ModuleCache",
-    "ModuleMetrics",
     "Publisher",
     "Runtime",
     "RuntimeConfig",

@@ -12,6 +12,10 @@ policy. Invoking runs the wasm synchronously (microseconds), then commits the
 invocation's writes as one store batch, only if the entry returned 0.
 ``ainvoke`` awaits that batch through the store's group commit, so concurrent
 invocations share one fsync.
+
+The runtime keeps no counters: each invocation reports its outcome (an
+:class:`InvocationResult` with its timings, or an ``InvocationError``) and the
+caller counts it (a node's :class:`~edgestate.node.metrics.NodeMetrics`), once.
 """
 
 from __future__ import annotations
@@ -19,21 +23,20 @@ from __future__ import annotations
 import hashlib
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import wasmtime
 
 from edgestate.errors import (
-    EdgestateError,
     InvocationError,
     ModuleNotFoundError_,
     PolicyViolationError,
     SignatureError,
     StoreError,
 )
-from edgestate.host.abi import define_host_functions
+from edgestate.host.binding import define_host_functions
 from edgestate.runtime.cache import ModuleCache
 from edgestate.runtime.engine import (
     EpochTicker,
@@ -63,19 +66,6 @@ class InvocationResult(NamedTuple):
     execute_ns: int
     commit_ns: int
     writes: int
-    host_calls: int = 0
-
-
-@dataclass(slots=True)
-class ModuleMetrics:
-    """Counters and timing sums of one module's invocations."""
-
-    invocations: int = 0
-    failures: dict[str, int] = field(default_factory=dict)
-    instantiate_ns: int = 0
-    execute_ns: int = 0
-    commit_ns: int = 0
-    fuel: int = 0
     host_calls: int = 0
 
 
@@ -128,7 +118,6 @@ class Runtime:
             key=self.config.cache_key,
         )
         self._modules: dict[str, LoadedModule] = {}
-        self.metrics: dict[str, ModuleMetrics] = {}
         self._ticker = EpochTicker(self.engine, self.config.epoch_tick_ms)
         # A runtime dropped without close() must not leave its ticker running.
         weakref.finalize(self, self._ticker.stop)
@@ -179,7 +168,6 @@ class Runtime:
             sandbox=sandbox,
         )
         self._modules[parsed.name] = loaded
-        self.metrics.setdefault(parsed.name, ModuleMetrics())
         return loaded
 
     def load_files(
@@ -213,18 +201,7 @@ class Runtime:
             raise InvocationError(
                 f"input of {len(input)} bytes is over the limit of {self.config.max_input_bytes}"
             )
-        metrics = self.metrics[name]
-        metrics.invocations += 1
-        try:
-            execution = sandbox.run(input)
-        except EdgestateError as exc:
-            metrics.failures[exc.code] = metrics.failures.get(exc.code, 0) + 1
-            raise
-        metrics.instantiate_ns += execution.instantiate_ns
-        metrics.execute_ns += execution.execute_ns
-        metrics.fuel += execution.fuel_used
-        metrics.host_calls += execution.host_calls
-        return execution
+        return sandbox.run(input)
 
     def invoke(self, name: str, input: bytes = b"") -> InvocationResult:
         """Run a module once and durably commit its writes (blocking)."""
@@ -235,7 +212,7 @@ class Runtime:
         try:
             self.store.batch(execution.ops)
         except StoreError as exc:
-            raise self._commit_failure(name, exc) from exc
+            raise _commit_failure(name, exc) from exc
         return self._finish(name, execution, time.perf_counter_ns() - start)
 
     async def ainvoke(self, name: str, input: bytes = b"") -> InvocationResult:
@@ -247,18 +224,11 @@ class Runtime:
         try:
             await self.store.abatch(execution.ops)
         except StoreError as exc:
-            raise self._commit_failure(name, exc) from exc
+            raise _commit_failure(name, exc) from exc
         return self._finish(name, execution, time.perf_counter_ns() - start)
 
-    def _commit_failure(self, name: str, exc: StoreError) -> InvocationError:
-        metrics = self.metrics[name]
-        failure = InvocationError(f"module {name!r} succeeded but its writes were refused: {exc}")
-        metrics.failures[failure.code] = metrics.failures.get(failure.code, 0) + 1
-        return failure
-
-    def _finish(self, name: str, execution: Execution, commit_ns: int) -> InvocationResult:
-        if commit_ns:
-            self.metrics[name].commit_ns += commit_ns
+    @staticmethod
+    def _finish(name: str, execution: Execution, commit_ns: int) -> InvocationResult:
         return InvocationResult(
             module=name,
             output=execution.output,
@@ -270,6 +240,10 @@ class Runtime:
             writes=len(execution.ops),
             host_calls=execution.host_calls,
         )
+
+
+def _commit_failure(name: str, exc: StoreError) -> InvocationError:
+    return InvocationError(f"module {name!r} succeeded but its writes were refused: {exc}")
 
 
 def _read(path: Path) -> bytes:

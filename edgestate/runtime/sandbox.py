@@ -37,8 +37,8 @@ from edgestate.host.abi import (
     HostContext,
     HostEnv,
     HostLimits,
-    bind,
 )
+from edgestate.host.binding import bind
 from edgestate.host.kv import Grants
 from edgestate.host.memory import WASM_PAGE, GuestMemory, gil_holding
 from edgestate.runtime.manifest import Manifest

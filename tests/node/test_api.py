@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edgestate.client import NodeClient
 from tests.node.api_check import call
-from tests.node.conftest import NodeProcess, start_node
+from tests.node.conftest import NodeProcess, eventually, start_node
 from tests.schemas import validate
 
 
@@ -193,10 +192,8 @@ def test_watch_streams_changes(node: NodeProcess) -> None:
     before = client.status()["watchers"]
     t = threading.Thread(target=follow, daemon=True)
     t.start()
-    deadline = time.monotonic() + 10  # the subscription is open before the writes
-    while client.status()["watchers"] <= before:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    # The subscription is open before the writes.
+    eventually(lambda: client.status()["watchers"] > before, 10, "the watch subscribing")
     client.put("watched", "a", b"hello")
     client.incr("watched", "n", 3)
     t.join(timeout=20)
@@ -314,9 +311,6 @@ def test_abandoned_watches_are_closed(tmp_path: Path) -> None:
             assert response.status == 200
             response.readline()  # the ": watching" comment: the stream is open
             conn.close()  # and the client is gone
-        deadline = time.monotonic() + 10
-        while client.status()["watchers"] > 0:
-            assert time.monotonic() < deadline, client.status()["watchers"]
-            time.sleep(0.1)
+        eventually(lambda: client.status()["watchers"] == 0, 10, "abandoned watches closed")
     finally:
         n.stop()

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import tomllib
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
+import tomli_w
 from click.testing import CliRunner
 
 from edgestate.cli.main import cli
 from edgestate.errors import ConfigError
-from edgestate.node.config import config_keys, load_config
-from edgestate.store import Durability, GcMode
+from edgestate.node.config import NodeConfig, config_keys, config_settings, load_config
+from edgestate.runtime import RuntimeConfig
+from edgestate.store import Durability, GcMode, StoreConfig
+from edgestate.sync.config import SyncConfig
 from tests.schemas import validator
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.json"
@@ -40,12 +48,167 @@ gc_grace_s = 120
 """
 
 
+def _schema_sections(node: dict[str, Any], name: str = "") -> dict[str, dict[str, Any]]:
+    """Section -> key -> property schema; objects with properties are sections."""
+    out: dict[str, dict[str, Any]] = {name: {}}
+    for key, prop in node["properties"].items():
+        if prop.get("type") == "object" and "properties" in prop:
+            out.update(_schema_sections(prop, f"{name}.{key}" if name else key))
+        else:
+            out[name][key] = prop
+    return out
+
+
 def test_schema_and_code_accept_the_same_keys() -> None:
-    schema = json.loads(SCHEMA.read_text())
-    from_schema = {"": set(schema["properties"]) - {"api", "store", "runtime", "sync"}}
-    for section in ("api", "store", "runtime", "sync"):
-        from_schema[section] = set(schema["properties"][section]["properties"])
-    assert from_schema == config_keys()
+    from_schema = _schema_sections(json.loads(SCHEMA.read_text()))
+    assert {s: set(keys) for s, keys in from_schema.items()} == config_keys()
+
+
+# The JSON-Schema form of each kind of derived setting.
+_JSON_TYPE = {
+    "str": "string",
+    "path": "string",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "strings": "array",
+}
+
+
+def test_schema_and_dataclasses_agree_on_types() -> None:
+    from_schema = _schema_sections(json.loads(SCHEMA.read_text()))
+    for section, settings in config_settings().items():
+        for key, setting in settings.items():
+            if setting.kind == "table":
+                continue
+            prop, where = from_schema[section][key], f"{section}.{key}"
+            if setting.kind == "enum":
+                assert prop["enum"] == [m.value for m in setting.type], where
+            elif "enum" in prop:  # a string the node checks against a fixed set
+                assert setting.kind == "str", where
+                assert all(isinstance(v, str) for v in prop["enum"]), where
+            else:
+                assert prop["type"] == _JSON_TYPE[setting.kind], where
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    # NodeConfig names the layers' configs only under TYPE_CHECKING (a light import).
+    layers = {"StoreConfig": StoreConfig, "RuntimeConfig": RuntimeConfig, "SyncConfig": SyncConfig}
+    return typing.get_type_hints(cls, localns=layers)
+
+
+def _config_dataclasses() -> dict[str, type]:
+    """Section -> the dataclass it maps onto, walked from NodeConfig independently
+    of edgestate.node.config's own derivation."""
+    out: dict[str, type] = {}
+
+    def walk(section: str, cls: type) -> None:
+        out[section] = cls
+        for name, hint in _hints(cls).items():
+            if dataclasses.is_dataclass(hint) and name != "tls":
+                walk(f"{section}.{name}" if section else name, hint)  # type: ignore[arg-type]
+
+    walk("", NodeConfig)
+    return out
+
+
+# Fields a config file deliberately does not set (see _NOT_SETTINGS in the module).
+_NOT_FROM_FILE = {("runtime", "cache_key")}
+
+
+def _other_value(hint: Any, default: Any) -> tuple[Any, Any]:
+    """(TOML value, expected field value) different from ``default``, for one field type."""
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        return ["127.0.0.1:9001"], ("127.0.0.1:9001",)
+    if typing.get_origin(hint) is frozenset:
+        return ["secret-doc"], frozenset({"secret-doc"})
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        member = next(m for m in hint if m != default)
+        return member.value, member
+    if hint is bool:
+        return (not default), (not default)
+    if hint is int:
+        return default + 3, default + 3
+    if hint is float:
+        return default + 0.5, default + 0.5
+    if hint is Path:
+        return "set-by-file", Path  # checked by name: the base directory varies
+    assert hint is str, hint
+    return f"{default}-x", f"{default}-x"
+
+
+def test_every_dataclass_field_is_settable_from_the_file(tmp_path: Path) -> None:
+    doc: dict[str, Any] = {}
+    expected: dict[tuple[str, str], Any] = {}
+    # Values the node checks against a fixed set, or that must agree with each other.
+    fixed = {
+        ("", "log_format"): "json",
+        ("", "log_level"): "debug",
+        ("sync", "insecure"): False,  # TLS files are set below
+        ("api", "tls"): True,  # needs them too
+        ("sync", "node_id"): "node-7",
+    }
+    defaults = load_config(None)
+    for section, cls in _config_dataclasses().items():
+        table = doc
+        default_obj: Any = defaults
+        for part in section.split(".") if section else []:
+            table = table.setdefault(part, {})
+            default_obj = getattr(default_obj, part)
+        for f in dataclasses.fields(cls):
+            hint = _hints(cls)[f.name]
+            if (section, f.name) in _NOT_FROM_FILE or dataclasses.is_dataclass(hint):
+                continue
+            if section == "sync" and f.name == "tls":
+                for tls_key in ("ca_cert", "cert", "key", "crl"):
+                    table[tls_key] = f"tls/{tls_key}.pem"
+                    expected[("sync.tls", tls_key)] = Path
+                continue
+            if (section, f.name) in fixed:
+                value = fixed[(section, f.name)]
+                table[f.name], expected[(section, f.name)] = value, value
+            else:
+                toml, want = _other_value(hint, getattr(default_obj, f.name))
+                table[f.name], expected[(section, f.name)] = toml, want
+    path = tmp_path / "node.toml"
+    path.write_text(tomli_w.dumps(doc))
+    validator("config.schema.json").validate(doc)
+    cfg = load_config(path)
+    for (section, name), want in expected.items():
+        obj: Any = cfg
+        for part in section.split(".") if section else []:
+            obj = getattr(obj, part)
+        got = getattr(obj, name)
+        if want is Path:
+            assert isinstance(got, Path) and got.is_absolute(), (section, name, got)
+            assert got.name in (f"{name}.pem", "set-by-file"), (section, name, got)
+        else:
+            assert got == want, (section, name, got, want)
+    # The settings the hand-kept table used to miss, by name.
+    assert cfg.store.max_group_ops == 4096 + 3 and cfg.sync.coalesce_s == 0.5
+    assert cfg.sync.heartbeat_s == 15.5 and cfg.sync.forget_after_s == 300.5
+    assert cfg.sync.backoff_initial_s == 0.55 and cfg.sync.backoff_max_s == 10.5
+    assert cfg.runtime.host.max_handles == 19 and cfg.sync.limits.peer_queue == 10_003
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[runtime.host]\nmax_handles = 'x'\n", "runtime.host.max_handles must be an integer"),
+        ("[sync.limits]\nnope = 1\n", "unknown setting 'sync.limits.nope'"),
+        ("[sync]\nlimits = 3\n", "[sync.limits] must be a table"),
+        ("[runtime]\ncache_key = 'x'\n", "unknown setting 'runtime.cache_key'"),
+        ("[sync]\ntls = 'x'\n", "unknown setting 'sync.tls'"),
+    ],
+)
+def test_sub_tables_are_checked_like_sections(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value)
 
 
 def test_full_example_is_valid_and_loads(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from edgestate.devkit import example_bundle, make_publisher
 from tests.node.api_check import call
-from tests.node.conftest import NodeProcess, start_node
+from tests.node.conftest import NodeProcess, eventually, start_node
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,10 +67,7 @@ def test_js_client_sees_module_writes_and_its_writes_reach_modules(
             got = node.client.get("kv", "from-js")
             return bool(got["found"]) and base64.b64decode(got["base64"]) == b"\x01\x02\x03"
 
-        deadline = time.monotonic() + 10
-        while not js_write_landed():
-            assert time.monotonic() < deadline, "the JS client's write never reached the node"
-            time.sleep(0.02)
+        eventually(js_write_landed, 10, "the JS client's write reaching the node")
         out, _ = node.client.invoke("kv-echo", b"from-js")  # a module reads the JS write
         assert out == b"\x01\x02\x03"
     finally:

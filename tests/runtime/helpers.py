@@ -19,7 +19,7 @@ import wasmtime
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgestate.host.abi import FUNCTIONS
-from edgestate.runtime import LoadedModule, Runtime, sign_module
+from edgestate.runtime import InvocationResult, LoadedModule, Runtime, sign_module
 
 WAT_DIR = Path(__file__).parent / "wat"
 RESULTS = 60000
@@ -114,3 +114,43 @@ def split_output(output: bytes, ncalls: int) -> tuple[list[int], bytes]:
     """Results of each call, and the dumped bytes after them."""
     results = list(struct.unpack(f"<{ncalls}q", output[: 8 * ncalls]))
     return results, output[8 * ncalls :]
+
+
+# --- probing host functions from wasm (test_host_abi*.py) ------------------------
+
+APP, RO, OTHER, NOPE = 100, 110, 120, 130  # offsets of document names
+K1, K2, KBAD, VAL, OUT, CUR = 200, 210, 220, 300, 1000, 5000
+DATA = {
+    APP: b"app",
+    RO: b"ro",
+    OTHER: b"other",
+    NOPE: b"missing",
+    K1: b"k1",
+    K2: b"k2",
+    KBAD: b"\xff\xfe",
+    VAL: b"hello world",
+}
+
+
+def run(
+    runtime: Runtime,
+    key: Ed25519PrivateKey,
+    calls: list[tuple[Any, ...]],
+    *,
+    data: dict[int, bytes] | None = None,
+    dumps: list[tuple[int, int]] | None = None,
+    input: bytes = b"",
+    reads: tuple[str, ...] = ("ro",),
+    writes: tuple[str, ...] = ("app",),
+) -> tuple[list[int], bytes, InvocationResult]:
+    """Run ``calls`` as an ABI script module "probe": (results, dumped bytes, result)."""
+    wasm = abi_script(calls, {**DATA, **(data or {})}, dumps)
+    deploy(runtime, key, wasm, manifest("probe", reads=reads, writes=writes))
+    result = runtime.invoke("probe", input)
+    results, dumped = split_output(result.output, len(calls))
+    return results, dumped, result
+
+
+def open_app() -> tuple[Any, ...]:
+    """The call opening the "app" document (handle 0 when first)."""
+    return ("doc_open", APP, 3)

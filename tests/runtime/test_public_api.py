@@ -16,7 +16,6 @@ def test_runtime_exports() -> None:
             "LoadedModule",
             "Manifest",
             "ModuleCache",
-            "ModuleMetrics",
             "Publisher",
             "Runtime",
             "RuntimeConfig",

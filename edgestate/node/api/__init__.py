@@ -1,0 +1,141 @@
+"""The node's HTTP API (aiohttp), described in schemas/openapi.yaml.
+
+Routes:
+    POST   /v1/invoke/{module}                     module input in, module output out
+    GET    /healthz, /readyz, /metrics
+    admin (Authorization: Bearer <token from DATA/admin.token>):
+    GET    /v1/admin/status
+    GET    /v1/admin/peers
+    GET    /v1/admin/members            DELETE /v1/admin/members/{replica} (forget one)
+    GET    /v1/admin/modules            POST (deploy a bundle)   DELETE /v1/admin/modules/{name}
+    GET    /v1/admin/docs
+    GET    /v1/admin/docs/{doc}/keys/{key}   PUT (raw body)   DELETE
+    POST   /v1/admin/docs/{doc}/keys/{key}/incr?delta=N
+    POST   /v1/admin/docs/{doc}/batch        {"ops": [...]} applied atomically
+    GET    /v1/admin/docs/{doc}/scan?prefix=&cursor=&limit=
+    GET    /v1/admin/docs/{doc}/watch        server-sent events, one per change
+    GET    /yjs/{doc}?token=<token>          y-websocket sync protocol (same token)
+
+Every error is JSON ``{"error": {"code": ..., "message": ...}}`` with a stable code
+and the status below; one request's failure never disturbs another's.
+
+The routes are written against the protocols of :mod:`.protocol` (what a node
+answers), never against the node's parts: ``invoke`` (invocation, health,
+metrics), ``docs`` (admin routes over documents), ``cluster`` (admin routes over
+the node, its peers, members and modules). This module assembles them and holds
+what every route shares: the error shape, the status per error, the middleware.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from edgestate import errors as E
+from edgestate.node.api.cluster import ClusterRoutes
+from edgestate.node.api.docs import DocumentRoutes
+from edgestate.node.api.invoke import InvocationRoutes
+from edgestate.node.api.protocol import Guarded, NodeApi
+from edgestate.node.api.responses import error_response, status_for
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+INVOKE_KEY: web.AppKey[NodeApi] = web.AppKey("node")
+
+
+def build_app(node: NodeApi) -> web.Application:
+    """The API application of ``node``."""
+    limits = node.api_config
+    app = web.Application(
+        middlewares=[_middleware(node)],
+        client_max_size=max(limits.max_body_bytes, limits.max_admin_body_bytes),
+    )
+    app[INVOKE_KEY] = node
+    invoke, cluster, docs = InvocationRoutes(node), ClusterRoutes(node), DocumentRoutes(node)
+    app.add_routes(
+        [
+            web.post("/v1/invoke/{module}", invoke.invoke),
+            web.get("/healthz", invoke.healthz),
+            web.get("/readyz", invoke.readyz),
+            web.get("/metrics", invoke.metrics),
+            web.get("/v1/admin/status", cluster.status),
+            web.get("/v1/admin/peers", cluster.peers),
+            web.get("/v1/admin/members", cluster.members),
+            web.delete("/v1/admin/members/{replica}", cluster.forget_member),
+            web.get("/v1/admin/modules", cluster.modules),
+            web.post("/v1/admin/modules", cluster.deploy),
+            web.delete("/v1/admin/modules/{name}", cluster.remove),
+            web.get("/v1/admin/docs", docs.docs),
+            web.get("/v1/admin/docs/{doc}/keys/{key}", docs.get_key),
+            web.put("/v1/admin/docs/{doc}/keys/{key}", docs.put_key),
+            web.delete("/v1/admin/docs/{doc}/keys/{key}", docs.delete_key),
+            web.post("/v1/admin/docs/{doc}/keys/{key}/incr", docs.incr_key),
+            web.post("/v1/admin/docs/{doc}/batch", docs.batch),
+            web.get("/v1/admin/docs/{doc}/scan", docs.scan),
+            web.get("/v1/admin/docs/{doc}/watch", docs.watch),
+            *node.yjs_routes(),
+        ]
+    )
+    return app
+
+
+def _middleware(node: Guarded) -> Any:
+    """Errors to JSON for every route; bearer-token check for admin routes.
+
+    One middleware, not two: it runs on the invocation hot path.
+    """
+    admin_token = node.admin_token.encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if request.path.startswith(("/v1/admin/", "/yjs/")):
+                refused = _check_token(request, admin_token, node)
+                if refused is not None:
+                    return refused
+            return await handler(request)
+        except E.EdgestateError as exc:
+            node.count_http_error(exc.code)
+            return error_response(status_for(exc), exc.code, str(exc))
+        except web.HTTPRequestEntityTooLarge as exc:
+            node.count_http_error("body_too_large")
+            return error_response(413, "body_too_large", exc.text or "request body too large")
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "bad_request")
+                node.count_http_error(code)
+                return error_response(exc.status, code, exc.reason)
+            raise
+
+    return middleware
+
+
+def _check_token(request: web.Request, admin_token: bytes, node: Guarded) -> web.Response | None:
+    if request.transport is not None and request.transport.get_extra_info("peercert"):
+        # TLS verified this certificate against the cluster CA (and its CRL) in
+        # the handshake: a cluster member is admin.
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header and request.path.startswith("/yjs/"):
+        # Browsers cannot set headers on a WebSocket; y-websocket's `params`
+        # option puts the token in the query string instead.
+        scheme, token = "bearer", request.query.get("token", "")
+    if scheme.lower() != "bearer" or not token:
+        node.count_http_error("unauthorized")
+        return error_response(
+            401,
+            "unauthorized",
+            "admin routes need 'Authorization: Bearer <token>' (the token is in "
+            f"{node.token_path})",
+        )
+    if not hmac.compare_digest(token.encode(), admin_token):
+        node.count_http_error("forbidden")
+        return error_response(403, "forbidden", "the bearer token is not this node's")
+    return None
+
+
+__all__ = ["INVOKE_KEY", "build_app", "error_response", "status_for"]

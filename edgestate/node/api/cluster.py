@@ -1,0 +1,100 @@
+"""Admin routes over the node itself: status, peers, cluster members, modules."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+
+from aiohttp import web
+
+from edgestate.node.api.protocol import Cluster
+from edgestate.node.api.responses import error_response
+
+log = logging.getLogger("edgestate.node.api")
+
+# Replica ids are CRDT client ids, kept JavaScript-safe (under 2**53) for Yjs
+# clients. Bounding them here also keeps an absurd id out of the frontier
+# tracker, whose persisted form (msgpack) cannot hold integers past 64 bits.
+MAX_REPLICA_ID = 2**53 - 1
+_REPLICA_DIGITS = re.compile(r"[0-9]+")
+
+
+class ClusterRoutes:
+    """``/v1/admin/status``, ``peers``, ``members``, ``modules``."""
+
+    def __init__(self, node: Cluster) -> None:
+        self.node = node
+
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.node.status())
+
+    async def peers(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"peers": self.node.peer_rows()})
+
+    async def modules(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"modules": self.node.module_rows()})
+
+    async def members(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.node.members())
+
+    async def forget_member(self, request: web.Request) -> web.StreamResponse:
+        raw = request.match_info["replica"]
+        # int() alone would also take "+5", " 5", "1_000" and non-ASCII digits.
+        if not _REPLICA_DIGITS.fullmatch(raw):
+            return error_response(
+                400, "bad_request", f"replica must be a non-negative integer id, got {raw!r}"
+            )
+        # Length first: int() refuses strings of thousands of digits (a 500).
+        if len(raw) > len(str(MAX_REPLICA_ID)) or int(raw) > MAX_REPLICA_ID:
+            return error_response(
+                400, "bad_request", f"replica {raw} is out of range (ids are below 2**53)"
+            )
+        replica = int(raw)
+        if replica == self.node.replica_id:
+            return error_response(
+                400,
+                "bad_request",
+                f"replica {replica} is this node's own id; a node cannot forget itself",
+            )
+        was_member = await self.node.forget_member(replica)
+        log.warning(
+            "forgot cluster member %d (was a member: %s): garbage collection no longer "
+            "waits for it, and it is refused as stale if it comes back",
+            replica,
+            was_member,
+        )
+        return web.json_response({"forgotten": replica, "was_member": was_member})
+
+    async def deploy(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return error_response(400, "bad_request", f"body is not JSON: {exc}")
+        if not isinstance(body, dict):
+            return error_response(400, "bad_request", "body must be a JSON object")
+        parts: dict[str, bytes] = {}
+        for field in ("wasm", "manifest", "signature"):
+            value = body.get(field)
+            if not isinstance(value, str):
+                return error_response(400, "bad_request", f"field {field!r} (base64) is missing")
+            try:
+                parts[field] = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return error_response(400, "bad_request", f"field {field!r} is not valid base64")
+        loaded = await self.node.deploy(parts["wasm"], parts["manifest"], parts["signature"])
+        return web.json_response(
+            {
+                "name": loaded.name,
+                "version": loaded.version,
+                "publisher": loaded.publisher,
+                "wasm_sha256": loaded.wasm_sha256,
+            },
+            status=201,
+        )
+
+    async def remove(self, request: web.Request) -> web.StreamResponse:
+        await self.node.remove_module(request.match_info["name"])
+        return web.json_response({"removed": request.match_info["name"]})

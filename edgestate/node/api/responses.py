@@ -1,0 +1,45 @@
+"""What every route answers with: the one error shape, the status of each error."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from edgestate import errors as E
+
+# Status per error class; the most specific class listed wins (checked in MRO order).
+_STATUS: dict[type[E.EdgestateError], int] = {
+    E.ModuleNotFoundError_: 404,
+    E.UnknownDocumentError: 404,
+    E.InvalidKeyError: 400,
+    E.InvalidDocumentNameError: 400,
+    E.InvalidCursorError: 400,
+    E.WrongTypeError: 409,
+    E.ValueTooLargeError: 413,
+    E.OutputTooLargeError: 502,
+    E.OutOfFuelError: 503,
+    E.DeadlineExceededError: 504,
+    E.MemoryLimitError: 507,
+    E.GuestTrapError: 500,
+    E.GuestStatusError: 422,
+    E.InvocationError: 500,
+    E.SignatureError: 403,
+    E.UntrustedPublisherError: 403,
+    E.PolicyViolationError: 403,
+    E.ManifestError: 422,
+    E.ModuleCompileError: 422,
+    E.StoreClosedError: 503,
+    E.EdgestateError: 500,
+}
+
+
+def status_for(exc: E.EdgestateError) -> int:
+    """HTTP status of an error (see ``_STATUS``)."""
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return 500
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """The one JSON error shape every route uses."""
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
