@@ -1,5 +1,6 @@
-"""The exported names of the public packages are the ones we mean to export, and
-every error class edgestate defines lives in the one tree of ``edgestate.errors``."""
+"""The store exports what we mean it to (sync's, runtime's and host's exports are
+tested beside their own tests), and every error class edgestate defines lives in
+the one tree of ``edgestate.errors``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import edgestate.errors
 import edgestate.store
-import edgestate.sync
 
 PACKAGE = Path(edgestate.errors.__file__).resolve().parent
 
@@ -44,23 +44,6 @@ def test_store_exports() -> None:
         ]
     )
     _exports_resolve(edgestate.store)
-
-
-def test_sync_exports() -> None:
-    assert sorted(edgestate.sync.__all__) == sorted(SYNC_EXPORTS)
-    _exports_resolve(edgestate.sync)
-
-
-SYNC_EXPORTS = [
-    "Limits",
-    "PeerState",
-    "PeerStatus",
-    "SyncConfig",
-    "SyncDaemon",
-    "SyncStats",
-    "TLSFiles",
-    "YjsEndpoint",
-]
 
 
 def _error_classes() -> dict[str, type[BaseException]]:
