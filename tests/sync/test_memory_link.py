@@ -13,20 +13,11 @@ from edgestate.store import Set
 from edgestate.sync import frames, memory_channel_pair
 from edgestate.sync.channel import CloseCode
 from edgestate.sync.peers import PeerState
-from tests.sync.conftest import Node, Nodes, eventually
+from tests.sync.conftest import Nodes, eventually, memory_link
 
 pytestmark = pytest.mark.timeout(30)
 
 DOC = "over-memory"
-
-
-def link(dialer: Node, listener: Node) -> tuple[asyncio.Task[bool], asyncio.Task[bool]]:
-    """Connect two daemons over a fresh in-memory pair (``dialer`` dialed)."""
-    ours, theirs = memory_channel_pair()
-    return (
-        asyncio.ensure_future(dialer.daemon.run_channel(ours, True)),
-        asyncio.ensure_future(listener.daemon.run_channel(theirs, False)),
-    )
 
 
 async def test_two_daemons_sync_over_the_in_memory_channel(nodes: Nodes) -> None:
@@ -34,7 +25,7 @@ async def test_two_daemons_sync_over_the_in_memory_channel(nodes: Nodes) -> None
     b = await nodes.start()
     a.store.create_document(DOC)
     a.store.batch([Set(DOC, "before", b"1")])  # caught up at connect
-    dialed, accepted = link(a, b)
+    dialed, accepted = memory_link(a, b)
     async with asyncio.timeout(10):
         await a.daemon.wait_connected(1)
         await b.daemon.wait_connected(1)
@@ -59,11 +50,11 @@ async def test_two_daemons_sync_over_the_in_memory_channel(nodes: Nodes) -> None
 async def test_of_two_links_between_a_pair_both_keep_the_same_one(nodes: Nodes) -> None:
     a = await nodes.start()
     b = await nodes.start()
-    first = link(a, b)
+    first = memory_link(a, b)
     async with asyncio.timeout(10):
         await a.daemon.wait_connected(1)
         await b.daemon.wait_connected(1)
-    second = link(b, a)  # the other way round, while the first is up
+    second = memory_link(b, a)  # the other way round, while the first is up
     # The one dialed by the smaller node id stays, on both sides.
     keep, drop = (first, second) if a.daemon.node_id < b.daemon.node_id else (second, first)
     async with asyncio.timeout(10):
