@@ -5,18 +5,24 @@
         daemon.peers()      # who, connection state, last sync, lag
 
 Modules: ``frames`` (wire protocol, see schemas/sync-protocol.schema.json),
-``tls`` (cluster CA, node certificates, mutual-TLS contexts), ``peers`` (peer
-table, backoff), ``discovery`` (static list, mDNS), ``daemon`` (gossip,
-anti-entropy), ``yjs`` (the y-websocket endpoint). Imports point one way:
-sync -> store.
+``tls`` (cluster CA, node certificates, mutual-TLS contexts), ``channel`` (the
+transport seam and an in-memory pair), ``websocket`` (the aiohttp channel,
+server and dialer), ``connection`` (one peer connection), ``peers`` (peer
+table, backoff), ``discovery`` (static list, mDNS), ``gossip`` (updates, state
+vectors, anti-entropy), ``membership`` (garbage-collection reports and
+records), ``daemon`` (composition and the public API), ``yjs`` (the
+y-websocket endpoint). Imports point one way: sync -> store.
 """
 
+from edgestate.sync.channel import Channel, memory_channel_pair
 from edgestate.sync.config import Limits, SyncConfig, TLSFiles
-from edgestate.sync.daemon import SyncDaemon, SyncStats
+from edgestate.sync.daemon import SyncDaemon
 from edgestate.sync.peers import PeerState, PeerStatus
+from edgestate.sync.stats import SyncStats
 from edgestate.sync.yjs import YjsEndpoint
 
 __all__ = [
+    "Channel",
     "Limits",
     "PeerState",
     "PeerStatus",
@@ -25,4 +31,5 @@ __all__ = [
     "SyncStats",
     "TLSFiles",
     "YjsEndpoint",
+    "memory_channel_pair",
 ]

@@ -1,17 +1,26 @@
 """The peer table: who we know, how we reach them, how far behind they are.
 
 Everything here is owned by the daemon's event loop; ``PeerStatus`` is the
-immutable snapshot handed to the API and CLI.
+immutable snapshot handed to the API and CLI. ``PeerTable`` holds one record
+per peer (keyed by address when dialable, ``inbound:<node id>`` otherwise) and
+at most one registered connection per node id: of two connections between the
+same pair, both sides keep the one dialed by the smaller node id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import random
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
-from pycrdt import Decoder
+from edgestate.errors import ConnectionDeclinedError
+from edgestate.store import decode_state_vector
+from edgestate.sync.channel import CloseCode
+from edgestate.sync.discovery import Found
 
 
 class PeerState(enum.Enum):
@@ -108,21 +117,137 @@ class Backoff:
         self._attempt = 0
 
 
-def decode_state_vector(sv: bytes) -> dict[int, int]:
-    """Client id -> clock of a Yjs v1 state vector (for lag, never for merging)."""
-    decoder = Decoder(sv)
-    count = decoder.read_var_uint()
-    out: dict[int, int] = {}
-    for _ in range(count):
-        client = decoder.read_var_uint()
-        out[client] = decoder.read_var_uint()
-    return out
-
-
 def lag(ours: bytes, theirs: bytes) -> int:
     """How many clock units ``theirs`` trails ``ours``, summed over clients."""
     try:
         mine, other = decode_state_vector(ours), decode_state_vector(theirs)
-    except (IndexError, RuntimeError):
+    except (IndexError, RuntimeError, ValueError):
         return 0  # a malformed vector shows no lag; the apply path reports it
     return sum(max(0, clock - other.get(client, 0)) for client, clock in mine.items())
+
+
+class Member(Protocol):
+    """What the table needs of a connection (``PeerConnection`` is one)."""
+
+    node_id: str | None
+    dialed_by_us: bool
+    record: PeerRecord | None
+
+    def tell(
+        self, *, peers: bool = False, reports: bool = False, collected: Iterable[str] = ()
+    ) -> None:
+        """Have the sender tell the peer what changed."""
+        ...
+
+    def close(self, code: int, reason: str) -> Awaitable[None]:
+        """Close the connection."""
+        ...
+
+
+C = TypeVar("C", bound=Member)
+
+
+class PeerTable(Generic[C]):
+    """Known peers and the registered connection of each connected one."""
+
+    def __init__(self, me: str, spawn: Callable[[Awaitable[None]], None]) -> None:
+        self._me = me
+        self._spawn = spawn
+        self.conns: dict[str, C] = {}
+        self.records: dict[str, PeerRecord] = {}
+        # Pulsed (set, then replaced) on every change of ``conns``.
+        self._changed = asyncio.Event()
+
+    def connected(self) -> list[str]:
+        """Node ids of the peers connected right now."""
+        return list(self.conns)
+
+    def connections(self) -> Iterable[C]:
+        """The registered connections (a copy: safe to iterate across awaits)."""
+        return list(self.conns.values())
+
+    async def wait_connected(self, count: int) -> None:
+        """Return once at least ``count`` peers are connected."""
+        while len(self.conns) < count:
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def found(self, found: Found) -> PeerRecord:
+        """The record of a discovered address (created, or adopted from inbound)."""
+        address = f"{found.host}:{found.port}"
+        record = self.records.get(address)
+        if record is None:
+            # A peer that dialed us first becomes dialable: one record per peer.
+            record = self.records.pop(f"inbound:{found.node_id}", None)
+            if record is None:
+                record = PeerRecord(address=address, source=found.source, node_id=found.node_id)
+            record.address, record.source = address, found.source
+            self.records[address] = record
+        record.last_seen = time.monotonic()
+        return record
+
+    def admit(self, conn: C, record: PeerRecord | None) -> None:
+        """Register ``conn``; of two connections between the same pair keep one."""
+        assert conn.node_id is not None
+        existing = self.conns.get(conn.node_id)
+        if existing is not None:
+            # Both sides keep the connection dialed by the smaller node id, so
+            # simultaneous dials settle on the same one without a round trip.
+            keep_new = conn.dialed_by_us == (self._me < conn.node_id)
+            if not keep_new:
+                if record is not None:
+                    self._adopt(existing, record)
+                raise ConnectionDeclinedError("duplicate connection")
+            existing.node_id = None  # its release must not unregister the new one
+            self._spawn(existing.close(CloseCode.OK, "duplicate connection"))
+        if record is None:
+            record = next(
+                (r for r in self.records.values() if r.node_id == conn.node_id), None
+            ) or self.records.setdefault(
+                f"inbound:{conn.node_id}", PeerRecord(address=None, source="inbound")
+            )
+        self._adopt(conn, record)
+        self.conns[conn.node_id] = conn
+        self._peers_changed()
+        self._notify()
+
+    def _adopt(self, conn: C, record: PeerRecord) -> None:
+        """Make ``record`` the one table entry of ``conn``'s peer (dialable beats inbound)."""
+        assert conn.node_id is not None
+        inbound = self.records.get(f"inbound:{conn.node_id}")
+        if inbound is not None and inbound is not record and record.address is not None:
+            del self.records[f"inbound:{conn.node_id}"]
+            record.last_sync = record.last_sync or inbound.last_sync
+            record.lag_by_doc = record.lag_by_doc or inbound.lag_by_doc
+        record.node_id = conn.node_id
+        record.state = PeerState.CONNECTED
+        record.connected_since = record.connected_since or time.time()
+        record.last_seen = time.monotonic()
+        conn.record = record
+
+    def detach(self, conn: C) -> None:
+        """Unregister ``conn`` if it is its peer's registered connection."""
+        if conn.node_id is None or self.conns.get(conn.node_id) is not conn:
+            return
+        del self.conns[conn.node_id]
+        self._peers_changed()
+        if conn.record is not None:
+            conn.record.state = PeerState.BACKOFF if conn.record.address else PeerState.DISCONNECTED
+            conn.record.connected_since = None
+            conn.record.last_seen = time.monotonic()
+        self._notify()
+
+    def _peers_changed(self) -> None:
+        for other in self.conns.values():
+            other.tell(peers=True)
+
+    def forget_departed(self, forget_after_s: float) -> None:
+        """Drop peers that only ever dialed us and have been gone a while."""
+        cutoff = time.monotonic() - forget_after_s
+        for key, record in list(self.records.items()):
+            if record.address is None and record.state is PeerState.DISCONNECTED:
+                if record.last_seen < cutoff:
+                    del self.records[key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import time
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edgestate.store import Durability, Store, StoreConfig
-from edgestate.sync import tls
+from edgestate.store import Durability, Set, Store, StoreConfig
+from edgestate.sync import Channel, frames, memory_channel_pair, tls
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.daemon import SyncDaemon
 
@@ -126,6 +127,93 @@ async def eventually(check: Callable[[], bool], seconds: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.005)
+
+
+_markers = itertools.count()
+
+
+async def settled(group: list[Node], seconds: float = 10.0) -> None:
+    """Return once everything each node had sent by now has reached the others.
+
+    Each node commits a marker to a document of its own and this waits for every
+    marker everywhere: a node's pump queues its commits to each peer in commit
+    order and a link delivers in order, so whatever a node was about to send
+    (an echo, a relay) went out ahead of its marker. The positive signal to wait
+    for before asserting that something did not happen.
+    """
+    docs = []
+    for node in group:
+        doc = f"settled-{next(_markers)}"
+        node.store.create_document(doc)
+        node.store.batch([Set(doc, "m", b"1")])
+        docs.append(doc)
+    await eventually(lambda: all(n.store.has_document(d) for n in group for d in docs), seconds)
+
+
+async def exchanged(node: Node, peer: Node, seconds: float = 10.0) -> None:
+    """Run one anti-entropy exchange from ``node`` with ``peer`` and wait until both
+    sides have answered the other's state vectors."""
+
+    def last_sync(of: Node, other: Node) -> float:
+        (status,) = [p for p in of.daemon.peers() if p.node_id == other.daemon.node_id]
+        return status.last_sync or 0.0
+
+    before = (last_sync(node, peer), last_sync(peer, node))
+    await node.daemon.anti_entropy_now()
+    await eventually(
+        lambda: last_sync(node, peer) > before[0] and last_sync(peer, node) > before[1],
+        seconds,
+    )
+
+
+class WireLog:
+    """A ``Channel`` that passes everything through and counts the update items of
+    each document in the push frames it sends."""
+
+    def __init__(self, inner: Channel, pushed: collections.Counter[str]) -> None:
+        self._inner = inner
+        self.pushed = pushed
+
+    @property
+    def closed(self) -> bool:
+        return self._inner.closed
+
+    @property
+    def close_code(self) -> int | None:
+        return self._inner.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self._inner.close_reason
+
+    async def send(self, data: bytes) -> None:
+        frame = frames.decode(data, max_bytes=1 << 30, max_docs=1 << 20)
+        if isinstance(frame, frames.Push):
+            self.pushed.update(doc for doc, _ in frame.updates)
+        await self._inner.send(data)
+
+    async def receive(self) -> bytes:
+        return await self._inner.receive()
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._inner.close(code, reason)
+
+
+def memory_link(
+    dialer: Node, listener: Node, pushed: collections.Counter[str] | None = None
+) -> tuple[asyncio.Task[bool], asyncio.Task[bool]]:
+    """Connect two running daemons over a fresh in-memory channel pair (``dialer``
+    dialed); with ``pushed``, count the push items both ends send. The tasks end
+    when either daemon closes."""
+    ours: Channel
+    theirs: Channel
+    ours, theirs = memory_channel_pair()
+    if pushed is not None:
+        ours, theirs = WireLog(ours, pushed), WireLog(theirs, pushed)
+    return (
+        asyncio.ensure_future(dialer.daemon.run_channel(ours, True)),
+        asyncio.ensure_future(listener.daemon.run_channel(theirs, False)),
+    )
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from edgestate.store import Incr, Set
 from edgestate.sync.config import Limits
 from edgestate.sync.peers import PeerState
-from tests.sync.conftest import Node, Nodes, eventually
+from tests.sync.conftest import Node, Nodes, eventually, exchanged, memory_link, settled
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -90,17 +91,27 @@ async def test_a_chain_converges_through_relays(nodes: Nodes) -> None:
 
 
 async def test_relaying_stops_when_an_update_changes_nothing(nodes: Nodes) -> None:
-    group = await mesh(nodes, 3)
+    # Over in-memory links that count what each node pushes, per document.
+    group = [await nodes.start() for _ in range(3)]
+    pushed: collections.Counter[str] = collections.Counter()
+    for i, j in ((1, 0), (2, 0), (2, 1)):
+        memory_link(group[i], group[j], pushed)
+    async with asyncio.timeout(10):
+        for node in group:
+            await node.daemon.wait_connected(2)
     group[0].store.create_document(DOC)
     group[0].store.batch([Set(DOC, "k", b"v")])
     await eventually(lambda: all_equal(group))
-    await asyncio.sleep(0.2)  # let any echo play out: there must be none
-    pushed = [n.daemon.stats.updates_pushed for n in group]
+    await settled(group)  # any echo is on the wire by now: there must be none
     # The creator sends to two peers; each relays once to the third, whose apply
     # changes nothing and is therefore not relayed further.
-    assert sum(pushed) <= 4, pushed
-    await asyncio.sleep(0.2)
-    assert [n.daemon.stats.updates_pushed for n in group] == pushed
+    assert pushed[DOC] <= 4, pushed
+    # Each push item was one update (nothing merged), so that bound is in updates.
+    assert sum(n.daemon.stats.updates_pushed for n in group) == sum(pushed.values())
+    before = pushed[DOC]
+    await settled(group)
+    assert pushed[DOC] == before
+    assert sum(n.daemon.stats.updates_pushed for n in group) == sum(pushed.values())
 
 
 async def test_a_restarted_node_catches_up_with_only_the_missing_updates(nodes: Nodes) -> None:
@@ -155,9 +166,9 @@ async def test_local_only_documents_never_leave_the_node(nodes: Nodes) -> None:
         a.store.create_document(doc)
         a.store.batch([Set(doc, "k", b"v")])
     await eventually(lambda: all_equal([a, b]))
-    await a.daemon.anti_entropy_now()
-    await b.daemon.anti_entropy_now()
-    await asyncio.sleep(0.1)
+    await exchanged(a, b)
+    await exchanged(b, a)
+    await settled([a, b])  # whatever the exchanges sent has landed
     assert not b.store.has_document("secret")
     assert "secret" not in await a.daemon.state_vectors()
 
@@ -184,14 +195,25 @@ async def test_two_nodes_dialing_each_other_keep_one_connection(nodes: Nodes) ->
     async with asyncio.timeout(10):
         await a.daemon.wait_connected(1)
         await b.daemon.wait_connected(1)
-    await asyncio.sleep(0.3)  # let both dialers settle on the same connection
-    for node, other in ((a, b), (b, a)):
-        assert node.daemon.connected() == [other.daemon.node_id]
-        (status,) = node.daemon.peers()
-        assert status.state is PeerState.CONNECTED and status.address == other.address
+
+    def one_link() -> bool:
+        """Each side: one connection, one peer record, the dialable one, connected."""
+        for node, other in ((a, b), (b, a)):
+            status = node.daemon.peers()
+            if node.daemon.connected() != [other.daemon.node_id] or len(status) != 1:
+                return False
+            if status[0].state is not PeerState.CONNECTED or status[0].address != other.address:
+                return False
+        return True
+
+    # Both dialers settled on the same connection (the other one was refused
+    # or replaced on both sides, and its record merged into this one).
+    await eventually(one_link)
     a.store.create_document(DOC)
     a.store.batch([Set(DOC, "k", b"v")])
     await eventually(lambda: all_equal([a, b]))
+    await settled([a, b])
+    assert one_link()
 
 
 async def test_a_lost_peer_is_redialed_when_it_comes_back(nodes: Nodes) -> None:

@@ -78,6 +78,7 @@ def test_the_public_surface_is_what_we_mean_to_export() -> None:
     import edgestate.sync
 
     assert sorted(edgestate.sync.__all__) == [
+        "Channel",
         "Limits",
         "PeerState",
         "PeerStatus",
@@ -86,4 +87,5 @@ def test_the_public_surface_is_what_we_mean_to_export() -> None:
         "SyncStats",
         "TLSFiles",
         "YjsEndpoint",
+        "memory_channel_pair",
     ]

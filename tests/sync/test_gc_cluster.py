@@ -9,12 +9,10 @@ import pytest
 from pycrdt import Doc, Map
 
 from edgestate.errors import StaleReplicaError
-from edgestate.store import GcMode, Set
-from edgestate.store.gc import GcState, Ranges
-from edgestate.store.updates import decode_state_vector
+from edgestate.store import GcMode, GcState, Ranges, Set, decode_state_vector
 from edgestate.sync import frames
-from edgestate.sync.daemon import legacy_member_id
 from edgestate.sync.frames import Reports, StateVectors
+from edgestate.sync.membership import chunk_reports, collected_frames, legacy_member_id
 from tests.sync.conftest import FAST_STORE, Cluster, Node, Nodes, RawPeer, eventually
 
 DOC = "d"
@@ -242,21 +240,24 @@ async def test_a_peer_upgraded_to_version_2_retires_its_stand_in(
 
 @pytest.mark.timeout(60)
 async def test_reports_are_split_into_bounded_frames_and_only_held_documents_kept(
-    nodes: Nodes, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+    nodes: Nodes, cluster: Cluster
 ) -> None:
-    import edgestate.sync.daemon as daemon_module
-
     a = await nodes.start(**GC)
     docs = [f"d{i}" for i in range(30)]
     for doc in docs:
         a.store.create_document(doc)
     await a.daemon.gc_round()
+    # The default budget fits them all in one frame.
+    (whole,) = a.daemon.reports_to_send()
+    assert set(whole[a.store.replica_id]) == set(docs)
     # One member, empty state vectors: a document counts 8 (its name); 3 per frame.
-    monkeypatch.setattr(daemon_module, "REPORT_NUMBERS_PER_FRAME", 24)
-    chunks = a.daemon.reports_to_send()
+    chunks = chunk_reports(a.daemon.frontier.reports, frozenset(), numbers_per_frame=24)
     assert len(chunks) == 10
     merged = {d for chunk in chunks for d in chunk[a.store.replica_id]}
     assert merged == set(docs)
+    # Local-only documents never leave the node, whatever the budget.
+    kept = chunk_reports(a.daemon.frontier.reports, frozenset({"d0"}), numbers_per_frame=24)
+    assert {d for chunk in kept for d in chunk[a.store.replica_id]} == set(docs) - {"d0"}
     # A peer naming documents this node does not hold cannot grow its table.
     peer = RawPeer(cluster)
     try:
@@ -305,3 +306,16 @@ async def test_collected_frames_stay_within_the_decoders_limits(nodes: Nodes) ->
     for frame in out:
         decoded = frames.decode(frames.encode(frame), max_bytes=32 << 20, max_docs=1000)
         assert decoded == frame
+    # A smaller receiver budget: every frame within it, nothing lost.
+    record = a.store.gc_record(DOC)
+    small = collected_frames(record, DOC, max_numbers=64, max_clients=16)
+    for frame in small:
+        for part in (frame.ranges, frame.rehung, frame.floor):
+            assert len(part) <= 16
+        for part in (frame.ranges, frame.rehung):
+            assert sum(len(r) for r in part.values()) <= 64
+    assert {c for f in small for c in f.ranges} == set(runs)
+    assert {c: r for f in small for c, r in f.rehung.items()} == {
+        c: r for f in out for c, r in f.rehung.items()
+    }
+    assert {c: k for f in small for c, k in f.floor.items()} == floor

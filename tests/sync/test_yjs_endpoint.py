@@ -14,8 +14,7 @@ import pytest
 from aiohttp import web
 from pycrdt import Doc, Map, YSyncMessageType, read_message
 
-from edgestate.store import Set, Store
-from edgestate.store.updates import decode_state_vector
+from edgestate.store import Set, Store, decode_state_vector
 from edgestate.sync.yjs import STALE_REPLICA_CLOSE, YjsEndpoint, sync_message
 from tests.sync.conftest import FAST_STORE, Nodes, eventually
 

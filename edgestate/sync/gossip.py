@@ -1,0 +1,248 @@
+"""Gossip of updates: the change pump, frame dispatch, applies, state vectors.
+
+Data flow: every durable commit of the store arrives as a ``ChangeEvent``; its
+update bytes are queued to every connected peer except the one it came from
+(``origin``) and that peer's own peers (they got it from it: see
+``frames.Peers``), so a full mesh carries each update once per link and a chain
+still relays. Applying an update that changes nothing produces no event, which
+ends any relay loop. Received updates are submitted to the store without
+waiting for each commit, so they share group commits.
+
+State vectors are exchanged at connect, at anti-entropy and after a queue
+overflow; only then are diffs computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+from pycrdt import merge_updates
+
+from edgestate.errors import (
+    InvalidUpdateError,
+    MalformedFrameError,
+    ProtocolError,
+    RateLimitedError,
+    StalePeerError,
+    StaleReplicaError,
+    UnexpectedFrameError,
+)
+from edgestate.store import ChangeStream, Store
+from edgestate.sync import frames
+from edgestate.sync.config import SyncConfig
+from edgestate.sync.connection import PEER_ORIGIN, PeerConnection
+from edgestate.sync.frames import Collected, Diff, Hello, Peers, Push, Reports, StateVectors, Synced
+from edgestate.sync.membership import Membership
+from edgestate.sync.peers import PeerTable, lag
+from edgestate.sync.stats import SyncStats
+
+# A Yjs v1 update that carries nothing (no structs, empty delete set).
+EMPTY_UPDATE = b"\x00\x00"
+# Applies submitted to the store ahead of their commit, per connection: enough to
+# fill a group commit, few enough to keep back-pressure on the peer's socket.
+MAX_INFLIGHT_APPLIES = 64
+
+
+class Gossip:
+    """Moves updates between the store and the connected peers."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: SyncConfig,
+        *,
+        table: PeerTable[PeerConnection],
+        membership: Membership,
+        stats: SyncStats,
+        spawn: Callable[[Awaitable[None]], None],
+        closing: Callable[[], bool],
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._table = table
+        self._membership = membership
+        self._stats = stats
+        self._spawn = spawn
+        self._closing = closing
+
+    async def state_vectors(self) -> dict[str, bytes]:
+        """State vectors of every replicated (not local-only) document."""
+        out: dict[str, bytes] = {}
+        for doc in self._store.documents():
+            if doc not in self._config.local_only:
+                out[doc] = await self._store.astate_vector(doc)
+        return out
+
+    # --- background loops (the daemon starts and stops them) -----------------------------
+
+    async def pump_changes(self, stream: ChangeStream) -> None:
+        """Queue every committed update to the peers that lack it."""
+        conns = self._table.conns
+        while True:
+            event = await stream.get()
+            if event is None:
+                return
+            if stream.reset_overflow():
+                # Events were dropped before we saw them: heal from state vectors.
+                for conn in conns.values():
+                    conn.mark_resync()
+            if event.doc in self._config.local_only:
+                continue
+            # The peer an update came from, and that peer's own peers, have it.
+            came_from = (
+                conns.get(event.origin.removeprefix(PEER_ORIGIN))
+                if event.origin and event.origin.startswith(PEER_ORIGIN)
+                else None
+            )
+            covered = came_from.neighbors if came_from is not None else frozenset()
+            for conn in conns.values():
+                if conn.origin != event.origin and conn.node_id not in covered:
+                    conn.enqueue(event.doc, event.update)
+
+    async def anti_entropy(self) -> None:
+        """Now and then, a state-vector exchange with one random peer."""
+        period = self._config.anti_entropy_s
+        while True:
+            await asyncio.sleep(random.uniform(period / 2, period * 1.5))
+            if self._table.conns:
+                random.choice(list(self._table.conns.values())).request_sync()
+            self._table.forget_departed(self._config.forget_after_s)
+
+    def anti_entropy_now(self) -> None:
+        """Ask every connected peer for a state-vector exchange right away."""
+        for conn in self._table.connections():
+            conn.request_sync()
+
+    # --- frames from a peer ------------------------------------------------------------------
+
+    async def dispatch(self, conn: PeerConnection, frame: frames.Frame) -> None:
+        """Act on one frame; bad data inside it is the peer's protocol error."""
+        try:
+            await self._dispatch_frame(conn, frame)
+        except StaleReplicaError as exc:
+            raise StalePeerError(str(exc)) from exc
+        except (ValueError, InvalidUpdateError) as exc:
+            # Bad bytes inside a well-formed frame (an update pycrdt cannot merge,
+            # a state vector it cannot read) are the peer's fault like any other
+            # malformed frame: close that connection, count it, keep serving.
+            raise MalformedFrameError(
+                f"{type(frame).__name__.lower()} frame carries bad data: {exc}"
+            ) from exc
+
+    async def _dispatch_frame(self, conn: PeerConnection, frame: frames.Frame) -> None:
+        match frame:
+            case Push(updates):
+                by_doc: dict[str, list[bytes]] = {}
+                for doc, update in updates:
+                    by_doc.setdefault(doc, []).append(update)
+                for doc, ups in by_doc.items():
+                    await self._apply(conn, doc, ups[0] if len(ups) == 1 else merge_updates(*ups))
+            case Diff(doc, update):
+                await self._apply(conn, doc, update)
+            case StateVectors(docs, reply):
+                if conn.version < frames.REPORTS_VERSION and conn.node_id is not None:
+                    self._membership.report_for_legacy(conn.node_id, docs)
+                await self._drain_applies(conn)
+                await self._answer_state_vectors(conn, docs, reply)
+            case Synced():
+                await self._drain_applies(conn)
+                conn.synced.set()
+            case Peers(nodes):
+                conn.neighbors = frozenset(nodes)
+            case Collected(doc, ranges, rehung, floor):
+                if conn.version < frames.REPORTS_VERSION:
+                    raise UnexpectedFrameError(
+                        f"collected frame in protocol version {conn.version}"
+                    )
+                if doc not in self._config.local_only:
+                    await self._drain_applies(conn)  # the diff it follows lands first
+                    await self._membership.receive_collected(doc, ranges, rehung, floor)
+            case Reports(members, forgotten):
+                if conn.version < frames.REPORTS_VERSION:
+                    raise UnexpectedFrameError(f"reports frame in protocol version {conn.version}")
+                await self._membership.receive_reports(members, forgotten, conn.node_id)
+            case Hello():
+                raise UnexpectedFrameError("second hello on one connection")
+
+    async def _apply(self, conn: PeerConnection, doc: str, update: bytes) -> None:
+        if doc in self._config.local_only:
+            # A peer configured differently; its copy stays with it.
+            return
+        if update == EMPTY_UPDATE:
+            return
+        if conn.record is not None:
+            conn.record.updates_in += 1
+        # Counted per peer, not per connection, so reconnecting does not reset it
+        # (found in review).
+        created = conn.record.new_docs if conn.record is not None else conn.new_docs
+        limit = self._config.limits.max_new_documents
+        if doc not in created and not self._store.has_document(doc):
+            created.add(doc)
+            if len(created) > limit:
+                raise RateLimitedError(f"peer created over {limit} documents")
+        # Submitted without waiting for the commit: the store's writer keeps
+        # submission order and folds queued applies into one group commit.
+        pending = asyncio.ensure_future(
+            self._store.aapply_update(doc, update, origin=conn.origin, create=True)
+        )
+        # A bad update must end the connection now, not when the next frame comes.
+        pending.add_done_callback(functools.partial(self._apply_done, conn, doc))
+        conn.inflight.append(pending)
+        while conn.inflight and (
+            conn.inflight[0].done() or len(conn.inflight) > MAX_INFLIGHT_APPLIES
+        ):
+            await _settle(conn.inflight.popleft(), doc)
+
+    def _apply_done(self, conn: PeerConnection, doc: str, pending: asyncio.Future[bool]) -> None:
+        if pending.cancelled():
+            return
+        exc = pending.exception()
+        if isinstance(exc, InvalidUpdateError) and not self._closing():
+            self._spawn(conn.fail(_update_error(doc, exc)))
+
+    async def _drain_applies(self, conn: PeerConnection) -> None:
+        while conn.inflight:
+            await _settle(conn.inflight.popleft(), "a document")
+
+    async def _answer_state_vectors(
+        self, conn: PeerConnection, theirs: dict[str, bytes], reply: bool
+    ) -> None:
+        ours = await self.state_vectors()
+        lags: dict[str, int] = {}
+        for doc, sv in ours.items():
+            remote = theirs.get(doc)
+            if remote is not None:
+                lags[doc] = lag(sv, remote)
+            # Equal state vectors can still hide a delete the other side lacks
+            # (deletes do not advance clocks), so the diff is always computed; it
+            # is then just the delete set.
+            update = await self._store.adiff(doc, remote)
+            if update != EMPTY_UPDATE or remote is None:
+                await conn.send(Diff(doc, update))
+                self._stats.diffs_sent += 1
+                if conn.version >= frames.REPORTS_VERSION:
+                    # Right behind the history it describes (see frames.Collected).
+                    await conn.send_collected(doc)
+        await conn.send(Synced())
+        if conn.record is not None:
+            conn.record.lag_by_doc = lags
+            conn.record.last_sync = time.time()
+        if reply:
+            await conn.send(StateVectors(ours, reply=False))
+
+
+async def _settle(pending: asyncio.Future[bool], doc: str) -> None:
+    try:
+        await pending
+    except InvalidUpdateError as exc:
+        raise _update_error(doc, exc) from exc
+
+
+def _update_error(doc: str, exc: InvalidUpdateError) -> ProtocolError:
+    if isinstance(exc, StaleReplicaError):
+        return StalePeerError(str(exc))
+    return MalformedFrameError(f"invalid update for {doc}: {exc}")

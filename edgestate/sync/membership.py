@@ -1,0 +1,309 @@
+"""Cluster membership for garbage collection: reports, frontiers, collections.
+
+Each member (store replica id) reports the newest state vector of each document
+it holds; the frontier of a document is what every member has, and only history
+below it is collected (edgestate.sync.frontier). Reports go to every peer right
+after ``peers``, once caught up and every gc round; a collection record goes
+right behind each diff of its document and to every peer when it lands.
+
+A version-1 peer never reports: this node reports its state vectors for it
+under a stand-in member id (``legacy_member_id``), retired once it reports for
+itself. Forgetting a member is cluster-wide and idempotent.
+
+The chunking of reports and collection records into frames is done by pure
+functions that take the receiver's budget (``chunk_reports``,
+``collected_frames``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Protocol
+
+from edgestate.store import GcState, Ranges, Store, decode_state_vector
+from edgestate.sync import frames
+from edgestate.sync.frames import Collected, Reports
+from edgestate.sync.frontier import FrontierTracker
+
+log = logging.getLogger(__name__)
+
+# Numbers (clients and clocks) one reports frame carries at most: well under
+# the frame limit at 9 bytes per msgpack integer.
+REPORT_NUMBERS_PER_FRAME = 1 << 20
+# Where the member reports live in the store's node-local metadata.
+FRONTIER_KEY = "sync.frontier"
+
+MemberReports = Mapping[int, Mapping[str, Mapping[int, int]]]
+
+
+def legacy_member_id(node_id: str) -> int:
+    """The member id a version-1 peer is reported under (see ``report_for_legacy``)."""
+    return int.from_bytes(hashlib.sha256(node_id.encode()).digest()[:6], "big")
+
+
+def report_width(reports: MemberReports) -> int:
+    """Numbers one document's reports take across members (its widest); a
+    document name (up to 64 bytes, repeated per member) counts as 8 numbers
+    (found in review: empty vectors and long names outgrew a frame)."""
+    return sum(2 * max((len(v) for v in r.values()), default=0) + 8 for r in reports.values())
+
+
+def chunk_reports(
+    reports: MemberReports, local_only: Collection[str], numbers_per_frame: int
+) -> list[dict[int, dict[str, dict[int, int]]]]:
+    """Member reports for peers, split by document into frames of at most about
+    ``numbers_per_frame`` numbers (found in review: members x documents x
+    writers outgrew the frame limit and the peer dropped every connection).
+    Reports merge by maximum, so any split is as good as one frame. Local-only
+    documents never leave the node. Always at least one chunk."""
+    docs = sorted({d for r in reports.values() for d in r})
+    docs = [d for d in docs if d not in local_only]
+    per_frame = max(1, numbers_per_frame // max(1, report_width(reports)))
+    chunks = []
+    for i in range(0, max(1, len(docs)), per_frame):
+        part = set(docs[i : i + per_frame])
+        chunks.append(
+            {
+                member: {d: dict(v) for d, v in member_reports.items() if d in part}
+                for member, member_reports in reports.items()
+            }
+        )
+    return chunks
+
+
+def collected_frames(
+    record: GcState | None, doc: str, max_numbers: int, max_clients: int
+) -> list[Collected]:
+    """``doc``'s collection record as frames of at most ``max_numbers`` run
+    numbers and ``max_clients`` clients each (the receiver's decoder limits:
+    found in review, a record of many short-lived Yjs clients was one frame the
+    peer refused)."""
+    if record is None or not record.ranges.by_client:
+        return []
+    out: list[Collected] = []
+    for field_name, runs in (("ranges", record.ranges), ("rehung", record.rehung)):
+        chunk: dict[int, list[int]] = {}
+        size = 0
+        for client, flat in runs.to_wire().items():
+            for i in range(0, len(flat), max_numbers):
+                part = flat[i : i + max_numbers]
+                if chunk and (size + len(part) > max_numbers or len(chunk) >= max_clients):
+                    out.append(_collected(doc, field_name, chunk))
+                    chunk, size = {}, 0
+                chunk.setdefault(client, []).extend(part)
+                size += len(part)
+        if chunk:
+            out.append(_collected(doc, field_name, chunk))
+    floor = sorted(record.floor.items())
+    for i in range(0, len(floor), max_clients):
+        out.append(Collected(doc, {}, {}, dict(floor[i : i + max_clients])))
+    return out
+
+
+def _collected(doc: str, field_name: str, runs: dict[int, list[int]]) -> Collected:
+    if field_name == "ranges":
+        return Collected(doc, runs, {}, {})
+    return Collected(doc, {}, runs, {})
+
+
+class Listener(Protocol):
+    """A connection told of new reports and collections (``PeerConnection`` is one)."""
+
+    def tell(
+        self, *, peers: bool = False, reports: bool = False, collected: Iterable[str] = ()
+    ) -> None:
+        """Have the sender tell the peer what changed."""
+        ...
+
+
+class Membership:
+    """This node's view of the cluster's members and what each has collected."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        local_only: frozenset[str],
+        grace_s: float,
+        listeners: Callable[[], Iterable[Listener]],
+    ) -> None:
+        self._store = store
+        self._local_only = local_only
+        self._listeners = listeners
+        self.frontier = FrontierTracker.unpack(
+            store.get_local(FRONTIER_KEY),
+            store.replica_id,
+            local=local_only,
+            grace_s=grace_s,
+        )
+        self._dirty = False
+        self._collected_told: dict[str, int] = {}
+        self._told_forgotten = False
+
+    # --- what peers are told ------------------------------------------------------------
+
+    def reports_to_send(
+        self, numbers_per_frame: int = REPORT_NUMBERS_PER_FRAME
+    ) -> list[dict[int, dict[str, dict[int, int]]]]:
+        """Member reports for peers, in chunks (see ``chunk_reports``)."""
+        return chunk_reports(self.frontier.reports, self._local_only, numbers_per_frame)
+
+    def report_frames(self) -> list[Reports]:
+        """The reports frames to send, each with the members forgotten."""
+        # A decoder takes MAX_PEERS ids; beyond that, the rest goes in later rounds
+        # (forgetting is idempotent), newest ids first being as good as any.
+        forgotten = tuple(sorted(self.frontier.forgotten)[-frames.MAX_PEERS :])
+        return [Reports(chunk, forgotten) for chunk in self.reports_to_send()]
+
+    def collected_docs(self) -> list[str]:
+        """Replicated documents with a garbage-collection record to tell peers of."""
+        out = []
+        for doc in self._store.documents():
+            record = self._store.gc_record(doc) if doc not in self._local_only else None
+            if record is not None and record.ranges.by_client:
+                out.append(doc)
+        return out
+
+    def collected_frames(self, doc: str) -> list[Collected]:
+        """``doc``'s collection record as frames, split to stay under the limit."""
+        record = self._store.gc_record(doc) if self._store.has_document(doc) else None
+        # Under both of the decoder's limits, with room to spare.
+        return collected_frames(
+            record, doc, frames.MAX_RUN_NUMBERS // 2, frames.MAX_SV_CLIENTS // 2
+        )
+
+    def _collected_changes(self, docs: list[str] | None = None) -> set[str]:
+        """Documents whose record changed since last told (collected here, or
+        merged from a peer: passing it on spreads it hop by hop)."""
+        changed = set()
+        for doc in self._store.documents() if docs is None else docs:
+            if doc in self._local_only or not self._store.has_document(doc):
+                continue
+            record = self._store.gc_record(doc)
+            if record is None or not record.ranges.by_client:
+                continue
+            # What peers learn from it only: not the frontier, which moves each round.
+            marker = hash(
+                (str(record.ranges), str(record.rehung), str(sorted(record.floor.items())))
+            )
+            if self._collected_told.get(doc) != marker:
+                self._collected_told[doc] = marker
+                changed.add(doc)
+        return changed
+
+    def announce_collected(self, doc: str) -> None:
+        """A collection landed on ``doc``: tell every peer now."""
+        changed = self._collected_changes([doc])
+        if changed:
+            for conn in self._listeners():
+                conn.tell(collected=changed)
+
+    # --- rounds ---------------------------------------------------------------------------
+
+    async def gc_round(self) -> dict[str, dict[int, int]]:
+        """Report our state vectors, advance frontiers, send reports; returns new frontiers."""
+        store = self._store
+        own = {
+            doc: decode_state_vector(await store.astate_vector(doc)) for doc in store.documents()
+        }
+        if self.frontier.merge({self.frontier.me: own}):
+            self._dirty = True
+        # Mutated by merge() while we await below, so iterate a copy.
+        frontiers = self.frontier.round(list(own))
+        for doc, vector in frontiers.items():
+            await store.aset_gc_frontier(doc, vector)
+        if self._dirty:
+            self._dirty = False
+            await store.aput_local(FRONTIER_KEY, self.frontier.pack())
+        changed = self._collected_changes()
+        for conn in self._listeners():
+            conn.tell(reports=True, collected=changed)
+        return frontiers
+
+    # --- what peers tell us -----------------------------------------------------------------
+
+    async def receive_collected(
+        self,
+        doc: str,
+        ranges: dict[int, list[int]],
+        rehung: dict[int, list[int]],
+        floor: dict[int, int],
+    ) -> None:
+        """Merge a peer's collection record of ``doc``."""
+        if doc in self._local_only:
+            return
+        await self._store.amerge_gc(
+            doc,
+            Ranges.from_wire(ranges).normalize(),
+            Ranges.from_wire(rehung).normalize(),
+            floor,
+        )
+
+    async def receive_reports(
+        self,
+        members: dict[int, dict[str, dict[int, int]]],
+        forgotten: tuple[int, ...],
+        source: str | None,
+    ) -> None:
+        """Merge a peer's member reports (``source`` is its node id)."""
+        await self._learn_forgotten(forgotten, source)
+        # Only documents this node holds: a peer cannot grow the table
+        # with names that exist nowhere (found in review).
+        held = set(self._store.documents())
+        members = {m: {d: v for d, v in r.items() if d in held} for m, r in members.items()}
+        if source is not None:
+            # A node that spoke version 1 and now reports for itself: its
+            # stand-in member would hold collection back for good.
+            legacy = legacy_member_id(source)
+            # Even if relayed back in this very frame (found in review).
+            if legacy in self.frontier.reports:
+                log.info("retiring the version-1 stand-in of %s", source[:16])
+                self.frontier.forget(legacy)
+                self._dirty = True
+        if self.frontier.merge(members):
+            self._dirty = True
+
+    def report_for_legacy(self, node_id: str, docs: Mapping[str, bytes]) -> None:
+        """Report a version-1 peer's state vectors for it: it never sends reports.
+
+        Otherwise it would be no member at all, nobody's frontier would wait for
+        it, and its writes could build on what others collected. Keyed by a
+        48-bit id derived from its node id (it has no replica id on the wire).
+        """
+        member = legacy_member_id(node_id)
+        vectors = {doc: decode_state_vector(sv) for doc, sv in docs.items()}
+        if self.frontier.merge({member: vectors}):
+            self._dirty = True
+
+    async def _learn_forgotten(self, forgotten: tuple[int, ...], source: str | None) -> None:
+        """Forget what a peer says an operator forgot (forgetting is cluster-wide)."""
+        me = self.frontier.me
+        if me in forgotten and not self._told_forgotten:
+            # The cluster stopped waiting for us: what we hold that others lack
+            # may build on history they collected. Said once, loudly; the peers
+            # refuse our stale writes by name.
+            self._told_forgotten = True
+            log.error(
+                "peer %s says this node (replica %d) was forgotten by the cluster: its "
+                "data must be wiped before it rejoins",
+                source,
+                me,
+            )
+        new = [m for m in forgotten if m != me and m not in self.frontier.forgotten]
+        for member in new:
+            log.warning("forgetting member %d (forgotten on %s)", member, source)
+            self.frontier.forget(member)
+        if new:
+            await self._store.aput_local(FRONTIER_KEY, self.frontier.pack())
+
+    async def forget_member(self, replica: int) -> bool:
+        """Stop holding garbage collection back for a member gone for good.
+
+        Its writes that no other member has are lost to the cluster, and if it
+        comes back it is refused as a stale replica until its data is wiped.
+        """
+        known = self.frontier.forget(replica)
+        await self._store.aput_local(FRONTIER_KEY, self.frontier.pack())
+        return known

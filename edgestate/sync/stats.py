@@ -1,0 +1,30 @@
+"""Counters of one sync daemon, shared by its parts (connections, gossip, dialer)."""
+
+from __future__ import annotations
+
+import collections
+import logging
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SyncStats:
+    """Counters of one daemon (read them in-process; they only grow)."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    updates_pushed: int = 0
+    diffs_sent: int = 0
+    resyncs: int = 0
+    queue_overflows: int = 0
+    refused: int = 0
+    protocol_errors: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def refusal(self, who: object, reason: str) -> None:
+        """Count and log one refused connection."""
+        self.refused += 1
+        log.warning("refused sync connection from %s: %s", who, reason)

@@ -1,0 +1,307 @@
+"""The WebSocket transport (aiohttp): its ``Channel``, the server and the dialer.
+
+The server accepts ``/sync`` upgrades (after the mutual-TLS check) and the
+dialer keeps one redial loop per discovered address; both hand each WebSocket,
+wrapped as a ``WebSocketChannel``, to the daemon's connection logic, which
+knows nothing of aiohttp. The dialer owns its dial tasks and HTTP session:
+``stop()`` ends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from edgestate.errors import (
+    ConnectionDeclinedError,
+    MalformedFrameError,
+    OversizedFrameError,
+    PeerGoneError,
+    SyncError,
+    UnexpectedFrameError,
+)
+from edgestate.sync.channel import MAX_REASON, Channel
+from edgestate.sync.config import Limits, SyncConfig
+from edgestate.sync.connection import PeerConnection
+from edgestate.sync.discovery import Found
+from edgestate.sync.peers import Backoff, PeerRecord, PeerState, PeerTable
+from edgestate.sync.stats import SyncStats
+
+log = logging.getLogger(__name__)
+
+SYNC_PATH = "/sync"
+
+# Runs one connection over a channel to its end; True if the hello succeeded:
+# (channel, dialed_by_us, record of the dialed address, peer certificate).
+RunChannel = Callable[[Channel, bool, PeerRecord | None, bytes | None], Awaitable[bool]]
+
+
+WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+class WebSocketChannel:
+    """A ``Channel`` over an aiohttp WebSocket (either end of it)."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self._reason: str | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.ws.closed
+
+    @property
+    def close_code(self) -> int | None:
+        return self.ws.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self._reason
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self.ws.send_bytes(data)
+        except aiohttp.ClientError as exc:
+            raise ConnectionError(str(exc)) from exc
+
+    async def receive(self) -> bytes:
+        try:
+            msg = await self.ws.receive()
+        except aiohttp.ClientError as exc:
+            raise ConnectionError(str(exc)) from exc
+        if msg.type == WSMsgType.BINARY:
+            data: bytes = msg.data
+            return data
+        if msg.type == WSMsgType.ERROR:
+            error = self.ws.exception()
+            if (
+                isinstance(error, aiohttp.WebSocketError)
+                and error.code == WSCloseCode.MESSAGE_TOO_BIG
+            ):
+                raise OversizedFrameError(str(error))
+            raise MalformedFrameError(f"websocket error: {error}")
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            if msg.type == WSMsgType.CLOSE and isinstance(msg.extra, str):
+                self._reason = msg.extra
+            raise PeerGoneError
+        raise UnexpectedFrameError(f"{msg.type.name.lower()} frame; the protocol is binary")
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.ws.close(code=code, message=reason.encode()[:MAX_REASON])
+
+
+def transport_limit(limits: Limits) -> int:
+    """aiohttp's message limit for our frame limits."""
+    # aiohttp drops a message over its own limit by cutting the TCP connection,
+    # so the peer never learns why. Up to twice our limit we read the frame and
+    # close with 1009 and a reason; beyond that aiohttp's cut bounds our memory.
+    return 2 * max(limits.max_frame_bytes, limits.max_diff_frame_bytes)
+
+
+def _peer_cert(ws: aiohttp.ClientWebSocketResponse) -> bytes | None:
+    ssl_obj = ws.get_extra_info("ssl_object")
+    if ssl_obj is None:
+        return None
+    cert: bytes | None = ssl_obj.getpeercert(binary_form=True)
+    return cert
+
+
+class Server:
+    """Accepts inbound sync connections on ``SYNC_PATH``."""
+
+    def __init__(
+        self,
+        run: RunChannel,
+        config: SyncConfig,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        stats: SyncStats,
+        closing: Callable[[], bool],
+    ) -> None:
+        self._run = run
+        self._config = config
+        self._ssl = ssl_context
+        self._stats = stats
+        self._closing = closing
+        self._runner: web.AppRunner | None = None
+
+    def routes(self) -> list[web.RouteDef]:
+        """Routes to mount into a host application."""
+        return [web.get(SYNC_PATH, self._handle_inbound)]
+
+    def app(self) -> web.Application:
+        """A sub-application serving the sync endpoint."""
+        application = web.Application()
+        application.add_routes(self.routes())
+        return application
+
+    async def start(self) -> int:
+        """Serve on the configured host and port; returns the bound port."""
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self._config.host, self._config.port, ssl_context=self._ssl
+        )
+        await site.start()
+        return int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Stop serving (if ``start`` ran)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle_inbound(self, request: web.Request) -> web.StreamResponse:
+        limits = self._config.limits
+        ws = web.WebSocketResponse(
+            max_msg_size=transport_limit(limits), heartbeat=self._config.heartbeat_s
+        )
+        if self._closing():
+            raise web.HTTPServiceUnavailable(reason="node shutting down")
+        cert = None
+        if self._ssl is not None:
+            ssl_obj = request.transport.get_extra_info("ssl_object") if request.transport else None
+            cert = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
+            if cert is None:
+                self._stats.refusal(request.remote, "no client certificate")
+                raise web.HTTPForbidden(reason="client certificate required")
+        await ws.prepare(request)
+        with contextlib.suppress(ConnectionDeclinedError):
+            await self._run(WebSocketChannel(ws), False, None, cert)
+        return ws
+
+
+class Dialer:
+    """One redial loop per discovered address, with backoff; owns those tasks."""
+
+    def __init__(
+        self,
+        run: RunChannel,
+        config: SyncConfig,
+        *,
+        table: PeerTable[PeerConnection],
+        ssl_context: ssl.SSLContext | None,
+        stats: SyncStats,
+        closing: Callable[[], bool],
+    ) -> None:
+        self._run = run
+        self._config = config
+        self._table = table
+        self._ssl = ssl_context
+        self._stats = stats
+        self._dialers: dict[str, asyncio.Task[None]] = {}
+        self._closing = closing
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the HTTP session the dial loops use."""
+        self._session = aiohttp.ClientSession()
+
+    def found(self, found: Found) -> None:
+        """A discovery result: dial that address from now on."""
+        if self._closing():
+            return
+        record = self._table.found(found)
+        address = record.address
+        assert address is not None
+        if address not in self._dialers:
+            task = asyncio.get_running_loop().create_task(self._dial_loop(record))
+            self._dialers[address] = task
+            task.add_done_callback(functools.partial(self._dialer_done, address))
+
+    def lost(self, found: Found) -> None:
+        """A discovery source lost an address."""
+        # The dialer forgets the peer once it stays unreachable past forget_after_s.
+        log.info("discovery: %s:%s went away", found.host, found.port)
+
+    def _dialer_done(self, address: str, task: asyncio.Task[None]) -> None:
+        if self._dialers.get(address) is task:
+            del self._dialers[address]
+
+    async def stop(self, wait_s: float) -> None:
+        """Cancel every dial loop (their connections end with them) and wait."""
+        tasks = list(self._dialers.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=wait_s)
+            for task in stuck:
+                log.warning("sync task %s did not stop within %.0f s", task.get_name(), wait_s)
+
+    async def close_session(self) -> None:
+        """Close the HTTP session (after ``stop``)."""
+        if self._session is not None:
+            await self._session.close()
+
+    async def _dial_loop(self, record: PeerRecord) -> None:
+        assert record.address is not None and self._session is not None
+        config = self._config
+        backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
+        scheme = "wss" if self._ssl is not None else "ws"
+        url = f"{scheme}://{record.address}{SYNC_PATH}"
+        conns = self._table.conns
+        while True:
+            existing = conns.get(record.node_id or "")
+            if existing is not None:  # connected the other way round: wait for it to end
+                if existing.record is None:
+                    existing.record = record
+                await existing.closed.wait()
+                continue
+            record.state = PeerState.CONNECTING
+            established = False
+            try:
+                async with self._session.ws_connect(
+                    url,
+                    ssl=self._ssl if self._ssl is not None else False,
+                    max_msg_size=transport_limit(config.limits),
+                    heartbeat=config.heartbeat_s,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                ) as ws:
+                    established = await self._run(
+                        WebSocketChannel(ws), True, record, _peer_cert(ws)
+                    )
+            except ConnectionDeclinedError as exc:
+                record.last_error = str(exc)
+                if exc.permanent:
+                    record.state = PeerState.DISCONNECTED
+                    return
+            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+                # The peer's certificate is not from our cluster CA (or expired,
+                # or revoked): we refuse it. Logged loudly once per address.
+                record.failures += 1
+                record.last_error = f"refused: {exc}"
+                self._stats.refused += 1
+                (log.debug if record.failures > 1 else log.warning)(
+                    "refused sync peer at %s: TLS verification failed: %s", record.address, exc
+                )
+            except (aiohttp.ClientError, OSError, TimeoutError, SyncError) as exc:
+                record.failures += 1
+                record.last_error = f"{type(exc).__name__}: {exc}"
+                log.debug("dial %s failed: %s", record.address, record.last_error)
+            except Exception as exc:
+                # Whatever one connection ran into, the dialer must live on: a dead
+                # dialer would leave that peer partitioned until a restart.
+                record.failures += 1
+                record.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("sync connection to %s failed unexpectedly", record.address)
+            if record.node_id in conns:
+                continue  # the peer is connected the other way round; wait on that
+            if established:
+                backoff.reset()
+                record.last_seen = time.monotonic()
+            elif (
+                record.source == "mdns"
+                and time.monotonic() - record.last_seen > config.forget_after_s
+            ):
+                log.info("forgetting peer %s: unreachable since discovery", record.address)
+                self._table.records.pop(record.address, None)
+                return
+            record.state = PeerState.BACKOFF
+            await asyncio.sleep(backoff.next_delay())
