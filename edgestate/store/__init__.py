@@ -9,6 +9,7 @@ with Store.open("data") as store:
 """
 
 from edgestate.store.changes import ChangeStream
+from edgestate.store.codec import decode_state_vector
 from edgestate.store.gc import GcState, Ranges
 from edgestate.store.store import Store
 from edgestate.store.types import (
@@ -24,7 +25,6 @@ from edgestate.store.types import (
     StoreConfig,
     WriteOp,
 )
-from edgestate.store.updates import decode_state_vector
 from edgestate.store.values import describe_value, op_from_json, op_to_json
 
 __all__ = [

@@ -36,20 +36,20 @@ from edgestate.errors import (
 )
 from edgestate.store import keys as K
 from edgestate.store.changes import ChangeHub
+from edgestate.store.codec import check_v1_update, decode_state_vector
 from edgestate.store.crdt import CrdtDocument, WritePlan
 from edgestate.store.env import DocMeta, Environment
-from edgestate.store.gc import (
-    GcState,
-    Ranges,
+from edgestate.store.gc import GcState, Ranges
+from edgestate.store.gc_rule import (
     Rewrite,
     collect,
     partial_replica,
     stale_in,
     stale_reference,
 )
-from edgestate.store.gc import parse as parse_update
+from edgestate.store.gc_rule import parse as parse_update
 from edgestate.store.types import ChangeEvent, Durability, GcMode, Set, StoreConfig, WriteOp
-from edgestate.store.updates import check_v1_update, decode_state_vector, update_blocks
+from edgestate.store.updates import update_blocks
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ from pycrdt import Doc, Map
 
 from edgestate.errors import StaleReplicaError, StoreError
 from edgestate.store import Durability, GcMode, Incr, Set, Store, StoreConfig
-from edgestate.store.gc import Ranges, collect, partial_replica, stale_reference
-from edgestate.store.updates import decode_state_vector
+from edgestate.store.codec import decode_state_vector
+from edgestate.store.gc import Ranges
+from edgestate.store.gc_rule import collect, partial_replica, stale_reference
 
 # Small compaction threshold: many compactions from few writes.
 SMALL = dict(durability=Durability.BATCHED, compact_min_log_bytes=4096)
