@@ -111,3 +111,8 @@ class GcState:
             )
         except (msgpack.UnpackException, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a garbage-collection record: {exc!r}") from exc
+
+
+def vector_max(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
+    """Componentwise max of two state vectors (how floors are merged)."""
+    return {c: max(a.get(c, 0), b.get(c, 0)) for c in a.keys() | b.keys()}

@@ -377,7 +377,7 @@ def test_a_failed_install_keeps_history_and_the_writer_alive(
 ) -> None:
     """Found in review: an exception while installing a collection (a full disk)
     killed the writer thread and hung every later caller."""
-    import edgestate.store.writer as writer_module
+    import edgestate.store.compaction as compaction_module
 
     failures: list[str] = []
 
@@ -388,7 +388,7 @@ def test_a_failed_install_keeps_history_and_the_writer_alive(
     config = StoreConfig(gc=GcMode.SOLO, **SMALL)  # type: ignore[arg-type]
     with Store.open(tmp_path / "s", config) as store:
         store.create_document("d")
-        monkeypatch.setattr(writer_module.Writer, "_caught_up", fail)
+        monkeypatch.setattr(compaction_module.Compactor, "_caught_up", fail)
         _overwrite(store, 100)
         store.compact("d")
         store.compact("d")
