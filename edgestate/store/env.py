@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,7 +171,10 @@ def _check_format(env: Any, path: Path, readonly: bool) -> tuple[Tables, int]:
                         )
                     txn.put(_FORMAT_KEY, str(FORMAT_VERSION).encode(), db=tables.meta)
                     # 52 bits: unique across a fleet, and exact as a JavaScript number
-                    # (it doubles as the Yjs client id that JS peers decode).
+                    # (it doubles as the Yjs client id that JS peers decode). Imported
+                    # here: only a new store needs it (~6 ms, hashlib and random).
+                    import secrets
+
                     replica = secrets.randbits(52) | 1
                     txn.put(_REPLICA_KEY, str(replica).encode(), db=tables.meta)
     except lmdb.NotFoundError as exc:
