@@ -214,6 +214,9 @@ def walk(
     bytes, ``ValueError`` on content Yjs v1 does not have.
     """
     buf = update
+    # Skipping, long varints are stepped over undecoded (their values, like the
+    # clocks, are not needed), and a name's UTF-8 is not checked: as before the
+    # walkers were one, the gap check refuses nothing the skip did not.
     keep = structs is not None
     size = len(buf)
     count, pos = read_varuint(buf, 0)

@@ -1,4 +1,4 @@
-"""The store's single writer thread: group commit, CRDT ownership, compaction.
+"""The store's single writer thread: the job queue, the loop and group commit.
 
 Every write (local ops, remote updates, document creation) is a job on one queue.
 The writer takes whatever has queued up (up to ``max_group_ops``), runs all of it
@@ -11,6 +11,14 @@ transaction, and any CRDT it had mutated in memory is evicted, so the next use
 reloads it from the (uncommitted) transaction, which holds exactly the other
 jobs' writes. A failure of the commit itself fails every job of the group and
 evicts every document it touched.
+
+The writer owns every live CRDT and the bookkeeping (``docs``, ``metas``, ``gc``);
+only its thread touches them. Its helpers run on that thread too: the job
+bodies (:mod:`~edgestate.store.jobs`), the causal hold of out-of-order updates
+(:mod:`~edgestate.store.hold`), compaction and the install of garbage
+collections (:mod:`~edgestate.store.compaction`), and big-document loads
+(:mod:`~edgestate.store.loading`), whose threads hand results back through the
+queue (:meth:`Writer.post`).
 """
 
 from __future__ import annotations
