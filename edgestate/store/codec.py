@@ -41,7 +41,6 @@ ORIGIN = 0x80
 RIGHT_ORIGIN = 0x40
 PARENT_SUB = 0x20  # the parent's key (a map entry), written only with no origins
 _ORIGINS = ORIGIN | RIGHT_ORIGIN
-_REF = 0x1F
 
 # lib0 ``Any`` tags.
 _ANY_UNDEFINED, _ANY_NULL, _ANY_INT, _ANY_FLOAT32, _ANY_FLOAT64 = 127, 126, 125, 124, 123
@@ -202,6 +201,13 @@ class Struct:
     branched: bool = False  # something hangs off an inner clock of this run
 
 
+_WALK_LOCALS = (
+    GC, SKIP, ANY, DELETED, BINARY,
+    ORIGIN, RIGHT_ORIGIN, PARENT_SUB, _ORIGINS, _ANY_BYTES, _ANY_STRING,
+    Struct, content_span, read_varuint, skip_varint,
+)  # fmt: skip
+
+
 def walk(
     update: bytes, structs: dict[int, list[Struct]] | None = None
 ) -> tuple[list[tuple[int, int]], int]:
@@ -219,105 +225,115 @@ def walk(
     # walkers were one, the gap check refuses nothing the skip did not.
     keep = structs is not None
     size = len(buf)
-    count, pos = read_varuint(buf, 0)
+    # The loop below runs once per struct (millions in a GC pass), so what it
+    # names is bound to locals: a global lookup per use costs measurably, and
+    # one unpacked tuple is the cheapest bind for the many one-struct updates.
+    (
+        gc_ref, skip_ref, any_ref, deleted_ref, binary_ref,
+        has_origin, has_right, has_sub, origins, any_bytes, any_string,
+        new, span, varuint, skip,
+    ) = _WALK_LOCALS  # fmt: skip
+    origin: Id | None
+    right: Id | None
+    parent: str | Id | None
+    sub: str | None
+    count, pos = varuint(buf, 0)
     blocks: list[tuple[int, int]] = []
     # Origin client ids are long varints (replica ids reach 2**53) drawn from a
     # few values: matching their encoded bytes beats decoding them every time
     # (a varint is prefix-free, so a byte-wise match is the same number).
     known: list[tuple[bytes, int]] = []
     for _ in range(count):
-        n, pos = read_varuint(buf, pos)
-        client, pos = read_varuint(buf, pos)
-        clock, pos = read_varuint(buf, pos)
+        n, pos = varuint(buf, pos)
+        client, pos = varuint(buf, pos)
+        clock, pos = varuint(buf, pos)
         blocks.append((client, clock))
         append = structs.setdefault(client, []).append if structs is not None else None
         for _ in range(n):
             start = pos
             info = buf[pos]
             pos += 1
-            ref = info & _REF
-            if ref == GC or ref == SKIP:
+            ref = info & 0x1F
+            if ref == gc_ref or ref == skip_ref:
                 b = buf[pos]
                 if b < 0x80:
                     length, pos = b, pos + 1
                 elif keep:
-                    length, pos = read_varuint(buf, pos)
+                    length, pos = varuint(buf, pos)
                 else:
-                    length, pos = 0, skip_varint(buf, pos)
+                    length, pos = 0, skip(buf, pos)
                 if append is not None:
-                    append(Struct(client, clock, length, ref, start, pos, pos))
+                    append(new(client, clock, length, ref, start, pos, pos))
                 clock += length
                 continue
-            origin: Id | None = None
-            right: Id | None = None
-            parent: str | Id | None = None
-            sub: str | None = None
-            if info & ORIGIN:
+            if keep:
+                origin = right = None
+                parent = sub = None
+            if info & has_origin:
                 for raw, value in known:
                     if buf.startswith(raw, pos):
                         pos += len(raw)
                         other = value
                         break
                 else:
-                    end = skip_varint(buf, pos)
-                    other = read_varuint(buf, pos)[0] if keep else 0
+                    end = skip(buf, pos)
+                    other = varuint(buf, pos)[0] if keep else 0
                     known.insert(0, (buf[pos:end], other))
                     del known[8:]
                     pos = end
                 b = buf[pos]
                 if b < 0x80:
-                    origin = (other, b)
                     pos += 1
+                    if keep:
+                        origin = (other, b)
                 elif keep:
-                    at, pos = read_varuint(buf, pos)
+                    at, pos = varuint(buf, pos)
                     origin = (other, at)
                 else:
-                    pos = skip_varint(buf, pos)
-            if info & RIGHT_ORIGIN:
+                    pos = skip(buf, pos)
+            if info & has_right:
                 if keep:
                     right, pos = _read_id(buf, pos)
                 else:
-                    pos = skip_varint(buf, skip_varint(buf, pos))
-            if not info & _ORIGINS:  # no origins: the parent is written out
-                named, pos = read_varuint(buf, pos)
+                    pos = skip(buf, skip(buf, pos))
+            if not info & origins:  # no origins: the parent is written out
+                named, pos = varuint(buf, pos)
                 if not keep:
-                    pos = skip_bytes(buf, pos) if named else skip_varint(buf, skip_varint(buf, pos))
-                    if info & PARENT_SUB:
+                    pos = skip_bytes(buf, pos) if named else skip(buf, skip(buf, pos))
+                    if info & has_sub:
                         pos = skip_bytes(buf, pos)
                 else:
                     if named:
                         parent, pos = read_string(buf, pos)
                     else:
                         parent, pos = _read_id(buf, pos)
-                    if info & PARENT_SUB:
+                    if info & has_sub:
                         sub, pos = read_string(buf, pos)
             content = pos
             if (
-                ref == ANY
+                ref == any_ref
                 and buf[pos] == 1
-                and buf[pos + 1] in (_ANY_BYTES, _ANY_STRING)
+                and buf[pos + 1] in (any_bytes, any_string)
                 and buf[pos + 2] < 0x80
                 and pos + 3 + buf[pos + 2] <= size
             ):
                 # One Uint8Array or string under 128 bytes: the common map value.
                 length, pos = 1, pos + 3 + buf[pos + 2]
-            elif ref == DELETED:
+            elif ref == deleted_ref:
                 b = buf[pos]
                 if b < 0x80:
                     length, pos = b, pos + 1
                 elif keep:
-                    length, pos = read_varuint(buf, pos)
+                    length, pos = varuint(buf, pos)
                 else:
-                    length, pos = 0, skip_varint(buf, pos)
-            elif ref == BINARY:
+                    length, pos = 0, skip(buf, pos)
+            elif ref == binary_ref:
                 length, pos = 1, skip_bytes(buf, pos)
             else:
-                length, pos = content_span(buf, ref, pos)
+                length, pos = span(buf, ref, pos)
             if append is not None:
                 append(
-                    Struct(
-                        client, clock, length, ref, start, pos, content, origin, right, parent, sub
-                    )
+                    new(client, clock, length, ref, start, pos, content, origin, right, parent, sub)
                 )
             clock += length
     return blocks, pos
