@@ -146,7 +146,8 @@ class Store(StoreReads):
 
     def submit(self, ops: Sequence[WriteOp]) -> Future[list[int | None]]:
         """Queue an atomic batch; the future resolves once it is durable."""
-        return self._w().submit(self._write(ops))
+        work = self._write(ops)  # validated first: a bad op is named even when read-only
+        return self._w().submit(work)
 
     def batch(self, ops: Sequence[WriteOp]) -> list[int | None]:
         """Apply ``ops`` atomically and durably; a counter's new total per ``Incr``."""
