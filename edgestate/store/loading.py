@@ -62,7 +62,9 @@ class Loader:
     def __contains__(self, name: str) -> bool:
         return name in self._loading
 
-    def __bool__(self) -> bool:
+    @property
+    def busy(self) -> bool:
+        """True while any load is under way (the writer waits for it to stop)."""
         return bool(self._loading)
 
     def park(self, job: _Job[Any]) -> bool:

@@ -264,7 +264,7 @@ class Writer:
         while True:
             if ready:
                 incoming: Any = ready.pop(0)
-            elif stopping and not self.loader and not self.compactor.collecting:
+            elif stopping and not self.loader.busy and not self.compactor.collecting:
                 return
             else:
                 if time.monotonic() - self._last_evict > idle_check:
