@@ -6,9 +6,14 @@ with Store.open("data") as store:
     store.set("counters", "greeting", b"hello")
     store.incr("counters", "visits")
     store.batch([Set("counters", "a", b"1"), Incr("counters", "n", 5)])
+
+Importing this package loads neither pycrdt nor asyncio: a read-only store never
+needs them (``edgestate kv get``). ``ChangeStream`` is imported on first access.
 """
 
-from edgestate.store.changes import ChangeStream
+from typing import TYPE_CHECKING, Any
+
+from edgestate.store.codec import decode_state_vector
 from edgestate.store.gc import GcState, Ranges
 from edgestate.store.store import Store
 from edgestate.store.types import (
@@ -24,8 +29,10 @@ from edgestate.store.types import (
     StoreConfig,
     WriteOp,
 )
-from edgestate.store.updates import decode_state_vector
 from edgestate.store.values import describe_value, op_from_json, op_to_json
+
+if TYPE_CHECKING:
+    from edgestate.store.stream import ChangeStream
 
 __all__ = [
     "ChangeEvent",
@@ -48,3 +55,12 @@ __all__ = [
     "op_from_json",
     "op_to_json",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ChangeStream needs asyncio (~50 ms to import): loaded when first named.
+    if name == "ChangeStream":
+        from edgestate.store.stream import ChangeStream
+
+        return ChangeStream
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,6 @@ resolves to the plain value on every replica. Values other Yjs clients may put i
 from __future__ import annotations
 
 import json
-import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,35 +32,21 @@ from typing import Any
 from pycrdt import Doc, Map, TransactionEvent, merge_updates
 
 from edgestate.errors import InvalidUpdateError, ValueTooLargeError, WrongTypeError
+from edgestate.store.keys import TAG_BYTES, TAG_COUNTER, TAG_JSON, pack_i64, unpack_i64
 from edgestate.store.types import Incr, Set, WriteOp
 
 ROOT = "root"
 COUNTERS = "counters"
 SLOT_SEP = "\x00"
 
-TAG_BYTES = b"b"
-TAG_COUNTER = b"c"
-TAG_JSON = b"j"
-
-_I64 = struct.Struct("<q")
 I64_MIN = -(1 << 63)
 I64_MAX = (1 << 63) - 1
 
 
 def _slot_value(raw: object) -> int:
     if isinstance(raw, bytes | bytearray) and len(raw) == 8:
-        return int(_I64.unpack(raw)[0])
+        return unpack_i64(raw)
     return 0  # a slot some foreign client wrote in another shape does not count
-
-
-def pack_i64(value: int) -> bytes:
-    """8 little-endian bytes of a signed 64-bit integer."""
-    return _I64.pack(value)
-
-
-def unpack_i64(raw: bytes) -> int:
-    """Inverse of :func:`pack_i64`."""
-    return int(_I64.unpack(raw)[0])
 
 
 def materialize_plain(value: object) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,13 +14,13 @@ import lmdb
 import msgpack
 
 from edgestate.errors import FormatVersionError, StoreError, StoreLockedError
+from edgestate.store.tables import Tables
 from edgestate.store.types import Durability, StoreConfig
 
 FORMAT_VERSION = 1
 _FORMAT_KEY = b"format"
 _REPLICA_KEY = b"replica"
 _LOCK_FILE = "writer.lock"
-_TABLES = ("meta", "docs", "kv", "log", "snap", "pending")
 
 
 @dataclass(slots=True)
@@ -70,7 +69,7 @@ class Environment:
 
     path: Path
     env: Any
-    tables: dict[str, Any]
+    tables: Tables
     replica_id: int
     readonly: bool
     _lock_fd: int | None = field(default=None, repr=False)
@@ -126,7 +125,7 @@ def open_environment(path: Path, config: StoreConfig, *, readonly: bool) -> Envi
         env = lmdb.open(
             str(path),
             map_size=config.map_size,
-            max_dbs=len(_TABLES) + 2,
+            max_dbs=len(Tables.names()) + 2,
             subdir=True,
             readonly=readonly,
             # SYNC: every commit is fsynced before it returns, so an acknowledged
@@ -150,38 +149,41 @@ def open_environment(path: Path, config: StoreConfig, *, readonly: bool) -> Envi
     return Environment(path, env, tables, replica, readonly, lock_fd)
 
 
-def _check_format(env: Any, path: Path, readonly: bool) -> tuple[dict[str, Any], int]:
+def _check_format(env: Any, path: Path, readonly: bool) -> tuple[Tables, int]:
     try:
         if readonly:
-            tables = {n: env.open_db(n.encode(), create=False) for n in _TABLES}
+            tables = Tables.open(env, create=False)
         else:
             with env.begin(write=True) as txn:
                 main = txn.cursor()
                 existing = {bytes(k) for k, _ in main}
-                foreign = existing - {n.encode() for n in _TABLES}
+                foreign = existing - {n.encode() for n in Tables.names()}
                 if foreign:
                     raise FormatVersionError(
                         f"{path} holds an LMDB environment that is not an edgestate store "
                         f"(unexpected tables {sorted(foreign)!r})"
                     )
-                tables = {n: env.open_db(n.encode(), txn=txn) for n in _TABLES}
-                if txn.get(_FORMAT_KEY, db=tables["meta"]) is None:
+                tables = Tables.open(env, txn, create=True)
+                if txn.get(_FORMAT_KEY, db=tables.meta) is None:
                     if existing:
                         raise FormatVersionError(
                             f"{path} has edgestate tables but no format record"
                         )
-                    txn.put(_FORMAT_KEY, str(FORMAT_VERSION).encode(), db=tables["meta"])
+                    txn.put(_FORMAT_KEY, str(FORMAT_VERSION).encode(), db=tables.meta)
                     # 52 bits: unique across a fleet, and exact as a JavaScript number
-                    # (it doubles as the Yjs client id that JS peers decode).
+                    # (it doubles as the Yjs client id that JS peers decode). Imported
+                    # here: only a new store needs it (~6 ms, hashlib and random).
+                    import secrets
+
                     replica = secrets.randbits(52) | 1
-                    txn.put(_REPLICA_KEY, str(replica).encode(), db=tables["meta"])
+                    txn.put(_REPLICA_KEY, str(replica).encode(), db=tables.meta)
     except lmdb.NotFoundError as exc:
         raise FormatVersionError(f"{path} is not an edgestate store: {exc}") from exc
     except lmdb.Error as exc:
         raise StoreError(f"cannot read the LMDB environment at {path}: {exc}") from exc
     with env.begin() as txn:
-        raw_format = txn.get(_FORMAT_KEY, db=tables["meta"])
-        raw_replica = txn.get(_REPLICA_KEY, db=tables["meta"])
+        raw_format = txn.get(_FORMAT_KEY, db=tables.meta)
+        raw_replica = txn.get(_REPLICA_KEY, db=tables.meta)
     if raw_format != str(FORMAT_VERSION).encode():
         found = raw_format.decode(errors="replace") if raw_format else "none"
         raise FormatVersionError(

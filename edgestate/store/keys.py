@@ -5,7 +5,8 @@ Layout (one LMDB environment, named sub-databases):
 ``meta``   ``format`` -> on-disk format version; ``replica`` -> this data directory's
            replica id (also the CRDT client id and the counter slot name).
 ``docs``   document name -> msgpack dict of its bookkeeping (log sequence, sizes).
-``kv``     ``doc NUL key`` -> tag byte + materialized value. Document names never
+``kv``     ``doc NUL key`` -> tag byte (``b`` bytes, ``c`` counter, ``j`` JSON of a
+           foreign Yjs value) + materialized value. Document names never
            contain NUL, so one document's keys are one contiguous, key-ordered
            range: a prefix scan is a cursor walk, never a sort.
 ``log``    ``doc NUL seq(8 bytes, big-endian)`` -> one Yjs v1 update, in commit order.
@@ -28,6 +29,23 @@ SEP = b"\x00"
 _DOC_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _SEQ = struct.Struct(">Q")
 _CURSOR_VERSION = 1
+
+# Tags of materialized values (the first byte of a kv row).
+TAG_BYTES = b"b"
+TAG_COUNTER = b"c"
+TAG_JSON = b"j"
+
+_I64 = struct.Struct("<q")
+
+
+def pack_i64(value: int) -> bytes:
+    """8 little-endian bytes of a signed 64-bit integer (a counter's materialized total)."""
+    return _I64.pack(value)
+
+
+def unpack_i64(raw: bytes | bytearray) -> int:
+    """Inverse of :func:`pack_i64`."""
+    return int(_I64.unpack(raw)[0])
 
 
 def check_doc_name(name: object) -> str:

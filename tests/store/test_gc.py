@@ -11,8 +11,9 @@ from pycrdt import Doc, Map
 
 from edgestate.errors import StaleReplicaError, StoreError
 from edgestate.store import Durability, GcMode, Incr, Set, Store, StoreConfig
-from edgestate.store.gc import Ranges, collect, partial_replica, stale_reference
-from edgestate.store.updates import decode_state_vector
+from edgestate.store.codec import decode_state_vector
+from edgestate.store.gc import Ranges
+from edgestate.store.gc_rule import collect, partial_replica, stale_reference
 
 # Small compaction threshold: many compactions from few writes.
 SMALL = dict(durability=Durability.BATCHED, compact_min_log_bytes=4096)
@@ -376,7 +377,7 @@ def test_a_failed_install_keeps_history_and_the_writer_alive(
 ) -> None:
     """Found in review: an exception while installing a collection (a full disk)
     killed the writer thread and hung every later caller."""
-    import edgestate.store.writer as writer_module
+    import edgestate.store.compaction as compaction_module
 
     failures: list[str] = []
 
@@ -387,7 +388,7 @@ def test_a_failed_install_keeps_history_and_the_writer_alive(
     config = StoreConfig(gc=GcMode.SOLO, **SMALL)  # type: ignore[arg-type]
     with Store.open(tmp_path / "s", config) as store:
         store.create_document("d")
-        monkeypatch.setattr(writer_module.Writer, "_caught_up", fail)
+        monkeypatch.setattr(compaction_module.Compactor, "_caught_up", fail)
         _overwrite(store, 100)
         store.compact("d")
         store.compact("d")

@@ -8,7 +8,8 @@ import pycrdt
 from pycrdt import Array, Doc, Map, Text, merge_updates
 
 from edgestate.errors import InvalidUpdateError
-from edgestate.store.updates import decode_state_vector, update_blocks
+from edgestate.store.codec import decode_state_vector
+from edgestate.store.updates import update_blocks
 from tests.store.test_replication import YJS_V1_UPDATE
 
 

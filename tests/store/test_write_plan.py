@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from edgestate.errors import WrongTypeError
-from edgestate.store.crdt import TAG_BYTES, TAG_COUNTER, CrdtDocument, pack_i64
+from edgestate.store.crdt import CrdtDocument
+from edgestate.store.keys import TAG_BYTES, TAG_COUNTER, pack_i64
 from edgestate.store.types import Delete, Incr, Set
 
 

@@ -1,0 +1,89 @@
+"""The asyncio side of change subscription: a bounded queue between the writer
+thread and an event loop.
+
+When a consumer falls behind and the queue fills, the stream drops what it
+holds and raises its ``overflowed`` flag instead of growing without bound; the
+consumer then resynchronizes from state (the sync daemon does so from state
+vectors). Its own module so a store that never streams never imports asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from edgestate.store.changes import ChangeHub
+from edgestate.store.types import ChangeEvent
+
+
+class ChangeStream:
+    """Async iterator over change events with a bounded buffer.
+
+    Create it from inside a running event loop (``store.changes()``); close it
+    when done so the store stops feeding it.
+    """
+
+    def __init__(self, hub: ChangeHub, maxsize: int = 10_000) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[ChangeEvent | None] = asyncio.Queue(maxsize)
+        self.overflowed = False
+        self.dropped = 0
+        self._closed = False
+        self._unsubscribe = hub.subscribe(self._from_writer)
+
+    def _from_writer(self, event: ChangeEvent) -> None:
+        if not self._closed:
+            try:
+                self._loop.call_soon_threadsafe(self._put, event)
+            except RuntimeError:  # loop already closed: nobody is listening any more
+                self._closed = True
+
+    def _put(self, event: ChangeEvent) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += self._queue.qsize()
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self.overflowed = True
+            # Keep the newest event: it wakes a waiting consumer, which then sees
+            # the flag (otherwise a quiet document could stay stale indefinitely).
+            self._queue.put_nowait(event)
+
+    def reset_overflow(self) -> bool:
+        """Return and clear the overflow flag (call it, then resync from state)."""
+        was, self.overflowed = self.overflowed, False
+        return was
+
+    def close(self) -> None:
+        """Stop receiving events and end iteration."""
+        if not self._closed:
+            self._closed = True
+            self._unsubscribe()
+            try:
+                self._loop.call_soon_threadsafe(self._end)
+            except RuntimeError:  # loop closed: no iterator left to wake
+                pass
+
+    def _end(self) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()  # make room for the end marker
+        self._queue.put_nowait(None)
+
+    def get_nowait(self) -> ChangeEvent | None:
+        """The next buffered event, or None if none is waiting."""
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    async def get(self) -> ChangeEvent | None:
+        """Wait for the next event; None once the stream is closed."""
+        return await self._queue.get()
+
+    async def __aiter__(self) -> AsyncIterator[ChangeEvent]:
+        while True:
+            event = await self._queue.get()
+            if event is None:
+                return
+            yield event
