@@ -37,7 +37,7 @@ from edgestate.node.settings import (
 
 if TYPE_CHECKING:
     from edgestate.runtime.engine import RuntimeConfig
-    from edgestate.store.types import StoreConfig
+    from edgestate.store import StoreConfig
     from edgestate.sync.config import SyncConfig, TLSFiles
 
 DEFAULT_API_PORT = 7474
@@ -105,7 +105,7 @@ def store_dir_of(data: Path) -> Path:
 def _layer_configs() -> dict[str, type]:
     """The layers' config dataclasses, imported on first use (see the module docstring)."""
     from edgestate.runtime.engine import RuntimeConfig
-    from edgestate.store.types import StoreConfig
+    from edgestate.store import StoreConfig
     from edgestate.sync.config import SyncConfig, TLSFiles
 
     return {
