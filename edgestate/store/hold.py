@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from edgestate.errors import EdgestateError, InvalidUpdateError
 from edgestate.store import keys as K
-from edgestate.store.jobs import apply_checked
+from edgestate.store.remote import apply_checked
 from edgestate.store.updates import ready, update_blocks
 
 if TYPE_CHECKING:

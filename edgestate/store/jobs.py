@@ -27,13 +27,13 @@ from edgestate.store import keys as K
 from edgestate.store.codec import check_v1_update, decode_state_vector
 from edgestate.store.env import DocMeta
 from edgestate.store.gc import GcState, Ranges, vector_max
-from edgestate.store.gc_rule import parse, partial_replica, stale_in
+from edgestate.store.gc_rule import partial_replica
+from edgestate.store.remote import apply_checked, blocks_of_collected
 from edgestate.store.updates import ready, update_blocks
 
 if TYPE_CHECKING:
-    from edgestate.store.crdt import CrdtDocument
     from edgestate.store.types import WriteOp
-    from edgestate.store.writer import Group, Writer
+    from edgestate.store.writer import Group
 
 T = TypeVar("T")
 
@@ -87,7 +87,7 @@ def apply(doc: str, update: bytes, origin: str | None, create: bool) -> Work[boo
         state = w.gc.get(doc)
         if state is not None and state.ranges.by_client:
             # One parse serves both: the content check and the stale check.
-            blocks = _blocks_of_collected(group.doc(doc), update_b, state)
+            blocks = blocks_of_collected(group.doc(doc), update_b, state)
             stale_checked = True
         else:
             blocks = update_blocks(update_b)
@@ -117,54 +117,6 @@ def apply(doc: str, update: bytes, origin: str | None, create: bool) -> Work[boo
         return added is not None
 
     return Work(run, docs=(doc,))
-
-
-def _blocks_of_collected(
-    crdt: CrdtDocument, update: bytes, state: GcState
-) -> list[tuple[int, int]] | None:
-    """``update_blocks`` for a document with collected history, refusing a stale
-    update in the same parse (found re-reading the change: it was parsed twice
-    on the sync path)."""
-    headers: list[tuple[int, int]] = []
-    try:
-        clients, _ = parse(update, headers)
-    except IndexError:
-        return None  # truncated: pycrdt refuses it with its own error
-    except ValueError as exc:
-        raise InvalidUpdateError(f"update holds a struct this store refuses: {exc}") from exc
-    known = decode_state_vector(crdt.state_vector())
-    why = stale_in(clients, state.ranges, state.rehung, known)
-    if why is not None:
-        raise StaleReplicaError(f"update for {crdt.name!r} refused: {why}")
-    return headers
-
-
-def apply_checked(
-    w: Writer, crdt: CrdtDocument, update: bytes, stale_checked: bool = False
-) -> tuple[bytes | None, set[str]]:
-    """Apply a remote update, refusing one that writes a key this store cannot hold.
-
-    Found in review: a key that is empty or over max_key_bytes (from a peer or a
-    Yjs client) broke the materialized table -- an LMDB key over 511 bytes even
-    failed the whole group commit. pycrdt has already integrated the update in
-    memory, so on refusal the CRDT is dropped and rebuilt from the log.
-    """
-    # Here too, not only at the door: a held update is drained after
-    # collections that happened while it waited.
-    if not stale_checked:
-        state = w.gc.get(crdt.name)
-        if state is not None and state.ranges.by_client:
-            _blocks_of_collected(crdt, update, state)
-    added, changed = crdt.apply_remote(update)
-    for key in changed:
-        try:
-            K.encode_key(key, w.config.max_key_bytes)
-        except EdgestateError as exc:
-            w.docs.pop(crdt.name, None)
-            raise InvalidUpdateError(
-                f"update for {crdt.name!r} writes a key this store refuses: {exc}"
-            ) from exc
-    return added, changed
 
 
 def create(doc: str) -> Work[bool]:
