@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from edgestate.store.gc_rule import Rewrite, collect, stale_reference
 from edgestate.store.types import GcMode
 
 if TYPE_CHECKING:
-    from edgestate.store.writer import Writer
+    from edgestate.store.group import WriterState
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,15 @@ class Collected:
 class Compactor:
     """Compacts on the writer thread; collects on threads of its own."""
 
-    def __init__(self, writer: Writer) -> None:
+    def __init__(
+        self,
+        writer: WriterState,
+        post: Callable[[Collected], None],
+        loading: Container[str],
+    ) -> None:
         self._w = writer
+        self._post = post  # hands a finished collection to the writer thread
+        self._loading = loading  # documents being loaded off the writer thread
         self.collecting: dict[str, threading.Thread] = {}
         # Called (on the writer thread) with a document's name after a collection lands.
         self.collected_listeners: list[Callable[[str], None]] = []
@@ -153,6 +160,7 @@ class Compactor:
         shape = _shape(crdt)
 
         replica = w.env.replica_id
+        post = self._post
 
         def run() -> None:
             fresh = None
@@ -168,9 +176,9 @@ class Compactor:
                         log.error("garbage collection of %r failed its check; history kept", name)
                         result = fresh = None
             except Exception as exc:
-                w.post(Collected(name, snap_seq, known, frontier, None, None, exc))
+                post(Collected(name, snap_seq, known, frontier, None, None, exc))
             else:
-                w.post(Collected(name, snap_seq, known, frontier, result, fresh, None))
+                post(Collected(name, snap_seq, known, frontier, result, fresh, None))
 
         thread = threading.Thread(target=run, name=f"edgestate-gc-{name}", daemon=True)
         # Started before it is registered: another thread may join it as soon as it
@@ -252,7 +260,7 @@ class Compactor:
         """The collected CRDT with the writes logged since its snapshot, if it
         matches the live one (same clocks, same keys); else None."""
         live = self._w.docs.get(name)
-        if fresh is None or live is None or name in self._w.loader:
+        if fresh is None or live is None or name in self._loading:
             return None
         fresh.load(None, since)
         fresh.last_used = live.last_used

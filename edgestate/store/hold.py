@@ -18,7 +18,7 @@ from edgestate.store.updates import ready, update_blocks
 
 if TYPE_CHECKING:
     from edgestate.store.crdt import CrdtDocument
-    from edgestate.store.writer import Group, Writer
+    from edgestate.store.group import Group, WriterState
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ Held = tuple[bytes, bytes, list[tuple[int, int]]]
 class CausalHold:
     """The held updates of every document, read from the table on first use."""
 
-    def __init__(self, writer: Writer) -> None:
+    def __init__(self, writer: WriterState) -> None:
         self._w = writer
         self.pending: dict[str, list[Held]] = {}
 

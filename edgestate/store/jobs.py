@@ -3,9 +3,10 @@
 ``Store`` builds the :class:`Work` of an operation once and hands it to either
 ``Writer.submit`` (the blocking methods) or ``Writer.submit_async`` (the
 ``a``-prefixed ones). The bodies run on the writer thread, inside a group's
-transaction (:class:`edgestate.store.writer.Group`), and reach the writer's state
-through it. A body that raises an ``EdgestateError`` has written nothing (see
-the writer's invariant).
+transaction (:class:`edgestate.store.group.Group`), and reach the writer's state
+through it, as the narrow :class:`edgestate.store.group.WriterState`. A body
+that raises an ``EdgestateError`` has written nothing (see the writer's
+invariant).
 
 Nothing here imports pycrdt or asyncio: a read-only store never loads them.
 """
@@ -32,8 +33,8 @@ from edgestate.store.remote import apply_checked, blocks_of_collected
 from edgestate.store.updates import ready, update_blocks
 
 if TYPE_CHECKING:
+    from edgestate.store.group import Group
     from edgestate.store.types import WriteOp
-    from edgestate.store.writer import Group
 
 T = TypeVar("T")
 

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgestate.errors import StoreError, UnknownDocumentError
 from edgestate.store.crdt import CrdtDocument
+from edgestate.store.group import resolve
 
 if TYPE_CHECKING:
-    from edgestate.store.writer import Writer, _Job
+    from edgestate.store.group import Job, WriterState
 
 log = logging.getLogger(__name__)
 
 
-def read_doc(w: Writer, name: str, txn: Any, *, threaded: bool) -> CrdtDocument:
+def read_doc(w: WriterState, name: str, txn: Any, *, threaded: bool) -> CrdtDocument:
     """``name``'s CRDT rebuilt from its snapshot and the log since."""
     meta = w.metas.get(name)
     if meta is None:
@@ -49,17 +51,18 @@ class _Loading:
     """A big document being loaded off the writer thread, and the jobs waiting on it."""
 
     thread: threading.Thread
-    waiting: list[_Job[Any]] = field(default_factory=list)
+    waiting: list[Job[Any]] = field(default_factory=list)
 
 
 class Loader:
     """The background loads under way; used on the writer thread only."""
 
-    def __init__(self, writer: Writer) -> None:
+    def __init__(self, writer: WriterState, post: Callable[[Loaded], None]) -> None:
         self._w = writer
+        self._post = post  # hands a finished load to the writer thread
         self._loading: dict[str, _Loading] = {}
 
-    def __contains__(self, name: str) -> bool:
+    def __contains__(self, name: object) -> bool:  # a Container[str], as compaction asks
         return name in self._loading
 
     @property
@@ -67,7 +70,7 @@ class Loader:
         """True while any load is under way (the writer waits for it to stop)."""
         return bool(self._loading)
 
-    def park(self, job: _Job[Any]) -> bool:
+    def park(self, job: Job[Any]) -> bool:
         """True if ``job`` must wait for a load (it is then kept until it is done)."""
         w = self._w
         for name in job.docs:
@@ -82,23 +85,23 @@ class Loader:
         return False
 
     def _start(self, name: str) -> _Loading:
-        w = self._w
+        w, post = self._w, self._post
 
         def load() -> None:
             try:
                 with w.env.read() as txn:
                     crdt = read_doc(w, name, txn, threaded=True)
             except BaseException as exc:
-                w.post(Loaded(name, None, exc))
+                post(Loaded(name, None, exc))
             else:
-                w.post(Loaded(name, crdt, None))
+                post(Loaded(name, crdt, None))
 
         thread = threading.Thread(target=load, name=f"edgestate-load-{name}", daemon=True)
         loading = self._loading[name] = _Loading(thread)
         thread.start()
         return loading
 
-    def landed(self, done: Loaded) -> list[_Job[Any]]:
+    def landed(self, done: Loaded) -> list[Job[Any]]:
         """Install a background-loaded document; return the jobs that waited on it."""
         loading = self._loading.pop(done.name)
         loading.thread.join()
@@ -107,6 +110,6 @@ class Loader:
         else:
             log.error("loading %r failed: %r", done.name, done.error)
             error = StoreError(f"cannot load document {done.name!r}: {done.error}")
-            self._w.resolve([(job, None, error) for job in loading.waiting])
+            resolve([(job, None, error) for job in loading.waiting])
             return []
         return loading.waiting

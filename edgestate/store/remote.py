@@ -17,7 +17,7 @@ from edgestate.store.gc_rule import parse, stale_in
 if TYPE_CHECKING:
     from edgestate.store.crdt import CrdtDocument
     from edgestate.store.gc import GcState
-    from edgestate.store.writer import Writer
+    from edgestate.store.group import WriterState
 
 
 def blocks_of_collected(
@@ -41,7 +41,7 @@ def blocks_of_collected(
 
 
 def apply_checked(
-    w: Writer, crdt: CrdtDocument, update: bytes, stale_checked: bool = False
+    w: WriterState, crdt: CrdtDocument, update: bytes, stale_checked: bool = False
 ) -> tuple[bytes | None, set[str]]:
     """Apply a remote update, refusing one that writes a key this store cannot hold.
 

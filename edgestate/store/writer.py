@@ -18,7 +18,10 @@ bodies (:mod:`~edgestate.store.jobs`), the causal hold of out-of-order updates
 (:mod:`~edgestate.store.hold`), compaction and the install of garbage
 collections (:mod:`~edgestate.store.compaction`), and big-document loads
 (:mod:`~edgestate.store.loading`), whose threads hand results back through the
-queue (:meth:`Writer.post`).
+queue (:meth:`Writer.post`). Dependencies point one way: this module imports
+the helpers, and they see the writer only as the narrow
+:class:`~edgestate.store.group.WriterState`; the jobs and the group commit's
+state (:class:`~edgestate.store.group.Group`) live there too.
 """
 
 from __future__ import annotations
@@ -28,132 +31,28 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edgestate.errors import EdgestateError, StoreClosedError, StoreError
-from edgestate.store import keys as K
 from edgestate.store.changes import ChangeHub
 from edgestate.store.compaction import Collected, Compactor
-from edgestate.store.crdt import CrdtDocument, WritePlan
+from edgestate.store.crdt import CrdtDocument
 from edgestate.store.env import DocMeta, Environment
 from edgestate.store.gc import GcState
+from edgestate.store.group import Group, Job, resolve
 from edgestate.store.hold import CausalHold
 from edgestate.store.loading import Loaded, Loader, read_doc
-from edgestate.store.types import ChangeEvent, Durability, StoreConfig
+from edgestate.store.types import Durability, StoreConfig
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from edgestate.store.jobs import Work
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-
-@dataclass(slots=True)
-class _Job(Generic[T]):
-    """One unit of work. Sync callers wait on ``future``; asyncio callers on
-    ``afut``, settled on their ``loop`` in one hop per group (a thread-safe wakeup
-    costs ~30 us, too much to pay once per write at high concurrency)."""
-
-    run: Callable[[Group], T]
-    weight: int
-    future: Future[T] = field(default_factory=Future)
-    loop: asyncio.AbstractEventLoop | None = None
-    afut: asyncio.Future[T] | None = None
-    docs: tuple[str, ...] = ()  # documents whose CRDT the job needs
-
-    def start(self) -> bool:
-        if self.afut is not None:
-            return not self.afut.cancelled()
-        return self.future.set_running_or_notify_cancel()
-
-
-def _settle(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for afut, result, error in items:
-        if afut.done():
-            continue  # cancelled by its caller meanwhile
-        if error is None:
-            afut.set_result(result)
-        else:
-            afut.set_exception(error)
-
-
 _STOP = object()
-
-
-class Group:
-    """What the jobs of one group commit share: the transaction and pending output."""
-
-    def __init__(self, writer: Writer, txn: Any) -> None:
-        self.writer = writer
-        self.txn = txn
-        self.events: list[ChangeEvent] = []
-        self.touched: set[str] = set()
-        self.plans: dict[str, WritePlan] = {}
-        self.dirty = False
-
-    def doc(self, name: str) -> CrdtDocument:
-        """The live CRDT of ``name`` with pending local writes applied, loading it if needed."""
-        self.touched.add(name)
-        self.flush(name)
-        return self.writer.load_doc(name, self.txn)
-
-    def plan(self, name: str) -> WritePlan:
-        """The open plan of local writes to ``name`` in this group."""
-        plan = self.plans.get(name)
-        if plan is None:
-            self.touched.add(name)
-            plan = self.writer.load_doc(name, self.txn).plan()
-            self.plans[name] = plan
-        return plan
-
-    def flush(self, name: str | None = None) -> None:
-        """Execute the open write plan of ``name`` (or of every document)."""
-        names = list(self.plans) if name is None else [name] if name in self.plans else []
-        for doc in names:
-            plan = self.plans.pop(doc)
-            if plan:
-                update, values = plan.execute()
-                self.persist(doc, update, values, None)
-
-    def persist(
-        self, name: str, update: bytes | None, values: dict[str, bytes | None], origin: str | None
-    ) -> None:
-        """Append ``update`` to the log and store the materialized ``values``."""
-        if update is None:
-            return
-        w = self.writer
-        meta = w.metas[name]
-        txn = self.txn
-        txn.put(K.log_key(name, meta.seq), update, db=w.env.tables.log)
-        meta.seq += 1
-        meta.log_n += 1
-        meta.log_b += len(update)
-        kv = w.env.tables.kv
-        prefix = K.doc_prefix(name)
-        for key, value in values.items():
-            lkey = prefix + key.encode()
-            if value is None:
-                old = txn.pop(lkey, db=kv)
-                if old is not None:
-                    meta.keys -= 1
-                    meta.value_b -= len(old) - 1
-            else:
-                old = txn.replace(lkey, value, db=kv)
-                if old is None:
-                    meta.keys += 1
-                    meta.value_b += len(value) - 1
-                else:
-                    meta.value_b += len(value) - len(old)
-        w.dirty_metas.add(name)
-        self.dirty = True
-        if w.hub.active:
-            self.events.append(ChangeEvent(name, frozenset(values), update, origin))
 
 
 class Writer:
@@ -168,8 +67,8 @@ class Writer:
         self.dirty_metas: set[str] = set()
         self.gc: dict[str, GcState] = {}
         self.hold = CausalHold(self)
-        self.loader = Loader(self)
-        self.compactor = Compactor(self)
+        self.loader = Loader(self, self.post)
+        self.compactor = Compactor(self, self.post, self.loader)
         self._last_evict = time.monotonic()
         self._submit_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -190,21 +89,21 @@ class Writer:
 
     def submit(self, work: Work[T]) -> Future[T]:
         """Queue a job; its future resolves after the commit holding it is durable."""
-        job: _Job[T] = _Job(work.run, work.weight, docs=work.docs)
+        job: Job[T] = Job(work.run, work.weight, docs=work.docs)
         self._enqueue(job)
         return job.future
 
     def submit_async(self, work: Work[T]) -> asyncio.Future[T]:
         """Like :meth:`submit`, for a caller on a running event loop."""
         loop = asyncio.get_running_loop()
-        job: _Job[T] = _Job(
+        job: Job[T] = Job(
             work.run, work.weight, loop=loop, afut=loop.create_future(), docs=work.docs
         )
         self._enqueue(job)
         assert job.afut is not None
         return job.afut
 
-    def _enqueue(self, job: _Job[Any]) -> None:
+    def _enqueue(self, job: Job[Any]) -> None:
         # Under the lock close() takes too, so no job lands behind the stop
         # marker, where nothing would ever run or fail it (found in review).
         with self._submit_lock:
@@ -259,7 +158,7 @@ class Writer:
 
     def _loop(self) -> None:
         idle_check = max(1.0, self.config.idle_evict_s / 4)
-        ready: list[_Job[Any]] = []  # jobs released by a finished load, in order
+        ready: list[Job[Any]] = []  # jobs released by a finished load, in order
         stopping = False
         while True:
             if ready:
@@ -273,7 +172,7 @@ class Writer:
                     incoming = self._queue.get(timeout=idle_check)
                 except queue.Empty:
                     continue
-            jobs: list[_Job[Any]] = []
+            jobs: list[Job[Any]] = []
             weight = 0
             while True:
                 if incoming is _STOP:
@@ -297,8 +196,8 @@ class Writer:
             if jobs:
                 self._run_group(jobs)
 
-    def _run_group(self, jobs: list[_Job[Any]]) -> None:
-        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+    def _run_group(self, jobs: list[Job[Any]]) -> None:
+        outcomes: list[tuple[Job[Any], Any, BaseException | None]] = []
         txn = self.env.env.begin(write=True)
         group = Group(self, txn)
         try:
@@ -324,11 +223,11 @@ class Writer:
             self._forget(group.touched)
             error = StoreError(f"commit failed, nothing of it was stored: {failure}")
             error.__cause__ = failure
-            self.resolve([(job, None, error) for job in jobs])
+            resolve([(job, None, error) for job in jobs])
             return
         finally:
             self.dirty_metas.clear()
-        self.resolve(outcomes)
+        resolve(outcomes)
         if group.events:
             self.hub.publish(group.events)
         for name in group.touched:
@@ -338,24 +237,6 @@ class Writer:
                 # The log stays as it was (the compaction transaction aborted), so
                 # nothing is lost; it is retried after the document's next write.
                 log.exception("compaction of %r failed", name)
-
-    @staticmethod
-    def resolve(outcomes: Sequence[tuple[_Job[Any], Any, BaseException | None]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for job, result, error in outcomes:
-            if job.afut is not None and job.loop is not None:
-                by_loop.setdefault(job.loop, []).append((job.afut, result, error))
-            elif job.future.done():
-                continue
-            elif error is None:
-                job.future.set_result(result)
-            else:
-                job.future.set_exception(error)
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle, items)
-            except RuntimeError:
-                log.warning("event loop closed before %d writes were acknowledged", len(items))
 
     def _forget(self, names: set[str]) -> None:
         for name in names:
