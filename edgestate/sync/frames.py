@@ -27,7 +27,7 @@ WebSocket upgrade):
    the garbage-collection frontier (edgestate.sync.frontier).
 8. ``collected`` (version 2): what the sender garbage-collected of a document,
    right after each diff of it and to every peer when a collection lands, so
-   every node refuses the same stale writes (edgestate.store.gc).
+   every node refuses the same stale writes (edgestate.store.gc_rule).
 """
 
 from __future__ import annotations

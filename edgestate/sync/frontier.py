@@ -1,6 +1,6 @@
 """The stable frontier: what every cluster member has, proven one round late.
 
-Garbage collection (edgestate.store.gc) may drop an overwritten map entry only
+Garbage collection (edgestate.store.gc_rule) may drop an overwritten map entry only
 once no replica can still send a write that builds on it. Each node gossips, for
 every member it knows of (keyed by store replica id, stable across restarts), the
 newest state vector per document that member reported; reports merge by
