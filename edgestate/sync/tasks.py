@@ -31,12 +31,16 @@ class TaskSet:
 
     async def stop(self, wait_s: float) -> None:
         """Cancel every task and wait up to ``wait_s`` for them to unwind."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        # asyncio.wait, unlike awaiting each task under suppress(CancelledError),
-        # also lets a caller's own timeout cancel this stop.
-        if tasks:
-            _, stuck = await asyncio.wait(tasks, timeout=wait_s)
-            for task in stuck:
-                log.warning("sync task %s did not stop within %.0f s", task.get_name(), wait_s)
+        await cancel_and_wait(list(self._tasks), wait_s)
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[None]], wait_s: float) -> None:
+    """Cancel ``tasks`` and wait up to ``wait_s`` for them; log the ones stuck."""
+    for task in tasks:
+        task.cancel()
+    # asyncio.wait, unlike awaiting each task under suppress(CancelledError),
+    # also lets a caller's own timeout cancel this stop.
+    if tasks:
+        _, stuck = await asyncio.wait(tasks, timeout=wait_s)
+        for task in stuck:
+            log.warning("sync task %s did not stop within %.0f s", task.get_name(), wait_s)

@@ -34,6 +34,7 @@ from edgestate.sync.connection import PeerConnection
 from edgestate.sync.discovery import Found
 from edgestate.sync.peers import Backoff, PeerRecord, PeerState, PeerTable
 from edgestate.sync.stats import SyncStats
+from edgestate.sync.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -227,13 +228,7 @@ class Dialer:
 
     async def stop(self, wait_s: float) -> None:
         """Cancel every dial loop (their connections end with them) and wait."""
-        tasks = list(self._dialers.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            _, stuck = await asyncio.wait(tasks, timeout=wait_s)
-            for task in stuck:
-                log.warning("sync task %s did not stop within %.0f s", task.get_name(), wait_s)
+        await cancel_and_wait(list(self._dialers.values()), wait_s)
 
     async def close_session(self) -> None:
         """Close the HTTP session (after ``stop``)."""
