@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from edgestate.errors import ModuleCompileError
@@ -45,7 +46,8 @@ def example_source(name: str) -> Path:
     return EXAMPLES_DIR / f"{name}.zig"
 
 
-def _zig_version() -> str:
+def zig_version() -> str:
+    """The installed ziglang's version; PackageNotFoundError when there is none."""
     from importlib.metadata import version
 
     return version("ziglang")
@@ -58,7 +60,7 @@ def build_zig(source: Path, out_dir: Path) -> Path:
     """
     text = source.read_bytes()
     key = hashlib.sha256()
-    for part in (text, ZIG_SDK.read_bytes(), _zig_version().encode(), " ".join(ZIG_FLAGS).encode()):
+    for part in (text, ZIG_SDK.read_bytes(), zig_version().encode(), " ".join(ZIG_FLAGS).encode()):
         key.update(hashlib.sha256(part).digest())
     out = out_dir / f"{source.stem}-{key.hexdigest()[:16]}.wasm"
     if out.exists():
@@ -104,12 +106,15 @@ def build_example(name: str, out_dir: Path) -> Path:
 PREBUILT_DIR = SDK_DIR / "prebuilt"
 
 
-def example_wasm(name: str, out_dir: Path) -> bytes:
-    """An example's wasm: built from source if ziglang is installed, else the shipped copy."""
+def example_wasm(name: str, out_dir: Path, *, toolchain: Callable[[], str] = zig_version) -> bytes:
+    """An example's wasm: built from source if ziglang is installed, else the shipped copy.
+
+    ``toolchain`` tells the ziglang version (or raises PackageNotFoundError).
+    """
     from importlib.metadata import PackageNotFoundError
 
     try:
-        _zig_version()
+        toolchain()
     except PackageNotFoundError:
         return (PREBUILT_DIR / f"{name}.wasm").read_bytes()
     return build_example(name, out_dir).read_bytes()

@@ -20,9 +20,7 @@ def test_prebuilt_example_matches_a_fresh_build(name: str) -> None:
     )
 
 
-def test_without_the_toolchain_the_shipped_wasm_is_used(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_without_the_toolchain_the_shipped_wasm_is_used(tmp_path: Path) -> None:
     from importlib.metadata import PackageNotFoundError
 
     import edgestate.guest as guest
@@ -30,6 +28,8 @@ def test_without_the_toolchain_the_shipped_wasm_is_used(
     def no_zig() -> str:
         raise PackageNotFoundError("ziglang")
 
-    monkeypatch.setattr(guest, "_zig_version", no_zig)
-    assert guest.example_wasm("counter", tmp_path) == (PREBUILT_DIR / "counter.wasm").read_bytes()
+    assert (
+        guest.example_wasm("counter", tmp_path, toolchain=no_zig)
+        == (PREBUILT_DIR / "counter.wasm").read_bytes()
+    )
     assert not list(tmp_path.iterdir())  # nothing was built
