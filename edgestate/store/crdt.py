@@ -75,7 +75,8 @@ def saturate(total: int) -> int:
 
 def _jsonable(value: object, depth: int = 0) -> object:
     """A deterministic JSON form of a foreign value: the same on every replica
-    (a repr would carry a memory address), None where there is none."""
+    (a repr would carry a memory address, and a Y.Map iterates in a different
+    order on each replica: keys are sorted), None where there is none."""
     if depth > MAX_JSON_DEPTH:
         return None
     if value is None or isinstance(value, bool | int | str):
@@ -107,7 +108,7 @@ def materialize_plain(value: object) -> bytes:
     if isinstance(value, str):
         return TAG_BYTES + value.encode()
     try:
-        return TAG_JSON + json.dumps(_jsonable(value), allow_nan=False).encode()
+        return TAG_JSON + json.dumps(_jsonable(value), allow_nan=False, sort_keys=True).encode()
     except Exception:  # whatever pycrdt or json raise on a hostile value
         return TAG_JSON + b"null"
 
