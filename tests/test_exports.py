@@ -28,6 +28,7 @@ def test_store_exports() -> None:
             "DocumentInfo",
             "Durability",
             "GcMode",
+            "GcRecord",
             "GcState",
             "GcStatus",
             "Incr",

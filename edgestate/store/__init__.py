@@ -14,7 +14,7 @@ needs them (``edgestate kv get``). ``ChangeStream`` is imported on first access.
 from typing import TYPE_CHECKING, Any
 
 from edgestate.store.codec import decode_state_vector
-from edgestate.store.gc import GcState, Ranges
+from edgestate.store.gc import GcRecord, GcState, Ranges
 from edgestate.store.store import Store
 from edgestate.store.types import (
     ChangeEvent,
@@ -41,6 +41,7 @@ __all__ = [
     "DocumentInfo",
     "Durability",
     "GcMode",
+    "GcRecord",
     "GcState",
     "GcStatus",
     "Incr",

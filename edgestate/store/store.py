@@ -30,7 +30,7 @@ from edgestate.store import keys as K
 from edgestate.store.changes import ChangeHub, Listener
 from edgestate.store.checks import check_frontier, check_ops
 from edgestate.store.env import Environment, open_environment
-from edgestate.store.gc import GcState, Ranges
+from edgestate.store.gc import GcRecord, GcState, Ranges
 from edgestate.store.reads import LOCAL_PREFIX, StoreReads
 from edgestate.store.types import (
     Delete,
@@ -179,25 +179,42 @@ class Store(StoreReads):
     # --- replication --------------------------------------------------------------
 
     def apply_update(
-        self, doc: str, update: bytes, *, origin: str | None = None, create: bool = False
+        self,
+        doc: str,
+        update: bytes,
+        *,
+        origin: str | None = None,
+        create: bool = False,
+        record: GcRecord | None = None,
     ) -> bool:
         """Integrate a remote Yjs v1 update durably; True if it changed local state.
 
         Idempotent and commutative. ``create`` makes the document if it is new.
+        ``record`` is the collection record that came with the update (see
+        :meth:`diff_with_record`): merged in the same commit, so this store never
+        holds collected history without knowing it was collected.
         """
-        return self._run(self._apply(doc, update, origin, create))
+        return self._run(self._apply(doc, update, origin, create, record))
 
     async def aapply_update(
-        self, doc: str, update: bytes, *, origin: str | None = None, create: bool = False
+        self,
+        doc: str,
+        update: bytes,
+        *,
+        origin: str | None = None,
+        create: bool = False,
+        record: GcRecord | None = None,
     ) -> bool:
         """Async form of :meth:`apply_update`."""
-        return await self._arun(self._apply(doc, update, origin, create))
+        return await self._arun(self._apply(doc, update, origin, create, record))
 
-    def _apply(self, doc: str, update: bytes, origin: str | None, create: bool) -> Work[bool]:
+    def _apply(
+        self, doc: str, update: bytes, origin: str | None, create: bool, record: GcRecord | None
+    ) -> Work[bool]:
         K.check_doc_name(doc)
         if not create:
             self._require_doc(doc)
-        return jobs.apply(doc, update, origin, create)
+        return jobs.apply(doc, update, origin, create, record)
 
     def state_vector(self, doc: str) -> bytes:
         """The document's Yjs v1 state vector."""
@@ -226,6 +243,27 @@ class Store(StoreReads):
     def _diff(self, doc: str, remote_state_vector: bytes | None) -> Work[bytes]:
         self._require_doc(doc)
         return jobs.diff(doc, remote_state_vector)
+
+    def diff_with_record(
+        self, doc: str, remote_state_vector: bytes | None = None
+    ) -> tuple[bytes, GcRecord | None]:
+        """:meth:`diff` and the collection record of the history it carries (None
+        if nothing was collected), for the receiver to apply together: a replica
+        bootstrapped from collected history without its record would serve, and
+        take writes from, replicas this store refuses."""
+        return self._run(self._diff_with_record(doc, remote_state_vector))
+
+    async def adiff_with_record(
+        self, doc: str, remote_state_vector: bytes | None = None
+    ) -> tuple[bytes, GcRecord | None]:
+        """Async form of :meth:`diff_with_record`."""
+        return await self._arun(self._diff_with_record(doc, remote_state_vector))
+
+    def _diff_with_record(
+        self, doc: str, remote_state_vector: bytes | None
+    ) -> Work[tuple[bytes, GcRecord | None]]:
+        self._require_doc(doc)
+        return jobs.diff_with_record(doc, remote_state_vector)
 
     def set_gc_frontier(self, doc: str, frontier: Mapping[int, int]) -> None:
         """Record a state vector (client -> clock) every replica of ``doc`` has reached.
