@@ -52,6 +52,9 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── NodeAPIError                the node answered with an error
     │   └── NodeUnreachableError        no node answered at the URL
     ├── NodeStartError                  a node process exited or did not become ready
+    ├── InvalidJSONError                JSON input that is not strict JSON (names the input)
+    │   ├── DuplicateKeyError           an object repeats a key (names the key and its path)
+    │   └── NonFiniteNumberError        NaN, Infinity or -Infinity, which are not JSON
     └── ConfigError                     bad configuration or command-line values
 """
 
@@ -383,6 +386,30 @@ class NodeStartError(EdgestateError):
     """A node process exited or did not become ready; carries its log."""
 
     code = "node_start_failed"
+
+
+# --- JSON input (edgestate.jsonstrict) -------------------------------------------
+
+
+class InvalidJSONError(EdgestateError):
+    """JSON input (manifest, trust policy, API body...) that is not strict JSON.
+
+    The message names the input and where in it the fault is.
+    """
+
+    code = "invalid_json"
+
+
+class DuplicateKeyError(InvalidJSONError):
+    """A JSON object repeating a key: readers disagree on which copy counts."""
+
+    code = "duplicate_json_key"
+
+
+class NonFiniteNumberError(InvalidJSONError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in JSON input (not JSON per RFC 8259)."""
+
+    code = "non_finite_json_number"
 
 
 # --- config --------------------------------------------------------------------

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from edgestate import jsonstrict
 from edgestate.errors import ConfigError, PolicyViolationError, UntrustedPublisherError
 from edgestate.runtime.manifest import Limits, Manifest
 
@@ -91,11 +91,9 @@ class TrustPolicy:
             text = Path(path).read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read trust policy {path}: {exc.strerror}") from exc
-        try:
-            raw = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"trust policy {path} is not valid JSON: {exc}") from exc
-        return cls.from_dict(raw)
+        return cls.from_dict(
+            jsonstrict.loads(text, what=f"trust policy {path}", invalid=ConfigError)
+        )
 
     @classmethod
     def from_dict(cls, raw: Any) -> TrustPolicy:

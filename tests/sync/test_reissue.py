@@ -48,7 +48,7 @@ def test_a_lone_key_also_blocks_reissue(tmp_path: Path) -> None:
     out = tmp_path / "n"
     out.mkdir()
     (out / "node1.key").write_bytes(b"not even a key")
-    with pytest.raises(ClusterCAError, match="node1.key already exists"):
+    with pytest.raises(ClusterCAError, match=r"node1\.key already exists"):
         tls.issue_node(ca, "node1", out)
     assert (out / "node1.key").read_bytes() == b"not even a key"
     assert not (out / "node1.pem").exists()

@@ -13,6 +13,7 @@ _STATUS: dict[type[E.EdgestateError], int] = {
     E.InvalidKeyError: 400,
     E.InvalidDocumentNameError: 400,
     E.InvalidCursorError: 400,
+    E.InvalidJSONError: 400,
     E.WrongTypeError: 409,
     E.ValueTooLargeError: 413,
     E.OutputTooLargeError: 502,
