@@ -25,6 +25,7 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── SignatureError              unsigned, tampered or wrongly signed module
     │   ├── UntrustedPublisherError     publisher key not in the trust policy
     │   ├── PolicyViolationError        manifest asks for more than its publisher may grant
+    │   ├── ModuleOwnershipError        module name held by, or reserved for, another publisher
     │   ├── ModuleNotFoundError_        no such deployed module
     │   ├── ModuleCompileError          wasm failed to compile or link
     │   └── InvocationError             one invocation failed; the node is unaffected
@@ -190,6 +191,15 @@ class PolicyViolationError(RuntimeFault):
     """A manifest asking for more than its publisher's policy allows."""
 
     code = "policy_violation"
+
+
+class ModuleOwnershipError(RuntimeFault):
+    """A deploy under a module name another publisher holds or the policy reserves.
+
+    The message names the owner; removing the module frees the name.
+    """
+
+    code = "module_owned"
 
 
 class ModuleNotFoundError_(RuntimeFault):  # trailing _: the builtin name is taken

@@ -10,6 +10,12 @@ reports why (status, metrics, logs).
 
 Bundle value format (msgpack map, also described in schemas/openapi.yaml):
 ``{"wasm": bytes, "manifest": bytes, "signature": bytes}``.
+
+Module names are owned (``TrustPolicy.check_name``). ``_modules`` is a replicated
+last-writer-wins map, so it cannot say who held a name before a write replaced
+it: each node keeps its own record of the publisher holding each name (node-local
+metadata, never replicated), checks every deploy and every replicated bundle
+against it, and forgets a name only when its module is removed.
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ from edgestate.errors import EdgestateError, ManifestError, ValueTooLargeError
 from edgestate.node.metrics import NodeMetrics
 from edgestate.runtime import LoadedModule, Runtime
 from edgestate.runtime.manifest import parse_manifest
+from edgestate.runtime.policy import Owner
 from edgestate.store import ChangeStream, Delete, Set, Store
 
 log = logging.getLogger(__name__)
 
 MODULES_DOC = "_modules"
+OWNERS_KEY = "module-owners"  # node-local: {name: [publisher, raw public key]}
 
 
 @dataclass(slots=True)
@@ -73,10 +81,13 @@ class ModuleRegistry:
         self.metrics = metrics
         self.states: dict[str, ModuleState] = {}
         self._task: asyncio.Task[None] | None = None
+        self._saved_owners: dict[str, Owner] = {}
 
     async def start(self) -> None:
         """Load every stored bundle, then follow changes until :meth:`close`."""
         await self.store.acreate_document(MODULES_DOC)
+        self._saved_owners = _unpack_owners(self.store.get_local(OWNERS_KEY))
+        self.runtime.owners.update(self._saved_owners)
         stream = self.store.changes()
         cursor: str | None = None
         while True:
@@ -135,6 +146,7 @@ class ModuleRegistry:
         loaded = await asyncio.to_thread(self.runtime.load, wasm, manifest, signature)
         await self._create_documents(parse_manifest(manifest).writes)
         await self.store.abatch([Set(MODULES_DOC, loaded.name, bundle)])
+        await self._save_owners()
         self._record(loaded.name, "active", loaded.version, loaded.version)
         self.metrics.deploys.labels("active").inc()
         return loaded
@@ -153,6 +165,8 @@ class ModuleRegistry:
                 self.runtime.unload(name)
             except EdgestateError:
                 pass
+            self.runtime.release(name)
+            await self._save_owners()
             self._record(name, "removed", None, None)
             return
         running = self._running(name)
@@ -183,8 +197,17 @@ class ModuleRegistry:
             self._record(name, "refused", current, offered, exc)
             self.metrics.deploys.labels("refused").inc()
             return
+        await self._save_owners()
         self._record(name, "active", loaded.version, loaded.version)
         self.metrics.deploys.labels("active").inc()
+
+    async def _save_owners(self) -> None:
+        # Durable before the deploy is acknowledged: a restart must not forget
+        # who holds a name, or a replicated takeover would load at start.
+        owners = dict(self.runtime.owners)
+        if owners != self._saved_owners:
+            await self.store.aput_local(OWNERS_KEY, _pack_owners(owners))
+            self._saved_owners = owners
 
     async def _create_documents(self, names: Iterable[str]) -> None:
         # A module's writable documents exist wherever it runs, so its first
@@ -216,3 +239,20 @@ class ModuleRegistry:
             error_code=error.code if error else None,
             updated=time.time(),
         )
+
+
+def _pack_owners(owners: dict[str, Owner]) -> bytes:
+    return bytes(msgpack.packb({n: [o.publisher, o.public_key] for n, o in owners.items()}))
+
+
+def _unpack_owners(raw: bytes | None) -> dict[str, Owner]:
+    if raw is None:
+        return {}
+    try:
+        data = msgpack.unpackb(raw)
+        return {str(n): Owner(str(p), bytes(k)) for n, (p, k) in data.items()}
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        # Written only by this node: a damaged record must not stop it from
+        # starting, but it is said loudly, since names are unguarded until redeployed.
+        log.error("module owner record is unreadable (%s); module names are unowned", exc)
+        return {}

@@ -45,7 +45,7 @@ from edgestate.runtime.engine import (
     engine_fingerprint,
 )
 from edgestate.runtime.manifest import parse_manifest
-from edgestate.runtime.policy import TrustPolicy
+from edgestate.runtime.policy import Owner, TrustPolicy
 from edgestate.runtime.sandbox import Execution, Sandbox
 from edgestate.runtime.signing import parse_signature, verify_module
 from edgestate.store import Store
@@ -118,6 +118,10 @@ class Runtime:
             key=self.config.cache_key,
         )
         self._modules: dict[str, LoadedModule] = {}
+        # Who holds each module name. Outlives unload (a refused reload, a policy
+        # change): only release() frees a name, when the module is removed.
+        # Seeded by whoever persists it (the node's registry) before loading.
+        self.owners: dict[str, Owner] = {}
         self._ticker = EpochTicker(self.engine, self.config.epoch_tick_ms)
         # A runtime dropped without close() must not leave its ticker running.
         weakref.finalize(self, self._ticker.stop)
@@ -135,13 +139,19 @@ class Runtime:
     # --- loading ------------------------------------------------------------------
 
     def load(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
-        """Verify and compile a module, replacing any loaded module of the same name."""
+        """Verify and compile a module, replacing any loaded module of the same name.
+
+        The name must be one its publisher may own (:meth:`TrustPolicy.check_name`):
+        a module held by another publisher is never replaced.
+        """
         start = time.perf_counter_ns()
         parsed_signature = parse_signature(signature)
         self.policy.publisher(parsed_signature.public_key)  # untrusted: refuse early
         verify_module(wasm, manifest, parsed_signature)
         parsed = parse_manifest(manifest)
-        grant = self.policy.check(parsed_signature.public_key, parsed)
+        key = parsed_signature.public_key
+        self.policy.check_name(key, parsed.name, self.owners.get(parsed.name))
+        grant = self.policy.check(key, parsed)
         if grant.memory_pages > self.config.max_memory_pages:
             raise PolicyViolationError(
                 f"module {parsed.name!r} asks for limits.memory_pages = {grant.memory_pages}, "
@@ -168,6 +178,7 @@ class Runtime:
             sandbox=sandbox,
         )
         self._modules[parsed.name] = loaded
+        self.owners[parsed.name] = Owner(grant.publisher, key)
         return loaded
 
     def load_files(
@@ -188,9 +199,16 @@ class Runtime:
         return found
 
     def unload(self, name: str) -> None:
-        """Forget a module (in-flight invocations finish on their own reference)."""
+        """Forget a module (in-flight invocations finish on their own reference).
+
+        Its name stays held by its publisher; :meth:`release` frees it.
+        """
         self.module(name)
         del self._modules[name]
+
+    def release(self, name: str) -> None:
+        """Free a module name (the module was removed): any publisher may take it."""
+        self.owners.pop(name, None)
 
     # --- invoking -----------------------------------------------------------------
 

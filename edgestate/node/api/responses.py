@@ -26,6 +26,7 @@ _STATUS: dict[type[E.EdgestateError], int] = {
     E.SignatureError: 403,
     E.UntrustedPublisherError: 403,
     E.PolicyViolationError: 403,
+    E.ModuleOwnershipError: 409,
     E.ManifestError: 422,
     E.ModuleCompileError: 422,
     E.StoreClosedError: 503,
