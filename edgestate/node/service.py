@@ -29,7 +29,7 @@ from edgestate.errors import ConfigError, EdgestateError
 from edgestate.files import write_private
 from edgestate.node.api import build_app
 from edgestate.node.config import ApiConfig, NodeConfig
-from edgestate.node.metrics import NodeMetrics, gc_metrics, layer_metrics
+from edgestate.node.metrics import NodeMetrics, gc_metrics, guest_log_metrics, layer_metrics
 from edgestate.node.registry import ModuleRegistry
 from edgestate.runtime import InvocationResult, LoadedModule, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store
@@ -188,6 +188,7 @@ class Node:
             self._yjs = YjsEndpoint(self._store)
             await self._yjs.start()
             self.metrics.add_collector(lambda: layer_metrics(self.store, self.sync))
+            self.metrics.add_collector(lambda: guest_log_metrics(self.runtime.log_budgets()))
             # Garbage collection figures, read at scrape time like layer_metrics': collected
             # items from the store, members from the sync daemon's frontier tracker.
             self.metrics.add_collector(

@@ -37,6 +37,7 @@ from edgestate.errors import (
     StoreError,
 )
 from edgestate.host.binding import define_host_functions
+from edgestate.host.logbudget import LogBudget
 from edgestate.runtime.cache import ModuleCache
 from edgestate.runtime.engine import (
     EpochTicker,
@@ -122,6 +123,9 @@ class Runtime:
         # change): only release() frees a name, when the module is removed.
         # Seeded by whoever persists it (the node's registry) before loading.
         self.owners: dict[str, Owner] = {}
+        # One guest log budget per module name, kept across redeploys: a redeploy
+        # must not refill it.
+        self._log_budgets: dict[str, LogBudget] = {}
         self._ticker = EpochTicker(self.engine, self.config.epoch_tick_ms)
         # A runtime dropped without close() must not leave its ticker running.
         weakref.finalize(self, self._ticker.stop)
@@ -168,6 +172,7 @@ class Runtime:
             grant=grant,
             host_limits=self.config.host,
             epoch_tick_ms=self.config.epoch_tick_ms,
+            log_budget=self._log_budget(parsed.name),
         )
         loaded = LoadedModule(
             name=parsed.name,
@@ -186,6 +191,22 @@ class Runtime:
     ) -> LoadedModule:
         """Load ``NAME.wasm`` with ``NAME.manifest.json`` and ``NAME.sig`` beside it."""
         return self.load(*read_bundle(wasm, manifest, signature))
+
+    def _log_budget(self, name: str) -> LogBudget:
+        budget = self._log_budgets.get(name)
+        if budget is None:
+            host = self.config.host
+            budget = self._log_budgets[name] = LogBudget(
+                name,
+                rate_bytes_per_s=host.log_rate_bytes_per_s,
+                burst_bytes=host.log_burst_bytes,
+                note_interval_s=host.log_note_interval_s,
+            )
+        return budget
+
+    def log_budgets(self) -> list[LogBudget]:
+        """The guest log budget of every module loaded so far, by name (for metrics)."""
+        return [self._log_budgets[n] for n in sorted(self._log_budgets)]
 
     def modules(self) -> list[LoadedModule]:
         """Loaded modules, by name."""

@@ -40,6 +40,7 @@ from edgestate.host.abi import (
 )
 from edgestate.host.binding import bind
 from edgestate.host.kv import Grants
+from edgestate.host.logbudget import LogBudget
 from edgestate.host.memory import WASM_PAGE, GuestMemory, gil_holding
 from edgestate.runtime.manifest import Manifest
 from edgestate.runtime.policy import Grant
@@ -110,6 +111,7 @@ class Sandbox:
         grant: Grant,
         host_limits: HostLimits,
         epoch_tick_ms: float,
+        log_budget: LogBudget | None = None,
     ) -> None:
         self.manifest = manifest
         self.grant = grant
@@ -136,6 +138,7 @@ class Sandbox:
             max_output=grant.max_output_bytes,
             limits=host_limits,
             module=manifest.name,
+            log_budget=log_budget,
         )
         self.name = manifest.name
 
