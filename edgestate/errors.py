@@ -23,6 +23,7 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     ├── RuntimeFault                    running modules (sandbox, manifests, signatures)
     │   ├── ManifestError               manifest fails its schema or is inconsistent
     │   ├── SignatureError              unsigned, tampered or wrongly signed module
+    │   ├── SignatureOverwriteError     signing would replace the signature of other bytes
     │   ├── UntrustedPublisherError     publisher key not in the trust policy
     │   ├── PolicyViolationError        manifest asks for more than its publisher may grant
     │   ├── ModuleOwnershipError        module name held by, or reserved for, another publisher
@@ -179,6 +180,13 @@ class SignatureError(RuntimeFault):
     """A module whose signature is missing, malformed or does not verify."""
 
     code = "bad_signature"
+
+
+class SignatureOverwriteError(RuntimeFault):
+    """``edgestate sign`` refusing to replace a signature file that signs other bytes
+    (another module, another build, or not a signature at all) without ``--force``."""
+
+    code = "signature_exists"
 
 
 class UntrustedPublisherError(RuntimeFault):
