@@ -13,6 +13,9 @@ from edgestate.runtime.signing import parse_signature
 
 from .helpers import manifest, wat
 
+MEM = '(memory (export "memory") 1)'
+HANDLE = '(func (export "handle") (result i32) i32.const 0)'
+
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
@@ -42,11 +45,11 @@ def test_signing_a_source_file_is_refused_and_keeps_the_real_signature(work: Pat
     ("wat_text", "says"),
     [
         (
-            '(module (memory (export "memory") 1) (func (export "other") (result i32) i32.const 0))',
+            "(module " + MEM + ' (func (export "other") (result i32) i32.const 0))',
             "must export its entry 'handle'",
         ),
         (
-            '(module (memory (export "memory") 1) (func (export "handle") (param i32) (result i32) i32.const 0))',
+            "(module " + MEM + ' (func (export "handle") (param i32) (result i32) i32.const 0))',
             "must export its entry 'handle'",
         ),
         (
@@ -54,11 +57,12 @@ def test_signing_a_source_file_is_refused_and_keeps_the_real_signature(work: Pat
             "must export its linear memory",
         ),
         (
-            '(module (memory (export "memory") 3) (func (export "handle") (result i32) i32.const 0))',
+            '(module (memory (export "memory") 3) ' + HANDLE + ")",
             "starts with 3 memory pages but its manifest allows 2",
         ),
         (
-            '(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))'
+            '(module (import "wasi_snapshot_preview1" "fd_write"'
+            " (func (param i32 i32 i32 i32) (result i32)))"
             ' (memory (export "memory") 1) (func (export "handle") (result i32) i32.const 0))',
             "imports wasi_snapshot_preview1.fd_write",
         ),
