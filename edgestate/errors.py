@@ -58,6 +58,7 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── DuplicateKeyError           an object repeats a key (names the key and its path)
     │   └── NonFiniteNumberError        NaN, Infinity or -Infinity, which are not JSON
     └── ConfigError                     bad configuration or command-line values
+        └── PolicyReloadError           a trust policy reload refused; the running policy stays
 """
 
 from __future__ import annotations
@@ -437,3 +438,9 @@ class ConfigError(EdgestateError):
     """Bad configuration file contents or command-line values."""
 
     code = "config_error"
+
+
+class PolicyReloadError(ConfigError):
+    """A trust policy reload whose file is missing or invalid: the running policy stays."""
+
+    code = "policy_reload_failed"

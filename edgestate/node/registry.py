@@ -158,7 +158,24 @@ class ModuleRegistry:
         await self.store.abatch([Delete(MODULES_DOC, name)])
         await self._sync(name)
 
-    async def _sync(self, name: str) -> None:
+    async def recheck(self) -> tuple[list[str], list[str]]:
+        """Check every module against the runtime's (new) policy: (activated, unloaded).
+
+        A stored bundle this node refused may now load; a running module the
+        policy no longer allows is unloaded (its row says why) rather than kept
+        running under rules that no longer hold.
+        """
+        before = {m.name for m in self.runtime.modules()}
+        stored = {n for n, _ in self.store.scan(MODULES_DOC, "", None, 10_000).items}
+        for name in sorted(stored | before):
+            try:
+                await self._sync(name, recheck=True)
+            except Exception:
+                log.exception("could not recheck module %r", name)
+        after = {m.name for m in self.runtime.modules()}
+        return sorted(after - before), sorted(before - after)
+
+    async def _sync(self, name: str, *, recheck: bool = False) -> None:
         raw = self.store.get(MODULES_DOC, name)
         if raw is None:
             try:
@@ -179,7 +196,8 @@ class ModuleRegistry:
             if parsed.name != name:
                 raise ManifestError(f"bundle stored under {name!r} names itself {parsed.name!r}")
             if (
-                running is not None
+                not recheck
+                and running is not None
                 and running.version == offered
                 and running.wasm_sha256 == hashlib.sha256(wasm).hexdigest()
             ):
@@ -187,6 +205,18 @@ class ModuleRegistry:
             loaded = await asyncio.to_thread(self.runtime.load, wasm, manifest, signature)
             await self._create_documents(parsed.writes)
         except EdgestateError as exc:
+            if recheck and running is not None:
+                # The policy changed under a running module: what it allowed no
+                # longer holds, so the module stops rather than keeps its grant.
+                self.runtime.unload(name)
+                log.warning(
+                    "module %r version %s unloaded: the reloaded trust policy refuses it: %s",
+                    name,
+                    current,
+                    exc,
+                )
+                self._record(name, "refused", None, offered, exc)
+                return
             log.warning(
                 "module %r version %s refused by this node, keeping %s: %s",
                 name,
@@ -195,11 +225,13 @@ class ModuleRegistry:
                 exc,
             )
             self._record(name, "refused", current, offered, exc)
-            self.metrics.deploys.labels("refused").inc()
+            if not recheck:  # a recheck is not a deploy
+                self.metrics.deploys.labels("refused").inc()
             return
         await self._save_owners()
         self._record(name, "active", loaded.version, loaded.version)
-        self.metrics.deploys.labels("active").inc()
+        if not recheck:
+            self.metrics.deploys.labels("active").inc()
 
     async def _save_owners(self) -> None:
         # Durable before the deploy is acknowledged: a restart must not forget

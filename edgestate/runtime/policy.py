@@ -102,7 +102,8 @@ def parse_public_key(text: str) -> bytes:
 class TrustPolicy:
     """The publishers a node trusts, keyed by public key."""
 
-    def __init__(self, publishers: list[Publisher]) -> None:
+    def __init__(self, publishers: list[Publisher], *, source: Path | None = None) -> None:
+        self.source = source  # the file it was read from (named in refusals), if any
         self._by_key = {p.public_key: p for p in publishers}
         if len(self._by_key) != len(publishers):
             raise ConfigError("trust policy lists the same public key twice")
@@ -119,9 +120,8 @@ class TrustPolicy:
             text = Path(path).read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read trust policy {path}: {exc.strerror}") from exc
-        return cls.from_dict(
-            jsonstrict.loads(text, what=f"trust policy {path}", invalid=ConfigError)
-        )
+        raw = jsonstrict.loads(text, what=f"trust policy {path}", invalid=ConfigError)
+        return cls(cls.from_dict(raw).publishers, source=Path(path))
 
     @classmethod
     def from_dict(cls, raw: Any) -> TrustPolicy:
@@ -136,9 +136,12 @@ class TrustPolicy:
         """The publisher owning ``public_key``, or :class:`UntrustedPublisherError`."""
         found = self._by_key.get(public_key)
         if found is None:
+            where = f" ({self.source})" if self.source is not None else ""
             raise UntrustedPublisherError(
                 f"module signed by key {public_key_text(public_key)} which is not in the "
-                "trust policy; add its publisher to trust the module"
+                f"trust policy{where}; add its publisher to trust the module. A running node "
+                "rereads its policy on SIGHUP, `edgestate trust reload` or POST "
+                "/v1/admin/trust-policy/reload: no restart needed"
             )
         return found
 

@@ -92,6 +92,9 @@ class ClusterRoutes:
             status=201,
         )
 
+    async def reload_trust_policy(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(await self.node.reload_trust_policy())
+
     async def remove(self, request: web.Request) -> web.StreamResponse:
         await self.node.remove_module(request.match_info["name"])
         return web.json_response({"removed": request.match_info["name"]})
