@@ -23,8 +23,10 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     ├── RuntimeFault                    running modules (sandbox, manifests, signatures)
     │   ├── ManifestError               manifest fails its schema or is inconsistent
     │   ├── SignatureError              unsigned, tampered or wrongly signed module
+    │   ├── SignatureOverwriteError     signing would replace the signature of other bytes
     │   ├── UntrustedPublisherError     publisher key not in the trust policy
     │   ├── PolicyViolationError        manifest asks for more than its publisher may grant
+    │   ├── ModuleOwnershipError        module name held by, or reserved for, another publisher
     │   ├── ModuleNotFoundError_        no such deployed module
     │   ├── ModuleCompileError          wasm failed to compile or link
     │   └── InvocationError             one invocation failed; the node is unaffected
@@ -52,7 +54,11 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── NodeAPIError                the node answered with an error
     │   └── NodeUnreachableError        no node answered at the URL
     ├── NodeStartError                  a node process exited or did not become ready
+    ├── InvalidJSONError                JSON input that is not strict JSON (names the input)
+    │   ├── DuplicateKeyError           an object repeats a key (names the key and its path)
+    │   └── NonFiniteNumberError        NaN, Infinity or -Infinity, which are not JSON
     └── ConfigError                     bad configuration or command-line values
+        └── PolicyReloadError           a trust policy reload refused; the running policy stays
 """
 
 from __future__ import annotations
@@ -177,6 +183,13 @@ class SignatureError(RuntimeFault):
     code = "bad_signature"
 
 
+class SignatureOverwriteError(RuntimeFault):
+    """``edgestate sign`` refusing to replace a signature file that signs other bytes
+    (another module, another build, or not a signature at all) without ``--force``."""
+
+    code = "signature_exists"
+
+
 class UntrustedPublisherError(RuntimeFault):
     """A module signed by a key that is not in the trust policy."""
 
@@ -187,6 +200,15 @@ class PolicyViolationError(RuntimeFault):
     """A manifest asking for more than its publisher's policy allows."""
 
     code = "policy_violation"
+
+
+class ModuleOwnershipError(RuntimeFault):
+    """A deploy under a module name another publisher holds or the policy reserves.
+
+    The message names the owner; removing the module frees the name.
+    """
+
+    code = "module_owned"
 
 
 class ModuleNotFoundError_(RuntimeFault):  # trailing _: the builtin name is taken
@@ -385,6 +407,30 @@ class NodeStartError(EdgestateError):
     code = "node_start_failed"
 
 
+# --- JSON input (edgestate.jsonstrict) -------------------------------------------
+
+
+class InvalidJSONError(EdgestateError):
+    """JSON input (manifest, trust policy, API body...) that is not strict JSON.
+
+    The message names the input and where in it the fault is.
+    """
+
+    code = "invalid_json"
+
+
+class DuplicateKeyError(InvalidJSONError):
+    """A JSON object repeating a key: readers disagree on which copy counts."""
+
+    code = "duplicate_json_key"
+
+
+class NonFiniteNumberError(InvalidJSONError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in JSON input (not JSON per RFC 8259)."""
+
+    code = "non_finite_json_number"
+
+
 # --- config --------------------------------------------------------------------
 
 
@@ -392,3 +438,9 @@ class ConfigError(EdgestateError):
     """Bad configuration file contents or command-line values."""
 
     code = "config_error"
+
+
+class PolicyReloadError(ConfigError):
+    """A trust policy reload whose file is missing or invalid: the running policy stays."""
+
+    code = "policy_reload_failed"

@@ -22,6 +22,7 @@ from edgestate.cli import (
     kv_cmds,
     node_cmds,
     runtime_cmds,
+    trust_cmds,
 )
 
 _COMMAND_MODULES = (
@@ -31,6 +32,7 @@ _COMMAND_MODULES = (
     admin_cmds,
     runtime_cmds,
     cluster_cmds,
+    trust_cmds,
     demo_cmd,
 )
 

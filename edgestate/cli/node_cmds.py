@@ -11,11 +11,16 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgestate.cli.output import edge_errors
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from edgestate.node import Node
 
 log = logging.getLogger("edgestate")
 
@@ -88,6 +93,8 @@ def node(
 ) -> None:
     """Run a node: store, runtime, sync and HTTP API, until SIGTERM or SIGINT.
 
+    SIGHUP rereads the trust policy (as `edgestate trust reload` does).
+
     The first signal stops accepting, lets in-flight invocations finish and closes
     cleanly; a second exits at once. Acknowledged writes survive either way (they
     were fsynced before they were acknowledged).
@@ -143,21 +150,47 @@ async def _serve(config: Any, ready_file: Path | None) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    # SIGHUP rereads the trust policy. Handled from the start: its default action
+    # would kill the node, and one that arrives while starting is served once ready.
+    reload_requested = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
     async with Node(config) as node:
-        if ready_file is not None:
-            tmp = ready_file.with_suffix(".tmp")
-            tmp.write_text(
-                json.dumps(
-                    {
-                        "api": node.api_url,
-                        "sync_port": node.sync.port,
-                        "node_id": node.sync.node_id,
-                        "pid": os.getpid(),
-                    }
-                )
+        reloader = asyncio.create_task(_reload_on_sighup(node, reload_requested))
+        try:
+            await _run(node, ready_file, stop)
+        finally:
+            reloader.cancel()
+            await asyncio.wait([reloader])
+
+
+async def _reload_on_sighup(node: Node, requested: asyncio.Event) -> None:
+    from edgestate.errors import EdgestateError
+
+    while True:
+        await requested.wait()
+        requested.clear()
+        log.info("SIGHUP: rereading the trust policy")
+        try:
+            await node.reload_trust_policy()
+        except EdgestateError:
+            pass  # logged by the reload; the running policy stays
+
+
+async def _run(node: Node, ready_file: Path | None, stop: asyncio.Event) -> None:
+    if ready_file is not None:
+        tmp = ready_file.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "api": node.api_url,
+                    "sync_port": node.sync.port,
+                    "node_id": node.sync.node_id,
+                    "pid": os.getpid(),
+                }
             )
-            tmp.replace(ready_file)
-        await stop.wait()
+        )
+        tmp.replace(ready_file)
+    await stop.wait()
 
 
 commands: list[click.Command] = [node]

@@ -108,6 +108,10 @@ class NodeClient:
         }
         return dict(self._json("POST", "/v1/admin/modules", body))
 
+    def reload_trust_policy(self) -> dict[str, Any]:
+        """``POST /v1/admin/trust-policy/reload``: reread the policy, recheck modules."""
+        return dict(self._json("POST", "/v1/admin/trust-policy/reload"))
+
     def remove(self, name: str) -> None:
         """``DELETE /v1/admin/modules/{name}``."""
         self._json("DELETE", f"/v1/admin/modules/{self._q(name)}")

@@ -29,8 +29,9 @@ from edgestate.errors import ConfigError, EdgestateError
 from edgestate.files import write_private
 from edgestate.node.api import build_app
 from edgestate.node.config import ApiConfig, NodeConfig
-from edgestate.node.metrics import NodeMetrics, gc_metrics, layer_metrics
+from edgestate.node.metrics import NodeMetrics, gc_metrics, guest_log_metrics, layer_metrics
 from edgestate.node.registry import ModuleRegistry
+from edgestate.node.trust import load_policy_file, reload_policy
 from edgestate.runtime import InvocationResult, LoadedModule, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store
 from edgestate.sync.daemon import SyncDaemon
@@ -188,6 +189,7 @@ class Node:
             self._yjs = YjsEndpoint(self._store)
             await self._yjs.start()
             self.metrics.add_collector(lambda: layer_metrics(self.store, self.sync))
+            self.metrics.add_collector(lambda: guest_log_metrics(self.runtime.log_budgets()))
             # Garbage collection figures, read at scrape time like layer_metrics': collected
             # items from the store, members from the sync daemon's frontier tracker.
             self.metrics.add_collector(
@@ -227,15 +229,11 @@ class Node:
         return ctx
 
     def _load_policy(self) -> TrustPolicy:
-        path = self.config.policy_path
-        if not path.exists():
-            log.warning(
-                "no trust policy at %s: no publisher is trusted, every module deploy will be "
-                "refused (write one; schema in schemas/trust-policy.schema.json)",
-                path,
-            )
-            return TrustPolicy([])
-        return TrustPolicy.load(path)
+        return load_policy_file(self.config.policy_path)
+
+    async def reload_trust_policy(self) -> dict[str, Any]:
+        """Reread the trust policy file and recheck every module (see node/trust.py)."""
+        return await reload_policy(self.config.policy_path, self.runtime, self.registry)
 
     async def close(self) -> None:
         """Stop accepting, finish in-flight requests, then close sync, runtime, store."""

@@ -7,11 +7,11 @@ at fault, so the runtime needs no JSON Schema engine.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from edgestate import jsonstrict
 from edgestate.errors import ManifestError
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -69,12 +69,12 @@ def _doc_list(value: Any, field: str) -> frozenset[str]:
 
 
 def parse_manifest(data: bytes | str) -> Manifest:
-    """Parse and validate manifest JSON; raise :class:`ManifestError` naming the fault."""
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"manifest is not valid JSON: {exc}") from exc
-    return manifest_from_dict(raw)
+    """Parse and validate manifest JSON; raise :class:`ManifestError` naming the fault.
+
+    A repeated key (``DuplicateKeyError``) or NaN/Infinity is refused too: the
+    manifest is signed as bytes, and every reader must see the same module.
+    """
+    return manifest_from_dict(jsonstrict.loads(data, what="manifest", invalid=ManifestError))
 
 
 def manifest_from_dict(raw: Any) -> Manifest:

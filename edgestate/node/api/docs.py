@@ -10,6 +10,7 @@ import time
 from aiohttp import web
 
 from edgestate import errors as E
+from edgestate.node.api.bodies import json_body
 from edgestate.node.api.protocol import Documents
 from edgestate.node.api.responses import error_response
 from edgestate.store import Delete, Incr, Set, describe_value, op_from_json
@@ -74,15 +75,13 @@ class DocumentRoutes:
 
     async def batch(self, request: web.Request) -> web.StreamResponse:
         doc = request.match_info["doc"]
+        body = await json_body(request, "batch body")
         try:
-            body = await request.json()
             raw_ops = body["ops"]
             if not isinstance(raw_ops, list):
                 raise TypeError("ops must be a list")
             ops = [op_from_json(doc, op) for op in raw_ops]
         except (
-            json.JSONDecodeError,
-            UnicodeDecodeError,
             KeyError,
             TypeError,
             ValueError,

@@ -107,6 +107,9 @@ class Cluster(Protocol):
     async def remove_module(self, name: str) -> None:
         """Remove a module cluster-wide."""
 
+    async def reload_trust_policy(self) -> dict[str, Any]:
+        """Reread the trust policy file and recheck every module (JSON-ready summary)."""
+
 
 class NodeApi(Guarded, Invocations, Documents, Cluster, Protocol):
     """Everything the API application needs of a node."""
