@@ -52,6 +52,13 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── NodeAPIError                the node answered with an error
     │   └── NodeUnreachableError        no node answered at the URL
     ├── NodeStartError                  a node process exited or did not become ready
+    ├── TokenError                      client tokens (scoped /yjs credentials)
+    │   ├── InvalidGrantError           a grant that cannot be made (doc pattern, expiry, flags)
+    │   ├── UnknownTokenError           no token with that id was issued by this node
+    │   ├── InvalidTokenError           not a token this node issued (malformed, wrong secret)
+    │   ├── TokenExpiredError           the token's expiry has passed
+    │   ├── TokenRevokedError           the token was revoked
+    │   └── TokenScopeError             the token does not grant this document or action
     └── ConfigError                     bad configuration or command-line values
 """
 
@@ -383,6 +390,51 @@ class NodeStartError(EdgestateError):
     """A node process exited or did not become ready; carries its log."""
 
     code = "node_start_failed"
+
+
+# --- client tokens -----------------------------------------------------------------
+
+
+class TokenError(EdgestateError):
+    """A client token could not be made, found or used."""
+
+    code = "token_error"
+
+
+class InvalidGrantError(TokenError):
+    """A token grant that cannot be made: bad document pattern, expiry or flag mix."""
+
+    code = "invalid_grant"
+
+
+class UnknownTokenError(TokenError):
+    """No client token with that id was issued by this node."""
+
+    code = "unknown_token"
+
+
+class InvalidTokenError(TokenError):
+    """A credential that is neither the admin token nor a client token of this node."""
+
+    code = "invalid_token"
+
+
+class TokenExpiredError(TokenError):
+    """A client token used after its expiry."""
+
+    code = "token_expired"
+
+
+class TokenRevokedError(TokenError):
+    """A client token used after ``edgestate token revoke``."""
+
+    code = "token_revoked"
+
+
+class TokenScopeError(TokenError):
+    """A valid client token used for a document or action it does not grant."""
+
+    code = "token_scope"
 
 
 # --- config --------------------------------------------------------------------

@@ -22,6 +22,7 @@ from edgestate.cli import (
     kv_cmds,
     node_cmds,
     runtime_cmds,
+    token_cmds,
 )
 
 _COMMAND_MODULES = (
@@ -32,6 +33,7 @@ _COMMAND_MODULES = (
     runtime_cmds,
     cluster_cmds,
     demo_cmd,
+    token_cmds,
 )
 
 
