@@ -209,9 +209,17 @@ class ModuleCompileError(RuntimeFault):
 
 
 class InvocationError(RuntimeFault):
-    """One invocation failed; nothing it wrote became visible."""
+    """One invocation failed; nothing it wrote became visible.
+
+    ``guest_status`` is the entry's non-zero return value when it returned one
+    (the API sends it as ``X-Edgestate-Status``), else None.
+    """
 
     code = "invocation_failed"
+
+    def __init__(self, message: str, *, guest_status: int | None = None) -> None:
+        super().__init__(message)
+        self.guest_status = guest_status
 
 
 class GuestTrapError(InvocationError):

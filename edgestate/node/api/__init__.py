@@ -106,7 +106,11 @@ def _middleware(node: Guarded) -> Any:
             return await handler(request)
         except E.EdgestateError as exc:
             node.count_http_error(exc.code)
-            return error_response(status_for(exc), exc.code, str(exc))
+            response = error_response(status_for(exc), exc.code, str(exc))
+            if isinstance(exc, E.InvocationError) and exc.guest_status is not None:
+                # the guest's own status, as a successful reply carries it
+                response.headers["X-Edgestate-Status"] = str(exc.guest_status)
+            return response
         except web.HTTPRequestEntityTooLarge as exc:
             node.count_http_error("body_too_large")
             return error_response(413, "body_too_large", exc.text or "request body too large")
