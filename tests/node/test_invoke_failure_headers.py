@@ -34,7 +34,7 @@ _FILL_THEN_STATUS = """
 
 
 def _bundle(publisher: Publisher, name: str, wat: str) -> Bundle:
-    wasm = wasmtime.wat2wasm(wat)
+    wasm = bytes(wasmtime.wat2wasm(wat))
     manifest = json.dumps(
         {
             "name": name,

@@ -45,8 +45,8 @@ def _refusal(node: NodeProcess, doc: str, token: str | None) -> tuple[int, str]:
 
 
 def _update(key: str) -> bytes:
-    doc = Doc()
-    doc["root"] = root = Map()
+    doc: Doc[Any] = Doc()
+    doc["root"] = root = Map[Any]()
     root[key] = b"\x09"
     return doc.get_update()
 
