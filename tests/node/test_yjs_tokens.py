@@ -233,10 +233,15 @@ def _js(js_dir: Path, node: NodeProcess, script: str, doc: str, token: str) -> A
     )
 
 
-def _end(proc: subprocess.Popen[str]) -> None:
-    assert proc.stdin is not None
+def _end(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
+    assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.close()
     proc.wait(timeout=WAIT_S)
+    # Let the reader thread reach the end of the output before closing it.
+    deadline = time.monotonic() + WAIT_S
+    while lines.get(timeout=WAIT_S) != "" and time.monotonic() < deadline:
+        pass
+    proc.stdout.close()
 
 
 def test_the_npm_client_writes_with_a_scoped_token(node: NodeProcess, js_client: Path) -> None:
@@ -249,7 +254,7 @@ def test_the_npm_client_writes_with_a_scoped_token(node: NodeProcess, js_client:
             lambda: node.client.get("js-rw", "from-js")["found"], WAIT_S, "the JS write landing"
         )
     finally:
-        _end(proc)
+        _end(proc, lines)
 
 
 def test_the_npm_client_reads_live_with_a_read_only_token(
@@ -269,4 +274,4 @@ def test_the_npm_client_reads_live_with_a_read_only_token(
         assert _line(lines) == {"event": "closed", "code": READ_ONLY_CLOSE}
         assert node.client.get("kv", "js-ro")["found"] is False
     finally:
-        _end(proc)
+        _end(proc, lines)
