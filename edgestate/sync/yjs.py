@@ -88,11 +88,13 @@ class _Client:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
         self._close_code: int = WSCloseCode.TRY_AGAIN_LATER
         self._close_reason = b"resync needed"
+        self.closing = False
 
     async def run_sender(self) -> None:
         while True:
             message = await self.queue.get()
             if not message:  # kicked or ended: close; a kicked client reconnects and resyncs
+                self.closing = True
                 await self.ws.close(code=self._close_code, message=self._close_reason)
                 return
             await self.ws.send_bytes(message)
@@ -257,6 +259,10 @@ class YjsEndpoint:
             if expiry is not None:
                 expiry.cancel()
             clients.discard(client)
+            if client.closing:
+                # Its close is under way: cancelled mid-write, the close frame (and
+                # with it the close code) may never reach the client.
+                await asyncio.wait([sender], timeout=_CLOSE_WAIT_S)
             sender.cancel()
             await asyncio.wait([sender])
         return ws

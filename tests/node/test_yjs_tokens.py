@@ -68,10 +68,18 @@ async def _session(
 
 
 async def _until_closed(ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    """The close code the node sent.
+
+    Read from the close frame, not ``ws.close_code``: aiohttp's server tears the
+    connection down right after its close frame when it closes from another task,
+    so the client's reply may fail and aiohttp then records 1006 locally.
+    """
     async with asyncio.timeout(WAIT_S):
         while True:
             msg = await ws.receive()
-            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            if msg.type == aiohttp.WSMsgType.CLOSE:
+                return int(msg.data)
+            if msg.type == aiohttp.WSMsgType.CLOSED:
                 return ws.close_code
 
 
