@@ -57,6 +57,13 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     ├── InvalidJSONError                JSON input that is not strict JSON (names the input)
     │   ├── DuplicateKeyError           an object repeats a key (names the key and its path)
     │   └── NonFiniteNumberError        NaN, Infinity or -Infinity, which are not JSON
+    ├── TokenError                      client tokens (scoped /yjs credentials)
+    │   ├── InvalidGrantError           a grant that cannot be made (doc pattern, expiry, flags)
+    │   ├── UnknownTokenError           no token with that id was issued by this node
+    │   ├── InvalidTokenError           not a token this node issued (malformed, wrong secret)
+    │   ├── TokenExpiredError           the token's expiry has passed
+    │   ├── TokenRevokedError           the token was revoked
+    │   └── TokenScopeError             the token does not grant this document or action
     └── ConfigError                     bad configuration or command-line values
         └── PolicyReloadError           a trust policy reload refused; the running policy stays
 """
@@ -224,9 +231,17 @@ class ModuleCompileError(RuntimeFault):
 
 
 class InvocationError(RuntimeFault):
-    """One invocation failed; nothing it wrote became visible."""
+    """One invocation failed; nothing it wrote became visible.
+
+    ``guest_status`` is the entry's non-zero return value when it returned one
+    (the API sends it as ``X-Edgestate-Status``), else None.
+    """
 
     code = "invocation_failed"
+
+    def __init__(self, message: str, *, guest_status: int | None = None) -> None:
+        super().__init__(message)
+        self.guest_status = guest_status
 
 
 class GuestTrapError(InvocationError):
@@ -429,6 +444,51 @@ class NonFiniteNumberError(InvalidJSONError):
     """``NaN``, ``Infinity`` or ``-Infinity`` in JSON input (not JSON per RFC 8259)."""
 
     code = "non_finite_json_number"
+
+
+# --- client tokens -----------------------------------------------------------------
+
+
+class TokenError(EdgestateError):
+    """A client token could not be made, found or used."""
+
+    code = "token_error"
+
+
+class InvalidGrantError(TokenError):
+    """A token grant that cannot be made: bad document pattern, expiry or flag mix."""
+
+    code = "invalid_grant"
+
+
+class UnknownTokenError(TokenError):
+    """No client token with that id was issued by this node."""
+
+    code = "unknown_token"
+
+
+class InvalidTokenError(TokenError):
+    """A credential that is neither the admin token nor a client token of this node."""
+
+    code = "invalid_token"
+
+
+class TokenExpiredError(TokenError):
+    """A client token used after its expiry."""
+
+    code = "token_expired"
+
+
+class TokenRevokedError(TokenError):
+    """A client token used after ``edgestate token revoke``."""
+
+    code = "token_revoked"
+
+
+class TokenScopeError(TokenError):
+    """A valid client token used for a document or action it does not grant."""
+
+    code = "token_scope"
 
 
 # --- config --------------------------------------------------------------------

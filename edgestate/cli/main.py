@@ -22,6 +22,7 @@ from edgestate.cli import (
     kv_cmds,
     node_cmds,
     runtime_cmds,
+    token_cmds,
     trust_cmds,
 )
 
@@ -34,6 +35,7 @@ _COMMAND_MODULES = (
     cluster_cmds,
     trust_cmds,
     demo_cmd,
+    token_cmds,
 )
 
 

@@ -28,6 +28,8 @@ from edgestate import __version__
 from edgestate.errors import ConfigError, EdgestateError
 from edgestate.files import write_private
 from edgestate.node.api import build_app
+from edgestate.node.api.yjs_auth import yjs_authorizer
+from edgestate.node.client_tokens import ClientTokens
 from edgestate.node.config import ApiConfig, NodeConfig
 from edgestate.node.metrics import NodeMetrics, gc_metrics, guest_log_metrics, layer_metrics
 from edgestate.node.registry import ModuleRegistry
@@ -102,6 +104,7 @@ class Node:
         self._registry: ModuleRegistry | None = None
         self._sync: SyncDaemon | None = None
         self._yjs: YjsEndpoint | None = None
+        self._tokens: ClientTokens | None = None
         self.admin_token = ""
 
     # --- parts (available after start) ----------------------------------------------
@@ -135,6 +138,12 @@ class Node:
         """The y-websocket endpoint mounted at ``/yjs/{doc}``."""
         assert self._yjs is not None, "node not started"
         return self._yjs
+
+    @property
+    def tokens(self) -> ClientTokens:
+        """This node's client tokens (scoped ``/yjs`` credentials)."""
+        assert self._tokens is not None, "node not started"
+        return self._tokens
 
     @property
     def token_path(self) -> Path:
@@ -186,7 +195,12 @@ class Node:
             await self._registry.start()
             self._sync = SyncDaemon(self._store, cfg.sync)
             await self._sync.start()
-            self._yjs = YjsEndpoint(self._store)
+            self._tokens = ClientTokens(
+                self._store, lambda token_id: self.yjs.end_access(token_id, "token revoked")
+            )
+            self._yjs = YjsEndpoint(
+                self._store, authorize=yjs_authorizer(self.admin_token, self._tokens)
+            )
             await self._yjs.start()
             self.metrics.add_collector(lambda: layer_metrics(self.store, self.sync))
             self.metrics.add_collector(lambda: guest_log_metrics(self.runtime.log_budgets()))

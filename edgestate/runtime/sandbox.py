@@ -178,9 +178,12 @@ class Sandbox:
                 if self._memory_full(memory):
                     raise MemoryLimitError(
                         f"module {self.name!r} returned status {status} after filling its "
-                        f"memory limit of {self.grant.memory_pages} pages"
+                        f"memory limit of {self.grant.memory_pages} pages",
+                        guest_status=status,
                     )
-                raise GuestStatusError(f"module {self.name!r} returned status {status}")
+                raise GuestStatusError(
+                    f"module {self.name!r} returned status {status}", guest_status=status
+                )
             return Execution(
                 output=host.output_bytes(),
                 fuel_used=self._fuel - remaining.value,

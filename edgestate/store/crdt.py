@@ -17,9 +17,12 @@ Value model (what a Yjs client sees):
 
 A key holds a plain value if "root" has it, else a counter if it has slots. Set and
 Delete clear the key's counter slots; a Set concurrent with an increment elsewhere
-resolves to the plain value on every replica. Values other Yjs clients may put in
-"root" are materialized too: a string as its UTF-8, anything else as JSON (see
-:func:`materialize_plain`).
+resolves to the plain value on every replica. A remote update (a Yjs client's, a
+peer's) that leaves a key with both is completed the same way: the key's slots
+are deleted in the same transaction, so a plain value written over a counter from
+any side replaces it, and deleting the value later does not bring the counter back.
+Values other Yjs clients may put in "root" are materialized too: a string as its
+UTF-8, anything else as JSON (see :func:`materialize_plain`).
 
 No value can make materializing fail (found in review: two partitioned replicas'
 legal increments summed past int64, every merge of the document raised and its
@@ -186,6 +189,13 @@ class CrdtDocument:
         except ValueError as exc:
             self._take()
             raise InvalidUpdateError(f"cannot decode update for {self.name!r}: {exc}") from exc
+        replaced = [k for k in self._changed if k in self._slots and k in self.root]
+        if replaced:
+            # Only deletes: no new structs, so the merged update stays one log entry.
+            with self.doc.transaction():
+                for key in replaced:
+                    for replica in list(self._slots.get(key, ())):
+                        del self.counters[key + SLOT_SEP + replica]
         return self._take()
 
     def materialized(self, keys: Iterable[str]) -> dict[str, bytes | None]:

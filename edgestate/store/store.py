@@ -283,6 +283,10 @@ class Store(StoreReads):
         self._require_doc(doc)
         return jobs.gc_frontier(doc, check_frontier(frontier))
 
+    def put_local(self, name: str, data: bytes) -> None:
+        """Durably save node-local metadata (never replicated; see :meth:`get_local`)."""
+        self._run(jobs.put_local(LOCAL_PREFIX + name.encode(), data))
+
     async def aput_local(self, name: str, data: bytes) -> None:
         """Durably save node-local metadata (the sync layer's member reports)."""
         await self._arun(jobs.put_local(LOCAL_PREFIX + name.encode(), data))

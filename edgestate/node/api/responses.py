@@ -31,6 +31,12 @@ _STATUS: dict[type[E.EdgestateError], int] = {
     E.ManifestError: 422,
     E.ModuleCompileError: 422,
     E.StoreClosedError: 503,
+    E.InvalidGrantError: 400,
+    E.UnknownTokenError: 404,
+    E.InvalidTokenError: 401,
+    E.TokenExpiredError: 401,
+    E.TokenRevokedError: 401,
+    E.TokenScopeError: 403,
     E.EdgestateError: 500,
 }
 
