@@ -22,9 +22,20 @@ import logging
 from aiohttp import WSCloseCode, WSMsgType, web
 from pycrdt import YMessageType, YSyncMessageType, read_message, write_message
 
-from edgestate.errors import InvalidUpdateError, StaleReplicaError, StoreError
-from edgestate.store import ChangeStream, Store
-from edgestate.sync.frames import DOC_NAME
+from edgestate.errors import (
+    InvalidUpdateError,
+    StaleReplicaError,
+    StoreError,
+    SystemDocumentError,
+)
+from edgestate.store import (
+    DOC_NAME_RULE,
+    ChangeStream,
+    Store,
+    check_user_writable,
+    is_doc_name,
+    is_system_document,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +155,12 @@ class YjsEndpoint:
         if self._closing:
             raise web.HTTPServiceUnavailable(reason="node shutting down")
         doc = request.match_info["doc"]
-        if not DOC_NAME.fullmatch(doc):
-            raise web.HTTPBadRequest(reason="document name must match [A-Za-z0-9_.-]{1,64}")
+        if not is_doc_name(doc):
+            raise web.HTTPBadRequest(reason=f"invalid document name: use {DOC_NAME_RULE}")
         if not self.store.has_document(doc):
+            if is_system_document(doc):
+                # The node's own documents are made by their own paths, never here.
+                raise web.HTTPForbidden(reason=f"{doc} is a system document (read-only here)")
             if not self._create:
                 raise web.HTTPNotFound(reason=f"no document {doc}")
             await self.store.acreate_document(doc)
@@ -173,6 +187,9 @@ class YjsEndpoint:
             await ws.close(
                 code=WSCloseCode.PROTOCOL_ERROR, message=b"malformed y-protocols message"
             )
+        except SystemDocumentError as exc:
+            log.warning("closing yjs client of %s: %s", doc, exc)
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"system document: read-only")
         except StoreError as exc:
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=str(exc).encode()[:120])
         finally:
@@ -199,4 +216,5 @@ class YjsEndpoint:
             client.offer(sync_message(YSyncMessageType.SYNC_STEP2, update))
         elif data[1] in (YSyncMessageType.SYNC_STEP2, YSyncMessageType.SYNC_UPDATE):
             if payload != _EMPTY_UPDATE:
+                check_user_writable(doc)  # reads of `_` documents are fine, writes are not
                 await self.store.aapply_update(doc, payload, origin=client.origin)
