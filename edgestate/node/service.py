@@ -176,6 +176,10 @@ class Node:
     async def start(self) -> None:
         """Open the store, load modules, start sync and the API; then ready."""
         cfg = self.config
+        # A damaged token or cache key is named first, whatever else is wrong.
+        for name, check in ((TOKEN_FILE, ensure_token), (CACHE_KEY_FILE, ensure_cache_key)):
+            if (cfg.data_dir / name).is_file():
+                check(cfg.data_dir)
         create = check_data_dir(cfg.data_dir, new_store=self.new_store)
         if not create:
             await self._check_store()
