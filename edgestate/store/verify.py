@@ -83,7 +83,10 @@ class _Walk:
             except lmdb.Error as exc:
                 self.problem(f"table {name}: LMDB: {exc}")
             rows[name] = table
-        if self.decode:
+        if self.decode and self.problems:
+            # Decoding half-read tables would only list what the damage hid.
+            self.problem("entries not decoded: first restore a store whose tables can be walked")
+        elif self.decode:
             _progress("decode")
             from edgestate.store.decode_check import check_rows
 

@@ -172,7 +172,7 @@ def test_corrupt_data_file_is_a_clear_error(store_dir: Path) -> None:
     store_dir.mkdir()
     (store_dir / "data.mdb").write_bytes(os.urandom(64 << 10))
     # Refused from its meta pages, before LMDB maps it (StoreCorruptError).
-    with pytest.raises(StoreError, match="not an LMDB file|meta page 0 is damaged"):
+    with pytest.raises(StoreError, match=r"not an LMDB file|meta page 0 is damaged"):
         Store.open(store_dir)
 
 
