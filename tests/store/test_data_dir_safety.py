@@ -5,6 +5,7 @@ overwritten with random bytes)."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from edgestate.store import Set, Store
 from tests.node.conftest import NodeProcess, start_node
+from tests.schemas import validate
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -152,6 +154,7 @@ def test_random_bytes_mid_file_are_found_and_refused(node_data: Path) -> None:
 def test_verify_decodes_every_entry(node_data: Path) -> None:
     ok = cli("inspect", "--data", str(node_data), "verify", "--json")
     assert ok.returncode == 0 and '"ok": true' in ok.stdout, ok.stdout + ok.stderr
+    validate("cli/inspect-verify.schema.json", json.loads(ok.stdout))
     # A snapshot that LMDB stores fine but that is not a Yjs update, and a
     # materialized value that disagrees with its document.
     env = lmdb.open(str(node_data / "store"), max_dbs=8)
@@ -160,7 +163,10 @@ def test_verify_decodes_every_entry(node_data: Path) -> None:
     env.close()
     bad = cli("inspect", "--data", str(node_data), "verify", "--json")
     assert bad.returncode == 1, bad.stderr
-    assert "snapshot of 'app' does not decode" in bad.stdout
+    report = json.loads(bad.stdout)
+    validate("cli/inspect-verify.schema.json", report)
+    assert not report["ok"]
+    assert any("snapshot of 'app' does not decode" in p for p in report["problems"])
 
 
 def test_hot_backup_is_consistent_and_restores(node_data: Path, tmp_path: Path) -> None:
