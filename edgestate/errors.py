@@ -9,7 +9,8 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     ├── StoreError                      the durable state layer
     │   ├── InvalidKeyError             key not a str, not UTF-8 encodable, empty or too long
     │   ├── ValueTooLargeError          value over the configured size limit
-    │   ├── InvalidDocumentNameError    document name outside [A-Za-z0-9_.-]{1,64}
+    │   ├── InvalidDocumentNameError    document name breaking the rule (store/names.py)
+    │   ├── SystemDocumentError         a user write to one of the node's own `_` documents
     │   ├── UnknownDocumentError        document never created in this store
     │   ├── WrongTypeError              incr on a plain value, or a plain op on a counter
     │   ├── InvalidUpdateError          corrupt or foreign CRDT update bytes
@@ -18,6 +19,8 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── InvalidCursorError          a scan cursor we did not issue
     │   ├── FormatVersionError          data directory written by another format version
     │   ├── StoreLockedError            another process holds the directory for writing
+    │   ├── StoreMissingError           a node's data directory whose store is gone or empty
+    │   ├── StoreCorruptError           store file damaged (truncated, bad pages or entries)
     │   ├── StoreClosedError            the store was closed
     │   └── ReadOnlyStoreError          a write on a store opened read-only
     ├── RuntimeFault                    running modules (sandbox, manifests, signatures)
@@ -65,7 +68,8 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── TokenRevokedError           the token was revoked
     │   └── TokenScopeError             the token does not grant this document or action
     └── ConfigError                     bad configuration or command-line values
-        └── PolicyReloadError           a trust policy reload refused; the running policy stays
+        ├── PolicyReloadError           a trust policy reload refused; the running policy stays
+        └── ForeignDataDirError         a non-empty directory that is not an edgestate one
 """
 
 from __future__ import annotations
@@ -102,6 +106,13 @@ class InvalidDocumentNameError(StoreError):
     """A document name outside the allowed alphabet or length."""
 
     code = "invalid_document_name"
+
+
+class SystemDocumentError(StoreError):
+    """A user-facing write (admin API, CLI, ``/yjs``, a manifest grant) to one of the
+    node's own documents (``_`` prefix); only the node's own paths write those."""
+
+    code = "system_document"
 
 
 class UnknownDocumentError(StoreError):
@@ -155,6 +166,23 @@ class StoreLockedError(StoreError):
     """Another process holds the data directory open for writing."""
 
     code = "store_locked"
+
+
+class StoreMissingError(StoreError):
+    """A data directory that holds a node's files but whose store is missing or empty.
+
+    Starting afresh there would silently drop every acknowledged write; it takes an
+    explicit ``edgestate node --new-store``.
+    """
+
+    code = "store_missing"
+
+
+class StoreCorruptError(StoreError):
+    """A store file that is damaged: truncated, bad meta or B-tree pages, or entries
+    the store's decoders refuse. Restore from a backup (README, backup and restore)."""
+
+    code = "store_corrupt"
 
 
 class StoreClosedError(StoreError):
@@ -504,3 +532,10 @@ class PolicyReloadError(ConfigError):
     """A trust policy reload whose file is missing or invalid: the running policy stays."""
 
     code = "policy_reload_failed"
+
+
+class ForeignDataDirError(ConfigError):
+    """A non-empty directory given as a data directory that is not an edgestate one
+    (a checkout, a home directory): the node refuses to write its files into it."""
+
+    code = "foreign_data_dir"

@@ -16,6 +16,7 @@ import click
 import edgestate
 from edgestate.cli import (
     admin_cmds,
+    backup_cmd,
     cluster_cmds,
     demo_cmd,
     inspect_cmds,
@@ -31,6 +32,7 @@ _COMMAND_MODULES = (
     kv_cmds,
     node_cmds,
     admin_cmds,
+    backup_cmd,
     runtime_cmds,
     cluster_cmds,
     trust_cmds,

@@ -31,7 +31,7 @@ from edgestate.errors import (
 from edgestate.host.kv import Grants, Overlay
 from edgestate.host.logbudget import LogBudget
 from edgestate.host.memory import GuestMemory
-from edgestate.store import Store, WriteOp
+from edgestate.store import MAX_DOC_NAME_CHARS, Store, WriteOp, is_doc_name
 
 IMPORT_MODULE: Final = "edgestate"
 ABI_VERSION: Final = 1
@@ -119,7 +119,6 @@ class HostLimits:
     log_note_interval_s: float = 10.0
 
 
-_MAX_DOC_NAME = 64  # the store's document-name limit
 # Our cursors are a store cursor and a key: far below this.
 _MAX_CURSOR = 4096
 
@@ -239,14 +238,19 @@ class HostContext:
 
     def doc_open(self, name_ptr: int, name_len: int) -> int:
         """Handle of a granted, existing document."""
-        if name_len > _MAX_DOC_NAME:
+        # Checked before the bytes are copied, so a huge length costs the host nothing.
+        if name_len > MAX_DOC_NAME_CHARS:
             self.memory.address(name_ptr, name_len)
-            raise HostCallRefused(ErrorCode.ACCESS_DENIED)
+            raise HostCallRefused(ErrorCode.INVALID_ARGUMENT)
         raw = self.memory.read(name_ptr, name_len)
         try:
             name = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise HostCallRefused(ErrorCode.INVALID_ARGUMENT) from None
+        # The store's one name rule: a name no document can have is a guest bug
+        # (INVALID_ARGUMENT), not a question of grants.
+        if not is_doc_name(name):
+            raise HostCallRefused(ErrorCode.INVALID_ARGUMENT)
         # Grants are checked first so a module cannot probe which documents exist.
         if not self.env.grants.may_open(name):
             raise HostCallRefused(ErrorCode.ACCESS_DENIED)

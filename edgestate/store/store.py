@@ -74,14 +74,18 @@ class Store(StoreReads):
         config: StoreConfig | None = None,
         *,
         readonly: bool = False,
+        create: bool = True,
     ) -> Store:
-        """Open the store in ``path`` (created if absent, unless ``readonly``).
+        """Open the store in ``path`` (created if absent, if ``create`` and not
+        ``readonly``; else a missing store is :class:`StoreMissingError`).
 
         A writable open takes the directory's writer lock: a second writer gets
-        :class:`StoreLockedError`. Read-only opens may run beside a writer.
+        :class:`StoreLockedError`. Read-only opens may run beside a writer. A
+        ``data.mdb`` shorter than its meta pages say is :class:`StoreCorruptError`.
         """
         config = config or StoreConfig()
-        return cls(open_environment(Path(path), config, readonly=readonly), config)
+        env = open_environment(Path(path), config, readonly=readonly, create=create)
+        return cls(env, config)
 
     def close(self) -> None:
         """Finish queued writes, flush and close. Idempotent."""

@@ -49,6 +49,7 @@ from edgestate.errors import (
     OversizedFrameError,
     RateLimitedError,
 )
+from edgestate.store import DOC_NAME_RULE, is_doc_name
 
 # Versions this code speaks; hello negotiates the highest common one.
 PROTOCOL_VERSIONS: tuple[int, ...] = (1, 2, 3)
@@ -57,9 +58,6 @@ REPORTS_VERSION = 2
 # The first version whose diffs carry the collection record of their history.
 RECORD_IN_DIFF_VERSION = 3
 
-# The store's document-name rule, checked on the wire too so a peer cannot make
-# us even try to open a file with a hostile name.
-DOC_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Node and cluster ids are hex fingerprints in TLS mode, short names in
 # insecure mode.
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -427,5 +425,8 @@ def _id(body: dict[str, Any], name: str) -> str:
 
 
 def _check_doc(name: object) -> None:
-    if not isinstance(name, str) or not DOC_NAME.fullmatch(name):
-        raise MalformedFrameError(f"document name {name!r} must match {DOC_NAME.pattern}")
+    # The store's one name rule, checked on the wire too so a peer cannot make us
+    # even try to open a document with a hostile name.
+    if not is_doc_name(name):
+        shown = name[:80] if isinstance(name, str) else name
+        raise MalformedFrameError(f"document name {shown!r}: use {DOC_NAME_RULE}")

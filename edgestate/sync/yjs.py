@@ -36,11 +36,18 @@ from edgestate.errors import (
     InvalidUpdateError,
     StaleReplicaError,
     StoreError,
+    SystemDocumentError,
     TokenScopeError,
     UnknownDocumentError,
 )
-from edgestate.store import ChangeStream, Store
-from edgestate.sync.frames import DOC_NAME
+from edgestate.store import (
+    DOC_NAME_RULE,
+    ChangeStream,
+    Store,
+    check_user_writable,
+    is_doc_name,
+    is_system_document,
+)
 
 log = logging.getLogger(__name__)
 
@@ -204,10 +211,13 @@ class YjsEndpoint:
         if self._closing:
             raise web.HTTPServiceUnavailable(reason="node shutting down")
         doc = request.match_info["doc"]
-        if not DOC_NAME.fullmatch(doc):
-            raise web.HTTPBadRequest(reason="document name must match [A-Za-z0-9_.-]{1,64}")
+        if not is_doc_name(doc):
+            raise web.HTTPBadRequest(reason=f"invalid document name: use {DOC_NAME_RULE}")
         access = self._authorize(request, doc)  # raises: answered before the upgrade
         if not self.store.has_document(doc):
+            if is_system_document(doc):
+                # The node's own documents are made by their own paths, never here.
+                raise web.HTTPForbidden(reason=f"{doc} is a system document (read-only here)")
             if not self._create:
                 raise web.HTTPNotFound(reason=f"no document {doc}")
             if not access.create:
@@ -253,6 +263,9 @@ class YjsEndpoint:
         except TokenScopeError as exc:
             log.info("closing yjs client of %s: %s", doc, exc)
             await ws.close(code=READ_ONLY_CLOSE, message=b"read-only token: updates are refused")
+        except SystemDocumentError as exc:
+            log.warning("closing yjs client of %s: %s", doc, exc)
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"system document: read-only")
         except StoreError as exc:
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=str(exc).encode()[:120])
         finally:
@@ -289,4 +302,5 @@ class YjsEndpoint:
             if not client.access.write:
                 # Checked before the store sees it: nothing of it is applied.
                 raise TokenScopeError(f"update from a read-only client of {doc}")
+            check_user_writable(doc)  # reads of `_` documents are fine, writes are not
             await self.store.aapply_update(doc, payload, origin=client.origin)

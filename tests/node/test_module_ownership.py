@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from edgestate.devkit import Bundle, Publisher, example_bundle, make_publisher
+from edgestate.node.config import store_dir_of
 from edgestate.node.registry import encode_bundle
+from edgestate.store import Store
 from tests.node.api_check import call
 from tests.node.conftest import NodeProcess, eventually, start_node
 from tests.node.test_modules_e2e import BUILD, deploy, invoke, wat_bundle
@@ -56,26 +58,35 @@ def test_a_publisher_cannot_take_over_another_publishers_module(tmp_path: Path) 
         assert invoke(a, "kv-echo", b"k1=v1").status == 200
         assert _stored(a, "k1")
 
-        # By replication: the takeover written straight into _modules (as a node
-        # with a laxer policy would) is refused by every node, which keeps the
-        # owner's version running.
+        # By replication: the takeover written straight into _modules, as a node
+        # with a laxer policy would write it, is refused by every node, which keeps
+        # the owner's version running. The API refuses writes to system documents,
+        # so it goes into a's store while a is stopped; a then dials b with it.
         hijack = encode_bundle(noop.wasm, noop.manifest, noop.signature)
-        put = call(a.api, "PUT", "/v1/admin/docs/_modules/keys/kv-echo", hijack, token=a.token)
-        assert put.status == 200, put.body
+        assert a.stop() == 0, a.log()
+        with Store.open(store_dir_of(tmp_path / "a")) as store:
+            store.set("_modules", "kv-echo", hijack)
+        a_args = ("--no-mdns", "--trust-policy", str(policy), "--peer", f"127.0.0.1:{b.sync_port}")
+        a = start_node(tmp_path / "a", *a_args)
+        nodes.append(a)
 
         def refused(n: NodeProcess) -> dict[str, Any] | None:
             row = _row(n, "kv-echo")
             return row if row and row["error_code"] == "module_owned" else None
 
-        for n in (a, b):
-            row = eventually(lambda n=n: refused(n), what="takeover refused")
-            assert row["state"] == "refused" and row["publisher"] == "demo"
-            assert row["wasm_sha256"] == _row(a, "kv-echo")["wasm_sha256"]  # type: ignore[index]
+        # a restarted with only the takeover stored: it refuses it by the owner it
+        # remembers (and runs nothing under the name until the owner redeploys).
+        row = eventually(lambda: refused(a), what="takeover refused on a")
+        assert row["state"] == "refused" and "'demo'" in row["error"]
+        # b, live throughout, refuses it as it replicates in and keeps the owner's.
+        row = eventually(lambda: refused(b), what="takeover refused on b")
+        assert row["state"] == "refused" and row["publisher"] == "demo"
         assert invoke(b, "kv-echo", b"k2=v2").status == 200
         eventually(lambda: _stored(b, "k2"), what="k2 written on b")
 
         # A restart does not forget the owner: the stored takeover is still refused.
         assert b.stop() == 0, b.log()
+        b_args = (*b_args[:-1], f"127.0.0.1:{a.sync_port}")  # a restarted on a new port
         b = start_node(b_data, *b_args)
         nodes.append(b)
         row = _row(b, "kv-echo")

@@ -12,6 +12,7 @@ _STATUS: dict[type[E.EdgestateError], int] = {
     E.UnknownDocumentError: 404,
     E.InvalidKeyError: 400,
     E.InvalidDocumentNameError: 400,
+    E.SystemDocumentError: 403,
     E.InvalidCursorError: 400,
     E.InvalidJSONError: 400,
     E.WrongTypeError: 409,
