@@ -52,6 +52,7 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── NodeAPIError                the node answered with an error
     │   └── NodeUnreachableError        no node answered at the URL
     ├── NodeStartError                  a node process exited or did not become ready
+    ├── ToolchainError                  no usable compiler for a guest module, or its build failed
     └── ConfigError                     bad configuration or command-line values
 """
 
@@ -383,6 +384,14 @@ class NodeStartError(EdgestateError):
     """A node process exited or did not become ready; carries its log."""
 
     code = "node_start_failed"
+
+
+class ToolchainError(EdgestateError):
+    """No usable compiler for a guest module's language (rustc without the
+    wasm32 target, no ``asc``, no ``ziglang``), or a build it ran failed; the
+    message says which toolchains were tried and how to install one."""
+
+    code = "toolchain_unavailable"
 
 
 # --- config --------------------------------------------------------------------

@@ -1,0 +1,191 @@
+"""Finding and running the compilers of guest modules: rustc for Rust (C and Zig
+go through ``ziglang`` in :mod:`edgestate.guest`; AssemblyScript through
+:mod:`edgestate.guest.assemblyscript`).
+
+Every build is cached under the SHA-256 of its inputs (sources, SDK, compiler
+version, flags), like :func:`edgestate.guest.build_zig`, so tests and scripts
+rebuild only what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgestate.errors import ToolchainError
+
+GUEST_DIR = Path(__file__).resolve().parent
+RUST_SDK_DIR = GUEST_DIR / "rust"
+RUST_SDK = RUST_SDK_DIR / "src" / "lib.rs"
+RUST_TARGET = "wasm32-unknown-unknown"
+# Lean settings: size-optimised, no unwinding tables, one codegen unit and LTO so
+# unused SDK code and panics disappear, symbols stripped. rustc's default stack
+# is 1 MiB (17 initial pages, more than most manifests allow); 64 KiB gives 2.
+RUST_STACK_BYTES = 65536
+RUST_FLAGS = (
+    "--edition",
+    "2021",
+    "--target",
+    RUST_TARGET,
+    "-C",
+    "opt-level=z",
+    "-C",
+    "panic=abort",
+)
+RUST_LINK_FLAGS = (
+    "-C",
+    "lto",
+    "-C",
+    "codegen-units=1",
+    "-C",
+    "strip=symbols",
+    "-C",
+    f"link-arg=-zstack-size={RUST_STACK_BYTES}",
+)
+RUST_FEATURES = ("alloc", "panic-message")
+# A cold rustc build takes well under a minute; a hung compiler must not hang a run.
+BUILD_TIMEOUT_S = 300
+RUST_INSTALL_HINT = (
+    "install one with the wasm32 std: `apt-get install rustc cargo libstd-rust-dev-wasm32` "
+    "(Debian), or `rustup target add wasm32-unknown-unknown`; or set EDGESTATE_RUSTC"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rustc:
+    """A rustc that can build ``wasm32-unknown-unknown``."""
+
+    path: str
+    version: str
+    sysroot: Path
+
+
+def _candidates(env_var: str, name: str, extra: Iterable[str]) -> list[str]:
+    found: list[str] = []
+    if os.environ.get(env_var):
+        found.append(os.environ[env_var])
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        path = os.path.join(entry, name)
+        if os.access(path, os.X_OK):
+            found.append(path)
+    found += [p for p in extra if os.access(p, os.X_OK)]
+    # The same binary may be on PATH twice (/bin and /usr/bin on merged-/usr).
+    unique: list[str] = []
+    seen: set[str] = set()
+    for path in found:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            unique.append(path)
+    return unique
+
+
+def _run(command: Sequence[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(command), cwd=cwd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
+    )
+
+
+def find_rustc() -> Rustc:
+    """The first rustc with the wasm32 std: ``$EDGESTATE_RUSTC``, then PATH, then /usr/bin.
+
+    A rustup rustc is often first on PATH without the wasm32 target (its builds
+    fail with E0463, "can't find crate for core"): it is skipped, and named in
+    the error when no candidate has the target.
+    """
+    tried: list[str] = []
+    for path in _candidates("EDGESTATE_RUSTC", "rustc", ["/usr/bin/rustc"]):
+        try:
+            version = _run([path, "--version"])
+            sysroot = _run([path, "--print", "sysroot"])
+        except (OSError, subprocess.SubprocessError) as exc:
+            tried.append(f"{path}: {exc}")
+            continue
+        if version.returncode != 0 or sysroot.returncode != 0:
+            tried.append(f"{path}: does not run ({(version.stderr or sysroot.stderr).strip()})")
+            continue
+        root = Path(sysroot.stdout.strip())
+        lib = root / "lib" / "rustlib" / RUST_TARGET / "lib"
+        if lib.is_dir() and any(p.name.startswith("libcore-") for p in lib.iterdir()):
+            return Rustc(path, version.stdout.strip(), root)
+        tried.append(f"{path} ({version.stdout.strip()}): no {RUST_TARGET} std under {root}")
+    raise ToolchainError(
+        f"no rustc that can build {RUST_TARGET}; tried: "
+        + ("; ".join(tried) or "none on PATH")
+        + f". {RUST_INSTALL_HINT}"
+    )
+
+
+def cache_key(parts: Iterable[bytes]) -> str:
+    """Hex digest over ``parts`` (each hashed first, so boundaries count)."""
+    key = hashlib.sha256()
+    for part in parts:
+        key.update(hashlib.sha256(part).digest())
+    return key.hexdigest()[:16]
+
+
+def install_output(built: Path, out: Path) -> Path:
+    """Move a fresh build to its cached name atomically (parallel builds race)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    shutil.copy(built, tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def _feature_flags(features: Sequence[str]) -> list[str]:
+    for f in features:
+        if f not in RUST_FEATURES:
+            raise ToolchainError(f"unknown feature {f!r} of the Rust SDK; one of {RUST_FEATURES}")
+    return [arg for f in sorted(features) for arg in ("--cfg", f'feature="{f}"')]
+
+
+def build_rust(
+    source: Path,
+    out_dir: Path,
+    *,
+    features: Sequence[str] = (),
+    rustc: Rustc | None = None,
+) -> Path:
+    """Build a single-file Rust module (``use edgestate::...``) to wasm, cached.
+
+    The SDK crate is compiled to an rlib and the module linked against it with
+    :data:`RUST_LINK_FLAGS`; no Cargo, no registry. Returns
+    ``out_dir/STEM-HASH.wasm``.
+    """
+    rustc = rustc or find_rustc()
+    source = source.resolve()
+    flags = _feature_flags(features)
+    key = cache_key(
+        [
+            source.read_bytes(),
+            RUST_SDK.read_bytes(),
+            rustc.version.encode(),
+            " ".join((*RUST_FLAGS, *RUST_LINK_FLAGS, *flags)).encode(),
+        ]
+    )
+    out = out_dir / f"{source.stem}-rs-{key}.wasm"
+    if out.exists():
+        return out
+    with tempfile.TemporaryDirectory(prefix="edgestate-rust-") as tmp:
+        work = Path(tmp)
+        rlib = work / "libedgestate.rlib"
+        sdk = ["--crate-type", "rlib", "--crate-name", "edgestate", str(RUST_SDK)]
+        module = ["--crate-type", "cdylib", "--extern", f"edgestate={rlib}", str(source)]
+        steps = [
+            [rustc.path, *RUST_FLAGS, *flags, *sdk, "-o", str(rlib)],
+            [rustc.path, *RUST_FLAGS, *RUST_LINK_FLAGS, *module, "-o", str(work / "out.wasm")],
+        ]
+        for command in steps:
+            proc = _run(command, cwd=work)
+            if proc.returncode != 0:
+                raise ToolchainError(
+                    f"rustc build of {source} failed ({rustc.path}):\n{proc.stderr.strip()}"
+                )
+        return install_output(work / "out.wasm", out)
