@@ -33,6 +33,10 @@ ZIG_FLAGS = (
     "-O",
     "ReleaseSmall",
     "-fstrip",
+    # Zig's default 1 MiB stack makes a module start with 17 memory pages, over
+    # most manifests' memory_pages; 64 KiB leaves it at 2.
+    "--stack",
+    "65536",
 )
 # A cold Zig build of one example takes a few seconds; a hung compiler must
 # not hang a test run.

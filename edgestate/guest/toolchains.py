@@ -189,3 +189,48 @@ def build_rust(
                     f"rustc build of {source} failed ({rustc.path}):\n{proc.stderr.strip()}"
                 )
         return install_output(work / "out.wasm", out)
+
+
+# C goes through the ziglang package's clang (`python -m ziglang cc`): no
+# system compiler, no wasi-libc. ES_EXPORT in the header exports the entry;
+# --strip-all drops names and debug info; the stack is Zig's and Rust's 64 KiB.
+C_FLAGS = (
+    "--target=wasm32-freestanding",
+    "-nostdlib",
+    "-Os",
+    "-Wl,--no-entry",
+    "-Wl,--strip-all",
+    f"-Wl,-z,stack-size={RUST_STACK_BYTES}",
+)
+ZIG_INSTALL_HINT = "pip install 'edgestate[sdk]' (the ziglang package from PyPI)"
+
+
+def find_zig() -> str:
+    """The ziglang package's version; ToolchainError when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ziglang")
+    except PackageNotFoundError:
+        raise ToolchainError(f"no Zig toolchain; {ZIG_INSTALL_HINT}") from None
+
+
+def build_c(source: Path, out_dir: Path) -> Path:
+    """Build a C module (``#include "edgestate.h"``) with ``ziglang cc``, cached."""
+    import sys
+
+    source = source.resolve()
+    header = GUEST_DIR / "edgestate.h"
+    key = cache_key(
+        [source.read_bytes(), header.read_bytes(), find_zig().encode(), *map(str.encode, C_FLAGS)]
+    )
+    out = out_dir / f"{source.stem}-c-{key}.wasm"
+    if out.exists():
+        return out
+    with tempfile.TemporaryDirectory(prefix="edgestate-c-") as tmp:
+        built = Path(tmp) / "out.wasm"
+        command = [sys.executable, "-m", "ziglang", "cc", *C_FLAGS, f"-I{GUEST_DIR}"]
+        proc = _run([*command, "-o", str(built), str(source)], cwd=source.parent)
+        if proc.returncode != 0:
+            raise ToolchainError(f"C build of {source} failed:\n{proc.stderr.strip()}")
+        return install_output(built, out)
