@@ -234,3 +234,84 @@ def build_c(source: Path, out_dir: Path) -> Path:
         if proc.returncode != 0:
             raise ToolchainError(f"C build of {source} failed:\n{proc.stderr.strip()}")
         return install_output(built, out)
+
+
+# AssemblyScript: the project-local `asc` from npm (never a global one). The
+# stub runtime never frees, which is right for an instance that lives for one
+# request, and is the smallest; -O3z optimises for speed and size; abort (throw,
+# assert, bounds) is routed to the SDK's handler, which logs before trapping,
+# since the host has no `env.abort`.
+AS_SDK_DIR = GUEST_DIR / "assemblyscript"
+AS_PACKAGE = "edgestate-sdk"
+AS_FLAGS = (
+    "--runtime",
+    "stub",
+    "-O3z",
+    "--use",
+    f"abort=~lib/{AS_PACKAGE}/assembly/index/abortHandler",
+)
+AS_INSTALL_HINT = (
+    "run `scripts/bootstrap --toolchains` in an edgestate checkout, or "
+    "`npm install --save-dev assemblyscript` in your project (npm, never -g); or set EDGESTATE_ASC"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Asc:
+    """An AssemblyScript compiler and the node that runs it."""
+
+    path: str
+    version: str
+
+
+def find_asc(project: Path | None = None) -> Asc:
+    """``$EDGESTATE_ASC``, else ``node_modules/.bin/asc`` of ``project``, else the SDK's own."""
+    tried: list[str] = []
+    candidates = [os.environ.get("EDGESTATE_ASC", "")]
+    if project is not None:
+        candidates.append(str(project / "node_modules" / ".bin" / "asc"))
+    candidates.append(str(AS_SDK_DIR / "node_modules" / ".bin" / "asc"))
+    if shutil.which("node") is None:
+        raise ToolchainError(f"AssemblyScript needs node on PATH; {AS_INSTALL_HINT}")
+    for path in filter(None, candidates):
+        if not os.access(path, os.X_OK):
+            tried.append(f"{path}: absent")
+            continue
+        proc = _run([path, "--version"])
+        if proc.returncode == 0:
+            return Asc(path, proc.stdout.strip())
+        tried.append(f"{path}: {proc.stderr.strip()}")
+    raise ToolchainError(f"no AssemblyScript compiler; tried {'; '.join(tried)}. {AS_INSTALL_HINT}")
+
+
+def _as_sdk_bytes() -> list[bytes]:
+    files = sorted([AS_SDK_DIR / "index.ts", *(AS_SDK_DIR / "assembly").glob("*.ts")])
+    return [p.read_bytes() for p in files]
+
+
+def build_as(source: Path, out_dir: Path, *, asc: Asc | None = None) -> Path:
+    """Build an AssemblyScript module (``import ... from "edgestate-sdk"``) to wasm, cached.
+
+    The source compiles where it is (its relative imports work); the shipped SDK
+    is found through ``--path`` as if installed in node_modules.
+    """
+    asc = asc or find_asc(source.parent)
+    source = source.resolve()
+    key = cache_key(
+        [source.read_bytes(), *_as_sdk_bytes(), asc.version.encode(), *map(str.encode, AS_FLAGS)]
+    )
+    out = out_dir / f"{source.stem}-as-{key}.wasm"
+    if out.exists():
+        return out
+    with tempfile.TemporaryDirectory(prefix="edgestate-as-") as tmp:
+        packages = Path(tmp) / "packages"
+        packages.mkdir()
+        (packages / AS_PACKAGE).symlink_to(AS_SDK_DIR, target_is_directory=True)
+        built = Path(tmp) / "out.wasm"
+        command = [asc.path, str(source), "-o", str(built), *AS_FLAGS, "--path", str(packages)]
+        proc = _run(command, cwd=source.parent)
+        if proc.returncode != 0 or not built.exists():
+            raise ToolchainError(
+                f"AssemblyScript build of {source} failed:\n{(proc.stderr or proc.stdout).strip()}"
+            )
+        return install_output(built, out)

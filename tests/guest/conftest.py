@@ -14,7 +14,7 @@ import pytest
 
 from edgestate.devkit import Publisher, make_publisher
 from edgestate.errors import ToolchainError
-from edgestate.guest.toolchains import Rustc, find_rustc
+from edgestate.guest.toolchains import Asc, Rustc, find_asc, find_rustc
 from tests.node.conftest import NodeProcess, start_node
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,6 +46,11 @@ def toolchain(find: Callable[[], T]) -> T:
 @pytest.fixture(scope="session")
 def rustc() -> Rustc:
     return toolchain(find_rustc)
+
+
+@pytest.fixture(scope="session")
+def asc() -> Asc:
+    return toolchain(find_asc)
 
 
 @pytest.fixture(scope="session")
