@@ -16,6 +16,7 @@ import click
 import edgestate
 from edgestate.cli import (
     admin_cmds,
+    author_cmds,
     cluster_cmds,
     demo_cmd,
     inspect_cmds,
@@ -32,6 +33,7 @@ _COMMAND_MODULES = (
     runtime_cmds,
     cluster_cmds,
     demo_cmd,
+    author_cmds,
 )
 
 
