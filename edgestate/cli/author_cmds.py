@@ -82,4 +82,31 @@ def build(directory: Path, lang: str | None, as_json: bool) -> None:
         raise SystemExit(1)
 
 
-commands: list[click.Command] = [new, build]
+@click.command("dev")
+@click.argument(
+    "directory",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+)
+@click.option("--lang", type=LANG_CHOICE, help="When the folder holds sources in several.")
+@click.option(
+    "--node",
+    "node_url",
+    help="Deploy to this node instead of a local one (it must trust the dev key).",
+)
+@click.option("--token", envvar="EDGESTATE_TOKEN", help="Admin token of --node.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=0, help="Port of the front [any free]."
+)
+@edge_errors
+def dev(
+    directory: Path, lang: str | None, node_url: str | None, token: str | None, port: int
+) -> None:
+    """Watch DIRECTORY: rebuild, sign with a dev key, redeploy; print each request's costs."""
+    from edgestate.authoring import find_project
+    from edgestate.authoring.dev import run_dev
+
+    run_dev(find_project(directory, lang), click.echo, node_url=node_url, token=token, port=port)
+
+
+commands: list[click.Command] = [new, build, dev]
