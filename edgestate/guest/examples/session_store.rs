@@ -12,6 +12,10 @@ fn key(id: &[u8], suffix: &[u8]) -> Line<96> {
     k
 }
 
+// Static buffers (see kv_echo.rs): zeroed for free in a fresh instance.
+static mut DATA: [u8; 300] = [0; 300];
+static mut PREFS: [u8; 256] = [0; 256];
+
 fn run() -> Result<()> {
     let mut id_buf = [0u8; 64];
     let id: &[u8] = edgestate::input(&mut id_buf).or_status(1)?;
@@ -20,13 +24,12 @@ fn run() -> Result<()> {
     }
     let doc = Doc::open("sessions").or_status(2)?;
 
-    let mut data_buf = [0u8; 300];
-    let mut data_len = match doc.get(key(id, b":data"), &mut data_buf).or_status(3)? {
+    let (data_buf, prefs_buf) = unsafe { (&mut DATA, &mut PREFS) };
+    let mut data_len = match doc.get(key(id, b":data"), data_buf).or_status(3)? {
         Some(d) => d.len(),
         None => 0,
     };
-    let mut prefs_buf = [0u8; 256];
-    doc.get(key(id, b":prefs"), &mut prefs_buf).or_status(3)?;
+    doc.get(key(id, b":prefs"), prefs_buf).or_status(3)?;
 
     let hits = doc.incr(key(id, b":hits"), 1).or_status(4)?;
     let now = edgestate::now_ms();
