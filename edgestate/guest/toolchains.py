@@ -92,15 +92,19 @@ def _run(command: Sequence[str], cwd: Path | None = None) -> subprocess.Complete
     )
 
 
-def find_rustc() -> Rustc:
-    """The first rustc with the wasm32 std: ``$EDGESTATE_RUSTC``, then PATH, then /usr/bin.
+# Where Debian puts the rustc that libstd-rust-dev-wasm32 completes.
+DEBIAN_RUSTC = "/usr/bin/rustc"
+
+
+def find_rustc(fallbacks: Sequence[str] = (DEBIAN_RUSTC,)) -> Rustc:
+    """The first rustc with the wasm32 std: ``$EDGESTATE_RUSTC``, then PATH, then ``fallbacks``.
 
     A rustup rustc is often first on PATH without the wasm32 target (its builds
     fail with E0463, "can't find crate for core"): it is skipped, and named in
     the error when no candidate has the target.
     """
     tried: list[str] = []
-    for path in _candidates("EDGESTATE_RUSTC", "rustc", ["/usr/bin/rustc"]):
+    for path in _candidates("EDGESTATE_RUSTC", "rustc", fallbacks):
         try:
             version = _run([path, "--version"])
             sysroot = _run([path, "--print", "sysroot"])

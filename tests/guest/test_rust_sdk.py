@@ -5,6 +5,7 @@ what the Zig examples do, locally through `edgestate sign` / `invoke` and on a n
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -134,3 +135,44 @@ def test_rust_panic_is_logged_before_the_trap(
         with pytest.raises(GuestTrapError):
             runtime.invoke("panics", b"")
     assert logged in caplog.text
+
+
+def _rustc_without_wasm32(directory: Path, real: Rustc) -> Path:
+    """A real rustc whose sysroot lacks the wasm32 std: what a rustup toolchain
+    without `rustup target add wasm32-unknown-unknown` is."""
+    empty = directory / "sysroot"
+    (empty / "lib" / "rustlib").mkdir(parents=True)
+    wrapper = directory / "bin" / "rustc"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nexec {real.path} --sysroot {empty} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_find_rustc_skips_a_rustc_without_the_wasm32_target(
+    rustc: Rustc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from edgestate.errors import ToolchainError
+    from edgestate.guest.toolchains import find_rustc
+
+    wrapper = _rustc_without_wasm32(tmp_path, rustc)
+    source = tmp_path / "lib.rs"
+    source.write_text("#![no_std]\n")
+    proc = subprocess.run(
+        [str(wrapper), "--target", "wasm32-unknown-unknown", "--crate-type", "rlib", str(source)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "E0463" in proc.stderr  # the failure authors would see
+
+    monkeypatch.delenv("EDGESTATE_RUSTC", raising=False)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{Path(rustc.path).parent}")
+    assert os.path.realpath(find_rustc().path) == os.path.realpath(rustc.path)  # skipped it
+
+    monkeypatch.setenv("PATH", str(wrapper.parent))
+    with pytest.raises(ToolchainError) as caught:
+        find_rustc(fallbacks=())
+    message = str(caught.value)
+    assert str(wrapper) in message and "no wasm32-unknown-unknown std" in message
+    assert "libstd-rust-dev-wasm32" in message  # and how to get one
