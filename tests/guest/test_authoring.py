@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from edgestate.cli.main import cli
 from edgestate.devkit import Publisher
-from edgestate.guest.toolchains import Rustc
+from edgestate.guest.toolchains import Asc, Rustc
 from edgestate.guest.wasminfo import inspect_wasm
 
 pytestmark = pytest.mark.timeout(300)
@@ -110,3 +110,21 @@ def test_build_names_the_missing_toolchain(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["build", str(tmp_path / "nodejs")], env=env)
     assert result.exit_code == 1
     assert "toolchain_unavailable" in result.output and "node on PATH" in result.output
+
+
+def test_assemblyscript_project_installs_the_sdk_from_its_path(asc: Asc, tmp_path: Path) -> None:
+    # `npm install` in a new project: asc from npm and the SDK package by path,
+    # both project-local; `edgestate build` then uses that asc.
+    assert edgestate("new", "npm-made", "--lang", "as", "--dir", str(tmp_path))[0] == 0
+    project = tmp_path / "npm-made"
+    proc = subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--prefer-offline"],
+        cwd=project, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (project / "node_modules" / "edgestate-sdk" / "assembly" / "index.ts").exists()
+    code, out = edgestate("build", str(project), "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert str(project / "node_modules" / ".bin" / "asc") in report["toolchain"]
+    assert report["problems"] == [] and report["size"] < 16384
