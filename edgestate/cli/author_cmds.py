@@ -44,7 +44,7 @@ def new(name: str, lang: str, parent: Path) -> None:
 
 
 def _pages(n: int | None) -> str:
-    return "none" if n is None else f"{n} ({n * 64} KiB)"
+    return "no memory of its own" if n is None else f"{n} pages ({n * 64} KiB)"
 
 
 @click.command("build")
@@ -70,7 +70,7 @@ def build(directory: Path, lang: str | None, as_json: bool) -> None:
         click.echo(f"size         {report.size} bytes ({report.code_bytes} of code)")
         click.echo(f"custom       {sections}")
         click.echo(
-            f"memory       starts at {_pages(report.initial_pages)} pages; "
+            f"memory       starts at {_pages(report.initial_pages)}; "
             f"manifest allows {report.memory_pages if report.memory_pages else 'the ceiling'}"
         )
         click.echo(f"entry        {report.entry}")

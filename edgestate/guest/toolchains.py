@@ -52,7 +52,7 @@ RUST_FEATURES = ("alloc", "panic-message")
 # A cold rustc build takes well under a minute; a hung compiler must not hang a run.
 BUILD_TIMEOUT_S = 300
 RUST_INSTALL_HINT = (
-    "install one with the wasm32 std: `apt-get install rustc cargo libstd-rust-dev-wasm32` "
+    "Install one with the wasm32 std: `apt-get install rustc cargo libstd-rust-dev-wasm32` "
     "(Debian), or `rustup target add wasm32-unknown-unknown`; or set EDGESTATE_RUSTC"
 )
 
