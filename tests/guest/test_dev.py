@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from click.testing import CliRunner
 
 from edgestate.authoring.dev import cost_line
 from edgestate.cli.main import cli
+from edgestate.devkit import Publisher
+from tests.node.conftest import NodeProcess
 
 pytestmark = pytest.mark.timeout(180)
 WAIT_S = 90  # a cold build under a loaded machine; each wait ends at its line
@@ -102,3 +105,39 @@ def test_cost_line_prints_the_rule_only_when_instantiate_exceeds_execute() -> No
     assert broken[0].startswith("200  fuel 7  instantiate 80.0 us  execute 20.0 us")
     assert len(broken) == 2 and "took longer than execute" in broken[1]
     assert len(cost_line(200, fast_start, b"ok")) == 1
+
+
+def test_dev_deploys_to_the_node_given(
+    tmp_path: Path, publisher: Publisher, sdk_node: NodeProcess
+) -> None:
+    assert (
+        CliRunner().invoke(cli, ["new", "remote", "--lang", "c", "--dir", str(tmp_path)]).exit_code
+        == 0
+    )
+    project = tmp_path / "remote"
+    # The node trusts `publisher`: make it this project's dev key.
+    key_dir = project / ".edgestate-dev" / "key"
+    key_dir.mkdir(parents=True)
+    shutil.copy(publisher.key_path, key_dir / "dev.key")
+    shutil.copy(publisher.policy_path, key_dir / "dev-trust-policy.json")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgestate.cli.main", "dev", str(project), "--node", sdk_node.api],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "EDGESTATE_TOKEN": sdk_node.token},
+    )
+    try:
+        lines = Lines(proc)
+        assert publisher.public_key in lines.until("dev key      ")
+        assert "remote 1.0.0-dev.1" in lines.until("deployed")
+        url = lines.until("serving").split()[1]
+        assert post(url, b"remote-hits") == b"1"
+        assert sdk_node.client.get("counters", "remote-hits")["counter"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert code == 0
+    assert not (project / ".edgestate-dev" / "node").exists()  # no local node was started
