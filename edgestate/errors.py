@@ -9,7 +9,8 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     ├── StoreError                      the durable state layer
     │   ├── InvalidKeyError             key not a str, not UTF-8 encodable, empty or too long
     │   ├── ValueTooLargeError          value over the configured size limit
-    │   ├── InvalidDocumentNameError    document name outside [A-Za-z0-9_.-]{1,64}
+    │   ├── InvalidDocumentNameError    document name breaking the rule (store/names.py)
+    │   ├── SystemDocumentError         a user write to one of the node's own `_` documents
     │   ├── UnknownDocumentError        document never created in this store
     │   ├── WrongTypeError              incr on a plain value, or a plain op on a counter
     │   ├── InvalidUpdateError          corrupt or foreign CRDT update bytes
@@ -18,13 +19,17 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── InvalidCursorError          a scan cursor we did not issue
     │   ├── FormatVersionError          data directory written by another format version
     │   ├── StoreLockedError            another process holds the directory for writing
+    │   ├── StoreMissingError           a node's data directory whose store is gone or empty
+    │   ├── StoreCorruptError           store file damaged (truncated, bad pages or entries)
     │   ├── StoreClosedError            the store was closed
     │   └── ReadOnlyStoreError          a write on a store opened read-only
     ├── RuntimeFault                    running modules (sandbox, manifests, signatures)
     │   ├── ManifestError               manifest fails its schema or is inconsistent
     │   ├── SignatureError              unsigned, tampered or wrongly signed module
+    │   ├── SignatureOverwriteError     signing would replace the signature of other bytes
     │   ├── UntrustedPublisherError     publisher key not in the trust policy
     │   ├── PolicyViolationError        manifest asks for more than its publisher may grant
+    │   ├── ModuleOwnershipError        module name held by, or reserved for, another publisher
     │   ├── ModuleNotFoundError_        no such deployed module
     │   ├── ModuleCompileError          wasm failed to compile or link
     │   └── InvocationError             one invocation failed; the node is unaffected
@@ -52,8 +57,20 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── NodeAPIError                the node answered with an error
     │   └── NodeUnreachableError        no node answered at the URL
     ├── NodeStartError                  a node process exited or did not become ready
+    ├── InvalidJSONError                JSON input that is not strict JSON (names the input)
+    │   ├── DuplicateKeyError           an object repeats a key (names the key and its path)
+    │   └── NonFiniteNumberError        NaN, Infinity or -Infinity, which are not JSON
+    ├── TokenError                      client tokens (scoped /yjs credentials)
+    │   ├── InvalidGrantError           a grant that cannot be made (doc pattern, expiry, flags)
+    │   ├── UnknownTokenError           no token with that id was issued by this node
+    │   ├── InvalidTokenError           not a token this node issued (malformed, wrong secret)
+    │   ├── TokenExpiredError           the token's expiry has passed
+    │   ├── TokenRevokedError           the token was revoked
+    │   └── TokenScopeError             the token does not grant this document or action
     ├── ToolchainError                  no usable compiler for a guest module, or its build failed
     └── ConfigError                     bad configuration or command-line values
+        ├── PolicyReloadError           a trust policy reload refused; the running policy stays
+        └── ForeignDataDirError         a non-empty directory that is not an edgestate one
 """
 
 from __future__ import annotations
@@ -90,6 +107,13 @@ class InvalidDocumentNameError(StoreError):
     """A document name outside the allowed alphabet or length."""
 
     code = "invalid_document_name"
+
+
+class SystemDocumentError(StoreError):
+    """A user-facing write (admin API, CLI, ``/yjs``, a manifest grant) to one of the
+    node's own documents (``_`` prefix); only the node's own paths write those."""
+
+    code = "system_document"
 
 
 class UnknownDocumentError(StoreError):
@@ -145,6 +169,23 @@ class StoreLockedError(StoreError):
     code = "store_locked"
 
 
+class StoreMissingError(StoreError):
+    """A data directory that holds a node's files but whose store is missing or empty.
+
+    Starting afresh there would silently drop every acknowledged write; it takes an
+    explicit ``edgestate node --new-store``.
+    """
+
+    code = "store_missing"
+
+
+class StoreCorruptError(StoreError):
+    """A store file that is damaged: truncated, bad meta or B-tree pages, or entries
+    the store's decoders refuse. Restore from a backup (README, backup and restore)."""
+
+    code = "store_corrupt"
+
+
 class StoreClosedError(StoreError):
     """An operation on a store that was already closed."""
 
@@ -178,6 +219,13 @@ class SignatureError(RuntimeFault):
     code = "bad_signature"
 
 
+class SignatureOverwriteError(RuntimeFault):
+    """``edgestate sign`` refusing to replace a signature file that signs other bytes
+    (another module, another build, or not a signature at all) without ``--force``."""
+
+    code = "signature_exists"
+
+
 class UntrustedPublisherError(RuntimeFault):
     """A module signed by a key that is not in the trust policy."""
 
@@ -188,6 +236,15 @@ class PolicyViolationError(RuntimeFault):
     """A manifest asking for more than its publisher's policy allows."""
 
     code = "policy_violation"
+
+
+class ModuleOwnershipError(RuntimeFault):
+    """A deploy under a module name another publisher holds or the policy reserves.
+
+    The message names the owner; removing the module frees the name.
+    """
+
+    code = "module_owned"
 
 
 class ModuleNotFoundError_(RuntimeFault):  # trailing _: the builtin name is taken
@@ -203,9 +260,17 @@ class ModuleCompileError(RuntimeFault):
 
 
 class InvocationError(RuntimeFault):
-    """One invocation failed; nothing it wrote became visible."""
+    """One invocation failed; nothing it wrote became visible.
+
+    ``guest_status`` is the entry's non-zero return value when it returned one
+    (the API sends it as ``X-Edgestate-Status``), else None.
+    """
 
     code = "invocation_failed"
+
+    def __init__(self, message: str, *, guest_status: int | None = None) -> None:
+        super().__init__(message)
+        self.guest_status = guest_status
 
 
 class GuestTrapError(InvocationError):
@@ -386,6 +451,78 @@ class NodeStartError(EdgestateError):
     code = "node_start_failed"
 
 
+# --- JSON input (edgestate.jsonstrict) -------------------------------------------
+
+
+class InvalidJSONError(EdgestateError):
+    """JSON input (manifest, trust policy, API body...) that is not strict JSON.
+
+    The message names the input and where in it the fault is.
+    """
+
+    code = "invalid_json"
+
+
+class DuplicateKeyError(InvalidJSONError):
+    """A JSON object repeating a key: readers disagree on which copy counts."""
+
+    code = "duplicate_json_key"
+
+
+class NonFiniteNumberError(InvalidJSONError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in JSON input (not JSON per RFC 8259)."""
+
+    code = "non_finite_json_number"
+
+
+# --- client tokens -----------------------------------------------------------------
+
+
+class TokenError(EdgestateError):
+    """A client token could not be made, found or used."""
+
+    code = "token_error"
+
+
+class InvalidGrantError(TokenError):
+    """A token grant that cannot be made: bad document pattern, expiry or flag mix."""
+
+    code = "invalid_grant"
+
+
+class UnknownTokenError(TokenError):
+    """No client token with that id was issued by this node."""
+
+    code = "unknown_token"
+
+
+class InvalidTokenError(TokenError):
+    """A credential that is neither the admin token nor a client token of this node."""
+
+    code = "invalid_token"
+
+
+class TokenExpiredError(TokenError):
+    """A client token used after its expiry."""
+
+    code = "token_expired"
+
+
+class TokenRevokedError(TokenError):
+    """A client token used after ``edgestate token revoke``."""
+
+    code = "token_revoked"
+
+
+class TokenScopeError(TokenError):
+    """A valid client token used for a document or action it does not grant."""
+
+    code = "token_scope"
+
+
+# --- module toolchains (edgestate.guest.toolchains) --------------------------------
+
+
 class ToolchainError(EdgestateError):
     """No usable compiler for a guest module's language (rustc without the
     wasm32 target, no ``asc``, no ``ziglang``), or a build it ran failed; the
@@ -401,3 +538,16 @@ class ConfigError(EdgestateError):
     """Bad configuration file contents or command-line values."""
 
     code = "config_error"
+
+
+class PolicyReloadError(ConfigError):
+    """A trust policy reload whose file is missing or invalid: the running policy stays."""
+
+    code = "policy_reload_failed"
+
+
+class ForeignDataDirError(ConfigError):
+    """A non-empty directory given as a data directory that is not an edgestate one
+    (a checkout, a home directory): the node refuses to write its files into it."""
+
+    code = "foreign_data_dir"

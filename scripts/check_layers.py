@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = "edgestate"
-# Each layer and the layers it may import. The top-level modules ``errors`` and
-# ``files`` (and the package ``__init__``, which holds only the version) sit
-# beneath everything.
-BASE = frozenset({"errors", "files", ""})
+# Each layer and the layers it may import. The top-level modules ``errors``,
+# ``files`` and ``jsonstrict`` (and the package ``__init__``, which holds only the
+# version) sit beneath everything.
+BASE = frozenset({"errors", "files", "jsonstrict", ""})
 LAYERS: dict[str, frozenset[str]] = {
     "errors": frozenset(),
     "files": frozenset({"errors"}),
+    "jsonstrict": frozenset({"errors"}),
     "": frozenset(),
     "store": BASE,
     "host": BASE | {"store"},

@@ -1,7 +1,9 @@
 """``edgestate cluster``: the cluster CA and node certificates for peer sync.
 
     edgestate cluster init --dir ca/          create the CA (refuses to overwrite one)
-    edgestate cluster issue NODE --dir ca/    issue NODE.pem/NODE.key (+ ca.pem, crl.pem)
+    edgestate cluster issue NODE --dir ca/    issue NODE.pem/NODE.key (+ ca.pem, crl.pem);
+                                              refuses to replace NODE's existing key
+                                              unless --replace
     edgestate cluster revoke CERT --dir ca/   add CERT to the CRL
 
 Registered in the main group by ``edgestate.cli.main`` from ``commands``.
@@ -78,16 +80,26 @@ def init(ca_dir: Path, name: str, as_json: bool) -> None:
     help="Where to write NODE.pem, NODE.key, ca.pem and crl.pem [default: DIR/NODE].",
 )
 @click.option("--days", type=click.IntRange(1, 36500), default=365, show_default=True)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Re-issue NODE although OUT already holds its key: it gets a new key and node id.",
+)
 @_json_option
-def issue(node: str, ca_dir: Path, out: Path | None, days: int, as_json: bool) -> None:
-    """Issue a node certificate; the node id is its fingerprint."""
+def issue(
+    node: str, ca_dir: Path, out: Path | None, days: int, replace: bool, as_json: bool
+) -> None:
+    """Issue a node certificate; the node id is its fingerprint.
+
+    Refuses to overwrite NODE's existing certificate or key unless --replace.
+    """
     from edgestate.sync import tls  # cryptography: only when a command runs
 
     if not _NODE_NAME.fullmatch(node):
         raise click.BadParameter("use 1-64 of [A-Za-z0-9_.-]", param_hint="NODE")
     target = out or ca_dir / node
     try:
-        identity = tls.issue_node(ca_dir, node, target, days=days)
+        identity = tls.issue_node(ca_dir, node, target, days=days, replace=replace)
     except EdgestateError as exc:
         _fail(exc, as_json)
         return

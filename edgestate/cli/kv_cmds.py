@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import sys
 import time
 from pathlib import Path
@@ -117,10 +116,12 @@ def parse_import_line(doc: str, line: str, number: int) -> WriteOp:
     The only reader of this line format; the ops it makes go to a node in the
     batch wire form of :func:`edgestate.store.op_to_json` (by the client).
     """
+    from edgestate import jsonstrict
+    from edgestate.errors import InvalidJSONError
     from edgestate.store import Delete, Incr, Set
 
     try:
-        item = json.loads(line)
+        item = jsonstrict.loads(line, what="the line")
         if not isinstance(item, dict) or not isinstance(item.get("key"), str):
             raise ValueError('each line is an object with a string "key"')
         key = item["key"]
@@ -136,7 +137,7 @@ def parse_import_line(doc: str, line: str, number: int) -> WriteOp:
         if item.get("delete") is True:
             return Delete(doc, key)
         raise ValueError('give one of "value", "base64", "incr" or "delete": true')
-    except (ValueError, binascii.Error) as exc:
+    except (ValueError, binascii.Error, InvalidJSONError) as exc:
         raise click.BadParameter(f"line {number}: {exc}", param_hint="FILE") from exc
 
 

@@ -17,12 +17,15 @@ import edgestate
 from edgestate.cli import (
     admin_cmds,
     author_cmds,
+    backup_cmd,
     cluster_cmds,
     demo_cmd,
     inspect_cmds,
     kv_cmds,
     node_cmds,
     runtime_cmds,
+    token_cmds,
+    trust_cmds,
 )
 
 _COMMAND_MODULES = (
@@ -30,9 +33,12 @@ _COMMAND_MODULES = (
     kv_cmds,
     node_cmds,
     admin_cmds,
+    backup_cmd,
     runtime_cmds,
     cluster_cmds,
+    trust_cmds,
     demo_cmd,
+    token_cmds,
     author_cmds,
 )
 

@@ -11,11 +11,16 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgestate.cli.output import edge_errors
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from edgestate.node import Node
 
 log = logging.getLogger("edgestate")
 
@@ -67,6 +72,13 @@ def setup_logging(fmt: str, level: str) -> None:
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option(
+    "--new-store",
+    is_flag=True,
+    help="Begin with a new, empty store where this data directory's store is missing or "
+    "empty (its data is gone: the node gets a new replica id). Without it such a start "
+    "is refused.",
+)
+@click.option(
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the node's API URL and sync port here once it is ready.",
@@ -84,9 +96,12 @@ def node(
     trust_policy: str | None,
     log_format: str | None,
     log_level: str | None,
+    new_store: bool,
     ready_file: Path | None,
 ) -> None:
     """Run a node: store, runtime, sync and HTTP API, until SIGTERM or SIGINT.
+
+    SIGHUP rereads the trust policy (as `edgestate trust reload` does).
 
     The first signal stops accepting, lets in-flight invocations finish and closes
     cleanly; a second exits at once. Acknowledged writes survive either way (they
@@ -117,10 +132,10 @@ def node(
     # interval a busy event loop holds it that long each time (measured: 245 vs
     # 3,360 commits/s beside a busy thread at 5 ms vs 0.2 ms).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    asyncio.run(_serve(config, ready_file))
+    asyncio.run(_serve(config, ready_file, new_store))
 
 
-async def _serve(config: Any, ready_file: Path | None) -> None:
+async def _serve(config: Any, ready_file: Path | None, new_store: bool) -> None:
     import asyncio
 
     from edgestate.node import Node
@@ -143,21 +158,47 @@ async def _serve(config: Any, ready_file: Path | None) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    async with Node(config) as node:
-        if ready_file is not None:
-            tmp = ready_file.with_suffix(".tmp")
-            tmp.write_text(
-                json.dumps(
-                    {
-                        "api": node.api_url,
-                        "sync_port": node.sync.port,
-                        "node_id": node.sync.node_id,
-                        "pid": os.getpid(),
-                    }
-                )
+    # SIGHUP rereads the trust policy. Handled from the start: its default action
+    # would kill the node, and one that arrives while starting is served once ready.
+    reload_requested = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+    async with Node(config, new_store=new_store) as node:
+        reloader = asyncio.create_task(_reload_on_sighup(node, reload_requested))
+        try:
+            await _run(node, ready_file, stop)
+        finally:
+            reloader.cancel()
+            await asyncio.wait([reloader])
+
+
+async def _reload_on_sighup(node: Node, requested: asyncio.Event) -> None:
+    from edgestate.errors import EdgestateError
+
+    while True:
+        await requested.wait()
+        requested.clear()
+        log.info("SIGHUP: rereading the trust policy")
+        try:
+            await node.reload_trust_policy()
+        except EdgestateError:
+            pass  # logged by the reload; the running policy stays
+
+
+async def _run(node: Node, ready_file: Path | None, stop: asyncio.Event) -> None:
+    if ready_file is not None:
+        tmp = ready_file.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "api": node.api_url,
+                    "sync_port": node.sync.port,
+                    "node_id": node.sync.node_id,
+                    "pid": os.getpid(),
+                }
             )
-            tmp.replace(ready_file)
-        await stop.wait()
+        )
+        tmp.replace(ready_file)
+    await stop.wait()
 
 
 commands: list[click.Command] = [node]

@@ -76,20 +76,34 @@ def keygen(out: Path) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Signature file [default: MODULE's stem + .sig].",
 )
-def sign(module: Path, manifest: Path | None, key_path: Path, out: Path | None) -> None:
-    """Sign MODULE.wasm with its manifest (which must be valid)."""
-    from edgestate.runtime import bundle_paths, load_private_key, parse_manifest, sign_module
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing signature file even if it signs other bytes.",
+)
+def sign(
+    module: Path, manifest: Path | None, key_path: Path, out: Path | None, force: bool
+) -> None:
+    """Sign MODULE.wasm with its manifest, after checking a node would load them.
+
+    MODULE must be a wasm binary that compiles, imports only host ABI functions,
+    exports the manifest's entry and its memory, and starts within the manifest's
+    memory_pages. An existing signature file that signs other bytes is not
+    replaced without --force.
+    """
+    from edgestate.cli.signing import check_for_signing, write_signature
+    from edgestate.runtime import bundle_paths, load_private_key, sign_module
 
     default_manifest, default_signature = bundle_paths(module)
     manifest = manifest or default_manifest
+    target = out or default_signature
     with _library_errors():
         if not manifest.exists():
             raise click.ClickException(f"no manifest {manifest}; pass --manifest")
-        manifest_bytes = manifest.read_bytes()
-        parsed = parse_manifest(manifest_bytes)
-        signature = sign_module(module.read_bytes(), manifest_bytes, load_private_key(key_path))
-    target = out or default_signature
-    target.write_bytes(signature)
+        wasm, manifest_bytes = module.read_bytes(), manifest.read_bytes()
+        parsed = check_for_signing(module, wasm, manifest_bytes)
+        signature = sign_module(wasm, manifest_bytes, load_private_key(key_path))
+        write_signature(target, signature, wasm, manifest_bytes, force=force)
     click.echo(f"signed {parsed.name} {parsed.version} -> {target}")
 
 

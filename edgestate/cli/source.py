@@ -57,7 +57,10 @@ class LocalSource:
         from edgestate.node.config import store_dir_of
         from edgestate.store import Store
 
-        self.store = Store.open(store_dir_of(data), readonly=readonly)
+        # A node's store is made by the node (`edgestate node`, `--new-store` where
+        # it was lost); a bare directory may be made a store here.
+        create = not (data / "admin.token").exists()
+        self.store = Store.open(store_dir_of(data), readonly=readonly, create=create)
 
     def documents(self) -> list[dict[str, Any]]:
         out = []
@@ -96,20 +99,24 @@ class LocalSource:
         return {"doc": doc, "prefix": prefix, "items": items, "cursor": page.cursor}
 
     def put(self, doc: str, key: str, value: bytes, create: bool) -> None:
+        _check_writable(doc)
         if create:
             self.store.create_document(doc)
         self.store.set(doc, key, value)
 
     def delete(self, doc: str, key: str) -> None:
+        _check_writable(doc)
         self.store.delete(doc, key)
 
     def incr(self, doc: str, key: str, delta: int, create: bool) -> int:
+        _check_writable(doc)
         if create:
             self.store.create_document(doc)
         return self.store.incr(doc, key, delta)
 
     def batch(self, doc: str, ops: list[WriteOp], create: bool) -> None:
         _check_ops_doc(doc, ops)
+        _check_writable(doc)
         if create:
             self.store.create_document(doc)
         self.store.batch(ops)
@@ -159,6 +166,14 @@ class RemoteSource:
 
     def close(self) -> None:
         pass
+
+
+def _check_writable(doc: str) -> None:
+    # The node's API refuses the same (its own `_` documents); a local write must
+    # not be the way around it.
+    from edgestate.store import check_user_writable
+
+    check_user_writable(doc)
 
 
 def _check_ops_doc(doc: str, ops: list[WriteOp]) -> None:

@@ -108,6 +108,10 @@ class NodeClient:
         }
         return dict(self._json("POST", "/v1/admin/modules", body))
 
+    def reload_trust_policy(self) -> dict[str, Any]:
+        """``POST /v1/admin/trust-policy/reload``: reread the policy, recheck modules."""
+        return dict(self._json("POST", "/v1/admin/trust-policy/reload"))
+
     def remove(self, name: str) -> None:
         """``DELETE /v1/admin/modules/{name}``."""
         self._json("DELETE", f"/v1/admin/modules/{self._q(name)}")
@@ -186,3 +190,30 @@ class NodeClient:
                 line = raw.decode().rstrip("\n")
                 if line.startswith("data: "):
                     yield dict(json.loads(line[6:]))
+
+    def create_token(
+        self,
+        docs: list[str],
+        *,
+        read_only: bool = False,
+        create: bool = False,
+        expires_in_s: float | None = None,
+        label: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/admin/tokens``: a new client token (its ``token`` is shown once)."""
+        body = {
+            "docs": docs,
+            "read_only": read_only,
+            "create": create,
+            "expires_in_s": expires_in_s,
+            "label": label,
+        }
+        return dict(self._json("POST", "/v1/admin/tokens", body))
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """``GET /v1/admin/tokens``: every client token's grants and state."""
+        return list(self._json("GET", "/v1/admin/tokens")["tokens"])
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        """``DELETE /v1/admin/tokens/{id}``: revoke it and close its connections."""
+        return dict(self._json("DELETE", f"/v1/admin/tokens/{self._q(token_id)}"))

@@ -34,7 +34,7 @@
 #define ES_ERR_WRONG_TYPE       (-7)  /* incr on a plain value */
 #define ES_ERR_INVALID_CURSOR   (-8)  /* scan cursor not issued by the host */
 #define ES_ERR_LIMIT_EXCEEDED   (-9)  /* too many open documents or staged writes */
-#define ES_ERR_INVALID_ARGUMENT (-10) /* anything else the host refused */
+#define ES_ERR_INVALID_ARGUMENT (-10) /* e.g. a document name breaking the name rule */
 
 #define ES_IMPORT(name) __attribute__((import_module("edgestate"), import_name(name)))
 /* Export a function under `name` (the manifest's entry, "handle" by default). */
@@ -42,7 +42,9 @@
 /* A string literal as the (pointer, length) pair every call takes: ES_STR("kv"). */
 #define ES_STR(literal) (literal), (uint32_t)(sizeof(literal) - 1)
 
-/* Handle of a document the manifest grants; reuse it for the whole invocation. */
+/* Handle of a document the manifest grants; reuse it for the whole invocation.
+ * A name breaking the name rule (1-64 of A-Z a-z 0-9 _ . -, see host-abi.json)
+ * is ES_ERR_INVALID_ARGUMENT; one not granted, ES_ERR_ACCESS_DENIED. */
 ES_IMPORT("doc_open") int32_t es_doc_open(const char *name, uint32_t name_len);
 /* Value length; the value is copied only if it fits in out_cap (else retry
  * with a larger buffer). ES_ERR_NOT_FOUND when absent. */

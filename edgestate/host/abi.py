@@ -29,8 +29,9 @@ from edgestate.errors import (
     WrongTypeError,
 )
 from edgestate.host.kv import Grants, Overlay
+from edgestate.host.logbudget import LogBudget
 from edgestate.host.memory import GuestMemory
-from edgestate.store import Store, WriteOp
+from edgestate.store import MAX_DOC_NAME_CHARS, Store, WriteOp, is_doc_name
 
 IMPORT_MODULE: Final = "edgestate"
 ABI_VERSION: Final = 1
@@ -108,9 +109,16 @@ class HostLimits:
     # must not flood the node's logs.
     max_log_records: int = 64
     max_log_bytes: int = 1024
+    # Across all invocations of one module (host/logbudget.py): log bytes per
+    # second, and a burst of two maximal invocations (64 lines of 1 KiB plus
+    # overhead each), so an occasional chatty call is logged whole while a
+    # flood costs the node at most ~16 KiB/s (~1.4 GB/day) per module.
+    log_rate_bytes_per_s: int = 16 << 10
+    log_burst_bytes: int = 2 * 64 * (1024 + 64)
+    # The "lines dropped" note is itself log output: at most one per interval.
+    log_note_interval_s: float = 10.0
 
 
-_MAX_DOC_NAME = 64  # the store's document-name limit
 # Our cursors are a store cursor and a key: far below this.
 _MAX_CURSOR = 4096
 
@@ -121,6 +129,7 @@ class HostEnv:
     __slots__ = (
         "grants",
         "limits",
+        "log_budget",
         "max_key_bytes",
         "max_output",
         "max_value_bytes",
@@ -129,9 +138,17 @@ class HostEnv:
     )
 
     def __init__(
-        self, *, store: Store, grants: Grants, max_output: int, limits: HostLimits, module: str
+        self,
+        *,
+        store: Store,
+        grants: Grants,
+        max_output: int,
+        limits: HostLimits,
+        module: str,
+        log_budget: LogBudget | None = None,
     ) -> None:
         self.store = store
+        self.log_budget = log_budget
         self.grants = grants
         self.max_output = max_output
         self.limits = limits
@@ -221,14 +238,19 @@ class HostContext:
 
     def doc_open(self, name_ptr: int, name_len: int) -> int:
         """Handle of a granted, existing document."""
-        if name_len > _MAX_DOC_NAME:
+        # Checked before the bytes are copied, so a huge length costs the host nothing.
+        if name_len > MAX_DOC_NAME_CHARS:
             self.memory.address(name_ptr, name_len)
-            raise HostCallRefused(ErrorCode.ACCESS_DENIED)
+            raise HostCallRefused(ErrorCode.INVALID_ARGUMENT)
         raw = self.memory.read(name_ptr, name_len)
         try:
             name = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise HostCallRefused(ErrorCode.INVALID_ARGUMENT) from None
+        # The store's one name rule: a name no document can have is a guest bug
+        # (INVALID_ARGUMENT), not a question of grants.
+        if not is_doc_name(name):
+            raise HostCallRefused(ErrorCode.INVALID_ARGUMENT)
         # Grants are checked first so a module cannot probe which documents exist.
         if not self.env.grants.may_open(name):
             raise HostCallRefused(ErrorCode.ACCESS_DENIED)
@@ -377,11 +399,15 @@ class HostContext:
         return 0
 
     def log(self, level: int, ptr: int, length: int) -> None:
-        """A guest log line (truncated; dropped past the per-invocation budget)."""
+        """A guest log line (truncated; dropped past the per-invocation budget or
+        the module's budget across invocations)."""
         self.memory.address(ptr, length)
         data = self.memory.read(ptr, min(length, self.env.limits.max_log_bytes))
         self._log_records += 1
         if self._log_records > self.env.limits.max_log_records:
+            return
+        budget = self.env.log_budget
+        if budget is not None and not budget.take(len(data)):
             return
         pylevel = _LEVELS[level] if 0 <= level < len(_LEVELS) else logging.INFO
         log.log(pylevel, "[%s] %s", self.env.module, data.decode("utf-8", "replace"))

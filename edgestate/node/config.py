@@ -99,7 +99,10 @@ def store_dir_of(data: Path) -> Path:
     Lets the CLI take either ``--data`` a node was started with or a bare store.
     """
     nested = data / STORE_SUBDIR
-    return nested if (nested / "data.mdb").exists() else data
+    # A node's directory (it has a token) whose store is gone is still a node's:
+    # the store it names is DATA/store, never a new one beside the token.
+    node_dir = (nested / "data.mdb").exists() or (data / "admin.token").exists()
+    return nested if node_dir else data
 
 
 def _layer_configs() -> dict[str, type]:

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from edgestate.errors import EdgestateError, ModuleNotFoundError_
 
 if TYPE_CHECKING:
+    from edgestate.host.logbudget import LogBudget
     from edgestate.runtime import InvocationResult
     from edgestate.store import Store
     from edgestate.sync.daemon import SyncDaemon
@@ -231,6 +232,25 @@ def gc_metrics(collected_items: Iterable[tuple[str, int]], members: int) -> list
             "Cluster members garbage collection waits for, this node included.",
             [],
             [([], members)],
+        ),
+    ]
+
+
+def guest_log_metrics(budgets: Iterable[LogBudget]) -> list[Metric]:
+    """Guest log lines dropped over each module's budget across invocations."""
+    rows = list(budgets)
+    return [
+        counter(
+            "edgestate_guest_log_dropped",
+            "Guest log lines dropped over the module's log budget (runtime.host.log_*).",
+            ["module"],
+            (([b.module], b.dropped_records) for b in rows),
+        ),
+        counter(
+            "edgestate_guest_log_dropped_bytes",
+            "Guest log bytes dropped over the module's log budget.",
+            ["module"],
+            (([b.module], b.dropped_bytes) for b in rows),
         ),
     ]
 

@@ -10,6 +10,12 @@ reports why (status, metrics, logs).
 
 Bundle value format (msgpack map, also described in schemas/openapi.yaml):
 ``{"wasm": bytes, "manifest": bytes, "signature": bytes}``.
+
+Module names are owned (``TrustPolicy.check_name``). ``_modules`` is a replicated
+last-writer-wins map, so it cannot say who held a name before a write replaced
+it: each node keeps its own record of the publisher holding each name (node-local
+metadata, never replicated), checks every deploy and every replicated bundle
+against it, and forgets a name only when its module is removed.
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ from edgestate.errors import EdgestateError, ManifestError, ValueTooLargeError
 from edgestate.node.metrics import NodeMetrics
 from edgestate.runtime import LoadedModule, Runtime
 from edgestate.runtime.manifest import parse_manifest
+from edgestate.runtime.policy import Owner
 from edgestate.store import ChangeStream, Delete, Set, Store
 
 log = logging.getLogger(__name__)
 
 MODULES_DOC = "_modules"
+OWNERS_KEY = "module-owners"  # node-local: {name: [publisher, raw public key]}
 
 
 @dataclass(slots=True)
@@ -73,10 +81,13 @@ class ModuleRegistry:
         self.metrics = metrics
         self.states: dict[str, ModuleState] = {}
         self._task: asyncio.Task[None] | None = None
+        self._saved_owners: dict[str, Owner] = {}
 
     async def start(self) -> None:
         """Load every stored bundle, then follow changes until :meth:`close`."""
         await self.store.acreate_document(MODULES_DOC)
+        self._saved_owners = _unpack_owners(self.store.get_local(OWNERS_KEY))
+        self.runtime.owners.update(self._saved_owners)
         stream = self.store.changes()
         cursor: str | None = None
         while True:
@@ -135,6 +146,7 @@ class ModuleRegistry:
         loaded = await asyncio.to_thread(self.runtime.load, wasm, manifest, signature)
         await self._create_documents(parse_manifest(manifest).writes)
         await self.store.abatch([Set(MODULES_DOC, loaded.name, bundle)])
+        await self._save_owners()
         self._record(loaded.name, "active", loaded.version, loaded.version)
         self.metrics.deploys.labels("active").inc()
         return loaded
@@ -146,13 +158,32 @@ class ModuleRegistry:
         await self.store.abatch([Delete(MODULES_DOC, name)])
         await self._sync(name)
 
-    async def _sync(self, name: str) -> None:
+    async def recheck(self) -> tuple[list[str], list[str]]:
+        """Check every module against the runtime's (new) policy: (activated, unloaded).
+
+        A stored bundle this node refused may now load; a running module the
+        policy no longer allows is unloaded (its row says why) rather than kept
+        running under rules that no longer hold.
+        """
+        before = {m.name for m in self.runtime.modules()}
+        stored = {n for n, _ in self.store.scan(MODULES_DOC, "", None, 10_000).items}
+        for name in sorted(stored | before):
+            try:
+                await self._sync(name, recheck=True)
+            except Exception:
+                log.exception("could not recheck module %r", name)
+        after = {m.name for m in self.runtime.modules()}
+        return sorted(after - before), sorted(before - after)
+
+    async def _sync(self, name: str, *, recheck: bool = False) -> None:
         raw = self.store.get(MODULES_DOC, name)
         if raw is None:
             try:
                 self.runtime.unload(name)
             except EdgestateError:
                 pass
+            self.runtime.release(name)
+            await self._save_owners()
             self._record(name, "removed", None, None)
             return
         running = self._running(name)
@@ -165,7 +196,8 @@ class ModuleRegistry:
             if parsed.name != name:
                 raise ManifestError(f"bundle stored under {name!r} names itself {parsed.name!r}")
             if (
-                running is not None
+                not recheck
+                and running is not None
                 and running.version == offered
                 and running.wasm_sha256 == hashlib.sha256(wasm).hexdigest()
             ):
@@ -173,6 +205,18 @@ class ModuleRegistry:
             loaded = await asyncio.to_thread(self.runtime.load, wasm, manifest, signature)
             await self._create_documents(parsed.writes)
         except EdgestateError as exc:
+            if recheck and running is not None:
+                # The policy changed under a running module: what it allowed no
+                # longer holds, so the module stops rather than keeps its grant.
+                self.runtime.unload(name)
+                log.warning(
+                    "module %r version %s unloaded: the reloaded trust policy refuses it: %s",
+                    name,
+                    current,
+                    exc,
+                )
+                self._record(name, "refused", None, offered, exc)
+                return
             log.warning(
                 "module %r version %s refused by this node, keeping %s: %s",
                 name,
@@ -181,10 +225,21 @@ class ModuleRegistry:
                 exc,
             )
             self._record(name, "refused", current, offered, exc)
-            self.metrics.deploys.labels("refused").inc()
+            if not recheck:  # a recheck is not a deploy
+                self.metrics.deploys.labels("refused").inc()
             return
+        await self._save_owners()
         self._record(name, "active", loaded.version, loaded.version)
-        self.metrics.deploys.labels("active").inc()
+        if not recheck:
+            self.metrics.deploys.labels("active").inc()
+
+    async def _save_owners(self) -> None:
+        # Durable before the deploy is acknowledged: a restart must not forget
+        # who holds a name, or a replicated takeover would load at start.
+        owners = dict(self.runtime.owners)
+        if owners != self._saved_owners:
+            await self.store.aput_local(OWNERS_KEY, _pack_owners(owners))
+            self._saved_owners = owners
 
     async def _create_documents(self, names: Iterable[str]) -> None:
         # A module's writable documents exist wherever it runs, so its first
@@ -216,3 +271,20 @@ class ModuleRegistry:
             error_code=error.code if error else None,
             updated=time.time(),
         )
+
+
+def _pack_owners(owners: dict[str, Owner]) -> bytes:
+    return bytes(msgpack.packb({n: [o.publisher, o.public_key] for n, o in owners.items()}))
+
+
+def _unpack_owners(raw: bytes | None) -> dict[str, Owner]:
+    if raw is None:
+        return {}
+    try:
+        data = msgpack.unpackb(raw)
+        return {str(n): Owner(str(p), bytes(k)) for n, (p, k) in data.items()}
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        # Written only by this node: a damaged record must not stop it from
+        # starting, but it is said loudly, since names are unguarded until redeployed.
+        log.error("module owner record is unreadable (%s); module names are unowned", exc)
+        return {}

@@ -46,8 +46,17 @@ class CacheStats:
     corrupt: int = 0
 
 
+WASM_MAGIC = b"\0asm"
+
+
 def compile_module(engine: wasmtime.Engine, wasm: bytes) -> wasmtime.Module:
     """Compile ``wasm``; :class:`ModuleCompileError` if it is not valid wasm."""
+    if not wasm.startswith(WASM_MAGIC):
+        # wasmtime would also take WAT text; only binaries are signed and shipped.
+        raise ModuleCompileError(
+            f"not a WebAssembly binary: it starts with {wasm[:4]!r}, not {WASM_MAGIC!r} "
+            "(sign and deploy the compiled .wasm, not its source)"
+        )
     try:
         return wasmtime.Module(engine, wasm)
     except wasmtime.WasmtimeError as exc:

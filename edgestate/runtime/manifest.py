@@ -7,15 +7,15 @@ at fault, so the runtime needs no JSON Schema engine.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from edgestate import jsonstrict
 from edgestate.errors import ManifestError
+from edgestate.store import DOC_NAME_RULE, is_doc_name, is_system_document
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-_DOC = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?")
 _EXPORT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MAX_PAGES = 65536  # 4 GiB: the wasm32 address space
@@ -58,10 +58,15 @@ def _doc_list(value: Any, field: str) -> frozenset[str]:
     if not isinstance(value, list):
         raise ManifestError(f"manifest field {field} must be a list of document names")
     for item in value:
-        if not isinstance(item, str) or not _DOC.fullmatch(item):
+        if not is_doc_name(item):
+            shown = item[:80] if isinstance(item, str) else item
+            raise ManifestError(f"manifest field {field} holds {shown!r}: use {DOC_NAME_RULE}")
+        if is_system_document(item):
+            # The node's own documents (_modules, membership) are not for modules:
+            # a module that could write _modules could deploy code cluster-wide.
             raise ManifestError(
-                f"manifest field {field} holds {item!r}: document names are 1-64 characters "
-                "from A-Z a-z 0-9 _ . -"
+                f"manifest field {field} holds {item!r}: documents starting with '_' are "
+                "the node's own and cannot be granted to a module"
             )
     if len(set(value)) != len(value):
         raise ManifestError(f"manifest field {field} lists a document twice")
@@ -69,12 +74,12 @@ def _doc_list(value: Any, field: str) -> frozenset[str]:
 
 
 def parse_manifest(data: bytes | str) -> Manifest:
-    """Parse and validate manifest JSON; raise :class:`ManifestError` naming the fault."""
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"manifest is not valid JSON: {exc}") from exc
-    return manifest_from_dict(raw)
+    """Parse and validate manifest JSON; raise :class:`ManifestError` naming the fault.
+
+    A repeated key (``DuplicateKeyError``) or NaN/Infinity is refused too: the
+    manifest is signed as bytes, and every reader must see the same module.
+    """
+    return manifest_from_dict(jsonstrict.loads(data, what="manifest", invalid=ManifestError))
 
 
 def manifest_from_dict(raw: Any) -> Manifest:

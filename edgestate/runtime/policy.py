@@ -5,24 +5,37 @@ be granted: document patterns (``fnmatch`` globs, case-sensitive) they may read
 and write, and the largest limits. A manifest asking for more is refused with
 the first field that exceeded, so the operator knows what to change. The file
 format is ``schemas/trust-policy.schema.json``.
+
+Module names are owned (see :meth:`TrustPolicy.check_name`): a publisher with a
+``modules`` list may deploy only names matching it, and those names are reserved
+for it; a publisher without one (every policy written before the list existed)
+may deploy any name no other publisher reserves. A name someone already holds
+stays theirs until the module is removed.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from edgestate.errors import ConfigError, PolicyViolationError, UntrustedPublisherError
+from edgestate import jsonstrict
+from edgestate.errors import (
+    ConfigError,
+    ModuleOwnershipError,
+    PolicyViolationError,
+    UntrustedPublisherError,
+)
 from edgestate.runtime.manifest import Limits, Manifest
 
 _PUBLISHER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PATTERN = re.compile(r"[A-Za-z0-9_.*?\[\]!-]{1,64}")
+# Module names are lowercase (manifest.py): so are the patterns that grant them.
+_MODULE_PATTERN = re.compile(r"[a-z0-9_.*?\[\]!-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +47,13 @@ class Publisher:
     read: tuple[str, ...]
     write: tuple[str, ...]
     limits: Limits  # every field set: these are ceilings
+    # fnmatch patterns of module names it may deploy (and that no one else may);
+    # None: any name not reserved by another publisher.
+    modules: tuple[str, ...] | None = None
+
+    def may_name(self, module: str) -> bool:
+        """True if ``module`` matches one of this publisher's ``modules`` patterns."""
+        return self.modules is not None and any(fnmatchcase(module, p) for p in self.modules)
 
     def may_read(self, doc: str) -> bool:
         """True if ``doc`` matches a read or write pattern (write implies read)."""
@@ -42,6 +62,14 @@ class Publisher:
     def may_write(self, doc: str) -> bool:
         """True if ``doc`` matches a write pattern."""
         return any(fnmatchcase(doc, p) for p in self.write)
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who holds a module name: the publisher (as the policy named it) and its key."""
+
+    publisher: str
+    public_key: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +102,8 @@ def parse_public_key(text: str) -> bytes:
 class TrustPolicy:
     """The publishers a node trusts, keyed by public key."""
 
-    def __init__(self, publishers: list[Publisher]) -> None:
+    def __init__(self, publishers: list[Publisher], *, source: Path | None = None) -> None:
+        self.source = source  # the file it was read from (named in refusals), if any
         self._by_key = {p.public_key: p for p in publishers}
         if len(self._by_key) != len(publishers):
             raise ConfigError("trust policy lists the same public key twice")
@@ -91,11 +120,8 @@ class TrustPolicy:
             text = Path(path).read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read trust policy {path}: {exc.strerror}") from exc
-        try:
-            raw = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"trust policy {path} is not valid JSON: {exc}") from exc
-        return cls.from_dict(raw)
+        raw = jsonstrict.loads(text, what=f"trust policy {path}", invalid=ConfigError)
+        return cls(cls.from_dict(raw).publishers, source=Path(path))
 
     @classmethod
     def from_dict(cls, raw: Any) -> TrustPolicy:
@@ -110,11 +136,40 @@ class TrustPolicy:
         """The publisher owning ``public_key``, or :class:`UntrustedPublisherError`."""
         found = self._by_key.get(public_key)
         if found is None:
+            where = f" ({self.source})" if self.source is not None else ""
             raise UntrustedPublisherError(
                 f"module signed by key {public_key_text(public_key)} which is not in the "
-                "trust policy; add its publisher to trust the module"
+                f"trust policy{where}; add its publisher to trust the module. A running node "
+                "rereads its policy on SIGHUP, `edgestate trust reload` or POST "
+                "/v1/admin/trust-policy/reload: no restart needed"
             )
         return found
+
+    def check_name(self, public_key: bytes, name: str, holder: Owner | None) -> None:
+        """Refuse deploying module ``name`` signed by ``public_key`` unless it may own it.
+
+        ``holder`` is whoever holds the name now (None: nobody). The same key, or
+        another key of the same publisher name (a rotation), may replace it.
+        """
+        pub = self.publisher(public_key)
+        if pub.modules is not None and not pub.may_name(name):
+            raise PolicyViolationError(
+                f"publisher {pub.name!r} may not deploy a module named {name!r}: outside "
+                f"its policy (modules {list(pub.modules)})"
+            )
+        if pub.modules is None:
+            for other in self._by_key.values():
+                if other.name != pub.name and other.may_name(name):
+                    raise ModuleOwnershipError(
+                        f"module name {name!r} is reserved for publisher {other.name!r} by "
+                        f"the trust policy; publisher {pub.name!r} may not deploy it"
+                    )
+        if holder is not None and holder.public_key != public_key and holder.publisher != pub.name:
+            raise ModuleOwnershipError(
+                f"module {name!r} belongs to publisher {holder.publisher!r}; publisher "
+                f"{pub.name!r} may not replace it (remove the module first to hand the "
+                "name over)"
+            )
 
     def check(self, public_key: bytes, manifest: Manifest) -> Grant:
         """The grant for ``manifest`` signed by ``public_key``, or a refusal naming why."""
@@ -154,7 +209,7 @@ def _publisher(raw: Any, index: int) -> Publisher:
     where = f"trust policy publishers[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be an object")
-    unknown = set(raw) - {"name", "public_key", "documents", "limits"}
+    unknown = set(raw) - {"name", "public_key", "documents", "limits", "modules"}
     if unknown:
         raise ConfigError(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
     name = raw.get("name")
@@ -174,6 +229,15 @@ def _publisher(raw: Any, index: int) -> Publisher:
         ):
             raise ConfigError(f"{where}.documents.{mode} must be a list of name patterns")
         patterns[mode] = tuple(items)
+    modules = raw.get("modules")
+    if modules is not None and (
+        not isinstance(modules, list)
+        or not all(isinstance(p, str) and _MODULE_PATTERN.fullmatch(p) for p in modules)
+    ):
+        raise ConfigError(
+            f"{where}.modules must be a list of module name patterns (a-z 0-9 _ . - and "
+            "fnmatch * ? [ ] !)"
+        )
     limits = raw.get("limits")
     fields = ("fuel", "wall_time_ms", "memory_pages", "max_output_bytes")
     if not isinstance(limits, dict) or set(limits) != set(fields):
@@ -188,4 +252,5 @@ def _publisher(raw: Any, index: int) -> Publisher:
         read=patterns["read"],
         write=patterns["write"],
         limits=Limits(**limits),
+        modules=tuple(modules) if modules is not None else None,
     )

@@ -37,6 +37,7 @@ from edgestate.errors import (
     StoreError,
 )
 from edgestate.host.binding import define_host_functions
+from edgestate.host.logbudget import LogBudget
 from edgestate.runtime.cache import ModuleCache
 from edgestate.runtime.engine import (
     EpochTicker,
@@ -45,7 +46,7 @@ from edgestate.runtime.engine import (
     engine_fingerprint,
 )
 from edgestate.runtime.manifest import parse_manifest
-from edgestate.runtime.policy import TrustPolicy
+from edgestate.runtime.policy import Owner, TrustPolicy
 from edgestate.runtime.sandbox import Execution, Sandbox
 from edgestate.runtime.signing import parse_signature, verify_module
 from edgestate.store import Store
@@ -118,6 +119,13 @@ class Runtime:
             key=self.config.cache_key,
         )
         self._modules: dict[str, LoadedModule] = {}
+        # Who holds each module name. Outlives unload (a refused reload, a policy
+        # change): only release() frees a name, when the module is removed.
+        # Seeded by whoever persists it (the node's registry) before loading.
+        self.owners: dict[str, Owner] = {}
+        # One guest log budget per module name, kept across redeploys: a redeploy
+        # must not refill it.
+        self._log_budgets: dict[str, LogBudget] = {}
         self._ticker = EpochTicker(self.engine, self.config.epoch_tick_ms)
         # A runtime dropped without close() must not leave its ticker running.
         weakref.finalize(self, self._ticker.stop)
@@ -135,13 +143,19 @@ class Runtime:
     # --- loading ------------------------------------------------------------------
 
     def load(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
-        """Verify and compile a module, replacing any loaded module of the same name."""
+        """Verify and compile a module, replacing any loaded module of the same name.
+
+        The name must be one its publisher may own (:meth:`TrustPolicy.check_name`):
+        a module held by another publisher is never replaced.
+        """
         start = time.perf_counter_ns()
         parsed_signature = parse_signature(signature)
         self.policy.publisher(parsed_signature.public_key)  # untrusted: refuse early
         verify_module(wasm, manifest, parsed_signature)
         parsed = parse_manifest(manifest)
-        grant = self.policy.check(parsed_signature.public_key, parsed)
+        key = parsed_signature.public_key
+        self.policy.check_name(key, parsed.name, self.owners.get(parsed.name))
+        grant = self.policy.check(key, parsed)
         if grant.memory_pages > self.config.max_memory_pages:
             raise PolicyViolationError(
                 f"module {parsed.name!r} asks for limits.memory_pages = {grant.memory_pages}, "
@@ -158,6 +172,7 @@ class Runtime:
             grant=grant,
             host_limits=self.config.host,
             epoch_tick_ms=self.config.epoch_tick_ms,
+            log_budget=self._log_budget(parsed.name),
         )
         loaded = LoadedModule(
             name=parsed.name,
@@ -168,6 +183,7 @@ class Runtime:
             sandbox=sandbox,
         )
         self._modules[parsed.name] = loaded
+        self.owners[parsed.name] = Owner(grant.publisher, key)
         return loaded
 
     def load_files(
@@ -175,6 +191,22 @@ class Runtime:
     ) -> LoadedModule:
         """Load ``NAME.wasm`` with ``NAME.manifest.json`` and ``NAME.sig`` beside it."""
         return self.load(*read_bundle(wasm, manifest, signature))
+
+    def _log_budget(self, name: str) -> LogBudget:
+        budget = self._log_budgets.get(name)
+        if budget is None:
+            host = self.config.host
+            budget = self._log_budgets[name] = LogBudget(
+                name,
+                rate_bytes_per_s=host.log_rate_bytes_per_s,
+                burst_bytes=host.log_burst_bytes,
+                note_interval_s=host.log_note_interval_s,
+            )
+        return budget
+
+    def log_budgets(self) -> list[LogBudget]:
+        """The guest log budget of every module loaded so far, by name (for metrics)."""
+        return [self._log_budgets[n] for n in sorted(self._log_budgets)]
 
     def modules(self) -> list[LoadedModule]:
         """Loaded modules, by name."""
@@ -188,9 +220,16 @@ class Runtime:
         return found
 
     def unload(self, name: str) -> None:
-        """Forget a module (in-flight invocations finish on their own reference)."""
+        """Forget a module (in-flight invocations finish on their own reference).
+
+        Its name stays held by its publisher; :meth:`release` frees it.
+        """
         self.module(name)
         del self._modules[name]
+
+    def release(self, name: str) -> None:
+        """Free a module name (the module was removed): any publisher may take it."""
+        self.owners.pop(name, None)
 
     # --- invoking -----------------------------------------------------------------
 

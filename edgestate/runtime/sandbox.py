@@ -32,15 +32,15 @@ from edgestate.errors import (
     OutOfFuelError,
 )
 from edgestate.host.abi import (
-    FUNCTIONS,
-    IMPORT_MODULE,
     HostContext,
     HostEnv,
     HostLimits,
 )
 from edgestate.host.binding import bind
 from edgestate.host.kv import Grants
+from edgestate.host.logbudget import LogBudget
 from edgestate.host.memory import WASM_PAGE, GuestMemory, gil_holding
+from edgestate.runtime.interface import check_interface
 from edgestate.runtime.manifest import Manifest
 from edgestate.runtime.policy import Grant
 from edgestate.store import Store, WriteOp
@@ -110,10 +110,11 @@ class Sandbox:
         grant: Grant,
         host_limits: HostLimits,
         epoch_tick_ms: float,
+        log_budget: LogBudget | None = None,
     ) -> None:
         self.manifest = manifest
         self.grant = grant
-        self._check_interface(module, manifest, grant)
+        check_interface(module, manifest, grant.memory_pages)
         try:
             self._pre = linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:
@@ -136,51 +137,9 @@ class Sandbox:
             max_output=grant.max_output_bytes,
             limits=host_limits,
             module=manifest.name,
+            log_budget=log_budget,
         )
         self.name = manifest.name
-
-    @staticmethod
-    def _check_interface(module: wasmtime.Module, manifest: Manifest, grant: Grant) -> None:
-        """Refuse, before any instance exists, a module that cannot run here."""
-        where = f"module {manifest.name!r}"
-        known = {f.name: f for f in FUNCTIONS}
-        for imp in module.imports:
-            function = known.get(imp.name or "") if imp.module == IMPORT_MODULE else None
-            if function is None:
-                raise ModuleCompileError(
-                    f"{where} imports {imp.module}.{imp.name}, which the host does not "
-                    "provide (see schemas/host-abi.json)"
-                )
-            ty = imp.type
-            want = ([t for _, t in function.params], list(function.results))
-            got = (
-                ([str(p) for p in ty.params], [str(r) for r in ty.results])
-                if isinstance(ty, wasmtime.FuncType)
-                else None
-            )
-            if got != want:
-                raise ModuleCompileError(
-                    f"{where} imports {IMPORT_MODULE}.{imp.name} with the wrong type; "
-                    f"the ABI has params {want[0]} and results {want[1]}"
-                )
-        exports = {e.name: e.type for e in module.exports}
-        entry = exports.get(manifest.entry)
-        if not isinstance(entry, wasmtime.FuncType) or (
-            [str(p) for p in entry.params],
-            [str(r) for r in entry.results],
-        ) != ([], ["i32"]):
-            raise ModuleCompileError(
-                f"{where} must export its entry {manifest.entry!r} as a function "
-                "taking no arguments and returning an i32 status"
-            )
-        memory = exports.get("memory")
-        if not isinstance(memory, wasmtime.MemoryType):
-            raise ModuleCompileError(f"{where} must export its linear memory as 'memory'")
-        if memory.limits.min > grant.memory_pages:
-            raise ModuleCompileError(
-                f"{where} starts with {memory.limits.min} memory pages but its manifest "
-                f"allows {grant.memory_pages}"
-            )
 
     def run(self, input: bytes) -> Execution:
         """Run the entry once in a fresh instance; raise an :class:`InvocationError` on failure."""
@@ -219,9 +178,12 @@ class Sandbox:
                 if self._memory_full(memory):
                     raise MemoryLimitError(
                         f"module {self.name!r} returned status {status} after filling its "
-                        f"memory limit of {self.grant.memory_pages} pages"
+                        f"memory limit of {self.grant.memory_pages} pages",
+                        guest_status=status,
                     )
-                raise GuestStatusError(f"module {self.name!r} returned status {status}")
+                raise GuestStatusError(
+                    f"module {self.name!r} returned status {status}", guest_status=status
+                )
             return Execution(
                 output=host.output_bytes(),
                 fuel_used=self._fuel - remaining.value,

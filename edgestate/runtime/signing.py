@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from edgestate import jsonstrict
 from edgestate.errors import ConfigError, SignatureError
 from edgestate.files import write_private
 
@@ -106,10 +107,7 @@ class ModuleSignature:
 
 def parse_signature(data: bytes) -> ModuleSignature:
     """Parse a signature file; :class:`SignatureError` if it is malformed."""
-    try:
-        raw: Any = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SignatureError("signature file is not valid JSON") from exc
+    raw: Any = jsonstrict.loads(data, what="signature file", invalid=SignatureError)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise SignatureError(f"signature file is not in the {FORMAT} format")
     if raw.get("algorithm") != "ed25519":

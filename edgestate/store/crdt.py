@@ -17,19 +17,31 @@ Value model (what a Yjs client sees):
 
 A key holds a plain value if "root" has it, else a counter if it has slots. Set and
 Delete clear the key's counter slots; a Set concurrent with an increment elsewhere
-resolves to the plain value on every replica. Values other Yjs clients may put in
-"root" are materialized too: a string as its UTF-8, anything else as JSON.
+resolves to the plain value on every replica. A remote update (a Yjs client's, a
+peer's) that leaves a key with both is completed the same way: the key's slots
+are deleted in the same transaction, so a plain value written over a counter from
+any side replaces it, and deleting the value later does not bring the counter back.
+Values other Yjs clients may put in "root" are materialized too: a string as its
+UTF-8, anything else as JSON (see :func:`materialize_plain`).
+
+No value can make materializing fail (found in review: two partitioned replicas'
+legal increments summed past int64, every merge of the document raised and its
+other keys stopped replicating for good). A counter reads as the sum of its slots
+*saturated* to the int64 range; a slot that is not 8 bytes counts as 0; a plain
+value with no JSON form reads as JSON ``null``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Doc, Map, TransactionEvent, merge_updates
+from pycrdt import Array, Doc, Map, Text, TransactionEvent, merge_updates
 
 from edgestate.errors import InvalidUpdateError, ValueTooLargeError, WrongTypeError
 from edgestate.store.keys import TAG_BYTES, TAG_COUNTER, TAG_JSON, pack_i64, unpack_i64
@@ -43,23 +55,64 @@ I64_MIN = -(1 << 63)
 I64_MAX = (1 << 63) - 1
 
 
+# JSON nesting a foreign value may have before it reads as null: json.dumps
+# recurses. The codec refuses deeper plain values already (codec.skip_any); this
+# bounds nested shared types (a Map in a Map ...), which it does not look into.
+MAX_JSON_DEPTH = 64
+
+
 def _slot_value(raw: object) -> int:
     if isinstance(raw, bytes | bytearray) and len(raw) == 8:
         return unpack_i64(raw)
     return 0  # a slot some foreign client wrote in another shape does not count
 
 
+def saturate(total: int) -> int:
+    """A counter's total as it reads: the sum of its slots clamped to int64.
+
+    Each slot is an int64, but replicas incrementing while partitioned can each
+    stay legal and still sum past the range; the read saturates rather than fail.
+    """
+    return I64_MAX if total > I64_MAX else I64_MIN if total < I64_MIN else total
+
+
+def _jsonable(value: object, depth: int = 0) -> object:
+    """A deterministic JSON form of a foreign value: the same on every replica
+    (a repr would carry a memory address, and a Y.Map iterates in a different
+    order on each replica: keys are sorted), None where there is none."""
+    if depth > MAX_JSON_DEPTH:
+        return None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    if isinstance(value, Map | Array):
+        return _jsonable(value.to_py(), depth + 1)
+    if isinstance(value, Text):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, depth + 1) for v in value]
+    return None  # XML types, subdocuments, anything else: no value of ours
+
+
 def materialize_plain(value: object) -> bytes:
-    """Tagged bytes stored in the materialized table for a plain CRDT value."""
+    """Tagged bytes stored in the materialized table for a plain CRDT value.
+
+    Bytes as they are, a string as its UTF-8; anything else as JSON, bytes inside
+    it as base64 text, a non-finite float, an XML type or a subdocument as null.
+    Never raises: a value some Yjs client wrote must not stop a merge.
+    """
     if isinstance(value, bytes | bytearray):
         return TAG_BYTES + bytes(value)
     if isinstance(value, str):
         return TAG_BYTES + value.encode()
-    if isinstance(value, Map):
-        value = value.to_py()
     try:
-        return TAG_JSON + json.dumps(value, default=str).encode()
-    except (TypeError, ValueError):
+        return TAG_JSON + json.dumps(_jsonable(value), allow_nan=False, sort_keys=True).encode()
+    except Exception:  # whatever pycrdt or json raise on a hostile value
         return TAG_JSON + b"null"
 
 
@@ -136,6 +189,13 @@ class CrdtDocument:
         except ValueError as exc:
             self._take()
             raise InvalidUpdateError(f"cannot decode update for {self.name!r}: {exc}") from exc
+        replaced = [k for k in self._changed if k in self._slots and k in self.root]
+        if replaced:
+            # Only deletes: no new structs, so the merged update stays one log entry.
+            with self.doc.transaction():
+                for key in replaced:
+                    for replica in list(self._slots.get(key, ())):
+                        del self.counters[key + SLOT_SEP + replica]
         return self._take()
 
     def materialized(self, keys: Iterable[str]) -> dict[str, bytes | None]:
@@ -144,12 +204,17 @@ class CrdtDocument:
 
     def value(self, key: str) -> bytes | None:
         """Materialized (tagged) value of ``key`` as the CRDT holds it now."""
-        plain = self.root.get(key)
+        try:
+            plain = self.root.get(key)
+        except Exception:  # pycrdt could not convert what a foreign client wrote
+            return TAG_JSON + b"null"
         if plain is not None:
             return materialize_plain(plain)
         slots = self._slots.get(key)
         if slots:
-            return TAG_COUNTER + pack_i64(sum(slots.values()))
+            return TAG_COUNTER + pack_i64(saturate(sum(slots.values())))
+        if key in self.root:
+            return TAG_JSON + b"null"  # a foreign client's null: present, not absent
         return None
 
     def state_vector(self) -> bytes:
@@ -182,7 +247,11 @@ class WritePlan:
 
     Batches from many callers are added one by one; a batch that does not fit
     (incr on a plain value, counter overflow) is refused and leaves the plan as it
-    was. :meth:`execute` then runs every accepted batch in *one* CRDT transaction:
+    was. An increment overflows when the replica's own slot would leave int64 or
+    the total *as it reads* (saturated) plus the delta would: a counter that
+    concurrent replicas pushed past the range still takes increments back
+    towards it, and the host overlay, which only sees the read total, agrees.
+    :meth:`execute` then runs every accepted batch in *one* CRDT transaction:
     one update and one log entry per document per group commit, however many
     callers it holds. The simulation also yields each Incr's new total and the
     materialized value of every touched key, so nothing is read back from the CRDT.
@@ -263,12 +332,14 @@ class WritePlan:
                 )
             replica = self.crdt.replica
             mine = st.slots.get(replica, 0) + op.delta
-            total = sum(st.slots.values()) + op.delta
-            if not (I64_MIN <= mine <= I64_MAX and I64_MIN <= total <= I64_MAX):
+            total = sum(st.slots.values())
+            if not (
+                I64_MIN <= mine <= I64_MAX and I64_MIN <= saturate(total) + op.delta <= I64_MAX
+            ):
                 raise ValueTooLargeError(f"counter {self.crdt.name}/{op.key} would overflow int64")
             st.slots[replica] = mine
             act.append((_PUT_SLOT, op.key + SLOT_SEP + replica, pack_i64(mine)))
-            return total
+            return saturate(total + op.delta)
         for replica in st.slots:
             act.append((_DEL_SLOT, op.key + SLOT_SEP + replica, None))
         st.slots = {}
@@ -313,7 +384,7 @@ class WritePlan:
                 assert st.value is not None
                 out[key] = TAG_BYTES + st.value
             elif st.slots:
-                out[key] = TAG_COUNTER + pack_i64(sum(st.slots.values()))
+                out[key] = TAG_COUNTER + pack_i64(saturate(sum(st.slots.values())))
             else:
                 out[key] = None
         self._actions, self._state, self._touched = [], {}, set()

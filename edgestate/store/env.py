@@ -13,7 +13,8 @@ from typing import Any
 import lmdb
 import msgpack
 
-from edgestate.errors import FormatVersionError, StoreError, StoreLockedError
+from edgestate.errors import FormatVersionError, StoreError, StoreLockedError, StoreMissingError
+from edgestate.store.integrity import check_data_file
 from edgestate.store.tables import Tables
 from edgestate.store.types import Durability, StoreConfig
 
@@ -109,14 +110,23 @@ def _take_writer_lock(path: Path) -> int:
     return fd
 
 
-def open_environment(path: Path, config: StoreConfig, *, readonly: bool) -> Environment:
-    """Open (creating if writable and absent) the environment under ``path``."""
+def open_environment(
+    path: Path, config: StoreConfig, *, readonly: bool, create: bool = True
+) -> Environment:
+    """Open the environment under ``path``, creating it if writable, ``create`` and
+    absent (or an empty ``data.mdb``); otherwise a missing store is
+    :class:`StoreMissingError` and a damaged file :class:`StoreCorruptError`."""
     path = Path(path)
     data_file = path / "data.mdb"
-    if readonly and not data_file.exists():
-        raise StoreError(f"no edgestate store at {path} (no data.mdb)")
     if path.exists() and not path.is_dir():
         raise StoreError(f"{path} is not a directory")
+    missing = not data_file.exists() or data_file.stat().st_size == 0
+    if missing and (readonly or not create):
+        state = "has no data.mdb" if not data_file.exists() else "has an empty (0-byte) data.mdb"
+        raise StoreMissingError(f"no edgestate store at {path}: it {state}")
+    if not missing:
+        # Before LMDB maps it: a truncated file would be a SIGBUS on first read.
+        check_data_file(path)
     lock_fd: int | None = None
     if not readonly:
         path.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,21 @@ class Ranges:
         return cls({int(c): list(zip(v[0::2], v[1::2], strict=True)) for c, v in raw.items()})
 
 
+@dataclass(frozen=True, slots=True)
+class GcRecord:
+    """What other replicas learn from a collection: the clock ranges collected,
+    the ids re-hung items hang from, and the floor (max of the frontiers used).
+
+    It travels with the collected history it describes (``Store.diff_with_record``
+    / ``apply_update(record=...)``): a replica holding that history without it
+    would take, and pass on, writes the collector refuses.
+    """
+
+    ranges: Ranges
+    rehung: Ranges
+    floor: dict[int, int]
+
+
 @dataclass(slots=True)
 class GcState:
     """What a document's collection knows, persisted beside its snapshot."""
@@ -81,6 +96,24 @@ class GcState:
     # Componentwise max of the frontiers collections used: what partial_replica
     # checks (it covers every collected and re-hung item).
     floor: dict[int, int] = field(default_factory=dict)
+
+    def record(self) -> GcRecord | None:
+        """The part of this state peers learn from; None if nothing was collected."""
+        if not self.ranges.by_client:
+            return None
+        return GcRecord(self.ranges.normalize(), self.rehung.normalize(), dict(self.floor))
+
+    def merged(self, record: GcRecord) -> GcState:
+        """A copy with ``record`` folded in (ranges and re-hang points unioned,
+        floors by maximum): merging is idempotent, commutative and associative."""
+        return GcState(
+            frontier=self.frontier,
+            previous=self.previous,
+            ranges=self.ranges.union(record.ranges),
+            collected_items=self.collected_items,
+            rehung=self.rehung.union(record.rehung),
+            floor=vector_max(self.floor, record.floor),
+        )
 
     def pack(self) -> bytes:
         return bytes(

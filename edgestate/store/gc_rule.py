@@ -282,6 +282,8 @@ def stale_reference(
     (it would be a sibling of that item here and of the collected one there,
     ordered differently: found in review). Only a replica that had not seen the
     stable frontier writes either; every member already has the re-hung item.
+    Only references to items this store holds count: what it does not hold yet
+    it has not collected, whatever record it merged.
     """
     if not collected.by_client:
         return None
@@ -305,13 +307,20 @@ def stale_in(
                 # member's diff was refused).
                 origin = (s.client, have - 1)
             for ref in (origin, s.right):
-                if ref is not None and collected.covers(*ref):
+                if ref is None or ref[1] >= known.get(ref[0], 0):
+                    # Not held here: the update brings it (a collector's diff with
+                    # its re-hung items, a full history) or it is a gap the hold
+                    # waits for. Only history this store holds was collected here;
+                    # a record merged before its history (found in the hardening
+                    # issue) made a fresh node refuse every honest diff.
+                    continue
+                if collected.covers(*ref):
                     return (
                         f"item {s.client}:{s.clock} builds on {ref[0]}:{ref[1]}, an overwritten "
                         "entry every cluster member had already superseded and this node has "
                         "garbage-collected"
                     )
-                if ref is not None and rehung.covers(*ref):
+                if rehung.covers(*ref):
                     return (
                         f"item {s.client}:{s.clock} builds on {ref[0]}:{ref[1]}, where this node "
                         "re-hung history it garbage-collected; every cluster member had already "

@@ -27,7 +27,7 @@ from edgestate.errors import (
 from edgestate.store import keys as K
 from edgestate.store.codec import check_v1_update, decode_state_vector
 from edgestate.store.env import DocMeta
-from edgestate.store.gc import GcState, Ranges, vector_max
+from edgestate.store.gc import GcRecord, GcState, Ranges
 from edgestate.store.gc_rule import partial_replica
 from edgestate.store.remote import apply_checked, blocks_of_collected
 from edgestate.store.updates import ready, update_blocks
@@ -78,46 +78,62 @@ def write(ops: Sequence[WriteOp]) -> Work[list[int | None]]:
     return Work(run, len(ops), tuple({op.doc: None for op in ops}))
 
 
-def apply(doc: str, update: bytes, origin: str | None, create: bool) -> Work[bool]:
-    """Integrate a remote update; True if it changed anything."""
+def apply(
+    doc: str, update: bytes, origin: str | None, create: bool, record: GcRecord | None = None
+) -> Work[bool]:
+    """Integrate a remote update; True if it changed anything.
+
+    ``record``, the collection record of the history the update carries (a
+    collector's diff), is merged in the same transaction, *after* the update: the
+    update is checked against what this store had collected before, never
+    against the record that describes it (its re-hung items hang exactly where
+    the record says). A refused update merges nothing.
+    """
 
     def run(group: Group) -> bool:
-        w = group.writer
-        update_b = bytes(update)
-        check_v1_update(update_b)
-        state = w.gc.get(doc)
-        if state is not None and state.ranges.by_client:
-            # One parse serves both: the content check and the stale check.
-            blocks = blocks_of_collected(group.doc(doc), update_b, state)
-            stale_checked = True
-        else:
-            blocks = update_blocks(update_b)
-            stale_checked = False
-        created = create and doc not in w.metas
-        if created:
-            _create(group, doc)
-        crdt = group.doc(doc)
-        if blocks is not None and not ready(crdt, blocks):
-            # It builds on updates we have not seen. pycrdt would integrate
-            # parts of it out of order (measured: a map entry without an origin
-            # shows up while the state vector does not move), so hold it
-            # until every block's gap is filled.
-            w.hold.stash(group, doc, update_b, blocks)
-            return False
-        try:
-            added, changed = apply_checked(w, crdt, update_b, stale_checked)
-        except EdgestateError:
-            if created:  # a refused update must not leave an empty document behind
-                del w.metas[doc]
-                w.docs.pop(doc, None)
-                w.dirty_metas.discard(doc)
-            raise
-        group.persist(doc, added, crdt.materialized(changed), origin)
-        if added is not None and w.hold.of(group, doc):
-            w.hold.drain(group, doc, crdt, origin)
-        return added is not None
+        changed = _apply(group, doc, update, origin, create)
+        if record is not None:
+            _merge_record(group, doc, record)
+        return changed
 
     return Work(run, docs=(doc,))
+
+
+def _apply(group: Group, doc: str, update: bytes, origin: str | None, create: bool) -> bool:
+    w = group.writer
+    update_b = bytes(update)
+    check_v1_update(update_b)
+    state = w.gc.get(doc)
+    if state is not None and state.ranges.by_client:
+        # One parse serves both: the content check and the stale check.
+        blocks = blocks_of_collected(group.doc(doc), update_b, state)
+        stale_checked = True
+    else:
+        blocks = update_blocks(update_b)
+        stale_checked = False
+    created = create and doc not in w.metas
+    if created:
+        _create(group, doc)
+    crdt = group.doc(doc)
+    if blocks is not None and not ready(crdt, blocks):
+        # It builds on updates we have not seen. pycrdt would integrate
+        # parts of it out of order (measured: a map entry without an origin
+        # shows up while the state vector does not move), so hold it
+        # until every block's gap is filled.
+        w.hold.stash(group, doc, update_b, blocks)
+        return False
+    try:
+        added, changed = apply_checked(w, crdt, update_b, stale_checked)
+    except EdgestateError:
+        if created:  # a refused update must not leave an empty document behind
+            del w.metas[doc]
+            w.docs.pop(doc, None)
+            w.dirty_metas.discard(doc)
+        raise
+    group.persist(doc, added, crdt.materialized(changed), origin)
+    if added is not None and w.hold.of(group, doc):
+        w.hold.drain(group, doc, crdt, origin)
+    return added is not None
 
 
 def create(doc: str) -> Work[bool]:
@@ -152,19 +168,35 @@ def diff(doc: str, remote: bytes | None) -> Work[bytes]:
     """Compute what a replica at ``remote`` lacks, refusing a stale one."""
 
     def run(group: Group) -> bytes:
-        crdt = group.doc(doc)
-        state = group.writer.gc.get(doc)
-        if remote is not None and state is not None and state.ranges.by_client:
-            try:
-                theirs = decode_state_vector(remote)
-            except (ValueError, IndexError) as exc:
-                raise InvalidUpdateError(f"cannot decode state vector: {exc}") from exc
-            why = partial_replica(theirs, state.floor)
-            if why is not None:
-                raise StaleReplicaError(f"cannot sync {doc!r} with this replica: {why}")
-        return crdt.diff(remote)
+        return _diff(group, doc, remote)
 
     return Work(run, docs=(doc,))
+
+
+def diff_with_record(doc: str, remote: bytes | None) -> Work[tuple[bytes, GcRecord | None]]:
+    """:func:`diff` and the collection record of the history it carries, read in
+    one job so the record describes exactly that history."""
+
+    def run(group: Group) -> tuple[bytes, GcRecord | None]:
+        update = _diff(group, doc, remote)
+        state = group.writer.gc.get(doc)
+        return update, state.record() if state is not None else None
+
+    return Work(run, docs=(doc,))
+
+
+def _diff(group: Group, doc: str, remote: bytes | None) -> bytes:
+    crdt = group.doc(doc)
+    state = group.writer.gc.get(doc)
+    if remote is not None and state is not None and state.ranges.by_client:
+        try:
+            theirs = decode_state_vector(remote)
+        except (ValueError, IndexError) as exc:
+            raise InvalidUpdateError(f"cannot decode state vector: {exc}") from exc
+        why = partial_replica(theirs, state.floor)
+        if why is not None:
+            raise StaleReplicaError(f"cannot sync {doc!r} with this replica: {why}")
+    return crdt.diff(remote)
 
 
 def gc_frontier(doc: str, frontier: dict[int, int]) -> Work[None]:
@@ -194,23 +226,25 @@ def merge_gc(doc: str, ranges: Ranges, rehung: Ranges, floor: dict[int, int]) ->
     """
 
     def run(group: Group) -> None:
-        w = group.writer
-        if doc not in w.metas:
-            return  # nothing of it here yet; a later diff brings it, and this again
-        old = w.gc.get(doc) or GcState()
-        state = replace(
-            old,
-            ranges=old.ranges.union(ranges),
-            rehung=old.rehung.union(rehung),
-            floor=vector_max(old.floor, floor),
-        )
-        if state == old:
-            return
-        group.txn.put(K.gc_record_key(doc), state.pack(), db=w.env.tables.meta)
-        group.dirty = True
-        w.gc[doc] = state
+        if doc in group.writer.metas:
+            _merge_record(group, doc, GcRecord(ranges, rehung, floor))
+        # else nothing of it here yet; a later diff brings it, with its record
 
     return Work(run)
+
+
+def _merge_record(group: Group, doc: str, record: GcRecord) -> None:
+    w = group.writer
+    old = w.gc.get(doc) or GcState()
+    state = old.merged(record)
+    if state == old:
+        return
+    group.txn.put(K.gc_record_key(doc), state.pack(), db=w.env.tables.meta)
+    group.dirty = True
+    # Installed now, as gc_frontier does: should the commit fail, the record is
+    # in memory only (refusing a little early is harmless) and the sender's next
+    # diff brings it again.
+    w.gc[doc] = state
 
 
 def put_local(key: bytes, data: bytes) -> Work[None]:

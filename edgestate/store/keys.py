@@ -18,15 +18,14 @@ Layout (one LMDB environment, named sub-databases):
 from __future__ import annotations
 
 import base64
-import re
 import struct
 
 import msgpack
 
-from edgestate.errors import InvalidCursorError, InvalidDocumentNameError, InvalidKeyError
+from edgestate.errors import InvalidCursorError, InvalidKeyError
+from edgestate.store.names import check_doc_name as check_doc_name  # the one rule
 
 SEP = b"\x00"
-_DOC_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _SEQ = struct.Struct(">Q")
 _CURSOR_VERSION = 1
 
@@ -46,15 +45,6 @@ def pack_i64(value: int) -> bytes:
 def unpack_i64(raw: bytes | bytearray) -> int:
     """Inverse of :func:`pack_i64`."""
     return int(_I64.unpack(raw)[0])
-
-
-def check_doc_name(name: object) -> str:
-    """Return ``name`` if it is a valid document name, else raise."""
-    if not isinstance(name, str) or not _DOC_NAME.fullmatch(name):
-        raise InvalidDocumentNameError(
-            f"invalid document name {name!r}: use 1-64 characters from A-Z a-z 0-9 _ . -"
-        )
-    return name
 
 
 def encode_key(key: object, max_bytes: int) -> bytes:

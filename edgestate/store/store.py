@@ -30,7 +30,7 @@ from edgestate.store import keys as K
 from edgestate.store.changes import ChangeHub, Listener
 from edgestate.store.checks import check_frontier, check_ops
 from edgestate.store.env import Environment, open_environment
-from edgestate.store.gc import GcState, Ranges
+from edgestate.store.gc import GcRecord, GcState, Ranges
 from edgestate.store.reads import LOCAL_PREFIX, StoreReads
 from edgestate.store.types import (
     Delete,
@@ -74,14 +74,18 @@ class Store(StoreReads):
         config: StoreConfig | None = None,
         *,
         readonly: bool = False,
+        create: bool = True,
     ) -> Store:
-        """Open the store in ``path`` (created if absent, unless ``readonly``).
+        """Open the store in ``path`` (created if absent, if ``create`` and not
+        ``readonly``; else a missing store is :class:`StoreMissingError`).
 
         A writable open takes the directory's writer lock: a second writer gets
-        :class:`StoreLockedError`. Read-only opens may run beside a writer.
+        :class:`StoreLockedError`. Read-only opens may run beside a writer. A
+        ``data.mdb`` shorter than its meta pages say is :class:`StoreCorruptError`.
         """
         config = config or StoreConfig()
-        return cls(open_environment(Path(path), config, readonly=readonly), config)
+        env = open_environment(Path(path), config, readonly=readonly, create=create)
+        return cls(env, config)
 
     def close(self) -> None:
         """Finish queued writes, flush and close. Idempotent."""
@@ -179,25 +183,42 @@ class Store(StoreReads):
     # --- replication --------------------------------------------------------------
 
     def apply_update(
-        self, doc: str, update: bytes, *, origin: str | None = None, create: bool = False
+        self,
+        doc: str,
+        update: bytes,
+        *,
+        origin: str | None = None,
+        create: bool = False,
+        record: GcRecord | None = None,
     ) -> bool:
         """Integrate a remote Yjs v1 update durably; True if it changed local state.
 
         Idempotent and commutative. ``create`` makes the document if it is new.
+        ``record`` is the collection record that came with the update (see
+        :meth:`diff_with_record`): merged in the same commit, so this store never
+        holds collected history without knowing it was collected.
         """
-        return self._run(self._apply(doc, update, origin, create))
+        return self._run(self._apply(doc, update, origin, create, record))
 
     async def aapply_update(
-        self, doc: str, update: bytes, *, origin: str | None = None, create: bool = False
+        self,
+        doc: str,
+        update: bytes,
+        *,
+        origin: str | None = None,
+        create: bool = False,
+        record: GcRecord | None = None,
     ) -> bool:
         """Async form of :meth:`apply_update`."""
-        return await self._arun(self._apply(doc, update, origin, create))
+        return await self._arun(self._apply(doc, update, origin, create, record))
 
-    def _apply(self, doc: str, update: bytes, origin: str | None, create: bool) -> Work[bool]:
+    def _apply(
+        self, doc: str, update: bytes, origin: str | None, create: bool, record: GcRecord | None
+    ) -> Work[bool]:
         K.check_doc_name(doc)
         if not create:
             self._require_doc(doc)
-        return jobs.apply(doc, update, origin, create)
+        return jobs.apply(doc, update, origin, create, record)
 
     def state_vector(self, doc: str) -> bytes:
         """The document's Yjs v1 state vector."""
@@ -227,6 +248,27 @@ class Store(StoreReads):
         self._require_doc(doc)
         return jobs.diff(doc, remote_state_vector)
 
+    def diff_with_record(
+        self, doc: str, remote_state_vector: bytes | None = None
+    ) -> tuple[bytes, GcRecord | None]:
+        """:meth:`diff` and the collection record of the history it carries (None
+        if nothing was collected), for the receiver to apply together: a replica
+        bootstrapped from collected history without its record would serve, and
+        take writes from, replicas this store refuses."""
+        return self._run(self._diff_with_record(doc, remote_state_vector))
+
+    async def adiff_with_record(
+        self, doc: str, remote_state_vector: bytes | None = None
+    ) -> tuple[bytes, GcRecord | None]:
+        """Async form of :meth:`diff_with_record`."""
+        return await self._arun(self._diff_with_record(doc, remote_state_vector))
+
+    def _diff_with_record(
+        self, doc: str, remote_state_vector: bytes | None
+    ) -> Work[tuple[bytes, GcRecord | None]]:
+        self._require_doc(doc)
+        return jobs.diff_with_record(doc, remote_state_vector)
+
     def set_gc_frontier(self, doc: str, frontier: Mapping[int, int]) -> None:
         """Record a state vector (client -> clock) every replica of ``doc`` has reached.
 
@@ -244,6 +286,10 @@ class Store(StoreReads):
     def _gc_frontier(self, doc: str, frontier: Mapping[int, int]) -> Work[None]:
         self._require_doc(doc)
         return jobs.gc_frontier(doc, check_frontier(frontier))
+
+    def put_local(self, name: str, data: bytes) -> None:
+        """Durably save node-local metadata (never replicated; see :meth:`get_local`)."""
+        self._run(jobs.put_local(LOCAL_PREFIX + name.encode(), data))
 
     async def aput_local(self, name: str, data: bytes) -> None:
         """Durably save node-local metadata (the sync layer's member reports)."""

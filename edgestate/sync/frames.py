@@ -28,6 +28,12 @@ WebSocket upgrade):
 8. ``collected`` (version 2): what the sender garbage-collected of a document,
    right after each diff of it and to every peer when a collection lands, so
    every node refuses the same stale writes (edgestate.store.gc_rule).
+9. ``diff.collected`` (version 3): the collection record of the history a diff
+   carries rides in the diff itself and is applied in the same commit (found in
+   the hardening issue: a node bootstrapped from a collector's diff held
+   collected history without its record until the ``collected`` frame came, or
+   for good if the link dropped first, and in that window served a replica that
+   missed the collection, which then lost a key).
 """
 
 from __future__ import annotations
@@ -43,15 +49,15 @@ from edgestate.errors import (
     OversizedFrameError,
     RateLimitedError,
 )
+from edgestate.store import DOC_NAME_RULE, is_doc_name
 
 # Versions this code speaks; hello negotiates the highest common one.
-PROTOCOL_VERSIONS: tuple[int, ...] = (1, 2)
+PROTOCOL_VERSIONS: tuple[int, ...] = (1, 2, 3)
 # The first version with ``reports`` frames.
 REPORTS_VERSION = 2
+# The first version whose diffs carry the collection record of their history.
+RECORD_IN_DIFF_VERSION = 3
 
-# The store's document-name rule, checked on the wire too so a peer cannot make
-# us even try to open a file with a hostile name.
-DOC_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Node and cluster ids are hex fingerprints in TLS mode, short names in
 # insecure mode.
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -80,10 +86,17 @@ class StateVectors:
 
 @dataclass(frozen=True, slots=True)
 class Diff:
-    """A Yjs v1 update with what the receiver lacks; creates the document."""
+    """A Yjs v1 update with what the receiver lacks; creates the document.
+
+    ``collected`` (version 3, of the same document) is the sender's collection
+    record of the history the update carries; the receiver applies both in one
+    commit. None when the sender collected nothing or the record is too large for
+    one collected frame's limits (then it follows as ``collected`` frames).
+    """
 
     doc: str
     update: bytes
+    collected: Collected | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,22 +168,18 @@ def encode(frame: Frame) -> bytes:
             body = {"t": "hello", "versions": list(versions), "node": node, "cluster": cluster}
         case StateVectors(docs, reply):
             body = {"t": "svs", "docs": docs, "reply": reply}
-        case Diff(doc, update):
+        case Diff(doc, update, collected):
             body = {"t": "diff", "doc": doc, "update": update}
+            if collected is not None:
+                body["collected"] = _record_body(collected)
         case Push(updates):
             body = {"t": "push", "updates": [[doc, update] for doc, update in updates]}
         case Synced():
             body = {"t": "synced"}
         case Peers(nodes):
             body = {"t": "peers", "nodes": list(nodes)}
-        case Collected(doc, ranges, rehung, floor):
-            body = {
-                "t": "collected",
-                "doc": doc,
-                "ranges": [[c, runs] for c, runs in ranges.items()],
-                "rehung": [[c, runs] for c, runs in rehung.items()],
-                "floor": [x for pair in floor.items() for x in pair],
-            }
+        case Collected(doc, _, _, _):
+            body = {"t": "collected", "doc": doc, **_record_body(frame)}
         case Reports(members, forgotten):
             body = {
                 "t": "reports",
@@ -182,6 +191,15 @@ def encode(frame: Frame) -> bytes:
             }
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     return packed
+
+
+def _record_body(record: Collected) -> dict[str, Any]:
+    """The record fields of a collected frame (also a version-3 diff's ``collected``)."""
+    return {
+        "ranges": [[c, runs] for c, runs in record.ranges.items()],
+        "rehung": [[c, runs] for c, runs in record.rehung.items()],
+        "floor": [x for pair in record.floor.items() for x in pair],
+    }
 
 
 def decode(
@@ -238,11 +256,22 @@ def _decode(data: bytes, max_docs: int) -> Frame:
             raise MalformedFrameError("svs.reply must be a boolean")
         return StateVectors(docs, body["reply"])
     if kind == "diff":
-        _fields(body, "doc", "update")
+        if "collected" in body:
+            _fields(body, "doc", "update", "collected")
+        else:
+            _fields(body, "doc", "update")
         _check_doc(body["doc"])
         if not isinstance(body["update"], bytes):
             raise MalformedFrameError("diff.update must be bytes")
-        return Diff(body["doc"], body["update"])
+        record = None
+        if "collected" in body:
+            inner = body["collected"]
+            if not isinstance(inner, dict) or inner.keys() != {"ranges", "rehung", "floor"}:
+                raise MalformedFrameError(
+                    "diff.collected must be a map of exactly ranges, rehung and floor"
+                )
+            record = _record(body["doc"], inner)
+        return Diff(body["doc"], body["update"], record)
     if kind == "push":
         _fields(body, "updates")
         items = body["updates"]
@@ -270,15 +299,7 @@ def _decode(data: bytes, max_docs: int) -> Frame:
     if kind == "collected":
         _fields(body, "doc", "ranges", "rehung", "floor")
         _check_doc(body["doc"])
-        floor = body["floor"]
-        if not _uint_list(floor, 2 * MAX_SV_CLIENTS) or len(floor) % 2:
-            raise MalformedFrameError("collected.floor must be a flat [client, clock, ...] list")
-        return Collected(
-            body["doc"],
-            _runs(body["ranges"], "ranges"),
-            _runs(body["rehung"], "rehung"),
-            dict(zip(floor[0::2], floor[1::2], strict=True)),
-        )
+        return _record(body["doc"], body)
     if kind == "reports":
         _fields(body, "members", "forgotten")
         forgotten = body["forgotten"]
@@ -300,6 +321,19 @@ MAX_SV_CLIENTS = 65536
 
 # Most numbers one collected frame's runs may hold (a sender splits larger ones).
 MAX_RUN_NUMBERS = 1 << 21
+
+
+def _record(doc: str, body: dict[str, Any]) -> Collected:
+    """The record fields of a collected frame or of a diff's ``collected``."""
+    floor = body["floor"]
+    if not _uint_list(floor, 2 * MAX_SV_CLIENTS) or len(floor) % 2:
+        raise MalformedFrameError("collected.floor must be a flat [client, clock, ...] list")
+    return Collected(
+        doc,
+        _runs(body["ranges"], "ranges"),
+        _runs(body["rehung"], "rehung"),
+        dict(zip(floor[0::2], floor[1::2], strict=True)),
+    )
 
 
 def _uint_list(value: object, limit: int) -> bool:
@@ -391,5 +425,8 @@ def _id(body: dict[str, Any], name: str) -> str:
 
 
 def _check_doc(name: object) -> None:
-    if not isinstance(name, str) or not DOC_NAME.fullmatch(name):
-        raise MalformedFrameError(f"document name {name!r} must match {DOC_NAME.pattern}")
+    # The store's one name rule, checked on the wire too so a peer cannot make us
+    # even try to open a document with a hostile name.
+    if not is_doc_name(name):
+        shown = name[:80] if isinstance(name, str) else name
+        raise MalformedFrameError(f"document name {shown!r}: use {DOC_NAME_RULE}")

@@ -31,7 +31,7 @@ from edgestate.errors import (
     StaleReplicaError,
     UnexpectedFrameError,
 )
-from edgestate.store import ChangeStream, Store
+from edgestate.store import ChangeStream, GcRecord, Ranges, Store
 from edgestate.sync import frames
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN, PeerConnection
@@ -141,8 +141,12 @@ class Gossip:
                     by_doc.setdefault(doc, []).append(update)
                 for doc, ups in by_doc.items():
                     await self._apply(conn, doc, ups[0] if len(ups) == 1 else merge_updates(*ups))
-            case Diff(doc, update):
-                await self._apply(conn, doc, update)
+            case Diff(doc, update, collected):
+                if collected is not None and conn.version < frames.RECORD_IN_DIFF_VERSION:
+                    raise UnexpectedFrameError(
+                        f"diff carrying a collection record in protocol version {conn.version}"
+                    )
+                await self._apply(conn, doc, update, record_of(collected))
             case StateVectors(docs, reply):
                 if conn.version < frames.REPORTS_VERSION and conn.node_id is not None:
                     self._membership.report_for_legacy(conn.node_id, docs)
@@ -168,11 +172,13 @@ class Gossip:
             case Hello():
                 raise UnexpectedFrameError("second hello on one connection")
 
-    async def _apply(self, conn: PeerConnection, doc: str, update: bytes) -> None:
+    async def _apply(
+        self, conn: PeerConnection, doc: str, update: bytes, record: GcRecord | None = None
+    ) -> None:
         if doc in self._config.local_only:
             # A peer configured differently; its copy stays with it.
             return
-        if update == EMPTY_UPDATE:
+        if update == EMPTY_UPDATE and record is None:
             return
         if conn.record is not None:
             conn.record.updates_in += 1
@@ -187,7 +193,7 @@ class Gossip:
         # Submitted without waiting for the commit: the store's writer keeps
         # submission order and folds queued applies into one group commit.
         pending = asyncio.ensure_future(
-            self._store.aapply_update(doc, update, origin=conn.origin, create=True)
+            self._store.aapply_update(doc, update, origin=conn.origin, create=True, record=record)
         )
         # A bad update must end the connection now, not when the next frame comes.
         pending.add_done_callback(functools.partial(self._apply_done, conn, doc))
@@ -220,11 +226,17 @@ class Gossip:
             # Equal state vectors can still hide a delete the other side lacks
             # (deletes do not advance clocks), so the diff is always computed; it
             # is then just the delete set.
-            update = await self._store.adiff(doc, remote)
+            record: GcRecord | None = None
+            if conn.version >= frames.RECORD_IN_DIFF_VERSION:
+                update, record = await self._store.adiff_with_record(doc, remote)
+            else:
+                update = await self._store.adiff(doc, remote)
             if update != EMPTY_UPDATE or remote is None:
-                await conn.send(Diff(doc, update))
+                # The record rides in the diff it describes (see frames.Diff).
+                inline = collected_of(doc, record)
+                await conn.send(Diff(doc, update, inline))
                 self._stats.diffs_sent += 1
-                if conn.version >= frames.REPORTS_VERSION:
+                if conn.version >= frames.REPORTS_VERSION and inline is None:
                     # Right behind the history it describes (see frames.Collected).
                     await conn.send_collected(doc)
         await conn.send(Synced())
@@ -233,6 +245,34 @@ class Gossip:
             conn.record.last_sync = time.time()
         if reply:
             await conn.send(StateVectors(ours, reply=False))
+
+
+def collected_of(doc: str, record: GcRecord | None) -> Collected | None:
+    """``record`` as a diff's ``collected``, or None if it would exceed one collected
+    frame's decoder limits (it then follows the diff as collected frames)."""
+    if record is None:
+        return None
+    ranges, rehung = record.ranges.to_wire(), record.rehung.to_wire()
+    for runs in (ranges, rehung):
+        if (
+            len(runs) > frames.MAX_SV_CLIENTS
+            or sum(len(r) for r in runs.values()) > frames.MAX_RUN_NUMBERS
+        ):
+            return None
+    if len(record.floor) > frames.MAX_SV_CLIENTS:
+        return None
+    return Collected(doc, ranges, rehung, dict(record.floor))
+
+
+def record_of(collected: Collected | None) -> GcRecord | None:
+    """The store's form of a diff's ``collected``."""
+    if collected is None:
+        return None
+    return GcRecord(
+        Ranges.from_wire(collected.ranges).normalize(),
+        Ranges.from_wire(collected.rehung).normalize(),
+        dict(collected.floor),
+    )
 
 
 async def _settle(pending: asyncio.Future[bool], doc: str) -> None:

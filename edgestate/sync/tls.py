@@ -102,12 +102,19 @@ def issue_node(
     *,
     days: int = 365,
     not_before: dt.datetime | None = None,
+    replace: bool = False,
 ) -> Identity:
     """Issue ``out_dir/NODE.pem`` and ``NODE.key`` signed by the CA in ``ca_dir``.
 
     The CA certificate and CRL are copied beside them, so ``out_dir`` is all a
     node needs (see ``files_for``). ``not_before`` exists for tests of expiry.
+
+    Refuses to overwrite an existing ``NODE.pem`` or ``NODE.key`` unless
+    ``replace``: a new key means a new fingerprint, so the running node would get
+    a new node id and its peers would see a stranger.
     """
+    if not replace:
+        _refuse_reissue(out_dir, node)
     ca_key, ca_cert = _load_ca(ca_dir)
     key = ec.generate_private_key(ec.SECP256R1())
     start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
@@ -140,6 +147,23 @@ def issue_node(
     return Identity(
         fingerprint(cert.public_bytes(serialization.Encoding.DER)),
         fingerprint(ca_cert.public_bytes(serialization.Encoding.DER)),
+    )
+
+
+def _refuse_reissue(out_dir: Path, node: str) -> None:
+    cert, key = out_dir / f"{node}.pem", out_dir / f"{node}.key"
+    held = [p for p in (cert, key) if p.exists()]
+    if not held:
+        return
+    try:
+        current = (
+            f" (node id {fingerprint(_load_cert(cert).public_bytes(serialization.Encoding.DER))})"
+        )
+    except ClusterCAError:
+        current = ""  # a key without a readable certificate: still refuse
+    raise ClusterCAError(
+        f"{held[0]} already exists{current}; re-issuing gives node {node!r} a new key and "
+        "so a new node id. Pass --replace to re-issue it deliberately"
     )
 
 

@@ -7,6 +7,13 @@ replicated to peers and seen by modules; every commit of the store (local,
 module, peer) is sent to the clients of that document. Awareness messages are
 relayed between the clients of one document and never stored.
 
+Who may connect is the node's question: it passes ``authorize``, which answers a
+request for a document with a :class:`YjsAccess` or raises. A read-only client
+is served sync step 1 / step 2 and every live update, and its awareness is
+relayed; an update it sends closes it with :data:`READ_ONLY_CLOSE` and is not
+applied. A client whose access ends (expiry, revocation) is closed with
+:data:`ACCESS_ENDED_CLOSE`.
+
 Message layout (y-protocols): a varuint message type (0 sync, 1 awareness);
 sync messages carry a varuint sub-type (0 step 1 with a state vector, 1 step 2
 and 2 update with a v1 update) and a length-prefixed payload.
@@ -18,13 +25,29 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from pycrdt import YMessageType, YSyncMessageType, read_message, write_message
 
-from edgestate.errors import InvalidUpdateError, StaleReplicaError, StoreError
-from edgestate.store import ChangeStream, Store
-from edgestate.sync.frames import DOC_NAME
+from edgestate.errors import (
+    InvalidUpdateError,
+    StaleReplicaError,
+    StoreError,
+    SystemDocumentError,
+    TokenScopeError,
+    UnknownDocumentError,
+)
+from edgestate.store import (
+    DOC_NAME_RULE,
+    ChangeStream,
+    Store,
+    check_user_writable,
+    is_doc_name,
+    is_system_document,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +58,26 @@ _EMPTY_UPDATE = b"\x00\x00"
 # WebSocket close code (application range) for a client whose Y.Doc holds part of
 # history this node garbage-collected; it must reconnect with a fresh Y.Doc.
 STALE_REPLICA_CLOSE = 4409
+# Close codes (application range) of a client whose credential does not allow
+# what it did: an update on read-only access; access that expired or was revoked.
+READ_ONLY_CLOSE = 4403
+ACCESS_ENDED_CLOSE = 4401
+
+
+@dataclass(frozen=True, slots=True)
+class YjsAccess:
+    """What one client may do with the document it connected to."""
+
+    write: bool = True
+    create: bool = True
+    # The credential's id (a client token's), so that revoking it can close its clients.
+    credential: str | None = None
+    # Wall-clock time (time.time()) at which the client is closed.
+    expires_at: float | None = None
+
+
+FULL_ACCESS = YjsAccess()
+Authorize = Callable[[web.Request, str], YjsAccess]
 
 
 def sync_message(kind: YSyncMessageType, payload: bytes) -> bytes:
@@ -43,18 +86,30 @@ def sync_message(kind: YSyncMessageType, payload: bytes) -> bytes:
 
 
 class _Client:
-    def __init__(self, ws: web.WebSocketResponse, origin: str, queue_size: int) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, origin: str, queue_size: int, access: YjsAccess
+    ) -> None:
         self.ws = ws
         self.origin = origin
+        self.access = access
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
+        self._close_code: int = WSCloseCode.TRY_AGAIN_LATER
+        self._close_reason = b"resync needed"
+        self.closing = False
 
     async def run_sender(self) -> None:
         while True:
             message = await self.queue.get()
-            if not message:  # kicked: the client must reconnect and resync
-                await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"resync needed")
+            if not message:  # kicked or ended: close; a kicked client reconnects and resyncs
+                self.closing = True
+                await self.ws.close(code=self._close_code, message=self._close_reason)
                 return
             await self.ws.send_bytes(message)
+
+    def end(self, code: int, reason: bytes) -> None:
+        """Close the client with ``code`` (after nothing else it was sent)."""
+        self._close_code, self._close_reason = code, reason
+        self.kick()
 
     def offer(self, message: bytes) -> None:
         try:
@@ -77,12 +132,14 @@ class YjsEndpoint:
         self,
         store: Store,
         *,
+        authorize: Authorize | None = None,
         create_documents: bool = True,
         max_message_bytes: int = 32 << 20,
         client_queue: int = 10_000,
     ) -> None:
         self.store = store
         self._create = create_documents
+        self._authorize: Authorize = authorize or (lambda _request, _doc: FULL_ACCESS)
         self._max_message = max_message_bytes
         self._client_queue = client_queue
         self._clients: dict[str, set[_Client]] = {}
@@ -120,6 +177,16 @@ class YjsEndpoint:
         if self._stream is not None:
             self._stream.close()
 
+    def end_access(self, credential: str, reason: str) -> int:
+        """Close every client connected with ``credential``; how many there were."""
+        ended = 0
+        for clients in self._clients.values():
+            for client in clients:
+                if client.access.credential == credential:
+                    client.end(ACCESS_ENDED_CLOSE, reason.encode()[:120])
+                    ended += 1
+        return ended
+
     def routes(self) -> list[web.RouteDef]:
         """The ``/yjs/{doc}`` route, to mount in any aiohttp application."""
         return [web.get(YJS_PATH, self._handle)]
@@ -144,18 +211,38 @@ class YjsEndpoint:
         if self._closing:
             raise web.HTTPServiceUnavailable(reason="node shutting down")
         doc = request.match_info["doc"]
-        if not DOC_NAME.fullmatch(doc):
-            raise web.HTTPBadRequest(reason="document name must match [A-Za-z0-9_.-]{1,64}")
+        if not is_doc_name(doc):
+            raise web.HTTPBadRequest(reason=f"invalid document name: use {DOC_NAME_RULE}")
+        access = self._authorize(request, doc)  # raises: answered before the upgrade
         if not self.store.has_document(doc):
+            if is_system_document(doc):
+                # The node's own documents are made by their own paths, never here.
+                raise web.HTTPForbidden(reason=f"{doc} is a system document (read-only here)")
             if not self._create:
                 raise web.HTTPNotFound(reason=f"no document {doc}")
+            if not access.create:
+                raise UnknownDocumentError(
+                    f"no document {doc!r}, and this token may not create documents "
+                    "(a grant of its own: edgestate token create --create)"
+                )
             await self.store.acreate_document(doc)
         ws = web.WebSocketResponse(max_msg_size=self._max_message)
         await ws.prepare(request)
-        client = _Client(ws, f"yjs:{next(self._ids)}", self._client_queue)
+        client = _Client(ws, f"yjs:{next(self._ids)}", self._client_queue, access)
         clients = self._clients.setdefault(doc, set())
         clients.add(client)
-        sender = asyncio.get_running_loop().create_task(client.run_sender())
+        loop = asyncio.get_running_loop()
+        sender = loop.create_task(client.run_sender())
+        expiry = (
+            None
+            if access.expires_at is None
+            else loop.call_later(
+                max(0.0, access.expires_at - time.time()),
+                client.end,
+                ACCESS_ENDED_CLOSE,
+                b"token expired",
+            )
+        )
         try:
             sv = await self.store.astate_vector(doc)
             client.offer(sync_message(YSyncMessageType.SYNC_STEP1, sv))
@@ -173,10 +260,22 @@ class YjsEndpoint:
             await ws.close(
                 code=WSCloseCode.PROTOCOL_ERROR, message=b"malformed y-protocols message"
             )
+        except TokenScopeError as exc:
+            log.info("closing yjs client of %s: %s", doc, exc)
+            await ws.close(code=READ_ONLY_CLOSE, message=b"read-only token: updates are refused")
+        except SystemDocumentError as exc:
+            log.warning("closing yjs client of %s: %s", doc, exc)
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"system document: read-only")
         except StoreError as exc:
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=str(exc).encode()[:120])
         finally:
+            if expiry is not None:
+                expiry.cancel()
             clients.discard(client)
+            if client.closing:
+                # Its close is under way: cancelled mid-write, the close frame (and
+                # with it the close code) may never reach the client.
+                await asyncio.wait([sender], timeout=_CLOSE_WAIT_S)
             sender.cancel()
             await asyncio.wait([sender])
         return ws
@@ -198,5 +297,10 @@ class YjsEndpoint:
             update = await self.store.adiff(doc, payload)
             client.offer(sync_message(YSyncMessageType.SYNC_STEP2, update))
         elif data[1] in (YSyncMessageType.SYNC_STEP2, YSyncMessageType.SYNC_UPDATE):
-            if payload != _EMPTY_UPDATE:
-                await self.store.aapply_update(doc, payload, origin=client.origin)
+            if payload == _EMPTY_UPDATE:
+                return
+            if not client.access.write:
+                # Checked before the store sees it: nothing of it is applied.
+                raise TokenScopeError(f"update from a read-only client of {doc}")
+            check_user_writable(doc)  # reads of `_` documents are fine, writes are not
+            await self.store.aapply_update(doc, payload, origin=client.origin)

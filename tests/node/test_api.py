@@ -113,7 +113,7 @@ def test_keys_put_get_incr_delete_scan(node: NodeProcess) -> None:
         ("GET", "/v1/admin/docs/bad!name/keys/k", None, None, 400, "invalid_document_name"),
         ("GET", "/v1/admin/docs/_modules/scan", None, {"cursor": "garbage"}, 400, "invalid_cursor"),
         ("GET", "/v1/admin/docs/_modules/scan", None, {"limit": "0"}, 400, "bad_request"),
-        ("POST", "/v1/admin/docs/_modules/keys/k/incr", b"", {"delta": "x"}, 400, "bad_request"),
+        ("POST", "/v1/admin/docs/anydoc/keys/k/incr", b"", {"delta": "x"}, 400, "bad_request"),
         ("POST", "/v1/admin/modules", b"{not json", None, 400, "bad_request"),
         (
             "POST",
@@ -134,13 +134,13 @@ def test_keys_put_get_incr_delete_scan(node: NodeProcess) -> None:
         ("DELETE", "/v1/admin/modules/nope", None, None, 404, "unknown_module"),
         (
             "POST",
-            "/v1/admin/docs/_modules/batch",
+            "/v1/admin/docs/anydoc/batch",
             b'{"ops": [{"op": "nope", "key": "k"}]}',
             None,
             400,
             "bad_request",
         ),
-        ("POST", "/v1/admin/docs/_modules/batch", b'{"ops": 3}', None, 400, "bad_request"),
+        ("POST", "/v1/admin/docs/anydoc/batch", b'{"ops": 3}', None, 400, "bad_request"),
     ],
 )
 def test_bad_requests_get_clear_json_errors(

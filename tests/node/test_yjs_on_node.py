@@ -88,4 +88,4 @@ def test_yjs_endpoint_needs_the_token(node: NodeProcess) -> None:
     )
     assert reply.status == 401
     wrong = call(node.api, "GET", "/yjs/kv", validate=False, query={"token": "nope"})
-    assert wrong.status == 403
+    assert wrong.status == 401 and wrong.json()["error"]["code"] == "invalid_token"

@@ -8,13 +8,15 @@ Routes:
     GET    /v1/admin/peers
     GET    /v1/admin/members            DELETE /v1/admin/members/{replica} (forget one)
     GET    /v1/admin/modules            POST (deploy a bundle)   DELETE /v1/admin/modules/{name}
+    POST   /v1/admin/trust-policy/reload   reread the trust policy, recheck every module
     GET    /v1/admin/docs
     GET    /v1/admin/docs/{doc}/keys/{key}   PUT (raw body)   DELETE
     POST   /v1/admin/docs/{doc}/keys/{key}/incr?delta=N
     POST   /v1/admin/docs/{doc}/batch        {"ops": [...]} applied atomically
     GET    /v1/admin/docs/{doc}/scan?prefix=&cursor=&limit=
     GET    /v1/admin/docs/{doc}/watch        server-sent events, one per change
-    GET    /yjs/{doc}?token=<token>          y-websocket sync protocol (same token)
+    GET    /v1/admin/tokens             POST (make a client token)   DELETE /v1/admin/tokens/{id}
+    GET    /yjs/{doc}?token=<token>          y-websocket sync protocol (admin or client token)
 
 Every error is JSON ``{"error": {"code": ..., "message": ...}}`` with a stable code
 and the status below; one request's failure never disturbs another's.
@@ -40,6 +42,7 @@ from edgestate.node.api.docs import DocumentRoutes
 from edgestate.node.api.invoke import InvocationRoutes
 from edgestate.node.api.protocol import Guarded, NodeApi
 from edgestate.node.api.responses import error_response, status_for
+from edgestate.node.api.tokens import TokenRoutes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -55,6 +58,7 @@ def build_app(node: NodeApi) -> web.Application:
     )
     app[INVOKE_KEY] = node
     invoke, cluster, docs = InvocationRoutes(node), ClusterRoutes(node), DocumentRoutes(node)
+    tokens = TokenRoutes(node)
     app.add_routes(
         [
             web.post("/v1/invoke/{module}", invoke.invoke),
@@ -68,6 +72,7 @@ def build_app(node: NodeApi) -> web.Application:
             web.get("/v1/admin/modules", cluster.modules),
             web.post("/v1/admin/modules", cluster.deploy),
             web.delete("/v1/admin/modules/{name}", cluster.remove),
+            web.post("/v1/admin/trust-policy/reload", cluster.reload_trust_policy),
             web.get("/v1/admin/docs", docs.docs),
             web.get("/v1/admin/docs/{doc}/keys/{key}", docs.get_key),
             web.put("/v1/admin/docs/{doc}/keys/{key}", docs.put_key),
@@ -76,6 +81,9 @@ def build_app(node: NodeApi) -> web.Application:
             web.post("/v1/admin/docs/{doc}/batch", docs.batch),
             web.get("/v1/admin/docs/{doc}/scan", docs.scan),
             web.get("/v1/admin/docs/{doc}/watch", docs.watch),
+            web.get("/v1/admin/tokens", tokens.list),
+            web.post("/v1/admin/tokens", tokens.create),
+            web.delete("/v1/admin/tokens/{id}", tokens.revoke),
             *node.yjs_routes(),
         ]
     )
@@ -92,14 +100,19 @@ def _middleware(node: Guarded) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path.startswith(("/v1/admin/", "/yjs/")):
+            # /yjs/ checks its own credentials (client tokens too): node/api/yjs_auth.py
+            if request.path.startswith("/v1/admin/"):
                 refused = _check_token(request, admin_token, node)
                 if refused is not None:
                     return refused
             return await handler(request)
         except E.EdgestateError as exc:
             node.count_http_error(exc.code)
-            return error_response(status_for(exc), exc.code, str(exc))
+            response = error_response(status_for(exc), exc.code, str(exc))
+            if isinstance(exc, E.InvocationError) and exc.guest_status is not None:
+                # the guest's own status, as a successful reply carries it
+                response.headers["X-Edgestate-Status"] = str(exc.guest_status)
+            return response
         except web.HTTPRequestEntityTooLarge as exc:
             node.count_http_error("body_too_large")
             return error_response(413, "body_too_large", exc.text or "request body too large")
@@ -120,10 +133,6 @@ def _check_token(request: web.Request, admin_token: bytes, node: Guarded) -> web
         return None
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if not header and request.path.startswith("/yjs/"):
-        # Browsers cannot set headers on a WebSocket; y-websocket's `params`
-        # option puts the token in the query string instead.
-        scheme, token = "bearer", request.query.get("token", "")
     if scheme.lower() != "bearer" or not token:
         node.count_http_error("unauthorized")
         return error_response(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
 
 from aiohttp import web
 
+from edgestate.node.api.bodies import json_body
 from edgestate.node.api.protocol import Cluster
 from edgestate.node.api.responses import error_response
 
@@ -69,10 +69,7 @@ class ClusterRoutes:
         return web.json_response({"forgotten": replica, "was_member": was_member})
 
     async def deploy(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return error_response(400, "bad_request", f"body is not JSON: {exc}")
+        body = await json_body(request, "deploy body")
         if not isinstance(body, dict):
             return error_response(400, "bad_request", "body must be a JSON object")
         parts: dict[str, bytes] = {}
@@ -94,6 +91,9 @@ class ClusterRoutes:
             },
             status=201,
         )
+
+    async def reload_trust_policy(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(await self.node.reload_trust_policy())
 
     async def remove(self, request: web.Request) -> web.StreamResponse:
         await self.node.remove_module(request.match_info["name"])

@@ -1,4 +1,9 @@
-"""Admin routes over documents: keys, atomic batches, scans and watch streams."""
+"""Admin routes over documents: keys, atomic batches, scans and watch streams.
+
+Every write route refuses the node's own ``_`` documents (``system_document``,
+403) before touching the body: they replicate cluster-wide and only the node's
+own paths (deploy, membership) may write them. Reads of them are allowed.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ import time
 from aiohttp import web
 
 from edgestate import errors as E
+from edgestate.node.api.bodies import json_body
 from edgestate.node.api.protocol import Documents
 from edgestate.node.api.responses import error_response
-from edgestate.store import Delete, Incr, Set, describe_value, op_from_json
+from edgestate.store import Delete, Incr, Set, check_user_writable, describe_value, op_from_json
 
 
 class DocumentRoutes:
@@ -50,6 +56,7 @@ class DocumentRoutes:
 
     async def put_key(self, request: web.Request) -> web.StreamResponse:
         doc, key = request.match_info["doc"], request.match_info["key"]
+        check_user_writable(doc)
         body = await request.read()
         if request.query.get("create") == "true":
             await self.node.store.acreate_document(doc)
@@ -58,11 +65,13 @@ class DocumentRoutes:
 
     async def delete_key(self, request: web.Request) -> web.StreamResponse:
         doc, key = request.match_info["doc"], request.match_info["key"]
+        check_user_writable(doc)
         await self.node.store.abatch([Delete(doc, key)])
         return web.json_response({"doc": doc, "key": key, "ok": True})
 
     async def incr_key(self, request: web.Request) -> web.StreamResponse:
         doc, key = request.match_info["doc"], request.match_info["key"]
+        check_user_writable(doc)
         try:
             delta = int(request.query.get("delta", "1"))
         except ValueError:
@@ -74,15 +83,14 @@ class DocumentRoutes:
 
     async def batch(self, request: web.Request) -> web.StreamResponse:
         doc = request.match_info["doc"]
+        check_user_writable(doc)
+        body = await json_body(request, "batch body")
         try:
-            body = await request.json()
             raw_ops = body["ops"]
             if not isinstance(raw_ops, list):
                 raise TypeError("ops must be a list")
             ops = [op_from_json(doc, op) for op in raw_ops]
         except (
-            json.JSONDecodeError,
-            UnicodeDecodeError,
             KeyError,
             TypeError,
             ValueError,

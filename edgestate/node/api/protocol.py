@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from edgestate.node.client_tokens import ClientTokens
     from edgestate.node.config import ApiConfig
     from edgestate.runtime import InvocationResult, LoadedModule
     from edgestate.store import ChangeStream, Store
@@ -107,8 +108,19 @@ class Cluster(Protocol):
     async def remove_module(self, name: str) -> None:
         """Remove a module cluster-wide."""
 
+    async def reload_trust_policy(self) -> dict[str, Any]:
+        """Reread the trust policy file and recheck every module (JSON-ready summary)."""
 
-class NodeApi(Guarded, Invocations, Documents, Cluster, Protocol):
+
+class Tokens(Protocol):
+    """Admin routes over client tokens."""
+
+    @property
+    def tokens(self) -> ClientTokens:
+        """This node's client tokens."""
+
+
+class NodeApi(Guarded, Invocations, Documents, Cluster, Tokens, Protocol):
     """Everything the API application needs of a node."""
 
     def yjs_routes(self) -> list[web.RouteDef]:
