@@ -67,6 +67,7 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── TokenExpiredError           the token's expiry has passed
     │   ├── TokenRevokedError           the token was revoked
     │   └── TokenScopeError             the token does not grant this document or action
+    ├── ToolchainError                  no usable compiler for a guest module, or its build failed
     └── ConfigError                     bad configuration or command-line values
         ├── PolicyReloadError           a trust policy reload refused; the running policy stays
         └── ForeignDataDirError         a non-empty directory that is not an edgestate one
@@ -517,6 +518,17 @@ class TokenScopeError(TokenError):
     """A valid client token used for a document or action it does not grant."""
 
     code = "token_scope"
+
+
+# --- module toolchains (edgestate.guest.toolchains) --------------------------------
+
+
+class ToolchainError(EdgestateError):
+    """No usable compiler for a guest module's language (rustc without the
+    wasm32 target, no ``asc``, no ``ziglang``), or a build it ran failed; the
+    message says which toolchains were tried and how to install one."""
+
+    code = "toolchain_unavailable"
 
 
 # --- config --------------------------------------------------------------------

@@ -9,7 +9,7 @@ import of a higher layer is still a dependency on it. Fails (exit 1, one line
 per finding) when
 
 - a layer imports one it may not (``LAYERS`` below: store < host < runtime <
-  node; store < sync < node; client, devkit and cli on top);
+  node; store < sync < node; client, devkit, authoring and cli on top);
 - a package reaches into the store's private modules: everything the other
   layers need of the store is exported from ``edgestate.store`` itself;
 - any module imports a name or module starting with ``_`` from another package;
@@ -42,7 +42,10 @@ LAYERS: dict[str, frozenset[str]] = {
     "node": BASE | {"store", "host", "runtime", "sync", "guest"},
     "client": BASE | {"store"},
     "devkit": BASE | {"store", "host", "runtime", "sync", "guest", "node", "client"},
-    "cli": BASE | {"store", "host", "runtime", "sync", "guest", "node", "client", "devkit"},
+    # Module authoring (new / build / dev): on top, beside devkit, which it uses.
+    "authoring": BASE | {"store", "host", "runtime", "sync", "guest", "node", "client", "devkit"},
+    "cli": BASE
+    | {"store", "host", "runtime", "sync", "guest", "node", "client", "devkit", "authoring"},
 }
 # Packages whose submodules are private to them: import the package itself.
 SEALED = frozenset({"store"})

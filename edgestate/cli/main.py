@@ -16,6 +16,7 @@ import click
 import edgestate
 from edgestate.cli import (
     admin_cmds,
+    author_cmds,
     backup_cmd,
     cluster_cmds,
     demo_cmd,
@@ -38,6 +39,7 @@ _COMMAND_MODULES = (
     trust_cmds,
     demo_cmd,
     token_cmds,
+    author_cmds,
 )
 
 

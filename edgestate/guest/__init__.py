@@ -1,6 +1,11 @@
-"""The guest SDK (``edgestate.h``, ``edgestate.zig``) and the example modules.
+"""The guest SDKs and the example modules.
 
-Examples are built from Zig with the ``ziglang`` package from PyPI, so no
+SDKs: ``edgestate.h`` (C), ``edgestate.zig``, the Rust crate in ``rust/`` and
+the AssemblyScript npm package in ``assemblyscript/``; each example is written
+in all four (``examples/NAME.{zig,c,rs,ts}``, one manifest). Builds of the
+other languages live in :mod:`edgestate.guest.toolchains`.
+
+The Zig examples are built with the ``ziglang`` package from PyPI, so no
 toolchain download is needed. :func:`build_zig` caches each build under the
 SHA-256 of its inputs (source, SDK, compiler version, flags), so a test suite
 or a script rebuilds only what changed.
@@ -33,6 +38,10 @@ ZIG_FLAGS = (
     "-O",
     "ReleaseSmall",
     "-fstrip",
+    # Zig's default 1 MiB stack makes a module start with 17 memory pages, over
+    # most manifests' memory_pages; 64 KiB leaves it at 2.
+    "--stack",
+    "65536",
 )
 # A cold Zig build of one example takes a few seconds; a hung compiler must
 # not hang a test run.

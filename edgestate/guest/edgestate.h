@@ -6,8 +6,19 @@
  * invocation. The ABI is specified in schemas/host-abi.json and explained,
  * with an example, in docs/modules.md.
  *
- * Build with: python -m ziglang cc --target=wasm32-freestanding -nostdlib -O2 \
- *     -Wl,--no-entry -Wl,--export=handle -o mod.wasm mod.c
+ * Write the entry with ES_EXPORT so it is exported whatever the linker flags
+ * (a module without its entry builds and signs but is refused at load):
+ *
+ *     ES_EXPORT("handle") int32_t handle(void) {
+ *         int32_t doc = es_doc_open(ES_STR("counters"));
+ *         ...
+ *     }
+ *
+ * Build with `edgestate build`, or by hand:
+ *     python -m ziglang cc --target=wasm32-freestanding -nostdlib -Os \
+ *         -Wl,--no-entry -Wl,--strip-all -Wl,-z,stack-size=65536 -o mod.wasm mod.c
+ * The stack size matters: the default 1 MiB stack makes the module start with
+ * 17 memory pages, more than most manifests' memory_pages allow.
  */
 #ifndef EDGESTATE_H
 #define EDGESTATE_H
@@ -26,6 +37,10 @@
 #define ES_ERR_INVALID_ARGUMENT (-10) /* e.g. a document name breaking the name rule */
 
 #define ES_IMPORT(name) __attribute__((import_module("edgestate"), import_name(name)))
+/* Export a function under `name` (the manifest's entry, "handle" by default). */
+#define ES_EXPORT(name) __attribute__((export_name(name), visibility("default")))
+/* A string literal as the (pointer, length) pair every call takes: ES_STR("kv"). */
+#define ES_STR(literal) (literal), (uint32_t)(sizeof(literal) - 1)
 
 /* Handle of a document the manifest grants; reuse it for the whole invocation.
  * A name breaking the name rule (1-64 of A-Z a-z 0-9 _ . -, see host-abi.json)
@@ -55,5 +70,26 @@ ES_IMPORT("output_write") int32_t es_output_write(const void *data, uint32_t len
 ES_IMPORT("log") void es_log(int32_t level, const char *message, uint32_t len);
 /* Wall-clock milliseconds since the Unix epoch. */
 ES_IMPORT("now_ms") int64_t es_now_ms(void);
+
+/* Length of a NUL-terminated string (no libc needed): es_doc_open(s, es_strlen(s)). */
+static inline uint32_t es_strlen(const char *s) {
+    uint32_t n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+/* Decimal text of n in buf (20 bytes always suffice); returns the length. */
+static inline uint32_t es_format_i64(int64_t n, char *buf) {
+    char tmp[20];
+    uint32_t i = sizeof tmp, len = 0;
+    uint64_t v = n < 0 ? (uint64_t)0 - (uint64_t)n : (uint64_t)n;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (n < 0) buf[len++] = '-';
+    while (i < sizeof tmp) buf[len++] = tmp[i++];
+    return len;
+}
 
 #endif /* EDGESTATE_H */

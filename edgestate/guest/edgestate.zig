@@ -7,6 +7,14 @@
 //!         const n = doc.incr("visits", 1) catch return 2;
 //!         ...
 //!     }
+//!
+//! or write `fn run() es.Error!void` and `export fn handle() i32 { return es.run(run); }`.
+//!
+//! Build with `edgestate build`, or by hand:
+//!     python -m ziglang build-exe mod.zig -target wasm32-freestanding -fno-entry \
+//!         -rdynamic -O ReleaseSmall -fstrip --stack 65536 -femit-bin=mod.wasm
+//! The stack size matters: Zig's default 1 MiB stack makes the module start
+//! with 17 memory pages, more than most manifests' memory_pages allow.
 
 /// Negative statuses of the host ABI, plus BufferTooSmall (a value or page
 /// longer than the buffer given: retry with a buffer of `needed` bytes).
@@ -24,6 +32,31 @@ pub const Error = error{
     BufferTooSmall,
     Unknown,
 };
+
+/// The entry status for an error: 100 minus its ABI code (NotFound 101 ..
+/// InvalidArgument 110), BufferTooSmall 111, Unknown 112: as the Rust SDK.
+pub fn status(e: Error) i32 {
+    return switch (e) {
+        error.NotFound => 101,
+        error.AccessDenied => 102,
+        error.UnknownDocument => 103,
+        error.BadHandle => 104,
+        error.InvalidKey => 105,
+        error.ValueTooLarge => 106,
+        error.WrongType => 107,
+        error.InvalidCursor => 108,
+        error.LimitExceeded => 109,
+        error.InvalidArgument => 110,
+        error.BufferTooSmall => 111,
+        error.Unknown => 112,
+    };
+}
+
+/// Run `f` as the entry: 0 (commit) when it succeeds, `status(err)` when it fails.
+pub fn run(comptime f: fn () Error!void) i32 {
+    f() catch |e| return status(e);
+    return 0;
+}
 
 pub const raw = struct {
     pub extern "edgestate" fn doc_open(name_ptr: [*]const u8, name_len: usize) i32;
@@ -121,6 +154,17 @@ pub fn log(level: Level, message: []const u8) void {
 
 pub fn nowMs() i64 {
     return raw.now_ms();
+}
+
+/// `parts` one after the other in `buf` (a key like id ++ ":hits"); cut at `buf.len`.
+pub fn join(buf: []u8, parts: []const []const u8) []u8 {
+    var n: usize = 0;
+    for (parts) |part| {
+        const take = @min(part.len, buf.len - n);
+        @memcpy(buf[n .. n + take], part[0..take]);
+        n += take;
+    }
+    return buf[0..n];
 }
 
 /// Decimal text of `n` written into `buf` (no allocator, no std needed).

@@ -1,0 +1,2 @@
+// The package entry asc resolves for `import ... from "edgestate-sdk"`.
+export * from "./assembly/index";

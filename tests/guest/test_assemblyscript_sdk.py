@@ -1,0 +1,128 @@
+"""The AssemblyScript SDK (edgestate/guest/assemblyscript, an npm package): it
+declares exactly the ABI, its examples build small with the project-local asc,
+they do what the Zig examples do, and an abort is logged before the trap."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from edgestate.devkit import Publisher
+from edgestate.guest import EXAMPLES, EXAMPLES_DIR, build_example
+from edgestate.guest.toolchains import AS_SDK_DIR, Asc, build_as
+from edgestate.guest.wasminfo import inspect_wasm
+from edgestate.host.abi import ErrorCode
+from tests.guest.crosslang import run_local, run_on_node
+from tests.node.conftest import NodeProcess
+
+pytestmark = pytest.mark.timeout(300)
+
+ABI = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "host-abi.json").read_text())
+SDK = (AS_SDK_DIR / "assembly" / "index.ts").read_text()
+
+
+def test_assemblyscript_sdk_declares_the_abi() -> None:
+    found = re.findall(
+        r'@external\("edgestate", "(\w+)"\)\s+export declare function (\w+)\(([^)]*)\): (\w+);',
+        SDK,
+    )
+    declared = {}
+    for import_name, name, params, result in found:
+        assert import_name == name
+        pairs = [p.split(":") for p in params.split(",") if p.strip()]
+        declared[name] = (
+            [{"name": n.strip(), "type": "i64" if t.strip() == "i64" else "i32"} for n, t in pairs],
+            [] if result == "void" else [result],
+        )
+    assert declared == {f["name"]: (f["params"], f["results"]) for f in ABI["functions"]}
+    codes = dict(re.findall(r"^\s+([A-Z_]+) = (-\d+),$", SDK, re.M))
+    assert {k: int(v) for k, v in codes.items()} == {c.name: c.value for c in ErrorCode}
+    package = json.loads((AS_SDK_DIR / "package.json").read_text())
+    assert package["name"] == "edgestate-sdk" and "dependencies" not in package
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_assemblyscript_example_builds_small(example: str, asc: Asc, build_dir: Path) -> None:
+    wasm = build_as(EXAMPLES_DIR / f"{example}.ts", build_dir, asc=asc)
+    info = inspect_wasm(wasm.read_bytes())
+    manifest = json.loads((EXAMPLES_DIR / f"{example}.manifest.json").read_text())
+    assert info.size < 16384, info
+    assert info.custom_sections == [], info  # no debug info, no source map URL
+    assert info.initial_pages is not None
+    assert info.initial_pages < manifest["limits"]["memory_pages"], info
+    assert info.exports_entry("handle") and info.exports_memory, info
+    assert {m for m, _ in info.imports} == {"edgestate"}, info  # no env.abort
+    assert build_as(EXAMPLES_DIR / f"{example}.ts", build_dir, asc=asc) == wasm  # cached
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_assemblyscript_example_does_what_the_zig_one_does(
+    example: str,
+    asc: Asc,
+    build_dir: Path,
+    publisher: Publisher,
+    sdk_node: NodeProcess,
+    tmp_path: Path,
+) -> None:
+    wasm = build_as(EXAMPLES_DIR / f"{example}.ts", build_dir, asc=asc)
+    zig = build_example(example, build_dir)
+    local = run_local(wasm, example, tmp_path / "as", publisher)
+    local_zig = run_local(zig, example, tmp_path / "zig", publisher)
+    assert (local.outcomes, local.state) == (local_zig.outcomes, local_zig.state)
+    assert local.state
+    on_node = run_on_node(wasm, example, "as", sdk_node.client, publisher)
+    zig_on_node = run_on_node(zig, example, "zig-vs-as", sdk_node.client, publisher)
+    assert (on_node.outcomes, on_node.state) == (zig_on_node.outcomes, zig_on_node.state)
+    assert on_node.state
+
+
+ABORTS = """import { input } from "edgestate-sdk";
+export function handle(): i32 {
+  const data = input();
+  if (data.length < 100) throw new Error("input too short for this module");
+  return 0;
+}
+"""
+
+
+def test_assemblyscript_abort_is_logged_before_the_trap(
+    asc: Asc,
+    build_dir: Path,
+    tmp_path: Path,
+    publisher: Publisher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from edgestate.errors import GuestTrapError
+    from edgestate.runtime import (
+        Runtime,
+        RuntimeConfig,
+        TrustPolicy,
+        load_private_key,
+        sign_module,
+    )
+    from edgestate.store import Store
+
+    source = tmp_path / "aborts.ts"
+    source.write_text(ABORTS)
+    wasm = build_as(source, build_dir, asc=asc).read_bytes()
+    manifest = json.dumps(
+        {
+            "name": "aborts",
+            "version": "1.0.0",
+            "documents": {"read": [], "write": []},
+            "limits": {"fuel": 100000, "memory_pages": 4, "max_output_bytes": 64},
+        }
+    ).encode()
+    signature = sign_module(wasm, manifest, load_private_key(publisher.key_path))
+    with (
+        Store.open(tmp_path / "data") as store,
+        Runtime(store, TrustPolicy.load(publisher.policy_path), RuntimeConfig()) as runtime,
+        caplog.at_level("DEBUG"),
+    ):
+        runtime.load(wasm, manifest, signature)
+        with pytest.raises(GuestTrapError):
+            runtime.invoke("aborts", b"x")
+    assert "abort: input too short for this module at aborts.ts:4" in caplog.text
