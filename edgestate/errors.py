@@ -47,15 +47,22 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── ConnectionDeclinedError     a connection ended for a reason not the peer's fault
     │   ├── PeerGoneError               the peer closed the connection
     │   ├── PeerRefusedError            peer failed authentication or cluster check
-    │   └── ClusterCAError              CA / certificate material missing or invalid
+    │   ├── ClusterCAError              CA / certificate material missing or invalid
+    │   └── UnknownMemberError          forget of a replica id that is no cluster member
     ├── ClientError                     talking to a running node's HTTP API
     │   ├── NodeAPIError                the node answered with an error
     │   └── NodeUnreachableError        no node answered at the URL
     ├── NodeStartError                  a node process exited or did not become ready
+    ├── BadRequestError                 an API request body or parameter that cannot be taken
     └── ConfigError                     bad configuration or command-line values
+        ├── ListenError                 the API or sync listener cannot bind its host:port
+        └── DataDirError                the data directory cannot be created or written
 """
 
 from __future__ import annotations
+
+import errno
+import socket
 
 
 class EdgestateError(Exception):
@@ -353,6 +360,16 @@ class ClusterCAError(SyncError):
     code = "cluster_ca"
 
 
+class UnknownMemberError(SyncError):
+    """A forget of a replica id that is not a cluster member of this node.
+
+    Refused rather than recorded: a typo would otherwise leave a permanent
+    entry that refuses, as stale, a replica that never existed yet.
+    """
+
+    code = "unknown_member"
+
+
 # --- client and developer tools ----------------------------------------------------
 
 
@@ -385,6 +402,16 @@ class NodeStartError(EdgestateError):
     code = "node_start_failed"
 
 
+# --- node API ----------------------------------------------------------------------
+
+
+class BadRequestError(EdgestateError):
+    """A request the API cannot take: a body that is not JSON, nested too deep or of
+    the wrong shape, or a parameter out of its range. Answered with a 400."""
+
+    code = "bad_request"
+
+
 # --- config --------------------------------------------------------------------
 
 
@@ -392,3 +419,41 @@ class ConfigError(EdgestateError):
     """Bad configuration file contents or command-line values."""
 
     code = "config_error"
+
+
+
+class ListenError(ConfigError):
+    """A listener (the HTTP API or sync) that cannot bind its host and port: the
+    port is in use, needs privileges, or the host is no address of this machine."""
+
+    code = "listen_failed"
+
+    def __init__(self, listener: str, host: str, port: int, reason: str) -> None:
+        super().__init__(
+            f"cannot listen for {listener} on {host}:{port}: {reason} "
+            f"(choose another with --{listener.split()[0].lower()}-port or the config file)"
+        )
+        self.listener = listener
+        self.host = host
+        self.port = port
+
+    @classmethod
+    def from_os_error(cls, listener: str, host: str, port: int, exc: OSError) -> ListenError:
+        """The error for ``exc``, raised by binding ``host:port``, in plain words."""
+        reasons = {
+            errno.EADDRINUSE: "the port is already in use (another node, or another program)",
+            errno.EACCES: "permission denied (ports below 1024 need privileges)",
+            errno.EADDRNOTAVAIL: "the host is not an address of this machine",
+        }
+        if isinstance(exc, socket.gaierror):
+            reason = f"cannot resolve the host ({exc.strerror or exc})"
+        else:
+            reason = reasons.get(exc.errno or 0) or exc.strerror or str(exc)
+        return cls(listener, host, port, reason)
+
+
+class DataDirError(ConfigError):
+    """A data directory that cannot be created or written (a file in the way, no
+    permission, a read-only file system)."""
+
+    code = "data_dir"

@@ -32,6 +32,29 @@ CREATE_OPTION = click.option("--create", is_flag=True, help="Create DOC if it do
 DEFAULT_NODE_URL = "http://127.0.0.1:7474"
 
 
+class HostPort(click.ParamType):
+    """``HOST:PORT`` (``[IPv6]:PORT``), port 1-65535, checked when the command line is.
+
+    The value stays the text typed: the node's config takes peer addresses as
+    strings. The check is the sync layer's own (``parse_address``), with the
+    port required, so a stray word is refused here rather than dialed forever.
+    """
+
+    name = "host:port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        # Imported here: edgestate.sync pulls in the daemon, which other commands never need.
+        from edgestate.errors import ConfigError
+        from edgestate.sync.config import parse_address
+
+        text = str(value)
+        try:
+            parse_address(text, default_port=None)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+        return text
+
+
 def node_options(fn: Any) -> Any:
     """Where the node is and how to authenticate; the command gets ``client``.
 

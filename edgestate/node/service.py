@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from edgestate import __version__
-from edgestate.errors import ConfigError, EdgestateError
+from edgestate.errors import ConfigError, DataDirError, EdgestateError, ListenError
 from edgestate.files import write_private
 from edgestate.node.api import build_app
 from edgestate.node.config import ApiConfig, NodeConfig
@@ -61,6 +61,32 @@ def ensure_token(data_dir: Path) -> str:
     token = secrets.token_urlsafe(32)
     write_private(path, (token + "\n").encode())
     return token
+
+
+def prepare_data_dir(data_dir: Path) -> str:
+    """Create ``data_dir`` if needed and return its admin token (made at first start).
+
+    A directory that cannot be made or written is a :class:`DataDirError` naming
+    it and why, before anything else starts.
+    """
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise DataDirError(f"data directory {data_dir} is a file, not a directory") from exc
+    except NotADirectoryError as exc:
+        raise DataDirError(
+            f"cannot create data directory {data_dir}: a parent of it is a file"
+        ) from exc
+    except OSError as exc:
+        raise DataDirError(
+            f"cannot create data directory {data_dir}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        return ensure_token(data_dir)
+    except OSError as exc:
+        raise DataDirError(
+            f"cannot write in data directory {data_dir} ({exc.filename}): {exc.strerror or exc}"
+        ) from exc
 
 
 CACHE_KEY_FILE = "cache.key"
@@ -173,8 +199,7 @@ class Node:
     async def start(self) -> None:
         """Open the store, load modules, start sync and the API; then ready."""
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.admin_token = ensure_token(cfg.data_dir)
+        self.admin_token = prepare_data_dir(cfg.data_dir)
         try:
             self._store = Store.open(cfg.store_dir, cfg.store)
             runtime_config = dataclasses.replace(
@@ -206,7 +231,10 @@ class Node:
             site = web.TCPSite(
                 self._runner, cfg.api.host, cfg.api.port, ssl_context=self._api_ssl_context()
             )
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ListenError.from_os_error("API", cfg.api.host, cfg.api.port, exc) from exc
             self.api_port = int(self._runner.addresses[0][1])
         except BaseException:
             await self.close()

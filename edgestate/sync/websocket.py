@@ -22,6 +22,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from edgestate.errors import (
     ConnectionDeclinedError,
+    ListenError,
     MalformedFrameError,
     OversizedFrameError,
     PeerGoneError,
@@ -151,7 +152,12 @@ class Server:
         site = web.TCPSite(
             self._runner, self._config.host, self._config.port, ssl_context=self._ssl
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError.from_os_error(
+                "sync", self._config.host, self._config.port, exc
+            ) from exc
         return int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
