@@ -421,7 +421,6 @@ class ConfigError(EdgestateError):
     code = "config_error"
 
 
-
 class ListenError(ConfigError):
     """A listener (the HTTP API or sync) that cannot bind its host and port: the
     port is in use, needs privileges, or the host is no address of this machine."""

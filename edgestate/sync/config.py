@@ -109,8 +109,10 @@ class SyncConfig:
 # A host name (RFC 1123 labels; underscores too, as some LAN names have them) or an
 # IPv4 address; IPv6 comes in brackets. Anything else ("http://x", "a b", "x/y")
 # is a typo that would otherwise only show as failed dials.
-_HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-                        r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+)
 
 
 def parse_address(text: str, *, default_port: int | None = DEFAULT_PORT) -> tuple[str, int]:
@@ -139,9 +141,7 @@ def parse_address(text: str, *, default_port: int | None = DEFAULT_PORT) -> tupl
     if not host:
         raise ConfigError(f"bad peer address {text!r}: expected host:port, the host is missing")
     if not text.startswith("[") and not _HOST_NAME.fullmatch(host):
-        raise ConfigError(
-            f"bad peer address {text!r}: {host!r} is not a host name or IP address"
-        )
+        raise ConfigError(f"bad peer address {text!r}: {host!r} is not a host name or IP address")
     if port is None:
         if default_port is None:
             raise ConfigError(f"bad peer address {text!r}: expected host:port, the port is missing")
