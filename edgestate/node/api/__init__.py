@@ -112,6 +112,11 @@ def _middleware(node: Guarded) -> Any:
                 node.count_http_error(code)
                 return error_response(exc.status, code, exc.reason)
             raise
+        except ConnectionResetError:
+            # The body ended before its Content-Length (the client stopped sending or
+            # left): a client's mistake, answered if it still listens, not a traceback.
+            node.count_http_error("bad_request")
+            return error_response(400, "bad_request", "the request body ended early")
         except Exception:
             # A bug, not the client's fault: still the JSON shape (aiohttp's own
             # answer is a text/plain 500), with the traceback in the log only.

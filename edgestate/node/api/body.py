@@ -77,7 +77,7 @@ def parse_json_object(raw: bytes, what: str) -> dict[str, Any]:
     if depth_of(value) > MAX_JSON_DEPTH:
         raise BadRequestError(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(value, dict):
-        raise BadRequestError(f"{what} must be a JSON object, got a {_json_type(value)}")
+        raise BadRequestError(f"{what} must be a JSON object, got {_json_type(value)}")
     return value
 
 
@@ -88,11 +88,11 @@ async def read_json_object(request: web.Request, what: str) -> dict[str, Any]:
 
 def _json_type(value: Any) -> str:
     if isinstance(value, list):
-        return "array"
+        return "an array"
     if isinstance(value, str):
-        return "string"
+        return "a string"
     if isinstance(value, bool):
-        return "boolean"
+        return "a boolean"
     if value is None:
         return "null"
-    return "number"
+    return "a number"
