@@ -174,9 +174,12 @@ def batch_body(rng: random.Random) -> dict[str, Any]:
     return {"ops": ops}
 
 
-def damage(rng: random.Random, body: bytes) -> bytes:
-    """Break a JSON body the way hostile or buggy clients do."""
-    how = rng.randrange(10)
+DAMAGES = 10
+
+
+def damage(rng: random.Random, body: bytes, how: int | None = None) -> bytes:
+    """Break a JSON body the way hostile or buggy clients do (``how``: which way)."""
+    how = rng.randrange(DAMAGES) if how is None else how
     if how == 0:
         return body[: rng.randrange(len(body) + 1)]
     if how == 1:
@@ -186,7 +189,7 @@ def damage(rng: random.Random, body: bytes) -> bytes:
         i = rng.randrange(len(body) + 1)
         return body[:i] + rng.choice([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00"]) + body[i:]
     if how == 3:
-        n = rng.choice([33, 1000, 100_000])
+        n = rng.choice([33, 1000, 100_000, 100_000])
         return b'{"ops": ' + b"[" * n + b"]" * rng.choice([0, n]) + b"}"
     if how == 4:
         return rng.choice([b"NaN", b"Infinity", b"-Infinity", b"1e999", b"9" * 5000])
@@ -225,6 +228,19 @@ class Generator:
             self.scan,
             self.watch_unknown,
         ]
+
+    def classics(self) -> list[Case]:
+        """Every kind of damage to both JSON routes once, whatever the seed."""
+        rng = self.rng
+        cases = []
+        for how in range(DAMAGES):
+            batch = json.dumps(batch_body(rng)).encode()
+            cases.append(Case("POST", "/v1/admin/docs/fuzz/batch", damage(rng, batch, how)))
+            deploy = json.dumps(self.bundle).encode()
+            cases.append(Case("POST", "/v1/admin/modules", damage(rng, deploy, how)))
+        cases.append(Case("POST", "/v1/admin/docs/fuzz/batch", b"[" * 100_000))
+        cases.append(Case("POST", "/v1/admin/modules", b"{" * 100_000))
+        return cases
 
     def case(self) -> Case:
         case = self.rng.choice(self.routes)()
@@ -396,8 +412,9 @@ def test_fuzzed_requests_get_json_errors_and_lose_nothing(
     rng = random.Random(SEED)
     gen = Generator(rng, bundle)
     statuses: dict[int | None, int] = {}
+    classics = gen.classics()
     for number in range(CASES):
-        case = gen.case()
+        case = classics[number] if number < len(classics) else gen.case()
         # Now and then no token, or a wrong one: the refusal is JSON too.
         token: str | None = node.token
         if case.target.startswith("/v1/admin/") and rng.random() < 0.05:
