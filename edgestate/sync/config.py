@@ -9,7 +9,8 @@ from pathlib import Path
 
 from edgestate.errors import ConfigError
 
-# The default port is arbitrary but fixed so a static peer list can omit it.
+# The default sync port: arbitrary but fixed, so a node's address is easy to guess.
+# Static peers still name their port: a stray word is refused, not dialed forever.
 DEFAULT_PORT = 7475
 
 
@@ -103,7 +104,7 @@ class SyncConfig:
         if self.insecure and self.tls is not None:
             raise ConfigError("insecure mode and TLS material are mutually exclusive")
         for peer in self.static_peers:
-            parse_address(peer)
+            parse_address(peer, default_port=None)
 
 
 # A host name (RFC 1123 labels; underscores too, as some LAN names have them) or an

@@ -138,6 +138,17 @@ def test_a_peer_must_be_host_colon_port(tmp_path: Path, peer: str, says: str) ->
     assert "--data" not in r.stderr
 
 
+def test_a_static_peer_in_the_config_file_follows_the_same_rule(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text('[sync]\nstatic_peers = ["127.0.0.1:1", "notahostport"]\n')
+    r = run_node("--config", str(config), "--data", str(tmp_path / "data"), cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: config_error: ") and "'notahostport'" in last, last
+    assert "the port is missing" in last
+
+
 def test_good_peer_addresses_pass_the_check(tmp_path: Path) -> None:
     from edgestate.cli.options import HostPort
 
