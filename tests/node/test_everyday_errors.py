@@ -297,3 +297,25 @@ def test_bad_json_bodies_get_a_json_400(
     error = reply.json()["error"]
     assert error["code"] == "bad_request" and says in error["message"], error
     assert call(node.api, "GET", "/healthz").status == 200
+
+
+def test_the_depth_bound_is_exact() -> None:
+    from edgestate.errors import BadRequestError
+    from edgestate.node.api.body import MAX_JSON_DEPTH, parse_json_object
+
+    def nested(levels: int) -> bytes:  # an object holding lists: ``levels`` in all
+        inner = "[" * (levels - 1) + "]" * (levels - 1)
+        return ('{"a": ' + inner + "}").encode()
+
+    assert parse_json_object(nested(MAX_JSON_DEPTH), "body") == {
+        "a": nested_list(MAX_JSON_DEPTH - 1)
+    }
+    with pytest.raises(BadRequestError, match=f"nests deeper than {MAX_JSON_DEPTH} levels"):
+        parse_json_object(nested(MAX_JSON_DEPTH + 1), "body")
+
+
+def nested_list(levels: int) -> object:
+    value: list[object] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value

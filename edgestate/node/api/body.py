@@ -36,23 +36,20 @@ def _finite_float(text: str) -> float:
 
 
 def depth_of(value: Any) -> int:
-    """How deeply ``value`` nests lists and dicts (a scalar is 0), without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    """How deeply ``value`` nests lists and dicts (a scalar is 0), without recursion.
+
+    Level by level, stopping past ``MAX_JSON_DEPTH``; only containers are kept.
+    """
+    depth = 0
+    level: list[Any] = [value] if isinstance(value, dict | list) else []
+    while level and depth <= MAX_JSON_DEPTH:
         depth += 1
-        deepest = max(deepest, depth)
-        if deepest > MAX_JSON_DEPTH:
-            break
-        stack.extend((child, depth) for child in children)
-    return deepest
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            below.extend(c for c in children if isinstance(c, dict | list))
+        level = below
+    return depth
 
 
 def parse_json_object(raw: bytes, what: str) -> dict[str, Any]:
