@@ -52,7 +52,8 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── ConnectionDeclinedError     a connection ended for a reason not the peer's fault
     │   ├── PeerGoneError               the peer closed the connection
     │   ├── PeerRefusedError            peer failed authentication or cluster check
-    │   └── ClusterCAError              CA / certificate material missing or invalid
+    │   ├── ClusterCAError              CA / certificate material missing or invalid
+    │   └── UnknownMemberError          forget of a replica id that is no cluster member
     ├── ClientError                     talking to a running node's HTTP API
     │   ├── NodeAPIError                the node answered with an error
     │   └── NodeUnreachableError        no node answered at the URL
@@ -68,12 +69,18 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── TokenRevokedError           the token was revoked
     │   └── TokenScopeError             the token does not grant this document or action
     ├── ToolchainError                  no usable compiler for a guest module, or its build failed
+    ├── BadRequestError                 an API request body or parameter that cannot be taken
     └── ConfigError                     bad configuration or command-line values
         ├── PolicyReloadError           a trust policy reload refused; the running policy stays
-        └── ForeignDataDirError         a non-empty directory that is not an edgestate one
+        ├── ForeignDataDirError         a non-empty directory that is not an edgestate one
+        ├── ListenError                 the API or sync listener cannot bind its host:port
+        └── DataDirError                the data directory cannot be created or written
 """
 
 from __future__ import annotations
+
+import errno
+import socket
 
 
 class EdgestateError(Exception):
@@ -419,6 +426,16 @@ class ClusterCAError(SyncError):
     code = "cluster_ca"
 
 
+class UnknownMemberError(SyncError):
+    """A forget of a replica id that is not a cluster member of this node.
+
+    Refused rather than recorded: a typo would otherwise leave a permanent
+    entry that refuses, as stale, a replica that never existed yet.
+    """
+
+    code = "unknown_member"
+
+
 # --- client and developer tools ----------------------------------------------------
 
 
@@ -531,6 +548,16 @@ class ToolchainError(EdgestateError):
     code = "toolchain_unavailable"
 
 
+# --- node API ----------------------------------------------------------------------
+
+
+class BadRequestError(EdgestateError):
+    """A request the API cannot take: a body that is not JSON, nested too deep or of
+    the wrong shape, or a parameter out of its range. Answered with a 400."""
+
+    code = "bad_request"
+
+
 # --- config --------------------------------------------------------------------
 
 
@@ -551,3 +578,40 @@ class ForeignDataDirError(ConfigError):
     (a checkout, a home directory): the node refuses to write its files into it."""
 
     code = "foreign_data_dir"
+
+
+class ListenError(ConfigError):
+    """A listener (the HTTP API or sync) that cannot bind its host and port: the
+    port is in use, needs privileges, or the host is no address of this machine."""
+
+    code = "listen_failed"
+
+    def __init__(self, listener: str, host: str, port: int, reason: str) -> None:
+        super().__init__(
+            f"cannot listen for {listener} on {host}:{port}: {reason} "
+            f"(choose another with --{listener.split()[0].lower()}-port or the config file)"
+        )
+        self.listener = listener
+        self.host = host
+        self.port = port
+
+    @classmethod
+    def from_os_error(cls, listener: str, host: str, port: int, exc: OSError) -> ListenError:
+        """The error for ``exc``, raised by binding ``host:port``, in plain words."""
+        reasons = {
+            errno.EADDRINUSE: "the port is already in use (another node, or another program)",
+            errno.EACCES: "permission denied (ports below 1024 need privileges)",
+            errno.EADDRNOTAVAIL: "the host is not an address of this machine",
+        }
+        if isinstance(exc, socket.gaierror):
+            reason = f"cannot resolve the host ({exc.strerror or exc})"
+        else:
+            reason = reasons.get(exc.errno or 0) or exc.strerror or str(exc)
+        return cls(listener, host, port, reason)
+
+
+class DataDirError(ConfigError):
+    """A data directory that cannot be created or written (a file in the way, no
+    permission, a read-only file system)."""
+
+    code = "data_dir"

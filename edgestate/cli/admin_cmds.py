@@ -74,14 +74,18 @@ def peers_cmd(
     client: NodeClient,
     as_json: bool,
 ) -> None:
-    """Peers of a running node: state, last sync, lag."""
+    """Peers of a running node: state, last sync, lag, and why dialing one fails.
+
+    FAILS counts failed dials since the node started; LAST ERROR is the latest
+    one (``--json``: schemas/cli/peers.schema.json).
+    """
     rows = client.peers()
     if as_json:
         emit_json({"peers": rows})
         return
     now = time.time()
     emit_table(
-        ["NODE", "ADDRESS", "SOURCE", "STATE", "LAST SYNC", "LAG", "QUEUED"],
+        ["NODE", "ADDRESS", "SOURCE", "STATE", "LAST SYNC", "LAG", "QUEUED", "FAILS", "LAST ERROR"],
         [
             [
                 (r["node_id"] or "?")[:16],
@@ -91,6 +95,8 @@ def peers_cmd(
                 f"{now - r['last_sync']:.1f}s ago" if r["last_sync"] else "never",
                 r["lag"],
                 r["queued"],
+                r["failures"],
+                r["last_error"] or "-",
             ]
             for r in rows
         ],
@@ -256,6 +262,9 @@ def forget(replica: int, yes: bool, client: NodeClient, as_json: bool) -> None:
     """Stop waiting for member REPLICA, gone for good (needs --yes).
 
     The node addressed tells the others in its next reports; one call is enough.
+    REPLICA must be a member this node knows (``edgestate members``); an unknown
+    id is refused (unknown_member) and nothing is recorded. Forgetting one
+    already forgotten changes nothing.
     """
     if not yes:
         # Refused before the node is even contacted: the step is irreversible.
@@ -269,10 +278,7 @@ def forget(replica: int, yes: bool, client: NodeClient, as_json: bool) -> None:
             f"forgot member {result['forgotten']}: garbage collection no longer waits for it"
         )
     else:
-        click.echo(
-            f"replica {result['forgotten']} was not a member; garbage collection will not "
-            "wait for it should it appear"
-        )
+        click.echo(f"replica {result['forgotten']} was already forgotten; nothing changed")
 
 
 commands: list[click.Command] = [

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from edgestate.cli.options import HostPort
 from edgestate.cli.output import edge_errors
 
 if TYPE_CHECKING:
@@ -66,7 +67,13 @@ def setup_logging(fmt: str, level: str) -> None:
 @click.option("--api-port", type=click.IntRange(0, 65535), help="API port [7474]; 0 = any.")
 @click.option("--sync-host", help="Sync listen address [127.0.0.1].")
 @click.option("--sync-port", type=click.IntRange(0, 65535), help="Sync port [7475]; 0 = any.")
-@click.option("--peer", "peers", multiple=True, help="Static peer HOST:PORT (repeatable).")
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    type=HostPort(),
+    help="Static peer HOST:PORT or [IPv6]:PORT, port 1-65535 (repeatable).",
+)
 @click.option("--no-mdns", is_flag=True, help="Do not discover peers by mDNS.")
 @click.option("--trust-policy", type=click.Path(dir_okay=False), help="Trust policy JSON.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")

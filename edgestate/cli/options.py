@@ -8,6 +8,7 @@ The node/token/TLS option stack is defined once, in :func:`_node_option_stack`;
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,12 +31,37 @@ DATA_OPTION = click.option(
 CREATE_OPTION = click.option("--create", is_flag=True, help="Create DOC if it does not exist.")
 
 DEFAULT_NODE_URL = "http://127.0.0.1:7474"
+# The admin token when neither --token nor --token-file is given.
+TOKEN_ENV = "EDGESTATE_TOKEN"
+
+
+class HostPort(click.ParamType[str]):
+    """``HOST:PORT`` (``[IPv6]:PORT``), port 1-65535, checked when the command line is.
+
+    The value stays the text typed: the node's config takes peer addresses as
+    strings. The check is the sync layer's own (``parse_address``), with the
+    port required, so a stray word is refused here rather than dialed forever.
+    """
+
+    name = "host:port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        # Imported here: edgestate.sync pulls in the daemon, which other commands never need.
+        from edgestate.errors import ConfigError
+        from edgestate.sync.config import parse_address
+
+        text = str(value)
+        try:
+            parse_address(text, default_port=None)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+        return text
 
 
 def node_options(fn: Any) -> Any:
     """Where the node is and how to authenticate; the command gets ``client``.
 
-    --node URL, --token (or EDGESTATE_TOKEN) or --token-file, and for a node whose
+    --node URL, --token or --token-file (else EDGESTATE_TOKEN), and for a node whose
     API serves HTTPS (api.tls): --cacert, and --cert/--key to authenticate with a
     client certificate of the cluster instead of a token.
     """
@@ -58,11 +84,16 @@ def _node_option_stack(default_url: str | None) -> list[Callable[[Any], Any]]:
             help="Base URL of the node's API"
             + ("." if default_url else " (instead of opening --data)."),
         ),
-        click.option("--token", envvar="EDGESTATE_TOKEN", help="Admin bearer token."),
+        # No envvar= on --token: click would fill it from EDGESTATE_TOKEN and an
+        # explicit --token-file would then lose to the environment.
+        click.option(
+            "--token",
+            help="Admin bearer token. Order: --token, else --token-file, else $EDGESTATE_TOKEN.",
+        ),
         click.option(
             "--token-file",
             type=click.Path(dir_okay=False, path_type=Path),
-            help="Read the admin token from this file (DATA/admin.token).",
+            help="Read the admin token from this file (DATA/admin.token); beats $EDGESTATE_TOKEN.",
         ),
         click.option(
             "--cacert",
@@ -117,16 +148,28 @@ def make_client(
     tls_cert: str | None = None,
     tls_key: str | None = None,
 ) -> NodeClient:
-    """A client for the node, reading the token file if given."""
+    """A client for the node; the token is ``token``, else the file's, else $EDGESTATE_TOKEN.
+
+    What is typed on the command line beats the environment, so a stale exported
+    token cannot silently override an explicit ``--token-file``. Both options at
+    once are refused: which one was meant cannot be known.
+    """
     # Imported here: urllib.request and ssl are only needed once a node is addressed.
     from edgestate.client import NodeClient, tls_context
 
+    if token is not None and token_file is not None:
+        raise click.UsageError("give --token or --token-file, not both")
     if token is None and token_file is not None:
         try:
             token = token_file.read_text().strip()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
             raise click.BadParameter(
-                f"cannot read {token_file}: {exc.strerror}", param_hint="--token-file"
+                f"cannot read {token_file}: {reason}", param_hint="--token-file"
             ) from exc
+        if not token:
+            raise click.BadParameter(f"{token_file} is empty", param_hint="--token-file")
+    if token is None:
+        token = os.environ.get(TOKEN_ENV) or None
     context = tls_context(cacert, tls_cert, tls_key) if (cacert or tls_cert) else None
     return NodeClient(node_url, token, ssl_context=context)

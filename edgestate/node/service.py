@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import secrets
 import ssl
 import time
@@ -25,7 +26,13 @@ from typing import Any
 from aiohttp import web
 
 from edgestate import __version__
-from edgestate.errors import ConfigError, EdgestateError, StoreCorruptError
+from edgestate.errors import (
+    ConfigError,
+    DataDirError,
+    EdgestateError,
+    ListenError,
+    StoreCorruptError,
+)
 from edgestate.files import write_private
 from edgestate.node.api import build_app
 from edgestate.node.api.yjs_auth import yjs_authorizer
@@ -65,6 +72,28 @@ def ensure_token(data_dir: Path) -> str:
     token = secrets.token_urlsafe(32)
     write_private(path, (token + "\n").encode())
     return token
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create ``data_dir`` if needed and check that it can be written.
+
+    A directory that cannot be made or written is a :class:`DataDirError` naming
+    it and why, before anything else starts.
+    """
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise DataDirError(f"data directory {data_dir} is a file, not a directory") from exc
+    except NotADirectoryError as exc:
+        raise DataDirError(
+            f"cannot create data directory {data_dir}: a parent of it is a file"
+        ) from exc
+    except OSError as exc:
+        raise DataDirError(
+            f"cannot create data directory {data_dir}: {exc.strerror or exc}"
+        ) from exc
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise DataDirError(f"cannot write in data directory {data_dir}: permission denied")
 
 
 CACHE_KEY_FILE = "cache.key"
@@ -186,6 +215,7 @@ class Node:
     async def start(self) -> None:
         """Open the store, load modules, start sync and the API; then ready."""
         cfg = self.config
+        prepare_data_dir(cfg.data_dir)
         # A damaged token or cache key is named first, whatever else is wrong.
         for name, check in ((TOKEN_FILE, ensure_token), (CACHE_KEY_FILE, ensure_cache_key)):
             if (cfg.data_dir / name).is_file():
@@ -193,7 +223,6 @@ class Node:
         create = check_data_dir(cfg.data_dir, new_store=self.new_store)
         if not create:
             await self._check_store()
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             # The store first: a directory with a token but no store is one whose
             # store was lost, never one a start left half-made.
@@ -234,7 +263,10 @@ class Node:
             site = web.TCPSite(
                 self._runner, cfg.api.host, cfg.api.port, ssl_context=self._api_ssl_context()
             )
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ListenError.from_os_error("API", cfg.api.host, cfg.api.port, exc) from exc
             self.api_port = int(self._runner.addresses[0][1])
         except BaseException:
             await self.close()

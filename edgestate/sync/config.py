@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgestate.errors import ConfigError
 
-# The default port is arbitrary but fixed so a static peer list can omit it.
+# The default sync port: arbitrary but fixed, so a node's address is easy to guess.
+# Static peers still name their port: a stray word is refused, not dialed forever.
 DEFAULT_PORT = 7475
 
 
@@ -101,24 +104,52 @@ class SyncConfig:
         if self.insecure and self.tls is not None:
             raise ConfigError("insecure mode and TLS material are mutually exclusive")
         for peer in self.static_peers:
-            parse_address(peer)
+            parse_address(peer, default_port=None)
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """Split ``host:port`` (``[v6]:port`` too; the port defaults to DEFAULT_PORT)."""
+# A host name (RFC 1123 labels; underscores too, as some LAN names have them) or an
+# IPv4 address; IPv6 comes in brackets. Anything else ("http://x", "a b", "x/y")
+# is a typo that would otherwise only show as failed dials.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+)
+
+
+def parse_address(text: str, *, default_port: int | None = DEFAULT_PORT) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` too) into a checked host and a port 1-65535.
+
+    Without a port, ``default_port`` is used; ``default_port=None`` requires one
+    (the ``--peer`` option does, so that a stray word is not taken for a host).
+    """
+    if "://" in text:
+        raise ConfigError(f"bad peer address {text!r}: give host:port, not a URL")
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.removeprefix(":") or str(DEFAULT_PORT)
+        host, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise ConfigError(f"bad peer address {text!r}: expected [IPv6]:port")
+        port = rest.removeprefix(":") or None
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise ConfigError(f"bad peer address {text!r}: {host!r} is no IPv6 address") from exc
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
-    else:  # a bare name, or a bare IPv6 address
-        host, port = text, str(DEFAULT_PORT)
+    elif text.count(":") > 1:
+        raise ConfigError(f"bad peer address {text!r}: write an IPv6 address as [ADDRESS]:PORT")
+    else:
+        host, port = text, None
     if not host:
-        raise ConfigError(f"bad peer address {text!r}: expected host:port")
-    try:
-        number = int(port)
-    except ValueError as exc:
-        raise ConfigError(f"bad peer address {text!r}: port is not a number") from exc
+        raise ConfigError(f"bad peer address {text!r}: expected host:port, the host is missing")
+    if not text.startswith("[") and not _HOST_NAME.fullmatch(host):
+        raise ConfigError(f"bad peer address {text!r}: {host!r} is not a host name or IP address")
+    if port is None:
+        if default_port is None:
+            raise ConfigError(f"bad peer address {text!r}: expected host:port, the port is missing")
+        return host, default_port
+    if not port.isascii() or not port.isdigit():
+        raise ConfigError(f"bad peer address {text!r}: port {port!r} is not a number")
+    number = int(port)
     if not 0 < number < 65536:
-        raise ConfigError(f"bad peer address {text!r}: port out of range")
+        raise ConfigError(f"bad peer address {text!r}: port {number} is not in 1-65535")
     return host, number

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Protocol
 
+from edgestate.errors import UnknownMemberError
 from edgestate.store import GcState, Ranges, Store, decode_state_vector
 from edgestate.sync import frames
 from edgestate.sync.frames import Collected, Reports
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 REPORT_NUMBERS_PER_FRAME = 1 << 20
 # Where the member reports live in the store's node-local metadata.
 FRONTIER_KEY = "sync.frontier"
+# Member ids named in an UnknownMemberError: enough to spot a typo, a short line.
+MEMBERS_SHOWN = 8
 
 MemberReports = Mapping[int, Mapping[str, Mapping[int, int]]]
 
@@ -303,7 +306,24 @@ class Membership:
 
         Its writes that no other member has are lost to the cluster, and if it
         comes back it is refused as a stale replica until its data is wiped.
+
+        True if it was forgotten now, False if it already had been (nothing
+        changes). A replica id that was never a member is refused with
+        :class:`UnknownMemberError` and nothing is stored: forgetting is
+        permanent, so a mistyped id must not leave an entry behind.
         """
+        if replica in self.frontier.forgotten:
+            return False
+        members = self.frontier.members
+        if replica not in members:
+            shown = ", ".join(map(str, members[:MEMBERS_SHOWN]))
+            more = (
+                f" and {len(members) - MEMBERS_SHOWN} more" if len(members) > MEMBERS_SHOWN else ""
+            )
+            raise UnknownMemberError(
+                f"replica {replica} is not a cluster member of this node, so nothing was "
+                f"forgotten (members: {shown}{more}; `edgestate members` lists them)"
+            )
         known = self.frontier.forget(replica)
         await self._store.aput_local(FRONTIER_KEY, self.frontier.pack())
         return known

@@ -22,6 +22,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from edgestate.errors import (
     ConnectionDeclinedError,
+    ListenError,
     MalformedFrameError,
     OversizedFrameError,
     PeerGoneError,
@@ -39,6 +40,10 @@ from edgestate.sync.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 SYNC_PATH = "/sync"
+# A peer that stays unreachable is retried every few seconds (backoff_max_s): its
+# first failure is a warning, then one reminder this often, so the log says the
+# peer is still down without one line per retry.
+DIAL_WARNING_INTERVAL_S = 300.0
 
 # Runs one connection over a channel to its end; True if the hello succeeded:
 # (channel, dialed_by_us, record of the dialed address, peer certificate).
@@ -151,7 +156,12 @@ class Server:
         site = web.TCPSite(
             self._runner, self._config.host, self._config.port, ssl_context=self._ssl
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError.from_os_error(
+                "sync", self._config.host, self._config.port, exc
+            ) from exc
         return int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
@@ -177,6 +187,29 @@ class Server:
         with contextlib.suppress(ConnectionDeclinedError):
             await self._run(WebSocketChannel(ws), False, None, cert)
         return ws
+
+
+class FailureLog:
+    """The log level of each failed dial of one address: a warning for the first
+    failure of a streak (and every ``interval_s`` while it lasts), debug otherwise."""
+
+    def __init__(self, interval_s: float = DIAL_WARNING_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self.streak = 0  # failed attempts since the last established connection
+        self._warned_at: float | None = None
+
+    def failed(self) -> int:
+        """Count one failure; the level to log it at."""
+        self.streak += 1
+        now = time.monotonic()
+        if self._warned_at is None or now - self._warned_at >= self.interval_s:
+            self._warned_at = now
+            return logging.WARNING
+        return logging.DEBUG
+
+    def succeeded(self) -> None:
+        """A connection was established: the next failure starts a new streak."""
+        self.streak, self._warned_at = 0, None
 
 
 class Dialer:
@@ -239,6 +272,7 @@ class Dialer:
         assert record.address is not None and self._session is not None
         config = self._config
         backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
+        failures = FailureLog()
         scheme = "wss" if self._ssl is not None else "ws"
         url = f"{scheme}://{record.address}{SYNC_PATH}"
         conns = self._table.conns
@@ -273,13 +307,23 @@ class Dialer:
                 record.failures += 1
                 record.last_error = f"refused: {exc}"
                 self._stats.refused += 1
-                (log.debug if record.failures > 1 else log.warning)(
-                    "refused sync peer at %s: TLS verification failed: %s", record.address, exc
+                log.log(
+                    failures.failed(),
+                    "refused sync peer at %s: TLS verification failed: %s",
+                    record.address,
+                    exc,
                 )
             except (aiohttp.ClientError, OSError, TimeoutError, SyncError) as exc:
                 record.failures += 1
                 record.last_error = f"{type(exc).__name__}: {exc}"
-                log.debug("dial %s failed: %s", record.address, record.last_error)
+                log.log(
+                    failures.failed(),
+                    "cannot reach sync peer %s: %s (retrying with backoff; `edgestate peers` "
+                    "shows the last error; failed attempts in a row: %d)",
+                    record.address,
+                    record.last_error,
+                    failures.streak,
+                )
             except Exception as exc:
                 # Whatever one connection ran into, the dialer must live on: a dead
                 # dialer would leave that peer partitioned until a restart.
@@ -291,6 +335,7 @@ class Dialer:
             if established:
                 backoff.reset()
                 record.last_seen = time.monotonic()
+                failures.succeeded()
             elif (
                 record.source == "mdns"
                 and time.monotonic() - record.last_seen > config.forget_after_s

@@ -31,6 +31,7 @@ what every route shares: the error shape, the status per error, the middleware.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,6 +46,8 @@ from edgestate.node.api.responses import error_response, status_for
 from edgestate.node.api.tokens import TokenRoutes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = logging.getLogger("edgestate.node.api")
 
 INVOKE_KEY: web.AppKey[NodeApi] = web.AppKey("node")
 
@@ -122,6 +125,17 @@ def _middleware(node: Guarded) -> Any:
                 node.count_http_error(code)
                 return error_response(exc.status, code, exc.reason)
             raise
+        except ConnectionResetError:
+            # The body ended before its Content-Length (the client stopped sending or
+            # left): a client's mistake, answered if it still listens, not a traceback.
+            node.count_http_error("bad_request")
+            return error_response(400, "bad_request", "the request body ended early")
+        except Exception:
+            # A bug, not the client's fault: still the JSON shape (aiohttp's own
+            # answer is a text/plain 500), with the traceback in the log only.
+            log.exception("%s %s failed unexpectedly", request.method, request.path)
+            node.count_http_error("internal_error")
+            return error_response(500, "internal_error", "the node failed to answer; see its log")
 
     return middleware
 

@@ -9,7 +9,7 @@ import re
 
 from aiohttp import web
 
-from edgestate.node.api.bodies import json_body
+from edgestate.node.api.body import read_json_object
 from edgestate.node.api.protocol import Cluster
 from edgestate.node.api.responses import error_response
 
@@ -60,18 +60,16 @@ class ClusterRoutes:
                 f"replica {replica} is this node's own id; a node cannot forget itself",
             )
         was_member = await self.node.forget_member(replica)
-        log.warning(
-            "forgot cluster member %d (was a member: %s): garbage collection no longer "
-            "waits for it, and it is refused as stale if it comes back",
-            replica,
-            was_member,
-        )
+        if was_member:
+            log.warning(
+                "forgot cluster member %d: garbage collection no longer waits for it, and "
+                "it is refused as stale if it comes back",
+                replica,
+            )
         return web.json_response({"forgotten": replica, "was_member": was_member})
 
     async def deploy(self, request: web.Request) -> web.StreamResponse:
-        body = await json_body(request, "deploy body")
-        if not isinstance(body, dict):
-            return error_response(400, "bad_request", "body must be a JSON object")
+        body = await read_json_object(request, "the deploy body")
         parts: dict[str, bytes] = {}
         for field in ("wasm", "manifest", "signature"):
             value = body.get(field)

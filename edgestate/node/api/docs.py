@@ -15,7 +15,8 @@ import time
 from aiohttp import web
 
 from edgestate import errors as E
-from edgestate.node.api.bodies import json_body
+from edgestate.errors import BadRequestError
+from edgestate.node.api.body import read_json_object
 from edgestate.node.api.protocol import Documents
 from edgestate.node.api.responses import error_response
 from edgestate.store import Delete, Incr, Set, check_user_writable, describe_value, op_from_json
@@ -84,19 +85,18 @@ class DocumentRoutes:
     async def batch(self, request: web.Request) -> web.StreamResponse:
         doc = request.match_info["doc"]
         check_user_writable(doc)
-        body = await json_body(request, "batch body")
-        try:
-            raw_ops = body["ops"]
-            if not isinstance(raw_ops, list):
-                raise TypeError("ops must be a list")
-            ops = [op_from_json(doc, op) for op in raw_ops]
-        except (
-            KeyError,
-            TypeError,
-            ValueError,
-            binascii.Error,
-        ) as exc:
-            return error_response(400, "bad_request", f"batch body is not valid: {exc}")
+        body = await read_json_object(request, "the batch body")
+        raw_ops = body.get("ops")
+        if not isinstance(raw_ops, list):
+            raise BadRequestError('the batch body needs "ops", a list of operations')
+        ops = []
+        for i, raw_op in enumerate(raw_ops):
+            try:
+                ops.append(op_from_json(doc, raw_op))
+            except KeyError as exc:
+                raise BadRequestError(f"batch op {i} lacks the field {exc}") from exc
+            except (TypeError, ValueError, binascii.Error) as exc:
+                raise BadRequestError(f"batch op {i} is not valid: {exc}") from exc
         if request.query.get("create") == "true":
             await self.node.store.acreate_document(doc)
         results = await self.node.store.abatch(ops)

@@ -10,6 +10,8 @@ from edgestate import errors as E
 _STATUS: dict[type[E.EdgestateError], int] = {
     E.ModuleNotFoundError_: 404,
     E.UnknownDocumentError: 404,
+    E.UnknownMemberError: 404,
+    E.BadRequestError: 400,
     E.InvalidKeyError: 400,
     E.InvalidDocumentNameError: 400,
     E.SystemDocumentError: 403,
