@@ -87,10 +87,14 @@ async def test_a_document_written_by_70k_clients_replicates(nodes: Nodes) -> Non
 async def test_a_version_1_peer_with_a_1m_client_state_vector_breaks_no_link(
     nodes: Nodes, cluster: Cluster
 ) -> None:
-    a = await nodes.start(**GC)
+    # Both daemons share this test's event loop, and handling a million-client
+    # report still holds it for seconds (item 8, not fixed here): a heartbeat
+    # longer than that keeps this test about frame limits, not about load.
+    slow = dict(GC, heartbeat_s=600.0)
+    a = await nodes.start(**slow)
     a.store.create_document(DOC)
     await a.store.abatch([Set(DOC, "k", b"v")])
-    b = await nodes.start([a], **GC)
+    b = await nodes.start([a], **slow)
     await eventually(lambda: b.store.has_document(DOC))
     old = RawPeer(cluster)  # version 1: A reports its state vectors for it
     clients = client_ids(1_000_000, seed=11)
