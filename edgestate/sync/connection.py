@@ -121,8 +121,11 @@ class PeerConnection:
         coalesce_s: float,
         stats: SyncStats,
         cert: bytes | None = None,
+        source: str | None = None,
     ) -> None:
         self.channel = channel
+        # The peer's network address (per-source limits), if the transport knows it.
+        self.source = source
         self.host = host
         self.dialed_by_us = dialed_by_us
         self._me, self._cluster = node_id, cluster_id
@@ -151,6 +154,10 @@ class PeerConnection:
         self.neighbors: frozenset[str] = frozenset()
         self.peers_dirty = True
         self.synced = asyncio.Event()
+        # Set by the peer's first valid state-vector frame: only then is it a
+        # member (its reports count); reports before that are held, bounded.
+        self.exchanged = False
+        self.held_reports: list[Reports] = []
         self.failed = False
         self._tokens = float(limits.frame_burst)
         self._refill = time.monotonic()
@@ -198,6 +205,11 @@ class PeerConnection:
         if self.record is not None:
             self.record.bytes_out += len(data)
 
+    @property
+    def authenticated(self) -> bool:
+        """Whether the transport authenticated the peer (mutual TLS)."""
+        return self._cert is not None
+
     async def close(self, code: int, reason: str) -> None:
         """Close the channel with a code and reason."""
         await self.channel.close(code, reason)
@@ -214,7 +226,7 @@ class PeerConnection:
 
     async def run_sender(self) -> None:
         """Handshake, then push queued updates; run state-vector exchanges when asked."""
-        await self.send(Peers(tuple(self.host.connected())))
+        await self.send(self._peers())
         self.peers_dirty = False
         if self.version >= frames.REPORTS_VERSION:
             # Before any state vector, so each side is the other's member before
@@ -240,7 +252,7 @@ class PeerConnection:
                 await asyncio.sleep(self._coalesce_s)
             if self.peers_dirty:
                 self.peers_dirty = False
-                await self.send(Peers(tuple(self.host.connected())))
+                await self.send(self._peers())
             if self.reports_due and self.version >= frames.REPORTS_VERSION:
                 self.reports_due = False
                 await self.send_reports()
@@ -256,6 +268,10 @@ class PeerConnection:
             await self._push_queued()
             if self.record is not None:
                 self.record.queued = len(self.queue)
+
+    def _peers(self) -> Peers:
+        # Within what the receiver's decoder takes, whatever our table holds.
+        return Peers(tuple(self.host.connected()[: frames.MAX_PEERS]))
 
     async def _push_queued(self) -> None:
         while self.queue:

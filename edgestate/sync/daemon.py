@@ -144,6 +144,7 @@ class SyncDaemon:
             local_only=frozenset(config.local_only),
             grace_s=config.gc_grace_s,
             listeners=self._table.connections,
+            expire_s=config.forget_after_s,
         )
         self._gossip = Gossip(
             store,
@@ -283,6 +284,8 @@ class SyncDaemon:
         dialed_by_us: bool,
         record: PeerRecord | None = None,
         cert: bytes | None = None,
+        *,
+        source: str | None = None,
     ) -> bool:
         """Run one peer connection over ``channel`` to its end (the transport seam).
 
@@ -290,7 +293,8 @@ class SyncDaemon:
         of a dialed address; ``cert`` the peer's DER certificate, whose
         fingerprint must then match its hello (a transport that authenticates
         peers passes it). Raises ConnectionDeclinedError for a connection not
-        wanted (a duplicate, or ourselves).
+        wanted (a duplicate, or ourselves). ``source`` is the peer's network
+        address (per-source limits: a new node id does not reset them).
         """
         conn = PeerConnection(
             channel,
@@ -302,6 +306,7 @@ class SyncDaemon:
             coalesce_s=self.config.coalesce_s,
             stats=self.stats,
             cert=cert,
+            source=source,
         )
         self._live.add(conn)
         try:

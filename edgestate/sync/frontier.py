@@ -65,6 +65,9 @@ class FrontierTracker:
     # Documents this node does not replicate: it is their only member.
     local: frozenset[str] = frozenset()
     grace_s: float = 60.0
+    # Members that reported nothing but empty vectors so far -> wall-clock time
+    # first heard of (see ``expire_unsynced``).
+    unsynced: dict[int, float] = field(default_factory=dict)
     _rounds: dict[str, list[tuple[float, Vector, Vector]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -85,6 +88,10 @@ class FrontierTracker:
                 mine = self.reports[member] = {}
                 changed = True
                 self._rounds.clear()  # rounds without it are no evidence about it
+                if member != self.me:
+                    self.unsynced[member] = time.time()
+            if member in self.unsynced and any(docs.values()):
+                del self.unsynced[member]
             for doc, vector in docs.items():
                 old = mine.get(doc)
                 if old is None:
@@ -103,6 +110,24 @@ class FrontierTracker:
         self.forgotten.add(member)
         self._rounds.clear()  # rounds computed with it are no evidence without it
         return self.reports.pop(member, None) is not None
+
+    def expire_unsynced(self, max_age_s: float, now: float | None = None) -> list[int]:
+        """Drop members that never reported holding anything, ``max_age_s`` after
+        first heard of; returns them.
+
+        Found in hardening: connections that said hello and one empty state
+        vector (fuzzers, half-configured nodes) stayed members for good, and
+        every frontier waited for them. A member that holds nothing has no
+        history a write of its could build on; one that comes back is a new
+        member. Not ``forget``: it is not refused afterwards."""
+        now = time.time() if now is None else now
+        gone = [m for m, at in self.unsynced.items() if now - at >= max_age_s]
+        for member in gone:
+            del self.unsynced[member]
+            self.reports.pop(member, None)
+        if gone:
+            self._rounds.clear()  # rounds computed with them are no evidence without
+        return gone
 
     def round(self, docs: Iterable[str], now: float | None = None) -> dict[str, Vector]:
         """Record one round for ``docs``; return each document's new frontier, if any."""
@@ -141,7 +166,12 @@ class FrontierTracker:
         """Members, reports and forgotten ids, for the store's local metadata."""
         return bytes(
             msgpack.packb(
-                {"me": self.me, "reports": self.reports, "forgotten": sorted(self.forgotten)}
+                {
+                    "me": self.me,
+                    "reports": self.reports,
+                    "forgotten": sorted(self.forgotten),
+                    "unsynced": self.unsynced,
+                }
             )
         )
 
@@ -157,4 +187,9 @@ class FrontierTracker:
         if raw is None:
             return cls(me, local=local, grace_s=grace_s)
         body = msgpack.unpackb(raw, strict_map_key=False)
-        return cls(me, body["reports"], set(body["forgotten"]), local, grace_s)
+        reports = body["reports"]
+        # Packed before members could expire: the empty ones start their wait now.
+        unsynced = body.get("unsynced") or {
+            m: time.time() for m, docs in reports.items() if m != me and not any(docs.values())
+        }
+        return cls(me, reports, set(body["forgotten"]), local, grace_s, unsynced)

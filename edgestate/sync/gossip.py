@@ -15,6 +15,7 @@ overflow; only then are diffs computed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import random
 import time
@@ -36,7 +37,7 @@ from edgestate.sync import frames
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN, PeerConnection
 from edgestate.sync.frames import Collected, Diff, Hello, Peers, Push, Reports, StateVectors, Synced
-from edgestate.sync.membership import Membership
+from edgestate.sync.membership import Membership, read_state_vectors
 from edgestate.sync.peers import PeerTable, lag
 from edgestate.sync.stats import SyncStats
 
@@ -45,6 +46,9 @@ EMPTY_UPDATE = b"\x00\x00"
 # Applies submitted to the store ahead of their commit, per connection: enough to
 # fill a group commit, few enough to keep back-pressure on the peer's socket.
 MAX_INFLIGHT_APPLIES = 64
+# Network sources whose document creations are counted (the least recent is
+# dropped beyond): bounded memory whatever the number of addresses.
+MAX_SOURCES = 4096
 
 
 class Gossip:
@@ -68,6 +72,8 @@ class Gossip:
         self._stats = stats
         self._spawn = spawn
         self._closing = closing
+        # Network source -> documents its peers made us create; least recent first.
+        self._created_by_source: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
 
     async def state_vectors(self) -> dict[str, bytes]:
         """State vectors of every replicated (not local-only) document."""
@@ -148,10 +154,18 @@ class Gossip:
                     )
                 await self._apply(conn, doc, update, record_of(collected))
             case StateVectors(docs, reply):
+                vectors = await _read_vectors(docs)
+                if not conn.exchanged:
+                    # A valid state exchange: from now on the peer is a member,
+                    # before any diff of ours reaches it.
+                    conn.exchanged = True
+                    held, conn.held_reports = conn.held_reports, []
+                    for report in held:
+                        await self._receive_reports(conn, report)
                 if conn.version < frames.REPORTS_VERSION and conn.node_id is not None:
-                    self._membership.report_for_legacy(conn.node_id, docs)
+                    self._membership.report_for_legacy(conn.node_id, vectors)
                 await self._drain_applies(conn)
-                await self._answer_state_vectors(conn, docs, reply)
+                await self._answer_state_vectors(conn, docs, vectors, reply)
             case Synced():
                 await self._drain_applies(conn)
                 conn.synced.set()
@@ -165,12 +179,24 @@ class Gossip:
                 if doc not in self._config.local_only:
                     await self._drain_applies(conn)  # the diff it follows lands first
                     await self._membership.receive_collected(doc, ranges, rehung, floor)
-            case Reports(members, forgotten):
+            case Reports():
                 if conn.version < frames.REPORTS_VERSION:
                     raise UnexpectedFrameError(f"reports frame in protocol version {conn.version}")
-                await self._membership.receive_reports(members, forgotten, conn.node_id)
+                if conn.exchanged:
+                    await self._receive_reports(conn, frame)
+                elif (
+                    sum(_report_size(r) for r in conn.held_reports) + _report_size(frame)
+                    <= MAX_HELD_REPORT_NUMBERS
+                ):
+                    conn.held_reports.append(frame)
+                # else dropped: reports are sent again once caught up and every round
             case Hello():
                 raise UnexpectedFrameError("second hello on one connection")
+
+    async def _receive_reports(self, conn: PeerConnection, frame: Reports) -> None:
+        await self._membership.receive_reports(
+            frame.members, frame.forgotten, conn.node_id, authenticated=conn.authenticated
+        )
 
     async def _apply(
         self, conn: PeerConnection, doc: str, update: bytes, record: GcRecord | None = None
@@ -190,6 +216,17 @@ class Gossip:
             created.add(doc)
             if len(created) > limit:
                 raise RateLimitedError(f"peer created over {limit} documents")
+            # And per network source: in insecure mode a new node id per
+            # connection reset the count above (found in hardening: 16,002
+            # documents in 62 s from one address).
+            if conn.source is not None:
+                by_source = self._created_by_source.pop(conn.source, set())
+                self._created_by_source[conn.source] = by_source  # most recent last
+                by_source.add(doc)
+                while len(self._created_by_source) > MAX_SOURCES:
+                    self._created_by_source.popitem(last=False)
+                if len(by_source) > limit:
+                    raise RateLimitedError(f"peers at {conn.source} created over {limit} documents")
         # Submitted without waiting for the commit: the store's writer keeps
         # submission order and folds queued applies into one group commit.
         pending = asyncio.ensure_future(
@@ -215,14 +252,18 @@ class Gossip:
             await _settle(conn.inflight.popleft(), "a document")
 
     async def _answer_state_vectors(
-        self, conn: PeerConnection, theirs: dict[str, bytes], reply: bool
+        self,
+        conn: PeerConnection,
+        theirs: dict[str, bytes],
+        vectors: dict[str, dict[int, int]],
+        reply: bool,
     ) -> None:
         ours = await self.state_vectors()
         lags: dict[str, int] = {}
         for doc, sv in ours.items():
             remote = theirs.get(doc)
             if remote is not None:
-                lags[doc] = lag(sv, remote)
+                lags[doc] = lag(sv, vectors[doc])
             # Equal state vectors can still hide a delete the other side lacks
             # (deletes do not advance clocks), so the diff is always computed; it
             # is then just the delete set.
@@ -273,6 +314,24 @@ def record_of(collected: Collected | None) -> GcRecord | None:
         Ranges.from_wire(collected.rehung).normalize(),
         dict(collected.floor),
     )
+
+
+# Report numbers (see membership.chunk_reports) held per connection until its
+# state exchange: a few frames' worth; an honest peer sends them before its svs.
+MAX_HELD_REPORT_NUMBERS = 4 << 20
+# State vectors of more bytes than this are decoded off the event loop: a
+# million-client vector is ~2 s of Python (found in hardening: /healthz stalled).
+DECODE_OFF_LOOP_BYTES = 64 << 10
+
+
+def _report_size(frame: Reports) -> int:
+    return sum(2 * len(v) + 8 for docs in frame.members.values() for v in docs.values())
+
+
+async def _read_vectors(docs: dict[str, bytes]) -> dict[str, dict[int, int]]:
+    if sum(len(sv) for sv in docs.values()) > DECODE_OFF_LOOP_BYTES:
+        return await asyncio.to_thread(read_state_vectors, docs)
+    return read_state_vectors(docs)
 
 
 async def _settle(pending: asyncio.Future[bool], doc: str) -> None:

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Protocol
 
-from edgestate.errors import UnknownMemberError
+from edgestate.errors import MalformedFrameError, UnknownMemberError
 from edgestate.store import GcState, Ranges, Store, decode_state_vector
 from edgestate.sync import frames
 from edgestate.sync.frames import Collected, Reports
@@ -46,34 +46,93 @@ def legacy_member_id(node_id: str) -> int:
     return int.from_bytes(hashlib.sha256(node_id.encode()).digest()[:6], "big")
 
 
-def report_width(reports: MemberReports) -> int:
-    """Numbers one document's reports take across members (its widest); a
-    document name (up to 64 bytes, repeated per member) counts as 8 numbers
-    (found in review: empty vectors and long names outgrew a frame)."""
-    return sum(2 * max((len(v) for v in r.values()), default=0) + 8 for r in reports.values())
+# Documents one member's part of a reports frame names at most: far under the
+# receiver's ``max_documents_per_frame`` (100,000 by default), which an empty
+# vector's small cost alone would not keep a frame under.
+REPORT_DOCS_PER_FRAME = 10_000
+# Clients and clocks on the wire are below 2**53 (exact in a JSON number).
+MAX_WIRE_INT = 1 << 53
 
 
 def chunk_reports(
-    reports: MemberReports, local_only: Collection[str], numbers_per_frame: int
+    reports: MemberReports,
+    local_only: Collection[str],
+    numbers_per_frame: int,
+    *,
+    max_members: int = frames.MAX_PEERS,
+    max_docs: int = REPORT_DOCS_PER_FRAME,
+    max_clients: int = frames.MAX_SV_CLIENTS,
 ) -> list[dict[int, dict[str, dict[int, int]]]]:
-    """Member reports for peers, split by document into frames of at most about
-    ``numbers_per_frame`` numbers (found in review: members x documents x
-    writers outgrew the frame limit and the peer dropped every connection).
-    Reports merge by maximum, so any split is as good as one frame. Local-only
-    documents never leave the node. Always at least one chunk."""
-    docs = sorted({d for r in reports.values() for d in r})
-    docs = [d for d in docs if d not in local_only]
-    per_frame = max(1, numbers_per_frame // max(1, report_width(reports)))
-    chunks = []
-    for i in range(0, max(1, len(docs)), per_frame):
-        part = set(docs[i : i + per_frame])
-        chunks.append(
-            {
-                member: {d: dict(v) for d, v in member_reports.items() if d in part}
-                for member, member_reports in reports.items()
-            }
-        )
+    """Member reports for peers, in frames within every limit of the receiver's
+    decoder: at most about ``numbers_per_frame`` numbers (a document name,
+    repeated per member, counts 8), ``max_members`` members, ``max_docs``
+    documents per member and ``max_clients`` clients per state vector.
+
+    Found in hardening: a document written by more than 65,536 Yjs clients made
+    a vector the peer refused, and it closed every link. A vector is split by
+    client across frames; reports merge by componentwise maximum, so any split
+    is as good as one frame. Members with nothing to report still appear (a
+    member is news even before it holds a document). Local-only documents never
+    leave the node. Always at least one chunk."""
+    chunks: list[dict[int, dict[str, dict[int, int]]]] = []
+    current: dict[int, dict[str, dict[int, int]]] = {}
+    size = 0
+    seen: set[int] = set()
+    docs = sorted({d for r in reports.values() for d in r} - set(local_only))
+    members = sorted(reports)
+    for doc in docs:
+        for member in members:
+            vector = reports[member].get(doc)
+            if vector is None:
+                continue
+            items = sorted(vector.items())
+            for i in range(0, max(1, len(items)), max_clients):
+                part = dict(items[i : i + max_clients])
+                cost = 2 * len(part) + 8
+                mine = current.get(member)
+                full = (
+                    size + cost > numbers_per_frame
+                    or (mine is None and len(current) >= max_members)
+                    or (mine is not None and (doc in mine or len(mine) >= max_docs))
+                )
+                if current and full:
+                    chunks.append(current)
+                    current, size = {}, 0
+                current.setdefault(member, {})[doc] = part
+                seen.add(member)
+                size += cost
+    for member in members:
+        if member not in seen:
+            if len(current) >= max_members:
+                chunks.append(current)
+                current = {}
+            current[member] = {}
+    if current or not chunks:
+        chunks.append(current)
     return chunks
+
+
+def read_state_vectors(docs: Mapping[str, bytes]) -> dict[str, dict[int, int]]:
+    """Decode a peer's state vectors, or say which one is broken (a
+    ``MalformedFrameError``: found in hardening, a truncated one from a
+    version-1 peer escaped as an IndexError and dropped the connection)."""
+    out: dict[str, dict[int, int]] = {}
+    for doc, sv in docs.items():
+        try:
+            vector = decode_state_vector(sv)
+        except (IndexError, ValueError):
+            raise MalformedFrameError(
+                f"svs frame carries bad data: the state vector of {doc!r} is truncated or malformed"
+            ) from None
+        # What a reports frame may carry: relayed further, a larger number would
+        # make the next peer refuse that frame.
+        if any(c >= MAX_WIRE_INT or k >= MAX_WIRE_INT for c, k in vector.items()):
+            raise MalformedFrameError(
+                f"svs frame carries bad data: the state vector of {doc!r} has a client or "
+                "clock of 2**53 or more"
+            )
+        out[doc] = vector
+    return out
 
 
 def collected_frames(
@@ -131,8 +190,12 @@ class Membership:
         local_only: frozenset[str],
         grace_s: float,
         listeners: Callable[[], Iterable[Listener]],
+        expire_s: float = 300.0,
     ) -> None:
         self._store = store
+        # A member that never reported holding anything is dropped this long
+        # after it was first heard of (FrontierTracker.expire_unsynced).
+        self._expire_s = expire_s
         self._local_only = local_only
         self._listeners = listeners
         self.frontier = FrontierTracker.unpack(
@@ -213,6 +276,9 @@ class Membership:
         }
         if self.frontier.merge({self.frontier.me: own}):
             self._dirty = True
+        for member in self.frontier.expire_unsynced(self._expire_s):
+            log.info("member %d never reported holding anything: no longer waited for", member)
+            self._dirty = True
         # Mutated by merge() while we await below, so iterate a copy.
         frontiers = self.frontier.round(list(own))
         for doc, vector in frontiers.items():
@@ -249,9 +315,18 @@ class Membership:
         members: dict[int, dict[str, dict[int, int]]],
         forgotten: tuple[int, ...],
         source: str | None,
+        *,
+        authenticated: bool,
     ) -> None:
-        """Merge a peer's member reports (``source`` is its node id)."""
-        await self._learn_forgotten(forgotten, source)
+        """Merge a peer's member reports (``source`` is its node id).
+
+        Its ``forgotten`` list is taken only from a peer the transport
+        authenticated as a cluster member: in insecure mode anyone can say hello,
+        and forgetting is local (the admin API)."""
+        if authenticated:
+            await self._learn_forgotten(forgotten, source)
+        elif forgotten:
+            log.debug("ignoring the forgotten list of unauthenticated peer %s", source)
         # Only documents this node holds: a peer cannot grow the table
         # with names that exist nowhere (found in review).
         held = set(self._store.documents())
@@ -268,7 +343,7 @@ class Membership:
         if self.frontier.merge(members):
             self._dirty = True
 
-    def report_for_legacy(self, node_id: str, docs: Mapping[str, bytes]) -> None:
+    def report_for_legacy(self, node_id: str, vectors: Mapping[str, Mapping[int, int]]) -> None:
         """Report a version-1 peer's state vectors for it: it never sends reports.
 
         Otherwise it would be no member at all, nobody's frontier would wait for
@@ -276,7 +351,9 @@ class Membership:
         48-bit id derived from its node id (it has no replica id on the wire).
         """
         member = legacy_member_id(node_id)
-        vectors = {doc: decode_state_vector(sv) for doc, sv in docs.items()}
+        # Only documents this node holds, as for reports (found in review).
+        held = set(self._store.documents())
+        vectors = {d: v for d, v in vectors.items() if d in held}
         if self.frontier.merge({member: vectors}):
             self._dirty = True
 

@@ -13,7 +13,7 @@ import asyncio
 import enum
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -117,10 +117,11 @@ class Backoff:
         self._attempt = 0
 
 
-def lag(ours: bytes, theirs: bytes) -> int:
-    """How many clock units ``theirs`` trails ``ours``, summed over clients."""
+def lag(ours: bytes, theirs: bytes | Mapping[int, int]) -> int:
+    """How many clock units ``theirs`` (a vector, or decoded) trails ``ours``."""
     try:
-        mine, other = decode_state_vector(ours), decode_state_vector(theirs)
+        mine = decode_state_vector(ours)
+        other = decode_state_vector(theirs) if isinstance(theirs, bytes) else theirs
     except (IndexError, RuntimeError, ValueError):
         return 0  # a malformed vector shows no lag; the apply path reports it
     return sum(max(0, clock - other.get(client, 0)) for client, clock in mine.items())

@@ -16,6 +16,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -45,9 +46,22 @@ SYNC_PATH = "/sync"
 # peer is still down without one line per retry.
 DIAL_WARNING_INTERVAL_S = 300.0
 
-# Runs one connection over a channel to its end; True if the hello succeeded:
-# (channel, dialed_by_us, record of the dialed address, peer certificate).
-RunChannel = Callable[[Channel, bool, PeerRecord | None, bytes | None], Awaitable[bool]]
+
+class RunChannel(Protocol):
+    """Runs one connection over a channel to its end; True if the hello succeeded."""
+
+    def __call__(
+        self,
+        channel: Channel,
+        dialed_by_us: bool,
+        record: PeerRecord | None,
+        cert: bytes | None,
+        *,
+        source: str | None,
+    ) -> Awaitable[bool]:
+        """(channel, dialed_by_us, record of the dialed address, peer certificate;
+        ``source`` the peer's network address, for per-source limits)."""
+        ...
 
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
@@ -185,7 +199,7 @@ class Server:
                 raise web.HTTPForbidden(reason="client certificate required")
         await ws.prepare(request)
         with contextlib.suppress(ConnectionDeclinedError):
-            await self._run(WebSocketChannel(ws), False, None, cert)
+            await self._run(WebSocketChannel(ws), False, None, cert, source=request.remote)
         return ws
 
 
@@ -294,7 +308,11 @@ class Dialer:
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 ) as ws:
                     established = await self._run(
-                        WebSocketChannel(ws), True, record, _peer_cert(ws)
+                        WebSocketChannel(ws),
+                        True,
+                        record,
+                        _peer_cert(ws),
+                        source=record.address.rsplit(":", 1)[0],
                     )
             except ConnectionDeclinedError as exc:
                 record.last_error = str(exc)

@@ -230,6 +230,7 @@ async def test_a_peer_upgraded_to_version_2_retires_its_stand_in(
         await peer.close()
     try:  # the same node, same certificate, now speaking version 2
         await peer.connect(a)
+        await peer.send(StateVectors({}, reply=False))  # reports count after this
         await peer.send(Reports({777: {DOC: {}}}))
         await eventually(lambda: 777 in a.daemon.frontier.members)
         assert stand_in not in a.daemon.frontier.members
@@ -262,6 +263,7 @@ async def test_reports_are_split_into_bounded_frames_and_only_held_documents_kep
     peer = RawPeer(cluster)
     try:
         await peer.connect(a)
+        await peer.send(StateVectors({}, reply=False))  # reports count after this
         await peer.send(Reports({888: {"d0": {1: 1}, "nowhere": {1: 1}}}))
         await eventually(lambda: 888 in a.daemon.frontier.members)
         assert set(a.daemon.frontier.reports[888]) == {"d0"}
