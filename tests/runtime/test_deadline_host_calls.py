@@ -31,7 +31,7 @@ def test_host_call_loop_is_stopped_on_entry_to_a_host_call(
             "hostloop", reads=("bench",), fuel=1_000_000_000, wall_time_ms=50, memory_pages=20
         ),
     )
-    with pytest.raises(DeadlineExceededError, match="50 ms .*on entry to host function kv_get"):
+    with pytest.raises(DeadlineExceededError, match=r"50 ms .*on entry to host function kv_get"):
         runtime.invoke("hostloop")
     deploy(runtime, key, wat("noop"), manifest("noop"))
     assert runtime.invoke("noop").status == 0  # the next invocation has its own deadline
