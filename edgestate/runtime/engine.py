@@ -20,6 +20,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from edgestate.host.abi import HostLimits
+from edgestate.runtime.admission import AdmissionConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class RuntimeConfig:
     # Largest linear memory any module may be granted, whatever its policy.
     max_memory_pages: int = 16384  # 1 GiB
     host: HostLimits = field(default_factory=HostLimits)
+    # Where async invocations run and how many of one module at once.
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
 
 
 # The engine settings, as one string: part of the cache key.
