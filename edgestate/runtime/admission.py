@@ -18,6 +18,8 @@ applies the same rule to its own invocations.
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,6 +36,10 @@ class AdmissionConfig:
     # every request for 1 s). wasm runs with the GIL released, so threads beyond
     # the core count still keep a well-behaved module served while others spin.
     threads: int = 8
+    # Niceness added to those threads (Linux, where it is per thread; 0: none).
+    # The event loop (health, admin, sync, every response) then wins the CPU
+    # from guests spinning on every core, instead of taking turns with them.
+    thread_niceness: int = 10
     # Invocations of one module running at once: at most a quarter of the
     # threads, so a module (or a client hammering it) never holds them all.
     max_running_per_module: int = 2
@@ -45,6 +51,22 @@ class AdmissionConfig:
     queue_wait_ms: int = 1000
     # What the refusal's Retry-After tells a client: about one wall-time budget.
     retry_after_s: int = 1
+
+
+def lower_thread_priority(niceness: int) -> None:
+    """Make the calling thread ``niceness`` nicer (a thread-pool initializer).
+
+    Best effort: where priorities are per process, or not allowed, it does nothing.
+    """
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(
+            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+        )
+    except OSError:
+        pass
 
 
 class _Gate:

@@ -42,7 +42,7 @@ from edgestate.errors import (
 )
 from edgestate.host.binding import define_host_functions
 from edgestate.host.logbudget import LogBudget
-from edgestate.runtime.admission import Admission
+from edgestate.runtime.admission import Admission, lower_thread_priority
 from edgestate.runtime.cache import ModuleCache
 from edgestate.runtime.engine import (
     EpochTicker,
@@ -142,6 +142,8 @@ class Runtime:
             ThreadPoolExecutor(
                 max_workers=min(threads, self.config.max_instances),
                 thread_name_prefix="edgestate-wasm",
+                initializer=lower_thread_priority,
+                initargs=(self.config.admission.thread_niceness,),
             )
             if threads > 0
             else None
