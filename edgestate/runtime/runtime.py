@@ -23,6 +23,7 @@ caller counts it (a node's :class:`~edgestate.node.metrics.NodeMetrics`), once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 import weakref
@@ -256,14 +257,17 @@ class Runtime:
 
     # --- invoking -----------------------------------------------------------------
 
-    def run(self, name: str, input: bytes = b"") -> Execution:
-        """Run the module's entry without committing: its staged writes are in ``ops``."""
+    def run(self, name: str, input: bytes = b"", *, release_gil: bool = False) -> Execution:
+        """Run the module's entry without committing: its staged writes are in ``ops``.
+
+        ``release_gil``: see :meth:`Sandbox.run` (the invocation threads pass True).
+        """
         sandbox = self.module(name).sandbox
         if len(input) > self.config.max_input_bytes:
             raise InvocationError(
                 f"input of {len(input)} bytes is over the limit of {self.config.max_input_bytes}"
             )
-        return sandbox.run(input)
+        return sandbox.run(input, release_gil=release_gil)
 
     def invoke(self, name: str, input: bytes = b"") -> InvocationResult:
         """Run a module once and durably commit its writes (blocking)."""
@@ -302,7 +306,9 @@ class Runtime:
     async def _run_on_thread(
         self, executor: ThreadPoolExecutor, name: str, input: bytes
     ) -> Execution:
-        future = asyncio.get_running_loop().run_in_executor(executor, self.run, name, input)
+        future = asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(self.run, name, input, release_gil=True)
+        )
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
