@@ -287,13 +287,7 @@ class Runtime:
         Raises :class:`~edgestate.errors.BusyError` when the module already runs
         (and queues) all the invocations the admission rule lets it.
         """
-        self.module(name)  # an unknown name is "not found", never "busy"
-        async with self.admission.slot(name):
-            # The slot covers the run only: the commit waits on the disk, not a thread.
-            if self._executor is None:
-                execution = self.run(name, input)
-            else:
-                execution = await self._run_on_thread(self._executor, name, input)
+        execution = await self.arun(name, input)
         if not execution.ops:
             return self._finish(name, execution, 0)
         start = time.perf_counter_ns()
@@ -302,6 +296,19 @@ class Runtime:
         except StoreError as exc:
             raise _commit_failure(name, exc) from exc
         return self._finish(name, execution, time.perf_counter_ns() - start)
+
+    async def arun(self, name: str, input: bytes = b"") -> Execution:
+        """Async :meth:`run` under the admission rule, on the invocation threads.
+
+        For a caller that commits ``ops`` its own way (an invocation worker sending
+        them to the node's writer); :class:`~edgestate.errors.BusyError` as ``ainvoke``.
+        """
+        self.module(name)  # an unknown name is "not found", never "busy"
+        async with self.admission.slot(name):
+            # The slot covers the run only: the commit waits on the disk, not a thread.
+            if self._executor is None:
+                return self.run(name, input)
+            return await self._run_on_thread(self._executor, name, input)
 
     async def _run_on_thread(
         self, executor: ThreadPoolExecutor, name: str, input: bytes
