@@ -256,19 +256,7 @@ def verdict(ok: bool) -> str:
     return "MET " if ok else "MISS"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument(
-        "--admission",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a [runtime.admission] setting, e.g. threads=0 (on the loop); repeatable",
-    )
-    args = parser.parse_args()
+def node_phases(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-containment-"))
     proc, url = start_node(work, args.workers, args.admission)
     try:
@@ -318,7 +306,26 @@ def main() -> None:
             " (target <= 1010)"
         )
     print()
-    budget = 100
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--overrun-budget-ms", type=int, default=100)
+    parser.add_argument("--skip-node", action="store_true", help="only the runtime-level overruns")
+    parser.add_argument(
+        "--admission",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [runtime.admission] setting, e.g. threads=0 (on the loop); repeatable",
+    )
+    args = parser.parse_args()
+    if not args.skip_node:
+        node_phases(args)
+    budget = args.overrun_budget_ms
     print(
         f"runtime-level deadline overrun, elapsed - budget ({args.runs} runs, {budget} ms budget):"
     )

@@ -91,7 +91,7 @@ def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int
             )
         # Epoch interruption only fires in wasm code, so a guest that spends its
         # time in host calls is stopped here, on entry, by one clock read against
-        # a deadline computed once per invocation (~50 ns). Each host call's own
+        # a deadline computed once per invocation (~0.1-0.2 us). Each host call's own
         # cost is bounded (see HostLimits), so one call cannot overrun by much.
         if now() > context.deadline_ns:
             return _deadline_trap(context, function.name)
