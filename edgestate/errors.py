@@ -39,7 +39,8 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │       ├── MemoryLimitError        the guest asked for more memory than allowed
     │       ├── OutputTooLargeError     the guest wrote more output than allowed
     │       ├── GuestStatusError        the entry returned a non-zero status
-    │       └── HostBugError            a host function failed unexpectedly (the guest traps)
+    │       ├── HostBugError            a host function failed unexpectedly (the guest traps)
+    │       └── BusyError               the module runs all the invocations it may at once; retry
     │   ├── HostCallRefused             inside a host function: return a status to the guest
     │   └── GuestFault                  inside a host function: trap with a wrapped error
     ├── SyncError                       peer sync
@@ -322,6 +323,22 @@ class HostBugError(GuestTrapError):
     The original exception is the ``__cause__``; the guest sees only a generic
     trap message, never host internals.
     """
+
+
+class BusyError(InvocationError):
+    """Refused before it ran: the module already runs its share of invocations.
+
+    The admission rule (``edgestate.runtime.admission``) caps how many
+    invocations of one module run at once and how many may wait; past that the
+    invocation is refused at once, so a module burning its budgets cannot take
+    every thread. ``retry_after_s`` is sent as ``Retry-After``.
+    """
+
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class HostCallRefused(RuntimeFault):

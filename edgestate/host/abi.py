@@ -119,6 +119,9 @@ class HostLimits:
     log_note_interval_s: float = 10.0
 
 
+# An invocation bound by fuel alone (a test harness, a benchmark): never reached.
+_NO_DEADLINE: Final = 1 << 62
+
 # Our cursors are a store cursor and a key: far below this.
 _MAX_CURSOR = 4096
 
@@ -135,6 +138,7 @@ class HostEnv:
         "max_value_bytes",
         "module",
         "store",
+        "wall_time_ms",
     )
 
     def __init__(
@@ -146,8 +150,10 @@ class HostEnv:
         limits: HostLimits,
         module: str,
         log_budget: LogBudget | None = None,
+        wall_time_ms: int = 0,
     ) -> None:
         self.store = store
+        self.wall_time_ms = wall_time_ms  # for the deadline's error message
         self.log_budget = log_budget
         self.grants = grants
         self.max_output = max_output
@@ -169,6 +175,7 @@ class HostContext:
         "_log_records",
         "_overlay",
         "_writable",
+        "deadline_ns",
         "env",
         "fault",
         "host_calls",
@@ -186,6 +193,10 @@ class HostContext:
         self.output_size = 0
         self.fault: Exception | None = None
         self.host_calls = 0
+        # time.monotonic_ns() past which every host call traps with the wall-time
+        # budget's error: epoch interruption fires only in wasm code, so a guest
+        # living in host calls would otherwise overrun its budget (see binding.py).
+        self.deadline_ns = _NO_DEADLINE
         self._overlay: Overlay | None = None
         self._handles: list[str] = []
         self._writable: list[bool] = []

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
 from edgestate.errors import (
+    DeadlineExceededError,
     GuestFault,
     HostBugError,
     HostCallRefused,
@@ -79,6 +81,7 @@ def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int
         else None
     )
     space = ADDRESS_SPACE
+    now = time.monotonic_ns
 
     def callback(_env: Any, _caller: Any, args: int, _nargs: int) -> int:
         context = _current.context
@@ -86,6 +89,12 @@ def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int
             return make_trap(
                 f"edgestate host function {function.name} called outside an invocation"
             )
+        # Epoch interruption only fires in wasm code, so a guest that spends its
+        # time in host calls is stopped here, on entry, by one clock read against
+        # a deadline computed once per invocation (~0.1-0.2 us). Each host call's own
+        # cost is bounded (see HostLimits), so one call cannot overrun by much.
+        if now() > context.deadline_ns:
+            return _deadline_trap(context, function.name)
         context.host_calls += 1
         try:
             value = method(context, *layout.unpack_from(space, args))
@@ -110,6 +119,15 @@ def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int
         return 0
 
     return callback
+
+
+def _deadline_trap(context: HostContext, name: str) -> int:
+    env = context.env
+    context.fault = DeadlineExceededError(
+        f"module {env.module!r} ran past its wall-time budget of {env.wall_time_ms} ms "
+        f"(stopped on entry to host function {name})"
+    )
+    return make_trap(f"edgestate host function {name}: wall-time budget exceeded")
 
 
 def define_host_functions(linker: Any) -> LinkerFunctions:

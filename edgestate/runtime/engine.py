@@ -12,6 +12,7 @@ import hashlib
 import importlib.metadata
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from edgestate.host.abi import HostLimits
+from edgestate.runtime.admission import AdmissionConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ class RuntimeConfig:
     # Largest linear memory any module may be granted, whatever its policy.
     max_memory_pages: int = 16384  # 1 GiB
     host: HostLimits = field(default_factory=HostLimits)
+    # Where async invocations run and how many of one module at once.
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
 
 
 # The engine settings, as one string: part of the cache key.
@@ -95,22 +99,42 @@ def engine_fingerprint(config: RuntimeConfig | None = None) -> str:
 
 
 class EpochTicker:
-    """Increments an engine's epoch every ``tick_ms`` on a daemon thread.
+    """Advances an engine's epoch by one per ``tick_ms`` of wall time, on a daemon thread.
 
     wasm runs with the GIL released (wasmtime-py loads its library with ctypes
-    ``CDLL``), so the ticker keeps ticking while a guest spins.
+    ``CDLL``), so the ticker keeps ticking while a guest spins. The epoch follows
+    the clock, not the number of wake-ups: a wake-up that comes late (a loaded
+    machine, a thread holding the GIL) catches up with every tick it missed, so
+    a deadline of N ticks is N ticks of wall time, not N wake-ups (measured on a
+    loaded 2-core machine: counting wake-ups let a 1,000 ms spin run 1.1-1.6 s).
+    Catching up moves the epoch several ticks at once, so a deadline set while
+    the thread is late would fire early: :meth:`lag` lets the sandbox add the
+    ticks still owed.
     """
 
     def __init__(self, engine: wasmtime.Engine, tick_ms: float) -> None:
         self._engine = engine
         self._interval = tick_ms / 1000
         self._stop = threading.Event()
+        self._start = time.monotonic()
+        self._ticks = 0  # made so far; written by the thread only
         self._thread = threading.Thread(target=self._run, name="edgestate-epoch", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._engine.increment_epoch()
+        interval = self._interval
+        increment = self._engine.increment_epoch
+        clock = time.monotonic
+        start = self._start
+        while not self._stop.wait(max(0.0, start + (self._ticks + 1) * interval - clock())):
+            due = int((clock() - start) / interval)
+            while self._ticks < due:
+                increment()
+                self._ticks += 1
+
+    def lag(self) -> int:
+        """Ticks the clock says are due but the thread has not made yet."""
+        return max(0, int((time.monotonic() - self._start) / self._interval) - self._ticks)
 
     def stop(self) -> None:
         """Ask the thread to stop, without waiting for it."""

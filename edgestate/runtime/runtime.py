@@ -10,8 +10,10 @@ parses, its key belongs to a trusted publisher, the signature covers exactly
 these wasm and manifest bytes, the manifest is valid and within its publisher's
 policy. Invoking runs the wasm synchronously (microseconds), then commits the
 invocation's writes as one store batch, only if the entry returned 0.
-``ainvoke`` awaits that batch through the store's group commit, so concurrent
-invocations share one fsync.
+``ainvoke`` runs the wasm on the runtime's small thread pool, never on the
+caller's event loop, after the admission rule (:mod:`edgestate.runtime.admission`)
+gave it one of its module's slots; then it awaits the batch through the store's
+group commit, so concurrent invocations share one fsync.
 
 The runtime keeps no counters: each invocation reports its outcome (an
 :class:`InvocationResult` with its timings, or an ``InvocationError``) and the
@@ -20,9 +22,12 @@ caller counts it (a node's :class:`~edgestate.node.metrics.NodeMetrics`), once.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -38,6 +43,7 @@ from edgestate.errors import (
 )
 from edgestate.host.binding import define_host_functions
 from edgestate.host.logbudget import LogBudget
+from edgestate.runtime.admission import Admission, lower_thread_priority
 from edgestate.runtime.cache import ModuleCache
 from edgestate.runtime.engine import (
     EpochTicker,
@@ -129,9 +135,26 @@ class Runtime:
         self._ticker = EpochTicker(self.engine, self.config.epoch_tick_ms)
         # A runtime dropped without close() must not leave its ticker running.
         weakref.finalize(self, self._ticker.stop)
+        self.admission = Admission(self.config.admission)
+        threads = self.config.admission.threads
+        # Each running invocation holds an instance slot: more threads than slots
+        # would only turn into "every instance slot is busy" errors.
+        self._executor = (
+            ThreadPoolExecutor(
+                max_workers=min(threads, self.config.max_instances),
+                thread_name_prefix="edgestate-wasm",
+                initializer=lower_thread_priority,
+                initargs=(self.config.admission.thread_niceness,),
+            )
+            if threads > 0
+            else None
+        )
 
     def close(self) -> None:
-        """Stop the epoch ticker. The store is the caller's to close."""
+        """Stop the epoch ticker and the invocation threads (running guests end by
+        their budgets). The store is the caller's to close."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
         self._ticker.close()
 
     def __enter__(self) -> Runtime:
@@ -173,6 +196,7 @@ class Runtime:
             host_limits=self.config.host,
             epoch_tick_ms=self.config.epoch_tick_ms,
             log_budget=self._log_budget(parsed.name),
+            epoch_lag=self._ticker.lag,
         )
         loaded = LoadedModule(
             name=parsed.name,
@@ -233,14 +257,17 @@ class Runtime:
 
     # --- invoking -----------------------------------------------------------------
 
-    def run(self, name: str, input: bytes = b"") -> Execution:
-        """Run the module's entry without committing: its staged writes are in ``ops``."""
+    def run(self, name: str, input: bytes = b"", *, release_gil: bool = False) -> Execution:
+        """Run the module's entry without committing: its staged writes are in ``ops``.
+
+        ``release_gil``: see :meth:`Sandbox.run` (the invocation threads pass True).
+        """
         sandbox = self.module(name).sandbox
         if len(input) > self.config.max_input_bytes:
             raise InvocationError(
                 f"input of {len(input)} bytes is over the limit of {self.config.max_input_bytes}"
             )
-        return sandbox.run(input)
+        return sandbox.run(input, release_gil=release_gil)
 
     def invoke(self, name: str, input: bytes = b"") -> InvocationResult:
         """Run a module once and durably commit its writes (blocking)."""
@@ -255,8 +282,12 @@ class Runtime:
         return self._finish(name, execution, time.perf_counter_ns() - start)
 
     async def ainvoke(self, name: str, input: bytes = b"") -> InvocationResult:
-        """Async :meth:`invoke`: the commit joins the store's group commit."""
-        execution = self.run(name, input)
+        """Async :meth:`invoke`: admitted, run on a thread, committed in a group commit.
+
+        Raises :class:`~edgestate.errors.BusyError` when the module already runs
+        (and queues) all the invocations the admission rule lets it.
+        """
+        execution = await self.arun(name, input)
         if not execution.ops:
             return self._finish(name, execution, 0)
         start = time.perf_counter_ns()
@@ -265,6 +296,33 @@ class Runtime:
         except StoreError as exc:
             raise _commit_failure(name, exc) from exc
         return self._finish(name, execution, time.perf_counter_ns() - start)
+
+    async def arun(self, name: str, input: bytes = b"") -> Execution:
+        """Async :meth:`run` under the admission rule, on the invocation threads.
+
+        For a caller that commits ``ops`` its own way (an invocation worker sending
+        them to the node's writer); :class:`~edgestate.errors.BusyError` as ``ainvoke``.
+        """
+        self.module(name)  # an unknown name is "not found", never "busy"
+        async with self.admission.slot(name):
+            # The slot covers the run only: the commit waits on the disk, not a thread.
+            if self._executor is None:
+                return self.run(name, input)
+            return await self._run_on_thread(self._executor, name, input)
+
+    async def _run_on_thread(
+        self, executor: ThreadPoolExecutor, name: str, input: bytes
+    ) -> Execution:
+        future = asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(self.run, name, input, release_gil=True)
+        )
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: the caller's slot is held until its guest
+            # ends (by its budget at the latest), or the module could run past its cap.
+            await asyncio.wait([future])
+            raise
 
     @staticmethod
     def _finish(name: str, execution: Execution, commit_ns: int) -> InvocationResult:

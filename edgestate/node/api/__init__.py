@@ -115,6 +115,8 @@ def _middleware(node: Guarded) -> Any:
             if isinstance(exc, E.InvocationError) and exc.guest_status is not None:
                 # the guest's own status, as a successful reply carries it
                 response.headers["X-Edgestate-Status"] = str(exc.guest_status)
+            if isinstance(exc, E.BusyError):
+                response.headers["Retry-After"] = str(exc.retry_after_s)
             return response
         except web.HTTPRequestEntityTooLarge as exc:
             node.count_http_error("body_too_large")

@@ -21,6 +21,7 @@ _STATUS: dict[type[E.EdgestateError], int] = {
     E.ValueTooLargeError: 413,
     E.OutputTooLargeError: 502,
     E.OutOfFuelError: 503,
+    E.BusyError: 503,
     E.DeadlineExceededError: 504,
     E.MemoryLimitError: 507,
     E.GuestTrapError: 500,
