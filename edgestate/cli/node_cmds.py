@@ -66,6 +66,11 @@ def setup_logging(fmt: str, level: str) -> None:
 @click.option("--api-port", type=click.IntRange(0, 65535), help="API port [7474]; 0 = any.")
 @click.option("--sync-host", help="Sync listen address [127.0.0.1].")
 @click.option("--sync-port", type=click.IntRange(0, 65535), help="Sync port [7475]; 0 = any.")
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 256),
+    help="Invocation worker processes [number of cores]; 0 = in the node process.",
+)
 @click.option("--peer", "peers", multiple=True, help="Static peer HOST:PORT (repeatable).")
 @click.option("--no-mdns", is_flag=True, help="Do not discover peers by mDNS.")
 @click.option("--trust-policy", type=click.Path(dir_okay=False), help="Trust policy JSON.")
@@ -91,6 +96,7 @@ def node(
     api_port: int | None,
     sync_host: str | None,
     sync_port: int | None,
+    workers: int | None,
     peers: tuple[str, ...],
     no_mdns: bool,
     trust_policy: str | None,
@@ -111,6 +117,7 @@ def node(
         "data_dir": data_dir,
         "api.host": api_host,
         "api.port": api_port,
+        "api.workers": workers,
         "sync.host": sync_host,
         "sync.port": sync_port,
         "sync.static_peers": list(peers) if peers else None,

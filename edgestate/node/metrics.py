@@ -131,9 +131,13 @@ class NodeMetrics:
         """Count one failed invocation of module ``name`` under its error code."""
         # Unknown names share one series: a caller must not be able to mint
         # metric series (and memory) by inventing module names.
-        known = not isinstance(exc, ModuleNotFoundError_)
+        self.failed_code(name, exc.code)
+
+    def failed_code(self, name: str, code: str) -> None:
+        """:meth:`failed` by error code (what an invocation worker reports)."""
+        known = code != ModuleNotFoundError_.code
         outcomes = self.module(name if known else "_unknown").outcomes
-        outcomes[exc.code] = outcomes.get(exc.code, 0) + 1
+        outcomes[code] = outcomes.get(code, 0) + 1
 
     def _collect_modules(self) -> Iterable[Metric]:
         invocations = CounterMetricFamily(

@@ -35,6 +35,7 @@ from edgestate.node.datadir import check_data_dir
 from edgestate.node.metrics import NodeMetrics, gc_metrics, guest_log_metrics, layer_metrics
 from edgestate.node.registry import ModuleRegistry
 from edgestate.node.trust import load_policy_file, reload_policy
+from edgestate.node.workers import WorkerPool
 from edgestate.runtime import InvocationResult, LoadedModule, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store, verify_in_child
 from edgestate.sync.daemon import SyncDaemon
@@ -108,6 +109,7 @@ class Node:
         self._sync: SyncDaemon | None = None
         self._yjs: YjsEndpoint | None = None
         self._tokens: ClientTokens | None = None
+        self.workers: WorkerPool | None = None  # None: invocations run in this process
         self.admin_token = ""
 
     # --- parts (available after start) ----------------------------------------------
@@ -231,11 +233,7 @@ class Node:
                 shutdown_timeout=cfg.api.shutdown_grace_s,
             )
             await self._runner.setup()
-            site = web.TCPSite(
-                self._runner, cfg.api.host, cfg.api.port, ssl_context=self._api_ssl_context()
-            )
-            await site.start()
-            self.api_port = int(self._runner.addresses[0][1])
+            await self._serve_api()
         except BaseException:
             await self.close()
             raise
@@ -243,6 +241,30 @@ class Node:
         log.info(
             "node ready: api %s, sync port %s, data %s", self.api_url, self._sync.port, cfg.data_dir
         )
+
+    async def _serve_api(self) -> None:
+        cfg = self.config
+        assert self._runner is not None
+        if cfg.api.workers == 0 or cfg.api.tls:
+            if cfg.api.workers and cfg.api.tls:
+                log.warning("api.tls: invocations run in the node process (workers serve plain HTTP)")
+            site = web.TCPSite(
+                self._runner, cfg.api.host, cfg.api.port, ssl_context=self._api_ssl_context()
+            )
+            await site.start()
+            self.api_port = int(self._runner.addresses[0][1])
+            return
+        # Workers accept on the API port; this process answers what they relay
+        # (admin, /metrics, health, /yjs) on a private unix socket (node/workers).
+        registry = self.registry
+        self.workers = WorkerPool(
+            cfg.api.workers, cfg.api, self.store, self.runtime, self.metrics,
+            lambda: dict(registry.running), log_level=cfg.log_level,
+        )  # fmt: skip
+        await web.UnixSite(self._runner, self.workers.node_socket).start()
+        registry.listeners.append(self.workers.sync_modules)
+        await self.workers.start()
+        self.api_port = self.workers.port
 
     async def _check_store(self) -> None:
         # A walk of every table before LMDB serves from it, in a child process:
@@ -285,6 +307,9 @@ class Node:
         if self._yjs is not None:
             # its websockets would hold the runner's cleanup
             await self._phase("y-websocket endpoint", self._yjs.close())
+        if self.workers is not None:
+            # first: their in-flight invocations still write through this process
+            await self._phase("invocation workers", self.workers.close())
         if self._runner is not None:
             # waits for in-flight handlers, up to shutdown_grace_s
             await self._phase("HTTP API", self._runner.cleanup())

@@ -32,6 +32,7 @@ _STATUS: dict[type[E.EdgestateError], int] = {
     E.ManifestError: 422,
     E.ModuleCompileError: 422,
     E.StoreClosedError: 503,
+    E.WorkerLinkError: 503,
     E.InvalidGrantError: 400,
     E.UnknownTokenError: 404,
     E.InvalidTokenError: 401,
