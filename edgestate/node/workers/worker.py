@@ -228,19 +228,24 @@ class Worker:
 
 
 def _errors(worker: Worker) -> Any:
+    index = str(worker.settings.index)
+
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse
         try:
-            response: web.StreamResponse = await handler(request)
-            return response
+            response = await handler(request)
         except E.EdgestateError as exc:
             worker.count_http_error(exc.code)
             response = error_response(status_for(exc), exc.code, str(exc))
             if isinstance(exc, E.InvocationError) and exc.guest_status is not None:
                 response.headers["X-Edgestate-Status"] = str(exc.guest_status)
-            return response
         except web.HTTPRequestEntityTooLarge as exc:
             worker.count_http_error("body_too_large")
-            return error_response(413, "body_too_large", exc.text or "request body too large")
+            response = error_response(413, "body_too_large", exc.text or "request body too large")
+        if request.path.startswith("/v1/invoke/") and not response.prepared:
+            # Which worker ran it: for operators reading a slow request, and tests.
+            response.headers["X-Edgestate-Worker"] = index
+        return response
 
     return middleware
