@@ -247,7 +247,9 @@ class Node:
         assert self._runner is not None
         if cfg.api.workers == 0 or cfg.api.tls:
             if cfg.api.workers and cfg.api.tls:
-                log.warning("api.tls: invocations run in the node process (workers serve plain HTTP)")
+                log.warning(
+                    "api.tls: invocations run in the node process (workers serve plain HTTP)"
+                )
             site = web.TCPSite(
                 self._runner, cfg.api.host, cfg.api.port, ssl_context=self._api_ssl_context()
             )
@@ -258,9 +260,14 @@ class Node:
         # (admin, /metrics, health, /yjs) on a private unix socket (node/workers).
         registry = self.registry
         self.workers = WorkerPool(
-            cfg.api.workers, cfg.api, self.store, self.runtime, self.metrics,
-            lambda: dict(registry.running), log_level=cfg.log_level,
-        )  # fmt: skip
+            cfg.api.workers,
+            cfg.api,
+            self.store,
+            self.runtime,
+            self.metrics,
+            lambda: dict(registry.running),
+            log_level=cfg.log_level,
+        )
         await web.UnixSite(self._runner, self.workers.node_socket).start()
         registry.listeners.append(self.workers.sync_modules)
         await self.workers.start()

@@ -119,8 +119,7 @@ def test_writes_from_many_workers_are_durable_and_visible(node: NodeProcess) -> 
     acked: list[str] = []
     stop = threading.Event()
     threads = [
-        threading.Thread(target=write_load, args=(node.api, f"c{i}", stop, acked))
-        for i in range(6)
+        threading.Thread(target=write_load, args=(node.api, f"c{i}", stop, acked)) for i in range(6)
     ]
     for t in threads:
         t.start()
@@ -152,21 +151,22 @@ def test_a_worker_killed_under_write_load_is_replaced_and_loses_nothing(
         ]
         for t in threads:
             t.start()
-        eventually(lambda: len(acked) >= 50 * (round_ + 1), what="writes before the kill")
+        want = 50 * (round_ + 1)
+        eventually(lambda: len(acked) >= want, what="writes before the kill")  # noqa: B023
         before = worker_pids(node)
         assert len(before) == WORKERS
         os.kill(before[0], signal.SIGKILL)
         eventually(
-            lambda: len(worker_pids(node)) == WORKERS and before[0] not in worker_pids(node),
+            lambda: len(worker_pids(node)) == WORKERS and before[0] not in worker_pids(node),  # noqa: B023
             what="a replacement worker",
         )
         goal = len(acked) + 50
-        eventually(lambda: len(acked) >= goal, what="writes after the restart")
+        eventually(lambda: len(acked) >= goal, what="writes after the restart")  # noqa: B023
         stop.set()
         for t in threads:
             t.join()
         assert node.proc.poll() is None
-    status, body, _ = post(node.api, "/v1/invoke/kv-echo", b"last=1")
+    status, _, _ = post(node.api, "/v1/invoke/kv-echo", b"last=1")
     assert status == 200
     node.stop(signal.SIGKILL)  # not even a clean stop: acknowledged means fsynced
     with Store.open(node.data / "store", readonly=True) as store:
@@ -202,4 +202,4 @@ def test_one_metrics_counts_every_workers_invocations(node: NodeProcess) -> None
     # reports reach the node one loop turn after the answer: read until they did
     eventually(lambda: invocations(node) >= start + extra + WORKERS, what="all counted")
     text = metrics_text(node)
-    assert 'edgestate_workers ' in text and 'process="worker-1"' in text
+    assert "edgestate_workers " in text and 'process="worker-1"' in text

@@ -78,7 +78,7 @@ def decode_ops(raw: Any) -> list[WriteOp]:
 def pack(message: dict[str, Any]) -> bytes:
     """One framed message."""
     body = msgpack.packb(message, use_bin_type=True)
-    return _LEN.pack(len(body)) + body
+    return _LEN.pack(len(body)) + bytes(body)
 
 
 async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:

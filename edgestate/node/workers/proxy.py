@@ -32,8 +32,7 @@ _HOP = frozenset(
     )
 )
 _WS_HANDSHAKE = frozenset(
-    h.lower()
-    for h in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions")
+    h.lower() for h in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions")
 )
 
 
@@ -93,7 +92,9 @@ class NodeProxy:
             for k, v in request.headers.items()
             if k.lower() not in _HOP and k.lower() not in _WS_HANDSHAKE
         }
-        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        protocols = [
+            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+        ]
         headers.pop("Sec-WebSocket-Protocol", None)
         try:
             upstream = await self.session().ws_connect(
@@ -125,7 +126,10 @@ class NodeProxy:
                         await sink.send_str(message.data)
                 await sink.close(code=source.close_code or 1000)
 
-        tasks = [asyncio.create_task(pump(client, upstream)), asyncio.create_task(pump(upstream, client))]
+        tasks = [
+            asyncio.create_task(pump(client, upstream)),
+            asyncio.create_task(pump(upstream, client)),
+        ]
         try:
             _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:

@@ -205,8 +205,12 @@ class WorkerPool:
                 )
                 return
             self.restarts += 1
-            log.error("invocation worker %d (pid %d) exited with %s; restarting", index,
-                      worker.proc.pid, code)  # fmt: skip
+            log.error(
+                "invocation worker %d (pid %d) exited with %s; restarting",
+                index,
+                worker.proc.pid,
+                code,
+            )
             # A reader killed inside a read transaction leaves its slot in the
             # lock file; LMDB frees it only when asked.
             self.store.clear_stale_readers()
@@ -243,9 +247,7 @@ class WorkerPool:
         assert proc.stdin is not None
         proc.stdin.write(pickle.dumps(settings))
         proc.stdin.close()
-        reader, writer = await asyncio.open_unix_connection(
-            sock=ours, limit=1 << 16
-        )
+        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 16)
         worker = _Worker(index, proc, writer, time.monotonic())
         self._workers[index] = worker
         worker.reader_task = asyncio.create_task(self._serve(worker, reader))
@@ -367,12 +369,24 @@ class WorkerPool:
         rss = [(["node"], _rss(os.getpid()))]
         rss += [([f"worker-{i}"], _rss(w.proc.pid)) for i, w in sorted(self._workers.items())]
         return [
-            gauge("edgestate_workers", "Invocation workers serving.", [],
-                  [([], sum(w.ready.is_set() for w in self._workers.values()))]),  # fmt: skip
-            counter("edgestate_worker_restarts", "Invocation workers restarted after dying.",
-                    [], [([], self.restarts)]),  # fmt: skip
-            gauge("edgestate_process_rss_bytes", "Resident memory of the node and each worker.",
-                  ["process"], rss),  # fmt: skip
+            gauge(
+                "edgestate_workers",
+                "Invocation workers serving.",
+                [],
+                [([], sum(w.ready.is_set() for w in self._workers.values()))],
+            ),
+            counter(
+                "edgestate_worker_restarts",
+                "Invocation workers restarted after dying.",
+                [],
+                [([], self.restarts)],
+            ),
+            gauge(
+                "edgestate_process_rss_bytes",
+                "Resident memory of the node and each worker.",
+                ["process"],
+                rss,
+            ),
         ]
 
 

@@ -106,8 +106,13 @@ class Worker:
                     self.runtime.unload(name)
                 self.runtime.release(name)
         except E.EdgestateError as exc:
-            log.error("worker %d: %s of %r failed: %s", self.settings.index, message["t"],
-                      message.get("name"), exc)  # fmt: skip
+            log.error(
+                "worker %d: %s of %r failed: %s",
+                self.settings.index,
+                message["t"],
+                message.get("name"),
+                exc,
+            )
             answer.update(ok=False, error=f"{exc.code}: {exc}")
         self._send(answer)
 
@@ -121,7 +126,8 @@ class Worker:
         self._next_id += 1
         future = self._pending[self._next_id] = asyncio.get_running_loop().create_future()
         self._send({"t": "w", "id": self._next_id, "ops": encode_ops(ops)})
-        return await future
+        answer: dict[str, Any] = await future
+        return answer
 
     # --- what the invocation route asks -------------------------------------------
 
@@ -142,9 +148,16 @@ class Worker:
             self._report([name, exc.code])
             raise
         result = InvocationResult(
-            name, execution.output, 0, execution.fuel_used, execution.instantiate_ns,
-            execution.execute_ns, commit_ns, len(execution.ops), execution.host_calls,
-        )  # fmt: skip
+            name,
+            execution.output,
+            0,
+            execution.fuel_used,
+            execution.instantiate_ns,
+            execution.execute_ns,
+            commit_ns,
+            len(execution.ops),
+            execution.host_calls,
+        )
         self._report(
             [name, "ok", result.instantiate_ns, result.execute_ns, commit_ns, result.host_calls]
         )
@@ -181,7 +194,7 @@ class Worker:
     async def serve(self) -> None:
         """Serve the API socket until SIGTERM or the node's socket closes."""
         await self.connect()
-        done, _ = await asyncio.wait(
+        await asyncio.wait(
             [asyncio.ensure_future(self._go.wait()), asyncio.ensure_future(self._gone.wait())],
             return_when=asyncio.FIRST_COMPLETED,
         )
