@@ -11,7 +11,7 @@ Each node has its own registry, so several nodes can share a process (tests).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -240,21 +240,32 @@ def gc_metrics(collected_items: Iterable[tuple[str, int]], members: int) -> list
     ]
 
 
-def guest_log_metrics(budgets: Iterable[LogBudget]) -> list[Metric]:
-    """Guest log lines dropped over each module's budget across invocations."""
-    rows = list(budgets)
+def guest_log_metrics(
+    budgets: Iterable[LogBudget], workers: Mapping[str, tuple[int, int]] | None = None
+) -> list[Metric]:
+    """Guest log lines dropped over each module's budget across invocations.
+
+    ``workers`` adds (lines, bytes) dropped per module in invocation workers.
+    """
+    totals: dict[str, list[int]] = {}
+    for b in budgets:
+        totals[b.module] = [b.dropped_records, b.dropped_bytes]
+    for module, (records, size) in (workers or {}).items():
+        row = totals.setdefault(module, [0, 0])
+        row[0] += records
+        row[1] += size
     return [
         counter(
             "edgestate_guest_log_dropped",
             "Guest log lines dropped over the module's log budget (runtime.host.log_*).",
             ["module"],
-            (([b.module], b.dropped_records) for b in rows),
+            (([m], r[0]) for m, r in sorted(totals.items())),
         ),
         counter(
             "edgestate_guest_log_dropped_bytes",
             "Guest log bytes dropped over the module's log budget.",
             ["module"],
-            (([b.module], b.dropped_bytes) for b in rows),
+            (([m], r[1]) for m, r in sorted(totals.items())),
         ),
     ]
 

@@ -217,7 +217,11 @@ class Node:
             )
             await self._yjs.start()
             self.metrics.add_collector(lambda: layer_metrics(self.store, self.sync))
-            self.metrics.add_collector(lambda: guest_log_metrics(self.runtime.log_budgets()))
+            self.metrics.add_collector(
+                lambda: guest_log_metrics(
+                    self.runtime.log_budgets(), self.workers.log_dropped() if self.workers else None
+                )
+            )
             # Garbage collection figures, read at scrape time like layer_metrics': collected
             # items from the store, members from the sync daemon's frontier tracker.
             self.metrics.add_collector(

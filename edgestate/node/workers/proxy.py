@@ -13,6 +13,7 @@ import contextlib
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from edgestate.node.api.responses import error_response
 
@@ -60,12 +61,16 @@ class NodeProxy:
         """Relay ``request`` to the node and its answer back."""
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket(request)
+        return await self.handle_plain(request)
+
+    async def handle_plain(self, request: web.Request) -> web.StreamResponse:
+        """Relay one plain HTTP request (no upgrade)."""
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         body = request.content if request.body_exists else None
         try:
             upstream = await self.session().request(
                 request.method,
-                f"http://node{request.rel_url}",
+                _upstream(request),
                 headers=headers,
                 data=body,
                 allow_redirects=False,
@@ -98,14 +103,16 @@ class NodeProxy:
         headers.pop("Sec-WebSocket-Protocol", None)
         try:
             upstream = await self.session().ws_connect(
-                f"http://node{request.rel_url}",
+                _upstream(request),
                 headers=headers,
                 protocols=[p for p in protocols if p],
                 autoping=True,
                 max_msg_size=0,
             )
-        except aiohttp.WSServerHandshakeError as exc:
-            return error_response(exc.status, "refused", exc.message or "refused by the node")
+        except aiohttp.WSServerHandshakeError:
+            # Refused (a bad or expired token): ask again as a plain request to relay
+            # the node's own answer, its error code included.
+            return await self.handle_plain(request)
         except aiohttp.ClientError as exc:
             return error_response(503, "node_link_lost", f"the node did not answer: {exc}")
         client = web.WebSocketResponse(
@@ -139,3 +146,9 @@ class NodeProxy:
             await upstream.close()
             await client.close()
         return client
+
+
+def _upstream(request: web.Request) -> URL:
+    # The path as the client sent it, still encoded: normalizing it here (%2E%2E
+    # to ..) would answer for a route the client never asked for.
+    return URL(f"http://node{request.raw_path}", encoded=True)

@@ -80,6 +80,7 @@ class _Worker:
     commits: set[asyncio.Task[None]] = field(default_factory=set)
     reader_task: asyncio.Task[None] | None = None
     policy: object | None = None  # the trust policy object last sent
+    logs: dict[str, tuple[int, int]] = field(default_factory=dict)  # module -> dropped
 
     def send(self, message: dict[str, Any]) -> None:
         if not self.writer.is_closing():
@@ -120,6 +121,7 @@ class WorkerPool:
         self._next_id = 0
         self._closing = False
         self.restarts = 0
+        self._retired_logs: dict[str, tuple[int, int]] = {}  # of workers that exited
         metrics.add_collector(self._collect)
 
     @property
@@ -256,8 +258,20 @@ class WorkerPool:
         worker.send({"t": "go"})
         return worker
 
+    def log_dropped(self) -> dict[str, tuple[int, int]]:
+        """Guest log (lines, bytes) dropped per module by every worker, past ones too."""
+        out = dict(self._retired_logs)
+        for worker in self._workers.values():
+            for module, (records, size) in worker.logs.items():
+                old = out.get(module, (0, 0))
+                out[module] = (old[0] + records, old[1] + size)
+        return out
+
     async def _forget(self, worker: _Worker) -> None:
         self._workers.pop(worker.index, None)
+        for module, (records, size) in worker.logs.items():
+            old = self._retired_logs.get(module, (0, 0))
+            self._retired_logs[module] = (old[0] + records, old[1] + size)
         worker.writer.close()
         if worker.reader_task is not None:
             worker.reader_task.cancel()
@@ -282,6 +296,10 @@ class WorkerPool:
                     task.add_done_callback(worker.commits.discard)
                 elif kind == "r":
                     self._record(message)
+                    if "logs" in message:
+                        worker.logs = {
+                            str(m): (int(r), int(b)) for m, (r, b) in message["logs"].items()
+                        }
                 elif kind == "ack":
                     ack = worker.acks.pop(message.get("id", -1), None)
                     if ack is not None and not ack.done():

@@ -54,6 +54,7 @@ class Worker:
         self._invocations: list[list[Any]] = []
         self._http_errors: list[str] = []
         self._flush_scheduled = False
+        self._logs_sent: dict[str, tuple[int, int]] = {}
 
     @property
     def api_config(self) -> ApiConfig:
@@ -182,8 +183,12 @@ class Worker:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        message = {"t": "r", "inv": self._invocations, "http": self._http_errors}
+        message: dict[str, Any] = {"t": "r", "inv": self._invocations, "http": self._http_errors}
         self._invocations, self._http_errors = [], []
+        # Each worker has its own budget per module (README: sizing); the node sums.
+        logs = {b.module: (b.dropped_records, b.dropped_bytes) for b in self.runtime.log_budgets()}
+        if logs != self._logs_sent:
+            message["logs"] = self._logs_sent = logs
         try:
             self._send(message)
         except E.WorkerLinkError:
