@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import secrets
 import ssl
 import time
 from collections.abc import Awaitable
@@ -25,14 +24,19 @@ from typing import Any
 from aiohttp import web
 
 from edgestate import __version__
-from edgestate.errors import ConfigError, EdgestateError, StoreCorruptError
-from edgestate.files import write_private
+from edgestate.errors import EdgestateError, StoreCorruptError
 from edgestate.node.api import build_app
 from edgestate.node.api.yjs_auth import yjs_authorizer
 from edgestate.node.client_tokens import ClientTokens
 from edgestate.node.config import ApiConfig, NodeConfig
 from edgestate.node.datadir import check_data_dir
 from edgestate.node.metrics import NodeMetrics, gc_metrics, guest_log_metrics, layer_metrics
+from edgestate.node.node_files import (
+    CACHE_KEY_FILE,
+    TOKEN_FILE,
+    ensure_cache_key,
+    ensure_token,
+)
 from edgestate.node.registry import ModuleRegistry
 from edgestate.node.trust import load_policy_file, reload_policy
 from edgestate.node.workers import WorkerPool
@@ -44,48 +48,8 @@ from edgestate.sync.yjs import YjsEndpoint
 
 log = logging.getLogger(__name__)
 
-TOKEN_FILE = "admin.token"
 # Beyond the grace period for in-flight requests, what one closing part may take.
 CLOSE_PHASE_SLACK_S = 5.0
-
-
-def ensure_token(data_dir: Path) -> str:
-    """The admin token, created (mode 0600) at first start."""
-    path = data_dir / TOKEN_FILE
-    try:
-        token = path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    else:
-        if len(token) < 16:
-            raise ConfigError(
-                f"the admin token in {path} is empty or too short to be safe; "
-                "delete the file to have a new one made at start"
-            )
-        return token
-    token = secrets.token_urlsafe(32)
-    write_private(path, (token + "\n").encode())
-    return token
-
-
-CACHE_KEY_FILE = "cache.key"
-
-
-def ensure_cache_key(data_dir: Path) -> bytes:
-    """The secret of the module cache's HMAC, created (mode 0600) at first start."""
-    path = data_dir / CACHE_KEY_FILE
-    try:
-        key = path.read_bytes()
-    except FileNotFoundError:
-        key = secrets.token_bytes(32)
-        write_private(path, key)
-        return key
-    if len(key) != 32:
-        raise ConfigError(
-            f"{path} is not a 32-byte key; delete it to have a new one made (the module "
-            "cache is then rebuilt)"
-        )
-    return key
 
 
 class Node:

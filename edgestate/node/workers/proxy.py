@@ -63,9 +63,15 @@ class NodeProxy:
             return await self._websocket(request)
         return await self.handle_plain(request)
 
-    async def handle_plain(self, request: web.Request) -> web.StreamResponse:
-        """Relay one plain HTTP request (no upgrade)."""
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+    async def handle_plain(
+        self, request: web.Request, *, upgrade: bool = False
+    ) -> web.StreamResponse:
+        """Relay one HTTP request; ``upgrade``: with its upgrade headers, for the
+        node to refuse a WebSocket handshake in its own words."""
+        keep = {"connection", "upgrade"} if upgrade else set()
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in _HOP or k.lower() in keep
+        }
         body = request.content if request.body_exists else None
         try:
             upstream = await self.session().request(
@@ -90,6 +96,10 @@ class NodeProxy:
         return response
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if not {"sec-websocket-key", "sec-websocket-version"} <= {
+            k.lower() for k in request.headers
+        }:
+            return await self.handle_plain(request, upgrade=True)  # a broken handshake
         # The node first: if it refuses (a bad token), the client gets its status,
         # not an accepted socket closed at once.
         headers = {
@@ -112,7 +122,7 @@ class NodeProxy:
         except aiohttp.WSServerHandshakeError:
             # Refused (a bad or expired token): ask again as a plain request to relay
             # the node's own answer, its error code included.
-            return await self.handle_plain(request)
+            return await self.handle_plain(request, upgrade=True)
         except aiohttp.ClientError as exc:
             return error_response(503, "node_link_lost", f"the node did not answer: {exc}")
         client = web.WebSocketResponse(
