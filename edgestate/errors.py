@@ -59,6 +59,7 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── NodeAPIError                the node answered with an error
     │   └── NodeUnreachableError        no node answered at the URL
     ├── NodeStartError                  a node process exited or did not become ready
+    ├── WorkerLinkError                 an invocation worker lost its socket to the node
     ├── InvalidJSONError                JSON input that is not strict JSON (names the input)
     │   ├── DuplicateKeyError           an object repeats a key (names the key and its path)
     │   └── NonFiniteNumberError        NaN, Infinity or -Infinity, which are not JSON
@@ -483,6 +484,16 @@ class NodeStartError(EdgestateError):
     """A node process exited or did not become ready; carries its log."""
 
     code = "node_start_failed"
+
+
+class WorkerLinkError(EdgestateError):
+    """An invocation worker lost its socket to the node (the node is closing or gone).
+
+    The invocation's writes were not acknowledged: they may or may not have
+    committed, as with any write whose answer never came.
+    """
+
+    code = "node_link_lost"
 
 
 # --- JSON input (edgestate.jsonstrict) -------------------------------------------

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Invocation over HTTP: a real `edgestate node` against two baselines, in one run.
 
-For 1, 8 and 64 concurrent keep-alive clients it prints requests/s and latency
-median / p99 of:
+For 1, 8 and 64 concurrent keep-alive clients it prints requests/s, latency
+median / p99 and CPU seconds per 1,000 invocations of each server process, of:
 
-- node:     POST /v1/invoke/kv-echo on a real node process (wasm sandbox + durable write)
+- node-wN:  POST /v1/invoke/kv-echo on a real node process with api.workers = N
+            (0: in-process; 1, 2: worker processes), wasm sandbox + durable write
 - floor:    a minimal aiohttp handler in its own process doing the same durable
             store write without wasm (what the HTTP server and the store cost)
 - spawn:    a handler that starts a fresh Python process per request to do the
             same write (what process-per-request isolation costs); 1 and 8 clients only
 
-    .venv/bin/python scripts/bench_node.py [--seconds 3]
+    .venv/bin/python scripts/bench_node.py [--seconds 3] [--workers 0,1,2]
+
+The load generator is `wrk` (Debian package `wrk`; C, a fraction of the servers'
+CPU) when it is installed, else an aiohttp client in this process (which then
+competes with the servers for the same cores: figures drop).
 """
 
 from __future__ import annotations
@@ -84,10 +89,12 @@ def start_script(code: str, data: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def start_node(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_node(work: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     from edgestate.client import NodeClient
     from edgestate.devkit import example_bundle, make_publisher, spawn_node
 
+    work = work / f"w{workers}"
+    work.mkdir()
     data = work / "node"
     data.mkdir()
     publisher = make_publisher(work / "publisher")
@@ -103,6 +110,8 @@ def start_node(work: Path) -> tuple[subprocess.Popen[bytes], str]:
             "--no-mdns",
             "--log-level",
             "warning",
+            "--workers",
+            str(workers),
         ],
         work / "ready.json",
         work / "node.log",
@@ -139,41 +148,156 @@ async def load(url: str, clients: int, seconds: float) -> tuple[float, list[floa
     return total / seconds, latencies
 
 
+WRK_SCRIPT = r"""
+local n = 0
+request = function()
+  n = n + 1
+  local k = "w" .. (n % 997)
+  return wrk.format("POST", "/v1/invoke/kv-echo", nil, k .. "=v" .. n)
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests, summary.errors.status
+    + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), summary.duration))
+end
+"""
+
+
+def wrk_load(url: str, clients: int, seconds: float, script: Path) -> tuple[float, float, float]:
+    """(req/s, median ms, p99 ms) from wrk with ``clients`` connections on 1 thread."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT"))
+    requests, errors, p50, p99_us, duration_us = (int(v) for v in line.split()[1:])
+    if errors:
+        raise RuntimeError(f"{url}: {errors} errors under wrk")
+    return requests / (duration_us / 1e6), p50 / 1000, p99_us / 1000
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def processes(pid: int) -> dict[str, int]:
+    """The server process and its worker children, by role."""
+    out = {"main": pid}
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    workers = [
+        int(c) for c in children if b"workers.main" in Path(f"/proc/{c}/cmdline").read_bytes()
+    ]
+    for i, child in enumerate(sorted(workers)):
+        out[f"w{i}"] = child
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process, MB."""
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
+def measure(
+    url: str, pid: int, clients: int, seconds: float, script: Path | None
+) -> dict[str, object]:
+    procs = processes(pid)
+    if script is not None:
+        wrk_load(url, clients, 0.5, script)  # warm-up
+    else:
+        asyncio.run(load(url, clients, 0.5))
+    before = {k: cpu_seconds(p) for k, p in procs.items()}
+    if script is not None:
+        rps, median, tail = wrk_load(url, clients, seconds, script)
+    else:
+        rps, lat = asyncio.run(load(url, clients, seconds))
+        median, tail = statistics.median(lat), p99(lat)
+    used = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
+    total = rps * seconds
+    per_k = {k: v / total * 1000 for k, v in used.items()}
+    return {"rps": rps, "median": median, "p99": tail, "cpu": per_k}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--workers", default="0,1,2", help="api.workers values to run")
+    parser.add_argument("--no-spawn", action="store_true", help="skip the process-per-request one")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="edgestate-bench-node-"))
+    script: Path | None = None
+    if shutil.which("wrk"):
+        script = work / "post.lua"
+        script.write_text(WRK_SCRIPT)
     procs: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = []
     try:
-        node, node_url = start_node(work)
-        procs.append(node)
+        systems: list[tuple[str, str, int]] = []
+        for n in (int(w) for w in args.workers.split(",")):
+            node, node_url = start_node(work, n)
+            procs.append(node)
+            systems.append((f"node-w{n}", node_url, node.pid))
         floor, floor_url = start_script(FLOOR_SERVER, work / "floor")
         procs.append(floor)
-        spawn, spawn_url = start_script(SPAWN_SERVER, work / "spawn")
-        procs.append(spawn)
+        systems.append(("floor", floor_url, floor.pid))
+        if not args.no_spawn:
+            spawn, spawn_url = start_script(SPAWN_SERVER, work / "spawn")
+            procs.append(spawn)
+            systems.append(("spawn", spawn_url, spawn.pid))
+        print(f"load generator: {'wrk (1 thread)' if script else 'aiohttp, in this process'}")
         print(
-            f"{'clients':>7}  {'system':<7} {'req/s':>9} {'median ms':>10} {'p99 ms':>8}  vs floor"
+            "idle RSS MB: "
+            + "; ".join(
+                f"{name}: " + ", ".join(f"{k} {rss_mb(p):.0f}" for k, p in processes(pid).items())
+                for name, _, pid in systems
+                if name.startswith("node")
+            )
+        )
+        print(
+            f"{'clients':>7}  {'system':<8} {'req/s':>9} {'median ms':>10} {'p99 ms':>8} "
+            f"{'vs floor':>8}  cpu s / 1000 inv (per process)"
         )
         for clients in (1, 8, 64):
-            results = {}
-            for name, url in (("node", node_url), ("floor", floor_url), ("spawn", spawn_url)):
+            results: dict[str, float] = {}
+            for name, url, pid in systems:
                 if name == "spawn" and clients > 8:
                     continue  # 64 concurrent interpreters would only measure the OOM killer
-                asyncio.run(load(url, clients, 0.5))  # warm-up
-                rps, lat = asyncio.run(load(url, clients, args.seconds))
+                r = measure(url, pid, clients, args.seconds, script)
+                rps = float(r["rps"])  # type: ignore[arg-type]
                 results[name] = rps
-                ratio = f"{rps / results['floor']:.2f}x" if "floor" in results else ""
+                cpu = r["cpu"]
+                assert isinstance(cpu, dict)
                 print(
-                    f"{clients:>7}  {name:<7} {rps:>9,.0f} {statistics.median(lat):>10.2f} "
-                    f"{p99(lat):>8.2f}  {ratio}"
+                    f"{clients:>7}  {name:<8} {rps:>9,.0f} {r['median']:>10.2f} {r['p99']:>8.2f} "
+                    f"{'':>8}  " + " ".join(f"{k} {v:.3f}" for k, v in cpu.items())
                 )
-            print(f"{'':>7}  node / floor = {results['node'] / results['floor']:.2f}x")
+            floor_rps = results["floor"]
+            print(
+                f"{'':>7}  vs floor: "
+                + ", ".join(f"{k} {v / floor_rps:.2f}x" for k, v in results.items() if k != "floor")
+            )
+            if "node-w0" in results and "node-w2" in results:
+                print(
+                    f"{'':>7}  node-w2 / node-w0 = {results['node-w2'] / results['node-w0']:.2f}x"
+                )
+        print(
+            "loaded RSS MB: "
+            + "; ".join(
+                f"{name}: " + ", ".join(f"{k} {rss_mb(p):.0f}" for k, p in processes(pid).items())
+                for name, _, pid in systems
+                if name.startswith("node")
+            )
+        )
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -183,7 +307,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"(cpu: {os.cpu_count()} cores; client and servers share them)")
+    print(f"(cpu: {os.cpu_count()} cores; load generator and servers share them)")
 
 
 if __name__ == "__main__":

@@ -112,7 +112,9 @@ class DevSession:
         shutil.copy(publisher.policy_path, data / "trust-policy.json")
         self._log = data / "node.log"
         self._log.write_bytes(b"")
+        # In-process invocations (api.workers = 0): a dev node starts fastest so.
         args = ["--data", str(data), "--api-port", "0", "--sync-port", "0", "--no-mdns"]
+        args += ["--workers", "0"]
         self._node, info = spawn_node(
             [*args, "--log-level", "info"], data / "ready.json", self._log
         )

@@ -68,6 +68,11 @@ def setup_logging(fmt: str, level: str) -> None:
 @click.option("--sync-host", help="Sync listen address [127.0.0.1].")
 @click.option("--sync-port", type=click.IntRange(0, 65535), help="Sync port [7475]; 0 = any.")
 @click.option(
+    "--workers",
+    type=click.IntRange(0, 256),
+    help="Invocation worker processes [number of cores]; 0 = in the node process.",
+)
+@click.option(
     "--peer",
     "peers",
     multiple=True,
@@ -98,6 +103,7 @@ def node(
     api_port: int | None,
     sync_host: str | None,
     sync_port: int | None,
+    workers: int | None,
     peers: tuple[str, ...],
     no_mdns: bool,
     trust_policy: str | None,
@@ -118,6 +124,7 @@ def node(
         "data_dir": data_dir,
         "api.host": api_host,
         "api.port": api_port,
+        "api.workers": workers,
         "sync.host": sync_host,
         "sync.port": sync_port,
         "sync.static_peers": list(peers) if peers else None,

@@ -185,7 +185,10 @@ class _Demo:
         node_dir = self.work / f"node{i}"
         try:
             proc, info = spawn_node(
-                ["--config", str(config)], node_dir / "ready.json", node_dir / "node.log"
+                # one invocation worker each: three nodes share the demo's cores
+                ["--config", str(config), "--workers", "1"],
+                node_dir / "ready.json",
+                node_dir / "node.log",
             )
         except NodeStartError as exc:
             raise click.ClickException(f"node{i} did not start: {exc}") from exc

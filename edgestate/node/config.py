@@ -20,6 +20,7 @@ pycrdt, wasmtime and the sync daemon.
 from __future__ import annotations
 
 import functools
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,14 @@ if TYPE_CHECKING:
 DEFAULT_API_PORT = 7474
 
 
+def default_workers() -> int:
+    """One invocation worker per core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApiConfig:
     """The HTTP API (invocations, admin, metrics)."""
@@ -61,6 +70,10 @@ class ApiConfig:
     # Serve HTTPS with the node's cluster certificate (needs sync TLS files). A
     # client presenting a certificate of the cluster is then admin without a token.
     tls: bool = False
+    # Invocation worker processes (README, the process model): each serves
+    # invocations on its own core. 0 runs them on the node's own event loop
+    # (tests, tiny devices, a node used as a library).
+    workers: int = field(default_factory=default_workers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

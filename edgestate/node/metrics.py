@@ -11,7 +11,7 @@ Each node has its own registry, so several nodes can share a process (tests).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -131,9 +131,13 @@ class NodeMetrics:
         """Count one failed invocation of module ``name`` under its error code."""
         # Unknown names share one series: a caller must not be able to mint
         # metric series (and memory) by inventing module names.
-        known = not isinstance(exc, ModuleNotFoundError_)
+        self.failed_code(name, exc.code)
+
+    def failed_code(self, name: str, code: str) -> None:
+        """:meth:`failed` by error code (what an invocation worker reports)."""
+        known = code != ModuleNotFoundError_.code
         outcomes = self.module(name if known else "_unknown").outcomes
-        outcomes[exc.code] = outcomes.get(exc.code, 0) + 1
+        outcomes[code] = outcomes.get(code, 0) + 1
 
     def _collect_modules(self) -> Iterable[Metric]:
         invocations = CounterMetricFamily(
@@ -236,21 +240,32 @@ def gc_metrics(collected_items: Iterable[tuple[str, int]], members: int) -> list
     ]
 
 
-def guest_log_metrics(budgets: Iterable[LogBudget]) -> list[Metric]:
-    """Guest log lines dropped over each module's budget across invocations."""
-    rows = list(budgets)
+def guest_log_metrics(
+    budgets: Iterable[LogBudget], workers: Mapping[str, tuple[int, int]] | None = None
+) -> list[Metric]:
+    """Guest log lines dropped over each module's budget across invocations.
+
+    ``workers`` adds (lines, bytes) dropped per module in invocation workers.
+    """
+    totals: dict[str, list[int]] = {}
+    for b in budgets:
+        totals[b.module] = [b.dropped_records, b.dropped_bytes]
+    for module, (records, size) in (workers or {}).items():
+        row = totals.setdefault(module, [0, 0])
+        row[0] += records
+        row[1] += size
     return [
         counter(
             "edgestate_guest_log_dropped",
             "Guest log lines dropped over the module's log budget (runtime.host.log_*).",
             ["module"],
-            (([b.module], b.dropped_records) for b in rows),
+            (([m], r[0]) for m, r in sorted(totals.items())),
         ),
         counter(
             "edgestate_guest_log_dropped_bytes",
             "Guest log bytes dropped over the module's log budget.",
             ["module"],
-            (([b.module], b.dropped_bytes) for b in rows),
+            (([m], r[1]) for m, r in sorted(totals.items())),
         ),
     ]
 

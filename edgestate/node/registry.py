@@ -24,7 +24,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import msgpack
@@ -82,6 +82,14 @@ class ModuleRegistry:
         self.states: dict[str, ModuleState] = {}
         self._task: asyncio.Task[None] | None = None
         self._saved_owners: dict[str, Owner] = {}
+        # (digest, wasm, manifest, signature) of each module running here, and who
+        # is told after every change (the node's invocation workers).
+        self.running: dict[str, tuple[str, bytes, bytes, bytes]] = {}
+        self.listeners: list[Callable[[], Awaitable[None]]] = []
+
+    async def _changed(self) -> None:
+        for listener in list(self.listeners):
+            await listener()
 
     async def start(self) -> None:
         """Load every stored bundle, then follow changes until :meth:`close`."""
@@ -126,6 +134,7 @@ class ModuleRegistry:
             await self._sync(name)
         except Exception:
             log.exception("could not apply the replicated state of module %r", name)
+        await self._changed()
 
     async def deploy(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
         """Verify and load a bundle here, then store it so it replicates.
@@ -144,11 +153,13 @@ class ModuleRegistry:
         # Verifying and compiling can take tens of ms for a large module that is
         # not in the cache yet: off the loop, so invocations keep being served.
         loaded = await asyncio.to_thread(self.runtime.load, wasm, manifest, signature)
+        self.running[loaded.name] = (loaded.wasm_sha256, wasm, manifest, signature)
         await self._create_documents(parse_manifest(manifest).writes)
         await self.store.abatch([Set(MODULES_DOC, loaded.name, bundle)])
         await self._save_owners()
         self._record(loaded.name, "active", loaded.version, loaded.version)
         self.metrics.deploys.labels("active").inc()
+        await self._changed()
         return loaded
 
     async def remove(self, name: str) -> None:
@@ -157,6 +168,7 @@ class ModuleRegistry:
             self.runtime.module(name)  # raises ModuleNotFoundError_
         await self.store.abatch([Delete(MODULES_DOC, name)])
         await self._sync(name)
+        await self._changed()
 
     async def recheck(self) -> tuple[list[str], list[str]]:
         """Check every module against the runtime's (new) policy: (activated, unloaded).
@@ -173,6 +185,7 @@ class ModuleRegistry:
             except Exception:
                 log.exception("could not recheck module %r", name)
         after = {m.name for m in self.runtime.modules()}
+        await self._changed()
         return sorted(after - before), sorted(before - after)
 
     async def _sync(self, name: str, *, recheck: bool = False) -> None:
@@ -182,6 +195,7 @@ class ModuleRegistry:
                 self.runtime.unload(name)
             except EdgestateError:
                 pass
+            self.running.pop(name, None)
             self.runtime.release(name)
             await self._save_owners()
             self._record(name, "removed", None, None)
@@ -203,12 +217,14 @@ class ModuleRegistry:
             ):
                 return  # already running exactly this (e.g. the deploy that stored it)
             loaded = await asyncio.to_thread(self.runtime.load, wasm, manifest, signature)
+            self.running[name] = (loaded.wasm_sha256, wasm, manifest, signature)
             await self._create_documents(parsed.writes)
         except EdgestateError as exc:
             if recheck and running is not None:
                 # The policy changed under a running module: what it allowed no
                 # longer holds, so the module stops rather than keeps its grant.
                 self.runtime.unload(name)
+                self.running.pop(name, None)
                 log.warning(
                     "module %r version %s unloaded: the reloaded trust policy refuses it: %s",
                     name,

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
-import secrets
 import ssl
 import time
 from collections.abc import Awaitable
@@ -26,22 +24,23 @@ from typing import Any
 from aiohttp import web
 
 from edgestate import __version__
-from edgestate.errors import (
-    ConfigError,
-    DataDirError,
-    EdgestateError,
-    ListenError,
-    StoreCorruptError,
-)
-from edgestate.files import write_private
+from edgestate.errors import EdgestateError, ListenError, StoreCorruptError
 from edgestate.node.api import build_app
 from edgestate.node.api.yjs_auth import yjs_authorizer
 from edgestate.node.client_tokens import ClientTokens
 from edgestate.node.config import ApiConfig, NodeConfig
 from edgestate.node.datadir import check_data_dir
 from edgestate.node.metrics import NodeMetrics, gc_metrics, guest_log_metrics, layer_metrics
+from edgestate.node.node_files import (
+    CACHE_KEY_FILE,
+    TOKEN_FILE,
+    ensure_cache_key,
+    ensure_token,
+    prepare_data_dir,
+)
 from edgestate.node.registry import ModuleRegistry
 from edgestate.node.trust import load_policy_file, reload_policy
+from edgestate.node.workers import WorkerPool
 from edgestate.runtime import InvocationResult, LoadedModule, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store, verify_in_child
 from edgestate.sync.daemon import SyncDaemon
@@ -50,70 +49,8 @@ from edgestate.sync.yjs import YjsEndpoint
 
 log = logging.getLogger(__name__)
 
-TOKEN_FILE = "admin.token"
 # Beyond the grace period for in-flight requests, what one closing part may take.
 CLOSE_PHASE_SLACK_S = 5.0
-
-
-def ensure_token(data_dir: Path) -> str:
-    """The admin token, created (mode 0600) at first start."""
-    path = data_dir / TOKEN_FILE
-    try:
-        token = path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    else:
-        if len(token) < 16:
-            raise ConfigError(
-                f"the admin token in {path} is empty or too short to be safe; "
-                "delete the file to have a new one made at start"
-            )
-        return token
-    token = secrets.token_urlsafe(32)
-    write_private(path, (token + "\n").encode())
-    return token
-
-
-def prepare_data_dir(data_dir: Path) -> None:
-    """Create ``data_dir`` if needed and check that it can be written.
-
-    A directory that cannot be made or written is a :class:`DataDirError` naming
-    it and why, before anything else starts.
-    """
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as exc:
-        raise DataDirError(f"data directory {data_dir} is a file, not a directory") from exc
-    except NotADirectoryError as exc:
-        raise DataDirError(
-            f"cannot create data directory {data_dir}: a parent of it is a file"
-        ) from exc
-    except OSError as exc:
-        raise DataDirError(
-            f"cannot create data directory {data_dir}: {exc.strerror or exc}"
-        ) from exc
-    if not os.access(data_dir, os.W_OK | os.X_OK):
-        raise DataDirError(f"cannot write in data directory {data_dir}: permission denied")
-
-
-CACHE_KEY_FILE = "cache.key"
-
-
-def ensure_cache_key(data_dir: Path) -> bytes:
-    """The secret of the module cache's HMAC, created (mode 0600) at first start."""
-    path = data_dir / CACHE_KEY_FILE
-    try:
-        key = path.read_bytes()
-    except FileNotFoundError:
-        key = secrets.token_bytes(32)
-        write_private(path, key)
-        return key
-    if len(key) != 32:
-        raise ConfigError(
-            f"{path} is not a 32-byte key; delete it to have a new one made (the module "
-            "cache is then rebuilt)"
-        )
-    return key
 
 
 class Node:
@@ -137,6 +74,7 @@ class Node:
         self._sync: SyncDaemon | None = None
         self._yjs: YjsEndpoint | None = None
         self._tokens: ClientTokens | None = None
+        self.workers: WorkerPool | None = None  # None: invocations run in this process
         self.admin_token = ""
 
     # --- parts (available after start) ----------------------------------------------
@@ -244,7 +182,11 @@ class Node:
             )
             await self._yjs.start()
             self.metrics.add_collector(lambda: layer_metrics(self.store, self.sync))
-            self.metrics.add_collector(lambda: guest_log_metrics(self.runtime.log_budgets()))
+            self.metrics.add_collector(
+                lambda: guest_log_metrics(
+                    self.runtime.log_budgets(), self.workers.log_dropped() if self.workers else None
+                )
+            )
             # Garbage collection figures, read at scrape time like layer_metrics': collected
             # items from the store, members from the sync daemon's frontier tracker.
             self.metrics.add_collector(
@@ -260,6 +202,23 @@ class Node:
                 shutdown_timeout=cfg.api.shutdown_grace_s,
             )
             await self._runner.setup()
+            await self._serve_api()
+        except BaseException:
+            await self.close()
+            raise
+        self.ready = True
+        log.info(
+            "node ready: api %s, sync port %s, data %s", self.api_url, self._sync.port, cfg.data_dir
+        )
+
+    async def _serve_api(self) -> None:
+        cfg = self.config
+        assert self._runner is not None
+        if cfg.api.workers == 0 or cfg.api.tls:
+            if cfg.api.workers and cfg.api.tls:
+                log.warning(
+                    "api.tls: invocations run in the node process (workers serve plain HTTP)"
+                )
             site = web.TCPSite(
                 self._runner, cfg.api.host, cfg.api.port, ssl_context=self._api_ssl_context()
             )
@@ -268,13 +227,23 @@ class Node:
             except OSError as exc:
                 raise ListenError.from_os_error("API", cfg.api.host, cfg.api.port, exc) from exc
             self.api_port = int(self._runner.addresses[0][1])
-        except BaseException:
-            await self.close()
-            raise
-        self.ready = True
-        log.info(
-            "node ready: api %s, sync port %s, data %s", self.api_url, self._sync.port, cfg.data_dir
+            return
+        # Workers accept on the API port; this process answers what they relay
+        # (admin, /metrics, health, /yjs) on a private unix socket (node/workers).
+        registry = self.registry
+        self.workers = WorkerPool(
+            cfg.api.workers,
+            cfg.api,
+            self.store,
+            self.runtime,
+            self.metrics,
+            lambda: dict(registry.running),
+            log_level=cfg.log_level,
         )
+        await web.UnixSite(self._runner, self.workers.node_socket).start()
+        registry.listeners.append(self.workers.sync_modules)
+        await self.workers.start()
+        self.api_port = self.workers.port
 
     async def _check_store(self) -> None:
         # A walk of every table before LMDB serves from it, in a child process:
@@ -317,6 +286,9 @@ class Node:
         if self._yjs is not None:
             # its websockets would hold the runner's cleanup
             await self._phase("y-websocket endpoint", self._yjs.close())
+        if self.workers is not None:
+            # first: their in-flight invocations still write through this process
+            await self._phase("invocation workers", self.workers.close())
         if self._runner is not None:
             # waits for in-flight handlers, up to shutdown_grace_s
             await self._phase("HTTP API", self._runner.cleanup())

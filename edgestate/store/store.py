@@ -146,6 +146,16 @@ class Store(StoreReads):
             out["collections"] = self._writer.compactor.collections
         return out
 
+    def clear_stale_readers(self) -> int:
+        """Free reader slots of processes that died inside a read transaction.
+
+        A dead reader's slot pins the snapshot it read, so LMDB cannot reuse the
+        pages written since and the file grows; a node calls this when one of its
+        reading workers dies. Returns how many slots were freed.
+        """
+        self._check_open()
+        return int(self._env.env.reader_check())
+
     # --- writes -------------------------------------------------------------------
 
     def submit(self, ops: Sequence[WriteOp]) -> Future[list[int | None]]:

@@ -27,7 +27,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeClient]:
     """One node for the module (tests use documents of their own)."""
     data = tmp_path_factory.mktemp("node")
     proc, info = spawn_node(
-        ["--data", str(data), "--api-port", "0", "--sync-port", "0", "--no-mdns"],
+        ["--data", str(data), "--api-port", "0", "--sync-port", "0", "--no-mdns", "--workers", "0"],
         data / "ready.json",
         data / "node.log",
         env=dict(os.environ),

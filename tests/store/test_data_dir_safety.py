@@ -21,7 +21,7 @@ from tests.schemas import validate
 
 pytestmark = pytest.mark.timeout(120)
 
-NODE_ARGS = ["--api-port", "0", "--sync-port", "0", "--no-mdns"]
+NODE_ARGS = ["--api-port", "0", "--sync-port", "0", "--no-mdns", "--workers", "0"]
 KEYS = 2000
 
 

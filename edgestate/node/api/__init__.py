@@ -42,7 +42,7 @@ from edgestate.node.api.cluster import ClusterRoutes
 from edgestate.node.api.docs import DocumentRoutes
 from edgestate.node.api.invoke import InvocationRoutes
 from edgestate.node.api.protocol import Guarded, NodeApi
-from edgestate.node.api.responses import error_response, status_for
+from edgestate.node.api.responses import error_reply, error_response, status_for
 from edgestate.node.api.tokens import TokenRoutes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -111,13 +111,7 @@ def _middleware(node: Guarded) -> Any:
             return await handler(request)
         except E.EdgestateError as exc:
             node.count_http_error(exc.code)
-            response = error_response(status_for(exc), exc.code, str(exc))
-            if isinstance(exc, E.InvocationError) and exc.guest_status is not None:
-                # the guest's own status, as a successful reply carries it
-                response.headers["X-Edgestate-Status"] = str(exc.guest_status)
-            if isinstance(exc, E.BusyError):
-                response.headers["Retry-After"] = str(exc.retry_after_s)
-            return response
+            return error_reply(exc)
         except web.HTTPRequestEntityTooLarge as exc:
             node.count_http_error("body_too_large")
             return error_response(413, "body_too_large", exc.text or "request body too large")

@@ -35,6 +35,7 @@ _STATUS: dict[type[E.EdgestateError], int] = {
     E.ManifestError: 422,
     E.ModuleCompileError: 422,
     E.StoreClosedError: 503,
+    E.WorkerLinkError: 503,
     E.InvalidGrantError: 400,
     E.UnknownTokenError: 404,
     E.InvalidTokenError: 401,
@@ -56,3 +57,15 @@ def status_for(exc: E.EdgestateError) -> int:
 def error_response(status: int, code: str, message: str) -> web.Response:
     """The one JSON error shape every route uses."""
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def error_reply(exc: E.EdgestateError) -> web.Response:
+    """The reply to ``exc``: its status and error shape, and the headers some carry
+    (the guest's own status of a failed invocation, when a refused one may retry)."""
+    response = error_response(status_for(exc), exc.code, str(exc))
+    if isinstance(exc, E.InvocationError) and exc.guest_status is not None:
+        # the guest's own status, as a successful reply carries it
+        response.headers["X-Edgestate-Status"] = str(exc.guest_status)
+    if isinstance(exc, E.BusyError):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response

@@ -1,0 +1,105 @@
+"""The local socket between a node and each of its invocation workers.
+
+One ``AF_UNIX`` stream socket per worker (a socketpair the node makes and the
+worker inherits). Every message is a 4-byte big-endian length and one msgpack
+map whose ``t`` names its kind; ``schemas/worker-protocol.md`` is the spec (and
+``tests/node/test_worker_protocol.py`` checks this module against it).
+
+worker -> node:
+    ``w``      one invocation's staged writes, applied as ONE store batch
+    ``r``      invocation outcomes and API error counts, for the node's metrics
+    ``ack``    a control message was applied
+    ``ready``  serving on the shared API socket
+node -> worker:
+    ``wr``     the answer to ``w``, sent after the durable group commit
+    ``policy`` ``load`` ``unload``   follow the node's trust policy and modules
+    ``go``     every module is loaded: start serving
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from edgestate.errors import WorkerLinkError
+from edgestate.store import Delete, Incr, Set, WriteOp
+
+# Bigger than any legal message: a module bundle (the store's value limit, 1 MiB by
+# default) or an invocation's staged writes (runtime.host.max_write_bytes, 8 MiB).
+MAX_MESSAGE_BYTES = 64 << 20
+
+_LEN = struct.Struct(">I")
+
+# Op tags in a ``w`` message: [tag, doc, key] + [value] | [] | [delta].
+OP_SET, OP_DELETE, OP_INCR = 0, 1, 2
+
+# Message kinds (the ``t`` field), as the spec lists them.
+WORKER_TO_NODE = ("w", "r", "ack", "ready")
+NODE_TO_WORKER = ("wr", "policy", "load", "unload", "go")
+
+
+def encode_ops(ops: Sequence[WriteOp]) -> list[list[Any]]:
+    """The wire form of an invocation's staged writes."""
+    out: list[list[Any]] = []
+    for op in ops:
+        if type(op) is Set:
+            out.append([OP_SET, op.doc, op.key, op.value])
+        elif type(op) is Incr:
+            out.append([OP_INCR, op.doc, op.key, op.delta])
+        else:
+            assert type(op) is Delete
+            out.append([OP_DELETE, op.doc, op.key])
+    return out
+
+
+def decode_ops(raw: Any) -> list[WriteOp]:
+    """Inverse of :func:`encode_ops`; a malformed list is :class:`WorkerLinkError`."""
+    ops: list[WriteOp] = []
+    try:
+        for item in raw:
+            tag, doc, key = item[0], item[1], item[2]
+            if tag == OP_SET and isinstance(item[3], bytes):
+                ops.append(Set(doc, key, item[3]))
+            elif tag == OP_INCR and type(item[3]) is int:
+                ops.append(Incr(doc, key, item[3]))
+            elif tag == OP_DELETE and len(item) == 3:
+                ops.append(Delete(doc, key))
+            else:
+                raise ValueError(f"bad op {item!r:.80}")
+    except (TypeError, IndexError, ValueError) as exc:
+        raise WorkerLinkError(f"malformed write message from a worker: {exc}") from exc
+    return ops
+
+
+def pack(message: dict[str, Any]) -> bytes:
+    """One framed message."""
+    body = msgpack.packb(message, use_bin_type=True)
+    return _LEN.pack(len(body)) + bytes(body)
+
+
+async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """The next message, or None at a clean end of stream."""
+    try:
+        head = await reader.readexactly(_LEN.size)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise WorkerLinkError("the worker socket closed inside a message") from exc
+        return None
+    (size,) = _LEN.unpack(head)
+    if size > MAX_MESSAGE_BYTES:
+        raise WorkerLinkError(f"worker message of {size} bytes is over {MAX_MESSAGE_BYTES}")
+    try:
+        body = await reader.readexactly(size)
+    except asyncio.IncompleteReadError as exc:
+        raise WorkerLinkError("the worker socket closed inside a message") from exc
+    try:
+        message = msgpack.unpackb(body, raw=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise WorkerLinkError(f"worker message is not msgpack: {exc}") from exc
+    if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+        raise WorkerLinkError("worker message is not a map with a string 't'")
+    return message

@@ -1,0 +1,164 @@
+"""A worker's handler for every route but invocations: pass it to the node.
+
+The node answers admin, ``/metrics``, health and ``/yjs`` on a private unix
+socket; a worker relays each such request (streamed both ways, so watch streams
+and large bundles pass) and relays ``/yjs`` WebSockets message by message. The
+client keeps one address and never sees the hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from edgestate.node.api.responses import error_response
+
+# Per connection, never forwarded (RFC 9110 7.6.1); lengths are recomputed.
+_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Host",
+        "Content-Length",
+    )
+)
+_WS_HANDSHAKE = frozenset(
+    h.lower() for h in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions")
+)
+
+
+class NodeProxy:
+    """Relays requests to the node's private listener at ``socket_path``."""
+
+    def __init__(self, socket_path: str) -> None:
+        self._path = socket_path
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=self._path, limit=0),
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Relay ``request`` to the node and its answer back."""
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request)
+        return await self.handle_plain(request)
+
+    async def handle_plain(
+        self, request: web.Request, *, upgrade: bool = False
+    ) -> web.StreamResponse:
+        """Relay one HTTP request; ``upgrade``: with its upgrade headers, for the
+        node to refuse a WebSocket handshake in its own words."""
+        keep = {"connection", "upgrade"} if upgrade else set()
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in _HOP or k.lower() in keep
+        }
+        body = request.content if request.body_exists else None
+        try:
+            upstream = await self.session().request(
+                request.method,
+                _upstream(request),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+            )
+        except aiohttp.ClientError as exc:
+            return error_response(503, "node_link_lost", f"the node did not answer: {exc}")
+        async with upstream:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for key, value in upstream.headers.items():
+                if key.lower() not in _HOP or key.lower() == "content-length":
+                    response.headers.add(key, value)
+            await response.prepare(request)
+            with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            await response.write_eof()
+        return response
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if not {"sec-websocket-key", "sec-websocket-version"} <= {
+            k.lower() for k in request.headers
+        }:
+            return await self.handle_plain(request, upgrade=True)  # a broken handshake
+        # The node first: if it refuses (a bad token), the client gets its status,
+        # not an accepted socket closed at once.
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in _HOP and k.lower() not in _WS_HANDSHAKE
+        }
+        protocols = [
+            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+        ]
+        headers.pop("Sec-WebSocket-Protocol", None)
+        try:
+            upstream = await self.session().ws_connect(
+                _upstream(request),
+                headers=headers,
+                protocols=[p for p in protocols if p],
+                autoping=True,
+                max_msg_size=0,
+            )
+        except aiohttp.WSServerHandshakeError:
+            # Refused (a bad or expired token): ask again as a plain request to relay
+            # the node's own answer, its error code included.
+            return await self.handle_plain(request, upgrade=True)
+        except aiohttp.ClientError as exc:
+            return error_response(503, "node_link_lost", f"the node did not answer: {exc}")
+        client = web.WebSocketResponse(
+            protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0
+        )
+        await client.prepare(request)
+
+        async def pump(
+            source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+            sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        ) -> None:
+            # Either side may go at any moment: its end is the relay's end.
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+                async for message in source:
+                    if message.type == aiohttp.WSMsgType.BINARY:
+                        await sink.send_bytes(message.data)
+                    elif message.type == aiohttp.WSMsgType.TEXT:
+                        await sink.send_str(message.data)
+                await sink.close(code=source.close_code or 1000)
+
+        tasks = [
+            asyncio.create_task(pump(client, upstream)),
+            asyncio.create_task(pump(upstream, client)),
+        ]
+        try:
+            _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(tasks)
+        finally:
+            await upstream.close()
+            await client.close()
+        return client
+
+
+def _upstream(request: web.Request) -> URL:
+    # The path as the client sent it, still encoded: normalizing it here (%2E%2E
+    # to ..) would answer for a route the client never asked for.
+    return URL(f"http://node{request.raw_path}", encoded=True)

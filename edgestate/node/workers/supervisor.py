@@ -1,0 +1,420 @@
+"""The node's side of its invocation workers: start, feed, restart and stop them.
+
+The node owns one listening socket for the API port and hands a copy to every
+worker (``pass_fds``): the workers accept from that one queue, so a connection
+waits in it, rather than being reset, while a dead worker is replaced. The node
+itself never accepts on it; its own routes (admin, ``/metrics``, health,
+``/yjs``) answer on a private unix socket the workers proxy to.
+
+Each worker gets a socketpair (:mod:`.protocol`): its writes come in as one
+``w`` message per invocation and are answered after the durable group commit;
+its outcomes come in as ``r`` reports counted in the node's one
+:class:`~edgestate.node.metrics.NodeMetrics`; module and policy changes go out
+from the registry's change handling (:meth:`WorkerPool.sync_modules`).
+
+Ownership: :meth:`WorkerPool.close` sends SIGTERM, waits the shutdown grace,
+then SIGKILL; a worker also exits by itself when its socket to the node closes,
+so none outlives a node that was killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgestate.errors import EdgestateError, ListenError, NodeStartError, WorkerLinkError
+from edgestate.node.metrics import NodeMetrics, counter, gauge
+from edgestate.node.workers.protocol import decode_ops, pack, read_message
+from edgestate.runtime import InvocationResult
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+    from edgestate.node.config import ApiConfig
+    from edgestate.runtime import Runtime
+    from edgestate.store import Store, StoreConfig
+
+log = logging.getLogger(__name__)
+
+# A worker that dies this soon after its start is in a crash loop: back off.
+CRASH_LOOP_S = 1.0
+READY_TIMEOUT_S = 60.0
+ACK_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """What a worker process is told at start (pickled on its stdin)."""
+
+    index: int
+    api: ApiConfig
+    store_dir: Path
+    store: StoreConfig
+    runtime: Any  # RuntimeConfig, with the cache key
+    node_socket: str  # the node's private HTTP listener
+    log_level: str
+    listen_fd: int
+    link_fd: int
+
+
+@dataclass(eq=False)
+class _Worker:
+    index: int
+    proc: asyncio.subprocess.Process
+    writer: asyncio.StreamWriter
+    started: float
+    have: dict[str, str] = field(default_factory=dict)  # module -> bundle digest
+    acks: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    commits: set[asyncio.Task[None]] = field(default_factory=set)
+    reader_task: asyncio.Task[None] | None = None
+    policy: object | None = None  # the trust policy object last sent
+    logs: dict[str, tuple[int, int]] = field(default_factory=dict)  # module -> dropped
+
+    def send(self, message: dict[str, Any]) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(pack(message))
+
+
+Bundles = Callable[[], dict[str, tuple[str, bytes, bytes, bytes]]]
+
+
+class WorkerPool:
+    """N invocation worker processes of one node; see the module docstring."""
+
+    def __init__(
+        self,
+        count: int,
+        api: ApiConfig,
+        store: Store,
+        runtime: Runtime,
+        metrics: NodeMetrics,
+        bundles: Bundles,
+        *,
+        log_level: str = "info",
+    ) -> None:
+        self.count = count
+        self.api = api
+        self.store = store
+        self.runtime = runtime
+        self.metrics = metrics
+        # name -> (digest, wasm, manifest, signature) of what the node runs now
+        self._bundles = bundles
+        self._log_level = log_level
+        self._dir = tempfile.mkdtemp(prefix="edgestate-node-")  # 0700: workers only
+        self.node_socket = os.path.join(self._dir, "api.sock")
+        self._listen: socket.socket | None = None
+        self._workers: dict[int, _Worker] = {}
+        self._keepers: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+        self._next_id = 0
+        self._closing = False
+        self.restarts = 0
+        self._retired_logs: dict[str, tuple[int, int]] = {}  # of workers that exited
+        metrics.add_collector(self._collect)
+
+    @property
+    def port(self) -> int:
+        """The API port the workers serve."""
+        assert self._listen is not None
+        return int(self._listen.getsockname()[1])
+
+    def pids(self) -> dict[int, int]:
+        """Worker index -> pid, of those running."""
+        return {i: w.proc.pid for i, w in sorted(self._workers.items())}
+
+    async def start(self) -> None:
+        """Bind the API port, start every worker and wait until each serves."""
+        if not 0 < self.count <= 256:
+            raise NodeStartError(f"api.workers must be 0..256, got {self.count}")
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self.api.host, self.api.port, type=socket.SOCK_STREAM
+        )[0]
+        listen = socket.socket(family, kind, proto)
+        listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listen.bind(address)
+        except OSError as exc:
+            listen.close()
+            raise ListenError.from_os_error("API", self.api.host, self.api.port, exc) from exc
+        listen.listen(1024)
+        listen.setblocking(False)
+        self._listen = listen
+        first: list[asyncio.Future[None]] = []
+        for index in range(self.count):
+            started = asyncio.get_running_loop().create_future()
+            first.append(started)
+            self._keepers.append(
+                asyncio.create_task(self._keep(index, started), name=f"edgestate-worker-{index}")
+            )
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await asyncio.gather(*first)
+
+    async def close(self) -> None:
+        """SIGTERM every worker, SIGKILL after the shutdown grace; wait for all."""
+        self._closing = True
+        for worker in list(self._workers.values()):
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.terminate()
+        if self._keepers:
+            _, late = await asyncio.wait(self._keepers, timeout=self.api.shutdown_grace_s + 2)
+            for worker in list(self._workers.values()):
+                with contextlib.suppress(ProcessLookupError):
+                    worker.proc.kill()
+            if late:
+                await asyncio.wait(late)
+        if self._listen is not None:
+            self._listen.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.node_socket)
+        with contextlib.suppress(OSError):
+            os.rmdir(self._dir)
+
+    # --- one slot: start, watch, restart ------------------------------------------
+
+    async def _keep(self, index: int, first: asyncio.Future[None]) -> None:
+        failures = 0
+        while not self._closing:
+            try:
+                worker = await self._spawn(index)
+            except (OSError, EdgestateError) as exc:
+                if not first.done():
+                    first.set_exception(NodeStartError(f"worker {index} did not start: {exc}"))
+                    return
+                log.error("could not start invocation worker %d: %s", index, exc)
+                await asyncio.sleep(1.0)
+                continue
+            waiting = asyncio.ensure_future(worker.ready.wait())
+            exited = asyncio.ensure_future(worker.proc.wait())
+            await asyncio.wait([waiting, exited], return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if worker.ready.is_set() and not first.done():
+                first.set_result(None)
+            code = await exited
+            await self._forget(worker)
+            if self._closing:
+                break
+            if not first.done():
+                first.set_exception(
+                    NodeStartError(f"invocation worker {index} exited with {code} at start")
+                )
+                return
+            self.restarts += 1
+            log.error(
+                "invocation worker %d (pid %d) exited with %s; restarting",
+                index,
+                worker.proc.pid,
+                code,
+            )
+            # A reader killed inside a read transaction leaves its slot in the
+            # lock file; LMDB frees it only when asked.
+            self.store.clear_stale_readers()
+            if time.monotonic() - worker.started < CRASH_LOOP_S:
+                failures += 1
+                await asyncio.sleep(min(5.0, 0.05 * 2**failures))
+            else:
+                failures = 0
+
+    async def _spawn(self, index: int) -> _Worker:
+        assert self._listen is not None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            settings = WorkerSettings(
+                index=index,
+                api=self.api,
+                store_dir=self.store.path,
+                store=self.store.config,
+                runtime=self.runtime.config,
+                node_socket=self.node_socket,
+                log_level=self._log_level,
+                listen_fd=self._listen.fileno(),
+                link_fd=theirs.fileno(),
+            )
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "edgestate.node.workers.main",
+                stdin=asyncio.subprocess.PIPE,
+                pass_fds=(self._listen.fileno(), theirs.fileno()),
+            )
+        finally:
+            theirs.close()
+        assert proc.stdin is not None
+        proc.stdin.write(pickle.dumps(settings))
+        proc.stdin.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 16)
+        worker = _Worker(index, proc, writer, time.monotonic())
+        self._workers[index] = worker
+        worker.reader_task = asyncio.create_task(self._serve(worker, reader))
+        async with self._lock:
+            self._send_modules(worker)  # not acknowledged one by one: `ready` follows them
+        worker.send({"t": "go"})
+        return worker
+
+    def log_dropped(self) -> dict[str, tuple[int, int]]:
+        """Guest log (lines, bytes) dropped per module by every worker, past ones too."""
+        out = dict(self._retired_logs)
+        for worker in self._workers.values():
+            for module, (records, size) in worker.logs.items():
+                old = out.get(module, (0, 0))
+                out[module] = (old[0] + records, old[1] + size)
+        return out
+
+    async def _forget(self, worker: _Worker) -> None:
+        self._workers.pop(worker.index, None)
+        for module, (records, size) in worker.logs.items():
+            old = self._retired_logs.get(module, (0, 0))
+            self._retired_logs[module] = (old[0] + records, old[1] + size)
+        worker.writer.close()
+        if worker.reader_task is not None:
+            worker.reader_task.cancel()
+            await asyncio.wait([worker.reader_task])
+        for ack in worker.acks.values():
+            if not ack.done():
+                ack.set_exception(WorkerLinkError(f"worker {worker.index} exited"))
+        if worker.commits:
+            # Their writes commit whatever happened to the worker: wait, so close()
+            # never closes the store under them.
+            await asyncio.wait(worker.commits)
+
+    # --- messages from a worker ---------------------------------------------------
+
+    async def _serve(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
+        try:
+            while (message := await read_message(reader)) is not None:
+                kind = message["t"]
+                if kind == "w":
+                    task = asyncio.create_task(self._commit(worker, message))
+                    worker.commits.add(task)
+                    task.add_done_callback(worker.commits.discard)
+                elif kind == "r":
+                    self._record(message)
+                    if "logs" in message:
+                        worker.logs = {
+                            str(m): (int(r), int(b)) for m, (r, b) in message["logs"].items()
+                        }
+                elif kind == "ack":
+                    ack = worker.acks.pop(message.get("id", -1), None)
+                    if ack is not None and not ack.done():
+                        ack.set_result(message)
+                elif kind == "ready":
+                    worker.ready.set()
+        except (WorkerLinkError, ConnectionError) as exc:
+            log.error("invocation worker %d: %s; stopping it", worker.index, exc)
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.kill()
+
+    async def _commit(self, worker: _Worker, message: dict[str, Any]) -> None:
+        answer: dict[str, Any] = {"t": "wr", "id": message.get("id")}
+        try:
+            await self.store.abatch(decode_ops(message.get("ops")))
+            answer["ok"] = True
+        except EdgestateError as exc:
+            answer.update(ok=False, code=exc.code, message=str(exc))
+        # A worker that died meanwhile gets no answer; its client saw the connection
+        # close, so nothing it was told is lost.
+        worker.send(answer)
+
+    def _record(self, message: dict[str, Any]) -> None:
+        metrics = self.metrics
+        try:
+            for row in message.get("inv", ()):
+                if row[1] == "ok":
+                    metrics.invoked(
+                        InvocationResult(row[0], b"", 0, 0, row[2], row[3], row[4], 0, row[5])
+                    )
+                else:
+                    metrics.failed_code(row[0], row[1])
+            for code in message.get("http", ()):
+                metrics.http_errors.labels(str(code)).inc()
+        except (TypeError, IndexError, ValueError):
+            log.warning("malformed metrics report from a worker, ignored")
+
+    # --- modules ------------------------------------------------------------------
+
+    async def sync_modules(self) -> None:
+        """Bring every worker to the node's trust policy and running modules.
+
+        Returns once each live worker acknowledged, so a deploy answered 200 is
+        served by every worker.
+        """
+        async with self._lock:
+            waits = [ack for w in list(self._workers.values()) for ack in self._send_modules(w)]
+        if not waits:
+            return
+        done, pending = await asyncio.wait(waits, timeout=ACK_TIMEOUT_S)
+        for ack in pending:
+            ack.cancel()
+        for ack in done:
+            if ack.exception() is None and not ack.result().get("ok"):
+                log.error("an invocation worker refused a module: %s", ack.result().get("error"))
+
+    def _send_modules(self, worker: _Worker) -> list[asyncio.Future[dict[str, Any]]]:
+        sent: list[asyncio.Future[dict[str, Any]]] = []
+        policy = self.runtime.policy
+        if worker.policy is not policy:  # a reload replaces the runtime's policy object
+            sent.append(self._request(worker, {"t": "policy", "policy": pickle.dumps(policy)}))
+            worker.policy = policy
+        wanted = self._bundles()
+        for name in [n for n in worker.have if n not in wanted]:
+            sent.append(self._request(worker, {"t": "unload", "name": name}))
+            del worker.have[name]
+        for name, (digest, wasm, manifest, signature) in sorted(wanted.items()):
+            if worker.have.get(name) != digest:
+                message = {"t": "load", "name": name, "wasm": wasm, "manifest": manifest}
+                message["signature"] = signature
+                sent.append(self._request(worker, message))
+                worker.have[name] = digest
+        return sent
+
+    def _request(self, worker: _Worker, message: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        self._next_id += 1
+        message["id"] = self._next_id
+        ack = worker.acks[self._next_id] = asyncio.get_running_loop().create_future()
+        worker.send(message)
+        return ack
+
+    # --- metrics ------------------------------------------------------------------
+
+    def _collect(self) -> Iterable[Metric]:
+        rss = [(["node"], _rss(os.getpid()))]
+        rss += [([f"worker-{i}"], _rss(w.proc.pid)) for i, w in sorted(self._workers.items())]
+        return [
+            gauge(
+                "edgestate_workers",
+                "Invocation workers serving.",
+                [],
+                [([], sum(w.ready.is_set() for w in self._workers.values()))],
+            ),
+            counter(
+                "edgestate_worker_restarts",
+                "Invocation workers restarted after dying.",
+                [],
+                [([], self.restarts)],
+            ),
+            gauge(
+                "edgestate_process_rss_bytes",
+                "Resident memory of the node and each worker.",
+                ["process"],
+                rss,
+            ),
+        ]
+
+
+def _rss(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0.0

@@ -1,0 +1,269 @@
+"""One invocation worker process: its own runtime, a read-only store, one link.
+
+    python -m edgestate.node.workers.main      (started by the node's WorkerPool)
+
+It serves ``POST /v1/invoke/{module}`` itself on the API socket it inherited and
+relays every other route to the node (:mod:`.proxy`). Reads go straight to the
+LMDB map through a read-only environment of its own; each invocation's staged
+writes go to the node as one ``w`` message and the answer comes after the
+durable group commit, so a 200 still means fsynced. It never imports the sync
+daemon, and it exits when its socket to the node closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import pickle
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from edgestate import errors as E
+from edgestate.node.api.invoke import InvocationRoutes
+from edgestate.node.api.responses import error_reply, error_response
+from edgestate.node.config import ApiConfig
+from edgestate.node.workers.protocol import encode_ops, pack, read_message
+from edgestate.node.workers.proxy import NodeProxy
+from edgestate.node.workers.supervisor import WorkerSettings
+from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
+from edgestate.store import Store, WriteOp
+
+log = logging.getLogger("edgestate.worker")
+
+
+class Worker:
+    """What the invocation route needs (the ``Invocations`` protocol), in a worker."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.store = Store.open(settings.store_dir, settings.store, readonly=True)
+        self.runtime = Runtime(self.store, TrustPolicy([]), settings.runtime)
+        self.ready = False
+        self.draining = False
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next_id = 0
+        self._go = asyncio.Event()
+        self._gone = asyncio.Event()
+        self._invocations: list[list[Any]] = []
+        self._http_errors: list[str] = []
+        self._flush_scheduled = False
+        self._logs_sent: dict[str, tuple[int, int]] = {}
+
+    @property
+    def api_config(self) -> ApiConfig:
+        return self.settings.api
+
+    # --- the link to the node -----------------------------------------------------
+
+    async def connect(self) -> None:
+        """Start reading the node's messages from the inherited socket."""
+        sock = socket.socket(fileno=self.settings.link_fd)
+        reader, self._writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 16)
+        self._reader_task = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while (message := await read_message(reader)) is not None:
+                kind = message["t"]
+                if kind == "wr":
+                    future = self._pending.pop(message.get("id", -1), None)
+                    if future is not None and not future.done():
+                        future.set_result(message)
+                elif kind == "go":
+                    self._go.set()
+                else:
+                    self._control(message)
+        except (E.WorkerLinkError, ConnectionError) as exc:
+            log.error("worker %d: link to the node failed: %s", self.settings.index, exc)
+        finally:
+            self._gone.set()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(E.WorkerLinkError("the node closed the worker socket"))
+
+    def _control(self, message: dict[str, Any]) -> None:
+        # Applied in order, on this loop: an invocation sees the module set of
+        # the last message before it, never a half-applied one.
+        answer: dict[str, Any] = {"t": "ack", "id": message.get("id"), "ok": True}
+        try:
+            kind, name = message["t"], message.get("name", "")
+            if kind == "policy":
+                policy = pickle.loads(message["policy"])
+                assert isinstance(policy, TrustPolicy)
+                self.runtime.policy = policy
+            elif kind == "load":
+                # The node already decided this module runs (ownership included).
+                self.runtime.owners.pop(name, None)
+                self.runtime.load(message["wasm"], message["manifest"], message["signature"])
+            elif kind == "unload":
+                if name in {m.name for m in self.runtime.modules()}:
+                    self.runtime.unload(name)
+                self.runtime.release(name)
+        except E.EdgestateError as exc:
+            log.error(
+                "worker %d: %s of %r failed: %s",
+                self.settings.index,
+                message["t"],
+                message.get("name"),
+                exc,
+            )
+            answer.update(ok=False, error=f"{exc.code}: {exc}")
+        self._send(answer)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._writer is None or self._writer.is_closing():
+            raise E.WorkerLinkError("the worker socket to the node is closed")
+        self._writer.write(pack(message))
+
+    async def commit(self, ops: Sequence[WriteOp]) -> dict[str, Any]:
+        """Send one invocation's writes to the node; its answer after the fsync."""
+        self._next_id += 1
+        future = self._pending[self._next_id] = asyncio.get_running_loop().create_future()
+        self._send({"t": "w", "id": self._next_id, "ops": encode_ops(ops)})
+        answer: dict[str, Any] = await future
+        return answer
+
+    # --- what the invocation route asks -------------------------------------------
+
+    async def invoke(self, name: str, body: bytes) -> InvocationResult:
+        try:
+            # Admitted and on the invocation threads, as in the node (runtime.admission):
+            # the loop keeps relaying admin, health and /yjs while a guest runs.
+            execution = await self.runtime.arun(name, body)
+            commit_ns = 0
+            if execution.ops:
+                start = time.perf_counter_ns()
+                answer = await self.commit(execution.ops)
+                commit_ns = time.perf_counter_ns() - start
+                if not answer.get("ok"):
+                    raise E.InvocationError(
+                        f"module {name!r} succeeded but its writes were refused: "
+                        f"{answer.get('message')}"
+                    )
+        except E.EdgestateError as exc:
+            self._report([name, exc.code])
+            raise
+        result = InvocationResult(
+            name,
+            execution.output,
+            0,
+            execution.fuel_used,
+            execution.instantiate_ns,
+            execution.execute_ns,
+            commit_ns,
+            len(execution.ops),
+            execution.host_calls,
+        )
+        self._report(
+            [name, "ok", result.instantiate_ns, result.execute_ns, commit_ns, result.host_calls]
+        )
+        return result
+
+    def count_http_error(self, code: str) -> None:
+        self._http_errors.append(code)
+        self._schedule_flush()
+
+    def render_metrics(self) -> bytes:
+        raise AssertionError("a worker relays /metrics to the node")  # never routed here
+
+    def _report(self, row: list[Any]) -> None:
+        self._invocations.append(row)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        # One report per turn of the loop, however many invocations it finished.
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        message: dict[str, Any] = {"t": "r", "inv": self._invocations, "http": self._http_errors}
+        self._invocations, self._http_errors = [], []
+        # Each worker has its own budget per module (README: sizing); the node sums.
+        logs = {b.module: (b.dropped_records, b.dropped_bytes) for b in self.runtime.log_budgets()}
+        if logs != self._logs_sent:
+            message["logs"] = self._logs_sent = logs
+        try:
+            self._send(message)
+        except E.WorkerLinkError:
+            pass  # the node is gone; so are its metrics
+
+    # --- serving ------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Serve the API socket until SIGTERM or the node's socket closes."""
+        await self.connect()
+        await asyncio.wait(
+            [asyncio.ensure_future(self._go.wait()), asyncio.ensure_future(self._gone.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if self._gone.is_set():
+            return
+        proxy = NodeProxy(self.settings.node_socket)
+        runner = web.AppRunner(
+            self._app(proxy),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=self.settings.api.shutdown_grace_s,
+        )
+        await runner.setup()
+        listen = socket.socket(fileno=self.settings.listen_fd)
+        await web.SockSite(runner, listen).start()
+        self.ready = True
+        self._send({"t": "ready", "pid": os.getpid()})
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        stopping = asyncio.ensure_future(stop.wait())
+        gone = asyncio.ensure_future(self._gone.wait())
+        await asyncio.wait([stopping, gone], return_when=asyncio.FIRST_COMPLETED)
+        self.ready, self.draining = False, True
+        await runner.cleanup()  # stops accepting; in-flight requests finish
+        await proxy.close()
+        self.runtime.close()
+        self.store.close()
+
+    def _app(self, proxy: NodeProxy) -> web.Application:
+        api = self.settings.api
+        app = web.Application(
+            middlewares=[_errors(self)],
+            client_max_size=max(api.max_body_bytes, api.max_admin_body_bytes),
+        )
+        app.add_routes(
+            [
+                web.post("/v1/invoke/{module}", InvocationRoutes(self).invoke),
+                web.route("*", "/{tail:.*}", proxy.handle),
+            ]
+        )
+        return app
+
+
+def _errors(worker: Worker) -> Any:
+    index = str(worker.settings.index)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse
+        try:
+            response = await handler(request)
+        except E.EdgestateError as exc:
+            worker.count_http_error(exc.code)
+            response = error_reply(exc)
+        except web.HTTPRequestEntityTooLarge as exc:
+            worker.count_http_error("body_too_large")
+            response = error_response(413, "body_too_large", exc.text or "request body too large")
+        if request.path.startswith("/v1/invoke/") and not response.prepared:
+            # Which worker ran it: for operators reading a slow request, and tests.
+            response.headers["X-Edgestate-Worker"] = index
+        return response
+
+    return middleware
