@@ -27,9 +27,9 @@ import pycrdt
 PROTOCOL_ERROR = 1002
 POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
-# Where a refusal is the node's policy rather than the frame's shape: a hello with
-# a foreign cluster or no common version is refused (1008); the decoder of some
-# versions checks sizes before shape, so an oversized malformed frame may be 1009.
+# What the node must close with: 1002 for a frame of the wrong shape or content,
+# 1009 for one over a size limit, 1008 for a well-formed hello its policy refuses
+# (a foreign cluster, no common version).
 MALFORMED = frozenset({PROTOCOL_ERROR})
 TOO_BIG = frozenset({MESSAGE_TOO_BIG})
 REFUSED = frozenset({POLICY_VIOLATION})

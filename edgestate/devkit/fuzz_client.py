@@ -132,7 +132,13 @@ class FuzzConnection:
         else:
             await ws.send_bytes(case.data)
         if case.expect is not None:
-            code = await self._closed(ws)
+            try:
+                code = await self._closed(ws)
+            except TimeoutError:
+                # The node took the case (or hangs on it): either is a failure.
+                await ws.close()
+                self._ws = None
+                return Outcome(case, True, None)
             self._ws = None
             return Outcome(case, False, code)
         if case.phase == PRE:
@@ -155,9 +161,17 @@ class FuzzConnection:
 
 
 async def run_cases(
-    cases: Iterator[Case], host: str, port: int, *, count: int, seconds: float, tally: Tally
+    cases: Iterator[Case],
+    host: str,
+    port: int,
+    *,
+    count: int,
+    seconds: float,
+    tally: Tally,
+    stop_on_failure: bool = False,
 ) -> None:
-    """Run up to ``count`` cases within ``seconds`` into the node at host:port."""
+    """Run up to ``count`` cases within ``seconds`` into the node at host:port
+    (until the first unexpected outcome with ``stop_on_failure``)."""
     deadline = time.monotonic() + seconds
     async with aiohttp.ClientSession() as session:
         conn = FuzzConnection(session, host, port)
@@ -166,5 +180,7 @@ async def run_cases(
                 if time.monotonic() > deadline:
                     break
                 tally.add(await conn.run(next(cases)))
+                if stop_on_failure and tally.failures:
+                    break
         finally:
             await conn.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,18 +100,28 @@ async def test_sync_frame_fuzz(tmp_path: Path, errors: Errors) -> None:
 
     try:
         await peer.start()
+        assert target.port is not None
         target_store.create_document("replicated")
         await still_replicates()
         fuzzer = FrameFuzzer(random.Random(SEED), FUZZ)
         cases = fuzzer.cases()
         tally = Tally()
         done = 0
-        while done < CASES:
+        deadline = time.monotonic() + MAX_SECONDS
+        while done < CASES and time.monotonic() < deadline:
             batch = min(CHECK_EVERY, CASES - done)
             await run_cases(
-                cases, "127.0.0.1", target.port, count=batch, seconds=MAX_SECONDS, tally=tally
+                cases,
+                "127.0.0.1",
+                target.port,
+                count=batch,
+                seconds=deadline - time.monotonic(),
+                tally=tally,
+                stop_on_failure=True,
             )
             done += batch
+            if tally.failures:
+                break
             await still_replicates()
         assert not tally.failures, [
             (f.case.category, f.case.phase, f.accepted, f.close_code, f.case.data[:80])
