@@ -154,9 +154,15 @@ def deploy(
     client: NodeClient,
     as_json: bool,
 ) -> None:
-    """Deploy a signed module bundle; it then rolls out to the whole cluster."""
+    """Deploy a signed module bundle; it then rolls out to the whole cluster.
+
+    A module carrying debug sections, or far larger than its code, is deployed
+    with a warning on stderr first (every node syncs those bytes).
+    """
+    from edgestate.cli.signing import lean_report
     from edgestate.runtime import read_bundle
 
+    lean_report(wasm.read_bytes())
     steps = ["read bundle", "upload and verify", "confirm"]
     result: dict[str, Any] = {}
     with click.progressbar(

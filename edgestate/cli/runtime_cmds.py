@@ -81,17 +81,24 @@ def keygen(out: Path) -> None:
     is_flag=True,
     help="Replace an existing signature file even if it signs other bytes.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def sign(
-    module: Path, manifest: Path | None, key_path: Path, out: Path | None, force: bool
+    module: Path,
+    manifest: Path | None,
+    key_path: Path,
+    out: Path | None,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """Sign MODULE.wasm with its manifest, after checking a node would load them.
 
     MODULE must be a wasm binary that compiles, imports only host ABI functions,
     exports the manifest's entry and its memory, and starts within the manifest's
     memory_pages. An existing signature file that signs other bytes is not
-    replaced without --force.
+    replaced without --force. A module carrying debug sections, or far larger
+    than its code, is signed with a warning on stderr (how to strip it).
     """
-    from edgestate.cli.signing import check_for_signing, write_signature
+    from edgestate.cli.signing import check_for_signing, lean_report, write_signature
     from edgestate.runtime import bundle_paths, load_private_key, sign_module
 
     default_manifest, default_signature = bundle_paths(module)
@@ -104,6 +111,20 @@ def sign(
         parsed = check_for_signing(module, wasm, manifest_bytes)
         signature = sign_module(wasm, manifest_bytes, load_private_key(key_path))
         write_signature(target, signature, wasm, manifest_bytes, force=force)
+    warnings = lean_report(wasm)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "name": parsed.name,
+                    "version": parsed.version,
+                    "signature": str(target),
+                    "wasm_bytes": len(wasm),
+                    "warnings": [w.to_json() for w in warnings],
+                }
+            )
+        )
+        return
     click.echo(f"signed {parsed.name} {parsed.version} -> {target}")
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from edgestate.errors import EdgestateError, ModuleCompileError, SignatureOverwriteError
 
 if TYPE_CHECKING:
+    from edgestate.guest.leanness import LeanWarning
     from edgestate.runtime import Manifest
 
 
@@ -32,6 +33,26 @@ def check_for_signing(path: Path, wasm: bytes, manifest: bytes) -> Manifest:
     except ModuleCompileError as exc:
         raise ModuleCompileError(f"refusing to sign {path}: {exc}") from exc
     return parsed
+
+
+def lean_report(wasm: bytes) -> list[LeanWarning]:
+    """Print ``warning: ...`` on stderr for each way ``wasm`` is not lean; return them.
+
+    Shared by ``sign`` and ``deploy``: the rules are ``edgestate.guest.leanness``.
+    """
+    import click
+
+    from edgestate.guest.leanness import lean_warnings
+    from edgestate.guest.wasminfo import inspect_wasm
+
+    try:
+        info = inspect_wasm(wasm)
+    except ModuleCompileError:
+        return []  # not wasm: the node's refusal (or sign's check) names that
+    warnings = lean_warnings(info)
+    for warning in warnings:
+        click.echo(f"warning: {warning.message}", err=True)
+    return warnings
 
 
 def write_signature(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from edgestate.errors import ModuleCompileError
 
 _MAGIC = b"\0asm\x01\0\0\0"
-_CUSTOM, _IMPORT, _MEMORY, _EXPORT, _CODE = 0, 2, 5, 7, 10
+_CUSTOM, _IMPORT, _MEMORY, _EXPORT, _CODE, _DATA = 0, 2, 5, 7, 10, 11
 _EXPORT_KINDS = {0: "func", 1: "table", 2: "memory", 3: "global"}
 
 
@@ -25,6 +25,7 @@ class WasmInfo:
     initial_pages: int | None = None  # of its own memory; None if it defines none
     exports: dict[str, str] = field(default_factory=dict)  # name -> kind
     imports: list[tuple[str, str]] = field(default_factory=list)  # (module, name)
+    data_bytes: int = 0  # the data section: initial memory contents
 
     @property
     def exports_memory(self) -> bool:
@@ -79,7 +80,7 @@ def inspect_wasm(data: bytes) -> WasmInfo:
     exports: dict[str, str] = {}
     imports: list[tuple[str, str]] = []
     pages: int | None = None
-    code = 0
+    code = data_size = 0
     while r.pos < len(data):
         section = r.byte()
         size = r.uleb()
@@ -111,5 +112,7 @@ def inspect_wasm(data: bytes) -> WasmInfo:
                     body.byte()
         elif section == _CODE:
             code = size
+        elif section == _DATA:
+            data_size = size
         r.pos += size
-    return WasmInfo(len(data), code, custom, pages, exports, imports)
+    return WasmInfo(len(data), code, custom, pages, exports, imports, data_size)

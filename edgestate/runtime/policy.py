@@ -50,6 +50,9 @@ class Publisher:
     # fnmatch patterns of module names it may deploy (and that no one else may);
     # None: any name not reserved by another publisher.
     modules: tuple[str, ...] | None = None
+    # Largest wasm (bytes) its modules may be; None: only the node's bundle limit
+    # (store.max_value_bytes) applies, so a useful cap sits below that.
+    max_module_bytes: int | None = None
 
     def may_name(self, module: str) -> bool:
         """True if ``module`` matches one of this publisher's ``modules`` patterns."""
@@ -171,6 +174,17 @@ class TrustPolicy:
                 "name over)"
             )
 
+    def check_size(self, public_key: bytes, name: str, wasm_bytes: int) -> None:
+        """Refuse a module of ``wasm_bytes`` over its publisher's ``max_module_bytes``."""
+        pub = self.publisher(public_key)
+        cap = pub.max_module_bytes
+        if cap is not None and wasm_bytes > cap:
+            raise PolicyViolationError(
+                f"module {name!r} of publisher {pub.name!r} is {wasm_bytes} bytes, over its "
+                f"policy's max_module_bytes of {cap} (strip its debug sections: "
+                "`edgestate sign` warns which)"
+            )
+
     def check(self, public_key: bytes, manifest: Manifest) -> Grant:
         """The grant for ``manifest`` signed by ``public_key``, or a refusal naming why."""
         pub = self.publisher(public_key)
@@ -209,7 +223,14 @@ def _publisher(raw: Any, index: int) -> Publisher:
     where = f"trust policy publishers[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be an object")
-    unknown = set(raw) - {"name", "public_key", "documents", "limits", "modules"}
+    unknown = set(raw) - {
+        "name",
+        "public_key",
+        "documents",
+        "limits",
+        "modules",
+        "max_module_bytes",
+    }
     if unknown:
         raise ConfigError(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
     name = raw.get("name")
@@ -246,6 +267,9 @@ def _publisher(raw: Any, index: int) -> Publisher:
         value = limits[field]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{where}.limits.{field} must be a positive integer")
+    cap = raw.get("max_module_bytes")
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise ConfigError(f"{where}.max_module_bytes must be a positive integer (bytes of wasm)")
     return Publisher(
         name=name,
         public_key=parse_public_key(key),
@@ -253,4 +277,5 @@ def _publisher(raw: Any, index: int) -> Publisher:
         write=patterns["write"],
         limits=Limits(**limits),
         modules=tuple(modules) if modules is not None else None,
+        max_module_bytes=cap,
     )

@@ -178,6 +178,7 @@ class Runtime:
         parsed = parse_manifest(manifest)
         key = parsed_signature.public_key
         self.policy.check_name(key, parsed.name, self.owners.get(parsed.name))
+        self.policy.check_size(key, parsed.name, len(wasm))
         grant = self.policy.check(key, parsed)
         if grant.memory_pages > self.config.max_memory_pages:
             raise PolicyViolationError(
