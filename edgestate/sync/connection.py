@@ -84,7 +84,7 @@ class ConnectionHost(Protocol):
         """State vectors of the replicated documents."""
         ...
 
-    def report_frames(self) -> list[Reports]:
+    async def report_frames(self) -> list[Reports]:
         """Member reports to send, in frames of bounded size."""
         ...
 
@@ -228,7 +228,7 @@ class PeerConnection:
 
     async def send_reports(self) -> None:
         """Send the member reports."""
-        for frame in self.host.report_frames():
+        for frame in await self.host.report_frames():
             await self.send(frame)
 
     async def run_sender(self) -> None:

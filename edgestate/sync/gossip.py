@@ -184,7 +184,7 @@ class Gossip:
                     for report in held:
                         await self._receive_reports(conn, report)
                 if conn.version < frames.REPORTS_VERSION and conn.node_id is not None:
-                    self._membership.report_for_legacy(conn.node_id, vectors)
+                    await self._membership.report_for_legacy(conn.node_id, vectors)
                 await self._drain_applies(conn)
                 await self._answer_state_vectors(conn, docs, vectors, reply)
             case Synced():
