@@ -32,7 +32,7 @@ from edgestate.errors import (
     StoreClosedError,
     UnexpectedFrameError,
 )
-from edgestate.sync import frames, parts
+from edgestate.sync import frames, memory, parts
 from edgestate.sync.channel import Channel, CloseCode
 from edgestate.sync.config import Limits
 from edgestate.sync.frames import Collected, Hello, Peers, Push, Reports, StateVectors
@@ -154,6 +154,7 @@ class PeerConnection:
         self.new_docs: set[str] = set()
         self.inflight: collections.deque[asyncio.Future[bool]] = collections.deque()
         self.inflight_bytes = 0  # update bytes of those applies
+        self.largest_in = 0  # bytes of the largest frame received (see memory)
         self.assembly = parts.Assembly(
             limits.max_diff_frame_bytes, limits.max_frame_bytes, limits.max_documents_per_frame
         )
@@ -330,6 +331,7 @@ class PeerConnection:
         data = await self.channel.receive()
         self._stats.frames_in += 1
         self._stats.bytes_in += len(data)
+        self.largest_in = max(self.largest_in, len(data))
         if self.record is not None:
             self.record.bytes_in += len(data)
         self.take_token()
@@ -457,3 +459,8 @@ class PeerConnection:
                 self.host.detach(self)
             finally:
                 self.closed.set()
+                # Whoever still holds this connection (a log record, a peer
+                # table entry) must not hold up to max_diff_frame_bytes with it.
+                self.assembly.clear()
+                if self.largest_in >= memory.TRIM_AFTER_BYTES:
+                    memory.give_back()

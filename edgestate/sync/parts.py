@@ -71,6 +71,10 @@ class Assembly:
         """Whether parts of a diff are still missing."""
         return self._doc is not None
 
+    def clear(self) -> None:
+        """Drop what was assembled (the connection ended)."""
+        self._doc, self._chunks, self._size = None, [], 0
+
     async def add(self, part: DiffPart) -> Diff | None:
         """Take one part; the whole diff once its last part arrived."""
         if self._doc is None:

@@ -204,3 +204,66 @@ async def test_update_bytes_in_flight_are_bounded_per_connection(
     assert peak > 0
     # One update may be submitted before the oldest is awaited.
     assert peak <= limit + size + 1024, peak
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) << 10
+    raise AssertionError("no VmRSS")
+
+
+async def _attack(url: str, sends: list[bytes]) -> int | None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        for data in sends:
+            await ws.send_bytes(data)
+        async with asyncio.timeout(30):
+            while not ws.closed:
+                msg = await ws.receive()
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    break
+        return ws.close_code
+
+
+async def test_a_real_node_gives_memory_back_after_big_frames(tmp_path: Path) -> None:
+    import aiohttp
+
+    from tests.node.conftest import start_node
+
+    node = start_node(tmp_path / "n", "--no-mdns")
+    try:
+        url = f"ws://127.0.0.1:{node.sync_port}/sync"
+        pid = node.proc.pid
+        before = _rss(pid)
+        peak = before
+        sampling = True
+
+        async def sample() -> None:
+            nonlocal peak
+            while sampling:
+                peak = max(peak, _rss(pid))
+                await asyncio.sleep(0.02)
+
+        sampler = asyncio.create_task(sample())
+        blob = b"\x00" * (30 << 20)
+        codes = await asyncio.gather(*(_attack(url, [blob]) for _ in range(3)))
+        assert codes == [WSCloseCode.MESSAGE_TOO_BIG] * 3, codes
+        # Admitted, then 64 MiB of an assembly that is never finished.
+        hello = frames.encode(Hello(frames.PROTOCOL_VERSIONS, "attacker", "dev"))
+        part = b"\x01" * (8 << 20)
+        sends = [hello] + [frames.encode(DiffPart("docs", i, 100, part)) for i in range(8)]
+        sends.append(b"\xc1")  # malformed: the node closes and drops the assembly
+        assert await _attack(url, sends) == WSCloseCode.PROTOCOL_ERROR
+        sampling = False
+        await sampler
+        await asyncio.sleep(0.5)
+        after = _rss(pid)
+        print(f"node RSS before {before >> 20} MiB, peak {peak >> 20} MiB, after {after >> 20} MiB")
+        assert after < before + (200 << 20), (before, peak, after)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{node.api}/healthz") as resp:
+                assert resp.status == 200
+    finally:
+        node.stop()
