@@ -32,7 +32,7 @@ from edgestate.errors import (
     StoreClosedError,
     UnexpectedFrameError,
 )
-from edgestate.sync import frames
+from edgestate.sync import frames, memory, parts
 from edgestate.sync.channel import Channel, CloseCode
 from edgestate.sync.config import Limits
 from edgestate.sync.frames import Collected, Hello, Peers, Push, Reports, StateVectors
@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 PEER_ORIGIN = "peer:"
 # The peer must say hello within this long, or the connection is dropped.
 HELLO_TIMEOUT_S = 10.0
+# Largest frame taken before the hello exchange completes: a hello is tens of
+# bytes, and a peer not yet admitted must not make us decode megabytes.
+PRE_HELLO_MAX_BYTES = 64 << 10
 # How long a catch-up handshake may hold the others back (a peer that never
 # answers with ``synced`` must not stall the node).
 HANDSHAKE_WAIT_S = 30.0
@@ -81,7 +84,7 @@ class ConnectionHost(Protocol):
         """State vectors of the replicated documents."""
         ...
 
-    def report_frames(self) -> list[Reports]:
+    async def report_frames(self) -> list[Reports]:
         """Member reports to send, in frames of bounded size."""
         ...
 
@@ -150,6 +153,11 @@ class PeerConnection:
         # Documents this peer created here (limit), and applies not yet committed.
         self.new_docs: set[str] = set()
         self.inflight: collections.deque[asyncio.Future[bool]] = collections.deque()
+        self.inflight_bytes = 0  # update bytes of those applies
+        self.largest_in = 0  # bytes of the largest frame received (see memory)
+        self.assembly = parts.Assembly(
+            limits.max_diff_frame_bytes, limits.max_frame_bytes, limits.max_documents_per_frame
+        )
         # Node ids the peer says it is connected to (see frames.Peers).
         self.neighbors: frozenset[str] = frozenset()
         self.peers_dirty = True
@@ -221,7 +229,7 @@ class PeerConnection:
 
     async def send_reports(self) -> None:
         """Send the member reports."""
-        for frame in self.host.report_frames():
+        for frame in await self.host.report_frames():
             await self.send(frame)
 
     async def run_sender(self) -> None:
@@ -323,15 +331,28 @@ class PeerConnection:
         data = await self.channel.receive()
         self._stats.frames_in += 1
         self._stats.bytes_in += len(data)
+        self.largest_in = max(self.largest_in, len(data))
         if self.record is not None:
             self.record.bytes_in += len(data)
         self.take_token()
         limits = self._limits
-        return frames.decode(
-            data,
-            max_bytes=limits.max_frame_bytes,
-            max_docs=limits.max_documents_per_frame,
-            max_diff_bytes=limits.max_diff_frame_bytes,
+        if not self.version and len(data) > PRE_HELLO_MAX_BYTES:
+            raise OversizedFrameError(
+                f"frame of {len(data)} bytes before the hello exchange is over the "
+                f"{PRE_HELLO_MAX_BYTES} limit"
+            )
+        if len(data) > limits.max_frame_bytes:
+            hint = (
+                ""
+                if self.version >= frames.PARTS_VERSION
+                else "; upgrade the peer to sync version 4 (diffs in parts)"
+            )
+            # Short: a close reason holds 123 bytes and the hint must survive.
+            raise OversizedFrameError(
+                f"frame of {len(data)} bytes over the {limits.max_frame_bytes} limit{hint}"
+            )
+        return await parts.decode(
+            data, max_bytes=limits.max_frame_bytes, max_docs=limits.max_documents_per_frame
         )
 
     def check_hello(self, hello: Hello) -> int:
@@ -438,3 +459,8 @@ class PeerConnection:
                 self.host.detach(self)
             finally:
                 self.closed.set()
+                # Whoever still holds this connection (a log record, a peer
+                # table entry) must not hold up to max_diff_frame_bytes with it.
+                self.assembly.clear()
+                if self.largest_in >= memory.TRIM_AFTER_BYTES:
+                    memory.give_back()

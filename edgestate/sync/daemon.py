@@ -76,8 +76,8 @@ class _Host:
     async def state_vectors(self) -> dict[str, bytes]:
         return await self._gossip.state_vectors()
 
-    def report_frames(self) -> list[Reports]:
-        return self._membership.report_frames()
+    async def report_frames(self) -> list[Reports]:
+        return await self._membership.report_frames()
 
     def collected_docs(self) -> list[str]:
         return self._membership.collected_docs()

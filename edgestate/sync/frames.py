@@ -34,6 +34,9 @@ WebSocket upgrade):
    collected history without its record until the ``collected`` frame came, or
    for good if the link dropped first, and in that window served a replica that
    missed the collection, which then lost a key).
+10. ``diff_part`` (version 4): a diff frame over the part size travels as the
+   slices of its encoding, reassembled by the receiver (edgestate.sync.parts), so
+   no WebSocket message is ever larger than ``max_frame_bytes``.
 """
 
 from __future__ import annotations
@@ -52,11 +55,13 @@ from edgestate.errors import (
 from edgestate.store import DOC_NAME_RULE, is_doc_name
 
 # Versions this code speaks; hello negotiates the highest common one.
-PROTOCOL_VERSIONS: tuple[int, ...] = (1, 2, 3)
+PROTOCOL_VERSIONS: tuple[int, ...] = (1, 2, 3, 4)
 # The first version with ``reports`` frames.
 REPORTS_VERSION = 2
 # The first version whose diffs carry the collection record of their history.
 RECORD_IN_DIFF_VERSION = 3
+# The first version that sends big diffs as ``diff_part`` frames.
+PARTS_VERSION = 4
 
 # Node and cluster ids are hex fingerprints in TLS mode, short names in
 # insecure mode.
@@ -154,10 +159,23 @@ class Collected:
     floor: dict[int, int]
 
 
-Frame = Hello | StateVectors | Diff | Push | Synced | Peers | Reports | Collected
+@dataclass(frozen=True, slots=True)
+class DiffPart:
+    """Slice ``index`` of ``count`` (version 4) of one encoded ``diff`` frame of ``doc``."""
+
+    doc: str
+    index: int
+    count: int
+    data: bytes
+
+
+Frame = Hello | StateVectors | Diff | Push | Synced | Peers | Reports | Collected | DiffPart
 
 # Most node ids one peers frame may list.
 MAX_PEERS = 4096
+# Most parts of one diff: a 1 GiB diff in 8 MiB parts is 128; this leaves room for
+# peers whose frame limit (and so part size) is smaller.
+MAX_PARTS = 1 << 16
 
 
 def encode(frame: Frame) -> bytes:
@@ -172,6 +190,8 @@ def encode(frame: Frame) -> bytes:
             body = {"t": "diff", "doc": doc, "update": update}
             if collected is not None:
                 body["collected"] = _record_body(collected)
+        case DiffPart(doc, index, count, data):
+            body = {"t": "diff_part", "doc": doc, "index": index, "count": count, "bytes": data}
         case Push(updates):
             body = {"t": "push", "updates": [[doc, update] for doc, update in updates]}
         case Synced():
@@ -272,6 +292,15 @@ def _decode(data: bytes, max_docs: int) -> Frame:
                 )
             record = _record(body["doc"], inner)
         return Diff(body["doc"], body["update"], record)
+    if kind == "diff_part":
+        _fields(body, "doc", "index", "count", "bytes")
+        _check_doc(body["doc"])
+        index, count = body["index"], body["count"]
+        if not (type(index) is int and type(count) is int and 0 <= index < count <= MAX_PARTS):
+            raise MalformedFrameError(f"diff_part needs integers 0 <= index < count <= {MAX_PARTS}")
+        if not isinstance(body["bytes"], bytes):
+            raise MalformedFrameError("diff_part.bytes must be bytes")
+        return DiffPart(body["doc"], index, count, body["bytes"])
     if kind == "push":
         _fields(body, "updates")
         items = body["updates"]

@@ -33,10 +33,20 @@ from edgestate.errors import (
     UnexpectedFrameError,
 )
 from edgestate.store import ChangeStream, GcRecord, Ranges, Store
-from edgestate.sync import frames
+from edgestate.sync import frames, parts
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN, PeerConnection
-from edgestate.sync.frames import Collected, Diff, Hello, Peers, Push, Reports, StateVectors, Synced
+from edgestate.sync.frames import (
+    Collected,
+    Diff,
+    DiffPart,
+    Hello,
+    Peers,
+    Push,
+    Reports,
+    StateVectors,
+    Synced,
+)
 from edgestate.sync.membership import Membership, read_state_vectors
 from edgestate.sync.peers import PeerTable, lag
 from edgestate.sync.stats import SyncStats
@@ -46,6 +56,9 @@ EMPTY_UPDATE = b"\x00\x00"
 # Applies submitted to the store ahead of their commit, per connection: enough to
 # fill a group commit, few enough to keep back-pressure on the peer's socket.
 MAX_INFLIGHT_APPLIES = 64
+# ...and at most this many update bytes of them: a peer must not queue gigabytes
+# into the writer (two whole 32 MiB frames, or a few parts of a big diff).
+MAX_INFLIGHT_BYTES = 64 << 20
 # Network sources whose document creations are counted (the least recent is
 # dropped beyond): bounded memory whatever the number of addresses.
 MAX_SOURCES = 4096
@@ -153,6 +166,14 @@ class Gossip:
                         f"diff carrying a collection record in protocol version {conn.version}"
                     )
                 await self._apply(conn, doc, update, record_of(collected))
+            case DiffPart():
+                if conn.version < frames.PARTS_VERSION:
+                    raise UnexpectedFrameError(
+                        f"diff_part frame in protocol version {conn.version}"
+                    )
+                whole = await conn.assembly.add(frame)
+                if whole is not None:
+                    await self._dispatch_frame(conn, whole)
             case StateVectors(docs, reply):
                 vectors = await _read_vectors(docs)
                 if not conn.exchanged:
@@ -163,10 +184,12 @@ class Gossip:
                     for report in held:
                         await self._receive_reports(conn, report)
                 if conn.version < frames.REPORTS_VERSION and conn.node_id is not None:
-                    self._membership.report_for_legacy(conn.node_id, vectors)
+                    await self._membership.report_for_legacy(conn.node_id, vectors)
                 await self._drain_applies(conn)
                 await self._answer_state_vectors(conn, docs, vectors, reply)
             case Synced():
+                if conn.assembly.open:
+                    raise UnexpectedFrameError("synced while a diff in parts is incomplete")
                 await self._drain_applies(conn)
                 conn.synced.set()
             case Peers(nodes):
@@ -234,9 +257,13 @@ class Gossip:
         )
         # A bad update must end the connection now, not when the next frame comes.
         pending.add_done_callback(functools.partial(self._apply_done, conn, doc))
+        pending.add_done_callback(functools.partial(_uncount, conn, len(update)))
         conn.inflight.append(pending)
+        conn.inflight_bytes += len(update)
         while conn.inflight and (
-            conn.inflight[0].done() or len(conn.inflight) > MAX_INFLIGHT_APPLIES
+            conn.inflight[0].done()
+            or len(conn.inflight) > MAX_INFLIGHT_APPLIES
+            or conn.inflight_bytes > MAX_INFLIGHT_BYTES
         ):
             await _settle(conn.inflight.popleft(), doc)
 
@@ -275,7 +302,12 @@ class Gossip:
             if update != EMPTY_UPDATE or remote is None:
                 # The record rides in the diff it describes (see frames.Diff).
                 inline = collected_of(doc, record)
-                await conn.send(Diff(doc, update, inline))
+                diff = Diff(doc, update, inline)
+                if conn.version >= frames.PARTS_VERSION:
+                    for frame in parts.split(diff, self._config.limits.max_frame_bytes):
+                        await conn.send(frame)
+                else:  # an older peer's limit is its own business
+                    await conn.send(diff)
                 self._stats.diffs_sent += 1
                 if conn.version >= frames.REPORTS_VERSION and inline is None:
                     # Right behind the history it describes (see frames.Collected).
@@ -332,6 +364,10 @@ async def _read_vectors(docs: dict[str, bytes]) -> dict[str, dict[int, int]]:
     if sum(len(sv) for sv in docs.values()) > DECODE_OFF_LOOP_BYTES:
         return await asyncio.to_thread(read_state_vectors, docs)
     return read_state_vectors(docs)
+
+
+def _uncount(conn: PeerConnection, size: int, _: asyncio.Future[bool]) -> None:
+    conn.inflight_bytes -= size
 
 
 async def _settle(pending: asyncio.Future[bool], doc: str) -> None:

@@ -17,6 +17,7 @@ functions that take the receiver's budget (``chunk_reports``,
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -52,6 +53,14 @@ def legacy_member_id(node_id: str) -> int:
 REPORT_DOCS_PER_FRAME = 10_000
 # Clients and clocks on the wire are below 2**53 (exact in a JSON number).
 MAX_WIRE_INT = 1 << 53
+# Vectors wider than this are compared off the event loop (merge) or split off
+# it (reports to send): a million clients is a second of Python.
+MERGE_SLICE = 16384
+
+
+def _grown(held: Mapping[int, int], vector: Mapping[int, int]) -> dict[int, int]:
+    """The clients of ``vector`` ahead of ``held``."""
+    return {c: k for c, k in vector.items() if held.get(c, 0) < k}
 
 
 def chunk_reports(
@@ -216,12 +225,23 @@ class Membership:
         """Member reports for peers, in chunks (see ``chunk_reports``)."""
         return chunk_reports(self.frontier.reports, self._local_only, numbers_per_frame)
 
-    def report_frames(self) -> list[Reports]:
+    async def report_frames(self) -> list[Reports]:
         """The reports frames to send, each with the members forgotten."""
         # A decoder takes MAX_PEERS ids; beyond that, the rest goes in later rounds
         # (forgetting is idempotent), newest ids first being as good as any.
         forgotten = tuple(sorted(self.frontier.forgotten)[-frames.MAX_PEERS :])
-        return [Reports(chunk, forgotten) for chunk in self.reports_to_send()]
+        reports = self.frontier.reports
+        if sum(len(v) for docs in reports.values() for v in docs.values()) > MERGE_SLICE:
+            # Sorting and splitting a million-client report is a second of Python
+            # (found in hardening): off the loop, on a snapshot (merge never
+            # mutates a vector, so copying the maps above them is enough).
+            snapshot = {m: dict(docs) for m, docs in reports.items()}
+            chunks = await asyncio.to_thread(
+                chunk_reports, snapshot, self._local_only, REPORT_NUMBERS_PER_FRAME
+            )
+        else:
+            chunks = self.reports_to_send()
+        return [Reports(chunk, forgotten) for chunk in chunks]
 
     def collected_docs(self) -> list[str]:
         """Replicated documents with a garbage-collection record to tell peers of."""
@@ -280,7 +300,12 @@ class Membership:
             log.info("member %d never reported holding anything: no longer waited for", member)
             self._dirty = True
         # Mutated by merge() while we await below, so iterate a copy.
-        frontiers = self.frontier.round(list(own))
+        # Off the loop: Inf and Sup of million-client vectors are seconds of Python
+        # (found in hardening). Frontiers of rounds cleared meanwhile are dropped.
+        job = self.frontier.round_job(list(own))
+        frontiers, rounds = await asyncio.to_thread(job.run)
+        if not self.frontier.commit(job, rounds):
+            frontiers = {}
         for doc, vector in frontiers.items():
             await store.aset_gc_frontier(doc, vector)
         if self._dirty:
@@ -340,10 +365,29 @@ class Membership:
                 log.info("retiring the version-1 stand-in of %s", source[:16])
                 self.frontier.forget(legacy)
                 self._dirty = True
-        if self.frontier.merge(members):
-            self._dirty = True
+        await self._merge(members)
 
-    def report_for_legacy(self, node_id: str, vectors: Mapping[str, Mapping[int, int]]) -> None:
+    async def _merge(self, members: Mapping[int, Mapping[str, Mapping[int, int]]]) -> None:
+        """Fold reports into the frontier without holding the event loop for long.
+
+        What a wide vector adds to a wide one is found off the loop (vectors are
+        never mutated, see FrontierTracker.merge); only that is merged here."""
+        for member, docs in members.items():
+            if not docs and self.frontier.merge({member: {}}):
+                self._dirty = True
+            for doc, vector in docs.items():
+                held = self.frontier.reports.get(member, {}).get(doc)
+                if held is not None and len(vector) > MERGE_SLICE:
+                    vector = await asyncio.to_thread(_grown, held, vector)
+                    if not vector:
+                        continue
+                if self.frontier.merge({member: {doc: vector}}):
+                    self._dirty = True
+                await asyncio.sleep(0)
+
+    async def report_for_legacy(
+        self, node_id: str, vectors: Mapping[str, Mapping[int, int]]
+    ) -> None:
         """Report a version-1 peer's state vectors for it: it never sends reports.
 
         Otherwise it would be no member at all, nobody's frontier would wait for
@@ -354,8 +398,7 @@ class Membership:
         # Only documents this node holds, as for reports (found in review).
         held = set(self._store.documents())
         vectors = {d: v for d, v in vectors.items() if d in held}
-        if self.frontier.merge({member: vectors}):
-            self._dirty = True
+        await self._merge({member: vectors})
 
     async def _learn_forgotten(self, forgotten: tuple[int, ...], source: str | None) -> None:
         """Forget what a peer says an operator forgot (forgetting is cluster-wide)."""

@@ -120,10 +120,16 @@ class WebSocketChannel:
 
 def transport_limit(limits: Limits) -> int:
     """aiohttp's message limit for our frame limits."""
-    # aiohttp drops a message over its own limit by cutting the TCP connection,
-    # so the peer never learns why. Up to twice our limit we read the frame and
-    # close with 1009 and a reason; beyond that aiohttp's cut bounds our memory.
-    return 2 * max(limits.max_frame_bytes, limits.max_diff_frame_bytes)
+    # aiohttp buffers a whole message before we see it, so this bounds what one
+    # peer can make us hold; since protocol version 4 no frame needs more than
+    # max_frame_bytes (big diffs come in parts). Over this limit aiohttp closes
+    # with 1009 but no reason; the slack lets a frame a little over our limit be
+    # read and refused with one saying why.
+    return limits.max_frame_bytes + max(TRANSPORT_SLACK_BYTES, limits.max_frame_bytes // 8)
+
+
+# See transport_limit: at least this much slack over max_frame_bytes.
+TRANSPORT_SLACK_BYTES = 64 << 10
 
 
 def _peer_cert(ws: aiohttp.ClientWebSocketResponse) -> bytes | None:
