@@ -75,3 +75,40 @@ def sdk_node(
     node = start_node(data, "--no-mdns")  # deploy creates the documents a module writes
     yield node
     assert node.stop() == 0, node.log()
+
+
+def assert_traps_after_logging(
+    wasm: bytes,
+    name: str,
+    publisher: Publisher,
+    data: Path,
+    caplog: pytest.LogCaptureFixture,
+    logged: str,
+    input: bytes = b"",
+) -> None:
+    """Sign ``wasm`` as module ``name``, invoke it once: it must trap, and the host
+    log must hold ``logged`` (what the SDK's panic or abort handler wrote first)."""
+    import json
+
+    from edgestate.errors import GuestTrapError
+    from edgestate.runtime import Runtime, RuntimeConfig, TrustPolicy, load_private_key, sign_module
+    from edgestate.store import Store
+
+    manifest = json.dumps(
+        {
+            "name": name,
+            "version": "1.0.0",
+            "documents": {"read": [], "write": []},
+            "limits": {"fuel": 100000, "memory_pages": 4, "max_output_bytes": 64},
+        }
+    ).encode()
+    signature = sign_module(wasm, manifest, load_private_key(publisher.key_path))
+    with (
+        Store.open(data) as store,
+        Runtime(store, TrustPolicy.load(publisher.policy_path), RuntimeConfig()) as runtime,
+        caplog.at_level("DEBUG"),
+    ):
+        runtime.load(wasm, manifest, signature)
+        with pytest.raises(GuestTrapError):
+            runtime.invoke(name, input)
+    assert logged in caplog.text

@@ -15,6 +15,7 @@ from edgestate.guest import EXAMPLES, EXAMPLES_DIR, build_example
 from edgestate.guest.toolchains import AS_SDK_DIR, Asc, build_as
 from edgestate.guest.wasminfo import inspect_wasm
 from edgestate.host.abi import ErrorCode
+from tests.guest.conftest import assert_traps_after_logging
 from tests.guest.crosslang import run_local, run_on_node
 from tests.node.conftest import NodeProcess
 
@@ -95,34 +96,15 @@ def test_assemblyscript_abort_is_logged_before_the_trap(
     publisher: Publisher,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from edgestate.errors import GuestTrapError
-    from edgestate.runtime import (
-        Runtime,
-        RuntimeConfig,
-        TrustPolicy,
-        load_private_key,
-        sign_module,
-    )
-    from edgestate.store import Store
-
     source = tmp_path / "aborts.ts"
     source.write_text(ABORTS)
     wasm = build_as(source, build_dir, asc=asc).read_bytes()
-    manifest = json.dumps(
-        {
-            "name": "aborts",
-            "version": "1.0.0",
-            "documents": {"read": [], "write": []},
-            "limits": {"fuel": 100000, "memory_pages": 4, "max_output_bytes": 64},
-        }
-    ).encode()
-    signature = sign_module(wasm, manifest, load_private_key(publisher.key_path))
-    with (
-        Store.open(tmp_path / "data") as store,
-        Runtime(store, TrustPolicy.load(publisher.policy_path), RuntimeConfig()) as runtime,
-        caplog.at_level("DEBUG"),
-    ):
-        runtime.load(wasm, manifest, signature)
-        with pytest.raises(GuestTrapError):
-            runtime.invoke("aborts", b"x")
-    assert "abort: input too short for this module at aborts.ts:4" in caplog.text
+    assert_traps_after_logging(
+        wasm,
+        "aborts",
+        publisher,
+        tmp_path / "data",
+        caplog,
+        "abort: input too short for this module at aborts.ts:4",
+        input=b"x",
+    )

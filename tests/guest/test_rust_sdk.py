@@ -16,6 +16,7 @@ from edgestate.guest import EXAMPLES, EXAMPLES_DIR, build_example
 from edgestate.guest.toolchains import RUST_SDK, Rustc, build_rust
 from edgestate.guest.wasminfo import inspect_wasm
 from edgestate.host.abi import FUNCTIONS, ErrorCode
+from tests.guest.conftest import assert_traps_after_logging
 from tests.guest.crosslang import run_local, run_on_node
 from tests.node.conftest import NodeProcess
 
@@ -110,31 +111,10 @@ def test_rust_panic_is_logged_before_the_trap(
     publisher: Publisher,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from edgestate.errors import GuestTrapError
-    from edgestate.runtime import Runtime, RuntimeConfig, TrustPolicy, load_private_key, sign_module
-    from edgestate.store import Store
-
     source = tmp_path / "panics.rs"
     source.write_text(PANICS)
     wasm = build_rust(source, build_dir, rustc=rustc, features=features).read_bytes()
-    manifest = json.dumps(
-        {
-            "name": "panics",
-            "version": "1.0.0",
-            "documents": {"read": [], "write": []},
-            "limits": {"fuel": 100000, "memory_pages": 4, "max_output_bytes": 64},
-        }
-    ).encode()
-    signature = sign_module(wasm, manifest, load_private_key(publisher.key_path))
-    with (
-        Store.open(tmp_path / "data") as store,
-        Runtime(store, TrustPolicy.load(publisher.policy_path), RuntimeConfig()) as runtime,
-        caplog.at_level("DEBUG"),
-    ):
-        runtime.load(wasm, manifest, signature)
-        with pytest.raises(GuestTrapError):
-            runtime.invoke("panics", b"")
-    assert logged in caplog.text
+    assert_traps_after_logging(wasm, "panics", publisher, tmp_path / "data", caplog, logged)
 
 
 def _rustc_without_wasm32(directory: Path, real: Rustc) -> Path:
