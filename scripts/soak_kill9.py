@@ -67,7 +67,8 @@ def main(trials: int, clients: int, seed: int, max_run_s: float) -> None:
             proc, info = spawn_node(args, data / "ready.json", data / "node.log")
             token = (data / "admin.token").read_text().strip()
             client = NodeClient(info["api"], token, timeout=10)
-            missing_before = [k for k in every if k not in _all_keys(client)] if every else []
+            held = _all_keys(client) if every else set()
+            missing_before = [k for k in every if k not in held]
             acked: list[str] = []
             stop = threading.Event()
             threads = [
@@ -92,7 +93,8 @@ def main(trials: int, clients: int, seed: int, max_run_s: float) -> None:
             )
         proc, info = spawn_node(args, data / "ready.json", data / "node.log")
         client = NodeClient(info["api"], (data / "admin.token").read_text().strip())
-        lost = [k for k in every if k not in _all_keys(client)]
+        held = _all_keys(client)
+        lost = [k for k in every if k not in held]
         total_lost += len(lost)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
