@@ -166,13 +166,12 @@ async def exchanged(node: Node, peer: Node, seconds: float = 10.0) -> None:
     )
 
 
-class WireLog:
-    """A ``Channel`` that passes everything through and counts the update items of
-    each document in the push frames it sends."""
+class PassThrough:
+    """A ``Channel`` over another that passes everything through; tests override
+    ``sent`` to watch (or act on) each frame this side sends."""
 
-    def __init__(self, inner: Channel, pushed: collections.Counter[str]) -> None:
+    def __init__(self, inner: Channel) -> None:
         self._inner = inner
-        self.pushed = pushed
 
     @property
     def closed(self) -> bool:
@@ -188,15 +187,29 @@ class WireLog:
 
     async def send(self, data: bytes) -> None:
         frame = frames.decode(data, max_bytes=1 << 30, max_docs=1 << 20)
-        if isinstance(frame, frames.Push):
-            self.pushed.update(doc for doc, _ in frame.updates)
         await self._inner.send(data)
+        await self.sent(frame)
+
+    async def sent(self, frame: frames.Frame) -> None:
+        """Called with each frame once it is sent."""
 
     async def receive(self) -> bytes:
         return await self._inner.receive()
 
     async def close(self, code: int, reason: str) -> None:
         await self._inner.close(code, reason)
+
+
+class WireLog(PassThrough):
+    """Counts the update items of each document in the push frames it sends."""
+
+    def __init__(self, inner: Channel, pushed: collections.Counter[str]) -> None:
+        super().__init__(inner)
+        self.pushed = pushed
+
+    async def sent(self, frame: frames.Frame) -> None:
+        if isinstance(frame, frames.Push):
+            self.pushed.update(doc for doc, _ in frame.updates)
 
 
 def memory_link(

@@ -17,7 +17,7 @@ from edgestate.store import GcMode, GcState, Store
 from edgestate.sync import Channel, frames, memory_channel_pair
 from edgestate.sync.channel import CloseCode
 from edgestate.sync.frames import Collected, Diff, Synced
-from tests.sync.conftest import FAST_STORE, Cluster, Node, Nodes, RawPeer, eventually
+from tests.sync.conftest import FAST_STORE, Cluster, Node, Nodes, PassThrough, RawPeer, eventually
 from tests.sync.test_frames import validate_wire
 
 pytestmark = pytest.mark.timeout(60)
@@ -57,38 +57,18 @@ def collected_store(path: Path) -> Doc:
     return offline
 
 
-class CutAfterDiff:
-    """A ``Channel`` that closes right after sending its first diff frame: the
-    link drops between the diff and whatever would have followed it."""
+class CutAfterDiff(PassThrough):
+    """Closes right after sending its first diff frame: the link drops between
+    the diff and whatever would have followed it."""
 
     def __init__(self, inner: Channel) -> None:
-        self._inner = inner
-        self.sent: list[frames.Frame] = []
+        super().__init__(inner)
+        self.sent_frames: list[frames.Frame] = []
 
-    @property
-    def closed(self) -> bool:
-        return self._inner.closed
-
-    @property
-    def close_code(self) -> int | None:
-        return self._inner.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        return self._inner.close_reason
-
-    async def send(self, data: bytes) -> None:
-        frame = frames.decode(data, max_bytes=1 << 30, max_docs=1 << 20)
-        await self._inner.send(data)
-        self.sent.append(frame)
+    async def sent(self, frame: frames.Frame) -> None:
+        self.sent_frames.append(frame)
         if isinstance(frame, Diff):
             await self._inner.close(CloseCode.GOING_AWAY, "link lost (test)")
-
-    async def receive(self) -> bytes:
-        return await self._inner.receive()
-
-    async def close(self, code: int, reason: str) -> None:
-        await self._inner.close(code, reason)
 
 
 async def start_collector(nodes: Nodes, tmp_path: Path) -> tuple[Node, Doc]:
@@ -114,7 +94,7 @@ async def test_a_link_cut_right_after_the_diff_leaves_the_record_behind(
     finally:
         for task in tasks:
             task.cancel()
-    assert not any(isinstance(f, Collected | Synced) for f in cut.sent)  # never got that far
+    assert not any(isinstance(f, Collected | Synced) for f in cut.sent_frames)  # never got that far
     await eventually(lambda: fresh.store.has_document(DOC) and fresh.store.get(DOC, "k") == b"K")
     # The fresh node turns the replica that missed the collection away, as the
     # collector does, instead of serving it a history it loses a key with.
@@ -124,7 +104,7 @@ async def test_a_link_cut_right_after_the_diff_leaves_the_record_behind(
     record = fresh.store.gc_record(DOC)
     assert record is not None
     assert record.record() == (collector.store.gc_record(DOC) or GcState()).record()
-    (diff,) = [f for f in cut.sent if isinstance(f, Diff)]
+    (diff,) = [f for f in cut.sent_frames if isinstance(f, Diff)]
     assert diff.collected is not None  # it came inside the diff
 
 
