@@ -136,3 +136,27 @@ def run_on_node(
     page = client.scan(doc, prefix, limit=1000)["items"]
     items = [(item["key"], base64.b64decode(item["base64"])) for item in page]
     return Record([o.replace(prefix, "") for o in outcomes], _state(items, prefix), fuel)
+
+
+def assert_does_what_zig_does(
+    wasm: Path,
+    lang: str,
+    example: str,
+    build_dir: Path,
+    publisher: Publisher,
+    client: NodeClient,
+    work: Path,
+) -> None:
+    """``wasm`` (``example`` written in ``lang``) gives the Zig example's outputs,
+    statuses and stored state for the same inputs, locally and through a node."""
+    from edgestate.guest import build_example
+
+    zig = build_example(example, build_dir)
+    local = run_local(wasm, example, work / lang, publisher)
+    local_zig = run_local(zig, example, work / "zig", publisher)
+    assert (local.outcomes, local.state) == (local_zig.outcomes, local_zig.state)
+    assert local.state  # the inputs did write something
+    on_node = run_on_node(wasm, example, lang, client, publisher)
+    zig_on_node = run_on_node(zig, example, f"zig-vs-{lang}", client, publisher)
+    assert (on_node.outcomes, on_node.state) == (zig_on_node.outcomes, zig_on_node.state)
+    assert on_node.state

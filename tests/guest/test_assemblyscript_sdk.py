@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from edgestate.devkit import Publisher
-from edgestate.guest import EXAMPLES, EXAMPLES_DIR, build_example
+from edgestate.guest import EXAMPLES, EXAMPLES_DIR
 from edgestate.guest.toolchains import AS_SDK_DIR, Asc, build_as
 from edgestate.guest.wasminfo import inspect_wasm
 from edgestate.host.abi import ErrorCode
 from tests.guest.conftest import assert_traps_after_logging
-from tests.guest.crosslang import run_local, run_on_node
+from tests.guest.crosslang import assert_does_what_zig_does
 from tests.node.conftest import NodeProcess
 
 pytestmark = pytest.mark.timeout(300)
@@ -69,15 +69,7 @@ def test_assemblyscript_example_does_what_the_zig_one_does(
     tmp_path: Path,
 ) -> None:
     wasm = build_as(EXAMPLES_DIR / f"{example}.ts", build_dir, asc=asc)
-    zig = build_example(example, build_dir)
-    local = run_local(wasm, example, tmp_path / "as", publisher)
-    local_zig = run_local(zig, example, tmp_path / "zig", publisher)
-    assert (local.outcomes, local.state) == (local_zig.outcomes, local_zig.state)
-    assert local.state
-    on_node = run_on_node(wasm, example, "as", sdk_node.client, publisher)
-    zig_on_node = run_on_node(zig, example, "zig-vs-as", sdk_node.client, publisher)
-    assert (on_node.outcomes, on_node.state) == (zig_on_node.outcomes, zig_on_node.state)
-    assert on_node.state
+    assert_does_what_zig_does(wasm, "as", example, build_dir, publisher, sdk_node.client, tmp_path)
 
 
 ABORTS = """import { input } from "edgestate-sdk";

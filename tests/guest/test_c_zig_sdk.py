@@ -15,7 +15,7 @@ from edgestate.guest import C_HEADER, EXAMPLES, EXAMPLES_DIR, ZIG_SDK, build_exa
 from edgestate.guest.toolchains import build_c
 from edgestate.guest.wasminfo import inspect_wasm
 from edgestate.host.abi import ErrorCode
-from tests.guest.crosslang import run_local, run_on_node
+from tests.guest.crosslang import assert_does_what_zig_does
 from tests.node.conftest import NodeProcess
 
 pytestmark = pytest.mark.timeout(300)
@@ -94,12 +94,4 @@ def test_c_example_does_what_the_zig_one_does(
     tmp_path: Path,
 ) -> None:
     c = build_c(EXAMPLES_DIR / f"{example}.c", build_dir)
-    zig = build_example(example, build_dir)
-    local_c = run_local(c, example, tmp_path / "c", publisher)
-    local_zig = run_local(zig, example, tmp_path / "zig", publisher)
-    assert (local_c.outcomes, local_c.state) == (local_zig.outcomes, local_zig.state)
-    assert local_c.state
-    on_node = run_on_node(c, example, "c", sdk_node.client, publisher)
-    zig_on_node = run_on_node(zig, example, "zig-vs-c", sdk_node.client, publisher)
-    assert (on_node.outcomes, on_node.state) == (zig_on_node.outcomes, zig_on_node.state)
-    assert on_node.state
+    assert_does_what_zig_does(c, "c", example, build_dir, publisher, sdk_node.client, tmp_path)

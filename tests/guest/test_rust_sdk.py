@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from edgestate.devkit import Publisher
-from edgestate.guest import EXAMPLES, EXAMPLES_DIR, build_example
+from edgestate.guest import EXAMPLES, EXAMPLES_DIR
 from edgestate.guest.toolchains import RUST_SDK, Rustc, build_rust
 from edgestate.guest.wasminfo import inspect_wasm
 from edgestate.host.abi import FUNCTIONS, ErrorCode
 from tests.guest.conftest import assert_traps_after_logging
-from tests.guest.crosslang import run_local, run_on_node
+from tests.guest.crosslang import assert_does_what_zig_does
 from tests.node.conftest import NodeProcess
 
 pytestmark = pytest.mark.timeout(300)  # a cold build of the SDK and three examples
@@ -74,17 +74,9 @@ def test_rust_example_does_what_the_zig_one_does(
     tmp_path: Path,
 ) -> None:
     rust = build_rust(EXAMPLES_DIR / f"{example}.rs", build_dir, rustc=rustc)
-    zig = build_example(example, build_dir)
-    local_rust = run_local(rust, example, tmp_path / "rust", publisher)
-    local_zig = run_local(zig, example, tmp_path / "zig", publisher)
-    assert local_rust.outcomes == local_zig.outcomes
-    assert local_rust.state == local_zig.state
-    assert local_rust.state  # the inputs did write something
-    on_node = run_on_node(rust, example, "rust", sdk_node.client, publisher)
-    zig_on_node = run_on_node(zig, example, "zig", sdk_node.client, publisher)
-    assert on_node.outcomes == zig_on_node.outcomes
-    assert on_node.state == zig_on_node.state
-    assert on_node.state
+    assert_does_what_zig_does(
+        rust, "rust", example, build_dir, publisher, sdk_node.client, tmp_path
+    )
 
 
 PANICS = """#![no_std]
