@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -101,3 +103,27 @@ def eventually(check: Callable[[], T | None], timeout: float = 20.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout:.0f} s (last: {result!r})")
         time.sleep(0.02)
+
+
+@contextmanager
+def background_load(
+    target: Callable[..., None], arg_lists: list[tuple[object, ...]]
+) -> Iterator[threading.Event]:
+    """Run ``target(*args, stop)`` in one daemon thread per argument tuple.
+
+    The threads are stopped and joined however the block ends: a failed assert
+    inside it must not leave client threads looping on a stopped node, which kept
+    the interpreter (and CI with it) from ever exiting.
+    """
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=target, args=(*args, stop), daemon=True) for args in arg_lists
+    ]
+    for t in threads:
+        t.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)

@@ -93,7 +93,7 @@ def test_a_well_behaved_module_is_served_while_others_burn_their_budgets(
                 return
 
     log_start = node.log_path.stat().st_size
-    attackers = [threading.Thread(target=attack, args=(m,)) for m in hostile]
+    attackers = [threading.Thread(target=attack, args=(m,), daemon=True) for m in hostile]
     for t in attackers:
         t.start()
     try:
@@ -123,7 +123,7 @@ def test_the_invocation_past_a_modules_cap_is_refused_busy(node: NodeProcess) ->
         reply = invoke(node, "slowspin", b"")
         replies.append((reply.status, reply.json()["error"]["code"]))
 
-    running = [threading.Thread(target=slow) for _ in range(CAP)]
+    running = [threading.Thread(target=slow, daemon=True) for _ in range(CAP)]
     for t in running:
         t.start()
     try:

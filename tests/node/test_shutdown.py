@@ -50,7 +50,9 @@ def test_no_acknowledged_write_is_lost(tmp_path: Path, sig: int) -> None:
     client = NodeClient(node.api, node.token, timeout=10)
     acked: list[str] = []
     stop = threading.Event()
-    threads = [threading.Thread(target=_burst, args=(client, acked, stop, w)) for w in range(8)]
+    threads = [
+        threading.Thread(target=_burst, args=(client, acked, stop, w), daemon=True) for w in range(8)
+    ]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 20

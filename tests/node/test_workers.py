@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edgestate.devkit import Bundle, Publisher, example_bundle, make_publisher
-from tests.node.conftest import NodeProcess, eventually, start_node
+from tests.node.conftest import NodeProcess, background_load, eventually, start_node
 from tests.node.test_modules_e2e import BUILD, deploy, wat_bundle
 
 WORKERS = 2
@@ -69,8 +69,21 @@ def every_worker(api: str, path: str, body: bytes = b"") -> dict[str, tuple[int,
 
 
 def worker_pids(node: NodeProcess) -> list[int]:
-    children = Path(f"/proc/{node.proc.pid}/task/{node.proc.pid}/children").read_text().split()
+    # Every thread's children: a replacement worker may be started from a thread
+    # other than the main one, and /proc lists children per thread.
+    children: list[str] = []
+    for task in Path(f"/proc/{node.proc.pid}/task").iterdir():
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            continue  # the thread ended while we looked
     return [int(p) for p in children if "edgestate.node.workers.main" in _cmdline(int(p))]
+
+
+def all_workers_up(node: NodeProcess) -> list[int] | None:
+    """The worker pids once there are WORKERS of them (a restart may be under way)."""
+    pids = worker_pids(node)
+    return pids if len(pids) == WORKERS else None
 
 
 def _cmdline(pid: int) -> str:
@@ -102,7 +115,7 @@ def invocations(node: NodeProcess) -> float:
     return 0.0
 
 
-def write_load(api: str, prefix: str, stop: threading.Event, acked: list[str]) -> None:
+def write_load(api: str, prefix: str, acked: list[str], stop: threading.Event) -> None:
     n = 0
     while not stop.is_set():
         key = f"{prefix}-{n}"
@@ -117,16 +130,8 @@ def write_load(api: str, prefix: str, stop: threading.Event, acked: list[str]) -
 
 def test_writes_from_many_workers_are_durable_and_visible(node: NodeProcess) -> None:
     acked: list[str] = []
-    stop = threading.Event()
-    threads = [
-        threading.Thread(target=write_load, args=(node.api, f"c{i}", stop, acked)) for i in range(6)
-    ]
-    for t in threads:
-        t.start()
-    eventually(lambda: len(acked) >= 300, what="300 acknowledged writes")
-    stop.set()
-    for t in threads:
-        t.join()
+    with background_load(write_load, [(node.api, f"c{i}", acked) for i in range(6)]):
+        eventually(lambda: len(acked) >= 300, what="300 acknowledged writes")
     assert len(every_worker(node.api, "/v1/invoke/kv-echo", b"probe=1")) == WORKERS
     node.stop()  # a clean stop, then the store read back from disk
     node.proc.wait()
@@ -144,27 +149,18 @@ def test_a_worker_killed_under_write_load_is_replaced_and_loses_nothing(
 
     acked: list[str] = []
     for round_ in range(3):
-        stop = threading.Event()
-        threads = [
-            threading.Thread(target=write_load, args=(node.api, f"r{round_}c{i}", stop, acked))
-            for i in range(4)
-        ]
-        for t in threads:
-            t.start()
-        want = 50 * (round_ + 1)
-        eventually(lambda: len(acked) >= want, what="writes before the kill")  # noqa: B023
-        before = worker_pids(node)
-        assert len(before) == WORKERS
-        os.kill(before[0], signal.SIGKILL)
-        eventually(
-            lambda: len(worker_pids(node)) == WORKERS and before[0] not in worker_pids(node),  # noqa: B023
-            what="a replacement worker",
-        )
-        goal = len(acked) + 50
-        eventually(lambda: len(acked) >= goal, what="writes after the restart")  # noqa: B023
-        stop.set()
-        for t in threads:
-            t.join()
+        load = [(node.api, f"r{round_}c{i}", acked) for i in range(4)]
+        with background_load(write_load, load):
+            want = 50 * (round_ + 1)
+            eventually(lambda: len(acked) >= want, what="writes before the kill")  # noqa: B023
+            before = eventually(lambda: all_workers_up(node), what="every worker up")
+            os.kill(before[0], signal.SIGKILL)
+            eventually(
+                lambda: len(worker_pids(node)) == WORKERS and before[0] not in worker_pids(node),  # noqa: B023
+                what="a replacement worker",
+            )
+            goal = len(acked) + 50
+            eventually(lambda: len(acked) >= goal, what="writes after the restart")  # noqa: B023
         assert node.proc.poll() is None
     status, _, _ = post(node.api, "/v1/invoke/kv-echo", b"last=1")
     assert status == 200

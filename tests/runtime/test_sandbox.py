@@ -257,7 +257,7 @@ def test_running_out_of_instance_slots_is_a_clear_error(
         running = _Signal("spin")
         guest_log = logging.getLogger("edgestate.guest")
         guest_log.addHandler(running)
-        spinner = threading.Thread(target=spin)
+        spinner = threading.Thread(target=spin, daemon=True)
         spinner.start()
         try:
             # The guest logs from inside its instance: from then on it holds the slot.

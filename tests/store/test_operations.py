@@ -199,7 +199,7 @@ def test_concurrent_writers_share_commits(store: Store) -> None:
             store.set("docs", f"t{t}-{i}", b"v")
             store.incr("counters", "total")
 
-    threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+    threads = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(8)]
     for th in threads:
         th.start()
     for th in threads:
