@@ -51,7 +51,8 @@ def test_no_acknowledged_write_is_lost(tmp_path: Path, sig: int) -> None:
     acked: list[str] = []
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_burst, args=(client, acked, stop, w), daemon=True) for w in range(8)
+        threading.Thread(target=_burst, args=(client, acked, stop, w), daemon=True)
+        for w in range(8)
     ]
     for t in threads:
         t.start()
