@@ -74,6 +74,9 @@ class ApiConfig:
     # invocations on its own core. 0 runs them on the node's own event loop
     # (tests, tiny devices, a node used as a library).
     workers: int = field(default_factory=default_workers)
+    # One info line per request on the edgestate.access logger (docs/observability.md):
+    # off by default, since at invocation rates it is most of the log.
+    access_log: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

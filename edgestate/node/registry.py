@@ -26,11 +26,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 
 from edgestate.errors import EdgestateError, ManifestError, ValueTooLargeError
-from edgestate.node.metrics import NodeMetrics
+from edgestate.node.metrics import NodeMetrics, module_info
 from edgestate.runtime import LoadedModule, Runtime
 from edgestate.runtime.manifest import parse_manifest
 from edgestate.runtime.policy import Owner
@@ -53,6 +54,18 @@ class ModuleState:
     error: str | None = None
     error_code: str | None = None
     updated: float = 0.0
+
+
+def _fields(loaded: LoadedModule, event: str) -> dict[str, Any]:
+    """Structured fields of a module event's log line (``extra={"fields": ...}``:
+    edgestate.node.logs)."""
+    return {
+        "module": loaded.name,
+        "version": loaded.version,
+        "sha256": loaded.wasm_sha256,
+        "publisher": loaded.publisher,
+        "event": event,
+    }
 
 
 def encode_bundle(wasm: bytes, manifest: bytes, signature: bytes) -> bytes:
@@ -86,6 +99,9 @@ class ModuleRegistry:
         # is told after every change (the node's invocation workers).
         self.running: dict[str, tuple[str, bytes, bytes, bytes]] = {}
         self.listeners: list[Callable[[], Awaitable[None]]] = []
+        metrics.add_collector(
+            lambda: [module_info(runtime.modules(), {n: s.state for n, s in self.states.items()})]
+        )
 
     async def _changed(self) -> None:
         for listener in list(self.listeners):
@@ -159,6 +175,12 @@ class ModuleRegistry:
         await self._save_owners()
         self._record(loaded.name, "active", loaded.version, loaded.version)
         self.metrics.deploys.labels("active").inc()
+        log.info(
+            "module %r version %s deployed",
+            loaded.name,
+            loaded.version,
+            extra={"fields": _fields(loaded, "deploy")},
+        )
         await self._changed()
         return loaded
 
@@ -198,6 +220,12 @@ class ModuleRegistry:
             self.running.pop(name, None)
             self.runtime.release(name)
             await self._save_owners()
+            previous = self.states.get(name)
+            if previous is not None and previous.state != "removed":
+                # Once per removal: the removal's own change event comes back here.
+                log.info(
+                    "module %r removed", name, extra={"fields": {"module": name, "event": "remove"}}
+                )
             self._record(name, "removed", None, None)
             return
         running = self._running(name)
@@ -248,6 +276,20 @@ class ModuleRegistry:
         self._record(name, "active", loaded.version, loaded.version)
         if not recheck:
             self.metrics.deploys.labels("active").inc()
+        # A rollout: a version that reached this node (replicated, stored at start,
+        # or allowed by a reloaded policy) is the one it runs from now on.
+        log.info(
+            "module %r version %s active (was %s)",
+            name,
+            loaded.version,
+            current or "not running",
+            extra={
+                "fields": {
+                    **_fields(loaded, "recheck" if recheck else "rollout"),
+                    "previous": current,
+                }
+            },
+        )
 
     async def _save_owners(self) -> None:
         # Durable before the deploy is acknowledged: a restart must not forget

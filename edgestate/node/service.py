@@ -239,6 +239,7 @@ class Node:
             self.metrics,
             lambda: dict(registry.running),
             log_level=cfg.log_level,
+            log_format=cfg.log_format,
         )
         await web.UnixSite(self._runner, self.workers.node_socket).start()
         registry.listeners.append(self.workers.sync_modules)
@@ -337,6 +338,10 @@ class Node:
     def count_http_error(self, code: str) -> None:
         """Count one API request answered with error ``code``."""
         self.metrics.http_errors.labels(code).inc()
+
+    def count_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered API request (edgestate_http_requests_total)."""
+        self.metrics.http.observe(route, method, status, seconds)
 
     def render_metrics(self) -> bytes:
         """The Prometheus text exposition of this node's metrics."""

@@ -23,6 +23,7 @@ caller counts it (a node's :class:`~edgestate.node.metrics.NodeMetrics`), once.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import hashlib
 import time
@@ -314,8 +315,11 @@ class Runtime:
     async def _run_on_thread(
         self, executor: ThreadPoolExecutor, name: str, input: bytes
     ) -> Execution:
+        # In the caller's context (run_in_executor does not carry it): what the
+        # guest logs keeps the request's context variables (its request id).
+        run = functools.partial(self.run, name, input, release_gil=True)
         future = asyncio.get_running_loop().run_in_executor(
-            executor, functools.partial(self.run, name, input, release_gil=True)
+            executor, contextvars.copy_context().run, run
         )
         try:
             return await asyncio.shield(future)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,11 +42,14 @@ from edgestate import errors as E
 from edgestate.node.api.cluster import ClusterRoutes
 from edgestate.node.api.docs import DocumentRoutes
 from edgestate.node.api.invoke import InvocationRoutes
+from edgestate.node.api.observe import REQUEST_ID_KEY, observe, stamp_request_id
 from edgestate.node.api.protocol import Guarded, NodeApi
 from edgestate.node.api.responses import error_reply, error_response, status_for
 from edgestate.node.api.tokens import TokenRoutes
+from edgestate.node.logs import REQUEST_ID_HEADER, new_request_id, request_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler2 = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger("edgestate.node.api")
 
@@ -60,6 +64,7 @@ def build_app(node: NodeApi) -> web.Application:
         client_max_size=max(limits.max_body_bytes, limits.max_admin_body_bytes),
     )
     app[INVOKE_KEY] = node
+    app.on_response_prepare.append(stamp_request_id)
     invoke, cluster, docs = InvocationRoutes(node), ClusterRoutes(node), DocumentRoutes(node)
     tokens = TokenRoutes(node)
     app.add_routes(
@@ -94,14 +99,39 @@ def build_app(node: NodeApi) -> web.Application:
 
 
 def _middleware(node: Guarded) -> Any:
-    """Errors to JSON for every route; bearer-token check for admin routes.
+    """Errors to JSON for every route; bearer-token check for admin routes; the
+    request id, HTTP metrics and access line of every request (:mod:`.observe`).
 
-    One middleware, not two: it runs on the invocation hot path.
+    One middleware, not several: it runs on the invocation hot path.
     """
     admin_token = node.admin_token.encode()
+    answer = _answer(node, admin_token)
+    access = node.api_config.access_log
+    record = node.count_request
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        rid = request[REQUEST_ID_KEY] = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+        context = request_id.set(rid)
+        response: web.StreamResponse | None = None
+        status = 500
+        try:
+            response = await answer(request, handler)
+            status = response.status
+            return response
+        except web.HTTPException as exc:  # a redirect, re-raised for aiohttp to send
+            status = exc.status
+            raise
+        finally:
+            request_id.reset(context)
+            observe(record, access, request, response, status, time.perf_counter() - started)
+
+    return middleware
+
+
+def _answer(node: Guarded, admin_token: bytes) -> Handler2:
+    async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             # /yjs/ checks its own credentials (client tokens too): node/api/yjs_auth.py
             if request.path.startswith("/v1/admin/"):
@@ -133,7 +163,7 @@ def _middleware(node: Guarded) -> Any:
             node.count_http_error("internal_error")
             return error_response(500, "internal_error", "the node failed to answer; see its log")
 
-    return middleware
+    return answer
 
 
 def _check_token(request: web.Request, admin_token: bytes, node: Guarded) -> web.Response | None:

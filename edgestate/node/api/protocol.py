@@ -27,6 +27,9 @@ class CountsErrors(Protocol):
     def count_http_error(self, code: str) -> None:
         """Count one request answered with error ``code``."""
 
+    def count_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request of route template ``route`` and its latency."""
+
 
 class Guarded(CountsErrors, Protocol):
     """What the admin-token check needs."""
@@ -38,6 +41,10 @@ class Guarded(CountsErrors, Protocol):
     @property
     def token_path(self) -> Path:
         """Where the admin token lives (named in 401 answers)."""
+
+    @property
+    def api_config(self) -> ApiConfig:
+        """The HTTP API's settings (``access_log`` among them)."""
 
 
 class Invocations(CountsErrors, Protocol):
