@@ -124,8 +124,8 @@ def _middleware(node: Guarded) -> Any:
             status = exc.status
             raise
         finally:
-            request_id.reset(context)
             observe(record, access, request, response, status, time.perf_counter() - started)
+            request_id.reset(context)  # after: the access line carries the id
 
     return middleware
 

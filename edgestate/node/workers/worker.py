@@ -278,7 +278,6 @@ def _errors(worker: Worker) -> Any:
                 response.headers[REQUEST_ID_HEADER] = rid
             return response
         finally:
-            request_id.reset(context)
             status = 500 if response is None else response.status
             observe(
                 worker.count_request,
@@ -288,6 +287,7 @@ def _errors(worker: Worker) -> Any:
                 status,
                 time.perf_counter() - started,
             )
+            request_id.reset(context)  # after: the access line carries the id
 
     async def relayed(request: web.Request, handler: Any) -> web.StreamResponse:
         try:
