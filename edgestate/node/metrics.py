@@ -312,11 +312,20 @@ def layer_metrics(store: Store, sync: SyncDaemon) -> Iterable[Metric]:
         ["doc"],
         (([i.name], i.log_bytes + i.snapshot_bytes) for i in infos),
     )
+    env = store.stats()
     yield gauge(
         "edgestate_store_file_bytes",
         "Size of the LMDB data file.",
         [],
-        [([], store.stats()["file_bytes"])],
+        [([], env["file_bytes"])],
+    )
+    # The file grows up to the map size and no further (writes then fail with
+    # map_full): file / map is how full the store is.
+    yield gauge(
+        "edgestate_store_map_bytes",
+        "LMDB map size: the most the data file may grow to (store.map_size).",
+        [],
+        [([], env["map_size"])],
     )
     yield gauge(
         "edgestate_store_loaded_documents",

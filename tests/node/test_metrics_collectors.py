@@ -170,6 +170,7 @@ def test_grafana_dashboard_queries_only_exported_metrics(node: NodeProcess) -> N
     assert dashboard["panels"] and dashboard["title"]
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
     assert exprs
     _, samples = scrape(node)
     exported = {name for name, _ in samples}
@@ -186,3 +187,27 @@ def test_grafana_dashboard_queries_only_exported_metrics(node: NodeProcess) -> N
     used = set().union(*(_metric_names(e) for e in exprs))
     assert used, exprs
     assert used <= exported, sorted(used - exported)
+
+
+def test_grafana_dashboard_queries_parse(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (scripts/bootstrap installs it in CI)")
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    # Grafana's variables, as Grafana would fill them in.
+    filled = [e.replace("$__rate_interval", "5m").replace("$instance", ".*") for e in exprs]
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [{"record": f"dashboard:q{i}", "expr": e} for i, e in enumerate(filled)],
+            }
+        ]
+    }
+    path = tmp_path / "rules.json"  # JSON is YAML: promtool reads it as its rules file
+    path.write_text(json.dumps(rules))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()

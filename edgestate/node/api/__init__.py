@@ -60,7 +60,7 @@ def build_app(node: NodeApi) -> web.Application:
     """The API application of ``node``."""
     limits = node.api_config
     app = web.Application(
-        middlewares=[_middleware(node)],
+        middlewares=[api_middleware(node)],
         client_max_size=max(limits.max_body_bytes, limits.max_admin_body_bytes),
     )
     app[INVOKE_KEY] = node
@@ -98,7 +98,7 @@ def build_app(node: NodeApi) -> web.Application:
     return app
 
 
-def _middleware(node: Guarded) -> Any:
+def api_middleware(node: Guarded) -> Any:
     """Errors to JSON for every route; bearer-token check for admin routes; the
     request id, HTTP metrics and access line of every request (:mod:`.observe`).
 
@@ -187,4 +187,4 @@ def _check_token(request: web.Request, admin_token: bytes, node: Guarded) -> web
     return None
 
 
-__all__ = ["INVOKE_KEY", "build_app", "error_response", "status_for"]
+__all__ = ["INVOKE_KEY", "api_middleware", "build_app", "error_response", "status_for"]
