@@ -93,7 +93,9 @@ def test_access_log_when_asked_without_tokens(tmp_path: Path) -> None:
     secret = node.token
     try:
         assert call(node.api, "GET", "/v1/admin/docs", token=secret).status == 200
-        assert call(node.api, "GET", "/v1/admin/docs", token="wrong-token").status == 403
+        forged = {"X-Edgestate-Client": "203.0.113.9"}
+        reply = call(node.api, "GET", "/v1/admin/docs", token="wrong-token", headers=forged)
+        assert reply.status == 403
         yjs = call(
             node.api, "GET", "/yjs/doc", query={"token": secret}, validate=False
         )  # not a WebSocket handshake: refused, and logged without its query
@@ -106,13 +108,17 @@ def test_access_log_when_asked_without_tokens(tmp_path: Path) -> None:
     finally:
         assert node.stop() == 0, node.log()
     log = node.log()
-    assert secret not in log and "wrong-token" not in log
+    assert secret not in log and "wrong-token" not in log and "203.0.113.9" not in log
     access = [r for r in _json_lines(node) if r["logger"] == "edgestate.access"]
     by_route = {(r["route"], r["status"]): r for r in access}
     docs = by_route[("/v1/admin/docs", 200)]
     assert docs["method"] == "GET" and docs["bytes"] > 0 and docs["duration_ms"] >= 0
     assert re.fullmatch(r"[0-9a-f]{16}", docs["request_id"])
     assert ("/v1/admin/docs", 403) in by_route
+    # Relayed by the worker, logged by the node: still the client's address, and a
+    # client cannot name its own.
+    assert docs["remote"] == "127.0.0.1" and docs["process"] == "node"
+    assert by_route[("/v1/admin/docs", 403)]["remote"] == "127.0.0.1"
     assert ("/v1/invoke/{module}", 404) in by_route  # from the worker
     assert by_route[("/v1/invoke/{module}", 404)]["process"] == "worker-0"
     assert all("?" not in r["path"] for r in access)

@@ -16,6 +16,9 @@ from aiohttp import web
 from edgestate.node.http_metrics import method_of, route_of
 from edgestate.node.logs import ACCESS_LOGGER, REQUEST_ID_HEADER
 
+# Set by an invocation worker on what it relays (edgestate.node.workers.proxy).
+CLIENT_HEADER = "X-Edgestate-Client"
+
 # request -> its id, for the response header stamped at prepare time
 REQUEST_ID_KEY = "edgestate_request_id"
 
@@ -66,10 +69,19 @@ def observe(
                 "status": status,
                 "duration_ms": round(seconds * 1e3, 3),
                 "bytes": size,
-                "remote": request.remote or "",
+                "remote": _remote(request),
             }
         },
     )
+
+
+def _remote(request: web.Request) -> str:
+    transport = request.transport
+    if transport is not None and isinstance(transport.get_extra_info("sockname"), str):
+        # A unix socket: only this node's workers reach it, relaying a client whose
+        # address they name (edgestate.node.workers.proxy strips a client's own).
+        return request.headers.get(CLIENT_HEADER, "")
+    return request.remote or ""
 
 
 __all__ = ["REQUEST_ID_KEY", "observe", "stamp_request_id"]
