@@ -188,7 +188,7 @@ def test_rollout_across_nodes_and_a_refusing_policy(tmp_path: Path, publisher: P
         assert any(p["updates_out"] > 0 and p["bytes_in"] > 0 for p in peers)
         metrics = call(a.api, "GET", "/metrics").body.decode()
         per_peer = {
-            (s.labels["peer"], s.labels["direction"]): s.value
+            (s.labels["node_id"], s.labels["direction"]): s.value
             for f in text_string_to_metric_families(metrics)
             for s in f.samples
             if s.name == "edgestate_peer_sync_bytes_total"
