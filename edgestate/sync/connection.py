@@ -377,7 +377,12 @@ class PeerConnection:
             return
         self.failed = True
         self._stats.protocol_errors[exc.code] += 1
-        log.warning("closing sync connection to %s: %s", self.node_id or "peer", exc)
+        log.warning(
+            "closing sync connection to %s: %s",
+            self.node_id or "peer",
+            exc,
+            extra={"fields": {"peer": self.node_id}},
+        )
         code = (
             CloseCode.MESSAGE_TOO_BIG
             if isinstance(exc, OversizedFrameError)
@@ -411,7 +416,12 @@ class PeerConnection:
         except PeerGoneError:
             if self.channel.close_code == CloseCode.POLICY_VIOLATION:
                 reason = self.channel.close_reason or "no reason given"
-                log.warning("peer %s refused this node: %s", self.node_id or "?", reason)
+                log.warning(
+                    "peer %s refused this node: %s",
+                    self.node_id or "?",
+                    reason,
+                    extra={"fields": {"peer": self.node_id}},
+                )
                 if record is not None:
                     record.last_error = f"refused by peer: {reason}"
         except PeerRefusedError as exc:
@@ -429,7 +439,12 @@ class PeerConnection:
             await self.close(CloseCode.OK, str(exc))
             raise
         except ConnectionError as exc:
-            log.debug("sync connection to %s lost: %s", self.node_id, exc)
+            log.debug(
+                "sync connection to %s lost: %s",
+                self.node_id,
+                exc,
+                extra={"fields": {"peer": self.node_id}},
+            )
         finally:
             await self._release()
         return established

@@ -5,6 +5,7 @@ the access log off by default and token-free when on, bad formats refused."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -135,5 +136,37 @@ def test_bad_log_format_is_refused_by_name(tmp_path: Path) -> None:
     result = subprocess.run([*cli, "--config", str(config)], capture_output=True, timeout=60)
     assert result.returncode != 0
     err = result.stderr.decode()
-    assert "error: config_error" in err.lower() or "config" in err.lower()
-    assert "log_format" in err and "yaml" in err
+    assert "error: config_error: log_format must be 'text' or 'json', got 'yaml'" in err
+    config.write_text('[api]\naccess_log = "yes"\n')
+    result = subprocess.run([*cli, "--config", str(config)], capture_output=True, timeout=60)
+    assert result.returncode != 0
+    assert "error: config_error: api.access_log must be true or false" in result.stderr.decode()
+
+
+def test_formatters_keep_fields_tracebacks_and_one_line() -> None:
+    from edgestate.node.logs import JsonFormatter, TextFormatter
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.getLogger("edgestate.sync").makeRecord(
+            "edgestate.sync",
+            logging.WARNING,
+            __file__,
+            1,
+            "closing sync connection to %s",
+            ("n1",),
+            sys.exc_info(),
+            extra={"fields": {"peer": "n1", "doc": 'a b"c', "level": "forged"}},
+        )
+    line = JsonFormatter("node").format(record)
+    assert "\n" not in line
+    out = json.loads(line)
+    assert out["peer"] == "n1" and out["doc"] == 'a b"c'
+    assert out["level"] == "warning"  # a field never overwrites a fixed key
+    assert "RuntimeError: boom" in out["exception"]
+    text = TextFormatter("worker-1").format(record)
+    first = text.splitlines()[0]
+    assert " worker-1 edgestate.sync: closing sync connection to n1 " in first
+    assert "peer=n1" in first and 'doc="a b\\"c"' in first
+    assert "RuntimeError: boom" in text
