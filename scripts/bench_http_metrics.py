@@ -28,7 +28,7 @@ import click
 from aiohttp import web
 
 from edgestate.node.api import api_middleware
-from edgestate.node.api.observe import observe
+from edgestate.node.api.observe import observe, stamp_request_id
 from edgestate.node.config import ApiConfig
 from edgestate.node.http_metrics import HttpMetrics
 from edgestate.node.logs import ACCESS_LOGGER, new_request_id, request_id
@@ -61,6 +61,7 @@ def _app(kind: str) -> web.Application:
         app = web.Application()
     else:
         app = web.Application(middlewares=[api_middleware(_Node(kind == "node+access"))])
+        app.on_response_prepare.append(stamp_request_id)  # as build_app does
     app.router.add_get("/v1/hello/{name}", _hello)
     return app
 
