@@ -5,7 +5,10 @@ only (:meth:`NodeMetrics.invoked`, :meth:`NodeMetrics.failed`: the runtime repor
 each invocation's outcome and keeps no counters of its own); figures
 that already live elsewhere (store sizes, sync counters, peer lag) are read from
 their owners at scrape time by a collector, so there is one source of truth.
-Each node has its own registry, so several nodes can share a process (tests).
+Each node has its own registry, so several nodes can share a process (tests),
+with prometheus_client's process, platform and GC collectors on it, a build-info
+series and no ``_created`` series. HTTP requests are counted in
+:mod:`.http_metrics`. Every metric and label: docs/observability.md.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ if TYPE_CHECKING:
 
 # prometheus_client's switch is process-wide, so it is thrown here, once, on import:
 # every registry in a node's process is a node's, and none wants the ``_created``
-# series (one more per counter and histogram child, that no dashboard queries and
-# that promtool-style checks flag as noise next to the ``_total`` they shadow).
+# series (one more per counter and histogram child, a timestamp no dashboard
+# queries, that doubles what a scrape of counters stores).
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 

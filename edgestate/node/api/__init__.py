@@ -30,6 +30,7 @@ what every route shares: the error shape, the status per error, the middleware.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -42,14 +43,14 @@ from edgestate import errors as E
 from edgestate.node.api.cluster import ClusterRoutes
 from edgestate.node.api.docs import DocumentRoutes
 from edgestate.node.api.invoke import InvocationRoutes
-from edgestate.node.api.observe import REQUEST_ID_KEY, observe, stamp_request_id
+from edgestate.node.api.observe import CLIENT_GONE, REQUEST_ID_KEY, observe, stamp_request_id
 from edgestate.node.api.protocol import Guarded, NodeApi
 from edgestate.node.api.responses import error_reply, error_response, status_for
 from edgestate.node.api.tokens import TokenRoutes
 from edgestate.node.logs import REQUEST_ID_HEADER, new_request_id, request_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Handler2 = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+Answer = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger("edgestate.node.api")
 
@@ -123,6 +124,9 @@ def api_middleware(node: Guarded) -> Any:
         except web.HTTPException as exc:  # a redirect, re-raised for aiohttp to send
             status = exc.status
             raise
+        except asyncio.CancelledError:
+            status = CLIENT_GONE
+            raise
         finally:
             observe(record, access, request, response, status, time.perf_counter() - started)
             request_id.reset(context)  # after: the access line carries the id
@@ -130,7 +134,7 @@ def api_middleware(node: Guarded) -> Any:
     return middleware
 
 
-def _answer(node: Guarded, admin_token: bytes) -> Handler2:
+def _answer(node: Guarded, admin_token: bytes) -> Answer:
     async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             # /yjs/ checks its own credentials (client tokens too): node/api/yjs_auth.py

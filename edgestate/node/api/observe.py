@@ -16,6 +16,10 @@ from aiohttp import web
 from edgestate.node.http_metrics import method_of, route_of
 from edgestate.node.logs import ACCESS_LOGGER, REQUEST_ID_HEADER
 
+# The status a request is counted under when its client left before the answer
+# (its handler was cancelled): nginx's convention, never sent to anyone.
+CLIENT_GONE = 499
+
 # Set by an invocation worker on what it relays (edgestate.node.workers.proxy).
 CLIENT_HEADER = "X-Edgestate-Client"
 
@@ -84,4 +88,4 @@ def _remote(request: web.Request) -> str:
     return request.remote or ""
 
 
-__all__ = ["REQUEST_ID_KEY", "observe", "stamp_request_id"]
+__all__ = ["CLIENT_GONE", "CLIENT_HEADER", "REQUEST_ID_KEY", "observe", "stamp_request_id"]

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from edgestate import errors as E
 from edgestate.node.api.invoke import InvocationRoutes
-from edgestate.node.api.observe import observe
+from edgestate.node.api.observe import CLIENT_GONE, observe
 from edgestate.node.api.responses import error_reply, error_response
 from edgestate.node.config import ApiConfig
 from edgestate.node.logs import REQUEST_ID_HEADER, new_request_id, request_id
@@ -269,16 +269,20 @@ def _errors(worker: Worker) -> Any:
         started = time.perf_counter()
         rid = new_request_id(request.headers.get(REQUEST_ID_HEADER))
         context = request_id.set(rid)
+        status = 500
         response: web.StreamResponse | None = None
         try:
             response = await relayed(request, handler)
+            status = response.status
             if not response.prepared:
                 # Which worker ran it: for operators reading a slow request, and tests.
                 response.headers["X-Edgestate-Worker"] = index
                 response.headers[REQUEST_ID_HEADER] = rid
             return response
+        except asyncio.CancelledError:
+            status = CLIENT_GONE
+            raise
         finally:
-            status = 500 if response is None else response.status
             observe(
                 worker.count_request,
                 access,
