@@ -1,0 +1,111 @@
+"""The node's side of the dashboard: its record in ``_nodes`` and the overview.
+
+The page itself is served by ``edgestate.node.api.dashboard``; this part owns
+what it needs at run time (started after the API, closed before it) so the
+composition root only starts and stops one thing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from edgestate import __version__
+from edgestate.node.nodebook import NodeBook, record_body, record_fingerprint
+from edgestate.node.overview import OverviewQuery, build_overview
+
+if TYPE_CHECKING:
+    from edgestate.node.metrics import NodeMetrics
+    from edgestate.node.registry import ModuleRegistry
+    from edgestate.store import Store
+    from edgestate.sync.daemon import SyncDaemon
+    from edgestate.sync.frontier import FrontierTracker
+
+
+class DashboardHost(Protocol):
+    """What the dashboard needs of the node."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def sync(self) -> SyncDaemon: ...
+
+    @property
+    def registry(self) -> ModuleRegistry: ...
+
+    @property
+    def metrics(self) -> NodeMetrics: ...
+
+    @property
+    def api_url(self) -> str: ...
+
+    @property
+    def replica_id(self) -> int: ...
+
+    @property
+    def started_at(self) -> float: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def peer_rows(self) -> list[dict[str, Any]]: ...
+
+    def module_rows(self) -> list[dict[str, Any]]: ...
+
+
+class NodeDashboard:
+    """This node's published record and the overview built from everyone's."""
+
+    def __init__(self, node: DashboardHost) -> None:
+        self._node = node
+        self.nodebook = NodeBook(node.store, node.sync.node_id, self._describe, record_fingerprint)
+
+    @classmethod
+    async def start(cls, node: DashboardHost) -> NodeDashboard:
+        """Publish this node's record and follow everyone's until :meth:`close`."""
+        dashboard = cls(node)
+        node.registry.listeners.append(dashboard.nodebook.changed)
+        node.metrics.add_collector(lambda: [dashboard.nodebook.visible.metric()])
+        await dashboard.nodebook.start()
+        return dashboard
+
+    async def close(self) -> None:
+        """Stop publishing and following."""
+        await self.nodebook.close()
+
+    def overview(self, query: dict[str, str]) -> dict[str, Any]:
+        """The answer of ``GET /v1/admin/overview`` for these query parameters."""
+        return build_overview(self, OverviewQuery.parse(query))
+
+    # --- what build_overview reads (OverviewSource) ---------------------------------
+
+    @property
+    def store(self) -> Store:
+        return self._node.store
+
+    @property
+    def metrics(self) -> NodeMetrics:
+        return self._node.metrics
+
+    @property
+    def frontier(self) -> FrontierTracker:
+        return self._node.sync.frontier
+
+    def status(self) -> dict[str, Any]:
+        return self._node.status()
+
+    def peer_rows(self) -> list[dict[str, Any]]:
+        return self._node.peer_rows()
+
+    def module_rows(self) -> list[dict[str, Any]]:
+        return self._node.module_rows()
+
+    def _describe(self) -> dict[str, Any]:
+        node = self._node
+        return record_body(
+            api=node.api_url,
+            version=__version__,
+            replica=node.replica_id,
+            started_at=node.started_at,
+            modules=node.module_rows(),
+            peers=node.peer_rows(),
+        )
