@@ -10,7 +10,7 @@ const FETCH_TIMEOUT_MS = 8000;
 const MAX_ROWS = 200;         // per table: more is noise on a screen; filter to find one
 
 const $ = (id) => document.getElementById(id);
-const state = { timer: null, paused: false, docOffset: 0, docLimit: 50, last: null };
+const state = { timer: null, paused: false, docOffset: 0, docLimit: 25, last: null };
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -198,7 +198,11 @@ function renderMatrix(o) {
           td.appendChild(badge(c.state));
           td.appendChild(document.createTextNode(" " + (c.version || "")));
           if (c.state === "refused") {
-            td.title = (c.error_code || "") + ": offered " + (c.offered_version || "?");
+            // what it refused, and what it keeps running instead (if anything)
+            td.appendChild(el("span", " " + (c.error_code || "refused") + " " +
+              (c.offered_version || "?") + (c.version ? "" : ", runs nothing"), "muted"));
+            td.title = "refused version " + (c.offered_version || "?") + ": " +
+              (c.error_code || "") + (c.version ? "; still runs " + c.version : "");
           }
         }
         tr.appendChild(td);
