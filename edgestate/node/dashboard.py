@@ -7,11 +7,17 @@ composition root only starts and stops one thing.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edgestate import __version__
 from edgestate.node.nodebook import NodeBook, record_body, record_fingerprint
 from edgestate.node.overview import OverviewQuery, build_overview
+
+# However many tabs poll a node, each distinct query is built at most once per
+# CACHE_S: the overview reads every document's figures on the event loop.
+CACHE_S = 1.0
+MAX_CACHED = 16
 
 if TYPE_CHECKING:
     from edgestate.node.metrics import NodeMetrics
@@ -58,6 +64,7 @@ class NodeDashboard:
     def __init__(self, node: DashboardHost) -> None:
         self._node = node
         self.nodebook = NodeBook(node.store, node.sync.node_id, self._describe, record_fingerprint)
+        self._cache: dict[OverviewQuery, tuple[float, dict[str, Any]]] = {}
 
     @classmethod
     async def start(cls, node: DashboardHost) -> NodeDashboard:
@@ -74,7 +81,17 @@ class NodeDashboard:
 
     def overview(self, query: dict[str, str]) -> dict[str, Any]:
         """The answer of ``GET /v1/admin/overview`` for these query parameters."""
-        return build_overview(self, OverviewQuery.parse(query))
+        parsed = OverviewQuery.parse(query)
+        now = time.monotonic()
+        hit = self._cache.get(parsed)
+        if hit is not None and now - hit[0] < CACHE_S:
+            return hit[1]
+        answer = build_overview(self, parsed)
+        if len(self._cache) >= MAX_CACHED:
+            self._cache = {q: e for q, e in self._cache.items() if now - e[0] < CACHE_S}
+        if len(self._cache) < MAX_CACHED:
+            self._cache[parsed] = (now, answer)
+        return answer
 
     # --- what build_overview reads (OverviewSource) ---------------------------------
 

@@ -27,6 +27,7 @@ function ago(ts) {
 }
 function secs(s) { return s === null || s === undefined ? "—" : s.toFixed(1) + " s"; }
 function ms(v) { return v === null || v === undefined ? "—" : v.toFixed(v < 1 ? 3 : 1) + " ms"; }
+function bound(v) { return v >= 1000 ? v / 1000 + " s" : v + " ms"; }
 function bytes(n) {
   if (n < 1024) return n + " B";
   if (n < 1 << 20) return (n / 1024).toFixed(1) + " KiB";
@@ -247,7 +248,8 @@ function renderLive(o) {
   const max = Math.max(1, ...w.buckets.map((b) => b.count));
   const cells = [];
   for (const b of w.buckets) {
-    cells.push(el("span", b.le_ms === null ? "> " + ms(w.buckets.at(-2).le_ms) : "≤ " + ms(b.le_ms)));
+    cells.push(el("span", b.le_ms === null ? "> " + bound(w.buckets.at(-2).le_ms)
+                                           : "≤ " + bound(b.le_ms)));
     const bar = el("div", null, "bar");
     bar.style.width = (100 * b.count / max) + "%";
     cells.push(bar);
