@@ -11,8 +11,12 @@ docs/dashboard.png was made), so a CI run never dirties the tree.
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import shutil
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,6 +106,30 @@ def test_overview_names_a_bad_parameter(
     assert call(a.api, "GET", "/healthz").status == 200  # and the node keeps serving
 
 
+def test_overview_refuses_a_repeated_parameter(cluster: dict[str, NodeProcess]) -> None:
+    a = cluster["a"]
+    request = urllib.request.Request(
+        a.api + "/v1/admin/overview?limit=5&limit=500",
+        headers={"Authorization": f"Bearer {a.token}"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 400
+    assert "'limit' is given twice" in refused.value.read().decode()
+
+
+def test_overview_is_gzipped_for_a_browser(cluster: dict[str, NodeProcess]) -> None:
+    a = cluster["a"]
+    request = urllib.request.Request(
+        a.api + "/v1/admin/overview",
+        headers={"Authorization": f"Bearer {a.token}", "Accept-Encoding": "gzip"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        assert resp.headers["Content-Encoding"] == "gzip"  # through the worker's relay too
+        body = json.loads(gzip.decompress(resp.read()))
+    assert body["node"]["node_id"] == a.node_id
+
+
 def test_overview_shows_every_node_and_the_rollout(cluster: dict[str, NodeProcess]) -> None:
     a, b, c = cluster["a"], cluster["b"], cluster["c"]
     ids = [a.node_id, b.node_id, c.node_id]
@@ -126,6 +154,14 @@ def test_overview_shows_every_node_and_the_rollout(cluster: dict[str, NodeProces
     )
     assert sum(bk["count"] for bk in wtv["buckets"]) == wtv["count"]
     assert wtv["p50_ms"] is not None and wtv["p50_ms"] <= wtv["p99_ms"]
+    # ... and is on /metrics as a Prometheus histogram
+    metrics = call(a.api, "GET", "/metrics", validate=False).body.decode()
+    count = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("edgestate_write_to_visible_seconds_count")
+    )
+    assert count >= 2
 
 
 def test_overview_times_invocations_and_flags_slow_instantiation(

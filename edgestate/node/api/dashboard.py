@@ -20,6 +20,7 @@ from importlib import resources
 
 from aiohttp import web
 
+from edgestate.errors import BadRequestError
 from edgestate.node.api.protocol import Dashboard
 
 # The only files served: a fixed list, so no request path reaches the filesystem.
@@ -71,7 +72,11 @@ class DashboardRoutes:
         )
 
     async def overview(self, request: web.Request) -> web.StreamResponse:
-        response = web.json_response(self.node.overview(dict(request.query)))
+        query = request.query
+        repeated = sorted({k for k in query if len(query.getall(k)) > 1})
+        if repeated:
+            raise BadRequestError(f"overview parameter {repeated[0][:32]!r} is given twice")
+        response = web.json_response(self.node.overview(dict(query)))
         # Tens of KiB of repetitive JSON every 2 s per open tab: gzip if asked.
         response.enable_compression()
         return response
