@@ -25,7 +25,13 @@ from typing import Any
 import click
 
 from edgestate.node.metrics import NodeMetrics
-from edgestate.node.nodebook import NODES_DOC, NodeBook, record_body, record_fingerprint
+from edgestate.node.nodebook import (
+    NODES_DOC,
+    RECORD_PREFIX,
+    NodeBook,
+    record_body,
+    record_fingerprint,
+)
 from edgestate.node.overview import OverviewQuery, build_overview
 from edgestate.store import Set, Store
 from edgestate.sync.frontier import FrontierTracker
@@ -111,7 +117,10 @@ async def _run(runs: int, nodes: int, docs: int) -> None:
                 )
             await store.acreate_document(NODES_DOC)
             await store.abatch(
-                [Set(NODES_DOC, f"node-{i:03d}", _record(i, nodes)) for i in range(1, nodes)]
+                [
+                    Set(NODES_DOC, f"{RECORD_PREFIX}node-{i:03d}", _record(i, nodes))
+                    for i in range(1, nodes)
+                ]
             )
             frontier = FrontierTracker(1000)
             frontier.merge({1000 + i: {n: {1000 + i: 4} for n in names} for i in range(nodes)})

@@ -8,12 +8,19 @@ replicates like any other key, so any node can show the whole cluster: the
 rollout matrix (modules x nodes) and the link graph, without holding other
 nodes' admin tokens.
 
-The record is rewritten when what it says changes (checked every
-``CHECK_S``) and at least every ``HEARTBEAT_S``, stamped with the writer's wall
-clock. The heartbeat doubles as a probe of the cluster's *write-to-visible*
-latency: when a peer's record becomes visible here (its remote update
-committed to this node's store), ``now - written_at`` is how long one write
-took from a commit on that node to being readable here. Wall clocks of two
+Two keys per node, so liveness costs little: the record (``n/<node id>``) is
+rewritten when what it says changes (checked every ``CHECK_S``) and to refresh
+its lag figures every ``RECORD_EVERY_S``; a heartbeat of a few dozen bytes
+(``b/<node id>``) is written every ``HEARTBEAT_S``. Both are stamped with the
+writer's wall clock. Every overwrite is history until garbage collection drops
+it, and collection waits for every member, so what a node writes while one
+member is away stays: 50 nodes beating every 5 s add about 50 MB a day to
+``_nodes`` then, where a whole record per beat would add ~20 times that.
+
+The heartbeat doubles as a probe of the cluster's *write-to-visible*
+latency: when a peer's write to ``_nodes`` becomes visible here (its remote
+update committed to this node's store), ``now - written_at`` is how long one
+write took from a commit on that node to being readable here. Wall clocks of two
 machines differ, so across hosts the figure carries their skew; a negative
 one is counted as zero (and in ``skewed``) rather than dropped silently.
 
@@ -40,11 +47,15 @@ log = logging.getLogger(__name__)
 
 NODES_DOC = "_nodes"
 RECORD_FORMAT = 1
-# Liveness and the write-to-visible probe: one write of ~1 KiB per node every
-# 5 s is noise beside real traffic, and a node gone quiet shows as stale within
+# Liveness and the write-to-visible probe: a ~50-byte write per node every 5 s
+# is noise beside real traffic, and a node gone quiet shows as stale within
 # STALE_AFTER_S, about three missed beats.
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 3 * HEARTBEAT_S + 1.0
+# Links' lag and last sync move all the time; a minute old is fresh enough for
+# other nodes' links (this node's own peers are shown live).
+RECORD_EVERY_S = 60.0
+RECORD_PREFIX, BEAT_PREFIX = "n/", "b/"
 # How often a change of verdicts or links is looked for: the page updates
 # within about this long of a deploy or a dropped link elsewhere.
 CHECK_S = 1.0
@@ -155,7 +166,7 @@ class NodeBook:
         self.seen: dict[str, Seen] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._last_print: object = None
-        self._last_write = 0.0
+        self._last_write = self._last_record = 0.0
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
@@ -182,15 +193,20 @@ class NodeBook:
         self._wake.set()
 
     async def publish(self) -> None:
-        """Write this node's record now."""
+        """Write this node's record now (it counts as a heartbeat too)."""
         body = self.describe()
         self._last_print = self.fingerprint(body)
         record = {"format": RECORD_FORMAT, **body, "node_id": self.node_id}
         record["written_at"] = time.time()
-        raw = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
-        await self.store.abatch([Set(NODES_DOC, self.node_id, raw)])
-        self._last_write = time.monotonic()
+        await self.store.abatch([Set(NODES_DOC, RECORD_PREFIX + self.node_id, _dump(record))])
+        self._last_record = self._last_write = time.monotonic()
         self.seen[self.node_id] = Seen(record, time.time())
+
+    async def beat(self) -> None:
+        """Write this node's heartbeat now."""
+        beat = {"format": RECORD_FORMAT, "written_at": time.time()}
+        await self.store.abatch([Set(NODES_DOC, BEAT_PREFIX + self.node_id, _dump(beat))])
+        self._last_write = time.monotonic()
 
     def records(self) -> list[Seen]:
         """Every node's last record, this node's first, then by node id."""
@@ -206,9 +222,12 @@ class NodeBook:
                 pass
             self._wake.clear()
             try:
-                due = time.monotonic() - self._last_write >= HEARTBEAT_S
-                if due or self.fingerprint(self.describe()) != self._last_print:
+                now = time.monotonic()
+                stale = now - self._last_record >= RECORD_EVERY_S
+                if stale or self.fingerprint(self.describe()) != self._last_print:
                     await self.publish()
+                elif now - self._last_write >= HEARTBEAT_S:
+                    await self.beat()
             except Exception:
                 # The record is a view of the node, never a reason to stop it.
                 log.exception("could not publish this node's record in %s", NODES_DOC)
@@ -226,30 +245,43 @@ class NodeBook:
             stream.close()
 
     def _reload(self) -> None:
-        page = self.store.scan(NODES_DOC, "", None, MAX_NODES)
+        page = self.store.scan(NODES_DOC, "", None, 2 * MAX_NODES)
         for key, _ in page.items:
-            if key not in self.seen:
+            if key.startswith(RECORD_PREFIX) and key[len(RECORD_PREFIX) :] not in self.seen:
                 self._learn(key, None)
 
     def _learn(self, key: str, arrived: float | None) -> None:
-        if key == self.node_id:
-            return  # our own record, replicated back: nothing to learn
+        prefix, node_id = key[:2], key[2:]
+        if node_id == self.node_id or prefix not in (RECORD_PREFIX, BEAT_PREFIX):
+            return  # our own writes, replicated back: nothing to learn
         raw = self.store.get(NODES_DOC, key)
         if raw is None:
-            self.seen.pop(key, None)
+            if prefix == RECORD_PREFIX:
+                self.seen.pop(node_id, None)
             return
-        record = _parse(raw)
-        if record is None:
-            log.warning("unreadable record of node %r in %s, ignored", key[:64], NODES_DOC)
+        parsed = _parse(raw)
+        if parsed is None:
+            log.warning("unreadable entry %r in %s, ignored", key[:64], NODES_DOC)
             return
-        if key not in self.seen and len(self.seen) >= MAX_NODES:
+        entry = self.seen.get(node_id)
+        if entry is None:
+            if len(self.seen) >= MAX_NODES:
+                return
+            # a beat before the record: the node shows, its details follow
+            entry = self.seen[node_id] = Seen({"format": RECORD_FORMAT, "node_id": node_id})
+        if prefix == RECORD_PREFIX:
+            entry.record = {**parsed, "node_id": node_id}
+        if arrived is None:
             return
-        entry = Seen(record, arrived)
-        written = record.get("written_at")
-        if arrived is not None and isinstance(written, int | float):
+        entry.seen_at = arrived
+        written = parsed.get("written_at")
+        if isinstance(written, int | float):
             entry.write_to_visible_s = arrived - float(written)
             self.visible.observe(entry.write_to_visible_s)
-        self.seen[key] = entry
+
+
+def _dump(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:

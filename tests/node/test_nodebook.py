@@ -109,12 +109,20 @@ async def test_a_replicated_record_is_learned_and_timed(tmp_path: Path) -> None:
         assert book_b.visible.count == 1
         assert [s.record["node_id"] for s in book_b.records()] == ["node-b", "node-a"]
         # a damaged record is skipped, not fatal: the next good one is still learned
-        await a.abatch([Set(NODES_DOC, "node-x", b"\xff not json")])
+        await a.abatch([Set(NODES_DOC, "n/node-x", b"\xff not json")])
         await _replicate(a, b)
         await book_a.publish()
         await _replicate(a, b)
         await _until(lambda: book_b.visible.count == 2)
         assert "node-x" not in book_b.seen
+        # a heartbeat is a few dozen bytes: it refreshes liveness and is timed too
+        first_seen = book_b.seen["node-a"].seen_at
+        await book_a.beat()
+        assert len(a.get(NODES_DOC, "b/node-a") or b"") < 64
+        await _replicate(a, b)
+        await _until(lambda: book_b.visible.count == 3)
+        assert book_b.seen["node-a"].seen_at >= first_seen  # type: ignore[operator]
+        assert book_b.seen["node-a"].record["modules"]  # the record is kept, not replaced
         assert book_a.visible.count == 0  # its own record, replicated or not, is never timed
     finally:
         for book in books:
