@@ -66,14 +66,12 @@ class NodeDashboard:
         self.nodebook = NodeBook(node.store, node.sync.node_id, self._describe, record_fingerprint)
         self._cache: dict[OverviewQuery, tuple[float, dict[str, Any]]] = {}
 
-    @classmethod
-    async def start(cls, node: DashboardHost) -> NodeDashboard:
-        """Publish this node's record and follow everyone's until :meth:`close`."""
-        dashboard = cls(node)
-        node.registry.listeners.append(dashboard.nodebook.changed)
-        node.metrics.add_collector(lambda: [dashboard.nodebook.visible.metric()])
-        await dashboard.nodebook.start()
-        return dashboard
+    async def start(self) -> None:
+        """Publish this node's record and follow everyone's until :meth:`close`
+        (once the API listens: the record names its address)."""
+        self._node.registry.listeners.append(self.nodebook.changed)
+        self._node.metrics.add_collector(lambda: [self.nodebook.visible.metric()])
+        await self.nodebook.start()
 
     async def close(self) -> None:
         """Stop publishing and following."""

@@ -123,7 +123,10 @@ def build_overview(node: OverviewSource, query: OverviewQuery) -> dict[str, Any]
 def _nodes(
     me: str, records: list[Seen], peers: list[dict[str, Any]], now: float
 ) -> list[dict[str, Any]]:
-    link = {p["node_id"]: p for p in peers if p["node_id"]}
+    link: dict[str, dict[str, Any]] = {}
+    for p in peers:  # a node may have two records (dialed and inbound): a live one wins
+        if p["node_id"] and (p["node_id"] not in link or p["state"] == "connected"):
+            link[p["node_id"]] = p
     rows = []
     for seen in records:
         rec = seen.record

@@ -204,8 +204,9 @@ class Node:
                 shutdown_timeout=cfg.api.shutdown_grace_s,
             )
             await self._runner.setup()
+            self.dashboard = NodeDashboard(self)  # answers overviews from the first request
             await self._serve_api()
-            self.dashboard = await NodeDashboard.start(self)  # its record names the API
+            await self.dashboard.start()
         except BaseException:
             await self.close()
             raise
