@@ -29,6 +29,7 @@ from edgestate.node.api import build_app
 from edgestate.node.api.yjs_auth import yjs_authorizer
 from edgestate.node.client_tokens import ClientTokens
 from edgestate.node.config import ApiConfig, NodeConfig
+from edgestate.node.dashboard import NodeDashboard
 from edgestate.node.datadir import check_data_dir
 from edgestate.node.metrics import NodeMetrics, gc_metrics, guest_log_metrics, layer_metrics
 from edgestate.node.node_files import (
@@ -74,6 +75,7 @@ class Node:
         self._sync: SyncDaemon | None = None
         self._yjs: YjsEndpoint | None = None
         self._tokens: ClientTokens | None = None
+        self.dashboard: NodeDashboard | None = None  # its node record and overview
         self.workers: WorkerPool | None = None  # None: invocations run in this process
         self.admin_token = ""
 
@@ -202,7 +204,9 @@ class Node:
                 shutdown_timeout=cfg.api.shutdown_grace_s,
             )
             await self._runner.setup()
+            self.dashboard = NodeDashboard(self)  # answers overviews from the first request
             await self._serve_api()
+            await self.dashboard.start()
         except BaseException:
             await self.close()
             raise
@@ -284,6 +288,8 @@ class Node:
         self.draining = True
         for stream in list(self.watchers):
             stream.close()
+        if self.dashboard is not None:
+            await self._phase("node record", self.dashboard.close())
         if self._yjs is not None:
             # its websockets would hold the runner's cleanup
             await self._phase("y-websocket endpoint", self._yjs.close())
@@ -431,6 +437,11 @@ class Node:
                 }
             )
         return rows
+
+    def overview(self, query: dict[str, str]) -> dict[str, Any]:
+        """What the dashboard shows (node/overview.py); needs a started node."""
+        assert self.dashboard is not None, "node not started"
+        return self.dashboard.overview(query)
 
     def status(self) -> dict[str, Any]:
         """Node identity, uptime, and a summary of each layer (JSON-ready)."""

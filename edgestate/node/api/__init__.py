@@ -5,6 +5,7 @@ Routes:
     GET    /healthz, /readyz, /metrics
     admin (Authorization: Bearer <token from DATA/admin.token>):
     GET    /v1/admin/status
+    GET    /v1/admin/overview           everything the dashboard shows (one documents page)
     GET    /v1/admin/peers
     GET    /v1/admin/members            DELETE /v1/admin/members/{replica} (forget one)
     GET    /v1/admin/modules            POST (deploy a bundle)   DELETE /v1/admin/modules/{name}
@@ -17,6 +18,8 @@ Routes:
     GET    /v1/admin/docs/{doc}/watch        server-sent events, one per change
     GET    /v1/admin/tokens             POST (make a client token)   DELETE /v1/admin/tokens/{id}
     GET    /yjs/{doc}?token=<token>          y-websocket sync protocol (admin or client token)
+    GET    /ui, /ui/{asset}             the dashboard page (public shell; data via overview)
+    GET    /                            redirects to /ui
 
 Every error is JSON ``{"error": {"code": ..., "message": ...}}`` with a stable code
 and the status below; one request's failure never disturbs another's.
@@ -41,6 +44,7 @@ from aiohttp import web
 
 from edgestate import errors as E
 from edgestate.node.api.cluster import ClusterRoutes
+from edgestate.node.api.dashboard import DashboardRoutes
 from edgestate.node.api.docs import DocumentRoutes
 from edgestate.node.api.invoke import InvocationRoutes
 from edgestate.node.api.observe import CLIENT_GONE, REQUEST_ID_KEY, observe, stamp_request_id
@@ -67,7 +71,7 @@ def build_app(node: NodeApi) -> web.Application:
     app[INVOKE_KEY] = node
     app.on_response_prepare.append(stamp_request_id)
     invoke, cluster, docs = InvocationRoutes(node), ClusterRoutes(node), DocumentRoutes(node)
-    tokens = TokenRoutes(node)
+    tokens, dashboard = TokenRoutes(node), DashboardRoutes(node)
     app.add_routes(
         [
             web.post("/v1/invoke/{module}", invoke.invoke),
@@ -93,6 +97,11 @@ def build_app(node: NodeApi) -> web.Application:
             web.get("/v1/admin/tokens", tokens.list),
             web.post("/v1/admin/tokens", tokens.create),
             web.delete("/v1/admin/tokens/{id}", tokens.revoke),
+            web.get("/v1/admin/overview", dashboard.overview),
+            web.get("/", dashboard.root),
+            web.get("/ui", dashboard.index),
+            web.get("/ui/", dashboard.index),
+            web.get("/ui/{asset}", dashboard.asset),
             *node.yjs_routes(),
         ]
     )

@@ -127,7 +127,15 @@ class Tokens(Protocol):
         """This node's client tokens."""
 
 
-class NodeApi(Guarded, Invocations, Documents, Cluster, Tokens, Protocol):
+class Dashboard(Protocol):
+    """The dashboard's data route."""
+
+    def overview(self, query: dict[str, str]) -> dict[str, Any]:
+        """The cluster as this node sees it, one documents page (JSON-ready); raises
+        :class:`~edgestate.errors.BadRequestError` for a bad query parameter."""
+
+
+class NodeApi(Guarded, Invocations, Documents, Cluster, Tokens, Dashboard, Protocol):
     """Everything the API application needs of a node."""
 
     def yjs_routes(self) -> list[web.RouteDef]:
