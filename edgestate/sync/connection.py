@@ -38,7 +38,7 @@ from edgestate.sync.config import Limits
 from edgestate.sync.frames import Collected, Hello, Peers, Push, Reports, StateVectors
 from edgestate.sync.peers import PeerRecord
 from edgestate.sync.stats import SyncStats
-from edgestate.sync.tls import fingerprint
+from edgestate.sync.tls import cert_not_after, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -404,6 +404,8 @@ class PeerConnection:
             self.version = self.check_hello(hello)
             self.node_id, self.origin = hello.node, f"{PEER_ORIGIN}{hello.node}"
             self.host.admit(self, record)
+            if self.record is not None and self._cert is not None:
+                self.record.cert_not_after = cert_not_after(self._cert)
             established = True
             self.sender = asyncio.get_running_loop().create_task(self.run_sender())
             while True:

@@ -36,6 +36,7 @@ from edgestate.store import ChangeStream, GcRecord, Ranges, Store
 from edgestate.sync import frames, parts
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN, PeerConnection
+from edgestate.sync.diagnosis import keep_vectors
 from edgestate.sync.frames import (
     Collected,
     Diff,
@@ -316,6 +317,7 @@ class Gossip:
         if conn.record is not None:
             conn.record.lag_by_doc = lags
             conn.record.last_sync = time.time()
+            conn.record.vectors, conn.record.vectors_dropped = keep_vectors(vectors)
         if reply:
             await conn.send(StateVectors(ours, reply=False))
 
