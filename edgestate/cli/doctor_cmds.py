@@ -104,6 +104,23 @@ def _print(report: dict[str, Any]) -> None:
     )
 
 
+def _check_url(url: str) -> None:
+    """Refuse a --node that is no http(s) URL before anything is dialed."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a bad one
+    except ValueError as exc:
+        raise click.BadParameter(f"{url!r} is not a URL: {exc}", param_hint="--node") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"{url!r} is not an http(s) URL of a node's API (e.g. http://127.0.0.1:7474)",
+            param_hint="--node",
+        )
+    del port
+
+
 @click.command("doctor")
 @node_options
 @JSON_OPTION
@@ -115,6 +132,7 @@ def doctor(client: NodeClient, as_json: bool) -> None:
     garbage collection back. Exit status 1 if any finding is a problem (warnings
     alone: 0). --json: schemas/cli/doctor.schema.json.
     """
+    _check_url(client.url)
     report = run_doctor(client)
     if as_json:
         emit_json(report)

@@ -248,12 +248,14 @@ def _peers(peers: list[dict[str, Any]], now: float) -> list[Finding]:
         elif peer["source"] == "inbound":
             out.append(
                 finding(
-                    "warn",
+                    "problem",
                     "peers",
                     name,
-                    f"it dialed this node and went away {peer['seen_ago_s']:.0f} s ago",
-                    "check that node is running; this node cannot dial it back (it knows no "
-                    "address for it)",
+                    f"disconnected: it dialed this node and went away {peer['seen_ago_s']:.0f} s "
+                    "ago",
+                    "start that node again (it dials back itself: this node knows no address "
+                    "for it); one that left for good is dropped from this list after "
+                    "sync.forget_after_s",
                 )
             )
         else:
