@@ -102,7 +102,7 @@ def test_doctor_on_a_cluster_all_ok_then_with_one_node_stopped(
     lines = r.stdout.splitlines()
     down = [line for line in lines if line.startswith("PROBLEM") and c.node_id[:16] in line]
     assert any("peers" in line for line in down), r.stdout
-    assert any(f"lacks" in line and f"client {me_a} in orders" in line for line in down), r.stdout
+    assert any("lacks" in line and f"client {me_a} in orders" in line for line in down), r.stdout
     # Each problem says what to do on the next line.
     for i, line in enumerate(lines):
         if line.startswith("PROBLEM"):
