@@ -165,6 +165,10 @@ def _trust(trust: dict[str, Any]) -> list[Finding]:
     return out
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def _share(free: int, total: int) -> float:
     return free / total if total > 0 else 1.0
 
@@ -293,7 +297,7 @@ def _replicas(replicas: dict[str, Any], peers: dict[str | None, dict[str, Any]])
         peer = peers.get(node_id, {"node_id": node_id, "address": None, "connected": False})
         name = _peer_name(peer)
         parts = [
-            f"{r['updates']} updates of client {r['client']} in {r['doc']}"
+            f"{_n(r['updates'], 'update')} of client {r['client']} in {r['doc']}"
             + (" (the whole document)" if r["whole_document"] else "")
             for r in rows[:5]
         ]
@@ -354,8 +358,9 @@ def _gc(gc: dict[str, Any]) -> list[Finding]:
         if behind:
             docs = ", ".join(r["doc"] for r in behind[:5])
             bits.append(
-                f"its reports trail the others' by {sum(r['behind'] for r in behind)} updates "
-                f"in {len(behind)} documents ({docs})"
+                f"its reports trail the others' by "
+                f"{_n(sum(r['behind'] for r in behind), 'update')} in "
+                f"{_n(len(behind), 'document')} ({docs})"
             )
         if unreported:
             bits.append(
