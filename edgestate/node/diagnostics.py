@@ -182,6 +182,8 @@ def _peer(view: PeerView, fresh: bool) -> dict[str, Any]:
         "failures": view.failures,
         "last_error": view.last_error,
         "cert_not_after": view.cert_not_after,
+        "clock_offset_s": view.clock_offset_s,
+        "replica": view.replica,
         "vectors_fresh": fresh,
         "documents_not_compared": view.vectors_dropped,
     }

@@ -30,10 +30,13 @@ CERT_WARN_S = 14 * DAY_S
 # a burst of writes or a compaction (which writes a snapshot beside the log) can
 # take that much, and a full map or disk fails every write with MapFullError.
 MIN_FREE_SHARE = 0.10
-# A peer is behind in a way worth a warning only if it was compared on fresh state
-# vectors and still lacks updates; a difference on vectors older than this many
-# seconds is shown as what it is: as of that exchange.
-STALE_VECTORS_S = 30.0
+# Clock skew with a peer (sync version 5 ``about`` frames; the reading includes the
+# one-way transit time, milliseconds on a LAN). Over a second, log lines of two
+# nodes no longer line up and ``last_sync`` ages mislead; over five minutes a
+# certificate issued on one node (backdated 5 minutes, sync/tls.py) is not yet
+# valid on the other, whose TLS handshake then refuses it.
+CLOCK_WARN_S = 1.0
+CLOCK_PROBLEM_S = 300.0
 
 _SEVERITY_ORDER = {"ok": 0, "warn": 1, "problem": 2}
 
@@ -56,8 +59,9 @@ def findings_of(facts: dict[str, Any]) -> list[Finding]:
     out += _trust(facts["trust"])
     out += _storage(facts["storage"])
     out += _peers(facts["peers"], now)
+    out += _clocks(facts["peers"])
     out += _replicas(facts["replicas"], {p["node_id"]: p for p in facts["peers"]})
-    out += _gc(facts["gc"])
+    out += _gc(facts["gc"], facts["peers"])
     return out
 
 
@@ -288,6 +292,41 @@ def _peers(peers: list[dict[str, Any]], now: float) -> list[Finding]:
     return out
 
 
+def _clocks(peers: list[dict[str, Any]]) -> list[Finding]:
+    out: list[Finding] = []
+    measured = [p for p in peers if p.get("clock_offset_s") is not None]
+    for peer in measured:
+        offset = float(peer["clock_offset_s"])
+        ahead = f"{abs(offset):.1f} s {'ahead of' if offset > 0 else 'behind'} this node's"
+        if abs(offset) > CLOCK_WARN_S:
+            severe = abs(offset) > CLOCK_PROBLEM_S
+            out.append(
+                finding(
+                    "problem" if severe else "warn",
+                    "clock",
+                    _peer_name(peer),
+                    f"its clock is {ahead}"
+                    + (
+                        ": certificates issued on one look not yet valid on the other"
+                        if severe
+                        else ""
+                    ),
+                    "run NTP (chrony or systemd-timesyncd) on both nodes",
+                )
+            )
+    if measured and not out:
+        worst = max(abs(float(p["clock_offset_s"])) for p in measured)
+        out.append(
+            finding(
+                "ok",
+                "clock",
+                "peers",
+                f"clocks agree within {worst:.3f} s ({len(measured)} peers measured)",
+            )
+        )
+    return out
+
+
 def _replicas(replicas: dict[str, Any], peers: dict[str | None, dict[str, Any]]) -> list[Finding]:
     out: list[Finding] = []
     by_peer: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -346,12 +385,20 @@ def _replicas(replicas: dict[str, Any], peers: dict[str | None, dict[str, Any]])
     return out
 
 
-def _gc(gc: dict[str, Any]) -> list[Finding]:
+def _gc(gc: dict[str, Any], peers: list[dict[str, Any]]) -> list[Finding]:
     by_member: dict[int, list[dict[str, Any]]] = {}
     for row in gc["holders"]:
         by_member.setdefault(row["replica"], []).append(row)
+    # Which peer each member is (told in ``about`` frames, sync version 5).
+    peer_of = {p["replica"]: p for p in peers if p.get("replica") is not None}
     out: list[Finding] = []
     for replica, rows in sorted(by_member.items()):
+        peer = peer_of.get(replica)
+        if peer is not None and peer["connected"] and all(r["reported"] for r in rows):
+            # A connected member's reports trail by at most a round or two while
+            # writes go on: that is catching up, not holding back.
+            continue
+        who = f"member {replica}" + (f" ({_peer_name(peer)})" if peer is not None else "")
         unreported = [r["doc"] for r in rows if not r["reported"]]
         behind = [r for r in rows if r["reported"]]
         bits = []
@@ -371,7 +418,7 @@ def _gc(gc: dict[str, Any]) -> list[Finding]:
                 "warn",
                 "gc",
                 f"member {replica}",
-                f"member {replica} holds garbage collection back: {'; '.join(bits)}",
+                f"{who} holds garbage collection back: {'; '.join(bits)}",
                 f"if that node is only down or busy, this clears once it reports (every "
                 f"{gc['round_s']:g} s); if it is gone for good, `edgestate forget {replica} --yes`",
             )

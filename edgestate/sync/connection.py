@@ -35,7 +35,7 @@ from edgestate.errors import (
 from edgestate.sync import frames, memory, parts
 from edgestate.sync.channel import Channel, CloseCode
 from edgestate.sync.config import Limits
-from edgestate.sync.frames import Collected, Hello, Peers, Push, Reports, StateVectors
+from edgestate.sync.frames import About, Collected, Hello, Peers, Push, Reports, StateVectors
 from edgestate.sync.peers import PeerRecord
 from edgestate.sync.stats import SyncStats
 from edgestate.sync.tls import cert_not_after, fingerprint
@@ -125,8 +125,11 @@ class PeerConnection:
         stats: SyncStats,
         cert: bytes | None = None,
         source: str | None = None,
+        replica: int | None = None,
     ) -> None:
         self.channel = channel
+        # Our store replica id, told in ``about`` frames (version 5; None: not told).
+        self._replica = replica
         # The peer's network address (per-source limits), if the transport knows it.
         self.source = source
         self.host = host
@@ -234,6 +237,7 @@ class PeerConnection:
 
     async def run_sender(self) -> None:
         """Handshake, then push queued updates; run state-vector exchanges when asked."""
+        await self.send_about()
         await self.send(self._peers())
         self.peers_dirty = False
         if self.version >= frames.REPORTS_VERSION:
@@ -272,10 +276,16 @@ class PeerConnection:
                 if self.resync:
                     self._stats.resyncs += 1
                 self.resync = self.sync_requested = False
+                await self.send_about()
                 await self.send(StateVectors(await self.host.state_vectors(), reply=True))
             await self._push_queued()
             if self.record is not None:
                 self.record.queued = len(self.queue)
+
+    async def send_about(self) -> None:
+        """Tell a version-5 peer our wall clock and replica id (see frames.About)."""
+        if self.version >= frames.ABOUT_VERSION and self._replica is not None:
+            await self.send(About(time.time(), self._replica))
 
     def _peers(self) -> Peers:
         # Within what the receiver's decoder takes, whatever our table holds.

@@ -313,6 +313,7 @@ class SyncDaemon:
             stats=self.stats,
             cert=cert,
             source=source,
+            replica=self._membership.frontier.me,
         )
         self._live.add(conn)
         try:
@@ -355,6 +356,8 @@ class SyncDaemon:
                 failures=r.failures,
                 last_error=r.last_error,
                 cert_not_after=r.cert_not_after,
+                clock_offset_s=r.clock_offset_s,
+                replica=r.replica,
                 vectors={doc: dict(v) for doc, v in r.vectors.items()},
                 vectors_dropped=r.vectors_dropped,
             )

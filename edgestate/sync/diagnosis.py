@@ -38,6 +38,10 @@ class PeerView:
     # notAfter of the certificate the peer presented in the TLS handshake (None in
     # insecure mode or if it never connected).
     cert_not_after: float | None
+    # Its clock minus ours plus the one-way transit time, from its last ``about``
+    # frame (None: a peer older than sync version 5), and its store replica id.
+    clock_offset_s: float | None
+    replica: int | None
     # Document -> its state vector as of the peer's last state-vector exchange.
     vectors: dict[str, dict[int, int]]
     # Documents the peer listed whose vectors were not kept (over MAX_KEPT_ENTRIES).

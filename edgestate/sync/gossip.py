@@ -38,6 +38,7 @@ from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN, PeerConnection
 from edgestate.sync.diagnosis import keep_vectors
 from edgestate.sync.frames import (
+    About,
     Collected,
     Diff,
     DiffPart,
@@ -214,6 +215,12 @@ class Gossip:
                 ):
                     conn.held_reports.append(frame)
                 # else dropped: reports are sent again once caught up and every round
+            case About(now, replica):
+                if conn.version < frames.ABOUT_VERSION:
+                    raise UnexpectedFrameError(f"about frame in protocol version {conn.version}")
+                if conn.record is not None:
+                    conn.record.clock_offset_s = now - time.time()
+                    conn.record.replica = replica
             case Hello():
                 raise UnexpectedFrameError("second hello on one connection")
 

@@ -82,6 +82,10 @@ class PeerRecord:
     vectors: dict[str, dict[int, int]] = field(default_factory=dict)
     vectors_dropped: int = 0
     cert_not_after: float | None = None
+    # From its last ``about`` frame (version 5): its clock minus ours, as received
+    # (so plus the one-way transit time), and its store replica id.
+    clock_offset_s: float | None = None
+    replica: int | None = None
 
     def snapshot(self) -> PeerStatus:
         """Freeze this record for callers outside the loop."""
