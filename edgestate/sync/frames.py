@@ -38,7 +38,7 @@ WebSocket upgrade):
    slices of its encoding, reassembled by the receiver (edgestate.sync.parts), so
    no WebSocket message is ever larger than ``max_frame_bytes``.
 11. ``about`` (version 5, optional): the sender's wall clock and store replica id,
-   sent first after the hello and before every state-vector exchange it starts, so
+   sent first after the hello and before the state vectors of every exchange, so
    the receiver knows the skew between their clocks and which cluster member
    (replica id) the peer is (``edgestate doctor``). A frame, not a hello field:
    the hello decoder of versions 1 to 4 refuses any field it does not know.

@@ -326,6 +326,9 @@ class Gossip:
             conn.record.last_sync = time.time()
             conn.record.vectors, conn.record.vectors_dropped = keep_vectors(vectors)
         if reply:
+            # The clock reading rides with every exchange a peer asks for, so a
+            # doctor's refresh (SyncDaemon.refresh_peer_vectors) gets a fresh one.
+            await conn.send_about()
             await conn.send(StateVectors(ours, reply=False))
 
 

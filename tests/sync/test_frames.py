@@ -130,7 +130,8 @@ async def test_frames_a_node_really_sends_match_the_schema(nodes: Nodes, cluster
         # We name no documents and ask for a reply: the node sends what we lack
         # (the whole of "docs"), marks the end, and sends its own state vectors.
         await peer.send(StateVectors({}, reply=True))
-        assert [type(await peer.recv()) for _ in range(3)] == [Diff, Synced, StateVectors]
+        # ...with its clock reading right before its state vectors (version 5).
+        assert [type(await peer.recv()) for _ in range(4)] == [Diff, Synced, About, StateVectors]
         await peer.send(Synced())  # our (empty) answer to its handshake
         await node.daemon.wait_connected(1)
         node.store.batch([Set("docs", "b", b"2"), Delete("docs", "a")])
