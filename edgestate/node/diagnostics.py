@@ -107,8 +107,20 @@ async def gather(subject: Subject, *, refresh_s: float = REFRESH_TIMEOUT_S) -> d
         "trust": await asyncio.to_thread(_trust, subject),
         "storage": _storage(subject),
         "peers": [_peer(v, v.node_id in fresh) for v in views],
-        "replicas": _replicas(ours, views, fresh),
-        "gc": _gc(sync, ours),
+    }
+    # Off the loop (the node keeps serving): both are linear in documents times
+    # clients, seconds of Python for million-client vectors. On copies: the views
+    # are copies already; reports are replaced, never mutated, per document (see
+    # FrontierTracker.merge), so copying the maps above them is enough.
+    frontier = sync.frontier
+    reports = {m: dict(docs) for m, docs in frontier.reports.items()}
+    facts["replicas"] = await asyncio.to_thread(_replicas, ours, views, fresh)
+    facts["gc"] = {
+        "me": frontier.me,
+        "members": frontier.members,
+        "forgotten": sorted(frontier.forgotten),
+        "round_s": subject.sync_config.gc_round_s,
+        "holders": await asyncio.to_thread(_gc_holders, frontier.me, reports, ours),
     }
     found = findings_of(facts)
     facts["findings"] = found
@@ -226,20 +238,19 @@ def _replicas(
     return {"differences": rows, "more": more}
 
 
-def _gc(sync: SyncDaemon, ours: dict[str, dict[int, int]]) -> dict[str, Any]:
+def _gc_holders(
+    me: int, reports: dict[int, dict[str, dict[int, int]]], ours: dict[str, dict[int, int]]
+) -> list[dict[str, Any]]:
     """Per document, the members whose last report trails what the others reported."""
-    frontier = sync.frontier
-    reports = frontier.reports
     holders: list[dict[str, Any]] = []
     for doc in sorted(ours):
         vectors = {m: r.get(doc) for m, r in reports.items()}
-        present = [v for v in vectors.values() if v is not None]
         sup: dict[int, int] = {}
-        for v in present:
-            for c, k in v.items():
+        for v in vectors.values():
+            for c, k in (v or {}).items():
                 sup[c] = max(sup.get(c, 0), k)
         for member, vector in sorted(vectors.items()):
-            if member == frontier.me:
+            if member == me:
                 continue
             if vector is None:
                 holders.append({"doc": doc, "replica": member, "behind": None, "reported": False})
@@ -247,10 +258,6 @@ def _gc(sync: SyncDaemon, ours: dict[str, dict[int, int]]) -> dict[str, Any]:
             behind = sum(missing(sup, vector).values())
             if behind:
                 holders.append({"doc": doc, "replica": member, "behind": behind, "reported": True})
-    return {
-        "me": frontier.me,
-        "members": frontier.members,
-        "forgotten": sorted(frontier.forgotten),
-        "round_s": sync.config.gc_round_s,
-        "holders": holders[:MAX_DIFFERENCES],
-    }
+            if len(holders) >= MAX_DIFFERENCES:
+                return holders
+    return holders

@@ -136,3 +136,35 @@ def test_diagnostics_need_the_admin_token(tmp_path: Path, node_factory: list[Nod
     assert r.exit_code == 1, r.output
     assert "PROBLEM" in r.stdout and "--token-file" in r.stdout, r.stdout
     assert "Traceback" not in r.output
+
+
+def test_a_peer_this_node_dials_is_unreachable_and_lacks_what_was_written_meanwhile(
+    tmp_path: Path, node_factory: list[NodeProcess]
+) -> None:
+    a = start_node(tmp_path / "a", "--no-mdns")
+    node_factory.append(a)
+    address = f"127.0.0.1:{a.sync_port}"
+    b = start_node(tmp_path / "b", "--no-mdns", "--peer", address)
+    node_factory.append(b)
+    b.client.put("carts", "c-1", b"1", create=True)
+    eventually(lambda: "carts" in {d["name"] for d in a.client.documents()}, what="carts on a")
+    # One exchange after carts reached a, so b's record of a holds it.
+    eventually(lambda: not diagnostics(b)["replicas"]["differences"], what="b and a agreeing")
+    assert a.stop() == 0, a.log()
+    b.client.put("carts", "c-2", b"2")
+    me_b = b.client.members()["me"]
+
+    def a_unreachable() -> dict[str, Any] | None:
+        body = diagnostics(b)
+        peer = next((p for p in body["peers"] if p["address"] == address), None)
+        return body if peer is not None and not peer["connected"] and peer["failures"] else None
+
+    body = eventually(a_unreachable, what="b failing to dial a")
+    down = [f for f in problems(body) if f["check"] == "peers"]
+    assert len(down) == 1 and address in down[0]["subject"], body["findings"]
+    assert "unreachable" in down[0]["what"] and f"start the node at {address}" in down[0]["fix"]
+    lacking = [f for f in problems(body) if f["check"] == "replicas"]
+    assert len(lacking) == 1, body["findings"]
+    assert f"lacks 1 update of client {me_b} in carts" in lacking[0]["what"], lacking
+    r = doctor(b)
+    assert r.exit_code == 1 and address in r.stdout, r.output
