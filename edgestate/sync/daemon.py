@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 # How often refresh_peer_vectors looks for the answers: a LAN round trip is well
 # under this, and the doctor waits at most a few seconds in all.
 REFRESH_POLL_S = 0.02
+# ...and an exchange this recent is fresh enough for it (see refresh_peer_vectors).
+REFRESH_RECENT_S = 1.0
 
 
 class _Host:
@@ -370,10 +372,14 @@ class SyncDaemon:
         Returns the node ids that answered in time: their ``peer_views`` vectors are
         fresh, not as of the last anti-entropy round.
         """
-        started = time.time()
+        # An exchange this recent counts as fresh: repeated calls (a doctor in a
+        # loop) cost the peers at most one exchange per REFRESH_RECENT_S, and
+        # concurrent ones share one (request_sync only sets a flag).
+        started = time.time() - REFRESH_RECENT_S
         asking = {conn.node_id: conn for conn in self._table.connections() if conn.node_id}
         for conn in asking.values():
-            conn.request_sync()
+            if conn.record is None or (conn.record.last_sync or 0.0) < started:
+                conn.request_sync()
         deadline = time.monotonic() + wait_s
         while True:
             fresh = [
