@@ -3,8 +3,8 @@
     edgestate doctor [--node URL] [--token ...] [--json]
 
 The node does the checking (``GET /v1/admin/diagnostics``, see
-``edgestate/node/diagnostics.py`` and ``findings.py``): its certificate and
-cluster, trust policy, disk and map headroom, each peer's reachability and
+``edgestate/node/diagnostics.py``, ``findings.py`` and ``cluster_findings.py``):
+its certificate and cluster, trust policy, disk and map headroom, each peer's reachability and
 certificate, per document which replica lacks what, and which member holds
 garbage collection back. This command prints the findings, each with what to do
 about it. A node that cannot be asked (not running, wrong URL, wrong token) is a

@@ -4,8 +4,9 @@
 the node's certificate and cluster, its trust policy, disk and LMDB map headroom,
 every peer it knows (reachable? its certificate, when it last synced), per
 document which replica lacks what (state vectors compared), and which member's
-reports hold garbage collection back. :mod:`edgestate.node.findings` turns the
-facts into findings, each with what to do about it.
+reports hold garbage collection back. :mod:`edgestate.node.findings` and
+:mod:`~edgestate.node.cluster_findings` turn the facts into findings, each with
+what to do about it.
 
 Replicas are compared on fresh vectors where the peer is connected: a
 state-vector exchange is asked of every connected peer first (bounded by
@@ -24,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from edgestate import __version__
 from edgestate.errors import EdgestateError
-from edgestate.node.findings import findings_of, overall
+from edgestate.node.cluster_findings import findings_of
+from edgestate.node.findings import overall
 from edgestate.runtime import Runtime, TrustPolicy
 from edgestate.store import Store, decode_state_vector
 from edgestate.sync import PeerView, SyncConfig, SyncDaemon, missing

@@ -428,6 +428,9 @@ class PeerConnection:
                     record.last_error = f"refused by peer: {reason}"
         except PeerRefusedError as exc:
             self._stats.refusal(self.node_id or "peer", str(exc))
+            if record is not None:  # a dialed peer: `edgestate peers` and the doctor say why
+                record.failures += 1
+                record.last_error = f"refused: {exc}"
             await self.close(CloseCode.POLICY_VIOLATION, f"refused: {exc}")
         except ProtocolError as exc:
             await self.fail(exc)

@@ -1,7 +1,7 @@
 """``edgestate doctor`` where there is no node to ask, with bad arguments, and its rules.
 
-The rules (``edgestate.node.findings``) are checked on facts shaped like a node's
-diagnostics reply, at and around each threshold: they are a pure function of
+The rules (``edgestate.node.findings``, ``cluster_findings``) are checked on facts
+shaped like a node's diagnostics reply, at and around each threshold: they are a pure function of
 those facts, so no node is needed to put a certificate two days from expiry or a
 disk at 5 % free in front of them.
 """
@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgestate.cli.main import cli
-from edgestate.node.findings import CERT_WARN_S, DAY_S, findings_of, overall
+from edgestate.node.cluster_findings import findings_of
+from edgestate.node.findings import CERT_WARN_S, DAY_S, overall
 from tests.schemas import validate
 
 
@@ -182,7 +183,12 @@ def test_a_changed_or_broken_trust_policy_and_refused_modules() -> None:
 def test_a_down_peer_and_what_it_lacks_are_problems() -> None:
     now = time.time()
     f = facts()
-    f["peers"][0].update(connected=False, state="backoff", failures=3, last_error="refused")
+    f["peers"][0].update(
+        connected=False,
+        state="backoff",
+        failures=3,
+        last_error="ClientConnectorError: Cannot connect to host 127.0.0.1:7475",
+    )
     f["replicas"]["differences"] = [
         {
             "doc": "orders",
@@ -200,6 +206,10 @@ def test_a_down_peer_and_what_it_lacks_are_problems() -> None:
     assert [x["check"] for x in down] == ["peers", "replicas"], found
     assert "start the node at 127.0.0.1:7475" in down[0]["fix"]
     assert "lacks 4 updates of client 1 in orders" in down[1]["what"]
+    # Refused in the TLS handshake: the fix is about certificates, not starting it.
+    f["peers"][0]["last_error"] = "refused: certificate verify failed"
+    refused = [x for x in findings_of(f) if x["check"] == "peers"]
+    assert "same cluster CA" in refused[0]["fix"], refused
     # Connected and still differing (in flight while checking): a warning.
     f["peers"][0].update(connected=True, state="connected")
     assert severities(findings_of(f), "replicas") == ["warn"]

@@ -142,3 +142,57 @@ async def test_a_skewed_peer_clock_is_a_doctor_finding(
         assert peer["replica"] == 4242 and peer["cert_not_after"] is not None
     finally:
         await skewed.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_dialed_peer_of_another_cluster_is_named_with_the_fix(tmp_path: Path) -> None:
+    from edgestate.node.diagnostics import Subject, gather
+    from edgestate.store import Durability, Store, StoreConfig
+    from edgestate.sync import SyncConfig, SyncDaemon
+
+    config = StoreConfig(durability=Durability.BATCHED)
+    stores = [Store.open(tmp_path / name, config) for name in ("ours", "theirs")]
+    theirs = SyncDaemon(stores[1], SyncConfig(port=0, insecure=True, mdns=False, cluster_id="x"))
+    ours: SyncDaemon | None = None
+    try:
+        await theirs.start()
+        address = f"127.0.0.1:{theirs.port}"
+        ours = SyncDaemon(
+            stores[0],
+            SyncConfig(
+                port=0,
+                insecure=True,
+                mdns=False,
+                cluster_id="ours",
+                static_peers=(address,),
+                backoff_initial_s=0.05,
+            ),
+        )
+        await ours.start()
+        daemon = ours
+
+        def refused() -> bool:
+            view = next((v for v in daemon.peer_views() if v.address == address), None)
+            return view is not None and (view.last_error or "").startswith("refused")
+
+        await eventually(refused)
+        subject = Subject(
+            stores[0],
+            daemon,
+            daemon.config,
+            tmp_path,
+            TrustPolicy([]),
+            tmp_path / "trust-policy.json",
+            [],
+        )
+        facts = await gather(subject, refresh_s=0.1)
+        down = [f for f in facts["findings"] if f["check"] == "peers"]
+        assert [f["severity"] for f in down] == ["problem"], down
+        assert "cluster x, not ours" in down[0]["what"], down
+        assert "belongs to another cluster" in down[0]["fix"], down
+    finally:
+        if ours is not None:
+            await ours.close()
+        await theirs.close()
+        for store in stores:
+            store.close()
