@@ -20,6 +20,7 @@ from edgestate.cli import (
     backup_cmd,
     cluster_cmds,
     demo_cmd,
+    doctor_cmds,
     inspect_cmds,
     kv_cmds,
     node_cmds,
@@ -40,6 +41,7 @@ _COMMAND_MODULES = (
     demo_cmd,
     token_cmds,
     author_cmds,
+    doctor_cmds,
 )
 
 

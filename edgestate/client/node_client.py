@@ -96,6 +96,10 @@ class NodeClient:
         """``DELETE /v1/admin/members/{replica}``: stop waiting for a member gone for good."""
         return dict(self._json("DELETE", f"/v1/admin/members/{int(replica)}"))
 
+    def diagnostics(self) -> dict[str, Any]:
+        """``GET /v1/admin/diagnostics``: the doctor's facts and findings of the node."""
+        return dict(self._json("GET", "/v1/admin/diagnostics"))
+
     def modules(self) -> list[dict[str, Any]]:
         """``GET /v1/admin/modules``."""
         return list(self._json("GET", "/v1/admin/modules")["modules"])

@@ -31,6 +31,7 @@ from edgestate.node.client_tokens import ClientTokens
 from edgestate.node.config import ApiConfig, NodeConfig
 from edgestate.node.dashboard import NodeDashboard
 from edgestate.node.datadir import check_data_dir
+from edgestate.node.diagnostics import diagnose
 from edgestate.node.metrics import NodeMetrics, gc_metrics, guest_log_metrics, layer_metrics
 from edgestate.node.node_files import (
     CACHE_KEY_FILE,
@@ -416,6 +417,10 @@ class Node:
             }
             for p in self.sync.peers()
         ]
+
+    async def diagnostics(self) -> dict[str, Any]:
+        """What the doctor checks, with its findings (see node/diagnostics.py)."""
+        return await diagnose(self)
 
     def module_rows(self) -> list[dict[str, Any]]:
         """Deployed modules and this node's verdict on each (JSON-ready)."""

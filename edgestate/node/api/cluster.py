@@ -23,7 +23,7 @@ _REPLICA_DIGITS = re.compile(r"[0-9]+")
 
 
 class ClusterRoutes:
-    """``/v1/admin/status``, ``peers``, ``members``, ``modules``."""
+    """``/v1/admin/status``, ``peers``, ``members``, ``modules``, ``diagnostics``."""
 
     def __init__(self, node: Cluster) -> None:
         self.node = node
@@ -92,6 +92,9 @@ class ClusterRoutes:
 
     async def reload_trust_policy(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(await self.node.reload_trust_policy())
+
+    async def diagnostics(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(await self.node.diagnostics())
 
     async def remove(self, request: web.Request) -> web.StreamResponse:
         await self.node.remove_module(request.match_info["name"])

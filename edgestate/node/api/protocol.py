@@ -118,6 +118,9 @@ class Cluster(Protocol):
     async def reload_trust_policy(self) -> dict[str, Any]:
         """Reread the trust policy file and recheck every module (JSON-ready summary)."""
 
+    async def diagnostics(self) -> dict[str, Any]:
+        """The doctor's facts and findings about this node and its peers (JSON-ready)."""
+
 
 class Tokens(Protocol):
     """Admin routes over client tokens."""
