@@ -23,6 +23,7 @@ from edgestate.cli import (
     inspect_cmds,
     kv_cmds,
     node_cmds,
+    rollback_cmds,
     runtime_cmds,
     token_cmds,
     trust_cmds,
@@ -40,6 +41,7 @@ _COMMAND_MODULES = (
     demo_cmd,
     token_cmds,
     author_cmds,
+    rollback_cmds,
 )
 
 
