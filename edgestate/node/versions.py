@@ -14,7 +14,7 @@ from edgestate.errors import ModuleDowngradeError, ModuleVersionReusedError
 _Ident = tuple[int, int, str]
 
 
-def version_key(version: str) -> tuple[int, int, int, tuple[_Ident, ...], int]:
+def version_key(version: str) -> tuple[int, int, int, int, tuple[_Ident, ...]]:
     """A sort key giving ``version`` its semver precedence.
 
     ``version`` has passed the manifest's check (three dot-separated numbers first).
@@ -26,7 +26,7 @@ def version_key(version: str) -> tuple[int, int, int, tuple[_Ident, ...], int]:
         (0, int(part), "") if part.isdigit() else (1, 0, part) for part in pre.split(".")
     )
     # A release (no pre-release) sorts above every pre-release of its numbers.
-    return (major, minor, patch, idents if dash else (), 0 if dash else 1)
+    return (major, minor, patch, 0 if dash else 1, idents if dash else ())
 
 
 def check_upgrade(
