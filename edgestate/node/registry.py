@@ -163,12 +163,14 @@ class ModuleRegistry:
         active version with other bytes, is refused unless ``allow_downgrade``
         (:func:`~edgestate.node.versions.check_upgrade`).
         """
-        parsed = parse_manifest(manifest)
+        # Signature, trust and ownership first: an untrusted or tampered bundle is
+        # refused as such, whatever version it claims.
+        parsed = await asyncio.to_thread(self.runtime.verify, wasm, manifest, signature)
         history = self.history(parsed.name)
         key = H.entry_key(parsed.name, wasm, manifest)
         active = history.active
         digest = H.bundle_digest(wasm, manifest)
-        if not allow_downgrade and active is not None:
+        if not allow_downgrade and active is not None and self._acceptable(active):
             check_upgrade(parsed.name, parsed.version, digest, active.version, active.digest)
         stamp = H.next_stamp(history)
         node = self.node_name()
@@ -214,6 +216,15 @@ class ModuleRegistry:
         self.metrics.deploys.labels("active").inc()
         await self._changed()
         return loaded
+
+    def _acceptable(self, entry: H.Entry) -> bool:
+        # A record this node refuses (an untrusted publisher, a name taken over) is
+        # no version to protect: the owner's redeploy must be able to replace it.
+        try:
+            self.runtime.verify(*decode_bundle(entry.raw))
+        except EdgestateError:
+            return False
+        return True
 
     async def rollback(self, name: str, version: str | None = None) -> LoadedModule:
         """Make a kept version of ``name`` active again, cluster-wide.
