@@ -258,6 +258,8 @@ class ModuleRegistry:
         await self.store.abatch(ops)
         await self._save_owners()
         self._record(name, "active", loaded.version, loaded.version)
+        was = history.active.version if history.active else None
+        log.info("module %r rolled back to %s (was %s) cluster-wide", name, loaded.version, was)
         await self._changed()
         return loaded
 
