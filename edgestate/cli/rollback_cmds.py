@@ -52,7 +52,7 @@ def rollback(name: str, version: str | None, client: NodeClient, as_json: bool) 
     """Roll module NAME back, cluster-wide, to a kept VERSION.
 
     Without VERSION: the version deployed before the active one. The kept versions
-    are listed by ``edgestate modules``. The bundle is checked against the node's
+    are listed by `edgestate modules`. The bundle is checked against the node's
     trust policy as it is now: a version whose publisher is no longer trusted
     cannot come back.
     """

@@ -105,20 +105,29 @@ class History:
         """The highest stamp any record of this module carries."""
         return max([0, *(e.stamp for e in self.entries), *(a.stamp for a in self.activations)])
 
-    def rows(self) -> list[dict[str, Any]]:
-        """The history as JSON-ready rows, newest deploy first."""
-        active = self.active.key if self.active else None
-        return [
-            {
-                "version": e.version,
-                "wasm_sha256": e.wasm_sha256,
-                "publisher": e.publisher,
-                "deployed_by": e.node,
-                "deployed_at": e.at,
-                "active": e.key == active,
-            }
-            for e in reversed(self.entries)
-        ]
+    def summary(self) -> dict[str, Any]:
+        """The replicated record as JSON-ready fields of a module row (no bundle bytes)."""
+        act, active = self.activation, self.active.key if self.active else None
+        return {
+            "active_version": self.active.version if self.active else None,
+            "activation": act.op if act else None,
+            "activated_by": act.node if act else None,
+            "activated_at": act.at if act else None,
+            "history": [
+                {
+                    "version": e.version,
+                    "wasm_sha256": e.wasm_sha256,
+                    "publisher": e.publisher,
+                    "deployed_by": e.node,
+                    "deployed_at": e.at,
+                    "active": e.key == active,
+                }
+                for e in reversed(self.entries)  # newest deploy first
+            ],
+        }
+
+
+EMPTY_SUMMARY: dict[str, Any] = History("", (), (), None, ()).summary()
 
 
 def module_of(key: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgestate.node.history import EMPTY_SUMMARY
 from edgestate.node.registry import ModuleRegistry
 from edgestate.runtime import Runtime
 
@@ -16,8 +17,6 @@ def module_rows(runtime: Runtime, registry: ModuleRegistry) -> list[dict[str, An
     for name in sorted(set(loaded) | set(registry.states)):
         state = registry.states.get(name)
         mod = loaded.get(name)
-        history = registry.history(name)
-        activation = history.activation
         rows.append(
             {
                 "name": name,
@@ -28,12 +27,8 @@ def module_rows(runtime: Runtime, registry: ModuleRegistry) -> list[dict[str, An
                 "wasm_sha256": mod.wasm_sha256 if mod else None,
                 "error": state.error if state else None,
                 "error_code": state.error_code if state else None,
-                # The cluster's record: which kept version is active, and who made it so.
-                "active_version": history.active.version if history.active else None,
-                "activation": activation.op if activation else None,
-                "activated_by": activation.node if activation else None,
-                "activated_at": activation.at if activation else None,
-                "history": history.rows(),
+                # The cluster's record: which kept version is active, who made it so.
+                **registry.summaries.get(name, EMPTY_SUMMARY),
             }
         )
     return rows

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 
@@ -99,6 +100,9 @@ class ModuleRegistry:
         self.runtime = runtime
         self.metrics = metrics
         self.states: dict[str, ModuleState] = {}
+        # Each module's replicated record without its bundles, for the module rows:
+        # a listing must not decode every kept bundle (megabytes each) per request.
+        self.summaries: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
         self._saved_owners: dict[str, Owner] = {}
         # (digest, wasm, manifest, signature) of each module running here, and who
@@ -151,7 +155,12 @@ class ModuleRegistry:
 
     def history(self, name: str) -> H.History:
         """Module ``name``'s kept versions and the active one, as stored here now."""
-        return H.read_history(self.store, MODULES_DOC, name)
+        history = H.read_history(self.store, MODULES_DOC, name)
+        if history.keys:
+            self.summaries[name] = history.summary()
+        else:
+            self.summaries.pop(name, None)
+        return history
 
     async def deploy(
         self, wasm: bytes, manifest: bytes, signature: bytes, *, allow_downgrade: bool = False
@@ -211,6 +220,7 @@ class ModuleRegistry:
             )
             ops += H.prune_ops(history, MODULES_DOC, new_entry=key, keep=self.keep)
             await self.store.abatch(ops)
+            self.history(loaded.name)  # the rows show it before the change event arrives
         await self._save_owners()
         self._record(loaded.name, "active", loaded.version, loaded.version)
         self.metrics.deploys.labels("active").inc()
@@ -256,6 +266,7 @@ class ModuleRegistry:
             stamp=stamp,
         )
         await self.store.abatch(ops)
+        self.history(name)  # the rows show it before the change event arrives
         await self._save_owners()
         self._record(name, "active", loaded.version, loaded.version)
         was = history.active.version if history.active else None
