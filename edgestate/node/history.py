@@ -24,9 +24,9 @@ winner's entry was dropped concurrently (a bound reached on another side), the
 next activation whose entry is kept wins, else the newest kept entry.
 
 Bound: a deploy keeps the newest ``keep`` entries by deploy stamp (the one it
-activates always among them) and deletes the rest; entries an activation names
-are kept. Concurrent deploys in a partition can leave a few more until the next
-deploy. Deleted entries are garbage collected with the rest of ``_modules``.
+activates always among them) and deletes the rest. Concurrent deploys in a
+partition can leave a few more until the next deploy. A deleted entry's bundle
+bytes leave the CRDT at once; its key stays as a small tombstone (docs/rollback.md).
 """
 
 from __future__ import annotations
@@ -342,11 +342,13 @@ def migrate_legacy(history: History, doc: str) -> list[WriteOp]:
 
 def prune_ops(history: History, doc: str, *, new_entry: str, keep: int) -> list[WriteOp]:
     """Deletes of the entries past the bound once ``new_entry`` is the newest."""
-    named = {a.entry for a in history.activations}
+    # The new entry plus the newest keep - 1 others stay. Every activation this node
+    # has seen is replaced by the new one (activation_ops), so none protects an
+    # entry; one made concurrently elsewhere may name a dropped entry, and the
+    # rule's fallback (module docstring) covers it.
     older = [e for e in history.entries if e.key not in (new_entry, history.name)]
-    # The new entry plus the newest keep - 1 others stay; so do entries an activation names.
     drop = older[: max(0, len(older) - (keep - 1))]
-    return [Delete(doc, e.key) for e in drop if e.key not in named]
+    return [Delete(doc, e.key) for e in drop]
 
 
 def rollback_target(history: History, version: str | None) -> Entry:

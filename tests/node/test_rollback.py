@@ -141,6 +141,12 @@ def test_history_is_bounded(node: NodeProcess, publisher: Publisher) -> None:
     gone = rollback(node, "bounded", {"version": "1.1.0"})
     assert gone.status == 404 and error_code(gone) == "unknown_version"
     assert "1.5.0, 1.4.0, 1.3.0" in gone.json()["error"]["message"]
+    # The bound is by deploy order: a version rolled back to goes first all the same.
+    assert rollback(node, "bounded", {"version": "1.3.0"}).status == 200
+    deploy_ok(node, versioned(publisher, "bounded", "1.6.0"))
+    r = row(node, "bounded")
+    assert r is not None
+    assert [h["version"] for h in r["history"]] == ["1.6.0", "1.5.0", "1.4.0"]
 
 
 def test_rollback_errors_name_what_is_wrong(node: NodeProcess, publisher: Publisher) -> None:
