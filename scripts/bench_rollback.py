@@ -69,7 +69,7 @@ def main(n: int, kb: int, modules: int) -> None:
         data.mkdir()
         shutil.copy(publisher.policy_path, data / "trust-policy.json")
         args = ["--data", str(data), "--api-port", "0", "--sync-port", "0", "--no-mdns"]
-        proc, info = spawn_node([*args, "--workers", "0"], data / "ready.json", data / "log")
+        proc, info = spawn_node([*args, "--workers", "0"], work / "ready.json", work / "node.log")
         client = NodeClient(info["api"], (data / "admin.token").read_text().strip())
         for m in range(modules):
             for v in range(5):
