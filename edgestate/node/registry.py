@@ -66,7 +66,7 @@ class ModuleState:
 
 
 def encode_bundle(wasm: bytes, manifest: bytes, signature: bytes) -> bytes:
-    """The stored form of a bundle."""
+    """A bundle alone, as ``_modules`` held it before version history (history.py)."""
     return bytes(msgpack.packb({"wasm": wasm, "manifest": manifest, "signature": signature}))
 
 
@@ -174,7 +174,7 @@ class ModuleRegistry:
         """
         # Signature, trust and ownership first: an untrusted or tampered bundle is
         # refused as such, whatever version it claims.
-        parsed = await asyncio.to_thread(self.runtime.verify, wasm, manifest, signature)
+        parsed, publisher = await asyncio.to_thread(self.runtime.verify, wasm, manifest, signature)
         history = self.history(parsed.name)
         key = H.entry_key(parsed.name, wasm, manifest)
         active = history.active
@@ -183,13 +183,21 @@ class ModuleRegistry:
             check_upgrade(parsed.name, parsed.version, digest, active.version, active.digest)
         stamp = H.next_stamp(history)
         node = self.node_name()
+        entry = H.pack_entry(
+            wasm,
+            manifest,
+            signature,
+            version=parsed.version,
+            publisher=publisher,
+            node=node,
+            stamp=stamp,
+        )
         limit = self.store.config.max_value_bytes
-        size = len(encode_bundle(wasm, manifest, signature))
-        if size > limit:
+        if len(entry) > limit:
             # Checked before loading: a module that cannot replicate must not run here.
             raise ValueTooLargeError(
-                f"module bundle is {size} bytes; bundles replicate as one value, "
-                f"at most {limit} bytes (store.max_value_bytes)"
+                f"module bundle is {len(entry)} bytes as stored; bundles replicate as one "
+                f"value, at most {limit} bytes (store.max_value_bytes)"
             )
         # Verifying and compiling can take tens of ms for a large module that is
         # not in the cache yet: off the loop, so invocations keep being served.
@@ -197,15 +205,6 @@ class ModuleRegistry:
         self.running[loaded.name] = (loaded.wasm_sha256, wasm, manifest, signature)
         await self._create_documents(parsed.writes)
         if active is None or active.digest != digest:
-            entry = H.pack_entry(
-                wasm,
-                manifest,
-                signature,
-                version=loaded.version,
-                publisher=loaded.publisher,
-                node=node,
-                stamp=stamp,
-            )
             ops = H.migrate_legacy(history, MODULES_DOC)
             ops.append(Set(MODULES_DOC, key, entry))
             ops += H.activation_ops(

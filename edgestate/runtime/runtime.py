@@ -165,10 +165,14 @@ class Runtime:
 
     # --- loading ------------------------------------------------------------------
 
-    def verify(self, wasm: bytes, manifest: bytes, signature: bytes) -> Manifest:
+    def verify(self, wasm: bytes, manifest: bytes, signature: bytes) -> tuple[Manifest, str]:
         """The checks of :meth:`load` that need no compiling: signature, trusted
-        publisher, name ownership, size and grant. Nothing is loaded or replaced."""
-        return self._checked(wasm, manifest, signature)[0]
+        publisher, name ownership, size and grant. Nothing is loaded or replaced.
+
+        Returns the parsed manifest and the publisher's name in this policy.
+        """
+        parsed, _, grant = self._checked(wasm, manifest, signature)
+        return parsed, grant.publisher
 
     def _checked(
         self, wasm: bytes, manifest: bytes, signature: bytes
