@@ -24,6 +24,7 @@ from edgestate.cli import (
     inspect_cmds,
     kv_cmds,
     node_cmds,
+    rollback_cmds,
     runtime_cmds,
     token_cmds,
     trust_cmds,
@@ -42,6 +43,7 @@ _COMMAND_MODULES = (
     token_cmds,
     author_cmds,
     doctor_cmds,
+    rollback_cmds,
 )
 
 

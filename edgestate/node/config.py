@@ -93,6 +93,9 @@ class NodeConfig:
     trust_policy: Path | None = None
     log_format: str = "text"
     log_level: str = "info"
+    # Versions each module keeps for rollback (docs/rollback.md); at most
+    # history.MAX_KEEP, since each is a whole bundle stored on every node.
+    module_history: int = 5
 
     @property
     def policy_path(self) -> Path:
@@ -291,6 +294,12 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
     if log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error, got {log_level!r}")
     policy = raw.get("trust_policy")
+    module_history = raw.get("module_history", 5)
+    if not 1 <= module_history <= _MAX_MODULE_HISTORY:
+        raise ConfigError(
+            f"module_history must be 1..{_MAX_MODULE_HISTORY} (each kept version is a whole "
+            f"bundle stored on every node), got {module_history}"
+        )
     return NodeConfig(
         data_dir=data_dir,
         api=api,
@@ -300,7 +309,12 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
         trust_policy=resolve_path(policy, base) if policy else None,
         log_format=log_format,
         log_level=log_level,
+        module_history=module_history,
     )
+
+
+# Mirrors edgestate.node.history.MAX_KEEP (not imported: this module stays light).
+_MAX_MODULE_HISTORY = 20
 
 
 def _positive(value: int, where: str, *, allow_zero: bool = False) -> None:

@@ -33,6 +33,7 @@ from edgestate.node.dashboard import NodeDashboard
 from edgestate.node.datadir import check_data_dir
 from edgestate.node.diagnostics import diagnose
 from edgestate.node.metrics import NodeMetrics, gc_metrics, guest_log_metrics, layer_metrics
+from edgestate.node.module_rows import module_rows
 from edgestate.node.node_files import (
     CACHE_KEY_FILE,
     TOKEN_FILE,
@@ -173,7 +174,13 @@ class Node:
                 cfg.runtime, cache_key=ensure_cache_key(cfg.data_dir)
             )
             self._runtime = Runtime(self._store, self._load_policy(), runtime_config)
-            self._registry = ModuleRegistry(self._store, self._runtime, self.metrics)
+            self._registry = ModuleRegistry(
+                self._store,
+                self._runtime,
+                self.metrics,
+                keep=cfg.module_history,
+                node_name=lambda: self.sync.node_id,
+            )
             await self._registry.start()
             self._sync = SyncDaemon(self._store, cfg.sync)
             await self._sync.start()
@@ -369,9 +376,17 @@ class Node:
         """The y-websocket endpoint's routes."""
         return self.yjs.routes()
 
-    async def deploy(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
+    async def deploy(
+        self, wasm: bytes, manifest: bytes, signature: bytes, *, allow_downgrade: bool = False
+    ) -> LoadedModule:
         """Verify and load a bundle here, then store it so it replicates (see registry)."""
-        return await self.registry.deploy(wasm, manifest, signature)
+        return await self.registry.deploy(
+            wasm, manifest, signature, allow_downgrade=allow_downgrade
+        )
+
+    async def rollback_module(self, name: str, version: str | None) -> LoadedModule:
+        """Make a kept version of ``name`` active again cluster-wide (see registry)."""
+        return await self.registry.rollback(name, version)
 
     async def remove_module(self, name: str) -> None:
         """Remove a module cluster-wide (ModuleNotFoundError_ if unknown)."""
@@ -423,25 +438,8 @@ class Node:
         return await diagnose(self)
 
     def module_rows(self) -> list[dict[str, Any]]:
-        """Deployed modules and this node's verdict on each (JSON-ready)."""
-        loaded = {m.name: m for m in self.runtime.modules()}
-        rows = []
-        for name in sorted(set(loaded) | set(self.registry.states)):
-            state = self.registry.states.get(name)
-            mod = loaded.get(name)
-            rows.append(
-                {
-                    "name": name,
-                    "state": state.state if state else "active",
-                    "version": mod.version if mod else None,
-                    "offered_version": state.offered_version if state else None,
-                    "publisher": mod.publisher if mod else None,
-                    "wasm_sha256": mod.wasm_sha256 if mod else None,
-                    "error": state.error if state else None,
-                    "error_code": state.error_code if state else None,
-                }
-            )
-        return rows
+        """Deployed modules, this node's verdict on each and their history (JSON-ready)."""
+        return module_rows(self.runtime, self.registry)
 
     def overview(self, query: dict[str, str]) -> dict[str, Any]:
         """What the dashboard shows (node/overview.py); needs a started node."""

@@ -255,6 +255,6 @@ def test_cli_deploy_and_undeploy(node: NodeProcess, publisher: Publisher, tmp_pa
     unsigned.write_bytes(bundle.wasm)
     missing = CliRunner().invoke(cli, ["deploy", str(unsigned), *target])
     assert missing.exit_code == 1 and "is unsigned" in missing.stderr
-    result = CliRunner().invoke(cli, ["undeploy", "cli-echo", *target])
+    result = CliRunner().invoke(cli, ["undeploy", "cli-echo", "--yes", *target])
     assert result.exit_code == 0, result.stderr
     assert invoke(node, "cli-echo", b"x").json()["error"]["code"] == "unknown_module"

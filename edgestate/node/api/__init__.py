@@ -9,6 +9,7 @@ Routes:
     GET    /v1/admin/peers
     GET    /v1/admin/members            DELETE /v1/admin/members/{replica} (forget one)
     GET    /v1/admin/modules            POST (deploy a bundle)   DELETE /v1/admin/modules/{name}
+    POST   /v1/admin/modules/{name}/rollback   {"version": ...}: re-activate a kept version
     POST   /v1/admin/trust-policy/reload   reread the trust policy, recheck every module
     GET    /v1/admin/diagnostics        what `edgestate doctor` checks, with findings
     GET    /v1/admin/docs
@@ -86,6 +87,7 @@ def build_app(node: NodeApi) -> web.Application:
             web.get("/v1/admin/modules", cluster.modules),
             web.post("/v1/admin/modules", cluster.deploy),
             web.delete("/v1/admin/modules/{name}", cluster.remove),
+            web.post("/v1/admin/modules/{name}/rollback", cluster.rollback),
             web.post("/v1/admin/trust-policy/reload", cluster.reload_trust_policy),
             web.get("/v1/admin/diagnostics", cluster.diagnostics),
             web.get("/v1/admin/docs", docs.docs),

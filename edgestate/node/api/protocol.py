@@ -109,8 +109,13 @@ class Cluster(Protocol):
     def module_rows(self) -> list[dict[str, Any]]:
         """Deployed modules and this node's verdict on each (JSON-ready)."""
 
-    async def deploy(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
-        """Verify and load a bundle here, then replicate it."""
+    async def deploy(
+        self, wasm: bytes, manifest: bytes, signature: bytes, *, allow_downgrade: bool = False
+    ) -> LoadedModule:
+        """Verify and load a bundle here, then replicate it (a downgrade only if allowed)."""
+
+    async def rollback_module(self, name: str, version: str | None) -> LoadedModule:
+        """Make a kept version of ``name`` active again cluster-wide (None: the previous)."""
 
     async def remove_module(self, name: str) -> None:
         """Remove a module cluster-wide."""
