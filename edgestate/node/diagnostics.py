@@ -27,6 +27,7 @@ from edgestate import __version__
 from edgestate.errors import EdgestateError
 from edgestate.node.cluster_findings import findings_of
 from edgestate.node.findings import overall
+from edgestate.node.nodebook import NODES_DOC
 from edgestate.runtime import Runtime, TrustPolicy
 from edgestate.store import Store, decode_state_vector
 from edgestate.sync import PeerView, SyncConfig, SyncDaemon, missing
@@ -203,6 +204,12 @@ def _peer(view: PeerView, fresh: bool) -> dict[str, Any]:
     }
 
 
+# Each node's heartbeat lands in _nodes every few seconds (node/nodebook.py): a
+# peer that is down always lacks the latest beats, and it being down is its own
+# finding. Comparing that document would only repeat it as noise.
+UNCOMPARED_DOCS = frozenset({NODES_DOC})
+
+
 def _replicas(
     ours: dict[str, dict[int, int]], views: list[PeerView], fresh: set[str]
 ) -> dict[str, Any]:
@@ -213,7 +220,7 @@ def _replicas(
         if view.node_id is None or view.last_sync is None:
             continue  # never exchanged state vectors: nothing to compare
         theirs = view.vectors
-        for doc in sorted(set(ours) | set(theirs)):
+        for doc in sorted((set(ours) | set(theirs)) - UNCOMPARED_DOCS):
             mine, other = ours.get(doc), theirs.get(doc)
             pairs: list[tuple[str, dict[int, int]]] = []
             if mine is not None:
