@@ -1,0 +1,60 @@
+"""Sites joined only through NATS (real nats-server processes, loopback only)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgestate.devkit.nats_server import nats_cluster
+from edgestate.store import Delete, Incr, Set
+from tests.sync.conftest import Node, Nodes, eventually
+from tests.sync.nats_sites import NATS_PASSWORD, NATS_USER, counter, start_site, value
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("nats-server") is None, reason="nats-server not installed (scripts/bootstrap)"
+)
+DOC = "shared"
+
+
+def everywhere(group: list[Node], check: object) -> bool:
+    return all(check(n) for n in group)  # type: ignore[operator]
+
+
+async def test_two_sites_converge_through_nats_only(nodes: Nodes, tmp_path: Path) -> None:
+    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+        urls = [servers[0].url]
+        # Site A reaches NATS through one gateway; every node of site B is on NATS.
+        site_a = await start_site(nodes, tmp_path, urls, gateway_only=True)
+        site_b = await start_site(nodes, tmp_path, urls)
+        everyone = site_a + site_b
+        for node in everyone:
+            if node.daemon.nats is not None:
+                await eventually(node.daemon.nats.ready.is_set, 20)
+        for i, node in enumerate(everyone):
+            node.store.create_document(DOC)
+            node.store.batch(
+                [
+                    Set(DOC, f"from-{i}", str(i).encode()),
+                    Incr(DOC, "hits", i + 1),
+                    Set(DOC, "gone", b"x"),
+                ]
+            )
+        await eventually(
+            lambda: all(
+                value(n.store, DOC, f"from-{i}") == str(i).encode()
+                for n in everyone
+                for i in range(6)
+            ),
+            30,
+        )
+        await eventually(lambda: all(counter(n.store, DOC, "hits") == 21 for n in everyone), 30)
+        # A delete on a LAN-only node of site A reaches every node of site B.
+        site_a[2].store.batch([Delete(DOC, "gone")])
+        await eventually(lambda: all(value(n.store, DOC, "gone") is None for n in everyone), 30)
+        # No message from a non-member, nothing malformed.
+        for node in everyone:
+            if node.daemon.nats is not None:
+                assert node.daemon.nats.stats.refused == 0
+                assert node.daemon.nats.stats.malformed == 0
