@@ -28,7 +28,7 @@ from edgestate.errors import InvalidUpdateError, MalformedFrameError, NatsLinkEr
 from edgestate.sync import parts
 from edgestate.sync.frames import Diff, DiffPart, StateVectors, Synced
 from edgestate.sync.gossip import EMPTY_UPDATE, collected_of
-from edgestate.sync.nats_host import LinkHost
+from edgestate.sync.nats_host import LinkHost, raise_if_cancelled
 from edgestate.sync.nats_inbound import Inbound
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,11 @@ class AntiEntropy:
         """A round at once, then every ``anti_entropy_s`` (jittered) or when asked."""
         period = self._link.config.anti_entropy_s
         while True:
+            raise_if_cancelled()
             try:
                 await self.round()
             except (nats.errors.Error, NatsLinkError, OSError) as exc:
+                raise_if_cancelled()
                 log.info("NATS anti-entropy round failed (retried): %s", exc)
             self._now.clear()
             try:
@@ -161,6 +163,7 @@ class AntiEntropy:
             link.stats.malformed += 1
             log.warning("bad anti-entropy request from %s: %s", opened.sender[:16], exc)
         except (nats.errors.Error, NatsLinkError, OSError) as exc:
+            raise_if_cancelled()
             log.info("anti-entropy answer to %s cut short: %s", opened.sender[:16], exc)
         self.rounds_answered += 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from nats.aio.client import Client
@@ -39,3 +40,16 @@ class LinkHost(Protocol):
     async def publish_core(self, subject: str, frame: frames.Frame, reply: str = "") -> None:
         """Publish one sealed frame on a plain (not stored) subject."""
         ...
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation nats-py swallowed.
+
+    nats-py 2.x catches ``CancelledError`` inside ``publish`` (its flush), so a
+    task cancelled there carries on; a retry loop would then never stop (found
+    in tests: a node closing while its NATS server was gone hung). The task's
+    ``cancelling()`` count still says it was asked to stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

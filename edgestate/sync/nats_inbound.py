@@ -26,7 +26,7 @@ from edgestate.errors import (
 from edgestate.sync import frames, parts
 from edgestate.sync.frames import Collected, Diff, DiffPart, Push
 from edgestate.sync.gossip import record_of
-from edgestate.sync.nats_host import LinkHost
+from edgestate.sync.nats_host import LinkHost, raise_if_cancelled
 from edgestate.sync.nats_seal import NeedCert, Opened, Verifier
 from edgestate.sync.nats_subjects import durable_name
 
@@ -71,6 +71,7 @@ class Inbound:
             max_ack_pending=FETCH_BATCH * 8,
         )
         while True:
+            raise_if_cancelled()
             try:
                 sub = await js.pull_subscribe(
                     self._link.subjects.docs,
@@ -80,14 +81,18 @@ class Inbound:
                 )
                 break
             except (nats.errors.Error, OSError) as exc:
+                raise_if_cancelled()
                 self._link.stats.last_error = f"consumer: {exc!r}"
                 await asyncio.sleep(RETRY_S)
         while True:
+            raise_if_cancelled()
             try:
                 batch = await sub.fetch(FETCH_BATCH, timeout=2.0)
             except nats.errors.TimeoutError:
+                raise_if_cancelled()
                 continue
             except (nats.errors.Error, OSError) as exc:
+                raise_if_cancelled()
                 self._link.stats.last_error = f"fetch: {exc!r}"
                 await asyncio.sleep(RETRY_S)
                 continue

@@ -50,6 +50,7 @@ from edgestate.sync.frames import Collected, Diff, Push, Reports
 from edgestate.sync.membership import Membership
 from edgestate.sync.nats_config import NatsConfig
 from edgestate.sync.nats_entropy import AntiEntropy
+from edgestate.sync.nats_host import raise_if_cancelled
 from edgestate.sync.nats_inbound import ENVELOPE_OVERHEAD, NATS_ORIGIN, Inbound
 from edgestate.sync.nats_seal import Sealer, Verifier
 from edgestate.sync.nats_stats import NatsStats
@@ -131,6 +132,7 @@ class NatsLink:
 
     async def _supervise(self) -> None:
         while True:
+            raise_if_cancelled()
             try:
                 await self._connect()
                 break
@@ -189,6 +191,7 @@ class NatsLink:
             await nc.subscribe(self.subjects.reports, cb=self._on_membership)
             await nc.subscribe(self.subjects.collected, cb=self._on_membership)
         except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise_if_cancelled()
             if nc is not None:
                 await _close_quietly(nc)
             raise NatsLinkError(
@@ -237,6 +240,7 @@ class NatsLink:
 
     async def _pump(self, stream: Any) -> None:
         while True:
+            raise_if_cancelled()
             event = await stream.get()
             if event is None:
                 return
@@ -258,6 +262,7 @@ class NatsLink:
 
     async def _publish_loop(self) -> None:
         while True:
+            raise_if_cancelled()
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
@@ -280,10 +285,12 @@ class NatsLink:
         """Publish until the stream acknowledges it (a link that is down is waited out)."""
         data = self._sealer.seal(subject, body)
         while True:
+            raise_if_cancelled()
             try:
                 _, js = self.client
                 await js.publish(subject, data, timeout=API_TIMEOUT_S)
             except (nats.errors.Error, NatsLinkError, OSError) as exc:
+                raise_if_cancelled()
                 self.stats.last_error = f"publish: {exc!r}"
                 await asyncio.sleep(RETRY_S)
                 continue
@@ -318,6 +325,7 @@ class NatsLink:
                 for record in self._membership.collected_frames(doc):
                     await self.publish_core(self.subjects.collected, record)
         except (nats.errors.Error, NatsLinkError, OSError) as exc:
+            raise_if_cancelled()
             log.debug("membership not sent over NATS (sent again next round): %s", exc)
 
     async def _on_membership(self, msg: Msg) -> None:
