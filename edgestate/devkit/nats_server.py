@@ -44,6 +44,7 @@ class NatsServer:
         routes: list[int] | None = None,
         user: str | None = None,
         password: str | None = None,
+        advertise: bool = True,
     ) -> None:
         if shutil.which("nats-server") is None:
             raise NodeStartError(
@@ -56,6 +57,7 @@ class NatsServer:
         self._routes = routes
         self._cluster_name = cluster_name
         self._user, self._password = user, password
+        self._advertise = advertise
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,6 +77,10 @@ class NatsServer:
             routes = ",".join(f"nats://127.0.0.1:{p}" for p in self._routes or [])
             if routes:
                 cmd += ["--routes", routes]
+            if not self._advertise:
+                # Clients then know only the servers they were given: a site
+                # whose server is down is cut off, not moved to another server.
+                cmd += ["--no_advertise"]
         return cmd
 
     def start(self) -> None:
@@ -124,7 +130,12 @@ class NatsServer:
 
 @contextlib.contextmanager
 def nats_cluster(
-    directory: Path, *, size: int = 1, user: str | None = None, password: str | None = None
+    directory: Path,
+    *,
+    size: int = 1,
+    user: str | None = None,
+    password: str | None = None,
+    advertise: bool = True,
 ) -> Iterator[list[NatsServer]]:
     """``size`` servers (a routed cluster if more than one); all stopped on exit."""
     servers: list[NatsServer] = []
@@ -136,6 +147,7 @@ def nats_cluster(
                 routes=[] if size > 1 else None,
                 user=user,
                 password=password,
+                advertise=advertise,
             )
             servers.append(server)
         if size > 1:
