@@ -20,6 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from edgestate.errors import (
     InvalidUpdateError,
     MalformedFrameError,
+    NatsLinkError,
     PeerRefusedError,
     ProtocolError,
 )
@@ -27,7 +28,7 @@ from edgestate.sync import frames, parts
 from edgestate.sync.frames import Collected, Diff, DiffPart, Push
 from edgestate.sync.gossip import record_of
 from edgestate.sync.nats_host import LinkHost, raise_if_cancelled
-from edgestate.sync.nats_seal import NeedCert, Opened, Verifier
+from edgestate.sync.nats_seal import NeedCert, Opened, Refused, Verifier
 from edgestate.sync.nats_subjects import durable_name
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,14 @@ class Inbound:
                 self._link.stats.last_error = f"fetch: {exc!r}"
                 await asyncio.sleep(RETRY_S)
                 continue
-            await self._apply_batch(batch)
+            try:
+                await self._apply_batch(batch)
+            except (nats.errors.Error, NatsLinkError, OSError) as exc:
+                # A certificate lookup or an ack failed with the link: what was not
+                # acked is delivered again (after ack_wait); applies are idempotent.
+                raise_if_cancelled()
+                self._link.stats.last_error = f"apply: {exc!r}"
+                await asyncio.sleep(RETRY_S)
 
     async def _apply_batch(self, batch: list[Msg]) -> None:
         applies: list[tuple[Msg, list[asyncio.Future[bool]]]] = []
@@ -127,21 +135,24 @@ class Inbound:
 
     async def open(self, subject: str, data: bytes) -> Opened | None:
         """The verified envelope, or None (counted) if it is not a member's."""
-        sender = "?"
         try:
             opened = self.verifier.open(subject, data)
             if isinstance(opened, NeedCert):
-                sender = opened.sender
-                await self._learn(opened.sender)
+                try:
+                    await self._learn(opened.sender)
+                except PeerRefusedError:
+                    pass  # remembered by the verifier: open() says why
                 opened = self.verifier.open(subject, data)
-                if isinstance(opened, NeedCert):
-                    raise PeerRefusedError("certificate not learned")
-            return opened
-        except PeerRefusedError as exc:
-            self._link.stats.refusal(sender, str(exc))
         except MalformedFrameError as exc:
             self._link.stats.malformed += 1
             log.debug("malformed NATS message on %s: %s", subject, exc)
+            return None
+        if isinstance(opened, Opened):
+            return opened
+        if isinstance(opened, Refused):
+            self._link.stats.refusal(opened.sender, opened.reason)
+        else:
+            self._link.stats.refusal(opened.sender, "its certificate could not be learned")
         return None
 
     async def _learn(self, sender: str) -> None:

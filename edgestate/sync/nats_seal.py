@@ -52,6 +52,14 @@ class Opened:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """A message that is not a member's: dropped, counted, logged once per sender."""
+
+    sender: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class NeedCert:
     """A message from a sender whose certificate this node has not seen yet."""
 
@@ -106,26 +114,29 @@ class Verifier:
         """Whether messages must be signed by a cluster member."""
         return self._ca is not None
 
-    def open(self, subject: str, data: bytes) -> Opened | NeedCert:
-        """Check one envelope; PeerRefusedError if it is not a member's, NeedCert if
-        the sender's certificate must be learned first, MalformedFrameError if broken."""
+    def open(self, subject: str, data: bytes) -> Opened | NeedCert | Refused:
+        """Check one envelope: Opened if a member sealed it, NeedCert if the sender's
+        certificate must be learned first, Refused if not a member's.
+        MalformedFrameError if it is no envelope at all."""
         sender_raw, signature, body = _parse(data)
+        shown = sender_raw.hex() if isinstance(sender_raw, bytes) else sender_raw
         if self._ca is None:
             if signature or not isinstance(sender_raw, str):
-                raise PeerRefusedError("a signed message reached an insecure node")
+                return Refused(shown, "a signed message reached an insecure node")
             return Opened(sender_raw, body)
         if not isinstance(sender_raw, bytes) or len(sender_raw) != 32 or not signature:
-            raise PeerRefusedError("an unsigned message (insecure sender, or another cluster)")
+            return Refused(shown, "an unsigned message (an insecure node, or no member)")
         sender = sender_raw.hex()
         if sender in self.refused:
-            raise PeerRefusedError(self.refused[sender])
+            return Refused(sender, self.refused[sender])
         key = self._known.get(sender)
         if key is None:
             return NeedCert(sender)
         try:
             key.verify(signature, _signed(subject, body), ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
-            raise PeerRefusedError(f"bad signature on a message of {sender[:16]}") from None
+            # Not cached as refused: anyone can forge a member's fingerprint.
+            return Refused(sender, f"bad signature on a message claiming to be {sender[:16]}")
         return Opened(sender, body)
 
     def learn(self, sender: str, cert_der: bytes) -> None:
@@ -149,8 +160,9 @@ class Verifier:
             cert = x509.load_der_x509_certificate(cert_der)
             cert.verify_directly_issued_by(self._ca)
         except (ValueError, TypeError, InvalidSignature) as exc:
+            why = str(exc) or type(exc).__name__
             raise PeerRefusedError(
-                f"node {sender[:16]} holds a certificate not issued by our cluster CA ({exc})"
+                f"node {sender[:16]} holds a certificate not issued by our cluster CA ({why})"
             ) from None
         now = dt.datetime.now(dt.UTC)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
