@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 # A stream ack or consumer API call that takes longer than this failed.
 API_TIMEOUT_S = 5.0
+# Documents whose stream lag a status shows (one stream lookup each).
+MAX_STATUS_DOCS = 200
 # Between connection attempts, and between retries of a failed publish.
 RETRY_S = 0.5
 
@@ -305,6 +307,46 @@ class NatsLink:
         await nc.publish(subject, data, reply=reply)
         self.stats.messages_out += 1
         self.stats.bytes_out += len(data) + len(subject)
+
+    # --- status ------------------------------------------------------------------------
+
+    async def status(self, max_docs: int = MAX_STATUS_DOCS) -> dict[str, Any]:
+        """The link for operators: servers, counters, and per document the stream's
+        last sequence against the last one applied here (JSON-ready)."""
+        out = self.stats.snapshot()
+        out.pop("acked_by_doc")
+        out.update(enabled=True, stream=self.subjects.stream, subject_prefix=self.subjects.prefix)
+        out["gateway"] = self.config.gateway
+        docs: list[dict[str, Any]] = []
+        try:
+            _, js = self.client
+            async with asyncio.timeout(API_TIMEOUT_S):
+                info = await js.stream_info(self.subjects.stream)
+                self.stats.stream_last_seq = info.state.last_seq
+                out["stream_last_seq"] = info.state.last_seq
+                out["stream_first_seq"] = info.state.first_seq
+                out["stream_bytes"] = info.state.bytes
+                names = sorted(d for d in self.store.documents() if d not in self.local_only)
+                for doc in names[:max_docs]:
+                    try:
+                        last = await js.get_last_msg(self.subjects.stream, self.subjects.doc(doc))
+                        seq = last.seq or 0
+                    except nats.js.errors.NotFoundError:
+                        seq = 0
+                    acked = self.stats.acked_by_doc.get(doc, 0)
+                    docs.append(
+                        {
+                            "doc": doc,
+                            "stream_seq": seq,
+                            "acked_seq": acked,
+                            "lag": max(0, seq - acked),
+                        }
+                    )
+        except (nats.errors.Error, NatsLinkError, OSError, TimeoutError) as exc:
+            raise_if_cancelled()
+            out["status_error"] = f"stream not reachable: {exc!r}"
+        out["docs"] = docs
+        return out
 
     # --- membership (garbage-collection frontier across sites) ------------------------
 

@@ -6,6 +6,7 @@ Routes:
     admin (Authorization: Bearer <token from DATA/admin.token>):
     GET    /v1/admin/status
     GET    /v1/admin/peers
+    GET    /v1/admin/nats               the NATS link between sites (docs/nats.md)
     GET    /v1/admin/members            DELETE /v1/admin/members/{replica} (forget one)
     GET    /v1/admin/modules            POST (deploy a bundle)   DELETE /v1/admin/modules/{name}
     POST   /v1/admin/trust-policy/reload   reread the trust policy, recheck every module
@@ -70,6 +71,7 @@ def build_app(node: NodeApi) -> web.Application:
             web.get("/metrics", invoke.metrics),
             web.get("/v1/admin/status", cluster.status),
             web.get("/v1/admin/peers", cluster.peers),
+            web.get("/v1/admin/nats", cluster.nats),
             web.get("/v1/admin/members", cluster.members),
             web.delete("/v1/admin/members/{replica}", cluster.forget_member),
             web.get("/v1/admin/modules", cluster.modules),
