@@ -97,6 +97,8 @@ def test_a_module_rolls_out_to_another_site_and_its_state_follows(tmp_path: Path
             assert out["enabled"] and out["connected"] and out["bytes_in"] > 0
             assert {d["doc"] for d in out["docs"]} >= {"_modules"}
             assert all(d["lag"] >= 0 for d in out["docs"])
+            # The API answer itself, checked against schemas/openapi.yaml by call().
+            assert call(a1.api, "GET", "/v1/admin/nats", token=a1.token).json()["connected"]
             assert _metric(a1, "edgestate_nats_connected") == 1.0
             assert _metric(a1, "edgestate_nats_bytes_total") > 0
             # A node without a link says so, in both forms.

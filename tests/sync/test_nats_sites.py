@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -58,3 +59,37 @@ async def test_two_sites_converge_through_nats_only(nodes: Nodes, tmp_path: Path
             if node.daemon.nats is not None:
                 assert node.daemon.nats.stats.refused == 0
                 assert node.daemon.nats.stats.malformed == 0
+
+
+async def test_members_reached_through_nats_hold_the_gc_frontier(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+        (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
+        (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
+        for node in (a, b):
+            assert node.daemon.nats is not None
+            await eventually(node.daemon.nats.ready.is_set, 30)
+        a.store.create_document(DOC)
+        a.store.batch([Set(DOC, "k", b"1")])
+        await eventually(lambda: value(b.store, DOC, "k") == b"1", 30)
+        # Each node's gc round reports over NATS; no LAN link joins them.
+        assert not a.daemon.connected() and not b.daemon.connected()
+
+        async def reported() -> bool:
+            await a.daemon.gc_round()
+            await b.daemon.gc_round()
+            await asyncio.sleep(0.05)
+            return (
+                b.store.replica_id in a.daemon.frontier.members
+                and a.store.replica_id in b.daemon.frontier.members
+            )
+
+        for _ in range(100):
+            if await reported():
+                break
+        assert b.store.replica_id in a.daemon.frontier.members
+        assert a.store.replica_id in b.daemon.frontier.members
+        # B reported holding A's write: that is what A's frontier may advance to.
+        report = a.daemon.frontier.reports[b.store.replica_id]
+        assert report[DOC].get(a.store.replica_id, 0) >= 1
