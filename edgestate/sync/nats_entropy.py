@@ -51,21 +51,24 @@ class AntiEntropy:
         self._now.set()
 
     async def periodic(self) -> None:
-        """A round at once, then every ``anti_entropy_s`` (jittered) or when asked."""
+        """A round every ``anti_entropy_s`` (jittered), and whenever ``soon()`` asks:
+        when the stream no longer holds what this node missed (see ``Inbound.log_has_gap``).
+        Not at every connect: the log replays a short absence for a fraction of the
+        bytes (every other node would answer with the same diffs)."""
         period = self._link.config.anti_entropy_s
         while True:
             raise_if_cancelled()
-            try:
-                await self.round()
-            except (nats.errors.Error, NatsLinkError, OSError) as exc:
-                raise_if_cancelled()
-                log.info("NATS anti-entropy round failed (retried): %s", exc)
-            self._now.clear()
             try:
                 async with asyncio.timeout(random.uniform(period / 2, period * 1.5)):
                     await self._now.wait()
             except TimeoutError:
                 pass
+            self._now.clear()
+            try:
+                await self.round()
+            except (nats.errors.Error, NatsLinkError, OSError) as exc:
+                raise_if_cancelled()
+                log.info("NATS anti-entropy round failed (retried): %s", exc)
 
     async def subscribe(self, nc: Client) -> None:
         """Answer other nodes' requests from now on."""

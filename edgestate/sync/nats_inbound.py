@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import nats.errors
 import nats.js.errors
@@ -48,10 +49,33 @@ MAX_ASSEMBLIES = 256
 class Inbound:
     """Verifies and applies what arrives over NATS for one link."""
 
-    def __init__(self, link: LinkHost, verifier: Verifier) -> None:
+    def __init__(self, link: LinkHost, verifier: Verifier, on_gap: Callable[[], None]) -> None:
         self._link = link
         self.verifier = verifier
+        self._on_gap = on_gap
         self._assemblies: dict[str, parts.Assembly] = {}
+        self.durable = durable_name(link.node_id)
+
+    async def log_has_gap(self) -> bool:
+        """Whether the stream dropped messages (retention) this node never applied:
+        then only state-vector anti-entropy can bring them."""
+        _, js = self._link.client
+        consumer = await js.consumer_info(self._link.subjects.stream, self.durable)
+        stream = await js.stream_info(self._link.subjects.stream)
+        first: int = stream.state.first_seq
+        return first > consumer.ack_floor.stream_seq + 1
+
+    async def check_gap(self) -> None:
+        """Ask for an anti-entropy round if ``log_has_gap`` (at connect, after a reconnect)."""
+        try:
+            gap = await self.log_has_gap()
+        except (nats.errors.Error, NatsLinkError, OSError) as exc:
+            raise_if_cancelled()
+            log.info("could not compare the stream with our consumer (healing anyway): %s", exc)
+            gap = True
+        if gap:
+            log.info("the NATS stream no longer holds all this node missed: anti-entropy")
+            self._on_gap()
 
     async def decode(self, body: bytes, max_docs: int = 1) -> frames.Frame:
         """One frame of a verified message, within the message size and our limits."""
@@ -65,7 +89,7 @@ class Inbound:
     async def consume(self) -> None:
         _, js = self._link.client
         config = ConsumerConfig(
-            durable_name=durable_name(self._link.node_id),
+            durable_name=self.durable,
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=60.0,
@@ -80,6 +104,7 @@ class Inbound:
                     stream=self._link.subjects.stream,
                     config=config,
                 )
+                await self.check_gap()
                 break
             except (nats.errors.Error, OSError) as exc:
                 raise_if_cancelled()

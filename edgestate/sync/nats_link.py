@@ -95,7 +95,7 @@ class NatsLink:
         self._js: JetStreamContext | None = None
         self._pending: dict[str, list[bytes]] = {}
         self._wake = asyncio.Event()
-        self.inbound = Inbound(self, Verifier(config.tls))
+        self.inbound = Inbound(self, Verifier(config.tls), on_gap=lambda: self.entropy.soon())
         self.entropy = AntiEntropy(self, self.inbound)
         self.ready = asyncio.Event()
         self._closing = False
@@ -156,7 +156,7 @@ class NatsLink:
             self.stats.connected, self.stats.reconnects = True, self.stats.reconnects + 1
             self.stats.server = self._server_url()
             self._wake.set()
-            self.entropy.soon()
+            self._tasks.spawn(self.inbound.check_gap())
 
         async def error(exc: Exception) -> None:
             self.stats.last_error = str(exc) or type(exc).__name__
