@@ -63,7 +63,8 @@ class Inbound:
         consumer = await js.consumer_info(self._link.subjects.stream, self.durable)
         stream = await js.stream_info(self._link.subjects.stream)
         first: int = stream.state.first_seq
-        return first > consumer.ack_floor.stream_seq + 1
+        floor: int = consumer.ack_floor.stream_seq if consumer.ack_floor else 0
+        return first > floor + 1
 
     async def check_gap(self) -> None:
         """Ask for an anti-entropy round if ``log_has_gap`` (at connect, after a reconnect)."""
