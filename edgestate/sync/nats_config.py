@@ -56,6 +56,11 @@ class NatsConfig:
     # and reach the other sites through their anti-entropy requests instead.
     max_pending_bytes: int = 64 << 20
     connect_timeout_s: float = 5.0
+    # Publishes wait this long to gather more updates into one message. Each
+    # message costs ~250 bytes beyond its updates (signature, subject, the
+    # consumer's ack subject), paid again by every site replaying it: a WAN with
+    # trickling writes trades this much latency for bytes (docs/nats.md).
+    coalesce_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -86,6 +91,8 @@ class NatsConfig:
         for name in ("max_age_s", "anti_entropy_s", "answer_window_s", "connect_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"sync.nats.{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.coalesce_s <= 10:
+            raise ConfigError(f"sync.nats.coalesce_s must be 0-10 s, got {self.coalesce_s}")
         for name in ("max_bytes", "max_pending_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"sync.nats.{name} must be positive, got {getattr(self, name)}")

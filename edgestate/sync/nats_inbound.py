@@ -136,7 +136,8 @@ class Inbound:
         applies: list[tuple[Msg, list[asyncio.Future[bool]]]] = []
         for msg in batch:
             self._link.stats.messages_in += 1
-            self._link.stats.bytes_in += len(msg.data) + len(msg.subject)
+            # Payload, subject and reply subject (the ack address): what crossed the wire.
+            self._link.stats.bytes_in += len(msg.data) + len(msg.subject) + len(msg.reply or "")
             doc = self._link.subjects.doc_of(msg.subject)
             opened = await self.open(msg.subject, msg.data)
             futures: list[asyncio.Future[bool]] = []

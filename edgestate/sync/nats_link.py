@@ -266,6 +266,8 @@ class NatsLink:
         while True:
             raise_if_cancelled()
             await self._wake.wait()
+            if self.config.coalesce_s:
+                await asyncio.sleep(self.config.coalesce_s)
             self._wake.clear()
             while self._pending:
                 batch, self._pending = self._pending, {}
