@@ -86,9 +86,14 @@ WAIT_S = 120.0
 
 
 async def wait_key(store: Store, key: str) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while not (store.has_document(DOC) and store.get(DOC, key) is not None):
-            await asyncio.sleep(0.0002)
+    """Return once ``key`` is committed on ``store`` (woken by its change events)."""
+    stream = store.changes()
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while not (store.has_document(DOC) and store.get(DOC, key) is not None):
+                await stream.get()
+    finally:
+        stream.close()
 
 
 def pct(values: list[float], q: float) -> float:
