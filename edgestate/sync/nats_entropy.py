@@ -30,9 +30,13 @@ from edgestate.sync.frames import Diff, DiffPart, StateVectors, Synced
 from edgestate.sync.gossip import EMPTY_UPDATE, collected_of
 from edgestate.sync.nats_host import LinkHost, raise_if_cancelled
 from edgestate.sync.nats_inbound import Inbound
+from edgestate.sync.nats_subjects import durable_name
 
 log = logging.getLogger(__name__)
 
+# A request to one node ends at its ``synced``; this bounds the wait for a node
+# that went away meanwhile (a whole store's diff may take a while to arrive).
+TARGETED_WINDOW_S = 60.0
 # Bytes of state vectors per request (with document names): well under 1 MB.
 SV_CHUNK_BYTES = 256 << 10
 
@@ -71,13 +75,21 @@ class AntiEntropy:
                 log.info("NATS anti-entropy round failed (retried): %s", exc)
 
     async def subscribe(self, nc: Client) -> None:
-        """Answer other nodes' requests from now on."""
+        """Answer other nodes' requests from now on (to all, and to this node alone)."""
         await nc.subscribe(self._link.subjects.state_vectors, cb=self._answer)
+        await nc.subscribe(self.direct(self._inbound.durable), cb=self._answer)
+
+    def direct(self, durable: str) -> str:
+        """The state-vector subject only the node of consumer ``durable`` answers."""
+        return f"{self._link.subjects.state_vectors}.{durable}"
 
     # --- asking ------------------------------------------------------------------------
 
-    async def round(self) -> int:
-        """One exchange: returns the number of nodes that answered."""
+    async def round(self, target: str | None = None) -> set[str]:
+        """One exchange: returns the nodes that answered in full (``synced``).
+
+        ``target`` (a node's durable consumer name) asks that node alone, and
+        ends as soon as it has answered."""
         link = self._link
         nc, _ = link.client
         store = link.store
@@ -101,10 +113,13 @@ class AntiEntropy:
             for chunk in chunks:
                 # ``reply`` set: this request names every document we hold.
                 await link.publish_core(
-                    link.subjects.state_vectors, StateVectors(chunk, reply=len(chunks) == 1), inbox
+                    link.subjects.state_vectors if target is None else self.direct(target),
+                    StateVectors(chunk, reply=len(chunks) == 1),
+                    inbox,
                 )
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + link.config.answer_window_s
+            window = link.config.answer_window_s if target is None else TARGETED_WINDOW_S
+            deadline = loop.time() + window
             while (left := deadline - loop.time()) > 0:
                 try:
                     async with asyncio.timeout(left):
@@ -113,7 +128,7 @@ class AntiEntropy:
                     break
                 link.stats.anti_entropy_bytes_in += len(msg.data)
                 link.stats.messages_in += 1
-                link.stats.bytes_in += len(msg.data)
+                link.stats.bytes_in += len(msg.data) + len(msg.subject)
                 opened = await self._inbound.open(msg.subject, msg.data)
                 if opened is None:
                     continue
@@ -133,6 +148,8 @@ class AntiEntropy:
                     continue
                 if isinstance(frame, Synced):
                     responders.add(opened.sender)
+                    if target is not None and durable_name(opened.sender) == target:
+                        break
                 elif isinstance(frame, Diff):
                     pending.extend(self._inbound.apply_updates(opened.sender, frame.doc, frame))
         finally:
@@ -144,7 +161,7 @@ class AntiEntropy:
             elif isinstance(result, BaseException):
                 raise result
         link.stats.anti_entropy_rounds += 1
-        return len(responders)
+        return responders
 
     # --- answering ---------------------------------------------------------------------
 

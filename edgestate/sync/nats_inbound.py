@@ -10,8 +10,9 @@ its apply committed: a node stopped or cut off mid-batch gets the rest again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import nats.errors
 import nats.js.errors
@@ -53,8 +54,14 @@ class Inbound:
         self._link = link
         self.verifier = verifier
         self._on_gap = on_gap
+        # Set by the link (nats_catchup): where to restart the consumer, if skipping.
+        self._start_sequence: Callable[[], Awaitable[int | None]] | None = None
         self._assemblies: dict[str, parts.Assembly] = {}
         self.durable = durable_name(link.node_id)
+
+    def set_start(self, start_sequence: Callable[[], Awaitable[int | None]]) -> None:
+        """Where the consumer restarts when it is (re)created (see ``nats_catchup``)."""
+        self._start_sequence = start_sequence
 
     async def log_has_gap(self) -> bool:
         """Whether the stream dropped messages (retention) this node never applied:
@@ -99,6 +106,14 @@ class Inbound:
         while True:
             raise_if_cancelled()
             try:
+                start = await self._start_sequence() if self._start_sequence else None
+                if start is not None:
+                    await js.delete_consumer(self._link.subjects.stream, self.durable)
+                    config = dataclasses.replace(
+                        config,
+                        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                        opt_start_seq=start,
+                    )
                 sub = await js.pull_subscribe(
                     self._link.subjects.docs,
                     durable=config.durable_name,

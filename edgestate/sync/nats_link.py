@@ -48,6 +48,7 @@ from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN
 from edgestate.sync.frames import Collected, Diff, Push, Reports
 from edgestate.sync.membership import Membership
+from edgestate.sync.nats_catchup import start_sequence
 from edgestate.sync.nats_config import NatsConfig
 from edgestate.sync.nats_entropy import AntiEntropy
 from edgestate.sync.nats_host import raise_if_cancelled
@@ -97,6 +98,7 @@ class NatsLink:
         self._wake = asyncio.Event()
         self.inbound = Inbound(self, Verifier(config.tls), on_gap=lambda: self.entropy.soon())
         self.entropy = AntiEntropy(self, self.inbound)
+        self.inbound.set_start(lambda: start_sequence(self, self.inbound, self.entropy))
         self.ready = asyncio.Event()
         self._closing = False
 

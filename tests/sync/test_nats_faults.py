@@ -129,3 +129,40 @@ async def test_a_site_away_longer_than_retention_heals_by_anti_entropy(
         await eventually(lambda: has_all([a], keys), 30)
         assert a.daemon.nats is not None
         await eventually(lambda: a.daemon.nats.stats.anti_entropy_rounds >= 1, 10)  # type: ignore[union-attr]
+
+
+async def test_a_node_far_behind_catches_up_by_diff_within_the_bytes_it_missed(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+        (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
+        (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
+        await ready([a, b])
+        a.store.create_document(DOC)
+        a.store.batch([Set(DOC, "first", b"1")])
+        await eventually(lambda: value(b.store, DOC, "first") == b"1", 30)
+        name, path, nats_cfg = b.name, b.path, b.daemon.config.nats
+        certs = b.daemon.config.tls.cert.parent  # type: ignore[union-attr]
+        await nodes.stop(b)
+
+        # Writes that trickle: each its own message in the stream.
+        assert a.daemon.nats is not None
+        stream = a.store.changes()
+        missed = 0
+        keys = [f"trickle-{i}" for i in range(300)]
+        for i, key in enumerate(keys):
+            await a.store.abatch([Set(DOC, key, b"v" * 16)])
+            await eventually(lambda i=i: a.daemon.nats.stats.messages_out >= i + 3, 30)  # type: ignore[union-attr,misc]
+        while (event := stream.get_nowait()) is not None:
+            missed += len(event.update)
+        stream.close()
+
+        b = await nodes.start(name=name, certs=certs, path=path, nats=nats_cfg)
+        await eventually(lambda: has_all([b], keys), 30)
+        assert b.daemon.nats is not None
+        assert b.daemon.nats.stats.catchups_by_diff == 1
+        # Replaying 300 messages would be ~7x these bytes (docs/nats.md).
+        assert b.daemon.nats.stats.bytes_in <= 1.2 * missed, (b.daemon.nats.stats.bytes_in, missed)
+        # Later writes still come through the stream.
+        a.store.batch([Set(DOC, "after", b"1")])
+        await eventually(lambda: value(b.store, DOC, "after") == b"1", 30)
