@@ -166,3 +166,21 @@ async def test_a_node_far_behind_catches_up_by_diff_within_the_bytes_it_missed(
         # Later writes still come through the stream.
         a.store.batch([Set(DOC, "after", b"1")])
         await eventually(lambda: value(b.store, DOC, "after") == b"1", 30)
+
+
+async def test_a_node_closes_promptly_while_its_nats_server_is_gone(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+        (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
+        await ready([a])
+        a.store.create_document(DOC)
+        servers[0].kill()
+        # Writes pile up for publishing while the link is down.
+        for i in range(20):
+            a.store.batch([Set(DOC, f"k{i}", b"v")])
+        await eventually(lambda: not a.daemon.nats.stats.connected, 30)  # type: ignore[union-attr]
+        # Found in development: nats-py swallowed the cancellation of a retrying
+        # publish, and the node's close never returned.
+        async with asyncio.timeout(20):
+            await nodes.stop(a)

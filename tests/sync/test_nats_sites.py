@@ -93,3 +93,26 @@ async def test_members_reached_through_nats_hold_the_gc_frontier(
         # B reported holding A's write: that is what A's frontier may advance to.
         report = a.daemon.frontier.reports[b.store.replica_id]
         assert report[DOC].get(a.store.replica_id, 0) >= 1
+
+
+async def test_an_update_over_the_payload_limit_travels_in_parts(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+        (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
+        (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
+        for node in (a, b):
+            assert node.daemon.nats is not None
+            await eventually(node.daemon.nats.ready.is_set, 30)
+        assert a.daemon.nats is not None and b.daemon.nats is not None
+        limit = a.daemon.nats.max_payload
+        # One commit, one update of ~2.5 MB: over the server's 1 MiB max_payload.
+        a.store.create_document(DOC)
+        a.store.batch([Set(DOC, f"big-{i}", bytes([i % 251]) * 1024) for i in range(2500)])
+        await eventually(lambda: value(b.store, DOC, "big-2499") is not None, 30)
+        assert all(value(b.store, DOC, f"big-{i}") == bytes([i % 251]) * 1024 for i in range(2500))
+        # It went as several messages, each under the limit.
+        # ~2.6 MB over a ~1 MiB limit: at least three parts.
+        assert a.daemon.nats.stats.messages_out >= 3
+        assert a.daemon.nats.stats.bytes_out / a.daemon.nats.stats.messages_out < limit
+        assert b.daemon.nats.stats.malformed == 0
