@@ -42,7 +42,7 @@ from edgestate.errors import (
     MalformedFrameError,
     NatsLinkError,
 )
-from edgestate.store import Store
+from edgestate.store import ChangeStream, Store
 from edgestate.sync import frames, parts
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN
@@ -242,12 +242,17 @@ class NatsLink:
 
     # --- publishing ------------------------------------------------------------------
 
-    async def _pump(self, stream: Any) -> None:
+    async def _pump(self, stream: ChangeStream) -> None:
         while True:
             raise_if_cancelled()
             event = await stream.get()
             if event is None:
                 return
+            if stream.reset_overflow():
+                # Commits went by unseen (the pump fell a whole queue behind): they
+                # reach the other sites through their anti-entropy requests.
+                self.stats.updates_dropped += 1
+                log.warning("NATS publish queue overflowed; other sites heal by anti-entropy")
             if event.doc in self._sync.local_only or not self._publishes(event.origin):
                 continue
             self._pending.setdefault(event.doc, []).append(event.update)
