@@ -7,15 +7,32 @@ over real WebSockets on 127.0.0.1); its NATS link is configured per node
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
 from pathlib import Path
 
+from edgestate.devkit.nats_server import NatsServer, nats_cluster
 from edgestate.store import Store
 from edgestate.sync.nats_config import NatsConfig
 from tests.sync.conftest import Node, Nodes
 
 NATS_USER, NATS_PASSWORD = "edge", "s3cret-pw"
+
+
+@contextlib.asynccontextmanager
+async def nats_servers(
+    nodes: Nodes, directory: Path, *, size: int = 1, advertise: bool = True
+) -> AsyncIterator[list[NatsServer]]:
+    """``size`` servers with the test user; the nodes stop first on exit, as a
+    node leaving while NATS is up does (the fault tests stop servers themselves)."""
+    with nats_cluster(
+        directory, size=size, user=NATS_USER, password=NATS_PASSWORD, advertise=advertise
+    ) as servers:
+        try:
+            yield servers
+        finally:
+            await nodes.close()
 
 
 def nats_config(tmp: Path, urls: Iterable[str], **overrides: object) -> NatsConfig:

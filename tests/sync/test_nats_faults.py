@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edgestate.devkit.nats_server import nats_cluster
 from edgestate.store import Delete, Incr, Set
 from tests.sync.conftest import Node, Nodes, eventually
-from tests.sync.nats_sites import NATS_PASSWORD, NATS_USER, counter, start_site, value
+from tests.sync.nats_sites import counter, nats_servers, start_site, value
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nats-server") is None, reason="nats-server not installed (scripts/bootstrap)"
@@ -30,9 +29,7 @@ def has_all(group: list[Node], keys: list[str]) -> bool:
 
 
 async def test_cut_off_site_converges_after_the_link_returns(nodes: Nodes, tmp_path: Path) -> None:
-    with nats_cluster(
-        tmp_path / "nats", size=3, user=NATS_USER, password=NATS_PASSWORD, advertise=False
-    ) as servers:
+    async with nats_servers(nodes, tmp_path / "nats", size=3, advertise=False) as servers:
         # Each site knows only its own server: killing it cuts the site off.
         site_a = await start_site(nodes, tmp_path, [servers[0].url], replicas=3)
         site_b = await start_site(nodes, tmp_path, [servers[1].url], replicas=3)
@@ -67,7 +64,7 @@ async def test_cut_off_site_converges_after_the_link_returns(nodes: Nodes, tmp_p
 async def test_one_nats_server_of_three_killed_mid_traffic_loses_nothing(
     nodes: Nodes, tmp_path: Path
 ) -> None:
-    with nats_cluster(tmp_path / "nats", size=3, user=NATS_USER, password=NATS_PASSWORD) as servers:
+    async with nats_servers(nodes, tmp_path / "nats", size=3) as servers:
         urls = [s.url for s in servers]
         site_a = await start_site(nodes, tmp_path, urls[:2], size=2, replicas=3)
         site_b = await start_site(nodes, tmp_path, urls[1:], size=2, replicas=3)
@@ -100,7 +97,7 @@ async def test_one_nats_server_of_three_killed_mid_traffic_loses_nothing(
 async def test_a_site_away_longer_than_retention_heals_by_anti_entropy(
     nodes: Nodes, tmp_path: Path
 ) -> None:
-    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+    async with nats_servers(nodes, tmp_path / "nats") as servers:
         # A stream that keeps a few kilobytes: most of what B writes is gone by
         # the time A comes back.
         (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1, max_bytes=4096)
@@ -134,7 +131,7 @@ async def test_a_site_away_longer_than_retention_heals_by_anti_entropy(
 async def test_a_node_far_behind_catches_up_by_diff_within_the_bytes_it_missed(
     nodes: Nodes, tmp_path: Path
 ) -> None:
-    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+    async with nats_servers(nodes, tmp_path / "nats") as servers:
         (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
         (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
         await ready([a, b])
@@ -171,7 +168,7 @@ async def test_a_node_far_behind_catches_up_by_diff_within_the_bytes_it_missed(
 async def test_a_node_closes_promptly_while_its_nats_server_is_gone(
     nodes: Nodes, tmp_path: Path
 ) -> None:
-    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+    async with nats_servers(nodes, tmp_path / "nats") as servers:
         (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
         await ready([a])
         a.store.create_document(DOC)

@@ -8,7 +8,6 @@ from pathlib import Path
 import nats
 import pytest
 
-from edgestate.devkit.nats_server import nats_cluster
 from edgestate.store import Set, Store
 from edgestate.sync import tls
 from edgestate.sync.config import SyncConfig
@@ -16,7 +15,14 @@ from edgestate.sync.membership import Membership
 from edgestate.sync.nats_link import NatsLink
 from edgestate.sync.nats_seal import Sealer
 from tests.sync.conftest import FAST_STORE, Nodes, eventually
-from tests.sync.nats_sites import NATS_PASSWORD, NATS_USER, nats_config, start_site, value
+from tests.sync.nats_sites import (
+    NATS_PASSWORD,
+    NATS_USER,
+    nats_config,
+    nats_servers,
+    start_site,
+    value,
+)
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nats-server") is None, reason="nats-server not installed (scripts/bootstrap)"
@@ -27,7 +33,7 @@ DOC = "shared"
 async def test_a_node_of_another_cluster_with_nats_credentials_is_refused(
     nodes: Nodes, tmp_path: Path
 ) -> None:
-    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+    async with nats_servers(nodes, tmp_path / "nats") as servers:
         url = servers[0].url
         (ours,) = await start_site(nodes, tmp_path, [url], size=1)
         (writer,) = await start_site(nodes, tmp_path, [url], size=1)
@@ -73,7 +79,7 @@ async def test_a_node_of_another_cluster_with_nats_credentials_is_refused(
 
 
 async def test_forged_and_moved_messages_are_refused(nodes: Nodes, tmp_path: Path) -> None:
-    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+    async with nats_servers(nodes, tmp_path / "nats") as servers:
         url = servers[0].url
         (ours,) = await start_site(nodes, tmp_path, [url], size=1)
         (member,) = await start_site(nodes, tmp_path, [url], size=1)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edgestate.devkit.nats_server import nats_cluster
 from edgestate.store import Delete, Incr, Set
 from tests.sync.conftest import Node, Nodes, eventually
-from tests.sync.nats_sites import NATS_PASSWORD, NATS_USER, counter, start_site, value
+from tests.sync.nats_sites import counter, nats_servers, start_site, value
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nats-server") is None, reason="nats-server not installed (scripts/bootstrap)"
@@ -24,7 +23,7 @@ def everywhere(group: list[Node], check: object) -> bool:
 
 
 async def test_two_sites_converge_through_nats_only(nodes: Nodes, tmp_path: Path) -> None:
-    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+    async with nats_servers(nodes, tmp_path / "nats") as servers:
         urls = [servers[0].url]
         # Site A reaches NATS through one gateway; every node of site B is on NATS.
         site_a = await start_site(nodes, tmp_path, urls, gateway_only=True)
@@ -64,7 +63,7 @@ async def test_two_sites_converge_through_nats_only(nodes: Nodes, tmp_path: Path
 async def test_members_reached_through_nats_hold_the_gc_frontier(
     nodes: Nodes, tmp_path: Path
 ) -> None:
-    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+    async with nats_servers(nodes, tmp_path / "nats") as servers:
         (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
         (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
         for node in (a, b):
@@ -98,7 +97,7 @@ async def test_members_reached_through_nats_hold_the_gc_frontier(
 async def test_an_update_over_the_payload_limit_travels_in_parts(
     nodes: Nodes, tmp_path: Path
 ) -> None:
-    with nats_cluster(tmp_path / "nats", user=NATS_USER, password=NATS_PASSWORD) as servers:
+    async with nats_servers(nodes, tmp_path / "nats") as servers:
         (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
         (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
         for node in (a, b):
