@@ -59,6 +59,7 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── PeerGoneError               the peer closed the connection
     │   ├── PeerRefusedError            peer failed authentication or cluster check
     │   ├── ClusterCAError              CA / certificate material missing or invalid
+    │   ├── NatsLinkError               the NATS link cannot be set up (servers, credentials)
     │   └── UnknownMemberError          forget of a replica id that is no cluster member
     ├── ClientError                     talking to a running node's HTTP API
     │   ├── NodeAPIError                the node answered with an error
@@ -488,6 +489,13 @@ class ClusterCAError(SyncError):
     """Cluster CA or node certificate material that is missing or invalid."""
 
     code = "cluster_ca"
+
+
+class NatsLinkError(SyncError):
+    """The NATS link between sites cannot be set up: no server reachable,
+    credentials or TLS refused, or the JetStream stream cannot be created."""
+
+    code = "nats_link"
 
 
 class UnknownMemberError(SyncError):

@@ -5,6 +5,7 @@
                                               refuses to replace NODE's existing key
                                               unless --replace
     edgestate cluster revoke CERT --dir ca/   add CERT to the CRL
+    edgestate cluster nats                    a running node's NATS link (cli/nats_cmd.py)
 
 Registered in the main group by ``edgestate.cli.main`` from ``commands``.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from edgestate.cli.nats_cmd import nats_cmd
 from edgestate.errors import EdgestateError
 
 # Node names become file names and certificate common names.
@@ -134,5 +136,7 @@ def revoke(cert: Path, ca_dir: Path, as_json: bool) -> None:
         f"revoked node {node_id}\ncopy {ca_dir / tls.CRL} to every node and restart its sync",
     )
 
+
+cluster.add_command(nats_cmd)
 
 commands: list[click.Command] = [cluster]

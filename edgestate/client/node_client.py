@@ -88,6 +88,10 @@ class NodeClient:
         """``GET /v1/admin/peers``."""
         return list(self._json("GET", "/v1/admin/peers")["peers"])
 
+    def nats(self) -> dict[str, Any]:
+        """``GET /v1/admin/nats``: the NATS link between sites."""
+        return dict(self._json("GET", "/v1/admin/nats"))
+
     def members(self) -> dict[str, Any]:
         """``GET /v1/admin/members``: this node's id, the members it waits for, forgotten ids."""
         return dict(self._json("GET", "/v1/admin/members"))

@@ -34,6 +34,7 @@ from edgestate.node.datadir import check_data_dir
 from edgestate.node.diagnostics import diagnose
 from edgestate.node.metrics import NodeMetrics, gc_metrics, guest_log_metrics, layer_metrics
 from edgestate.node.module_rows import module_rows
+from edgestate.node.nats_metrics import nats_metrics
 from edgestate.node.node_files import (
     CACHE_KEY_FILE,
     TOKEN_FILE,
@@ -192,6 +193,7 @@ class Node:
             )
             await self._yjs.start()
             self.metrics.add_collector(lambda: layer_metrics(self.store, self.sync))
+            self.metrics.add_collector(lambda: nats_metrics(self.sync.nats))
             self.metrics.add_collector(
                 lambda: guest_log_metrics(
                     self.runtime.log_budgets(), self.workers.log_dropped() if self.workers else None
@@ -391,6 +393,10 @@ class Node:
     async def remove_module(self, name: str) -> None:
         """Remove a module cluster-wide (ModuleNotFoundError_ if unknown)."""
         await self.registry.remove(name)
+
+    async def nats_status(self) -> dict[str, Any]:
+        """The NATS link between sites: servers, stream lag per document, bytes (JSON-ready)."""
+        return {"enabled": False} if self.sync.nats is None else await self.sync.nats.status()
 
     def members(self) -> dict[str, Any]:
         """Cluster members garbage collection waits for, and those forgotten (JSON-ready)."""

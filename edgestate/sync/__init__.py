@@ -11,13 +11,17 @@ server and dialer), ``connection`` (one peer connection), ``peers`` (peer
 table, backoff), ``discovery`` (static list, mDNS), ``gossip`` (updates, state
 vectors, anti-entropy), ``membership`` (garbage-collection reports and
 records), ``daemon`` (composition and the public API), ``yjs`` (the
-y-websocket endpoint). Imports point one way: sync -> store.
+y-websocket endpoint), ``nats_link`` and its ``nats_*`` parts (sites joined
+through NATS/JetStream: docs/nats.md). Imports point one way: sync -> store.
 """
 
 from edgestate.sync.channel import Channel, memory_channel_pair
 from edgestate.sync.config import Limits, SyncConfig, TLSFiles
 from edgestate.sync.daemon import SyncDaemon
 from edgestate.sync.diagnosis import PeerView, missing
+from edgestate.sync.nats_config import NatsConfig
+from edgestate.sync.nats_link import NatsLink
+from edgestate.sync.nats_stats import NatsStats
 from edgestate.sync.peers import PeerState, PeerStatus
 from edgestate.sync.stats import SyncStats
 from edgestate.sync.yjs import YjsEndpoint
@@ -25,6 +29,9 @@ from edgestate.sync.yjs import YjsEndpoint
 __all__ = [
     "Channel",
     "Limits",
+    "NatsConfig",
+    "NatsLink",
+    "NatsStats",
     "PeerState",
     "PeerStatus",
     "PeerView",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgestate.errors import ConfigError
+from edgestate.sync.nats_config import NatsConfig
 
 # The default sync port: arbitrary but fixed, so a node's address is easy to guess.
 # Static peers still name their port: a stray word is refused, not dialed forever.
@@ -93,6 +94,8 @@ class SyncConfig:
     # WebSocket heartbeat: notices a dead peer whose TCP connection lingers.
     heartbeat_s: float = 15.0
     limits: Limits = field(default_factory=Limits)
+    # Sites beyond the LAN, joined through NATS (edgestate.sync.nats_link); off if unset.
+    nats: NatsConfig | None = None
 
     def __post_init__(self) -> None:
         if self.tls is None and not self.insecure:

@@ -39,7 +39,8 @@ from edgestate.sync.discovery import Discovery, Found, MdnsDiscovery, StaticDisc
 from edgestate.sync.frames import Collected, Reports
 from edgestate.sync.frontier import FrontierTracker
 from edgestate.sync.gossip import Gossip
-from edgestate.sync.membership import Membership
+from edgestate.sync.membership import Listener, Membership
+from edgestate.sync.nats_link import NatsLink
 from edgestate.sync.peers import PeerRecord, PeerStatus, PeerTable
 from edgestate.sync.stats import SyncStats
 from edgestate.sync.tasks import TaskSet
@@ -151,9 +152,19 @@ class SyncDaemon:
             store,
             local_only=frozenset(config.local_only),
             grace_s=config.gc_grace_s,
-            listeners=self._table.connections,
+            listeners=self._listeners,
             expire_s=config.forget_after_s,
         )
+        # Sites beyond the LAN (docs/nats.md): a second replication path, not a Channel.
+        self.nats: NatsLink | None = None
+        if config.nats is not None:
+            self.nats = NatsLink(
+                store,
+                config,
+                node_id=self.node_id,
+                cluster_id=self.cluster_id,
+                membership=self._membership,
+            )
         self._gossip = Gossip(
             store,
             config,
@@ -243,6 +254,8 @@ class SyncDaemon:
             loop.call_soon_threadsafe(self._announce_collected, doc)
 
         self._unsubscribe_collected = self.store.on_collected(collected)
+        if self.nats is not None:
+            await self.nats.start()
         log.info("sync node %s listening on %s:%s", self.node_id[:16], self.config.host, self.port)
 
     async def close(self) -> None:
@@ -250,6 +263,8 @@ class SyncDaemon:
         if self._closing:
             return
         self._closing = True
+        if self.nats is not None:
+            await self.nats.close()
         for source in self._discovery:
             await source.aclose()
         # Let the tasks unwind first: a connection's own task closes its channel
@@ -283,6 +298,13 @@ class SyncDaemon:
 
     def _is_closing(self) -> bool:
         return self._closing
+
+    def _listeners(self) -> list[Listener]:
+        # Told of new reports and collections: the LAN connections and the NATS link.
+        out: list[Listener] = list(self._table.connections())
+        if self.nats is not None:
+            out.append(self.nats)
+        return out
 
     # --- connections -----------------------------------------------------------------
 

@@ -105,6 +105,7 @@ def _config_dataclasses() -> dict[str, type]:
     def walk(section: str, cls: type) -> None:
         out[section] = cls
         for name, hint in _hints(cls).items():
+            hint = _unoptional(hint)
             if dataclasses.is_dataclass(hint) and name != "tls":
                 walk(f"{section}.{name}" if section else name, hint)  # type: ignore[arg-type]
 
@@ -112,8 +113,22 @@ def _config_dataclasses() -> dict[str, type]:
     return out
 
 
-# Fields a config file deliberately does not set (see _NOT_SETTINGS in the module).
-_NOT_FROM_FILE = {("runtime", "cache_key")}
+def _unoptional(hint: Any) -> Any:
+    """``X`` of ``X | None`` (an optional section such as sync.nats)."""
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+# Fields a config file deliberately does not set (see _NOT_SETTINGS in the module),
+# and NATS credentials exclusive with the user + password_file this test sets.
+_NOT_FROM_FILE = {
+    ("runtime", "cache_key"),
+    ("sync.nats", "creds_file"),
+    ("sync.nats", "token_file"),
+}
 
 
 def _other_value(hint: Any, default: Any) -> tuple[Any, Any]:
@@ -136,7 +151,7 @@ def _other_value(hint: Any, default: Any) -> tuple[Any, Any]:
     if hint is Path:
         return "set-by-file", Path  # checked by name: the base directory varies
     assert hint is str, hint
-    return f"{default}-x", f"{default}-x"
+    return f"{default or 'v'}-x", f"{default or 'v'}-x"
 
 
 def test_every_dataclass_field_is_settable_from_the_file(tmp_path: Path) -> None:
@@ -149,6 +164,7 @@ def test_every_dataclass_field_is_settable_from_the_file(tmp_path: Path) -> None
         ("sync", "insecure"): False,  # TLS files are set below
         ("api", "tls"): True,  # needs them too
         ("sync", "node_id"): "node-7",
+        ("sync.nats", "servers"): ["nats://127.0.0.1:4222"],
     }
     defaults = load_config(None)
     for section, cls in _config_dataclasses().items():
@@ -159,7 +175,8 @@ def test_every_dataclass_field_is_settable_from_the_file(tmp_path: Path) -> None
             default_obj = getattr(default_obj, part)
         for f in dataclasses.fields(cls):
             hint = _hints(cls)[f.name]
-            if (section, f.name) in _NOT_FROM_FILE or dataclasses.is_dataclass(hint):
+            sub_section = dataclasses.is_dataclass(_unoptional(hint)) and f.name != "tls"
+            if (section, f.name) in _NOT_FROM_FILE or sub_section:
                 continue
             if section == "sync" and f.name == "tls":
                 for tls_key in ("ca_cert", "cert", "key", "crl"):
@@ -168,9 +185,13 @@ def test_every_dataclass_field_is_settable_from_the_file(tmp_path: Path) -> None
                 continue
             if (section, f.name) in fixed:
                 value = fixed[(section, f.name)]
-                table[f.name], expected[(section, f.name)] = value, value
+                want = tuple(value) if isinstance(value, list) else value
+                table[f.name], expected[(section, f.name)] = value, want
             else:
-                toml, want = _other_value(hint, getattr(default_obj, f.name))
+                # An optional section (sync.nats) is off by default: its fields'
+                # defaults are the dataclass's.
+                default = f.default if default_obj is None else getattr(default_obj, f.name)
+                toml, want = _other_value(hint, default)
                 table[f.name], expected[(section, f.name)] = toml, want
     path = tmp_path / "node.toml"
     path.write_text(tomli_w.dumps(doc))

@@ -80,6 +80,9 @@ def test_the_public_surface_is_what_we_mean_to_export() -> None:
     assert sorted(edgestate.sync.__all__) == [
         "Channel",
         "Limits",
+        "NatsConfig",
+        "NatsLink",
+        "NatsStats",
         "PeerState",
         "PeerStatus",
         "PeerView",

@@ -7,6 +7,7 @@ Routes:
     GET    /v1/admin/status
     GET    /v1/admin/overview           everything the dashboard shows (one documents page)
     GET    /v1/admin/peers
+    GET    /v1/admin/nats               the NATS link between sites (docs/nats.md)
     GET    /v1/admin/members            DELETE /v1/admin/members/{replica} (forget one)
     GET    /v1/admin/modules            POST (deploy a bundle)   DELETE /v1/admin/modules/{name}
     POST   /v1/admin/modules/{name}/rollback   {"version": ...}: re-activate a kept version
@@ -82,6 +83,7 @@ def build_app(node: NodeApi) -> web.Application:
             web.get("/metrics", invoke.metrics),
             web.get("/v1/admin/status", cluster.status),
             web.get("/v1/admin/peers", cluster.peers),
+            web.get("/v1/admin/nats", cluster.nats),
             web.get("/v1/admin/members", cluster.members),
             web.delete("/v1/admin/members/{replica}", cluster.forget_member),
             web.get("/v1/admin/modules", cluster.modules),

@@ -42,6 +42,9 @@ class ClusterRoutes:
     async def peers(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"peers": self.node.peer_rows()})
 
+    async def nats(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(await self.node.nats_status())
+
     async def modules(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"modules": self.node.module_rows()})
 

@@ -103,6 +103,9 @@ class Cluster(Protocol):
     def members(self) -> dict[str, Any]:
         """Cluster members garbage collection waits for, and those forgotten (JSON-ready)."""
 
+    async def nats_status(self) -> dict[str, Any]:
+        """The NATS link between sites, ``{"enabled": false}`` without one (JSON-ready)."""
+
     async def forget_member(self, replica: int) -> bool:
         """Stop waiting for member ``replica``; whether it was a member."""
 

@@ -1,0 +1,268 @@
+"""The receiving side of the NATS link: the durable consumer, verifying, applying.
+
+A batch fetched from this node's durable pull consumer is verified message by
+message (``nats_seal``: a sender's certificate is looked up once, by
+fingerprint, in the certificate stream), its updates submitted to the store
+without waiting (they share group commits), and each message acked only once
+its apply committed: a node stopped or cut off mid-batch gets the rest again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from edgestate.errors import (
+    InvalidUpdateError,
+    MalformedFrameError,
+    NatsLinkError,
+    PeerRefusedError,
+    ProtocolError,
+)
+from edgestate.sync import frames, parts
+from edgestate.sync.frames import Collected, Diff, DiffPart, Push
+from edgestate.sync.gossip import record_of
+from edgestate.sync.nats_host import LinkHost, raise_if_cancelled
+from edgestate.sync.nats_seal import NeedCert, Opened, Refused, Verifier
+from edgestate.sync.nats_subjects import durable_name
+
+log = logging.getLogger(__name__)
+
+# Origin of updates applied from NATS: never published back, relayed to LAN peers.
+NATS_ORIGIN = "nats:"
+# Messages fetched from the consumer per batch: their applies share group commits.
+FETCH_BATCH = 256
+# Room in a message for the envelope (sender, signature) and frame fields.
+ENVELOPE_OVERHEAD = 512
+# Between retries of a failed consumer call.
+RETRY_S = 0.5
+# Senders with a diff in parts assembling at once (bounded memory).
+MAX_ASSEMBLIES = 256
+
+
+class Inbound:
+    """Verifies and applies what arrives over NATS for one link."""
+
+    def __init__(self, link: LinkHost, verifier: Verifier, on_gap: Callable[[], None]) -> None:
+        self._link = link
+        self.verifier = verifier
+        self._on_gap = on_gap
+        # Set by the link (nats_catchup): where to restart the consumer, if skipping.
+        self._start_sequence: Callable[[], Awaitable[int | None]] | None = None
+        self._assemblies: dict[str, parts.Assembly] = {}
+        self.durable = durable_name(link.node_id)
+
+    def set_start(self, start_sequence: Callable[[], Awaitable[int | None]]) -> None:
+        """Where the consumer restarts when it is (re)created (see ``nats_catchup``)."""
+        self._start_sequence = start_sequence
+
+    async def log_has_gap(self) -> bool:
+        """Whether the stream dropped messages (retention) this node never applied:
+        then only state-vector anti-entropy can bring them."""
+        _, js = self._link.client
+        consumer = await js.consumer_info(self._link.subjects.stream, self.durable)
+        stream = await js.stream_info(self._link.subjects.stream)
+        first: int = stream.state.first_seq
+        floor: int = consumer.ack_floor.stream_seq if consumer.ack_floor else 0
+        return first > floor + 1
+
+    async def check_gap(self) -> None:
+        """Ask for an anti-entropy round if ``log_has_gap`` (at connect, after a reconnect)."""
+        try:
+            gap = await self.log_has_gap()
+        except (nats.errors.Error, NatsLinkError, OSError) as exc:
+            raise_if_cancelled()
+            log.info("could not compare the stream with our consumer (healing anyway): %s", exc)
+            gap = True
+        if gap:
+            log.info("the NATS stream no longer holds all this node missed: anti-entropy")
+            self._on_gap()
+
+    async def decode(self, body: bytes, max_docs: int = 1) -> frames.Frame:
+        """One frame of a verified message, within the message size and our limits."""
+        return await parts.decode(
+            body,
+            max_bytes=self._link.max_payload + ENVELOPE_OVERHEAD,
+            max_docs=max_docs,
+            max_diff_bytes=self._link.limits.max_diff_frame_bytes,
+        )
+
+    async def consume(self) -> None:
+        _, js = self._link.client
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=60.0,
+            max_ack_pending=FETCH_BATCH * 8,
+        )
+        while True:
+            raise_if_cancelled()
+            try:
+                start = await self._start_sequence() if self._start_sequence else None
+                if start is not None:
+                    await js.delete_consumer(self._link.subjects.stream, self.durable)
+                    config = dataclasses.replace(
+                        config,
+                        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                        opt_start_seq=start,
+                    )
+                sub = await js.pull_subscribe(
+                    self._link.subjects.docs,
+                    durable=config.durable_name,
+                    stream=self._link.subjects.stream,
+                    config=config,
+                )
+                await self.check_gap()
+                break
+            except (nats.errors.Error, OSError) as exc:
+                raise_if_cancelled()
+                self._link.stats.last_error = f"consumer: {exc!r}"
+                await asyncio.sleep(RETRY_S)
+        while True:
+            raise_if_cancelled()
+            try:
+                batch = await sub.fetch(FETCH_BATCH, timeout=2.0)
+            except nats.errors.TimeoutError:
+                raise_if_cancelled()
+                continue
+            except (nats.errors.Error, OSError) as exc:
+                raise_if_cancelled()
+                self._link.stats.last_error = f"fetch: {exc!r}"
+                await asyncio.sleep(RETRY_S)
+                continue
+            try:
+                await self._apply_batch(batch)
+            except (nats.errors.Error, NatsLinkError, OSError) as exc:
+                # A certificate lookup or an ack failed with the link: what was not
+                # acked is delivered again (after ack_wait); applies are idempotent.
+                raise_if_cancelled()
+                self._link.stats.last_error = f"apply: {exc!r}"
+                await asyncio.sleep(RETRY_S)
+
+    async def _apply_batch(self, batch: list[Msg]) -> None:
+        applies: list[tuple[Msg, list[asyncio.Future[bool]]]] = []
+        for msg in batch:
+            self._link.stats.messages_in += 1
+            # Payload, subject and reply subject (the ack address): what crossed the wire.
+            self._link.stats.bytes_in += len(msg.data) + len(msg.subject) + len(msg.reply or "")
+            doc = self._link.subjects.doc_of(msg.subject)
+            opened = await self.open(msg.subject, msg.data)
+            futures: list[asyncio.Future[bool]] = []
+            if opened is not None and opened.sender != self._link.node_id and doc is not None:
+                futures = await self._apply_frame(opened, doc, msg.subject)
+            applies.append((msg, futures))
+            meta = msg.metadata
+            self._link.stats.acked_by_doc[doc or "?"] = meta.sequence.stream
+            self._link.stats.consumer_pending = meta.num_pending
+        for msg, futures in applies:
+            # Acked only once durably applied: a node stopped now gets it again.
+            for result in await asyncio.gather(*futures, return_exceptions=True):
+                if isinstance(result, InvalidUpdateError):
+                    self._link.stats.malformed += 1
+                    log.warning("NATS update on %s refused by the store: %s", msg.subject, result)
+                elif isinstance(result, BaseException):
+                    raise result
+            await msg.ack()
+            self._link.stats.acked_seq = max(
+                self._link.stats.acked_seq, msg.metadata.sequence.stream
+            )
+
+    async def open(self, subject: str, data: bytes) -> Opened | None:
+        """The verified envelope, or None (counted) if it is not a member's."""
+        try:
+            opened = self.verifier.open(subject, data)
+            if isinstance(opened, NeedCert):
+                try:
+                    await self._learn(opened.sender)
+                except PeerRefusedError:
+                    pass  # remembered by the verifier: open() says why
+                opened = self.verifier.open(subject, data)
+        except MalformedFrameError as exc:
+            self._link.stats.malformed += 1
+            log.debug("malformed NATS message on %s: %s", subject, exc)
+            return None
+        if isinstance(opened, Opened):
+            return opened
+        if isinstance(opened, Refused):
+            self._link.stats.refusal(opened.sender, opened.reason)
+        else:
+            self._link.stats.refusal(opened.sender, "its certificate could not be learned")
+        return None
+
+    async def _learn(self, sender: str) -> None:
+        _, js = self._link.client
+        try:
+            found = await js.get_last_msg(
+                self._link.subjects.cert_stream, self._link.subjects.cert(sender)
+            )
+        except nats.js.errors.NotFoundError:
+            self.verifier.learn(sender, b"")  # refused (and remembered): no certificate
+            return
+        self.verifier.learn(sender, found.data or b"")
+
+    async def _apply_frame(
+        self, opened: Opened, doc: str, subject: str
+    ) -> list[asyncio.Future[bool]]:
+        try:
+            frame = await self.decode(opened.body)
+            if isinstance(frame, DiffPart):
+                assembly = self.assembly(opened.sender)
+                whole = await assembly.add(frame)
+                if whole is None:
+                    return []
+                frame = whole
+        except ProtocolError as exc:  # broken, or a part out of order: anti-entropy heals
+            self._link.stats.malformed += 1
+            self._assemblies.pop(opened.sender, None)
+            log.warning("bad frame on %s from %s: %s", subject, opened.sender[:16], exc)
+            return []
+        return self.apply_updates(opened.sender, doc, frame)
+
+    def apply_updates(
+        self, sender: str, doc: str, frame: frames.Frame
+    ) -> list[asyncio.Future[bool]]:
+        """Submit the updates of a push or diff of ``doc`` (others are ignored)."""
+        if doc in self._link.local_only:
+            return []
+        pairs: list[tuple[bytes, Collected | None]] = []
+        if isinstance(frame, Push):
+            pairs = [(u, None) for d, u in frame.updates if d == doc]
+        elif isinstance(frame, Diff) and frame.doc == doc:
+            pairs = [(frame.update, frame.collected)]
+        out: list[asyncio.Future[bool]] = []
+        for update, collected in pairs:
+            self._link.stats.updates_applied += 1
+            out.append(
+                asyncio.ensure_future(
+                    self._link.store.aapply_update(
+                        doc,
+                        update,
+                        origin=NATS_ORIGIN + sender,
+                        create=True,
+                        record=record_of(collected),
+                    )
+                )
+            )
+        return out
+
+    def new_assembly(self) -> parts.Assembly:
+        """An assembly of one diff in parts, bounded by ``max_diff_frame_bytes``."""
+        limit = self._link.limits.max_diff_frame_bytes
+        return parts.Assembly(limit, limit, 1)
+
+    def assembly(self, sender: str) -> parts.Assembly:
+        found = self._assemblies.get(sender)
+        if found is None:
+            if len(self._assemblies) >= MAX_ASSEMBLIES:
+                self._assemblies.pop(next(iter(self._assemblies)))
+            found = self.new_assembly()
+            self._assemblies[sender] = found
+        return found

@@ -1,0 +1,83 @@
+"""Sites joined through NATS for tests: nats-server processes and node groups.
+
+A site is three in-process nodes on a LAN (the second and third dial the first
+over real WebSockets on 127.0.0.1); its NATS link is configured per node
+(every node, or a gateway only). Sites share no LAN link: only NATS joins them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from edgestate.devkit.nats_server import NatsServer, nats_cluster
+from edgestate.store import Store
+from edgestate.sync.nats_config import NatsConfig
+from tests.sync.conftest import Node, Nodes
+
+NATS_USER, NATS_PASSWORD = "edge", "s3cret-pw"
+
+
+@contextlib.asynccontextmanager
+async def nats_servers(
+    nodes: Nodes, directory: Path, *, size: int = 1, advertise: bool = True
+) -> AsyncIterator[list[NatsServer]]:
+    """``size`` servers with the test user; the nodes stop first on exit, as a
+    node leaving while NATS is up does (the fault tests stop servers themselves)."""
+    with nats_cluster(
+        directory, size=size, user=NATS_USER, password=NATS_PASSWORD, advertise=advertise
+    ) as servers:
+        try:
+            yield servers
+        finally:
+            await nodes.close()
+
+
+def nats_config(tmp: Path, urls: Iterable[str], **overrides: object) -> NatsConfig:
+    """A link config with the test servers' user and password (a 0600 file)."""
+    secret = tmp / "nats-password"
+    if not secret.exists():
+        secret.write_text(NATS_PASSWORD + "\n")
+        secret.chmod(0o600)
+    base = NatsConfig(
+        servers=tuple(urls),
+        user=NATS_USER,
+        password_file=secret,
+        anti_entropy_s=3600.0,  # rounds run at connect and reconnect; tests ask for more
+        answer_window_s=1.0,
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+async def start_site(
+    nodes: Nodes,
+    tmp: Path,
+    urls: list[str],
+    *,
+    gateway_only: bool = False,
+    size: int = 3,
+    **nats_overrides: object,
+) -> list[Node]:
+    """``size`` nodes on one LAN; all on NATS, or (``gateway_only``) the first, as a gateway."""
+    site: list[Node] = []
+    for i in range(size):
+        on_nats = not gateway_only or i == 0
+        cfg = nats_config(tmp, urls, gateway=gateway_only, **nats_overrides) if on_nats else None
+        node = await nodes.start(site[:1], nats=cfg)
+        site.append(node)
+    for node in site[1:]:
+        await node.daemon.wait_connected(1)
+    return site
+
+
+def value(store: Store, doc: str, key: str) -> bytes | None:
+    """``key`` of ``doc``, None while the document is not there yet."""
+    return store.get(doc, key) if store.has_document(doc) else None
+
+
+def counter(store: Store, doc: str, key: str) -> int | None:
+    """The counter at ``key`` as an int (None if absent)."""
+    raw = value(store, doc, key)
+    return None if raw is None else int.from_bytes(raw, "little", signed=True)
