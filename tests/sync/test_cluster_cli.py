@@ -13,7 +13,7 @@ from edgestate.sync import tls
 
 def test_the_cluster_group_is_exported_for_the_main_cli() -> None:
     assert commands == [cluster]
-    assert set(cluster.commands) == {"init", "issue", "revoke"}
+    assert set(cluster.commands) == {"init", "issue", "revoke", "nats"}
 
 
 def test_init_issue_revoke(tmp_path: Path) -> None:
