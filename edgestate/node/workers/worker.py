@@ -19,7 +19,7 @@ import pickle
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -132,11 +132,13 @@ class Worker:
 
     # --- what the invocation route asks -------------------------------------------
 
-    async def invoke(self, name: str, body: bytes) -> InvocationResult:
+    async def invoke(
+        self, name: str, body: bytes, *, gone: Callable[[], bool] | None = None
+    ) -> InvocationResult:
         try:
             # Admitted and on the invocation threads, as in the node (runtime.admission):
             # the loop keeps relaying admin, health and /yjs while a guest runs.
-            execution = await self.runtime.arun(name, body)
+            execution = await self.runtime.arun(name, body, gone=gone)
             commit_ns = 0
             if execution.ops:
                 start = time.perf_counter_ns()
