@@ -89,14 +89,18 @@ def start_script(code: str, data: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def start_node(work: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_node(
+    work: Path, workers: int, *, spare: bool = True
+) -> tuple[subprocess.Popen[bytes], str]:
     from edgestate.client import NodeClient
     from edgestate.devkit import example_bundle, make_publisher, spawn_node
 
-    work = work / f"w{workers}"
+    work = work / f"w{workers}{'' if spare else '-nospare'}"
     work.mkdir()
     data = work / "node"
     data.mkdir()
+    config = work / "node.toml"
+    config.write_text(f"[api]\nspare_worker = {'true' if spare else 'false'}\n")
     publisher = make_publisher(work / "publisher")
     shutil.copy(publisher.policy_path, data / "trust-policy.json")
     proc, info = spawn_node(
@@ -112,6 +116,8 @@ def start_node(work: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
             "warning",
             "--workers",
             str(workers),
+            "--config",
+            str(config),
         ],
         work / "ready.json",
         work / "node.log",

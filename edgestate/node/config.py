@@ -74,6 +74,10 @@ class ApiConfig:
     # invocations on its own core. 0 runs them on the node's own event loop
     # (tests, tiny devices, a node used as a library).
     workers: int = field(default_factory=default_workers)
+    # Started, loaded and fed every deploy, but idle until a worker dies: it then
+    # serves in its place at once (a fresh one takes seconds on a loaded machine:
+    # an interpreter, wasmtime, aiohttp, the modules). 0 saves its memory.
+    spare_worker: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

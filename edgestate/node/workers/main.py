@@ -11,6 +11,8 @@ import logging
 import pickle
 import sys
 
+from edgestate.node.workers.label import WorkerLabel, set_worker_label
+
 # The same GIL setting the node uses (edgestate.cli.node_cmds): the loop hands the
 # GIL back promptly to wasmtime's epoch ticker.
 SWITCH_INTERVAL_S = 0.0002
@@ -19,10 +21,13 @@ SWITCH_INTERVAL_S = 0.0002
 def main() -> None:
     """Run one worker."""
     settings = pickle.loads(sys.stdin.buffer.read())
+    set_worker_label("spare" if settings.index < 0 else str(settings.index))
     logging.basicConfig(
         level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)-7s worker-{settings.index} %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)-7s worker-%(worker)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(WorkerLabel())
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     from edgestate.node.workers.worker import Worker
 

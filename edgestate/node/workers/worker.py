@@ -28,9 +28,10 @@ from edgestate import errors as E
 from edgestate.node.api.invoke import InvocationRoutes
 from edgestate.node.api.responses import error_reply, error_response
 from edgestate.node.config import ApiConfig
+from edgestate.node.workers.label import set_worker_label
+from edgestate.node.workers.process import WorkerSettings
 from edgestate.node.workers.protocol import encode_ops, pack, read_message
 from edgestate.node.workers.proxy import NodeProxy
-from edgestate.node.workers.supervisor import WorkerSettings
 from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
 from edgestate.store import Store, WriteOp
 
@@ -42,6 +43,8 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
+        # A spare learns its index with `go` (the index of the worker it replaces).
+        self.index = settings.index
         self.store = Store.open(settings.store_dir, settings.store, readonly=True)
         self.runtime = Runtime(self.store, TrustPolicy([]), settings.runtime)
         self.ready = False
@@ -77,11 +80,13 @@ class Worker:
                     if future is not None and not future.done():
                         future.set_result(message)
                 elif kind == "go":
+                    self.index = int(message.get("index", self.index))
+                    set_worker_label(str(self.index))
                     self._go.set()
                 else:
                     self._control(message)
         except (E.WorkerLinkError, ConnectionError) as exc:
-            log.error("worker %d: link to the node failed: %s", self.settings.index, exc)
+            log.error("worker %d: link to the node failed: %s", self.index, exc)
         finally:
             self._gone.set()
             for future in self._pending.values():
@@ -109,7 +114,7 @@ class Worker:
         except E.EdgestateError as exc:
             log.error(
                 "worker %d: %s of %r failed: %s",
-                self.settings.index,
+                self.index,
                 message["t"],
                 message.get("name"),
                 exc,
@@ -250,7 +255,6 @@ class Worker:
 
 
 def _errors(worker: Worker) -> Any:
-    index = str(worker.settings.index)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -265,7 +269,7 @@ def _errors(worker: Worker) -> Any:
             response = error_response(413, "body_too_large", exc.text or "request body too large")
         if request.path.startswith("/v1/invoke/") and not response.prepared:
             # Which worker ran it: for operators reading a slow request, and tests.
-            response.headers["X-Edgestate-Worker"] = index
+            response.headers["X-Edgestate-Worker"] = str(worker.index)
         return response
 
     return middleware
