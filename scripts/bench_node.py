@@ -113,7 +113,7 @@ def start_node(
             "0",
             "--no-mdns",
             "--log-level",
-            "warning",
+            os.environ.get("BENCH_LOG_LEVEL", "warning"),
             "--workers",
             str(workers),
             "--config",
@@ -191,18 +191,34 @@ def cpu_seconds(pid: int) -> float:
 
 
 def processes(pid: int) -> dict[str, int]:
-    """The server process and its worker children, by role."""
+    """The server process and its worker processes, by role (w0...: workers and the
+    spare, children of the node or of its fork server, the zygote)."""
     out = {"main": pid}
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    workers = [
-        int(c) for c in children if b"workers.main" in Path(f"/proc/{c}/cmdline").read_bytes()
-    ]
-    for i, child in enumerate(sorted(workers)):
-        out[f"w{i}"] = child
+    workers: list[int] = []
+    for child in _children(pid):
+        cmdline = _cmdline(child)
+        if b"workers.zygote" in cmdline:
+            out["zygote"] = child
+            workers += _children(child)
+        elif b"workers.main" in cmdline:
+            workers.append(child)
+    for i, worker in enumerate(sorted(workers)):
+        out[f"w{i}"] = worker
     return out
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def rss_mb(pid: int) -> float:

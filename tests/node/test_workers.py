@@ -92,7 +92,8 @@ def all_workers_up(node: NodeProcess) -> list[int] | None:
 
 def _is_worker(pid: int) -> bool:
     try:
-        return b"edgestate.node.workers.main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        # Started afresh (workers.main) or forked by the fork server (workers.zygote).
+        return b"edgestate.node.workers." in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 

@@ -1,5 +1,6 @@
 """The spare invocation worker (api.spare_worker): loaded beside the workers, fed every
-deploy, and serving in a dead worker's place as soon as it is killed."""
+deploy, and serving in a dead worker's place as soon as it is killed; and the fork
+server (api.fork_server) the workers are forked from."""
 
 from __future__ import annotations
 
@@ -67,20 +68,33 @@ def test_a_killed_worker_is_replaced_by_the_spare_which_has_every_module(
     assert n.proc.poll() is None
 
 
-def test_without_a_spare_a_killed_worker_is_started_afresh(tmp_path: Path) -> None:
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_workers_are_forked_from_the_fork_server(node: tuple[NodeProcess, Publisher]) -> None:
+    n, _ = node
+    processes = eventually(lambda: spare_ready(n), timeout=60, what="a loaded spare")
+    zygote = worker_processes(n)["zygote"]
+    assert parent(zygote) == n.proc.pid
+    assert parent(processes["worker-0"]) == zygote and parent(processes["spare"]) == zygote
+
+
+def test_without_spare_or_fork_server_a_killed_worker_is_started_afresh(tmp_path: Path) -> None:
     data = tmp_path / "node"
     config = tmp_path / "node.toml"
-    config.write_text("[api]\nworkers = 1\nspare_worker = false\n")
+    config.write_text("[api]\nworkers = 1\nspare_worker = false\nfork_server = false\n")
     n = start_node(data, "--no-mdns", config=config)
     try:
         first = worker_processes(n)
         assert set(first) == {"worker-0"}
+        assert parent(first["worker-0"]) == n.proc.pid
         os.kill(first["worker-0"], signal.SIGKILL)
         eventually(
             lambda: worker_processes(n).get("worker-0") not in (None, first["worker-0"]),
             timeout=60,
             what="a fresh worker",
         )
-        assert "spare" not in worker_processes(n)
+        assert set(worker_processes(n)) == {"worker-0"}
     finally:
         n.stop()

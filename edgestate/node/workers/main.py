@@ -10,8 +10,12 @@ import asyncio
 import logging
 import pickle
 import sys
+from typing import TYPE_CHECKING
 
 from edgestate.node.workers.label import WorkerLabel, set_worker_label
+
+if TYPE_CHECKING:
+    from edgestate.node.workers.process import WorkerSettings
 
 # The same GIL setting the node uses (edgestate.cli.node_cmds): the loop hands the
 # GIL back promptly to wasmtime's epoch ticker.
@@ -20,7 +24,12 @@ SWITCH_INTERVAL_S = 0.0002
 
 def main() -> None:
     """Run one worker."""
-    settings = pickle.loads(sys.stdin.buffer.read())
+    run(pickle.loads(sys.stdin.buffer.read()))
+
+
+def run(settings: WorkerSettings) -> None:
+    """Configure logging and the GIL, then serve as the worker ``settings`` describe
+    (in a fresh interpreter, or in a child the fork server forked)."""
     set_worker_label("spare" if settings.index < 0 else str(settings.index))
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -31,10 +40,10 @@ def main() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     from edgestate.node.workers.worker import Worker
 
-    async def run() -> None:
+    async def serve() -> None:
         await Worker(settings).serve()
 
-    asyncio.run(run())
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgestate.node.metrics import counter, gauge
+from edgestate.node.workers.forkserver import ForkedProcess
 from edgestate.node.workers.protocol import pack
 
 if TYPE_CHECKING:
@@ -17,6 +18,10 @@ if TYPE_CHECKING:
 
     from edgestate.node.config import ApiConfig
     from edgestate.store import StoreConfig
+
+
+# Started from scratch, or forked by the fork server (which waits for it instead).
+WorkerProc = asyncio.subprocess.Process | ForkedProcess
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +44,7 @@ class WorkerProcess:
     """The node's handle on one worker process (serving, or the spare)."""
 
     index: int
-    proc: asyncio.subprocess.Process
+    proc: WorkerProc
     writer: asyncio.StreamWriter
     started: float
     have: dict[str, str] = field(default_factory=dict)  # module -> bundle digest
@@ -62,7 +67,10 @@ class WorkerProcess:
 
 
 def pool_metrics(
-    workers: dict[int, WorkerProcess], spare: WorkerProcess | None, restarts: int
+    workers: dict[int, WorkerProcess],
+    spare: WorkerProcess | None,
+    restarts: int,
+    zygote: int | None,
 ) -> Iterable[Metric]:
     """The pool's series: workers serving, restarts, the spare, pids, memory."""
     rss = [(["node"], _rss(os.getpid()))]
@@ -71,6 +79,9 @@ def pool_metrics(
     if spare is not None:
         rss.append((["spare"], _rss(spare.proc.pid)))
         pids.append((["spare"], float(spare.proc.pid)))
+    if zygote:
+        rss.append((["zygote"], _rss(zygote)))
+        pids.append((["zygote"], float(zygote)))
     return [
         gauge(
             "edgestate_workers",

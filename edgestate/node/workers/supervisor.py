@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from edgestate.errors import EdgestateError, ListenError, NodeStartError, WorkerLinkError
 from edgestate.node.metrics import NodeMetrics
-from edgestate.node.workers.process import WorkerProcess, WorkerSettings, pool_metrics
+from edgestate.node.workers.forkserver import ForkServer
+from edgestate.node.workers.process import WorkerProc, WorkerProcess, WorkerSettings, pool_metrics
 from edgestate.node.workers.protocol import decode_ops, read_message
 from edgestate.runtime import InvocationResult
 
@@ -94,7 +95,12 @@ class WorkerPool:
         self._retired_logs: dict[str, tuple[int, int]] = {}  # of workers that exited
         self._spare: WorkerProcess | None = None  # loaded, not serving (see the module docstring)
         self._spare_taken = asyncio.Event()
-        metrics.add_collector(lambda: pool_metrics(self._workers, self._spare, self.restarts))
+        self._forks: ForkServer | None = None  # api.fork_server
+        metrics.add_collector(
+            lambda: pool_metrics(
+                self._workers, self._spare, self.restarts, self._forks.pid if self._forks else None
+            )
+        )
 
     @property
     def port(self) -> int:
@@ -123,6 +129,14 @@ class WorkerPool:
         listen.listen(1024)
         listen.setblocking(False)
         self._listen = listen
+        if self.api.fork_server:
+            forks = ForkServer()
+            try:
+                await forks.start()
+                self._forks = forks
+            except (OSError, TimeoutError) as exc:
+                log.warning("no fork server (%s): workers start from scratch", exc)
+                await forks.close()
         first: list[asyncio.Future[None]] = []
         for index in range(self.count):
             started = asyncio.get_running_loop().create_future()
@@ -150,6 +164,8 @@ class WorkerPool:
                     worker.proc.kill()
             if late:
                 await asyncio.wait(late)
+        if self._forks is not None:
+            await self._forks.close()
         if self._listen is not None:
             self._listen.close()
         with contextlib.suppress(OSError):
@@ -263,18 +279,9 @@ class WorkerPool:
                 listen_fd=self._listen.fileno(),
                 link_fd=theirs.fileno(),
             )
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "edgestate.node.workers.main",
-                stdin=asyncio.subprocess.PIPE,
-                pass_fds=(self._listen.fileno(), theirs.fileno()),
-            )
+            proc = await self._start_process(settings)
         finally:
             theirs.close()
-        assert proc.stdin is not None
-        proc.stdin.write(pickle.dumps(settings))
-        proc.stdin.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 16)
         worker = WorkerProcess(index, proc, writer, time.monotonic())
         if go:
@@ -286,6 +293,27 @@ class WorkerPool:
         if go:
             worker.send({"t": "go"})
         return worker
+
+    async def _start_process(self, settings: WorkerSettings) -> WorkerProc:
+        forks = self._forks
+        if forks is not None:
+            try:
+                return await forks.spawn(settings, (settings.listen_fd, settings.link_fd))
+            except OSError as exc:
+                log.error("fork server failed (%s); starting workers from scratch", exc)
+                self._forks = None
+                await forks.close()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "edgestate.node.workers.main",
+            stdin=asyncio.subprocess.PIPE,
+            pass_fds=(settings.listen_fd, settings.link_fd),
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(pickle.dumps(settings))
+        proc.stdin.close()
+        return proc
 
     def log_dropped(self) -> dict[str, tuple[int, int]]:
         """Guest log (lines, bytes) dropped per module by every worker, past ones too."""
