@@ -45,7 +45,8 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │       ├── OutputTooLargeError     the guest wrote more output than allowed
     │       ├── GuestStatusError        the entry returned a non-zero status
     │       ├── HostBugError            a host function failed unexpectedly (the guest traps)
-    │       └── BusyError               the module runs all the invocations it may at once; retry
+    │       ├── BusyError               the module runs all the invocations it may at once; retry
+    │       └── ClientGoneError         refused before it ran: its client left while it queued
     │   ├── HostCallRefused             inside a host function: return a status to the guest
     │   └── GuestFault                  inside a host function: trap with a wrapped error
     ├── SyncError                       peer sync
@@ -387,6 +388,18 @@ class BusyError(InvocationError):
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ClientGoneError(InvocationError):
+    """Refused before it ran: its client closed the connection while it was queued.
+
+    The admission rule hands a free slot only to an invocation whose caller is
+    still there, so a client that gave up neither runs its module for nobody nor
+    holds a place in the queue that others are refused for. Nobody reads the
+    answer; it is counted under ``outcome="client_gone"``.
+    """
+
+    code = "client_gone"
 
 
 class HostCallRefused(RuntimeFault):

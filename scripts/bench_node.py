@@ -89,14 +89,18 @@ def start_script(code: str, data: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def start_node(work: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_node(
+    work: Path, workers: int, *, spare: bool = True
+) -> tuple[subprocess.Popen[bytes], str]:
     from edgestate.client import NodeClient
     from edgestate.devkit import example_bundle, make_publisher, spawn_node
 
-    work = work / f"w{workers}"
+    work = work / f"w{workers}{'' if spare else '-nospare'}"
     work.mkdir()
     data = work / "node"
     data.mkdir()
+    config = work / "node.toml"
+    config.write_text(f"[api]\nspare_worker = {'true' if spare else 'false'}\n")
     publisher = make_publisher(work / "publisher")
     shutil.copy(publisher.policy_path, data / "trust-policy.json")
     proc, info = spawn_node(
@@ -109,9 +113,11 @@ def start_node(work: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
             "0",
             "--no-mdns",
             "--log-level",
-            "warning",
+            os.environ.get("BENCH_LOG_LEVEL", "warning"),
             "--workers",
             str(workers),
+            "--config",
+            str(config),
         ],
         work / "ready.json",
         work / "node.log",
@@ -185,18 +191,34 @@ def cpu_seconds(pid: int) -> float:
 
 
 def processes(pid: int) -> dict[str, int]:
-    """The server process and its worker children, by role."""
+    """The server process and its worker processes, by role (w0...: workers and the
+    spare, children of the node or of its fork server, the zygote)."""
     out = {"main": pid}
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    workers = [
-        int(c) for c in children if b"workers.main" in Path(f"/proc/{c}/cmdline").read_bytes()
-    ]
-    for i, child in enumerate(sorted(workers)):
-        out[f"w{i}"] = child
+    workers: list[int] = []
+    for child in _children(pid):
+        cmdline = _cmdline(child)
+        if b"workers.zygote" in cmdline:
+            out["zygote"] = child
+            workers += _children(child)
+        elif b"workers.main" in cmdline:
+            workers.append(child)
+    for i, worker in enumerate(sorted(workers)):
+        out[f"w{i}"] = worker
     return out
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def rss_mb(pid: int) -> float:

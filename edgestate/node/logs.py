@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,17 @@ def new_request_id(header: str | None) -> str:
     return os.urandom(8).hex()
 
 
+# A process's name in its lines, or a function giving it: a spare worker learns
+# which worker it is only when it takes over (edgestate.node.workers.label).
+Process = str | Callable[[], str]
+
+
+def _naming(process: Process) -> Callable[[], str]:
+    if callable(process):
+        return process
+    return lambda: process
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields = getattr(record, "fields", None)
     return fields if isinstance(fields, dict) else {}
@@ -60,9 +72,9 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; see the module docstring for its keys."""
 
-    def __init__(self, process: str) -> None:
+    def __init__(self, process: Process) -> None:
         super().__init__()
-        self.process = process
+        self.process = _naming(process)
 
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created, UTC)
@@ -71,7 +83,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
-            "process": self.process,
+            "process": self.process(),
         }
         rid = getattr(record, "request_id", None)
         if rid is not None:
@@ -87,11 +99,13 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     """``time level [process] logger: message key=value ...``."""
 
-    def __init__(self, process: str) -> None:
-        tag = "" if process == "node" else f"{process} "
-        super().__init__(f"%(asctime)s %(levelname)-7s {tag}%(name)s: %(message)s")
+    def __init__(self, process: Process) -> None:
+        self.process = _naming(process)
+        super().__init__("%(asctime)s %(levelname)-7s %(process_tag)s%(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        name = self.process()
+        record.process_tag = "" if name == "node" else f"{name} "
         line = super().format(record)
         extra = dict(_fields(record))
         rid = getattr(record, "request_id", None)
@@ -118,10 +132,11 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def setup_logging(fmt: str, level: str, *, process: str = "node") -> None:
+def setup_logging(fmt: str, level: str, *, process: Process = "node") -> None:
     """Send every log line to stderr as ``fmt`` (``text`` or ``json``) from ``level`` up.
 
-    ``process`` names the process in each line: ``node`` or ``worker-N``.
+    ``process`` names the process in each line: ``node`` or ``worker-N`` (or a
+    function returning the name, asked for each line).
     """
     if fmt not in LOG_FORMATS:
         raise ConfigError(f"log_format must be 'text' or 'json', got {fmt!r}")

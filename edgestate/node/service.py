@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import ssl
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -341,10 +341,12 @@ class Node:
 
     # --- operations -----------------------------------------------------------------
 
-    async def invoke(self, name: str, body: bytes) -> InvocationResult:
-        """Run a module once; record its outcome and timings."""
+    async def invoke(
+        self, name: str, body: bytes, *, gone: Callable[[], bool] | None = None
+    ) -> InvocationResult:
+        """Run a module once; record its outcome and timings (``gone``: see Runtime.ainvoke)."""
         try:
-            result = await self.runtime.ainvoke(name, body)
+            result = await self.runtime.ainvoke(name, body, gone=gone)
         except EdgestateError as exc:
             self.metrics.failed(name, exc)
             raise

@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from edgestate.errors import BusyError
+from edgestate.errors import BusyError, ClientGoneError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,15 +73,58 @@ def lower_thread_priority(niceness: int) -> None:
         pass
 
 
-class _Gate:
-    """The slots of one module: a semaphore and how many wait for it."""
+Gone = Callable[[], bool]
+"""Whether the caller of a queued invocation has gone (its client disconnected)."""
 
-    __slots__ = ("running", "semaphore", "waiting")
+
+class _Gate:
+    """The slots of one module: how many are free, who waits for one, in order.
+
+    Not an ``asyncio.Semaphore``: a slot is handed to the next waiter whose caller
+    is still there, and a full queue is first cleared of callers that have gone.
+    Otherwise a client that gives up (a timeout, a closed keep-alive connection)
+    leaves its invocation queued: it holds a place others are refused for, and
+    runs later for nobody.
+    """
+
+    __slots__ = ("free", "queue", "running")
 
     def __init__(self, slots: int) -> None:
-        self.semaphore = asyncio.Semaphore(slots)
+        self.free = slots
         self.running = 0
-        self.waiting = 0
+        self.queue: deque[tuple[asyncio.Future[None], Gone | None]] = deque()
+
+    def purge(self) -> int:
+        """Refuse the queued invocations whose callers have gone; how many there were."""
+        kept: deque[tuple[asyncio.Future[None], Gone | None]] = deque()
+        refused = 0
+        for entry in self.queue:
+            future, gone = entry
+            if gone is not None and gone():
+                future.set_exception(_client_gone())
+                refused += 1
+            else:
+                kept.append(entry)
+        self.queue = kept
+        return refused
+
+    def release(self) -> None:
+        """Hand a slot to the next waiter still wanted, or mark it free."""
+        queue = self.queue
+        while queue:
+            future, gone = queue.popleft()
+            if future.done():  # timed out or cancelled meanwhile
+                continue
+            if gone is not None and gone():
+                future.set_exception(_client_gone())
+                continue
+            future.set_result(None)
+            return
+        self.free += 1
+
+
+def _client_gone() -> ClientGoneError:
+    return ClientGoneError("the client closed its connection while the invocation waited")
 
 
 class Admission:
@@ -103,35 +147,59 @@ class Admission:
     def waiting(self, module: str) -> int:
         """Invocations of ``module`` queued for a slot now."""
         gate = self._gates.get(module)
-        return 0 if gate is None else gate.waiting
+        return 0 if gate is None else len(gate.queue)
 
     @asynccontextmanager
-    async def slot(self, module: str) -> AsyncIterator[None]:
-        """Hold one of ``module``'s slots for the body; :class:`BusyError` if none comes."""
+    async def slot(self, module: str, *, gone: Gone | None = None) -> AsyncIterator[None]:
+        """Hold one of ``module``'s slots for the body.
+
+        :class:`BusyError` if none comes; :class:`ClientGoneError` if ``gone()``
+        turns true while it waits (it is checked when a slot comes free and when
+        the queue is full, so an abandoned invocation neither runs nor holds a place).
+        """
         config = self.config
         gate = self._gates.get(module)
         if gate is None:
             # Callers pass only names of loaded modules, so this stays bounded.
             gate = self._gates[module] = _Gate(config.max_running_per_module)
-        semaphore = gate.semaphore
-        if semaphore.locked():
-            if gate.waiting >= config.max_queued_per_module:
-                raise self._busy(module, "its queue is full")
-            gate.waiting += 1
-            try:
-                await asyncio.wait_for(semaphore.acquire(), config.queue_wait_ms / 1000)
-            except TimeoutError:
-                raise self._busy(module, f"no slot came within {config.queue_wait_ms} ms") from None
-            finally:
-                gate.waiting -= 1
+        if gone is not None and gone():
+            raise _client_gone()  # read its request, then left: nothing to run for
+        if gate.free > 0 and not gate.queue:
+            gate.free -= 1
         else:
-            await semaphore.acquire()  # free: returns without suspending
+            await self._wait(module, gate, gone)
         gate.running += 1
         try:
             yield
         finally:
             gate.running -= 1
-            semaphore.release()
+            gate.release()
+
+    async def _wait(self, module: str, gate: _Gate, gone: Gone | None) -> None:
+        config = self.config
+        if len(gate.queue) >= config.max_queued_per_module and not gate.purge():
+            raise self._busy(module, "its queue is full")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (future, gone)
+        gate.queue.append(entry)
+        try:
+            async with asyncio.timeout(config.queue_wait_ms / 1000):
+                await asyncio.shield(future)
+        except TimeoutError:
+            self._abandon(gate, entry)
+            raise self._busy(module, f"no slot came within {config.queue_wait_ms} ms") from None
+        except BaseException:
+            self._abandon(gate, entry)
+            raise
+
+    @staticmethod
+    def _abandon(gate: _Gate, entry: tuple[asyncio.Future[None], Gone | None]) -> None:
+        future = entry[0]
+        if not future.done():
+            future.cancel()
+            gate.queue.remove(entry)  # at most max_queued_per_module entries
+        elif not future.cancelled() and future.exception() is None:
+            gate.release()  # the slot came just as the wait ended: pass it on
 
     def _busy(self, module: str, why: str) -> BusyError:
         config = self.config

@@ -44,7 +44,7 @@ from edgestate.errors import (
 )
 from edgestate.host.binding import define_host_functions
 from edgestate.host.logbudget import LogBudget
-from edgestate.runtime.admission import Admission, lower_thread_priority
+from edgestate.runtime.admission import Admission, Gone, lower_thread_priority
 from edgestate.runtime.cache import ModuleCache
 from edgestate.runtime.engine import (
     EpochTicker,
@@ -297,13 +297,17 @@ class Runtime:
             raise _commit_failure(name, exc) from exc
         return self._finish(name, execution, time.perf_counter_ns() - start)
 
-    async def ainvoke(self, name: str, input: bytes = b"") -> InvocationResult:
+    async def ainvoke(
+        self, name: str, input: bytes = b"", *, gone: Gone | None = None
+    ) -> InvocationResult:
         """Async :meth:`invoke`: admitted, run on a thread, committed in a group commit.
 
         Raises :class:`~edgestate.errors.BusyError` when the module already runs
-        (and queues) all the invocations the admission rule lets it.
+        (and queues) all the invocations the admission rule lets it, and
+        :class:`~edgestate.errors.ClientGoneError` when ``gone()`` (the caller's
+        client disconnected) turned true while it was queued.
         """
-        execution = await self.arun(name, input)
+        execution = await self.arun(name, input, gone=gone)
         if not execution.ops:
             return self._finish(name, execution, 0)
         start = time.perf_counter_ns()
@@ -313,14 +317,14 @@ class Runtime:
             raise _commit_failure(name, exc) from exc
         return self._finish(name, execution, time.perf_counter_ns() - start)
 
-    async def arun(self, name: str, input: bytes = b"") -> Execution:
+    async def arun(self, name: str, input: bytes = b"", *, gone: Gone | None = None) -> Execution:
         """Async :meth:`run` under the admission rule, on the invocation threads.
 
         For a caller that commits ``ops`` its own way (an invocation worker sending
         them to the node's writer); :class:`~edgestate.errors.BusyError` as ``ainvoke``.
         """
         self.module(name)  # an unknown name is "not found", never "busy"
-        async with self.admission.slot(name):
+        async with self.admission.slot(name, gone=gone):
             # The slot covers the run only: the commit waits on the disk, not a thread.
             if self._executor is None:
                 return self.run(name, input)

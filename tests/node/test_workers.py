@@ -68,16 +68,20 @@ def every_worker(api: str, path: str, body: bytes = b"") -> dict[str, tuple[int,
     raise AssertionError(f"only workers {sorted(seen)} answered")
 
 
+def worker_processes(node: NodeProcess) -> dict[str, int]:
+    """process label (worker-N, spare) -> pid, as the node's /metrics tells them."""
+    return {
+        s.labels["process"]: int(s.value)
+        for f in text_string_to_metric_families(metrics_text(node))
+        for s in f.samples
+        if s.name == "edgestate_worker_pid"
+    }
+
+
 def worker_pids(node: NodeProcess) -> list[int]:
-    # Every thread's children: a replacement worker may be started from a thread
-    # other than the main one, and /proc lists children per thread.
-    children: list[str] = []
-    for task in Path(f"/proc/{node.proc.pid}/task").iterdir():
-        try:
-            children += (task / "children").read_text().split()
-        except OSError:
-            continue  # the thread ended while we looked
-    return [int(p) for p in children if "edgestate.node.workers.main" in _cmdline(int(p))]
+    """The serving workers' pids (not the spare's), each a live child of the node."""
+    pids = [p for label, p in worker_processes(node).items() if label.startswith("worker-")]
+    return [p for p in pids if _is_worker(p)]
 
 
 def all_workers_up(node: NodeProcess) -> list[int] | None:
@@ -86,11 +90,12 @@ def all_workers_up(node: NodeProcess) -> list[int] | None:
     return pids if len(pids) == WORKERS else None
 
 
-def _cmdline(pid: int) -> str:
+def _is_worker(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        # Started afresh (workers.main) or forked by the fork server (workers.zygote).
+        return b"edgestate.node.workers." in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return ""
+        return False
 
 
 def metrics_text(node: NodeProcess) -> str:

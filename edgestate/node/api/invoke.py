@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from edgestate.node.api.protocol import Invocations
@@ -33,7 +35,7 @@ class InvocationRoutes:
         body = await request.read()
         if len(body) > node.api_config.max_body_bytes:
             return error_response(413, "body_too_large", "input over the limit")
-        result = await node.invoke(name, body)
+        result = await node.invoke(name, body, gone=_client_gone(request))
         return web.Response(
             body=result.output,
             content_type="application/octet-stream",
@@ -63,3 +65,14 @@ class InvocationRoutes:
         )
 
     # --- admin --------------------------------------------------------------------
+
+
+def _client_gone(request: web.Request) -> Callable[[], bool]:
+    """Whether ``request``'s client has closed its connection (aiohttp drops the
+    transport then; handlers are not cancelled, so the admission queue asks)."""
+
+    def gone() -> bool:
+        transport = request.transport
+        return transport is None or transport.is_closing()
+
+    return gone

@@ -9,6 +9,7 @@ route module names only what it uses; :class:`NodeApi` is all of them, what
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -62,8 +63,13 @@ class Invocations(CountsErrors, Protocol):
     def draining(self) -> bool:
         """Closing: new invocations are refused."""
 
-    async def invoke(self, name: str, body: bytes) -> InvocationResult:
-        """Run module ``name`` once on ``body``; its outcome is counted in the metrics."""
+    async def invoke(
+        self, name: str, body: bytes, *, gone: Callable[[], bool] | None = None
+    ) -> InvocationResult:
+        """Run module ``name`` once on ``body``; its outcome is counted in the metrics.
+
+        ``gone``: whether the client has disconnected (a queued invocation is then dropped).
+        """
 
     def render_metrics(self) -> bytes:
         """The Prometheus text exposition of the node's metrics."""

@@ -22,6 +22,7 @@ _STATUS: dict[type[E.EdgestateError], int] = {
     E.OutputTooLargeError: 502,
     E.OutOfFuelError: 503,
     E.BusyError: 503,
+    E.ClientGoneError: 499,  # nginx's "client closed request": written to nobody
     E.DeadlineExceededError: 504,
     E.MemoryLimitError: 507,
     E.GuestTrapError: 500,

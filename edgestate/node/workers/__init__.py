@@ -7,6 +7,7 @@ the node's side, ``worker`` and ``proxy`` the worker's, ``protocol`` the socket
 between them (spec: ``schemas/worker-protocol.md``). README: the process model.
 """
 
-from edgestate.node.workers.supervisor import WorkerPool, WorkerSettings
+from edgestate.node.workers.process import WorkerSettings
+from edgestate.node.workers.supervisor import WorkerPool
 
 __all__ = ["WorkerPool", "WorkerSettings"]

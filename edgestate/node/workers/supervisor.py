@@ -12,6 +12,12 @@ its outcomes come in as ``r`` reports counted in the node's one
 :class:`~edgestate.node.metrics.NodeMetrics`; module and policy changes go out
 from the registry's change handling (:meth:`WorkerPool.sync_modules`).
 
+A spare (``api.spare_worker``) is started beside them and fed every module, but
+told ``go`` only when a worker dies: it takes the dead one's index and serves at
+once, and a new spare is started in the background. Starting a worker is an
+interpreter plus wasmtime, aiohttp and the modules: seconds on a loaded machine,
+too long for a dead worker's share of the connections to wait.
+
 Ownership: :meth:`WorkerPool.close` sends SIGTERM, waits the shutdown grace,
 then SIGKILL; a worker also exits by itself when its socket to the node closes,
 so none outlives a node that was killed.
@@ -28,22 +34,20 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edgestate.errors import EdgestateError, ListenError, NodeStartError, WorkerLinkError
-from edgestate.node.metrics import NodeMetrics, counter, gauge
-from edgestate.node.workers.protocol import decode_ops, pack, read_message
+from edgestate.node.metrics import NodeMetrics
+from edgestate.node.workers.forkserver import ForkServer
+from edgestate.node.workers.process import WorkerProc, WorkerProcess, WorkerSettings, pool_metrics
+from edgestate.node.workers.protocol import decode_ops, read_message
 from edgestate.runtime import InvocationResult
 
 if TYPE_CHECKING:
-    from prometheus_client.core import Metric
-
     from edgestate.node.config import ApiConfig
     from edgestate.runtime import Runtime
-    from edgestate.store import Store, StoreConfig
+    from edgestate.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -51,41 +55,7 @@ log = logging.getLogger(__name__)
 CRASH_LOOP_S = 1.0
 READY_TIMEOUT_S = 60.0
 ACK_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    """What a worker process is told at start (pickled on its stdin)."""
-
-    index: int
-    api: ApiConfig
-    store_dir: Path
-    store: StoreConfig
-    runtime: Any  # RuntimeConfig, with the cache key
-    node_socket: str  # the node's private HTTP listener
-    log_level: str
-    listen_fd: int
-    link_fd: int
-    log_format: str = "text"  # edgestate.node.logs: the node's, so one stream reads alike
-
-
-@dataclass(eq=False)
-class _Worker:
-    index: int
-    proc: asyncio.subprocess.Process
-    writer: asyncio.StreamWriter
-    started: float
-    have: dict[str, str] = field(default_factory=dict)  # module -> bundle digest
-    acks: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    commits: set[asyncio.Task[None]] = field(default_factory=set)
-    reader_task: asyncio.Task[None] | None = None
-    policy: object | None = None  # the trust policy object last sent
-    logs: dict[str, tuple[int, int]] = field(default_factory=dict)  # module -> dropped
-
-    def send(self, message: dict[str, Any]) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(pack(message))
+SPARE = -1  # the index a spare starts with, until it takes a dead worker's
 
 
 Bundles = Callable[[], dict[str, tuple[str, bytes, bytes, bytes]]]
@@ -118,14 +88,21 @@ class WorkerPool:
         self._dir = tempfile.mkdtemp(prefix="edgestate-node-")  # 0700: workers only
         self.node_socket = os.path.join(self._dir, "api.sock")
         self._listen: socket.socket | None = None
-        self._workers: dict[int, _Worker] = {}
+        self._workers: dict[int, WorkerProcess] = {}
         self._keepers: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._next_id = 0
         self._closing = False
         self.restarts = 0
         self._retired_logs: dict[str, tuple[int, int]] = {}  # of workers that exited
-        metrics.add_collector(self._collect)
+        self._spare: WorkerProcess | None = None  # loaded, not serving (see the module docstring)
+        self._spare_taken = asyncio.Event()
+        self._forks: ForkServer | None = None  # api.fork_server
+        metrics.add_collector(
+            lambda: pool_metrics(
+                self._workers, self._spare, self.restarts, self._forks.pid if self._forks else None
+            )
+        )
 
     @property
     def port(self) -> int:
@@ -154,6 +131,14 @@ class WorkerPool:
         listen.listen(1024)
         listen.setblocking(False)
         self._listen = listen
+        if self.api.fork_server:
+            forks = ForkServer()
+            try:
+                await forks.start()
+                self._forks = forks
+            except (OSError, TimeoutError) as exc:
+                log.warning("no fork server (%s): workers start from scratch", exc)
+                await forks.close()
         first: list[asyncio.Future[None]] = []
         for index in range(self.count):
             started = asyncio.get_running_loop().create_future()
@@ -163,20 +148,26 @@ class WorkerPool:
             )
         async with asyncio.timeout(READY_TIMEOUT_S):
             await asyncio.gather(*first)
+        if self.api.spare_worker:
+            # After the serving ones: a spare must not delay the node's start.
+            self._keepers.append(asyncio.create_task(self._keep_spare(), name="edgestate-spare"))
 
     async def close(self) -> None:
         """SIGTERM every worker, SIGKILL after the shutdown grace; wait for all."""
         self._closing = True
-        for worker in list(self._workers.values()):
+        self._spare_taken.set()  # wakes the spare's keeper
+        for worker in self._all():
             with contextlib.suppress(ProcessLookupError):
                 worker.proc.terminate()
         if self._keepers:
             _, late = await asyncio.wait(self._keepers, timeout=self.api.shutdown_grace_s + 2)
-            for worker in list(self._workers.values()):
+            for worker in self._all():
                 with contextlib.suppress(ProcessLookupError):
                     worker.proc.kill()
             if late:
                 await asyncio.wait(late)
+        if self._forks is not None:
+            await self._forks.close()
         if self._listen is not None:
             self._listen.close()
         with contextlib.suppress(OSError):
@@ -186,11 +177,17 @@ class WorkerPool:
 
     # --- one slot: start, watch, restart ------------------------------------------
 
+    def _all(self) -> list[WorkerProcess]:
+        """The serving workers and the spare."""
+        spare = [] if self._spare is None else [self._spare]
+        return [*self._workers.values(), *spare]
+
     async def _keep(self, index: int, first: asyncio.Future[None]) -> None:
         failures = 0
         while not self._closing:
             try:
-                worker = await self._spawn(index)
+                worker = self._take_spare(index) if first.done() else None
+                worker = worker or await self._spawn(index)
             except (OSError, EdgestateError) as exc:
                 if not first.done():
                     first.set_exception(NodeStartError(f"worker {index} did not start: {exc}"))
@@ -229,7 +226,47 @@ class WorkerPool:
             else:
                 failures = 0
 
-    async def _spawn(self, index: int) -> _Worker:
+    def _take_spare(self, index: int) -> WorkerProcess | None:
+        """Make the spare worker ``index`` and start it serving; None if there is none."""
+        spare = self._spare
+        if spare is None or spare.proc.returncode is not None or spare.writer.is_closing():
+            return None
+        self._spare = None
+        self._spare_taken.set()
+        spare.index, spare.started = index, time.monotonic()
+        self._workers[index] = spare
+        spare.send({"t": "go", "index": index})
+        log.info("spare worker (pid %d) took the place of worker %d", spare.proc.pid, index)
+        return spare
+
+    async def _keep_spare(self) -> None:
+        failures = 0
+        while not self._closing:
+            self._spare_taken.clear()
+            try:
+                spare = await self._spawn(SPARE, go=False)
+            except (OSError, EdgestateError) as exc:
+                log.error("could not start the spare invocation worker: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            self._spare = spare
+            exited = asyncio.ensure_future(spare.proc.wait())
+            taken = asyncio.ensure_future(self._spare_taken.wait())
+            await asyncio.wait([exited, taken], return_when=asyncio.FIRST_COMPLETED)
+            taken.cancel()
+            if self._spare is not spare:
+                exited.cancel()  # it serves now: its slot's keeper watches it
+                continue
+            # Died as a spare (or the pool closes): forget it and start another.
+            await exited
+            self._spare = None
+            await self._forget(spare)
+            if self._closing:
+                return
+            failures = failures + 1 if time.monotonic() - spare.started < CRASH_LOOP_S else 0
+            await asyncio.sleep(min(5.0, 0.05 * 2**failures) if failures else 0)
+
+    async def _spawn(self, index: int, *, go: bool = True) -> WorkerProcess:
         assert self._listen is not None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -245,26 +282,41 @@ class WorkerPool:
                 listen_fd=self._listen.fileno(),
                 link_fd=theirs.fileno(),
             )
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "edgestate.node.workers.main",
-                stdin=asyncio.subprocess.PIPE,
-                pass_fds=(self._listen.fileno(), theirs.fileno()),
-            )
+            proc = await self._start_process(settings)
         finally:
             theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 16)
+        worker = WorkerProcess(index, proc, writer, time.monotonic())
+        if go:
+            self._workers[index] = worker
+        worker.reader_task = asyncio.create_task(self._serve(worker, reader))
+        async with self._lock:
+            # Not awaited one by one: `ready` follows them (a spare's, `loaded`).
+            worker.loading = self._send_modules(worker)
+        if go:
+            worker.send({"t": "go"})
+        return worker
+
+    async def _start_process(self, settings: WorkerSettings) -> WorkerProc:
+        forks = self._forks
+        if forks is not None:
+            try:
+                return await forks.spawn(settings, (settings.listen_fd, settings.link_fd))
+            except OSError as exc:
+                log.error("fork server failed (%s); starting workers from scratch", exc)
+                self._forks = None
+                await forks.close()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "edgestate.node.workers.main",
+            stdin=asyncio.subprocess.PIPE,
+            pass_fds=(settings.listen_fd, settings.link_fd),
+        )
         assert proc.stdin is not None
         proc.stdin.write(pickle.dumps(settings))
         proc.stdin.close()
-        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 16)
-        worker = _Worker(index, proc, writer, time.monotonic())
-        self._workers[index] = worker
-        worker.reader_task = asyncio.create_task(self._serve(worker, reader))
-        async with self._lock:
-            self._send_modules(worker)  # not acknowledged one by one: `ready` follows them
-        worker.send({"t": "go"})
-        return worker
+        return proc
 
     def log_dropped(self) -> dict[str, tuple[int, int]]:
         """Guest log (lines, bytes) dropped per module by every worker, past ones too."""
@@ -275,8 +327,9 @@ class WorkerPool:
                 out[module] = (old[0] + records, old[1] + size)
         return out
 
-    async def _forget(self, worker: _Worker) -> None:
-        self._workers.pop(worker.index, None)
+    async def _forget(self, worker: WorkerProcess) -> None:
+        if self._workers.get(worker.index) is worker:
+            del self._workers[worker.index]
         for module, (records, size) in worker.logs.items():
             old = self._retired_logs.get(module, (0, 0))
             self._retired_logs[module] = (old[0] + records, old[1] + size)
@@ -294,7 +347,7 @@ class WorkerPool:
 
     # --- messages from a worker ---------------------------------------------------
 
-    async def _serve(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
+    async def _serve(self, worker: WorkerProcess, reader: asyncio.StreamReader) -> None:
         try:
             while (message := await read_message(reader)) is not None:
                 kind = message["t"]
@@ -319,7 +372,7 @@ class WorkerPool:
             with contextlib.suppress(ProcessLookupError):
                 worker.proc.kill()
 
-    async def _commit(self, worker: _Worker, message: dict[str, Any]) -> None:
+    async def _commit(self, worker: WorkerProcess, message: dict[str, Any]) -> None:
         answer: dict[str, Any] = {"t": "wr", "id": message.get("id")}
         try:
             await self.store.abatch(decode_ops(message.get("ops")))
@@ -356,7 +409,7 @@ class WorkerPool:
         served by every worker.
         """
         async with self._lock:
-            waits = [ack for w in list(self._workers.values()) for ack in self._send_modules(w)]
+            waits = [ack for w in self._all() for ack in self._send_modules(w)]
         if not waits:
             return
         done, pending = await asyncio.wait(waits, timeout=ACK_TIMEOUT_S)
@@ -366,7 +419,7 @@ class WorkerPool:
             if ack.exception() is None and not ack.result().get("ok"):
                 log.error("an invocation worker refused a module: %s", ack.result().get("error"))
 
-    def _send_modules(self, worker: _Worker) -> list[asyncio.Future[dict[str, Any]]]:
+    def _send_modules(self, worker: WorkerProcess) -> list[asyncio.Future[dict[str, Any]]]:
         sent: list[asyncio.Future[dict[str, Any]]] = []
         policy = self.runtime.policy
         if worker.policy is not policy:  # a reload replaces the runtime's policy object
@@ -384,7 +437,9 @@ class WorkerPool:
                 worker.have[name] = digest
         return sent
 
-    def _request(self, worker: _Worker, message: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+    def _request(
+        self, worker: WorkerProcess, message: dict[str, Any]
+    ) -> asyncio.Future[dict[str, Any]]:
         self._next_id += 1
         message["id"] = self._next_id
         ack = worker.acks[self._next_id] = asyncio.get_running_loop().create_future()
@@ -392,35 +447,3 @@ class WorkerPool:
         return ack
 
     # --- metrics ------------------------------------------------------------------
-
-    def _collect(self) -> Iterable[Metric]:
-        rss = [(["node"], _rss(os.getpid()))]
-        rss += [([f"worker-{i}"], _rss(w.proc.pid)) for i, w in sorted(self._workers.items())]
-        return [
-            gauge(
-                "edgestate_workers",
-                "Invocation workers serving.",
-                [],
-                [([], sum(w.ready.is_set() for w in self._workers.values()))],
-            ),
-            counter(
-                "edgestate_worker_restarts",
-                "Invocation workers restarted after dying.",
-                [],
-                [([], self.restarts)],
-            ),
-            gauge(
-                "edgestate_process_rss_bytes",
-                "Resident memory of the node and each worker.",
-                ["process"],
-                rss,
-            ),
-        ]
-
-
-def _rss(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0.0

@@ -19,7 +19,7 @@ import pickle
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -30,9 +30,10 @@ from edgestate.node.api.observe import CLIENT_GONE, observe
 from edgestate.node.api.responses import error_reply, error_response
 from edgestate.node.config import ApiConfig
 from edgestate.node.logs import REQUEST_ID_HEADER, new_request_id, request_id
+from edgestate.node.workers.label import set_worker_label
+from edgestate.node.workers.process import WorkerSettings
 from edgestate.node.workers.protocol import encode_ops, pack, read_message
 from edgestate.node.workers.proxy import NodeProxy
-from edgestate.node.workers.supervisor import WorkerSettings
 from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
 from edgestate.store import Store, WriteOp
 
@@ -44,6 +45,8 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
+        # A spare learns its index with `go` (the index of the worker it replaces).
+        self.index = settings.index
         self.store = Store.open(settings.store_dir, settings.store, readonly=True)
         self.runtime = Runtime(self.store, TrustPolicy([]), settings.runtime)
         self.ready = False
@@ -80,11 +83,13 @@ class Worker:
                     if future is not None and not future.done():
                         future.set_result(message)
                 elif kind == "go":
+                    self.index = int(message.get("index", self.index))
+                    set_worker_label(str(self.index))
                     self._go.set()
                 else:
                     self._control(message)
         except (E.WorkerLinkError, ConnectionError) as exc:
-            log.error("worker %d: link to the node failed: %s", self.settings.index, exc)
+            log.error("worker %d: link to the node failed: %s", self.index, exc)
         finally:
             self._gone.set()
             for future in self._pending.values():
@@ -112,7 +117,7 @@ class Worker:
         except E.EdgestateError as exc:
             log.error(
                 "worker %d: %s of %r failed: %s",
-                self.settings.index,
+                self.index,
                 message["t"],
                 message.get("name"),
                 exc,
@@ -135,11 +140,13 @@ class Worker:
 
     # --- what the invocation route asks -------------------------------------------
 
-    async def invoke(self, name: str, body: bytes) -> InvocationResult:
+    async def invoke(
+        self, name: str, body: bytes, *, gone: Callable[[], bool] | None = None
+    ) -> InvocationResult:
         try:
             # Admitted and on the invocation threads, as in the node (runtime.admission):
             # the loop keeps relaying admin, health and /yjs while a guest runs.
-            execution = await self.runtime.arun(name, body)
+            execution = await self.runtime.arun(name, body, gone=gone)
             commit_ns = 0
             if execution.ops:
                 start = time.perf_counter_ns()
@@ -258,7 +265,6 @@ class Worker:
 
 
 def _errors(worker: Worker) -> Any:
-    index = str(worker.settings.index)
     access = worker.settings.api.access_log
 
     @web.middleware
@@ -276,7 +282,8 @@ def _errors(worker: Worker) -> Any:
             status = response.status
             if not response.prepared:
                 # Which worker ran it: for operators reading a slow request, and tests.
-                response.headers["X-Edgestate-Worker"] = index
+                # (worker.index, not the settings': a spare learns its index on `go`)
+                response.headers["X-Edgestate-Worker"] = str(worker.index)
                 response.headers[REQUEST_ID_HEADER] = rid
             return response
         except asyncio.CancelledError:
