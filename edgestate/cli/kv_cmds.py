@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from edgestate.cli.inspect_cmds import print_value
+from edgestate.cli.errors_out import EXIT_NOT_FOUND, fail
 from edgestate.cli.options import CREATE_OPTION, DATA_OPTION, JSON_OPTION, optional_node_options
 from edgestate.cli.output import edge_errors, emit_json
 from edgestate.cli.source import open_source, remember_target
@@ -80,8 +81,17 @@ def kv_get(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
 @click.pass_context
 @edge_errors
 def kv_delete(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
-    """Durably remove KEY from DOC."""
+    """Durably remove KEY from DOC (exit status 3, nothing written, if it is absent)."""
     with open_source(ctx, readonly=False) as source:
+        # Looked up first: the delete itself does not say whether there was a value.
+        # A write racing in between may be deleted or kept; either is a delete.
+        if not source.get(doc, key)["found"]:
+            fail(
+                "not_found",
+                f"no key {key!r} in {doc!r}: nothing deleted",
+                EXIT_NOT_FOUND,
+                as_json=as_json,
+            )
         source.delete(doc, key)
     if as_json:
         emit_json({"doc": doc, "key": key, "ok": True})

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
+from edgestate.cli.errors_out import EXIT_ERROR, command_path, fail, wants_json
 from edgestate.errors import EdgestateError
 
 # The runtime (wasmtime, cryptography) is imported inside each command: other
@@ -25,10 +26,13 @@ if TYPE_CHECKING:
 
 @contextmanager
 def _library_errors() -> Iterator[None]:
+    # The one error format (error: CODE: message, JSON under --json), also when a
+    # command is invoked on its own rather than through the edgestate group.
     try:
         yield
     except EdgestateError as exc:
-        raise click.ClickException(f"[{exc.code}] {exc}") from exc
+        ctx = click.get_current_context(silent=True)
+        fail(exc.code, str(exc), EXIT_ERROR, as_json=wants_json(ctx), command=command_path(ctx))
 
 
 @click.command()
