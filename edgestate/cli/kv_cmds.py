@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgestate.cli.inspect_cmds import print_value
 from edgestate.cli.errors_out import EXIT_NOT_FOUND, fail
+from edgestate.cli.inspect_cmds import print_value
 from edgestate.cli.options import CREATE_OPTION, DATA_OPTION, JSON_OPTION, optional_node_options
 from edgestate.cli.output import edge_errors, emit_json
 from edgestate.cli.source import open_source, remember_target

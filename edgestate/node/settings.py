@@ -163,7 +163,7 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def env_name(dotted: str) -> str:
-    """The environment variable of a dotted config key: ``api.workers`` -> ``EDGESTATE_API_WORKERS``."""
+    """The variable of a dotted config key: ``api.workers`` -> ``EDGESTATE_API_WORKERS``."""
     return ENV_PREFIX + dotted.replace(".", "_").upper()
 
 
