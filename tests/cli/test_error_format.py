@@ -107,8 +107,12 @@ def test_watch_ends_quietly_on_ctrl_c(tmp_path: Path) -> None:
         # click ends the ^C line with a newline; no traceback, no "Aborted!"
         assert err.strip() == "", err
     finally:
-        if watcher is not None and watcher.poll() is None:
-            watcher.kill()
-            watcher.wait(timeout=10)
+        if watcher is not None:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.wait(timeout=10)
+            for pipe in (watcher.stdout, watcher.stderr):
+                if pipe is not None:
+                    pipe.close()
         node.stop()
     eventually(lambda: not (node.data / "node.json").exists(), what="node.json removed")
