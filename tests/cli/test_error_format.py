@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
-import select
 from pathlib import Path
 
 from click.testing import CliRunner
