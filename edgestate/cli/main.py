@@ -22,6 +22,7 @@ from edgestate.cli import (
     admin_cmds,
     author_cmds,
     backup_cmd,
+    call_cmd,
     cluster_cmds,
     demo_cmd,
     inspect_cmds,
@@ -52,6 +53,7 @@ _COMMAND_MODULES = (
     demo_cmd,
     token_cmds,
     author_cmds,
+    call_cmd,
 )
 
 
