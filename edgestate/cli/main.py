@@ -23,6 +23,7 @@ from edgestate.cli import (
     author_cmds,
     backup_cmd,
     call_cmd,
+    stop_cmd,
     cluster_cmds,
     demo_cmd,
     inspect_cmds,
@@ -54,6 +55,7 @@ _COMMAND_MODULES = (
     token_cmds,
     author_cmds,
     call_cmd,
+    stop_cmd,
 )
 
 
