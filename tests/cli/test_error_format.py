@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from edgestate.cli.main import cli
 from tests.node.conftest import eventually, start_node
+from tests.schemas import validate
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -35,6 +36,7 @@ def test_a_usage_error_is_in_the_one_format_with_a_hint() -> None:
 def test_a_usage_error_under_json_is_json_on_stdout() -> None:
     code, out, err = run("status", "--json", "--bogus")
     assert code == 2 and err == ""
+    validate("cli/error.schema.json", json.loads(out))
     error = json.loads(out)["error"]
     assert error["code"] == "usage" and "--bogus" in error["message"]
     assert error["hint"] == "see `edgestate status --help`"
@@ -56,6 +58,7 @@ def test_an_unreachable_node_gets_a_hint_and_json(tmp_path: Path) -> None:
     assert "hint: is the node running?" in err
     code, out, err = run("status", "--json", "--node", "http://127.0.0.1:1", "--token", "x")
     assert code == 1 and err == ""
+    validate("cli/error.schema.json", json.loads(out))
     assert json.loads(out)["error"]["code"] == "unreachable"
 
 
@@ -72,6 +75,7 @@ def test_absent_keys_exit_3_with_nothing_on_stdout(tmp_path: Path) -> None:
     assert err == "error: not_found: no key 'gone' in 'app': nothing deleted\n"
     code, out, _ = run("kv", "--data", data, "delete", "app", "gone", "--json")
     assert code == 3 and json.loads(out)["error"]["code"] == "not_found"
+    validate("cli/error.schema.json", json.loads(out))
     code, out, _ = run("kv", "--data", data, "delete", "app", "here")
     assert (code, out) == (0, "ok: deleted app/here\n")
 
