@@ -17,6 +17,7 @@ Exit statuses (docs/cli.md):
 2     usage: a bad option, argument or value (click's checks, and ours)
 3     not found: ``kv get``/``inspect get`` of an absent key, ``kv delete`` of one
 130   interrupted (Ctrl-C); ``watch`` ends so without a traceback
+141   stdout was closed by its reader (``| head``), quietly
 ====  ===========================================================================
 """
 
@@ -32,6 +33,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away (`| head`)
 
 # What to do about the commonest failures; an error without a hint has nothing
 # generic worth saying beyond its message.

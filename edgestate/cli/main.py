@@ -10,6 +10,7 @@ daemon, the node service, cryptography, ...) it imports when it runs, so
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from edgestate.cli import (
     trust_cmds,
 )
 from edgestate.cli.errors_out import (
+    EXIT_BROKEN_PIPE,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -94,6 +96,11 @@ class EdgestateGroup(click.Group):
         except click.ClickException as exc:
             code = getattr(exc, "code", None) or "error"
             fail(code, exc.format_message(), exc.exit_code, as_json=as_json)
+        except BrokenPipeError:
+            # `edgestate kv export DOC | head`: the reader left; not an error of ours.
+            # stdout is pointed at /dev/null so the exit's flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_BROKEN_PIPE)
         except (click.Abort, KeyboardInterrupt):
             # Ctrl-C (a watch ended, a prompt left): no traceback, no message.
             sys.exit(EXIT_INTERRUPTED)

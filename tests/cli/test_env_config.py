@@ -164,3 +164,9 @@ def test_admin_command_on_a_data_dir_without_a_running_node_says_so(tmp_path: Pa
     assert out.stdout == ""
     assert f"no node is running on {data}" in out.stderr
     assert out.stderr.startswith("error: unreachable: ")
+
+
+def test_stop_without_a_running_node_says_so(tmp_path: Path) -> None:
+    out = _cli("stop", "--data", str(tmp_path))
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.startswith(f"error: unreachable: no node is running on {tmp_path}")
