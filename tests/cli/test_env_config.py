@@ -170,3 +170,18 @@ def test_stop_without_a_running_node_says_so(tmp_path: Path) -> None:
     out = _cli("stop", "--data", str(tmp_path))
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.startswith(f"error: unreachable: no node is running on {tmp_path}")
+
+
+def test_a_node_refuses_a_bad_variable_by_name(tmp_path: Path) -> None:
+    out = _cli(
+        "node",
+        "--data",
+        str(tmp_path / "d"),
+        "--no-mdns",
+        env={"EDGESTATE_API_WORKERS": "lots"},
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: config_error: environment variable EDGESTATE_API_WORKERS='lots': not an integer"
+    )
+    assert not (tmp_path / "d").exists()  # refused before anything was written
