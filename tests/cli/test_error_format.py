@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -43,12 +44,19 @@ def test_a_usage_error_under_json_is_json_on_stdout() -> None:
 
 
 def test_sign_reports_library_errors_in_the_one_format(tmp_path: Path) -> None:
+    assert run("keygen", "--out", str(tmp_path / "me"))[0] == 0
     source = tmp_path / "mod.wasm"
-    source.write_bytes(b"const x = 1;")
-    code, out, err = run("sign", str(source), "--key", str(tmp_path / "absent.key"))
-    assert code in (1, 2) and out == ""
-    assert err.startswith("error: "), err
-    assert "Error:" not in err and "[" not in err.split(":")[1]
+    source.write_text("const x = 1;")  # source, not a wasm binary
+    (tmp_path / "mod.manifest.json").write_text("{}")
+    code, out, err = run("sign", str(source), "--key", str(tmp_path / "me.key"))
+    assert code == 1 and out == ""
+    first = err.splitlines()[0]
+    # once `Error: [invalid_manifest] ...` (click's form); now the one format
+    assert re.match(r"error: [a-z_]+: ", first), err
+    assert "Error:" not in err and "[" not in first.split(":")[1]
+    code, out, err = run("sign", str(source), "--key", str(tmp_path / "me.key"), "--json")
+    assert code == 1 and err == ""
+    validate("cli/error.schema.json", json.loads(out))
 
 
 def test_an_unreachable_node_gets_a_hint_and_json(tmp_path: Path) -> None:
@@ -85,6 +93,10 @@ def test_watch_ends_quietly_on_ctrl_c(tmp_path: Path) -> None:
     watcher = None
     try:
         node.client.put("w", "k", b"1", create=True)
+        # a node's own error answer, in the same format, found from --data alone
+        code, out, err = run("call", "nope", "--data", str(node.data), "--input", "x")
+        assert (code, out) == (1, "")
+        assert err.startswith("error: unknown_module: "), err
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGESTATE_")}
         watcher = subprocess.Popen(
             [sys.executable, "-m", "edgestate.cli.main", "watch", "w", "--data", str(node.data)],
