@@ -31,6 +31,11 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   ├── PolicyViolationError        manifest asks for more than its publisher may grant
     │   ├── ModuleOwnershipError        module name held by, or reserved for, another publisher
     │   ├── ModuleNotFoundError_        no such deployed module
+    │   ├── ModuleVersionError          a deploy or rollback the module's version history refuses
+    │   │   ├── ModuleDowngradeError    a deploy of a version lower than the active one
+    │   │   ├── ModuleVersionReusedError  the active version number with other bytes
+    │   │   ├── UnknownModuleVersionError  a rollback to a version the history does not keep
+    │   │   └── NoRollbackTargetError   a rollback with no other kept version to go to
     │   ├── ModuleCompileError          wasm failed to compile or link
     │   └── InvocationError             one invocation failed; the node is unaffected
     │       ├── GuestTrapError          the guest trapped (unreachable, bad pointer, ...)
@@ -74,6 +79,7 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     ├── BadRequestError                 an API request body or parameter that cannot be taken
     └── ConfigError                     bad configuration or command-line values
         ├── PolicyReloadError           a trust policy reload refused; the running policy stays
+        ├── ConfirmationRequiredError   a destructive command not confirmed (no --yes, no terminal)
         ├── ForeignDataDirError         a non-empty directory that is not an edgestate one
         ├── ListenError                 the API or sync listener cannot bind its host:port
         └── DataDirError                the data directory cannot be created or written
@@ -260,6 +266,46 @@ class ModuleNotFoundError_(RuntimeFault):  # trailing _: the builtin name is tak
     """No deployed module of that name."""
 
     code = "unknown_module"
+
+
+class ModuleVersionError(RuntimeFault):
+    """A deploy or rollback refused by the module's kept version history (docs/rollback.md)."""
+
+    code = "module_version"
+
+
+class ModuleDowngradeError(ModuleVersionError):
+    """A deploy of a version lower (semver order) than the cluster's active one.
+
+    Refused unless the deploy says it means it (``allow_downgrade``): deploying an
+    old build by mistake would roll every node back silently.
+    """
+
+    code = "module_downgrade"
+
+
+class ModuleVersionReusedError(ModuleVersionError):
+    """A deploy of the active version number with different wasm or manifest bytes.
+
+    Two different builds under one version number make "which code runs" depend on
+    the node; refused unless ``allow_downgrade`` says it is meant.
+    """
+
+    code = "module_version_reused"
+
+
+class UnknownModuleVersionError(ModuleVersionError):
+    """A rollback to a version the module's history does not keep (never deployed, or
+    dropped past the history bound); the message lists the kept versions."""
+
+    code = "unknown_version"
+
+
+class NoRollbackTargetError(ModuleVersionError):
+    """A rollback with nowhere to go: the version asked for is the active one, or no
+    kept version was deployed before the active one."""
+
+    code = "nothing_to_roll_back"
 
 
 class ModuleCompileError(RuntimeFault):
@@ -599,6 +645,13 @@ class PolicyReloadError(ConfigError):
     """A trust policy reload whose file is missing or invalid: the running policy stays."""
 
     code = "policy_reload_failed"
+
+
+class ConfirmationRequiredError(ConfigError):
+    """A destructive command (``undeploy``) run without ``--yes`` where nobody can be
+    asked: standard input is not a terminal."""
+
+    code = "confirmation_required"
 
 
 class ForeignDataDirError(ConfigError):

@@ -147,7 +147,10 @@ class DevSession:
         manifest["version"] = version
         manifest_bytes = json.dumps(manifest).encode()
         try:
-            client.deploy(wasm, manifest_bytes, publisher.sign(wasm, manifest_bytes))
+            # Every build replaces the last, even one from an earlier session (whose
+            # -dev.N counted higher) on the dev node's kept data: no downgrade rule here.
+            signature = publisher.sign(wasm, manifest_bytes)
+            client.deploy(wasm, manifest_bytes, signature, allow_downgrade=True)
         except EdgestateError as exc:
             self.echo(f"deploy failed: {exc.code}: {exc}")
             return

@@ -111,7 +111,11 @@ def modules(
     client: NodeClient,
     as_json: bool,
 ) -> None:
-    """Modules deployed on a running node and its verdict on each."""
+    """Modules deployed on a running node, its verdict on each, and their history.
+
+    HISTORY lists each module's kept versions, newest deploy first, the active one
+    marked ``*`` (``--json``: schemas/cli/modules.schema.json).
+    """
     rows = client.modules()
     if as_json:
         emit_json({"modules": rows})
@@ -130,6 +134,27 @@ def modules(
             for r in rows
         ],
     )
+    kept = [(r, h) for r in rows for h in r.get("history", [])]
+    if kept:
+        click.echo()
+        emit_table(
+            ["HISTORY", "VERSION", "ACTIVE", "DEPLOYED BY", "DEPLOYED AT (UTC)", "SHA256"],
+            [
+                [
+                    r["name"],
+                    h["version"],
+                    "*" if h["active"] else "",
+                    (h["deployed_by"] or "-")[:24],
+                    _utc(h["deployed_at"]),
+                    h["wasm_sha256"][:12],
+                ]
+                for r, h in kept
+            ],
+        )
+
+
+def _utc(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at)) if at is not None else "-"
 
 
 @click.command("deploy")
@@ -144,6 +169,11 @@ def modules(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Signature [NAME.sig beside the wasm].",
 )
+@click.option(
+    "--allow-downgrade",
+    is_flag=True,
+    help="Deploy even a version lower than the active one, or the active version with other bytes.",
+)
 @node_options
 @JSON_OPTION
 @edge_errors
@@ -151,10 +181,15 @@ def deploy(
     wasm: Path,
     manifest: Path | None,
     signature: Path | None,
+    allow_downgrade: bool,
     client: NodeClient,
     as_json: bool,
 ) -> None:
     """Deploy a signed module bundle; it then rolls out to the whole cluster.
+
+    A version lower than the active one (semver order), or the active version
+    with other bytes, is refused (module_downgrade, module_version_reused) unless
+    --allow-downgrade; to go back to a kept version, `edgestate rollback`.
 
     A module carrying debug sections, or far larger than its code, is deployed
     with a warning on stderr first (every node syncs those bytes).
@@ -173,7 +208,7 @@ def deploy(
             if step == "read bundle":
                 parts = read_bundle(wasm, manifest, signature)
             elif step == "upload and verify":
-                result = client.deploy(*parts)
+                result = client.deploy(*parts, allow_downgrade=allow_downgrade)
             else:
                 names = {m["name"] for m in client.modules() if m["state"] == "active"}
                 if result["name"] not in names:
@@ -189,13 +224,24 @@ def deploy(
 
 @click.command("undeploy")
 @click.argument("name")
+@click.option("--yes", is_flag=True, help="Confirm without being asked.")
 @node_options
 @edge_errors
 def undeploy(
     name: str,
+    yes: bool,
     client: NodeClient,
 ) -> None:
-    """Remove a module from the whole cluster."""
+    """Remove a module and its kept versions from the whole cluster.
+
+    Asks first ("[y/N]") unless --yes; with no terminal to ask, refuses
+    (confirmation_required). Answering no removes nothing and exits 1.
+    """
+    from edgestate.cli.rollback_cmds import confirm_removal
+
+    if not confirm_removal(name, yes):
+        click.echo(f"not removed: {name}", err=True)
+        raise SystemExit(1)
     client.remove(name)
     click.echo(f"removed {name}")
 

@@ -26,9 +26,11 @@ from edgestate.cli import (
     call_cmd,
     cluster_cmds,
     demo_cmd,
+    doctor_cmds,
     inspect_cmds,
     kv_cmds,
     node_cmds,
+    rollback_cmds,
     runtime_cmds,
     stop_cmd,
     token_cmds,
@@ -58,6 +60,8 @@ _COMMAND_MODULES = (
     author_cmds,
     call_cmd,
     stop_cmd,
+    doctor_cmds,
+    rollback_cmds,
 )
 
 

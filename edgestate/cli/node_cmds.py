@@ -5,7 +5,6 @@ The commands that talk to a running node are in :mod:`edgestate.cli.admin_cmds`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -26,33 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("edgestate")
 
 SWITCH_INTERVAL_S = float(os.environ.get("EDGESTATE_SWITCH_INTERVAL_S", "0.0002"))
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (+ exception)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "time": round(record.created, 6),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def setup_logging(fmt: str, level: str) -> None:
-    """Human-readable lines by default, JSON lines with ``--log-format json``."""
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonLogFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
 
 
 @click.command("node")
@@ -83,7 +55,17 @@ def setup_logging(fmt: str, level: str) -> None:
 )
 @click.option("--no-mdns", is_flag=True, help="Do not discover peers by mDNS.")
 @click.option("--trust-policy", type=click.Path(dir_okay=False), help="Trust policy JSON.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Log line format [text]; json: one object a line (docs/observability.md).",
+)
+@click.option(
+    "--access-log",
+    is_flag=True,
+    default=None,
+    help="Log one line per API request (api.access_log).",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option(
     "--new-store",
@@ -113,6 +95,7 @@ def node(
     trust_policy: str | None,
     log_format: str | None,
     log_level: str | None,
+    access_log: bool | None,
     new_store: bool,
     ready_file: Path | None,
 ) -> None:
@@ -136,12 +119,14 @@ def node(
         "trust_policy": trust_policy,
         "log_format": log_format,
         "log_level": log_level,
+        "api.access_log": access_log,
     }
     # Imported here: the node's config pulls in the runtime and sync settings, and
     # asyncio is only needed to serve; other commands start without them.
     import asyncio
 
     from edgestate.node.config import load_config
+    from edgestate.node.logs import setup_logging
 
     config = load_config(config_path, overrides)
     setup_logging(config.log_format, config.log_level)

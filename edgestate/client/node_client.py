@@ -96,17 +96,30 @@ class NodeClient:
         """``DELETE /v1/admin/members/{replica}``: stop waiting for a member gone for good."""
         return dict(self._json("DELETE", f"/v1/admin/members/{int(replica)}"))
 
+    def diagnostics(self) -> dict[str, Any]:
+        """``GET /v1/admin/diagnostics``: the doctor's facts and findings of the node."""
+        return dict(self._json("GET", "/v1/admin/diagnostics"))
+
     def modules(self) -> list[dict[str, Any]]:
         """``GET /v1/admin/modules``."""
         return list(self._json("GET", "/v1/admin/modules")["modules"])
 
-    def deploy(self, wasm: bytes, manifest: bytes, signature: bytes) -> dict[str, Any]:
-        """``POST /v1/admin/modules`` with a signed bundle."""
+    def deploy(
+        self, wasm: bytes, manifest: bytes, signature: bytes, *, allow_downgrade: bool = False
+    ) -> dict[str, Any]:
+        """``POST /v1/admin/modules`` with a signed bundle (a downgrade only if allowed)."""
         body = {
             k: base64.b64encode(v).decode()
             for k, v in (("wasm", wasm), ("manifest", manifest), ("signature", signature))
         }
-        return dict(self._json("POST", "/v1/admin/modules", body))
+        query = {"allow_downgrade": "true"} if allow_downgrade else None
+        return dict(self._json("POST", "/v1/admin/modules", body, query=query))
+
+    def rollback(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """``POST /v1/admin/modules/{name}/rollback``: re-activate a kept version
+        (None: the one deployed before the active one)."""
+        path = f"/v1/admin/modules/{self._q(name)}/rollback"
+        return dict(self._json("POST", path, {"version": version}))
 
     def reload_trust_policy(self) -> dict[str, Any]:
         """``POST /v1/admin/trust-policy/reload``: reread the policy, recheck modules."""

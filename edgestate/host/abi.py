@@ -421,7 +421,15 @@ class HostContext:
         if budget is not None and not budget.take(len(data)):
             return
         pylevel = _LEVELS[level] if 0 <= level < len(_LEVELS) else logging.INFO
-        log.log(pylevel, "[%s] %s", self.env.module, data.decode("utf-8", "replace"))
+        # The module as a field too, for JSON logs (the node's request id joins it
+        # there from the invocation's context: edgestate.node.logs).
+        log.log(
+            pylevel,
+            "[%s] %s",
+            self.env.module,
+            data.decode("utf-8", "replace"),
+            extra={"fields": {"module": self.env.module}},
+        )
 
     def now_ms(self) -> int:
         """Wall-clock milliseconds since the Unix epoch."""

@@ -88,5 +88,6 @@ class LogBudget:
             self.burst,
             pending,
             self.note_interval_s,
+            extra={"fields": {"module": self.module, "dropped": pending}},
         )
         return False

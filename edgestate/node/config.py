@@ -82,6 +82,9 @@ class ApiConfig:
     # invocations on its own core. 0 runs them on the node's own event loop
     # (tests, tiny devices, a node used as a library).
     workers: int = field(default_factory=default_workers)
+    # One info line per request on the edgestate.access logger (docs/observability.md):
+    # off by default, since at invocation rates it is most of the log.
+    access_log: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +101,9 @@ class NodeConfig:
     trust_policy: Path | None = None
     log_format: str = "text"
     log_level: str = "info"
+    # Versions each module keeps for rollback (docs/rollback.md); at most
+    # history.MAX_KEEP, since each is a whole bundle stored on every node.
+    module_history: int = 5
 
     @property
     def policy_path(self) -> Path:
@@ -357,6 +363,12 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
     log_level = raw.get("log_level", "info")
     _check_log_settings(raw)
     policy = raw.get("trust_policy")
+    module_history = raw.get("module_history", 5)
+    if not 1 <= module_history <= _MAX_MODULE_HISTORY:
+        raise ConfigError(
+            f"module_history must be 1..{_MAX_MODULE_HISTORY} (each kept version is a whole "
+            f"bundle stored on every node), got {module_history}"
+        )
     return NodeConfig(
         data_dir=data_dir,
         api=api,
@@ -366,6 +378,7 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
         trust_policy=resolve_path(policy, base) if policy else None,
         log_format=log_format,
         log_level=log_level,
+        module_history=module_history,
     )
 
 
@@ -380,6 +393,10 @@ def _check_log_settings(raw: Mapping[str, Any]) -> None:
     for key, (accepted, names) in _LOG_CHOICES.items():
         if key in raw and raw[key] not in accepted:
             raise ConfigError(f"{key} must be {names}, got {raw[key]!r}")
+
+
+# Mirrors edgestate.node.history.MAX_KEEP (not imported: this module stays light).
+_MAX_MODULE_HISTORY = 20
 
 
 def _positive(value: int, where: str, *, allow_zero: bool = False) -> None:

@@ -5,16 +5,26 @@ only (:meth:`NodeMetrics.invoked`, :meth:`NodeMetrics.failed`: the runtime repor
 each invocation's outcome and keeps no counters of its own); figures
 that already live elsewhere (store sizes, sync counters, peer lag) are read from
 their owners at scrape time by a collector, so there is one source of truth.
-Each node has its own registry, so several nodes can share a process (tests).
+Each node has its own registry, so several nodes can share a process (tests),
+with prometheus_client's process, platform and GC collectors on it, a build-info
+series and no ``_created`` series. HTTP requests are counted in
+:mod:`.http_metrics`. Every metric and label: docs/observability.md.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -24,58 +34,22 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from edgestate.errors import EdgestateError, ModuleNotFoundError_
+from edgestate.node.build_info import build_info
+from edgestate.node.histogram import LatencyHistogram
+from edgestate.node.http_metrics import HttpMetrics
 
 if TYPE_CHECKING:
     from edgestate.host.logbudget import LogBudget
-    from edgestate.runtime import InvocationResult
+    from edgestate.runtime import InvocationResult, LoadedModule
     from edgestate.store import Store
     from edgestate.sync.daemon import SyncDaemon
+    from edgestate.sync.peers import PeerStatus
 
-# Cold start and execution are tens of microseconds; buckets start well below.
-_US_BUCKETS = (
-    5e-6,
-    10e-6,
-    20e-6,
-    50e-6,
-    100e-6,
-    200e-6,
-    500e-6,
-    1e-3,
-    2e-3,
-    5e-3,
-    10e-3,
-    50e-3,
-    0.1,
-    1.0,
-)
-
-
-class LatencyHistogram:
-    """Bucket counts of one latency series, exported at scrape time.
-
-    Cheaper than a prometheus_client Histogram child on the request path (no lock,
-    no label lookup): the event loop is the only writer.
-    """
-
-    __slots__ = ("counts", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(_US_BUCKETS) + 1)
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        """Record one value."""
-        self.counts[bisect.bisect_left(_US_BUCKETS, seconds)] += 1
-        self.sum += seconds
-
-    def buckets(self) -> list[tuple[str, float]]:
-        """Cumulative (le, count) pairs, +Inf last."""
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, count in zip((*_US_BUCKETS, float("inf")), self.counts, strict=True):
-            running += count
-            out.append(("+Inf" if bound == float("inf") else repr(bound), running))
-        return out
+# prometheus_client's switch is process-wide, so it is thrown here, once, on import:
+# every registry in a node's process is a node's, and none wants the ``_created``
+# series (one more per counter and histogram child, a timestamp no dashboard
+# queries, that doubles what a scrape of counters stores).
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class ModuleStats:
@@ -96,7 +70,13 @@ class NodeMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # The collectors prometheus_client ships, on this node's own registry (the
+        # global one is not scraped: several nodes may share a process in tests).
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.modules: dict[str, ModuleStats] = {}
+        self.http = HttpMetrics()
         self.http_errors = Counter(
             "edgestate_http_errors",
             "API requests answered with an error, by code.",
@@ -110,6 +90,18 @@ class NodeMetrics:
             registry=self.registry,
         )
         self.add_collector(self._collect_modules)
+        self.add_collector(self.http.collect)
+        info = build_info()
+        self.add_collector(
+            lambda: [
+                gauge(
+                    "edgestate_build_info",
+                    "Always 1; the labels say which versions this node runs.",
+                    [*info],
+                    [([*info.values()], 1)],
+                )
+            ]
+        )
 
     def module(self, name: str) -> ModuleStats:
         """The stats of one module (created on first use)."""
@@ -270,6 +262,38 @@ def guest_log_metrics(
     ]
 
 
+# How much of a node id a peer label shows when the peer has no address (it dialed
+# us): enough to tell a handful of peers apart at a glance, not a 64-hex wall.
+PEER_ID_CHARS = 12
+
+
+def peer_labels(peer: PeerStatus) -> tuple[str, str]:
+    """(peer, node_id) labels: the address we dial it at, or its id shortened, and its id.
+
+    A TLS node id is a 64-hex certificate fingerprint; the readable ``peer`` label
+    is what a person picks a series by, ``node_id`` what they join on.
+    """
+    node_id = peer.node_id or ""
+    return peer.address or node_id[:PEER_ID_CHARS] or "?", node_id
+
+
+def module_info(modules: Iterable[LoadedModule], states: Mapping[str, str]) -> Metric:
+    """``edgestate_module_info``: 1 per running module, its identity in the labels.
+
+    The invocation series carry only the module's name; its version and content
+    hash (``sha256`` of the wasm) live here, one series per module, to join on.
+    """
+    return gauge(
+        "edgestate_module_info",
+        "Always 1 per loaded module: its version, wasm sha256, publisher and state.",
+        ["module", "version", "sha256", "publisher", "state"],
+        (
+            ([m.name, m.version, m.wasm_sha256, m.publisher, states.get(m.name, "active")], 1)
+            for m in sorted(modules, key=lambda m: m.name)
+        ),
+    )
+
+
 def layer_metrics(store: Store, sync: SyncDaemon) -> Iterable[Metric]:
     """Store and sync figures, read from their owners at scrape time."""
     infos = [store.document_info(n) for n in store.documents()]
@@ -291,11 +315,20 @@ def layer_metrics(store: Store, sync: SyncDaemon) -> Iterable[Metric]:
         ["doc"],
         (([i.name], i.log_bytes + i.snapshot_bytes) for i in infos),
     )
+    env = store.stats()
     yield gauge(
         "edgestate_store_file_bytes",
         "Size of the LMDB data file.",
         [],
-        [([], store.stats()["file_bytes"])],
+        [([], env["file_bytes"])],
+    )
+    # The file grows up to the map size and no further (writes then fail with
+    # map_full): file / map is how full the store is.
+    yield gauge(
+        "edgestate_store_map_bytes",
+        "LMDB map size: the most the data file may grow to (store.map_size).",
+        [],
+        [([], env["map_size"])],
     )
     yield gauge(
         "edgestate_store_loaded_documents",
@@ -308,16 +341,16 @@ def layer_metrics(store: Store, sync: SyncDaemon) -> Iterable[Metric]:
     yield gauge(
         "edgestate_peer_lag",
         "Operations a peer trails us by.",
-        ["peer"],
-        (([p.node_id or p.address or "?"], p.lag) for p in peers),
+        ["peer", "node_id"],
+        (([*peer_labels(p)], p.lag) for p in peers),
     )
     for what in ("bytes", "updates"):
         yield counter(
             f"edgestate_peer_sync_{what}",
             f"Sync {what} exchanged with each peer.",
-            ["peer", "direction"],
+            ["peer", "node_id", "direction"],
             (
-                ([p.node_id or p.address or "?", way], getattr(p, f"{what}_{way}"))
+                ([*peer_labels(p), way], getattr(p, f"{what}_{way}"))
                 for p in peers
                 for way in ("in", "out")
             ),
@@ -351,6 +384,7 @@ def layer_metrics(store: Store, sync: SyncDaemon) -> Iterable[Metric]:
 
 
 __all__ = [
+    "PEER_ID_CHARS",
     "LatencyHistogram",
     "ModuleStats",
     "NodeMetrics",
@@ -358,4 +392,6 @@ __all__ = [
     "gauge",
     "gc_metrics",
     "layer_metrics",
+    "module_info",
+    "peer_labels",
 ]

@@ -9,7 +9,10 @@ policy refuses a bundle keeps running the previous version of that module and
 reports why (status, metrics, logs).
 
 Bundle value format (msgpack map, also described in schemas/openapi.yaml):
-``{"wasm": bytes, "manifest": bytes, "signature": bytes}``.
+``{"wasm": bytes, "manifest": bytes, "signature": bytes}``. Each module keeps its
+last versions and the record of which one is active (:mod:`edgestate.node.history`:
+layout, conflict rule, bound); a deploy, a rollback and a removal all write there,
+and every node loads whichever version the rule makes active.
 
 Module names are owned (``TrustPolicy.check_name``). ``_modules`` is a replicated
 last-writer-wins map, so it cannot say who held a name before a write replaced
@@ -26,13 +29,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 
-from edgestate.errors import EdgestateError, ManifestError, ValueTooLargeError
-from edgestate.node.metrics import NodeMetrics
-from edgestate.runtime import LoadedModule, Runtime
-from edgestate.runtime.manifest import parse_manifest
+from edgestate.errors import (
+    EdgestateError,
+    ManifestError,
+    ModuleNotFoundError_,
+    ValueTooLargeError,
+)
+from edgestate.node import history as H
+from edgestate.node.metrics import NodeMetrics, module_info
+from edgestate.node.versions import check_upgrade
+from edgestate.runtime import LoadedModule, Runtime, parse_manifest
 from edgestate.runtime.policy import Owner
 from edgestate.store import ChangeStream, Delete, Set, Store
 
@@ -55,8 +65,20 @@ class ModuleState:
     updated: float = 0.0
 
 
+def _fields(loaded: LoadedModule, event: str) -> dict[str, Any]:
+    """Structured fields of a module event's log line (``extra={"fields": ...}``:
+    edgestate.node.logs)."""
+    return {
+        "module": loaded.name,
+        "version": loaded.version,
+        "sha256": loaded.wasm_sha256,
+        "publisher": loaded.publisher,
+        "event": event,
+    }
+
+
 def encode_bundle(wasm: bytes, manifest: bytes, signature: bytes) -> bytes:
-    """The stored form of a bundle."""
+    """A bundle alone, as ``_modules`` held it before version history (history.py)."""
     return bytes(msgpack.packb({"wasm": wasm, "manifest": manifest, "signature": signature}))
 
 
@@ -75,17 +97,33 @@ def decode_bundle(raw: bytes) -> tuple[bytes, bytes, bytes]:
 class ModuleRegistry:
     """Keeps the runtime's loaded modules in step with the ``_modules`` document."""
 
-    def __init__(self, store: Store, runtime: Runtime, metrics: NodeMetrics) -> None:
+    def __init__(
+        self,
+        store: Store,
+        runtime: Runtime,
+        metrics: NodeMetrics,
+        *,
+        keep: int = H.DEFAULT_KEEP,
+        node_name: Callable[[], str] = lambda: "?",
+    ) -> None:
         self.store = store
+        self.keep = keep  # versions kept per module (history.py)
+        self.node_name = node_name  # recorded with each deploy and rollback
         self.runtime = runtime
         self.metrics = metrics
         self.states: dict[str, ModuleState] = {}
+        # Each module's replicated record without its bundles, for the module rows:
+        # a listing must not decode every kept bundle (megabytes each) per request.
+        self.summaries: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
         self._saved_owners: dict[str, Owner] = {}
         # (digest, wasm, manifest, signature) of each module running here, and who
         # is told after every change (the node's invocation workers).
         self.running: dict[str, tuple[str, bytes, bytes, bytes]] = {}
         self.listeners: list[Callable[[], Awaitable[None]]] = []
+        metrics.add_collector(
+            lambda: [module_info(runtime.modules(), {n: s.state for n, s in self.states.items()})]
+        )
 
     async def _changed(self) -> None:
         for listener in list(self.listeners):
@@ -97,14 +135,8 @@ class ModuleRegistry:
         self._saved_owners = _unpack_owners(self.store.get_local(OWNERS_KEY))
         self.runtime.owners.update(self._saved_owners)
         stream = self.store.changes()
-        cursor: str | None = None
-        while True:
-            page = self.store.scan(MODULES_DOC, "", cursor, 100)
-            for name, _ in page.items:
-                await self._sync_safely(name)
-            cursor = page.cursor
-            if cursor is None:
-                break
+        for name in sorted(H.module_names(self.store, MODULES_DOC)):
+            await self._sync_safely(name)
         self._task = asyncio.create_task(self._follow(stream), name="edgestate-modules")
 
     async def close(self) -> None:
@@ -119,11 +151,11 @@ class ModuleRegistry:
             async for event in stream:
                 if stream.reset_overflow():
                     # Events were dropped: compare everything, removals included.
-                    stored = {n for n, _ in self.store.scan(MODULES_DOC, "", None, 10_000).items}
+                    stored = H.module_names(self.store, MODULES_DOC)
                     for name in stored | {m.name for m in self.runtime.modules()}:
                         await self._sync_safely(name)
                 if event.doc == MODULES_DOC:
-                    for name in event.keys:
+                    for name in sorted({H.module_of(key) for key in event.keys}):
                         await self._sync_safely(name)
         finally:
             stream.close()
@@ -136,37 +168,146 @@ class ModuleRegistry:
             log.exception("could not apply the replicated state of module %r", name)
         await self._changed()
 
-    async def deploy(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
+    def history(self, name: str) -> H.History:
+        """Module ``name``'s kept versions and the active one, as stored here now."""
+        history = H.read_history(self.store, MODULES_DOC, name)
+        if history.keys:
+            self.summaries[name] = history.summary()
+        else:
+            self.summaries.pop(name, None)
+        return history
+
+    async def deploy(
+        self, wasm: bytes, manifest: bytes, signature: bytes, *, allow_downgrade: bool = False
+    ) -> LoadedModule:
         """Verify and load a bundle here, then store it so it replicates.
 
         A bundle this node refuses is never stored, so a bad deploy does not
-        reach the cluster from here.
+        reach the cluster from here. A version lower than the active one, or the
+        active version with other bytes, is refused unless ``allow_downgrade``
+        (:func:`~edgestate.node.versions.check_upgrade`).
         """
-        bundle = encode_bundle(wasm, manifest, signature)
+        # Signature, trust and ownership first: an untrusted or tampered bundle is
+        # refused as such, whatever version it claims.
+        parsed, publisher = await asyncio.to_thread(self.runtime.verify, wasm, manifest, signature)
+        history = self.history(parsed.name)
+        key = H.entry_key(parsed.name, wasm, manifest)
+        active = history.active
+        digest = H.bundle_digest(wasm, manifest)
+        if not allow_downgrade and active is not None and self._acceptable(active):
+            check_upgrade(parsed.name, parsed.version, digest, active.version, active.digest)
+        stamp = H.next_stamp(history)
+        node = self.node_name()
+        entry = H.pack_entry(
+            wasm,
+            manifest,
+            signature,
+            version=parsed.version,
+            publisher=publisher,
+            node=node,
+            stamp=stamp,
+        )
         limit = self.store.config.max_value_bytes
-        if len(bundle) > limit:
+        if len(entry) > limit:
             # Checked before loading: a module that cannot replicate must not run here.
             raise ValueTooLargeError(
-                f"module bundle is {len(bundle)} bytes; bundles replicate as one value, "
-                f"at most {limit} bytes (store.max_value_bytes)"
+                f"module bundle is {len(entry)} bytes as stored; bundles replicate as one "
+                f"value, at most {limit} bytes (store.max_value_bytes)"
             )
         # Verifying and compiling can take tens of ms for a large module that is
         # not in the cache yet: off the loop, so invocations keep being served.
         loaded = await asyncio.to_thread(self.runtime.load, wasm, manifest, signature)
         self.running[loaded.name] = (loaded.wasm_sha256, wasm, manifest, signature)
-        await self._create_documents(parse_manifest(manifest).writes)
-        await self.store.abatch([Set(MODULES_DOC, loaded.name, bundle)])
+        await self._create_documents(parsed.writes)
+        if active is None or active.digest != digest:
+            ops = H.migrate_legacy(history, MODULES_DOC)
+            ops.append(Set(MODULES_DOC, key, entry))
+            ops += H.activation_ops(
+                history,
+                MODULES_DOC,
+                entry=key,
+                version=loaded.version,
+                op="deploy",
+                replica=self.store.replica_id,
+                node=node,
+                stamp=stamp,
+            )
+            ops += H.prune_ops(history, MODULES_DOC, new_entry=key, keep=self.keep)
+            await self.store.abatch(ops)
+            self.history(loaded.name)  # the rows show it before the change event arrives
         await self._save_owners()
+        # Workers first: "active" is only shown once every worker serves it.
+        await self._changed()
         self._record(loaded.name, "active", loaded.version, loaded.version)
         self.metrics.deploys.labels("active").inc()
-        await self._changed()
+        log.info(
+            "module %r version %s deployed",
+            loaded.name,
+            loaded.version,
+            extra={"fields": _fields(loaded, "deploy")},
+        )
+        return loaded
+
+    def _acceptable(self, entry: H.Entry) -> bool:
+        # A record this node refuses (an untrusted publisher, a name taken over) is
+        # no version to protect: the owner's redeploy must be able to replace it.
+        try:
+            self.runtime.verify(*decode_bundle(entry.raw))
+        except EdgestateError:
+            return False
+        return True
+
+    async def rollback(self, name: str, version: str | None = None) -> LoadedModule:
+        """Make a kept version of ``name`` active again, cluster-wide.
+
+        ``version`` None: the version deployed before the active one. The bundle is
+        verified and loaded here first, under this node's trust policy as it is
+        now: a version whose publisher was since removed cannot come back.
+        """
+        history = self.history(name)
+        if not history.entries:
+            raise ModuleNotFoundError_(f"no deployed module {name!r}")
+        target = H.rollback_target(history, version)
+        wasm, manifest, signature = decode_bundle(target.raw)
+        loaded = await asyncio.to_thread(self.runtime.load, wasm, manifest, signature)
+        self.running[name] = (loaded.wasm_sha256, wasm, manifest, signature)
+        await self._create_documents(parse_manifest(manifest).writes)
+        stamp, key = H.next_stamp(history), target.key
+        ops = H.migrate_legacy(history, MODULES_DOC)
+        if key == name:  # rolling back to the pre-history bundle: it moves to an entry
+            key = H.entry_key(name, wasm, manifest)
+        ops += H.activation_ops(
+            history,
+            MODULES_DOC,
+            entry=key,
+            version=loaded.version,
+            op="rollback",
+            replica=self.store.replica_id,
+            node=self.node_name(),
+            stamp=stamp,
+        )
+        await self.store.abatch(ops)
+        self.history(name)  # the rows show it before the change event arrives
+        await self._save_owners()
+        await self._changed()  # workers first, as for a deploy
+        self._record(name, "active", loaded.version, loaded.version)
+        was = history.active.version if history.active else None
+        log.info(
+            "module %r rolled back to %s (was %s) cluster-wide",
+            name,
+            loaded.version,
+            was,
+            extra={"fields": {**_fields(loaded, "rollback"), "previous": was}},
+        )
         return loaded
 
     async def remove(self, name: str) -> None:
-        """Remove a module cluster-wide (404 via ModuleNotFoundError_ if unknown)."""
-        if self.store.get(MODULES_DOC, name) is None:
+        """Remove a module and its kept versions cluster-wide (ModuleNotFoundError_ if
+        unknown)."""
+        keys = self.history(name).keys
+        if not keys:
             self.runtime.module(name)  # raises ModuleNotFoundError_
-        await self.store.abatch([Delete(MODULES_DOC, name)])
+        await self.store.abatch([Delete(MODULES_DOC, key) for key in keys])
         await self._sync(name)
         await self._changed()
 
@@ -178,7 +319,7 @@ class ModuleRegistry:
         running under rules that no longer hold.
         """
         before = {m.name for m in self.runtime.modules()}
-        stored = {n for n, _ in self.store.scan(MODULES_DOC, "", None, 10_000).items}
+        stored = H.module_names(self.store, MODULES_DOC)
         for name in sorted(stored | before):
             try:
                 await self._sync(name, recheck=True)
@@ -189,7 +330,8 @@ class ModuleRegistry:
         return sorted(after - before), sorted(before - after)
 
     async def _sync(self, name: str, *, recheck: bool = False) -> None:
-        raw = self.store.get(MODULES_DOC, name)
+        active = self.history(name).active
+        raw = active.raw if active is not None else None
         if raw is None:
             try:
                 self.runtime.unload(name)
@@ -198,6 +340,12 @@ class ModuleRegistry:
             self.running.pop(name, None)
             self.runtime.release(name)
             await self._save_owners()
+            previous = self.states.get(name)
+            if previous is not None and previous.state != "removed":
+                # Once per removal: the removal's own change event comes back here.
+                log.info(
+                    "module %r removed", name, extra={"fields": {"module": name, "event": "remove"}}
+                )
             self._record(name, "removed", None, None)
             return
         running = self._running(name)
@@ -245,9 +393,26 @@ class ModuleRegistry:
                 self.metrics.deploys.labels("refused").inc()
             return
         await self._save_owners()
+        # A replicated version is shown "active" only once the workers serve it
+        # (a client that waits for "active" and then invokes must not get a 404).
+        await self._changed()
         self._record(name, "active", loaded.version, loaded.version)
         if not recheck:
             self.metrics.deploys.labels("active").inc()
+        # A rollout: a version that reached this node (replicated, stored at start,
+        # or allowed by a reloaded policy) is the one it runs from now on.
+        log.info(
+            "module %r version %s active (was %s)",
+            name,
+            loaded.version,
+            current or "not running",
+            extra={
+                "fields": {
+                    **_fields(loaded, "recheck" if recheck else "rollout"),
+                    "previous": current,
+                }
+            },
+        )
 
     async def _save_owners(self) -> None:
         # Durable before the deploy is acknowledged: a restart must not forget

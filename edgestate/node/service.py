@@ -29,8 +29,11 @@ from edgestate.node.api import build_app
 from edgestate.node.api.yjs_auth import yjs_authorizer
 from edgestate.node.client_tokens import ClientTokens
 from edgestate.node.config import ApiConfig, NodeConfig
+from edgestate.node.dashboard import NodeDashboard
 from edgestate.node.datadir import check_data_dir
+from edgestate.node.diagnostics import diagnose
 from edgestate.node.metrics import NodeMetrics, gc_metrics, guest_log_metrics, layer_metrics
+from edgestate.node.module_rows import module_rows
 from edgestate.node.node_files import (
     CACHE_KEY_FILE,
     TOKEN_FILE,
@@ -74,6 +77,7 @@ class Node:
         self._sync: SyncDaemon | None = None
         self._yjs: YjsEndpoint | None = None
         self._tokens: ClientTokens | None = None
+        self.dashboard: NodeDashboard | None = None  # its node record and overview
         self.workers: WorkerPool | None = None  # None: invocations run in this process
         self.admin_token = ""
 
@@ -170,7 +174,13 @@ class Node:
                 cfg.runtime, cache_key=ensure_cache_key(cfg.data_dir)
             )
             self._runtime = Runtime(self._store, self._load_policy(), runtime_config)
-            self._registry = ModuleRegistry(self._store, self._runtime, self.metrics)
+            self._registry = ModuleRegistry(
+                self._store,
+                self._runtime,
+                self.metrics,
+                keep=cfg.module_history,
+                node_name=lambda: self.sync.node_id,
+            )
             await self._registry.start()
             self._sync = SyncDaemon(self._store, cfg.sync)
             await self._sync.start()
@@ -202,7 +212,9 @@ class Node:
                 shutdown_timeout=cfg.api.shutdown_grace_s,
             )
             await self._runner.setup()
+            self.dashboard = NodeDashboard(self)  # answers overviews from the first request
             await self._serve_api()
+            await self.dashboard.start()
         except BaseException:
             await self.close()
             raise
@@ -239,6 +251,7 @@ class Node:
             self.metrics,
             lambda: dict(registry.running),
             log_level=cfg.log_level,
+            log_format=cfg.log_format,
         )
         await web.UnixSite(self._runner, self.workers.node_socket).start()
         registry.listeners.append(self.workers.sync_modules)
@@ -283,6 +296,8 @@ class Node:
         self.draining = True
         for stream in list(self.watchers):
             stream.close()
+        if self.dashboard is not None:
+            await self._phase("node record", self.dashboard.close())
         if self._yjs is not None:
             # its websockets would hold the runner's cleanup
             await self._phase("y-websocket endpoint", self._yjs.close())
@@ -338,6 +353,10 @@ class Node:
         """Count one API request answered with error ``code``."""
         self.metrics.http_errors.labels(code).inc()
 
+    def count_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered API request (edgestate_http_requests_total)."""
+        self.metrics.http.observe(route, method, status, seconds)
+
     def render_metrics(self) -> bytes:
         """The Prometheus text exposition of this node's metrics."""
         return self.metrics.render()
@@ -357,9 +376,17 @@ class Node:
         """The y-websocket endpoint's routes."""
         return self.yjs.routes()
 
-    async def deploy(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
+    async def deploy(
+        self, wasm: bytes, manifest: bytes, signature: bytes, *, allow_downgrade: bool = False
+    ) -> LoadedModule:
         """Verify and load a bundle here, then store it so it replicates (see registry)."""
-        return await self.registry.deploy(wasm, manifest, signature)
+        return await self.registry.deploy(
+            wasm, manifest, signature, allow_downgrade=allow_downgrade
+        )
+
+    async def rollback_module(self, name: str, version: str | None) -> LoadedModule:
+        """Make a kept version of ``name`` active again cluster-wide (see registry)."""
+        return await self.registry.rollback(name, version)
 
     async def remove_module(self, name: str) -> None:
         """Remove a module cluster-wide (ModuleNotFoundError_ if unknown)."""
@@ -406,26 +433,18 @@ class Node:
             for p in self.sync.peers()
         ]
 
+    async def diagnostics(self) -> dict[str, Any]:
+        """What the doctor checks, with its findings (see node/diagnostics.py)."""
+        return await diagnose(self)
+
     def module_rows(self) -> list[dict[str, Any]]:
-        """Deployed modules and this node's verdict on each (JSON-ready)."""
-        loaded = {m.name: m for m in self.runtime.modules()}
-        rows = []
-        for name in sorted(set(loaded) | set(self.registry.states)):
-            state = self.registry.states.get(name)
-            mod = loaded.get(name)
-            rows.append(
-                {
-                    "name": name,
-                    "state": state.state if state else "active",
-                    "version": mod.version if mod else None,
-                    "offered_version": state.offered_version if state else None,
-                    "publisher": mod.publisher if mod else None,
-                    "wasm_sha256": mod.wasm_sha256 if mod else None,
-                    "error": state.error if state else None,
-                    "error_code": state.error_code if state else None,
-                }
-            )
-        return rows
+        """Deployed modules, this node's verdict on each and their history (JSON-ready)."""
+        return module_rows(self.runtime, self.registry)
+
+    def overview(self, query: dict[str, str]) -> dict[str, Any]:
+        """What the dashboard shows (node/overview.py); needs a started node."""
+        assert self.dashboard is not None, "node not started"
+        return self.dashboard.overview(query)
 
     def status(self) -> dict[str, Any]:
         """Node identity, uptime, and a summary of each layer (JSON-ready)."""

@@ -41,16 +41,8 @@ async def reload_policy(path: Path, runtime: Runtime, registry: ModuleRegistry) 
     new = await asyncio.to_thread(_read_for_reload, path)
     old, runtime.policy = runtime.policy, new
     added, removed, changed = _diff(old, new)
-    log.warning(
-        "trust policy reloaded from %s: %d publishers (added %s, removed %s, changed %s)",
-        path,
-        len(new.publishers),
-        added or "none",
-        removed or "none",
-        changed or "none",
-    )
     activated, unloaded = await registry.recheck()
-    return {
+    summary: dict[str, Any] = {
         "path": str(path),
         "publishers": sorted(p.name for p in new.publishers),
         "added": added,
@@ -59,6 +51,21 @@ async def reload_policy(path: Path, runtime: Runtime, registry: ModuleRegistry) 
         "activated": activated,
         "unloaded": unloaded,
     }
+    # Info, not a warning: a reload is an operator's deliberate act. The fields carry
+    # the whole summary for JSON logs (edgestate.node.logs).
+    log.info(
+        "trust policy reloaded from %s: %d publishers (added %s, removed %s, changed %s; "
+        "modules activated %s, unloaded %s)",
+        path,
+        len(new.publishers),
+        added or "none",
+        removed or "none",
+        changed or "none",
+        activated or "none",
+        unloaded or "none",
+        extra={"fields": {"event": "policy_reload", **summary}},
+    )
+    return summary
 
 
 def _read_for_reload(path: Path) -> TrustPolicy:

@@ -23,6 +23,7 @@ caller counts it (a node's :class:`~edgestate.node.metrics.NodeMetrics`), once.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import hashlib
 import time
@@ -51,8 +52,8 @@ from edgestate.runtime.engine import (
     build_engine,
     engine_fingerprint,
 )
-from edgestate.runtime.manifest import parse_manifest
-from edgestate.runtime.policy import Owner, TrustPolicy
+from edgestate.runtime.manifest import Manifest, parse_manifest
+from edgestate.runtime.policy import Grant, Owner, TrustPolicy
 from edgestate.runtime.sandbox import Execution, Sandbox
 from edgestate.runtime.signing import parse_signature, verify_module
 from edgestate.store import Store
@@ -165,13 +166,18 @@ class Runtime:
 
     # --- loading ------------------------------------------------------------------
 
-    def load(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
-        """Verify and compile a module, replacing any loaded module of the same name.
+    def verify(self, wasm: bytes, manifest: bytes, signature: bytes) -> tuple[Manifest, str]:
+        """The checks of :meth:`load` that need no compiling: signature, trusted
+        publisher, name ownership, size and grant. Nothing is loaded or replaced.
 
-        The name must be one its publisher may own (:meth:`TrustPolicy.check_name`):
-        a module held by another publisher is never replaced.
+        Returns the parsed manifest and the publisher's name in this policy.
         """
-        start = time.perf_counter_ns()
+        parsed, _, grant = self._checked(wasm, manifest, signature)
+        return parsed, grant.publisher
+
+    def _checked(
+        self, wasm: bytes, manifest: bytes, signature: bytes
+    ) -> tuple[Manifest, bytes, Grant]:
         parsed_signature = parse_signature(signature)
         self.policy.publisher(parsed_signature.public_key)  # untrusted: refuse early
         verify_module(wasm, manifest, parsed_signature)
@@ -179,7 +185,16 @@ class Runtime:
         key = parsed_signature.public_key
         self.policy.check_name(key, parsed.name, self.owners.get(parsed.name))
         self.policy.check_size(key, parsed.name, len(wasm))
-        grant = self.policy.check(key, parsed)
+        return parsed, key, self.policy.check(key, parsed)
+
+    def load(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
+        """Verify and compile a module, replacing any loaded module of the same name.
+
+        The name must be one its publisher may own (:meth:`TrustPolicy.check_name`):
+        a module held by another publisher is never replaced.
+        """
+        start = time.perf_counter_ns()
+        parsed, key, grant = self._checked(wasm, manifest, signature)
         if grant.memory_pages > self.config.max_memory_pages:
             raise PolicyViolationError(
                 f"module {parsed.name!r} asks for limits.memory_pages = {grant.memory_pages}, "
@@ -314,8 +329,11 @@ class Runtime:
     async def _run_on_thread(
         self, executor: ThreadPoolExecutor, name: str, input: bytes
     ) -> Execution:
+        # In the caller's context (run_in_executor does not carry it): what the
+        # guest logs keeps the request's context variables (its request id).
+        run = functools.partial(self.run, name, input, release_gil=True)
         future = asyncio.get_running_loop().run_in_executor(
-            executor, functools.partial(self.run, name, input, release_gil=True)
+            executor, contextvars.copy_context().run, run
         )
         try:
             return await asyncio.shield(future)

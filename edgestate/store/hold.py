@@ -49,7 +49,9 @@ class CausalHold:
                     blocks = update_blocks(update) or []
                 except InvalidUpdateError as exc:
                     # Held before content refs were checked at the door.
-                    log.warning("dropped a held update of %r: %s", doc, exc)
+                    log.warning(
+                        "dropped a held update of %r: %s", doc, exc, extra={"fields": {"doc": doc}}
+                    )
                     refused.append(key)
                     continue
                 pending.append((key, update, blocks))
@@ -69,7 +71,12 @@ class CausalHold:
             # diff) brings those changes again in causal order.
             old_key = pending.pop(0)[0]
             group.txn.delete(old_key, db=table)
-            log.warning("pending updates of %r over %d; dropped the oldest", doc, MAX_PENDING)
+            log.warning(
+                "pending updates of %r over %d; dropped the oldest",
+                doc,
+                MAX_PENDING,
+                extra={"fields": {"doc": doc}},
+            )
         meta = w.metas[doc]
         key = K.log_key(doc, meta.seq)
         meta.seq += 1
@@ -95,7 +102,12 @@ class CausalHold:
                 try:
                     added, changed = apply_checked(self._w, crdt, update)
                 except EdgestateError as exc:
-                    log.warning("dropped a pending update of %r: %s", doc, exc)
+                    log.warning(
+                        "dropped a pending update of %r: %s",
+                        doc,
+                        exc,
+                        extra={"fields": {"doc": doc}},
+                    )
                     if doc not in self._w.docs:
                         return  # the CRDT was dropped; the rest waits for the next apply
                     continue

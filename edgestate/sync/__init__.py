@@ -17,6 +17,7 @@ y-websocket endpoint). Imports point one way: sync -> store.
 from edgestate.sync.channel import Channel, memory_channel_pair
 from edgestate.sync.config import Limits, SyncConfig, TLSFiles
 from edgestate.sync.daemon import SyncDaemon
+from edgestate.sync.diagnosis import PeerView, missing
 from edgestate.sync.peers import PeerState, PeerStatus
 from edgestate.sync.stats import SyncStats
 from edgestate.sync.yjs import YjsEndpoint
@@ -26,10 +27,12 @@ __all__ = [
     "Limits",
     "PeerState",
     "PeerStatus",
+    "PeerView",
     "SyncConfig",
     "SyncDaemon",
     "SyncStats",
     "TLSFiles",
     "YjsEndpoint",
     "memory_channel_pair",
+    "missing",
 ]

@@ -35,10 +35,10 @@ from edgestate.errors import (
 from edgestate.sync import frames, memory, parts
 from edgestate.sync.channel import Channel, CloseCode
 from edgestate.sync.config import Limits
-from edgestate.sync.frames import Collected, Hello, Peers, Push, Reports, StateVectors
+from edgestate.sync.frames import About, Collected, Hello, Peers, Push, Reports, StateVectors
 from edgestate.sync.peers import PeerRecord
 from edgestate.sync.stats import SyncStats
-from edgestate.sync.tls import fingerprint
+from edgestate.sync.tls import cert_not_after, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,11 @@ class PeerConnection:
         stats: SyncStats,
         cert: bytes | None = None,
         source: str | None = None,
+        replica: int | None = None,
     ) -> None:
         self.channel = channel
+        # Our store replica id, told in ``about`` frames (version 5; None: not told).
+        self._replica = replica
         # The peer's network address (per-source limits), if the transport knows it.
         self.source = source
         self.host = host
@@ -234,6 +237,7 @@ class PeerConnection:
 
     async def run_sender(self) -> None:
         """Handshake, then push queued updates; run state-vector exchanges when asked."""
+        await self.send_about()
         await self.send(self._peers())
         self.peers_dirty = False
         if self.version >= frames.REPORTS_VERSION:
@@ -272,10 +276,16 @@ class PeerConnection:
                 if self.resync:
                     self._stats.resyncs += 1
                 self.resync = self.sync_requested = False
+                await self.send_about()
                 await self.send(StateVectors(await self.host.state_vectors(), reply=True))
             await self._push_queued()
             if self.record is not None:
                 self.record.queued = len(self.queue)
+
+    async def send_about(self) -> None:
+        """Tell a version-5 peer our wall clock and replica id (see frames.About)."""
+        if self.version >= frames.ABOUT_VERSION and self._replica is not None:
+            await self.send(About(time.time(), self._replica))
 
     def _peers(self) -> Peers:
         # Within what the receiver's decoder takes, whatever our table holds.
@@ -377,7 +387,12 @@ class PeerConnection:
             return
         self.failed = True
         self._stats.protocol_errors[exc.code] += 1
-        log.warning("closing sync connection to %s: %s", self.node_id or "peer", exc)
+        log.warning(
+            "closing sync connection to %s: %s",
+            self.node_id or "peer",
+            exc,
+            extra={"fields": {"peer": self.node_id}},
+        )
         code = (
             CloseCode.MESSAGE_TOO_BIG
             if isinstance(exc, OversizedFrameError)
@@ -404,6 +419,8 @@ class PeerConnection:
             self.version = self.check_hello(hello)
             self.node_id, self.origin = hello.node, f"{PEER_ORIGIN}{hello.node}"
             self.host.admit(self, record)
+            if self.record is not None and self._cert is not None:
+                self.record.cert_not_after = cert_not_after(self._cert)
             established = True
             self.sender = asyncio.get_running_loop().create_task(self.run_sender())
             while True:
@@ -411,11 +428,19 @@ class PeerConnection:
         except PeerGoneError:
             if self.channel.close_code == CloseCode.POLICY_VIOLATION:
                 reason = self.channel.close_reason or "no reason given"
-                log.warning("peer %s refused this node: %s", self.node_id or "?", reason)
+                log.warning(
+                    "peer %s refused this node: %s",
+                    self.node_id or "?",
+                    reason,
+                    extra={"fields": {"peer": self.node_id}},
+                )
                 if record is not None:
                     record.last_error = f"refused by peer: {reason}"
         except PeerRefusedError as exc:
             self._stats.refusal(self.node_id or "peer", str(exc))
+            if record is not None:  # a dialed peer: `edgestate peers` and the doctor say why
+                record.failures += 1
+                record.last_error = f"refused: {exc}"
             await self.close(CloseCode.POLICY_VIOLATION, f"refused: {exc}")
         except ProtocolError as exc:
             await self.fail(exc)
@@ -429,7 +454,12 @@ class PeerConnection:
             await self.close(CloseCode.OK, str(exc))
             raise
         except ConnectionError as exc:
-            log.debug("sync connection to %s lost: %s", self.node_id, exc)
+            log.debug(
+                "sync connection to %s lost: %s",
+                self.node_id,
+                exc,
+                extra={"fields": {"peer": self.node_id}},
+            )
         finally:
             await self._release()
         return established

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 import uuid
 from collections.abc import Callable
 from types import TracebackType
@@ -33,6 +34,7 @@ from edgestate.sync import frames
 from edgestate.sync.channel import Channel, CloseCode
 from edgestate.sync.config import SyncConfig, parse_address
 from edgestate.sync.connection import CLOSE_WAIT_S, PeerConnection
+from edgestate.sync.diagnosis import PeerView, seen_ago
 from edgestate.sync.discovery import Discovery, Found, MdnsDiscovery, StaticDiscovery
 from edgestate.sync.frames import Collected, Reports
 from edgestate.sync.frontier import FrontierTracker
@@ -47,6 +49,12 @@ from edgestate.sync.websocket import Dialer, Server
 __all__ = ["SyncDaemon", "SyncStats"]
 
 log = logging.getLogger(__name__)
+
+# How often refresh_peer_vectors looks for the answers: a LAN round trip is well
+# under this, and the doctor waits at most a few seconds in all.
+REFRESH_POLL_S = 0.02
+# ...and an exchange this recent is fresh enough for it (see refresh_peer_vectors).
+REFRESH_RECENT_S = 1.0
 
 
 class _Host:
@@ -307,6 +315,7 @@ class SyncDaemon:
             stats=self.stats,
             cert=cert,
             source=source,
+            replica=self._membership.frontier.me,
         )
         self._live.add(conn)
         try:
@@ -334,6 +343,53 @@ class SyncDaemon:
             if conn.record is not None:
                 conn.record.queued = len(conn.queue)
         return [record.snapshot() for record in self._table.records.values()]
+
+    def peer_views(self) -> list[PeerView]:
+        """Every known peer with its last state vectors and certificate expiry (the doctor)."""
+        return [
+            PeerView(
+                node_id=r.node_id,
+                address=r.address,
+                source=r.source,
+                state=r.state.value,
+                connected=r.node_id is not None and r.node_id in self._table.conns,
+                seen_ago_s=seen_ago(r.last_seen),
+                last_sync=r.last_sync,
+                failures=r.failures,
+                last_error=r.last_error,
+                cert_not_after=r.cert_not_after,
+                clock_offset_s=r.clock_offset_s,
+                replica=r.replica,
+                vectors={doc: dict(v) for doc, v in r.vectors.items()},
+                vectors_dropped=r.vectors_dropped,
+            )
+            for r in self._table.records.values()
+        ]
+
+    async def refresh_peer_vectors(self, wait_s: float) -> list[str]:
+        """Exchange state vectors with every connected peer now; wait up to ``wait_s``.
+
+        Returns the node ids that answered in time: their ``peer_views`` vectors are
+        fresh, not as of the last anti-entropy round.
+        """
+        # An exchange this recent counts as fresh: repeated calls (a doctor in a
+        # loop) cost the peers at most one exchange per REFRESH_RECENT_S, and
+        # concurrent ones share one (request_sync only sets a flag).
+        started = time.time() - REFRESH_RECENT_S
+        asking = {conn.node_id: conn for conn in self._table.connections() if conn.node_id}
+        for conn in asking.values():
+            if conn.record is None or (conn.record.last_sync or 0.0) < started:
+                conn.request_sync()
+        deadline = time.monotonic() + wait_s
+        while True:
+            fresh = [
+                node
+                for node, conn in asking.items()
+                if conn.record is not None and (conn.record.last_sync or 0.0) >= started
+            ]
+            if len(fresh) == len(asking) or time.monotonic() >= deadline:
+                return fresh
+            await asyncio.sleep(REFRESH_POLL_S)
 
     @property
     def multicast_available(self) -> bool | None:

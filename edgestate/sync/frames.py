@@ -37,6 +37,11 @@ WebSocket upgrade):
 10. ``diff_part`` (version 4): a diff frame over the part size travels as the
    slices of its encoding, reassembled by the receiver (edgestate.sync.parts), so
    no WebSocket message is ever larger than ``max_frame_bytes``.
+11. ``about`` (version 5, optional): the sender's wall clock and store replica id,
+   sent first after the hello and before the state vectors of every exchange, so
+   the receiver knows the skew between their clocks and which cluster member
+   (replica id) the peer is (``edgestate doctor``). A frame, not a hello field:
+   the hello decoder of versions 1 to 4 refuses any field it does not know.
 """
 
 from __future__ import annotations
@@ -55,13 +60,18 @@ from edgestate.errors import (
 from edgestate.store import DOC_NAME_RULE, is_doc_name
 
 # Versions this code speaks; hello negotiates the highest common one.
-PROTOCOL_VERSIONS: tuple[int, ...] = (1, 2, 3, 4)
+PROTOCOL_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5)
 # The first version with ``reports`` frames.
 REPORTS_VERSION = 2
 # The first version whose diffs carry the collection record of their history.
 RECORD_IN_DIFF_VERSION = 3
 # The first version that sends big diffs as ``diff_part`` frames.
 PARTS_VERSION = 4
+# The first version with ``about`` frames (wall clock, replica id).
+ABOUT_VERSION = 5
+# Largest wall-clock value an about frame may carry (Unix seconds, year ~36812):
+# anything above is no clock reading.
+MAX_ABOUT_TIME = float(1 << 40)
 
 # Node and cluster ids are hex fingerprints in TLS mode, short names in
 # insecure mode.
@@ -169,7 +179,15 @@ class DiffPart:
     data: bytes
 
 
-Frame = Hello | StateVectors | Diff | Push | Synced | Peers | Reports | Collected | DiffPart
+@dataclass(frozen=True, slots=True)
+class About:
+    """The sender's wall clock (Unix seconds) and store replica id (version 5)."""
+
+    now: float
+    replica: int
+
+
+Frame = Hello | StateVectors | Diff | Push | Synced | Peers | Reports | Collected | DiffPart | About
 
 # Most node ids one peers frame may list.
 MAX_PEERS = 4096
@@ -200,6 +218,8 @@ def encode(frame: Frame) -> bytes:
             body = {"t": "peers", "nodes": list(nodes)}
         case Collected(doc, _, _, _):
             body = {"t": "collected", "doc": doc, **_record_body(frame)}
+        case About(now, replica):
+            body = {"t": "about", "now": float(now), "replica": replica}
         case Reports(members, forgotten):
             body = {
                 "t": "reports",
@@ -341,6 +361,14 @@ def _decode(data: bytes, max_docs: int) -> Frame:
                 f"reports.forgotten must be a list of at most {MAX_PEERS} replica ids"
             )
         return Reports(_members(body["members"], max_docs), tuple(forgotten))
+    if kind == "about":
+        _fields(body, "now", "replica")
+        now, replica = body["now"], body["replica"]
+        if not (type(now) is float and 0.0 <= now < MAX_ABOUT_TIME):
+            raise MalformedFrameError("about.now must be a float of Unix seconds")
+        if not (type(replica) is int and 0 <= replica < 1 << 53):
+            raise MalformedFrameError("about.replica must be a replica id (0 to 2**53)")
+        return About(now, replica)
     raise MalformedFrameError(f"unknown frame type {kind!r}")
 
 

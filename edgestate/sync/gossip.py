@@ -36,7 +36,9 @@ from edgestate.store import ChangeStream, GcRecord, Ranges, Store
 from edgestate.sync import frames, parts
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN, PeerConnection
+from edgestate.sync.diagnosis import keep_vectors
 from edgestate.sync.frames import (
+    About,
     Collected,
     Diff,
     DiffPart,
@@ -213,6 +215,12 @@ class Gossip:
                 ):
                     conn.held_reports.append(frame)
                 # else dropped: reports are sent again once caught up and every round
+            case About(now, replica):
+                if conn.version < frames.ABOUT_VERSION:
+                    raise UnexpectedFrameError(f"about frame in protocol version {conn.version}")
+                if conn.record is not None:
+                    conn.record.clock_offset_s = now - time.time()
+                    conn.record.replica = replica
             case Hello():
                 raise UnexpectedFrameError("second hello on one connection")
 
@@ -316,7 +324,11 @@ class Gossip:
         if conn.record is not None:
             conn.record.lag_by_doc = lags
             conn.record.last_sync = time.time()
+            conn.record.vectors, conn.record.vectors_dropped = keep_vectors(vectors)
         if reply:
+            # The clock reading rides with every exchange a peer asks for, so a
+            # doctor's refresh (SyncDaemon.refresh_peer_vectors) gets a fresh one.
+            await conn.send_about()
             await conn.send(StateVectors(ours, reply=False))
 
 

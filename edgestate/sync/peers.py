@@ -77,6 +77,15 @@ class PeerRecord:
     updates_out: int = 0
     # Documents this peer made us create (limits.max_new_documents).
     new_docs: set[str] = field(default_factory=set)
+    # For the doctor (sync/diagnosis.py): the peer's state vectors as of its last
+    # state-vector exchange (bounded), and its certificate's notAfter.
+    vectors: dict[str, dict[int, int]] = field(default_factory=dict)
+    vectors_dropped: int = 0
+    cert_not_after: float | None = None
+    # From its last ``about`` frame (version 5): its clock minus ours, as received
+    # (so plus the one-way transit time), and its store replica id.
+    clock_offset_s: float | None = None
+    replica: int | None = None
 
     def snapshot(self) -> PeerStatus:
         """Freeze this record for callers outside the loop."""

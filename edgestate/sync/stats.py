@@ -27,4 +27,6 @@ class SyncStats:
     def refusal(self, who: object, reason: str) -> None:
         """Count and log one refused connection."""
         self.refused += 1
-        log.warning("refused sync connection from %s: %s", who, reason)
+        log.warning(
+            "refused sync connection from %s: %s", who, reason, extra={"fields": {"peer": who}}
+        )

@@ -52,6 +52,16 @@ def fingerprint(cert_der: bytes) -> str:
     return hashlib.sha256(cert_der).hexdigest()
 
 
+def cert_not_after(cert_der: bytes) -> float:
+    """When a DER certificate expires (its notAfter), as wall-clock seconds."""
+    return x509.load_der_x509_certificate(cert_der).not_valid_after_utc.timestamp()
+
+
+def file_not_after(path: Path) -> float:
+    """When the PEM certificate at ``path`` expires (ClusterCAError if unreadable)."""
+    return _load_cert(path).not_valid_after_utc.timestamp()
+
+
 def init_cluster(directory: Path, *, name: str = "edgestate cluster", days: int = 3650) -> str:
     """Create a cluster CA (key, certificate, empty CRL) in ``directory``; return its id.
 

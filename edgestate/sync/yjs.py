@@ -252,19 +252,24 @@ class YjsEndpoint:
                 await self._on_message(doc, client, msg.data, clients)
         except StaleReplicaError as exc:
             # Its Y.Doc holds history the node collected: only a fresh Y.Doc can sync.
-            log.warning("closing yjs client of %s: %s", doc, exc)
+            log.warning("closing yjs client of %s: %s", doc, exc, extra={"fields": {"doc": doc}})
             await ws.close(code=STALE_REPLICA_CLOSE, message=b"stale replica: start a fresh Y.Doc")
         # read_message asserts on a truncated length prefix (found in review).
         except (InvalidUpdateError, IndexError, RuntimeError, AssertionError, ValueError) as exc:
-            log.warning("closing yjs client of %s: bad message (%s)", doc, exc)
+            log.warning(
+                "closing yjs client of %s: bad message (%s)",
+                doc,
+                exc,
+                extra={"fields": {"doc": doc}},
+            )
             await ws.close(
                 code=WSCloseCode.PROTOCOL_ERROR, message=b"malformed y-protocols message"
             )
         except TokenScopeError as exc:
-            log.info("closing yjs client of %s: %s", doc, exc)
+            log.info("closing yjs client of %s: %s", doc, exc, extra={"fields": {"doc": doc}})
             await ws.close(code=READ_ONLY_CLOSE, message=b"read-only token: updates are refused")
         except SystemDocumentError as exc:
-            log.warning("closing yjs client of %s: %s", doc, exc)
+            log.warning("closing yjs client of %s: %s", doc, exc, extra={"fields": {"doc": doc}})
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"system document: read-only")
         except StoreError as exc:
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=str(exc).encode()[:120])

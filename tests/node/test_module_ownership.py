@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from edgestate.devkit import Bundle, Publisher, example_bundle, make_publisher
+from edgestate.node import history as H
 from edgestate.node.config import store_dir_of
-from edgestate.node.registry import encode_bundle
-from edgestate.store import Store
+from edgestate.store import Set, Store, WriteOp
 from tests.node.api_check import call
 from tests.node.conftest import NodeProcess, eventually, start_node
 from tests.node.test_modules_e2e import BUILD, deploy, invoke, wat_bundle
@@ -31,6 +31,35 @@ def _row(node: NodeProcess, name: str) -> dict[str, Any] | None:
 def _stored(node: NodeProcess, key: str) -> bool:
     reply = call(node.api, "GET", f"/v1/admin/docs/kv/keys/{key}", token=node.token)
     return reply.status == 200 and reply.json()["found"]
+
+
+def _activating(store: Store, bundle: Bundle) -> list[WriteOp]:
+    """The writes a node with a laxer policy makes to deploy ``bundle`` (history.py)."""
+    history = H.read_history(store, "_modules", bundle.name)
+    key, stamp = H.entry_key(bundle.name, bundle.wasm, bundle.manifest), H.next_stamp(history)
+    version = json.loads(bundle.manifest)["version"]
+    entry = H.pack_entry(
+        bundle.wasm,
+        bundle.manifest,
+        bundle.signature,
+        version=version,
+        publisher="acme",
+        node="laxer",
+        stamp=stamp,
+    )
+    return [
+        Set("_modules", key, entry),
+        *H.activation_ops(
+            history,
+            "_modules",
+            entry=key,
+            version=version,
+            op="deploy",
+            replica=store.replica_id,
+            node="laxer",
+            stamp=stamp,
+        ),
+    ]
 
 
 def test_a_publisher_cannot_take_over_another_publishers_module(tmp_path: Path) -> None:
@@ -62,10 +91,9 @@ def test_a_publisher_cannot_take_over_another_publishers_module(tmp_path: Path) 
         # with a laxer policy would write it, is refused by every node, which keeps
         # the owner's version running. The API refuses writes to system documents,
         # so it goes into a's store while a is stopped; a then dials b with it.
-        hijack = encode_bundle(noop.wasm, noop.manifest, noop.signature)
         assert a.stop() == 0, a.log()
         with Store.open(store_dir_of(tmp_path / "a")) as store:
-            store.set("_modules", "kv-echo", hijack)
+            store.batch(_activating(store, noop))
         a_args = ("--no-mdns", "--trust-policy", str(policy), "--peer", f"127.0.0.1:{b.sync_port}")
         a = start_node(tmp_path / "a", *a_args)
         nodes.append(a)

@@ -188,7 +188,7 @@ def test_rollout_across_nodes_and_a_refusing_policy(tmp_path: Path, publisher: P
         assert any(p["updates_out"] > 0 and p["bytes_in"] > 0 for p in peers)
         metrics = call(a.api, "GET", "/metrics").body.decode()
         per_peer = {
-            (s.labels["peer"], s.labels["direction"]): s.value
+            (s.labels["node_id"], s.labels["direction"]): s.value
             for f in text_string_to_metric_families(metrics)
             for s in f.samples
             if s.name == "edgestate_peer_sync_bytes_total"
@@ -255,6 +255,6 @@ def test_cli_deploy_and_undeploy(node: NodeProcess, publisher: Publisher, tmp_pa
     unsigned.write_bytes(bundle.wasm)
     missing = CliRunner().invoke(cli, ["deploy", str(unsigned), *target])
     assert missing.exit_code == 1 and "is unsigned" in missing.stderr
-    result = CliRunner().invoke(cli, ["undeploy", "cli-echo", *target])
+    result = CliRunner().invoke(cli, ["undeploy", "cli-echo", "--yes", *target])
     assert result.exit_code == 0, result.stderr
     assert invoke(node, "cli-echo", b"x").json()["error"]["code"] == "unknown_module"

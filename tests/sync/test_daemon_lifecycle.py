@@ -82,10 +82,12 @@ def test_the_public_surface_is_what_we_mean_to_export() -> None:
         "Limits",
         "PeerState",
         "PeerStatus",
+        "PeerView",
         "SyncConfig",
         "SyncDaemon",
         "SyncStats",
         "TLSFiles",
         "YjsEndpoint",
         "memory_channel_pair",
+        "missing",
     ]

@@ -14,7 +14,17 @@ import pytest
 from edgestate.errors import ProtocolError
 from edgestate.store import Delete, Incr, Set
 from edgestate.sync import frames
-from edgestate.sync.frames import Collected, Diff, Hello, Peers, Push, Reports, StateVectors, Synced
+from edgestate.sync.frames import (
+    About,
+    Collected,
+    Diff,
+    Hello,
+    Peers,
+    Push,
+    Reports,
+    StateVectors,
+    Synced,
+)
 from tests.sync.conftest import Cluster, Nodes, RawPeer, eventually
 
 SCHEMA = json.loads(
@@ -114,11 +124,14 @@ async def test_frames_a_node_really_sends_match_the_schema(nodes: Nodes, cluster
     try:
         await peer.connect(node)
         # Version 2 reports members before any state vector (see sync.frontier).
-        assert [type(await peer.recv()) for _ in range(4)] == [Hello, Peers, Reports, StateVectors]
+        # Version 5 tells its clock and replica id first (frames.About).
+        seen = [type(await peer.recv()) for _ in range(5)]
+        assert seen == [Hello, About, Peers, Reports, StateVectors]
         # We name no documents and ask for a reply: the node sends what we lack
         # (the whole of "docs"), marks the end, and sends its own state vectors.
         await peer.send(StateVectors({}, reply=True))
-        assert [type(await peer.recv()) for _ in range(3)] == [Diff, Synced, StateVectors]
+        # ...with its clock reading right before its state vectors (version 5).
+        assert [type(await peer.recv()) for _ in range(4)] == [Diff, Synced, About, StateVectors]
         await peer.send(Synced())  # our (empty) answer to its handshake
         await node.daemon.wait_connected(1)
         node.store.batch([Set("docs", "b", b"2"), Delete("docs", "a")])

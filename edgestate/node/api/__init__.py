@@ -5,10 +5,13 @@ Routes:
     GET    /healthz, /readyz, /metrics
     admin (Authorization: Bearer <token from DATA/admin.token>):
     GET    /v1/admin/status
+    GET    /v1/admin/overview           everything the dashboard shows (one documents page)
     GET    /v1/admin/peers
     GET    /v1/admin/members            DELETE /v1/admin/members/{replica} (forget one)
     GET    /v1/admin/modules            POST (deploy a bundle)   DELETE /v1/admin/modules/{name}
+    POST   /v1/admin/modules/{name}/rollback   {"version": ...}: re-activate a kept version
     POST   /v1/admin/trust-policy/reload   reread the trust policy, recheck every module
+    GET    /v1/admin/diagnostics        what `edgestate doctor` checks, with findings
     GET    /v1/admin/docs
     GET    /v1/admin/docs/{doc}/keys/{key}   PUT (raw body)   DELETE
     POST   /v1/admin/docs/{doc}/keys/{key}/incr?delta=N
@@ -17,6 +20,8 @@ Routes:
     GET    /v1/admin/docs/{doc}/watch        server-sent events, one per change
     GET    /v1/admin/tokens             POST (make a client token)   DELETE /v1/admin/tokens/{id}
     GET    /yjs/{doc}?token=<token>          y-websocket sync protocol (admin or client token)
+    GET    /ui, /ui/{asset}             the dashboard page (public shell; data via overview)
+    GET    /                            redirects to /ui
 
 Every error is JSON ``{"error": {"code": ..., "message": ...}}`` with a stable code
 and the status below; one request's failure never disturbs another's.
@@ -30,8 +35,10 @@ what every route shares: the error shape, the status per error, the middleware.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,13 +46,17 @@ from aiohttp import web
 
 from edgestate import errors as E
 from edgestate.node.api.cluster import ClusterRoutes
+from edgestate.node.api.dashboard import DashboardRoutes
 from edgestate.node.api.docs import DocumentRoutes
 from edgestate.node.api.invoke import InvocationRoutes
+from edgestate.node.api.observe import CLIENT_GONE, REQUEST_ID_KEY, observe, stamp_request_id
 from edgestate.node.api.protocol import Guarded, NodeApi
 from edgestate.node.api.responses import error_reply, error_response, status_for
 from edgestate.node.api.tokens import TokenRoutes
+from edgestate.node.logs import REQUEST_ID_HEADER, new_request_id, request_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Answer = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger("edgestate.node.api")
 
@@ -56,12 +67,13 @@ def build_app(node: NodeApi) -> web.Application:
     """The API application of ``node``."""
     limits = node.api_config
     app = web.Application(
-        middlewares=[_middleware(node)],
+        middlewares=[api_middleware(node)],
         client_max_size=max(limits.max_body_bytes, limits.max_admin_body_bytes),
     )
     app[INVOKE_KEY] = node
+    app.on_response_prepare.append(stamp_request_id)
     invoke, cluster, docs = InvocationRoutes(node), ClusterRoutes(node), DocumentRoutes(node)
-    tokens = TokenRoutes(node)
+    tokens, dashboard = TokenRoutes(node), DashboardRoutes(node)
     app.add_routes(
         [
             web.post("/v1/invoke/{module}", invoke.invoke),
@@ -75,7 +87,9 @@ def build_app(node: NodeApi) -> web.Application:
             web.get("/v1/admin/modules", cluster.modules),
             web.post("/v1/admin/modules", cluster.deploy),
             web.delete("/v1/admin/modules/{name}", cluster.remove),
+            web.post("/v1/admin/modules/{name}/rollback", cluster.rollback),
             web.post("/v1/admin/trust-policy/reload", cluster.reload_trust_policy),
+            web.get("/v1/admin/diagnostics", cluster.diagnostics),
             web.get("/v1/admin/docs", docs.docs),
             web.get("/v1/admin/docs/{doc}/keys/{key}", docs.get_key),
             web.put("/v1/admin/docs/{doc}/keys/{key}", docs.put_key),
@@ -87,21 +101,54 @@ def build_app(node: NodeApi) -> web.Application:
             web.get("/v1/admin/tokens", tokens.list),
             web.post("/v1/admin/tokens", tokens.create),
             web.delete("/v1/admin/tokens/{id}", tokens.revoke),
+            web.get("/v1/admin/overview", dashboard.overview),
+            web.get("/", dashboard.root),
+            web.get("/ui", dashboard.index),
+            web.get("/ui/", dashboard.index),
+            web.get("/ui/{asset}", dashboard.asset),
             *node.yjs_routes(),
         ]
     )
     return app
 
 
-def _middleware(node: Guarded) -> Any:
-    """Errors to JSON for every route; bearer-token check for admin routes.
+def api_middleware(node: Guarded) -> Any:
+    """Errors to JSON for every route; bearer-token check for admin routes; the
+    request id, HTTP metrics and access line of every request (:mod:`.observe`).
 
-    One middleware, not two: it runs on the invocation hot path.
+    One middleware, not several: it runs on the invocation hot path.
     """
     admin_token = node.admin_token.encode()
+    answer = _answer(node, admin_token)
+    access = node.api_config.access_log
+    record = node.count_request
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        rid = request[REQUEST_ID_KEY] = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+        context = request_id.set(rid)
+        response: web.StreamResponse | None = None
+        status = 500
+        try:
+            response = await answer(request, handler)
+            status = response.status
+            return response
+        except web.HTTPException as exc:  # a redirect, re-raised for aiohttp to send
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = CLIENT_GONE
+            raise
+        finally:
+            observe(record, access, request, response, status, time.perf_counter() - started)
+            request_id.reset(context)  # after: the access line carries the id
+
+    return middleware
+
+
+def _answer(node: Guarded, admin_token: bytes) -> Answer:
+    async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             # /yjs/ checks its own credentials (client tokens too): node/api/yjs_auth.py
             if request.path.startswith("/v1/admin/"):
@@ -133,7 +180,7 @@ def _middleware(node: Guarded) -> Any:
             node.count_http_error("internal_error")
             return error_response(500, "internal_error", "the node failed to answer; see its log")
 
-    return middleware
+    return answer
 
 
 def _check_token(request: web.Request, admin_token: bytes, node: Guarded) -> web.Response | None:
@@ -157,4 +204,4 @@ def _check_token(request: web.Request, admin_token: bytes, node: Guarded) -> web
     return None
 
 
-__all__ = ["INVOKE_KEY", "build_app", "error_response", "status_for"]
+__all__ = ["INVOKE_KEY", "api_middleware", "build_app", "error_response", "status_for"]

@@ -6,12 +6,17 @@ import base64
 import binascii
 import logging
 import re
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from edgestate.errors import BadRequestError
 from edgestate.node.api.body import read_json_object
 from edgestate.node.api.protocol import Cluster
 from edgestate.node.api.responses import error_response
+
+if TYPE_CHECKING:
+    from edgestate.runtime import LoadedModule
 
 log = logging.getLogger("edgestate.node.api")
 
@@ -23,7 +28,10 @@ _REPLICA_DIGITS = re.compile(r"[0-9]+")
 
 
 class ClusterRoutes:
-    """``/v1/admin/status``, ``peers``, ``members``, ``modules``."""
+    """``/v1/admin/status``, ``peers``, ``members``, ``diagnostics``, ``modules``.
+
+    Modules: list, deploy, rollback, remove.
+    """
 
     def __init__(self, node: Cluster) -> None:
         self.node = node
@@ -79,20 +87,55 @@ class ClusterRoutes:
                 parts[field] = base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
                 return error_response(400, "bad_request", f"field {field!r} is not valid base64")
-        loaded = await self.node.deploy(parts["wasm"], parts["manifest"], parts["signature"])
-        return web.json_response(
-            {
-                "name": loaded.name,
-                "version": loaded.version,
-                "publisher": loaded.publisher,
-                "wasm_sha256": loaded.wasm_sha256,
-            },
-            status=201,
+        loaded = await self.node.deploy(
+            parts["wasm"],
+            parts["manifest"],
+            parts["signature"],
+            allow_downgrade=_flag(request, "allow_downgrade"),
         )
+        return web.json_response(_loaded_json(loaded), status=201)
+
+    async def rollback(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json_object(request, "the rollback body")
+        unknown = set(body) - {"version"}
+        if unknown:
+            raise BadRequestError(
+                f"the rollback body has unknown fields {sorted(unknown)}; it takes only "
+                '"version" (a kept version, or null for the one before the active one)'
+            )
+        version = body.get("version")
+        if version is not None and not (isinstance(version, str) and version):
+            raise BadRequestError(
+                f'"version" must be a version string or null, got {version!r}'[:200]
+            )
+        loaded = await self.node.rollback_module(request.match_info["name"], version)
+        return web.json_response(_loaded_json(loaded))
 
     async def reload_trust_policy(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(await self.node.reload_trust_policy())
 
+    async def diagnostics(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(await self.node.diagnostics())
+
     async def remove(self, request: web.Request) -> web.StreamResponse:
         await self.node.remove_module(request.match_info["name"])
         return web.json_response({"removed": request.match_info["name"]})
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    """A boolean query parameter: absent, ``true`` or ``false``; anything else is a 400."""
+    raw = request.query.get(name)
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise BadRequestError(f"query parameter {name} must be true or false, got {raw!r}"[:200])
+
+
+def _loaded_json(loaded: LoadedModule) -> dict[str, Any]:
+    return {
+        "name": loaded.name,
+        "version": loaded.version,
+        "publisher": loaded.publisher,
+        "wasm_sha256": loaded.wasm_sha256,
+    }

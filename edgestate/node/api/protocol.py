@@ -27,6 +27,9 @@ class CountsErrors(Protocol):
     def count_http_error(self, code: str) -> None:
         """Count one request answered with error ``code``."""
 
+    def count_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request of route template ``route`` and its latency."""
+
 
 class Guarded(CountsErrors, Protocol):
     """What the admin-token check needs."""
@@ -38,6 +41,10 @@ class Guarded(CountsErrors, Protocol):
     @property
     def token_path(self) -> Path:
         """Where the admin token lives (named in 401 answers)."""
+
+    @property
+    def api_config(self) -> ApiConfig:
+        """The HTTP API's settings (``access_log`` among them)."""
 
 
 class Invocations(CountsErrors, Protocol):
@@ -102,14 +109,22 @@ class Cluster(Protocol):
     def module_rows(self) -> list[dict[str, Any]]:
         """Deployed modules and this node's verdict on each (JSON-ready)."""
 
-    async def deploy(self, wasm: bytes, manifest: bytes, signature: bytes) -> LoadedModule:
-        """Verify and load a bundle here, then replicate it."""
+    async def deploy(
+        self, wasm: bytes, manifest: bytes, signature: bytes, *, allow_downgrade: bool = False
+    ) -> LoadedModule:
+        """Verify and load a bundle here, then replicate it (a downgrade only if allowed)."""
+
+    async def rollback_module(self, name: str, version: str | None) -> LoadedModule:
+        """Make a kept version of ``name`` active again cluster-wide (None: the previous)."""
 
     async def remove_module(self, name: str) -> None:
         """Remove a module cluster-wide."""
 
     async def reload_trust_policy(self) -> dict[str, Any]:
         """Reread the trust policy file and recheck every module (JSON-ready summary)."""
+
+    async def diagnostics(self) -> dict[str, Any]:
+        """The doctor's facts and findings about this node and its peers (JSON-ready)."""
 
 
 class Tokens(Protocol):
@@ -120,7 +135,15 @@ class Tokens(Protocol):
         """This node's client tokens."""
 
 
-class NodeApi(Guarded, Invocations, Documents, Cluster, Tokens, Protocol):
+class Dashboard(Protocol):
+    """The dashboard's data route."""
+
+    def overview(self, query: dict[str, str]) -> dict[str, Any]:
+        """The cluster as this node sees it, one documents page (JSON-ready); raises
+        :class:`~edgestate.errors.BadRequestError` for a bad query parameter."""
+
+
+class NodeApi(Guarded, Invocations, Documents, Cluster, Tokens, Dashboard, Protocol):
     """Everything the API application needs of a node."""
 
     def yjs_routes(self) -> list[web.RouteDef]:

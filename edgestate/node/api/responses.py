@@ -31,6 +31,8 @@ _STATUS: dict[type[E.EdgestateError], int] = {
     E.UntrustedPublisherError: 403,
     E.PolicyViolationError: 403,
     E.ModuleOwnershipError: 409,
+    E.UnknownModuleVersionError: 404,
+    E.ModuleVersionError: 409,
     E.PolicyReloadError: 422,
     E.ManifestError: 422,
     E.ModuleCompileError: 422,

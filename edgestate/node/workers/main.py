@@ -7,9 +7,10 @@ stdin, then serves until SIGTERM or until its socket to the node closes.
 from __future__ import annotations
 
 import asyncio
-import logging
 import pickle
 import sys
+
+from edgestate.node.logs import setup_logging
 
 # The same GIL setting the node uses (edgestate.cli.node_cmds): the loop hands the
 # GIL back promptly to wasmtime's epoch ticker.
@@ -19,10 +20,7 @@ SWITCH_INTERVAL_S = 0.0002
 def main() -> None:
     """Run one worker."""
     settings = pickle.loads(sys.stdin.buffer.read())
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)-7s worker-{settings.index} %(name)s: %(message)s",
-    )
+    setup_logging(settings.log_format, settings.log_level, process=f"worker-{settings.index}")
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     from edgestate.node.workers.worker import Worker
 

@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from edgestate.node.api.observe import CLIENT_HEADER
 from edgestate.node.api.responses import error_response
 
 # Per connection, never forwarded (RFC 9110 7.6.1); lengths are recomputed.
@@ -30,6 +31,9 @@ _HOP = frozenset(
         "Upgrade",
         "Host",
         "Content-Length",
+        # Ours to set (the client's address, for the node's access log): a client
+        # must not name its own.
+        CLIENT_HEADER,
     )
 )
 _WS_HANDSHAKE = frozenset(
@@ -72,6 +76,7 @@ class NodeProxy:
         headers = {
             k: v for k, v in request.headers.items() if k.lower() not in _HOP or k.lower() in keep
         }
+        headers[CLIENT_HEADER] = request.remote or ""
         body = request.content if request.body_exists else None
         try:
             upstream = await self.session().request(
@@ -107,6 +112,7 @@ class NodeProxy:
             for k, v in request.headers.items()
             if k.lower() not in _HOP and k.lower() not in _WS_HANDSHAKE
         }
+        headers[CLIENT_HEADER] = request.remote or ""
         protocols = [
             p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
         ]

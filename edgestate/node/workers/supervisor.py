@@ -66,6 +66,7 @@ class WorkerSettings:
     log_level: str
     listen_fd: int
     link_fd: int
+    log_format: str = "text"  # edgestate.node.logs: the node's, so one stream reads alike
 
 
 @dataclass(eq=False)
@@ -103,6 +104,7 @@ class WorkerPool:
         bundles: Bundles,
         *,
         log_level: str = "info",
+        log_format: str = "text",
     ) -> None:
         self.count = count
         self.api = api
@@ -112,6 +114,7 @@ class WorkerPool:
         # name -> (digest, wasm, manifest, signature) of what the node runs now
         self._bundles = bundles
         self._log_level = log_level
+        self._log_format = log_format
         self._dir = tempfile.mkdtemp(prefix="edgestate-node-")  # 0700: workers only
         self.node_socket = os.path.join(self._dir, "api.sock")
         self._listen: socket.socket | None = None
@@ -238,6 +241,7 @@ class WorkerPool:
                 runtime=self.runtime.config,
                 node_socket=self.node_socket,
                 log_level=self._log_level,
+                log_format=self._log_format,
                 listen_fd=self._listen.fileno(),
                 link_fd=theirs.fileno(),
             )
@@ -338,6 +342,8 @@ class WorkerPool:
                     metrics.failed_code(row[0], row[1])
             for code in message.get("http", ()):
                 metrics.http_errors.labels(str(code)).inc()
+            for route, method, status, seconds in message.get("req", ()):
+                metrics.http.observe(str(route), str(method), int(status), float(seconds))
         except (TypeError, IndexError, ValueError):
             log.warning("malformed metrics report from a worker, ignored")
 

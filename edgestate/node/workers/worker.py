@@ -26,8 +26,10 @@ from aiohttp import web
 
 from edgestate import errors as E
 from edgestate.node.api.invoke import InvocationRoutes
+from edgestate.node.api.observe import CLIENT_GONE, observe
 from edgestate.node.api.responses import error_reply, error_response
 from edgestate.node.config import ApiConfig
+from edgestate.node.logs import REQUEST_ID_HEADER, new_request_id, request_id
 from edgestate.node.workers.protocol import encode_ops, pack, read_message
 from edgestate.node.workers.proxy import NodeProxy
 from edgestate.node.workers.supervisor import WorkerSettings
@@ -53,6 +55,7 @@ class Worker:
         self._gone = asyncio.Event()
         self._invocations: list[list[Any]] = []
         self._http_errors: list[str] = []
+        self._requests: list[tuple[str, str, int, float]] = []
         self._flush_scheduled = False
         self._logs_sent: dict[str, tuple[int, int]] = {}
 
@@ -170,6 +173,11 @@ class Worker:
         self._http_errors.append(code)
         self._schedule_flush()
 
+    def count_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        # Reported to the node, whose NodeMetrics is the one count (edgestate_http_*).
+        self._requests.append((route, method, status, seconds))
+        self._schedule_flush()
+
     def render_metrics(self) -> bytes:
         raise AssertionError("a worker relays /metrics to the node")  # never routed here
 
@@ -186,7 +194,9 @@ class Worker:
     def _flush(self) -> None:
         self._flush_scheduled = False
         message: dict[str, Any] = {"t": "r", "inv": self._invocations, "http": self._http_errors}
-        self._invocations, self._http_errors = [], []
+        if self._requests:
+            message["req"] = self._requests
+        self._invocations, self._http_errors, self._requests = [], [], []
         # Each worker has its own budget per module (README: sizing); the node sums.
         logs = {b.module: (b.dropped_records, b.dropped_bytes) for b in self.runtime.log_budgets()}
         if logs != self._logs_sent:
@@ -249,21 +259,49 @@ class Worker:
 
 def _errors(worker: Worker) -> Any:
     index = str(worker.settings.index)
+    access = worker.settings.api.access_log
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        response: web.StreamResponse
+        if not request.path.startswith("/v1/invoke/"):
+            # Relayed: the node gives it its request id, counts and logs it.
+            return await relayed(request, handler)
+        started = time.perf_counter()
+        rid = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+        context = request_id.set(rid)
+        status = 500
+        response: web.StreamResponse | None = None
         try:
-            response = await handler(request)
+            response = await relayed(request, handler)
+            status = response.status
+            if not response.prepared:
+                # Which worker ran it: for operators reading a slow request, and tests.
+                response.headers["X-Edgestate-Worker"] = index
+                response.headers[REQUEST_ID_HEADER] = rid
+            return response
+        except asyncio.CancelledError:
+            status = CLIENT_GONE
+            raise
+        finally:
+            observe(
+                worker.count_request,
+                access,
+                request,
+                response,
+                status,
+                time.perf_counter() - started,
+            )
+            request_id.reset(context)  # after: the access line carries the id
+
+    async def relayed(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
         except E.EdgestateError as exc:
             worker.count_http_error(exc.code)
             response = error_reply(exc)
         except web.HTTPRequestEntityTooLarge as exc:
             worker.count_http_error("body_too_large")
             response = error_response(413, "body_too_large", exc.text or "request body too large")
-        if request.path.startswith("/v1/invoke/") and not response.prepared:
-            # Which worker ran it: for operators reading a slow request, and tests.
-            response.headers["X-Edgestate-Worker"] = index
         return response
 
     return middleware
