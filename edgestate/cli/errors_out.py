@@ -49,7 +49,6 @@ HINTS: dict[str, str] = {
     "(--node URL, or --data DIR once it records DIR/node.json)",
     "store_missing": "no store here yet: start a node on it (`edgestate node --data DIR`) or "
     "check --data / $EDGESTATE_DATA_DIR",
-    "unknown_document": "create it on the first write with --create",
     "untrusted_publisher": "trust the publisher's key: add it to the trust policy "
     "(docs/trust-policy.md), then `edgestate trust reload`",
     "not_found": "",
