@@ -30,9 +30,10 @@ TIMEOUT_S = 240
 
 
 def newcomer_blocks(text: str) -> list[str]:
-    """The shell blocks each following a MARK line, in order."""
-    blocks = re.findall(re.escape(MARK) + r"\n```sh\n(.*?)\n```", text, re.S)
-    if text.count(MARK) != len(blocks):
+    """The shell blocks each following a line that is MARK alone, in order."""
+    blocks = re.findall(r"^" + re.escape(MARK) + r"\n```sh\n(.*?)\n```", text, re.S | re.M)
+    marks = re.findall(r"^" + re.escape(MARK) + r"$", text, re.M)
+    if len(marks) != len(blocks):
         raise AssertionError(f"a {MARK} line not followed directly by a ```sh block")
     return blocks
 

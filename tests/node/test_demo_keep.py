@@ -72,3 +72,32 @@ def test_a_kept_demo_is_reachable_and_stops_with_nothing_left() -> None:
         for pid in pids:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_stop_never_signals_a_pid_that_is_no_longer_a_node(tmp_path: Path) -> None:
+    # A recorded pid reused by another process: --stop must leave it alone.
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        work = tmp_path / "kept"
+        work.mkdir()
+        (work / "cluster.json").write_text(
+            json.dumps(
+                {
+                    "nodes": [
+                        {
+                            "name": "node0",
+                            "api": "http://127.0.0.1:9",
+                            "pid": other.pid,
+                            "data": str(work),
+                        }
+                    ]
+                }
+            )
+        )
+        stopped = _cli("demo", "--stop", str(work))
+        assert stopped.returncode == 0, stopped.stderr
+        assert stopped.stdout == f"stopped 0 node(s); 1 had already stopped; removed {work}\n"
+        assert other.poll() is None  # still running
+    finally:
+        other.kill()
+        other.wait(timeout=10)
