@@ -98,7 +98,7 @@ class EdgestateGroup(click.Group):
                 command=command_path(exc.ctx),
             )
         except click.ClickException as exc:
-            code = getattr(exc, "code", None) or "error"
+            code = getattr(exc, "code", None) or "command_failed"
             fail(code, exc.format_message(), exc.exit_code, as_json=as_json)
         except BrokenPipeError:
             # `edgestate kv export DOC | head`: the reader left; not an error of ours.

@@ -278,8 +278,9 @@ class _Demo:
             self._watchers.append(t)
         # Writes made before a watch is open would never show up in it.
         _wait(
+            # 30 s like the other waits: 10 s was seen to run out on a machine at load 25.
             lambda: all(n.client.status()["watchers"] >= 1 for n in others),
-            10,
+            30,
             "the watch streams did not open",
         )
         acks: dict[str, float] = {}
