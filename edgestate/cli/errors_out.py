@@ -57,6 +57,18 @@ HINTS: dict[str, str] = {
 }
 
 
+class CommandError(click.ClickException):
+    """A command's own refusal, with a stable ``code`` like an ``edgestate.errors`` class.
+
+    For checks that belong to the command line itself (a file it would overwrite,
+    a confirmation it needs), not to a layer below it.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def hint_for(code: str, command: str) -> str | None:
     """The hint line for ``code`` (None when there is none)."""
     text = HINTS.get(code, "")
