@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from edgestate.cli.errors_out import CommandError
 from edgestate.cli.options import JSON_OPTION, node_options
 from edgestate.cli.output import edge_errors, emit_json, emit_table, show_value
 
@@ -212,7 +213,9 @@ def deploy(
             else:
                 names = {m["name"] for m in client.modules() if m["state"] == "active"}
                 if result["name"] not in names:
-                    raise click.ClickException(f"{result['name']} is not active after deploy")
+                    raise CommandError(
+                        "deploy_inactive", f"{result['name']} is not active after deploy"
+                    )
     if as_json:
         emit_json(result)
     else:
@@ -320,7 +323,7 @@ def forget(replica: int, yes: bool, client: NodeClient, as_json: bool) -> None:
     """
     if not yes:
         # Refused before the node is even contacted: the step is irreversible.
-        raise click.ClickException(forget_warning(replica))
+        raise CommandError("confirmation_required", forget_warning(replica))
     result = client.forget_member(replica)
     if as_json:
         emit_json(result)

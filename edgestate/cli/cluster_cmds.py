@@ -40,10 +40,9 @@ def _emit(as_json: bool, payload: dict[str, str], text: str) -> None:
 
 
 def _fail(exc: EdgestateError, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps({"error": exc.code, "message": str(exc)}))
-        raise SystemExit(1)
-    raise click.ClickException(str(exc))
+    from edgestate.cli.errors_out import EXIT_ERROR, fail
+
+    fail(exc.code, str(exc), EXIT_ERROR, as_json=as_json)
 
 
 @click.group("cluster")

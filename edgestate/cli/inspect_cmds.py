@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgestate.cli.options import DATA_OPTION, JSON_OPTION, optional_node_options
+from edgestate.cli.options import DATA_OPTION, JSON_OPTION, read_only_node_options
 from edgestate.cli.output import edge_errors, emit_json, emit_table, show_value
 from edgestate.cli.source import DOC_FIELDS, open_source, remember_target
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 @click.group()
 @DATA_OPTION
-@optional_node_options
+@read_only_node_options
 @click.pass_context
 def inspect(ctx: click.Context, data: Path, client: NodeClient | None) -> None:
     """Look inside a data directory (read-only, works beside a running node) or a node."""
@@ -139,13 +139,28 @@ def inspect_verify(ctx: click.Context, as_json: bool) -> None:
 
 
 def print_value(desc: dict[str, Any], as_json: bool) -> None:
-    """A value as ``get`` prints it; exit status 3 if absent."""
+    """A value as ``get`` prints it; exit status 3 if absent.
+
+    An absent key prints nothing on stdout (so ``$(edgestate kv get ...)`` is
+    empty, never a placeholder) and says so on stderr; under --json the
+    description (``"found": false``) is the answer, as the schema has it.
+    """
+    from edgestate.cli.errors_out import EXIT_NOT_FOUND, fail
+
     if as_json:
         emit_json(desc)
-    else:
+    elif desc["found"]:
         click.echo(show_value(desc))
     if not desc["found"]:
-        raise SystemExit(3)  # absent: distinct from errors (1) and usage (2)
+        if as_json:
+            raise SystemExit(EXIT_NOT_FOUND)
+        # absent: distinct from errors (1) and usage (2)
+        fail(
+            "not_found",
+            f"no key {desc['key']!r} in {desc['doc']!r}",
+            EXIT_NOT_FOUND,
+            as_json=False,
+        )
 
 
 commands: list[click.Command] = [inspect]

@@ -8,8 +8,6 @@ follows the schemas in ``schemas/cli/``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import sys
 import time
 from pathlib import Path
@@ -17,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from edgestate.cli.errors_out import EXIT_NOT_FOUND, fail
 from edgestate.cli.inspect_cmds import print_value
 from edgestate.cli.options import CREATE_OPTION, DATA_OPTION, JSON_OPTION, optional_node_options
 from edgestate.cli.output import edge_errors, emit_json
-from edgestate.cli.source import open_source, remember_target
+from edgestate.cli.source import Source, open_source, remember_target
 
 if TYPE_CHECKING:
     from edgestate.client import NodeClient
@@ -80,8 +79,17 @@ def kv_get(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
 @click.pass_context
 @edge_errors
 def kv_delete(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
-    """Durably remove KEY from DOC."""
+    """Durably remove KEY from DOC (exit status 3, nothing written, if it is absent)."""
     with open_source(ctx, readonly=False) as source:
+        # Looked up first: the delete itself does not say whether there was a value.
+        # A write racing in between may be deleted or kept; either is a delete.
+        if not source.get(doc, key)["found"]:
+            fail(
+                "not_found",
+                f"no key {key!r} in {doc!r}: nothing deleted",
+                EXIT_NOT_FOUND,
+                as_json=as_json,
+            )
         source.delete(doc, key)
     if as_json:
         emit_json({"doc": doc, "key": key, "ok": True})
@@ -110,35 +118,43 @@ def kv_incr(
         click.echo(str(total))
 
 
-def parse_import_line(doc: str, line: str, number: int) -> WriteOp:
-    """One JSON line of ``kv import``: key plus value | base64 | incr | delete.
+def parse_import_line(doc: str, line: str, number: int, source: Source) -> WriteOp | None:
+    """One line of ``kv import`` as a write op (None for an export's header line).
 
-    The only reader of this line format; the ops it makes go to a node in the
-    batch wire form of :func:`edgestate.store.op_to_json` (by the client).
+    The format is :mod:`edgestate.cli.kv_format`'s; the ops go to a node in the
+    batch wire form of :func:`edgestate.store.op_to_json` (by the client). A
+    ``counter`` line reads the counter's current total from ``source``.
     """
-    from edgestate import jsonstrict
-    from edgestate.errors import InvalidJSONError
+    from edgestate.cli.kv_format import parse_line
     from edgestate.store import Delete, Incr, Set
 
     try:
-        item = jsonstrict.loads(line, what="the line")
-        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
-            raise ValueError('each line is an object with a string "key"')
-        key = item["key"]
-        if "value" in item:
-            return Set(doc, key, str(item["value"]).encode())
-        if "base64" in item:
-            return Set(doc, key, base64.b64decode(item["base64"], validate=True))
-        if "incr" in item:
-            delta = item["incr"]
-            if not isinstance(delta, int) or isinstance(delta, bool):
-                raise ValueError('"incr" must be an integer')
-            return Incr(doc, key, delta)
-        if item.get("delete") is True:
-            return Delete(doc, key)
-        raise ValueError('give one of "value", "base64", "incr" or "delete": true')
-    except (ValueError, binascii.Error, InvalidJSONError) as exc:
+        parsed = parse_line(line)
+    except ValueError as exc:
         raise click.BadParameter(f"line {number}: {exc}", param_hint="FILE") from exc
+    if parsed is None:
+        return None
+    key = parsed.key
+    if parsed.value is not None:
+        return Set(doc, key, parsed.value)
+    if parsed.incr is not None:
+        return Incr(doc, key, parsed.incr)
+    if parsed.counter is not None:
+        current = _current_counter(source, doc, key)
+        return Incr(doc, key, parsed.counter - current)
+    return Delete(doc, key)
+
+
+def _current_counter(source: Source, doc: str, key: str) -> int:
+    from edgestate.errors import EdgestateError
+
+    try:
+        desc = source.get(doc, key)
+    except EdgestateError as exc:  # the store's UnknownDocumentError, or the node's answer
+        if exc.code != "unknown_document":
+            raise
+        return 0  # made by this import (--create)
+    return int(desc["counter"]) if desc["type"] == "counter" else 0
 
 
 @kv.command("import")
@@ -158,10 +174,11 @@ def parse_import_line(doc: str, line: str, number: int) -> WriteOp:
 def kv_import(
     ctx: click.Context, doc: str, file: Any, batch_size: int, create: bool, as_json: bool
 ) -> None:
-    """Bulk-load DOC from JSON lines (FILE, or - for stdin).
+    """Bulk-load DOC from JSON lines (FILE, or - for stdin), e.g. a `kv export`.
 
     Each line: {"key": K, "value": TEXT} | {"key": K, "base64": B64} |
-    {"key": K, "incr": N} | {"key": K, "delete": true}. Every batch is atomic and
+    {"key": K, "counter": TOTAL} | {"key": K, "incr": N} | {"key": K, "delete": true};
+    an export's header line is checked and skipped. Every batch is atomic and
     durable; a bad line stops the import before its batch is written.
     """
     lines = file.readlines()
@@ -181,8 +198,9 @@ def kv_import(
         consumed = 0
         for number, line in enumerate(lines, 1):
             consumed += 1
-            if line.strip():
-                pending.append(parse_import_line(doc, line, number))
+            op = parse_import_line(doc, line, number, source) if line.strip() else None
+            if op is not None:
+                pending.append(op)
             if len(pending) >= batch_size or number == len(lines):
                 if pending:
                     source.batch(doc, pending, create)
@@ -195,6 +213,47 @@ def kv_import(
         emit_json({"doc": doc, "written": written, "seconds": round(elapsed, 3)})
     else:
         click.echo(f"imported {written} writes into {doc} in {elapsed:.2f} s")
+
+
+# Keys per scan page of an export: one request each against a node.
+EXPORT_PAGE_KEYS = 1000
+
+
+@kv.command("export")
+@click.argument("doc")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here (atomically: all or nothing) instead of stdout.",
+)
+@click.pass_context
+@edge_errors
+def kv_export(ctx: click.Context, doc: str, out: Path | None) -> None:
+    """Every key of DOC as JSON lines that `kv import` takes back.
+
+    A header line ({"format": "edgestate-kv", "version": 1, "doc": DOC}), then one
+    line per key in key order: text as "value", other bytes as "base64",
+    counters as "counter" (their total). The count goes to stderr.
+    """
+    from edgestate.cli.kv_format import export_line, header
+
+    lines = [header(doc)]
+    with open_source(ctx, readonly=True) as source:
+        cursor: str | None = None
+        while True:
+            page = source.scan(doc, "", cursor, EXPORT_PAGE_KEYS)
+            lines.extend(export_line(item) for item in page["items"])
+            cursor = page["cursor"]
+            if not cursor:
+                break
+    text = "".join(line + "\n" for line in lines)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    click.echo(f"exported {len(lines) - 1} keys of {doc}", err=True)
 
 
 commands: list[click.Command] = [kv]

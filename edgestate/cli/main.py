@@ -10,6 +10,11 @@ daemon, the node service, cryptography, ...) it imports when it runs, so
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -18,6 +23,7 @@ from edgestate.cli import (
     admin_cmds,
     author_cmds,
     backup_cmd,
+    call_cmd,
     cluster_cmds,
     demo_cmd,
     doctor_cmds,
@@ -26,9 +32,19 @@ from edgestate.cli import (
     node_cmds,
     rollback_cmds,
     runtime_cmds,
+    stop_cmd,
     token_cmds,
     trust_cmds,
 )
+from edgestate.cli.errors_out import (
+    EXIT_BROKEN_PIPE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    command_path,
+    fail,
+)
+from edgestate.errors import EdgestateError
 
 _COMMAND_MODULES = (
     inspect_cmds,
@@ -42,12 +58,68 @@ _COMMAND_MODULES = (
     demo_cmd,
     token_cmds,
     author_cmds,
+    call_cmd,
+    stop_cmd,
     doctor_cmds,
     rollback_cmds,
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class EdgestateGroup(click.Group):
+    """The ``edgestate`` group: every failure leaves in the one error format.
+
+    click's standalone mode would print its own ``Error: ...`` for usage errors
+    and a traceback for anything else; here ``main`` runs the command
+    non-standalone and turns whatever escapes into ``error: CODE: message`` (+
+    ``hint:``), or JSON under ``--json``, with the exit statuses of
+    :mod:`edgestate.cli.errors_out`.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        # Known before parsing, so even a usage error answers in JSON.
+        options = argv[: argv.index("--")] if "--" in argv else argv
+        as_json = "--json" in options
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:  # bad options, arguments, values (BadParameter)
+            fail(
+                "usage",
+                exc.format_message(),
+                EXIT_USAGE,
+                as_json=as_json,
+                command=command_path(exc.ctx),
+            )
+        except click.ClickException as exc:
+            code = getattr(exc, "code", None) or "command_failed"
+            fail(code, exc.format_message(), exc.exit_code, as_json=as_json)
+        except BrokenPipeError:
+            # `edgestate kv export DOC | head`: the reader left; not an error of ours.
+            # stdout is pointed at /dev/null so the exit's flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_BROKEN_PIPE)
+        except (click.Abort, KeyboardInterrupt):
+            # Ctrl-C (a watch ended, a prompt left): no traceback, no message.
+            sys.exit(EXIT_INTERRUPTED)
+        except EdgestateError as exc:
+            fail(exc.code, str(exc), EXIT_ERROR, as_json=as_json)
+        except Exception as exc:  # a bug: still one line, the traceback with -v
+            if logging.getLogger().isEnabledFor(logging.INFO):
+                traceback.print_exc()
+            fail("internal_error", f"{type(exc).__name__}: {exc}", EXIT_ERROR, as_json=as_json)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=EdgestateGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(edgestate.__version__, prog_name="edgestate")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def cli(verbose: int) -> None:

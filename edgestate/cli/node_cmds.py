@@ -5,7 +5,6 @@ The commands that talk to a running node are in :mod:`edgestate.cli.admin_cmds`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -33,7 +32,9 @@ SWITCH_INTERVAL_S = float(os.environ.get("EDGESTATE_SWITCH_INTERVAL_S", "0.0002"
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="TOML config file (schema: schemas/config.schema.json).",
+    envvar="EDGESTATE_CONFIG",
+    help="TOML config file (schema: schemas/config.schema.json) [env EDGESTATE_CONFIG]. "
+    "Precedence: flag > EDGESTATE_* variable > file > default.",
 )
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Data directory.")
 @click.option("--api-host", help="API listen address [127.0.0.1].")
@@ -76,7 +77,9 @@ SWITCH_INTERVAL_S = float(os.environ.get("EDGESTATE_SWITCH_INTERVAL_S", "0.0002"
 @click.option(
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the node's API URL and sync port here once it is ready.",
+    help="Once the API and sync listen, write the node's API URL, sync port, node id and "
+    "pid here as JSON (atomically); removed on a clean stop. DATA/node.json gets the "
+    "same either way, and $NOTIFY_SOCKET (systemd Type=notify) gets READY=1.",
 )
 @edge_errors
 def node(
@@ -185,20 +188,18 @@ async def _reload_on_sighup(node: Node, requested: asyncio.Event) -> None:
 
 
 async def _run(node: Node, ready_file: Path | None, stop: asyncio.Event) -> None:
-    if ready_file is not None:
-        tmp = ready_file.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "api": node.api_url,
-                    "sync_port": node.sync.port,
-                    "node_id": node.sync.node_id,
-                    "pid": os.getpid(),
-                }
-            )
-        )
-        tmp.replace(ready_file)
-    await stop.wait()
+    from edgestate.cli.readiness import announced
+
+    info = {
+        "api": node.api_url,
+        "sync_port": node.sync.port,
+        "node_id": node.sync.node_id,
+        "pid": os.getpid(),
+    }
+    # Withdrawn before the node closes: whoever reads the files must not be sent
+    # to a node that is already draining.
+    with announced(node.config.data_dir, info, ready_file):
+        await stop.wait()
 
 
 commands: list[click.Command] = [node]

@@ -1,8 +1,10 @@
 """Options shared by many commands: where the node is, a data directory, --json.
 
-The node/token/TLS option stack is defined once, in :func:`_node_option_stack`;
-:func:`node_options` and :func:`optional_node_options` differ only in whether
-``--node`` has a default. Nothing here imports the client until a command runs.
+The node/token/TLS option stack is defined once, in :func:`_node_option_stack`,
+and one rule finds the node and the token for every command,
+:func:`resolve_client`: --node > $EDGESTATE_NODE > the node running on --data;
+--token > --token-file > DATA/admin.token > $EDGESTATE_TOKEN. Nothing here
+imports the client until a command runs.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ DATA_OPTION = click.option(
     "--data",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("edgestate-data"),
+    envvar="EDGESTATE_DATA_DIR",
     show_default=True,
-    help="Data directory (a node's, or a store's).",
+    help="Data directory (a node's, or a store's) [$EDGESTATE_DATA_DIR].",
 )
 
 CREATE_OPTION = click.option("--create", is_flag=True, help="Create DOC if it does not exist.")
@@ -33,6 +36,11 @@ CREATE_OPTION = click.option("--create", is_flag=True, help="Create DOC if it do
 DEFAULT_NODE_URL = "http://127.0.0.1:7474"
 # The admin token when neither --token nor --token-file is given.
 TOKEN_ENV = "EDGESTATE_TOKEN"
+# The node's URL when --node is not given (every command that talks to a node).
+NODE_ENV = "EDGESTATE_NODE"
+# The data directory when --data is not given: the variable the node's own
+# data_dir setting is read from, so one export serves the node and the CLI.
+DATA_ENV = "EDGESTATE_DATA_DIR"
 
 
 class HostPort(click.ParamType[str]):
@@ -61,34 +69,45 @@ class HostPort(click.ParamType[str]):
 def node_options(fn: Any) -> Any:
     """Where the node is and how to authenticate; the command gets ``client``.
 
-    --node URL, --token or --token-file (else EDGESTATE_TOKEN), and for a node whose
-    API serves HTTPS (api.tls): --cacert, and --cert/--key to authenticate with a
-    client certificate of the cluster instead of a token.
+    --node URL (else $EDGESTATE_NODE, else the node running on --data DIR, else
+    the default URL); --token or --token-file (else DIR/admin.token, else
+    $EDGESTATE_TOKEN); and for a node whose API serves HTTPS (api.tls): --cacert,
+    and --cert/--key to authenticate with a client certificate of the cluster
+    instead of a token. See :func:`resolve_client`.
     """
-    return _with_client(fn, default_url=DEFAULT_NODE_URL)
+    return _with_client(fn, admin=True, follow=True)
 
 
-def optional_node_options(fn: Any) -> Any:
-    """Like :func:`node_options`, but ``client`` is None unless --node is given."""
-    return _with_client(fn, default_url=None)
+def optional_node_options(fn: Any, *, follow: bool = True) -> Any:
+    """Like :func:`node_options` for a group that also works on a data directory.
+
+    ``client`` is None (work on the group's ``--data`` directly) unless a node is
+    named (--node, $EDGESTATE_NODE) or, with ``follow``, one is running on that
+    directory (its writer lock would refuse a local write).
+    """
+    return _with_client(fn, admin=False, follow=follow)
 
 
-def _node_option_stack(default_url: str | None) -> list[Callable[[Any], Any]]:
-    return [
+def read_only_node_options(fn: Any) -> Any:
+    """:func:`optional_node_options` for read-only groups: a directory is read directly."""
+    return optional_node_options(fn, follow=False)
+
+
+def _node_option_stack(admin: bool) -> list[Callable[[Any], Any]]:
+    stack = [
         click.option(
             "--node",
             "node_url",
-            envvar="EDGESTATE_NODE" if default_url else None,
-            default=default_url,
-            show_default=default_url is not None,
-            help="Base URL of the node's API"
-            + ("." if default_url else " (instead of opening --data)."),
+            help="Base URL of the node's API [$EDGESTATE_NODE, else the node running on "
+            + ("--data, else " + DEFAULT_NODE_URL if admin else "--data")
+            + "].",
         ),
         # No envvar= on --token: click would fill it from EDGESTATE_TOKEN and an
         # explicit --token-file would then lose to the environment.
         click.option(
             "--token",
-            help="Admin bearer token. Order: --token, else --token-file, else $EDGESTATE_TOKEN.",
+            help="Admin bearer token. Order: --token, --token-file, the --data directory's "
+            "admin.token, $EDGESTATE_TOKEN.",
         ),
         click.option(
             "--token-file",
@@ -113,9 +132,21 @@ def _node_option_stack(default_url: str | None) -> list[Callable[[Any], Any]]:
             help="Private key of --cert.",
         ),
     ]
+    if admin:
+        stack.append(
+            click.option(
+                "--data",
+                "node_data",
+                type=click.Path(file_okay=False, path_type=Path),
+                envvar=DATA_ENV,
+                help="The node's data directory: its address and admin.token are read there "
+                f"[${DATA_ENV}].",
+            )
+        )
+    return stack
 
 
-def _with_client(fn: Any, default_url: str | None) -> Any:
+def _with_client(fn: Any, *, admin: bool, follow: bool) -> Any:
     @functools.wraps(fn)
     def with_client(
         *args: Any,
@@ -127,17 +158,85 @@ def _with_client(fn: Any, default_url: str | None) -> Any:
         tls_key: str | None,
         **kwargs: Any,
     ) -> Any:
-        client = (
-            make_client(node_url, token, token_file, cacert, tls_cert, tls_key)
-            if node_url
-            else None
+        # The admin commands have a --data of their own; the groups that also work
+        # on a directory share theirs (the group's DATA_OPTION).
+        data: Path | None = kwargs.pop("node_data") if admin else kwargs.get("data")
+        client = resolve_client(
+            node_url=node_url,
+            token=token,
+            token_file=token_file,
+            cacert=cacert,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            data=data,
+            data_named=_named(click.get_current_context(), "node_data" if admin else "data"),
+            follow=follow,
+            default_url=DEFAULT_NODE_URL if admin else None,
         )
         return fn(*args, client=client, **kwargs)
 
     wrapped: Any = with_client
-    for option in reversed(_node_option_stack(default_url)):
+    for option in reversed(_node_option_stack(admin)):
         wrapped = option(wrapped)
     return wrapped
+
+
+def _named(ctx: click.Context, param: str) -> bool:
+    """Whether ``param`` was given (flag or environment), not left at its default."""
+    source = ctx.get_parameter_source(param)
+    return source in (
+        click.core.ParameterSource.COMMANDLINE,
+        click.core.ParameterSource.ENVIRONMENT,
+    )
+
+
+def resolve_client(
+    *,
+    node_url: str | None,
+    token: str | None,
+    token_file: Path | None,
+    cacert: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    data: Path | None = None,
+    data_named: bool = False,
+    follow: bool = True,
+    default_url: str | None = None,
+) -> NodeClient | None:
+    """The one rule every command uses to find its node and token.
+
+    The node: --node, else $EDGESTATE_NODE, else (with ``follow``) the node
+    running on ``data`` (recorded in DATA/node.json), else ``default_url``;
+    None means "no node: work on the directory". A ``data`` directory named
+    explicitly for an admin command (no ``default_url`` fallback wanted) with no
+    node running on it is a :class:`NodeUnreachableError` saying so.
+
+    The token: --token, else --token-file, else DATA/admin.token when ``data``
+    is a node's directory, else $EDGESTATE_TOKEN. What is typed beats what is
+    exported, so a stale exported token cannot override an explicit choice.
+    """
+    from edgestate.cli.node_address import NODE_FILE, running_node
+
+    url = node_url or os.environ.get(NODE_ENV) or None
+    if url is None and data is not None and follow:
+        info = running_node(data)
+        if info is not None:
+            url = info["api"]
+        elif data_named and default_url is not None:
+            from edgestate.errors import NodeUnreachableError
+
+            raise NodeUnreachableError(
+                f"no node is running on {data} (no {data / NODE_FILE} of a live node): start "
+                f"one with `edgestate node --data {data}`, or give --node URL"
+            )
+    url = url or default_url
+    if url is None:
+        return None
+    if token is None and token_file is None and data is not None:
+        candidate = data / "admin.token"
+        if candidate.is_file():
+            token_file = candidate
+    return make_client(url, token, token_file, cacert, tls_cert, tls_key)
 
 
 def make_client(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from edgestate.cli.errors_out import EXIT_ERROR, command_path, fail, wants_json
 from edgestate.errors import EdgestateError
 
 P = ParamSpec("P")
@@ -57,14 +57,21 @@ def emit_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None
 
 
 def edge_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn an :class:`EdgestateError` into ``error: <code>: message`` and exit 1."""
+    """Turn an :class:`EdgestateError` into the one error format and exit 1.
+
+    The ``edgestate`` group does the same for whatever escapes a command
+    (:class:`edgestate.cli.main.EdgestateGroup`); this keeps a command right when
+    it is invoked on its own (a test's ``CliRunner().invoke(command)``) and knows
+    the command's own ``--json``.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except EdgestateError as exc:
-            click.echo(f"error: {exc.code}: {exc}", err=True)
-            sys.exit(1)
+            ctx = click.get_current_context(silent=True)
+            fail(exc.code, str(exc), EXIT_ERROR, as_json=wants_json(ctx), command=command_path(ctx))
+            raise  # not reached: fail exits
 
     return wrapper

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
+from edgestate.cli.errors_out import EXIT_ERROR, CommandError, command_path, fail, wants_json
 from edgestate.errors import EdgestateError
 
 # The runtime (wasmtime, cryptography) is imported inside each command: other
@@ -25,10 +26,13 @@ if TYPE_CHECKING:
 
 @contextmanager
 def _library_errors() -> Iterator[None]:
+    # The one error format (error: CODE: message, JSON under --json), also when a
+    # command is invoked on its own rather than through the edgestate group.
     try:
         yield
     except EdgestateError as exc:
-        raise click.ClickException(f"[{exc.code}] {exc}") from exc
+        ctx = click.get_current_context(silent=True)
+        fail(exc.code, str(exc), EXIT_ERROR, as_json=wants_json(ctx), command=command_path(ctx))
 
 
 @click.command()
@@ -47,7 +51,7 @@ def keygen(out: Path) -> None:
     private, public = out.with_suffix(".key"), out.with_suffix(".pub")
     for path in (private, public):
         if path.exists():
-            raise click.ClickException(f"{path} exists; refusing to overwrite a key")
+            raise CommandError("file_exists", f"{path} exists; refusing to overwrite a key")
     key = generate_key()
     save_private_key(key, private)
     text = public_key_text(raw_public_key(key))
@@ -106,7 +110,7 @@ def sign(
     target = out or default_signature
     with _library_errors():
         if not manifest.exists():
-            raise click.ClickException(f"no manifest {manifest}; pass --manifest")
+            raise CommandError("manifest_missing", f"no manifest {manifest}; pass --manifest")
         wasm, manifest_bytes = module.read_bytes(), manifest.read_bytes()
         parsed = check_for_signing(module, wasm, manifest_bytes)
         signature = sign_module(wasm, manifest_bytes, load_private_key(key_path))

@@ -76,8 +76,19 @@ def netns_available() -> bool:
     return probe.returncode == 0
 
 
-def run(nodes: int, invocations: int, concurrency: int, use_mdns: bool) -> None:
-    """Entry point: re-enter inside a private network namespace for mDNS if possible."""
+def run(nodes: int, invocations: int, concurrency: int, use_mdns: bool, keep: bool = False) -> None:
+    """Entry point: re-enter inside a private network namespace for mDNS if possible.
+
+    With ``keep`` the cluster stays running in a directory of its own (see
+    :mod:`edgestate.devkit.demo_keep`); its nodes use static peers on 127.0.0.1,
+    since a private namespace would be unreachable from the shell afterwards.
+    """
+    if keep:
+        if use_mdns:
+            _say("note: --keep uses static peers on 127.0.0.1, reachable from this shell")
+        work = Path(tempfile.mkdtemp(prefix="edgestate-demo-"))
+        _Demo(work, nodes, invocations, concurrency, False, keep=True).run()
+        return
     if use_mdns and os.environ.get(NETNS_FLAG) != "1":
         if netns_available():
             script = (
@@ -100,9 +111,18 @@ def run(nodes: int, invocations: int, concurrency: int, use_mdns: bool) -> None:
 
 
 class _Demo:
-    def __init__(self, work: Path, n: int, invocations: int, concurrency: int, mdns: bool):
+    def __init__(
+        self,
+        work: Path,
+        n: int,
+        invocations: int,
+        concurrency: int,
+        mdns: bool,
+        *,
+        keep: bool = False,
+    ):
         self.work, self.n, self.invocations = work, n, invocations
-        self.concurrency, self.mdns = concurrency, mdns
+        self.concurrency, self.mdns, self.keep = concurrency, mdns, keep
         self.nodes: list[DemoNode] = []
         self._watchers: list[threading.Thread] = []
 
@@ -113,13 +133,36 @@ class _Demo:
             else "on 127.0.0.1 with static peers"
         )
         _say(f"edgestate demo: {self.n} nodes {where}")
+        kept = False
         try:
             self._setup()
             self._start_nodes()
             self._deploy()
             self._burst_and_observe()
+            if self.keep:
+                self._keep()
+                kept = True
         finally:
-            self._stop_all()
+            if not kept:
+                self._stop_all()
+                if self.keep:  # failed before it could be kept: leave nothing behind
+                    shutil.rmtree(self.work, ignore_errors=True)
+
+    def _keep(self) -> None:
+        from edgestate.devkit.demo_keep import print_kept, record_cluster
+
+        nodes = [
+            {
+                "name": n.name,
+                "api": n.api,
+                "sync_port": n.sync_port,
+                "pid": n.proc.pid,
+                "data": str(self.work / n.name / "data"),
+            }
+            for n in self.nodes
+        ]
+        record_cluster(self.work, nodes)
+        print_kept(self.work, nodes)
 
     def _setup(self) -> None:
         done = _step("cluster CA and node certificates")
@@ -235,8 +278,9 @@ class _Demo:
             self._watchers.append(t)
         # Writes made before a watch is open would never show up in it.
         _wait(
+            # 30 s like the other waits: 10 s was seen to run out on a machine at load 25.
             lambda: all(n.client.status()["watchers"] >= 1 for n in others),
-            10,
+            30,
             "the watch streams did not open",
         )
         acks: dict[str, float] = {}

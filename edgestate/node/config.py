@@ -19,7 +19,9 @@ pycrdt, wasmtime and the sync daemon.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -29,9 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from edgestate.errors import ConfigError
 from edgestate.node.settings import (
+    ENV_PREFIX,
     Setting,
     check_value,
+    choice,
     convert,
+    env_name,
+    env_value,
     resolve_path,
     settings_of,
 )
@@ -42,6 +48,8 @@ if TYPE_CHECKING:
     from edgestate.sync.config import SyncConfig, TLSFiles
 
 DEFAULT_API_PORT = 7474
+
+log = logging.getLogger(__name__)
 
 
 def default_workers() -> int:
@@ -228,14 +236,78 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
 
 
-def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> NodeConfig:
-    """Build a NodeConfig from an optional TOML file and dotted-key overrides.
+@functools.cache
+def env_settings() -> dict[str, tuple[str, Setting]]:
+    """Environment variable -> (dotted key, setting), one per config key (not tables)."""
+    out: dict[str, tuple[str, Setting]] = {}
+    for section, keys in _sections().items():
+        for key, setting in keys.items():
+            if setting.kind != "table":
+                dotted = f"{section}.{key}" if section else key
+                variable = env_name(dotted)
+                if variable in out:  # e.g. a key "a_b" beside a section "a" holding "b"
+                    raise TypeError(f"{dotted} and {out[variable][0]} share {variable}")
+                out[variable] = (dotted, setting)
+    return out
+
+
+# The first words of the variables env_settings() can produce; another variable
+# starting so is most likely a misspelt setting, and the node says so.
+_SETTING_PREFIXES = tuple(ENV_PREFIX + p for p in ("API_", "STORE_", "RUNTIME_", "SYNC_", "LOG_"))
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The dotted-key settings given in ``environ`` (``EDGESTATE_*``), checked.
+
+    A bad value is a ConfigError naming the variable; an unknown variable that
+    looks like a setting is logged with the closest real name, not refused (the
+    environment is shared with other tools, and a node must not fail on theirs).
+    """
+    known = env_settings()
+    out: dict[str, Any] = {}
+    for variable, text in environ.items():
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        entry = known.get(variable)
+        if entry is None:
+            if variable.startswith(_SETTING_PREFIXES):
+                close = difflib.get_close_matches(variable, known, n=1)
+                log.warning(
+                    "environment variable %s is not a setting%s; ignored",
+                    variable,
+                    f" (did you mean {close[0]}?)" if close else "",
+                )
+            continue
+        dotted, setting = entry
+        value = env_value(variable, setting, text)
+        try:
+            check_value(dotted, setting, value)
+            if setting.kind == "enum":
+                choice(setting.type, value, dotted)
+            _check_log_settings({dotted: value})
+        except ConfigError as exc:
+            raise ConfigError(f"environment variable {variable}: {exc}") from None
+        out[dotted] = value
+    return out
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> NodeConfig:
+    """Build a NodeConfig: flag ``overrides`` > ``EDGESTATE_*`` variables > file > defaults.
 
     ``overrides`` maps ``"section.key"`` (or a top-level key) to a value, the form
     the command line produces (``--api-port 8080`` -> ``{"api.port": 8080}``).
+    ``environ`` is where the variables are read (default: this process's
+    environment; ``{}`` for none). Paths from either are relative to the current
+    directory, those in the file to the file's.
     """
     raw: dict[str, Any] = read_toml(path) if path is not None else {}
-    for dotted, value in (overrides or {}).items():
+    layered = {**env_overrides(os.environ if environ is None else environ)}
+    layered.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    for dotted, value in layered.items():
         if value is None:
             continue
         if dotted in _path_settings() and isinstance(value, str):
@@ -296,11 +368,8 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
     if api.tls and tls is None:
         raise ConfigError("api.tls = true needs the cluster TLS files (sync.ca_cert, cert, key)")
     log_format = raw.get("log_format", "text")
-    if log_format not in ("text", "json"):
-        raise ConfigError(f"log_format must be 'text' or 'json', got {log_format!r}")
     log_level = raw.get("log_level", "info")
-    if log_level not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"log_level must be debug, info, warning or error, got {log_level!r}")
+    _check_log_settings(raw)
     policy = raw.get("trust_policy")
     module_history = raw.get("module_history", 5)
     if not 1 <= module_history <= _MAX_MODULE_HISTORY:
@@ -321,6 +390,19 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
     )
 
 
+# The accepted values, as the error names them.
+_LOG_CHOICES = {
+    "log_format": (("text", "json"), "'text' or 'json'"),
+    "log_level": (("debug", "info", "warning", "error"), "debug, info, warning or error"),
+}
+
+
+def _check_log_settings(raw: Mapping[str, Any]) -> None:
+    for key, (accepted, names) in _LOG_CHOICES.items():
+        if key in raw and raw[key] not in accepted:
+            raise ConfigError(f"{key} must be {names}, got {raw[key]!r}")
+
+
 # Mirrors edgestate.node.history.MAX_KEEP (not imported: this module stays light).
 _MAX_MODULE_HISTORY = 20
 
@@ -337,6 +419,8 @@ __all__ = [
     "NodeConfig",
     "config_keys",
     "config_settings",
+    "env_overrides",
+    "env_settings",
     "load_config",
     "read_toml",
     "store_dir_of",

@@ -20,6 +20,10 @@ an ``enum.Enum``                string         the member of that value
 another config dataclass        table          that dataclass (a sub-section)
 ==============================  =============  ===================================
 
+The same settings are read from ``EDGESTATE_*`` environment variables
+(:func:`env_name`, :func:`env_value`): the dotted key upper-cased, dots as
+underscores, values parsed from text (numbers, booleans, comma-separated lists).
+
 This module is stdlib-only and never imports a layer: the caller hands it the
 dataclasses (so ``edgestate.node.config`` stays light to import).
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -147,3 +152,49 @@ def choice(kind: type[E], value: object, name: str) -> E:
         accepted = [m.value for m in kind]
         names = ", ".join(repr(v) for v in accepted[:-1]) + f" or {accepted[-1]!r}"
         raise ConfigError(f"{name} must be {names}, got {value!r}") from None
+
+
+# --- the environment layer -------------------------------------------------------------
+
+ENV_PREFIX = "EDGESTATE_"
+# Words that read as a boolean in an environment variable (compared lower-cased).
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def env_name(dotted: str) -> str:
+    """The variable of a dotted config key: ``api.workers`` -> ``EDGESTATE_API_WORKERS``."""
+    return ENV_PREFIX + dotted.replace(".", "_").upper()
+
+
+def env_value(variable: str, setting: Setting, text: str) -> Any:
+    """The TOML-shaped value of one environment variable, or a ConfigError naming it.
+
+    Numbers are parsed as TOML would (an integer for ``int``), booleans accept
+    1/0, true/false, yes/no, on/off, and a list is comma-separated (``a:1,b:2``;
+    empty means an empty list). The result then goes through the same checks as
+    a value from the file.
+    """
+    stripped = text.strip()
+    kind = setting.kind
+    try:
+        if kind == "int":
+            return int(stripped, 10)
+        if kind == "float":
+            number = float(stripped)
+            if not math.isfinite(number):
+                raise ValueError("not finite")
+            return number
+        if kind == "bool":
+            if stripped.lower() in _TRUE:
+                return True
+            if stripped.lower() in _FALSE:
+                return False
+            raise ValueError("not a boolean (use true/false, 1/0, yes/no or on/off)")
+        if kind == "strings":
+            return [item.strip() for item in stripped.split(",") if item.strip()]
+    except ValueError as exc:
+        want = {"int": "an integer", "float": "a finite number"}.get(kind, "a boolean")
+        detail = str(exc) if kind == "bool" else f"not {want}"
+        raise ConfigError(f"environment variable {variable}={text!r}: {detail}") from None
+    return text

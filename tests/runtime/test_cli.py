@@ -92,7 +92,7 @@ def test_sign_refuses_invalid_manifest(tmp_path: Path) -> None:
     (tmp_path / "m.wasm").write_bytes(wat("noop"))
     (tmp_path / "m.manifest.json").write_text('{"name": "BAD"}')
     result = runner.invoke(sign, [str(tmp_path / "m.wasm"), "--key", str(tmp_path / "k.key")])
-    assert result.exit_code == 1 and "[invalid_manifest]" in result.output
+    assert result.exit_code == 1 and "error: invalid_manifest:" in result.output
     assert not (tmp_path / "m.sig").exists()
 
 
@@ -113,7 +113,7 @@ def test_invoke_reports_untrusted_module_plainly(tmp_path: Path) -> None:
             str(make_policy(tmp_path, other)),
         ],
     )
-    assert result.exit_code == 1 and "[untrusted_publisher]" in result.output
+    assert result.exit_code == 1 and "error: untrusted_publisher:" in result.output
 
 
 def test_invoke_reports_failed_invocation(tmp_path: Path) -> None:
@@ -133,4 +133,4 @@ def test_invoke_reports_failed_invocation(tmp_path: Path) -> None:
             str(make_policy(tmp_path, public_key)),
         ],
     )
-    assert result.exit_code == 1 and "[trap]" in result.output
+    assert result.exit_code == 1 and "error: trap:" in result.output

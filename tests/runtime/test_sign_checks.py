@@ -36,7 +36,7 @@ def test_signing_a_source_file_is_refused_and_keeps_the_real_signature(work: Pat
     (work / "hits.zig").write_text('const sdk = @import("edgestate.zig");\n')
     result = _sign(work, "hits.zig", "--manifest", str(work / "hits.manifest.json"))
     assert result.exit_code == 1
-    assert "[compile_failed]" in result.output and "not a WebAssembly binary" in result.output
+    assert "error: compile_failed:" in result.output and "not a WebAssembly binary" in result.output
     assert "hits.zig" in result.output
     assert (work / "hits.sig").read_bytes() == real
 
@@ -77,7 +77,7 @@ def test_a_module_a_node_would_refuse_is_not_signed(work: Path, wat_text: str, s
     (work / "hits.wasm").write_bytes(wasmtime.wat2wasm(wat_text))
     result = _sign(work, "hits.wasm")
     assert result.exit_code == 1, result.output
-    assert "[compile_failed]" in result.output and says in result.output
+    assert "error: compile_failed:" in result.output and says in result.output
     assert not (work / "hits.sig").exists()
 
 
@@ -87,7 +87,7 @@ def test_a_signature_of_other_bytes_is_replaced_only_with_force(work: Path) -> N
     assert _sign(work, "hits.wasm").exit_code == 0  # the same bytes again: fine
     (work / "hits.wasm").write_bytes(wat("big_output"))  # a rebuild
     refused = _sign(work, "hits.wasm")
-    assert refused.exit_code == 1 and "[signature_exists]" in refused.output
+    assert refused.exit_code == 1 and "error: signature_exists:" in refused.output
     assert "a different wasm" in refused.output and "--force" in refused.output
     assert (work / "hits.sig").read_bytes() == first
     forced = _sign(work, "hits.wasm", "--force")
@@ -103,6 +103,6 @@ def test_a_signature_of_other_bytes_is_replaced_only_with_force(work: Path) -> N
 def test_a_file_that_is_not_a_signature_is_not_replaced(work: Path) -> None:
     (work / "notes.txt").write_text("release notes\n")
     result = _sign(work, "hits.wasm", "--out", str(work / "notes.txt"))
-    assert result.exit_code == 1 and "[signature_exists]" in result.output
+    assert result.exit_code == 1 and "error: signature_exists:" in result.output
     assert "not a module signature" in result.output
     assert (work / "notes.txt").read_text() == "release notes\n"

@@ -40,7 +40,7 @@ def test_errors_are_reported_plainly(tmp_path: Path) -> None:
     assert runner.invoke(cluster, ["init", "--dir", str(ca)]).exit_code == 0
     again = runner.invoke(cluster, ["init", "--dir", str(ca), "--json"])
     assert again.exit_code == 1
-    assert json.loads(again.output)["error"] == "cluster_ca"
+    assert json.loads(again.output)["error"]["code"] == "cluster_ca"  # docs/cli.md shape
     missing = runner.invoke(cluster, ["issue", "n", "--dir", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "edgestate cluster init" in missing.output
     bad = runner.invoke(cluster, ["issue", "../evil", "--dir", str(ca)])

@@ -29,8 +29,8 @@ def test_issue_refuses_to_replace_a_nodes_key_without_replace(tmp_path: Path) ->
 
     code, out = _issue(ca)
     assert code == 1
-    refusal = json.loads(out)
-    assert refusal["error"] == "cluster_ca"
+    refusal = json.loads(out)["error"]  # the one JSON error shape (docs/cli.md)
+    assert refusal["code"] == "cluster_ca"
     assert "--replace" in refusal["message"] and first in refusal["message"]
     # Nothing was touched: the node keeps its key, certificate and id.
     assert files.key.read_bytes() == key_before and files.cert.read_bytes() == cert_before
