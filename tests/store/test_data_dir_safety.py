@@ -61,6 +61,17 @@ def node_data(tmp_path: Path) -> Path:
     return data
 
 
+PAGE = 4096  # LMDB's page size on this platform (inspect stats: page_size)
+
+
+def _offsets(raw: bytes, needle: bytes) -> list[int]:
+    found, at = [], raw.find(needle)
+    while at != -1:
+        found.append(at)
+        at = raw.find(needle, at + 1)
+    return found
+
+
 def _keys(data: Path) -> int:
     with Store.open(data / "store", readonly=True) as store:
         return store.document_info("app").keys
@@ -141,10 +152,18 @@ def test_a_truncated_store_is_refused_by_name_not_a_sigbus(node_data: Path) -> N
 
 def test_random_bytes_mid_file_are_found_and_refused(node_data: Path) -> None:
     data_file = node_data / "store" / "data.mdb"
-    size = data_file.stat().st_size
+    # Over the pages that hold the document's keys, not at the middle of the file:
+    # the file also holds free pages (LMDB copies on write, and system documents
+    # such as the node book's heartbeats come and go), and bytes there damage
+    # nothing. Stale copies are hit too; the live pages surely are.
+    raw = data_file.read_bytes()
+    pages = sorted({at // PAGE for at in _offsets(raw, b"key-0")})
+    assert len(pages) > 16, "the app document's pages were not found"
+    noise = random.Random(7)
     with data_file.open("r+b") as f:
-        f.seek(size // 2 // 4096 * 4096)
-        f.write(random.Random(7).randbytes(64 << 10))
+        for page in pages:
+            f.seek(page * PAGE)
+            f.write(noise.randbytes(PAGE))
     verify = cli("inspect", "--data", str(node_data), "verify")
     refused(verify, "store_corrupt")
     assert "LMDB: " in verify.stdout  # the table it could not walk, and why
