@@ -24,6 +24,7 @@ from pycrdt import merge_updates
 
 from edgestate.errors import (
     ConnectionDeclinedError,
+    MeshFullError,
     OversizedFrameError,
     PeerGoneError,
     PeerRefusedError,
@@ -425,8 +426,10 @@ class PeerConnection:
         except StoreClosedError:
             await self.close(CloseCode.GOING_AWAY, "node shutting down")
         except ConnectionDeclinedError as exc:
-            # Not the peer's fault (a duplicate, or ourselves): a normal close.
-            await self.close(CloseCode.OK, str(exc))
+            # Not the peer's fault (a duplicate, ourselves, a full mesh): a normal
+            # close, or "try another peer".
+            full = isinstance(exc, MeshFullError)
+            await self.close(CloseCode.TRY_AGAIN_LATER if full else CloseCode.OK, str(exc))
             raise
         except ConnectionError as exc:
             log.debug("sync connection to %s lost: %s", self.node_id, exc)

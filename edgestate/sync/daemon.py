@@ -38,6 +38,7 @@ from edgestate.sync.frames import Collected, Reports
 from edgestate.sync.frontier import FrontierTracker
 from edgestate.sync.gossip import Gossip
 from edgestate.sync.membership import Membership
+from edgestate.sync.mesh import Mesh
 from edgestate.sync.peers import PeerRecord, PeerStatus, PeerTable
 from edgestate.sync.stats import SyncStats
 from edgestate.sync.tasks import TaskSet
@@ -59,8 +60,10 @@ class _Host:
         membership: Membership,
         handshake_lock: asyncio.Lock,
         closing: Callable[[], bool],
+        mesh: Mesh | None = None,
     ) -> None:
         self._table = table
+        self._mesh = mesh
         self._gossip = gossip
         self._membership = membership
         self.handshake_lock = handshake_lock
@@ -86,6 +89,8 @@ class _Host:
         return self._membership.collected_frames(doc)
 
     def admit(self, conn: PeerConnection, record: PeerRecord | None) -> None:
+        if self._mesh is not None:
+            self._mesh.check_inbound(conn)
         self._table.admit(conn, record)
 
     async def dispatch(self, conn: PeerConnection, frame: frames.Frame) -> None:
@@ -155,8 +160,25 @@ class SyncDaemon:
             spawn=self._tasks.spawn,
             closing=self._is_closing,
         )
+        # The bounded mesh (docs/mesh.md); None is the full mesh.
+        self.mesh = (
+            Mesh(
+                self.node_id,
+                self._table,
+                max_peers=config.max_peers,
+                rotate_s=config.rotate_s,
+                spawn=self._tasks.spawn,
+            )
+            if config.max_peers > 0
+            else None
+        )
         self._host = _Host(
-            self._table, self._gossip, self._membership, self.handshake_lock, self._is_closing
+            self._table,
+            self._gossip,
+            self._membership,
+            self.handshake_lock,
+            self._is_closing,
+            self.mesh,
         )
         self._server = Server(
             self.run_channel,
@@ -173,6 +195,7 @@ class SyncDaemon:
             stats=self.stats,
             closing=self._is_closing,
         )
+        self._dialer.gate = self.mesh
 
     @property
     def frontier(self) -> FrontierTracker:
@@ -208,6 +231,8 @@ class SyncDaemon:
         self._tasks.spawn(self._gossip.pump_changes(self._stream))
         self._tasks.spawn(self._gossip.anti_entropy())
         self._tasks.spawn(self._gc_rounds())
+        if self.mesh is not None:
+            self._tasks.spawn(self.mesh.run())
         if self._serve:
             self.port = await self._server.start()
         sources: list[Discovery] = [StaticDiscovery(self.config.static_peers)]
