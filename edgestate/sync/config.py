@@ -84,10 +84,10 @@ class SyncConfig:
     # every link takes its turn) heals anything a push or a relay missed.
     anti_entropy_s: float = 5.0
     # The bounded mesh (docs/mesh.md): a node that knows more peers than this
-    # links to about this many (a ring neighbour and random others; at most twice
-    # this counting inbound links), relaying what it receives. Each update then
-    # crosses ~N*max_peers/2 links instead of N*(N-1)/2. 0 dials every known
-    # peer: the full mesh.
+    # dials half as many (its ring neighbour and random others) and is dialed for
+    # the rest: about this many links on average, at most 1.5 times this plus one,
+    # relaying what it receives. Each update then crosses ~N*max_peers/2 links
+    # instead of N*(N-1)/2. 0 dials every known peer: the full mesh.
     max_peers: int = 8
     # One random link of the bounded mesh is swapped for another this often
     # (jittered): islands that random choice made do not last.

@@ -167,7 +167,6 @@ class SyncDaemon:
                 self._table,
                 max_peers=config.max_peers,
                 rotate_s=config.rotate_s,
-                spawn=self._tasks.spawn,
             )
             if config.max_peers > 0
             else None

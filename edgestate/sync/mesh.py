@@ -18,12 +18,11 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
 
 from edgestate.errors import MeshFullError
 from edgestate.sync import topology
 from edgestate.sync.channel import CloseCode
-from edgestate.sync.connection import PeerConnection
+from edgestate.sync.connection import CLOSE_WAIT_S, PeerConnection
 from edgestate.sync.peers import PeerRecord, PeerTable
 
 log = logging.getLogger(__name__)
@@ -49,19 +48,22 @@ class Mesh:
         *,
         max_peers: int,
         rotate_s: float,
-        spawn: Callable[[Awaitable[None]], None],
         rng: random.Random | None = None,
     ) -> None:
         self._me = me
         self._table = table
         self.max_peers = max_peers
         self._rotate_s = rotate_s
-        self._spawn = spawn
+        # Links being closed because they were rotated out: run() lets them finish
+        # when it stops (a close cancelled half way can leave aiohttp's transport
+        # open), bounded by CLOSE_WAIT_S.
+        self._closing: set[asyncio.Task[None]] = set()
         self._rng = rng or random.Random()
         self.chosen: set[str] = set()
         self._cooling: dict[str, float] = {}  # address -> monotonic time it may be chosen
         self._waiting: dict[str, float] = {}  # chosen address -> since when not linked
         self._changed = asyncio.Event()
+        self._ending: set[PeerConnection] = set()
         self.rotations = 0
 
     # --- what the dialer and the daemon ask -------------------------------------------
@@ -153,10 +155,23 @@ class Mesh:
         for conn in self._table.connections():
             record = conn.record
             if conn.dialed_by_us and record is not None and record.address not in chosen:
-                log.debug("mesh: closing link to %s (no longer chosen)", conn.node_id)
-                self._spawn(conn.close(CloseCode.OK, "mesh: link rotated out"))
+                if conn not in self._ending:
+                    log.debug("mesh: closing link to %s (no longer chosen)", conn.node_id)
+                    self._ending.add(conn)
+                    task = asyncio.get_running_loop().create_task(self._end(conn))
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
         self._changed.set()
         self._changed = asyncio.Event()
+
+    async def _end(self, conn: PeerConnection) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await conn.close(CloseCode.OK, "mesh: link rotated out")
+        except Exception as exc:  # the link is going anyway; its own task cleans up
+            log.debug("mesh: closing a rotated-out link: %s", exc)
+        finally:
+            self._ending.discard(conn)
 
     def _cool(self, addr: str) -> None:
         self._cooling[addr] = time.monotonic() + COOL_S
@@ -165,14 +180,21 @@ class Mesh:
     async def run(self) -> None:
         """Keep the choice current until cancelled (the daemon owns this task)."""
         next_rotation = time.monotonic() + self._jitter()
-        while True:
-            self.reconcile()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(RECHECK_S):
-                    await self._table.wait_changed()
-            if time.monotonic() >= next_rotation:
-                self.rotate()
-                next_rotation = time.monotonic() + self._jitter()
+        try:
+            while True:
+                self.reconcile()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RECHECK_S):
+                        await self._table.wait_changed()
+                if time.monotonic() >= next_rotation:
+                    self.rotate()
+                    next_rotation = time.monotonic() + self._jitter()
+        finally:
+            if self._closing:
+                # Each is bounded by CLOSE_WAIT_S itself; nothing outlives run().
+                await asyncio.wait(list(self._closing), timeout=CLOSE_WAIT_S)
+                for task in list(self._closing):
+                    task.cancel()
 
     def _jitter(self) -> float:
         # Nodes started together must not all rotate in the same instant.

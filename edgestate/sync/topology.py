@@ -16,11 +16,18 @@ chose. Everything here is deterministic given the ``random.Random`` passed in.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Collection, Mapping
 
+# Links a node dials at least: with two each, random choice alone (node ids not
+# known yet, so no ring: static peers before first contact) makes a 2-out random
+# graph, connected with high probability; one each leaves islands often.
+MIN_OUT = 2
 
+
+@functools.lru_cache(maxsize=4096)
 def ring_key(node_id: str) -> bytes:
     """Position of ``node_id`` on the ring: a hash, so ids that sort together
     (``node1``, ``node2``...) spread round it and every node computes the same."""
@@ -40,15 +47,16 @@ def out_target(max_peers: int, known: int) -> int:
     """How many links this node dials itself: all it knows when that is within
     ``max_peers`` (a small site stays a full mesh, as before); otherwise half the
     budget, the peers that dial it making up the other half (average degree
-    ``max_peers``)."""
+    ``max_peers``), and at least ``MIN_OUT``."""
     if max_peers <= 0 or known <= max_peers:
         return known
-    return max(1, max_peers // 2)
+    return max(MIN_OUT, max_peers // 2)
 
 
 def hard_cap(max_peers: int) -> int:
-    """Links a node holds at most, its ring predecessor's included."""
-    return 2 * max_peers
+    """Links a node holds at most once it knows more than ``max_peers`` peers: its
+    own dials, ``max_peers`` inbound and its ring predecessor (13 for 8)."""
+    return max(MIN_OUT, max_peers // 2) + max_peers + 1
 
 
 def choose_links(
@@ -123,11 +131,12 @@ def rotate(
 def accept_inbound(
     me: str, peer: str, inbound: int, total: int, known_ids: Collection[str], max_peers: int
 ) -> bool:
-    """Whether to take one more inbound link from ``peer``; ``inbound`` and
-    ``total`` count this node's current links."""
+    """Whether to take one more inbound link from ``peer``; ``inbound`` counts this
+    node's current inbound links (``total`` all of them: a node linked to every
+    peer it may hold takes no more)."""
     if max_peers <= 0:
         return True
-    if total >= hard_cap(max_peers):
+    if total >= hard_cap(max_peers) or inbound > max_peers:
         return False
     if inbound < max_peers:
         return True

@@ -81,7 +81,7 @@ def test_ring_alone_connects_when_every_id_is_known() -> None:
 def test_cap_respected_and_the_average_degree_is_max_peers() -> None:
     links = build_mesh(60, 8, seed=1)
     degrees = [len(v) for v in links.values()]
-    assert max(degrees) <= 16
+    assert max(degrees) <= 13
     assert sum(degrees) / len(degrees) <= 8.5  # not a full mesh (59)
     # What one node dials itself is half its budget.
     assert topology.out_target(8, 59) == 4
@@ -150,7 +150,9 @@ def test_inbound_cap_lets_the_ring_predecessor_in() -> None:
     assert topology.accept_inbound(node(0), other, 3, 5, ids, 4)
     assert not topology.accept_inbound(node(0), other, 4, 6, ids, 4)
     assert topology.accept_inbound(node(0), predecessor, 4, 6, ids, 4)
-    assert not topology.accept_inbound(node(0), predecessor, 8, 8, ids, 4)  # the hard cap
+    assert not topology.accept_inbound(node(0), predecessor, 5, 7, ids, 4)  # one beyond
+    assert not topology.accept_inbound(node(0), predecessor, 4, 7, ids, 4)  # the hard cap
+    assert topology.hard_cap(4) == 7 and topology.hard_cap(8) == 13
     assert topology.accept_inbound(node(0), other, 1000, 1000, ids, 0)
 
 
