@@ -410,6 +410,9 @@ class PeerConnection:
             while True:
                 await self.host.dispatch(self, await self.receive())
         except PeerGoneError:
+            if self.channel.close_code == CloseCode.TRY_AGAIN_LATER and record is not None:
+                # The peer's bounded mesh is full: shown by `edgestate peers`.
+                record.last_error = self.channel.close_reason or "mesh_full"
             if self.channel.close_code == CloseCode.POLICY_VIOLATION:
                 reason = self.channel.close_reason or "no reason given"
                 log.warning("peer %s refused this node: %s", self.node_id or "?", reason)

@@ -295,6 +295,30 @@ async def test_static_peers_without_ids_still_form_one_mesh(site: Site) -> None:
     await until(lambda: all(keys(s) == {"hello", "after"} for s, _ in site.running.values()))
 
 
+async def test_a_full_node_refuses_more_inbound_links_by_name(site: Site) -> None:
+    hub = await site.start("hub", directory=False, max_peers=2)
+    dialers = [await site.start(f"d{i}", directory=False) for i in range(5)]
+    for d in dialers:
+        d.add_peer(f"127.0.0.1:{hub.port}")
+
+    def refused() -> list[str]:
+        return [
+            p.last_error or ""
+            for d in dialers
+            for p in d.peers()
+            if (p.last_error or "").startswith("mesh_full")
+        ]
+
+    await until(lambda: len(refused()) >= 2 and len(hub.connected()) >= 2)
+    # Two inbound links, and the ring predecessor may take one more.
+    assert 2 <= len(hub.connected()) <= 3
+    assert "sync.max_peers 2" in refused()[0]
+    # The hub keeps serving the links it took.
+    await site.running["hub"][0].abatch([Set(DOC, "from-hub", b"v")])
+    linked = [site.running[d.node_id][0] for d in dialers if d.node_id in hub.connected()]
+    await until(lambda: all(keys(s) == {"from-hub"} for s in linked))
+
+
 async def test_max_peers_zero_is_the_full_mesh(site: Site) -> None:
     await start_site(site, count=5, max_peers=0)
     await until(lambda: all(len(p) == 4 for p in site.links().values()))
