@@ -37,7 +37,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing the package
@@ -151,6 +150,10 @@ async def until(check: Callable[[], bool], what: str, seconds: float = WAIT_S) -
         await asyncio.sleep(0.005)
 
 
+def everywhere(nodes: list[Node], keys: list[str]) -> Callable[[], bool]:
+    return lambda: all(node.has(keys) for node in nodes)
+
+
 def links(nodes: list[Node]) -> dict[str, set[str]]:
     return {n.name: set(n.daemon.connected()) for n in nodes if n.daemon is not None}
 
@@ -189,7 +192,7 @@ async def run(n: int, max_peers: int, args: argparse.Namespace, work: Path) -> d
             t0 = time.monotonic_ns()
             await writer.store.abatch([Set(DOC, key, PAYLOAD)])
             others = [o for o in nodes if o is not writer]
-            await until(lambda: all(o.has([key]) for o in others), key)
+            await until(everywhere(others, [key]), key)
             latencies.append(max(o.seen.at[key] for o in others) - t0)
 
         # Sustained rate, and the bytes it took.
@@ -203,7 +206,7 @@ async def run(n: int, max_peers: int, args: argparse.Namespace, work: Path) -> d
                 await node.store.abatch([Set(DOC, f"flood-{node.name}-{i}", PAYLOAD)])
 
         await asyncio.gather(*(write_share(node) for node in nodes))
-        await until(lambda: all(node.has(flood) for node in nodes), "flood everywhere")
+        await until(everywhere(nodes, flood), "flood everywhere")
         elapsed = time.monotonic() - t0
         wire = sum(node.daemon.stats.bytes_out for node in nodes if node.daemon) - before
 
@@ -221,7 +224,7 @@ async def run(n: int, max_peers: int, args: argparse.Namespace, work: Path) -> d
         for node in down:
             node.seen = Seen()  # visible again = committed again after the restart
             await node.start()
-        await until(lambda: all(node.has(missed) for node in nodes), "restarted nodes caught up")
+        await until(everywhere(nodes, missed), "restarted nodes caught up")
         # The restarted nodes read what they had from disk: check the store too.
         for node in down:
             assert node.store is not None
