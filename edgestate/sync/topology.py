@@ -74,9 +74,11 @@ def choose_links(
     refused or unreachable), the ring successor, then fills at random up to
     ``out_target``. Peers already linked (``linked_ids``, whoever dialed) are
     not dialed again: that link serves both."""
-    if max_peers <= 0:
-        return set(known)
     target = out_target(max_peers, len(known))
+    if target >= len(known):
+        # A full mesh (small site, or unlimited): every peer, down ones too, which
+        # the dialer retries with backoff as it always did.
+        return {a for a, node in known.items() if node != me}
     by_id = {node: addr for addr, node in known.items() if node}
     successor, _ = ring_neighbours(me, by_id)
     chosen: set[str] = set()

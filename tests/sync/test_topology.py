@@ -90,6 +90,11 @@ def test_cap_respected_and_the_average_degree_is_max_peers() -> None:
 def test_a_small_site_stays_a_full_mesh() -> None:
     links = build_mesh(6, 8, seed=3)
     assert all(len(v) == 5 for v in links.values())
+    # Down or refusing peers are not set aside there: they are retried as before.
+    known = {addr(j): node(j) for j in range(1, 6)}
+    assert topology.choose_links(node(0), known, (), 8, random.Random(1), cooling={addr(1)}) == set(
+        known
+    )
     assert topology.out_target(8, 8) == 8
     assert topology.out_target(0, 500) == 500  # 0: unlimited
 
