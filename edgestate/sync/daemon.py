@@ -373,10 +373,12 @@ class SyncDaemon:
         """Return once at least ``count`` peers are connected (bound it with a timeout)."""
         await self._table.wait_connected(count)
 
-    def add_peer(self, address: str) -> None:
-        """Dial ``host:port`` (and keep redialing it) from now on."""
+    def add_peer(self, address: str, *, node_id: str | None = None) -> None:
+        """Dial ``host:port`` (and keep redialing it) from now on; ``node_id``, when
+        known ahead (as mDNS tells it), places the peer on the bounded mesh's ring
+        before the first contact."""
         host, port = parse_address(address)
-        self._dialer.found(Found(host, port, "static"))
+        self._dialer.found(Found(host, port, "static", node_id))
 
     async def anti_entropy_now(self) -> None:
         """Run a state-vector exchange with every connected peer right away."""
