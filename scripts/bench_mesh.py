@@ -176,7 +176,8 @@ async def _worker(names: list[str], root: Path, max_peers: int, conn: Connection
             elif cmd == "seen":
                 reply = {n.name: n.seen.at.get(arg[0]) for n in nodes.values()}
             elif cmd == "bytes":
-                reply = sum(n.daemon.stats.bytes_out for n in nodes.values() if n.daemon)
+                live = [n.daemon.stats for n in nodes.values() if n.daemon]
+                reply = (sum(s.bytes_out for s in live), sum(s.updates_pushed for s in live))
             elif cmd == "stop":
                 for name in arg[0]:
                     await nodes[name].stop()
@@ -302,13 +303,14 @@ def run(n: int, max_peers: int, args: argparse.Namespace, work: Path) -> dict[st
             latencies.append(max(t for name, t in seen.items() if name != writer) - t0)
 
         # Sustained rate, and the bytes it took.
-        before = sum(workers.all("bytes"))
+        before = [sum(x) for x in zip(*workers.all("bytes"), strict=True)]
         flood = [f"flood-{name}-{i}" for name in workers.names for i in range(args.flood)]
         t0 = time.monotonic()
         workers.all("flood", args.flood)
         workers.until_everywhere(flood, "flood everywhere")
         elapsed = time.monotonic() - t0
-        wire = sum(workers.all("bytes")) - before
+        after = [sum(x) for x in zip(*workers.all("bytes"), strict=True)]
+        wire, copies = after[0] - before[0], after[1] - before[1]
 
         # 10% of the nodes restart; the rest write while they are down.
         down = rng.sample(workers.names[1:], max(1, n // 10))
@@ -334,6 +336,8 @@ def run(n: int, max_peers: int, args: argparse.Namespace, work: Path) -> dict[st
             "p99_ms": pct(latencies, 0.99) / 1e6,
             "updates_s": len(flood) / elapsed,
             "bytes_per_update_per_receiver": wire / (len(flood) * (n - 1)),
+            # Update copies pushed per receiving node: 1 is no duplicate at all.
+            "copies_per_receiver": copies / (len(flood) * (n - 1)),
             "links_mean": statistics.mean(degrees),
             "links_max": max(degrees),
             "restart_s": restart_s,
@@ -360,7 +364,7 @@ def main() -> None:
     )
     print(
         f"{'N':>3} {'mesh':<8} {'p50 ms':>8} {'p99 ms':>8} {'upd/s':>8} "
-        f"{'B/upd/rcv':>10} {'links':>11} {'restart s':>10}"
+        f"{'B/upd/rcv':>10} {'copies':>7} {'links':>11} {'restart s':>10}"
     )
     for n in sizes:
         for label, max_peers in (("full", 0), (f"bound{args.max_peers}", args.max_peers)):
@@ -373,6 +377,7 @@ def main() -> None:
             print(
                 f"{n:>3} {label:<8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
                 f"{r['updates_s']:>8.0f} {r['bytes_per_update_per_receiver']:>10.1f} "
+                f"{r['copies_per_receiver']:>7.2f} "
                 f"{r['links_mean']:>5.1f}/{r['links_max']:<5.0f} {r['restart_s']:>10.2f}",
                 flush=True,
             )
