@@ -57,6 +57,7 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
     │   │   ├── StalePeerError          a peer behind history this node collected
     │   │   └── RateLimitedError        frames or new documents faster than the limits
     │   ├── ConnectionDeclinedError     a connection ended for a reason not the peer's fault
+    │   │   └── MeshFullError           an inbound link refused: the bounded mesh is full here
     │   ├── PeerGoneError               the peer closed the connection
     │   ├── PeerRefusedError            peer failed authentication or cluster check
     │   ├── ClusterCAError              CA / certificate material missing or invalid
@@ -484,6 +485,13 @@ class ConnectionDeclinedError(SyncError):
     def __init__(self, reason: str, *, permanent: bool = False) -> None:
         super().__init__(reason)
         self.permanent = permanent
+
+
+class MeshFullError(ConnectionDeclinedError):
+    """An inbound link this node does not take: it holds as many as ``sync.max_peers``
+    allows (see docs/mesh.md). Closed with 1013; the dialer picks another peer."""
+
+    code = "mesh_full"
 
 
 class PeerGoneError(SyncError):

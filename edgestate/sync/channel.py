@@ -37,6 +37,8 @@ class CloseCode(enum.IntEnum):
     PROTOCOL_ERROR = 1002
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
+    # The bounded mesh is full on this node: dial another peer (docs/mesh.md).
+    TRY_AGAIN_LATER = 1013
 
 
 class Channel(Protocol):

@@ -13,6 +13,9 @@ from edgestate.sync.nats_config import NatsConfig
 # The default sync port: arbitrary but fixed, so a node's address is easy to guess.
 # Static peers still name their port: a stray word is refused, not dialed forever.
 DEFAULT_PORT = 7475
+# A bounded mesh of more links than a peers frame names (frames.MAX_PEERS) is a
+# full mesh in all but name: set 0 instead.
+MAX_PEERS_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,8 +81,18 @@ class SyncConfig:
     # previous frame was in flight, after waiting this long for more. Zero keeps
     # the latency of a lone write minimal; batching then comes from back-pressure.
     coalesce_s: float = 0.0
-    # Anti-entropy with one random peer heals anything a push missed.
+    # Anti-entropy with one linked peer (the one exchanged with longest ago, so
+    # every link takes its turn) heals anything a push or a relay missed.
     anti_entropy_s: float = 5.0
+    # The bounded mesh (docs/mesh.md): a node that knows more peers than this
+    # dials half as many (its ring neighbour and random others) and is dialed for
+    # the rest: about this many links on average, at most 1.5 times this plus one,
+    # relaying what it receives. Each update then crosses ~N*max_peers/2 links
+    # instead of N*(N-1)/2. 0 dials every known peer: the full mesh.
+    max_peers: int = 8
+    # One random link of the bounded mesh is swapped for another this often
+    # (jittered): islands that random choice made do not last.
+    rotate_s: float = 30.0
     # Reconnect backoff: exponential with full jitter between these bounds.
     backoff_initial_s: float = 0.05
     backoff_max_s: float = 10.0
@@ -108,6 +121,14 @@ class SyncConfig:
             raise ConfigError("insecure mode and TLS material are mutually exclusive")
         for peer in self.static_peers:
             parse_address(peer, default_port=None)
+        if isinstance(self.max_peers, bool) or not isinstance(self.max_peers, int):
+            raise ConfigError(f"sync.max_peers must be a whole number, not {self.max_peers!r}")
+        if not 0 <= self.max_peers <= MAX_PEERS_LIMIT:
+            raise ConfigError(
+                f"sync.max_peers must be 0 (full mesh) to {MAX_PEERS_LIMIT}, not {self.max_peers}"
+            )
+        if not self.rotate_s > 0:
+            raise ConfigError(f"sync.rotate_s must be above 0 seconds, not {self.rotate_s!r}")
 
 
 # A host name (RFC 1123 labels; underscores too, as some LAN names have them) or an

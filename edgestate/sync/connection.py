@@ -24,6 +24,7 @@ from pycrdt import merge_updates
 
 from edgestate.errors import (
     ConnectionDeclinedError,
+    MeshFullError,
     OversizedFrameError,
     PeerGoneError,
     PeerRefusedError,
@@ -426,6 +427,9 @@ class PeerConnection:
             while True:
                 await self.host.dispatch(self, await self.receive())
         except PeerGoneError:
+            if self.channel.close_code == CloseCode.TRY_AGAIN_LATER and record is not None:
+                # The peer's bounded mesh is full: shown by `edgestate peers`.
+                record.last_error = self.channel.close_reason or "mesh_full"
             if self.channel.close_code == CloseCode.POLICY_VIOLATION:
                 reason = self.channel.close_reason or "no reason given"
                 log.warning(
@@ -450,8 +454,10 @@ class PeerConnection:
         except StoreClosedError:
             await self.close(CloseCode.GOING_AWAY, "node shutting down")
         except ConnectionDeclinedError as exc:
-            # Not the peer's fault (a duplicate, or ourselves): a normal close.
-            await self.close(CloseCode.OK, str(exc))
+            # Not the peer's fault (a duplicate, ourselves, a full mesh): a normal
+            # close, or "try another peer".
+            full = isinstance(exc, MeshFullError)
+            await self.close(CloseCode.TRY_AGAIN_LATER if full else CloseCode.OK, str(exc))
             raise
         except ConnectionError as exc:
             log.debug(

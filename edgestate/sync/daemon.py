@@ -40,6 +40,7 @@ from edgestate.sync.frames import Collected, Reports
 from edgestate.sync.frontier import FrontierTracker
 from edgestate.sync.gossip import Gossip
 from edgestate.sync.membership import Listener, Membership
+from edgestate.sync.mesh import Mesh
 from edgestate.sync.nats_link import NatsLink
 from edgestate.sync.peers import PeerRecord, PeerStatus, PeerTable
 from edgestate.sync.stats import SyncStats
@@ -68,8 +69,10 @@ class _Host:
         membership: Membership,
         handshake_lock: asyncio.Lock,
         closing: Callable[[], bool],
+        mesh: Mesh | None = None,
     ) -> None:
         self._table = table
+        self._mesh = mesh
         self._gossip = gossip
         self._membership = membership
         self.handshake_lock = handshake_lock
@@ -95,6 +98,8 @@ class _Host:
         return self._membership.collected_frames(doc)
 
     def admit(self, conn: PeerConnection, record: PeerRecord | None) -> None:
+        if self._mesh is not None:
+            self._mesh.check_inbound(conn)
         self._table.admit(conn, record)
 
     async def dispatch(self, conn: PeerConnection, frame: frames.Frame) -> None:
@@ -174,8 +179,24 @@ class SyncDaemon:
             spawn=self._tasks.spawn,
             closing=self._is_closing,
         )
+        # The bounded mesh (docs/mesh.md); None is the full mesh.
+        self.mesh = (
+            Mesh(
+                self.node_id,
+                self._table,
+                max_peers=config.max_peers,
+                rotate_s=config.rotate_s,
+            )
+            if config.max_peers > 0
+            else None
+        )
         self._host = _Host(
-            self._table, self._gossip, self._membership, self.handshake_lock, self._is_closing
+            self._table,
+            self._gossip,
+            self._membership,
+            self.handshake_lock,
+            self._is_closing,
+            self.mesh,
         )
         self._server = Server(
             self.run_channel,
@@ -192,6 +213,7 @@ class SyncDaemon:
             stats=self.stats,
             closing=self._is_closing,
         )
+        self._dialer.gate = self.mesh
 
     @property
     def frontier(self) -> FrontierTracker:
@@ -227,6 +249,8 @@ class SyncDaemon:
         self._tasks.spawn(self._gossip.pump_changes(self._stream))
         self._tasks.spawn(self._gossip.anti_entropy())
         self._tasks.spawn(self._gc_rounds())
+        if self.mesh is not None:
+            self._tasks.spawn(self.mesh.run())
         if self._serve:
             self.port = await self._server.start()
         sources: list[Discovery] = [StaticDiscovery(self.config.static_peers)]
@@ -427,10 +451,12 @@ class SyncDaemon:
         """Return once at least ``count`` peers are connected (bound it with a timeout)."""
         await self._table.wait_connected(count)
 
-    def add_peer(self, address: str) -> None:
-        """Dial ``host:port`` (and keep redialing it) from now on."""
+    def add_peer(self, address: str, *, node_id: str | None = None) -> None:
+        """Dial ``host:port`` (and keep redialing it) from now on; ``node_id``, when
+        known ahead (as mDNS tells it), places the peer on the bounded mesh's ring
+        before the first contact."""
         host, port = parse_address(address)
-        self._dialer.found(Found(host, port, "static"))
+        self._dialer.found(Found(host, port, "static", node_id))
 
     async def anti_entropy_now(self) -> None:
         """Run a state-vector exchange with every connected peer right away."""

@@ -19,7 +19,7 @@ import collections
 import functools
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from pycrdt import merge_updates
 
@@ -125,12 +125,15 @@ class Gossip:
                     conn.enqueue(event.doc, event.update)
 
     async def anti_entropy(self) -> None:
-        """Now and then, a state-vector exchange with one random peer."""
+        """Now and then, a state-vector exchange with one linked peer: the one
+        exchanged with longest ago, so every link takes its turn (with a bounded
+        mesh, a relay one link missed heals within links * anti_entropy_s)."""
         period = self._config.anti_entropy_s
         while True:
             await asyncio.sleep(random.uniform(period / 2, period * 1.5))
-            if self._table.conns:
-                random.choice(list(self._table.conns.values())).request_sync()
+            due = next_anti_entropy(self._table.connections())
+            if due is not None:
+                due.request_sync()
             self._table.forget_departed(self._config.forget_after_s)
 
     def anti_entropy_now(self) -> None:
@@ -330,6 +333,16 @@ class Gossip:
             # doctor's refresh (SyncDaemon.refresh_peer_vectors) gets a fresh one.
             await conn.send_about()
             await conn.send(StateVectors(ours, reply=False))
+
+
+def next_anti_entropy(conns: Iterable[PeerConnection]) -> PeerConnection | None:
+    """The connection whose peer we exchanged state vectors with longest ago."""
+
+    def last(conn: PeerConnection) -> tuple[float, str]:
+        synced = conn.record.last_sync if conn.record is not None else None
+        return (synced or 0.0, conn.node_id or "")
+
+    return min(conns, key=last, default=None)
 
 
 def collected_of(doc: str, record: GcRecord | None) -> Collected | None:

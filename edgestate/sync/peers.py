@@ -27,6 +27,7 @@ class PeerState(enum.Enum):
     """Connection state of one known peer."""
 
     DISCOVERED = "discovered"  # known address, not dialed yet
+    STANDBY = "standby"  # known address the bounded mesh does not link to now
     CONNECTING = "connecting"
     CONNECTED = "connected"
     BACKOFF = "backoff"  # last attempt failed; waiting to retry
@@ -180,6 +181,10 @@ class PeerTable(Generic[C]):
         """Return once at least ``count`` peers are connected."""
         while len(self.conns) < count:
             await self._changed.wait()
+
+    async def wait_changed(self) -> None:
+        """Return at the next change of the registered connections."""
+        await self._changed.wait()
 
     def _notify(self) -> None:
         self._changed.set()

@@ -64,6 +64,22 @@ class RunChannel(Protocol):
         ...
 
 
+class DialGate(Protocol):
+    """Which known addresses to dial now (the bounded mesh, ``edgestate.sync.mesh``)."""
+
+    def wanted(self, record: PeerRecord) -> bool:
+        """Whether to dial ``record``'s address now."""
+        ...
+
+    def wait_changed(self) -> Awaitable[None]:
+        """Return when the answer of ``wanted`` may have changed."""
+        ...
+
+    def dial_ended(self, record: PeerRecord, close_code: int | None) -> None:
+        """A dial of ours ended with this close code (the peer's, if it closed)."""
+        ...
+
+
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
@@ -253,6 +269,8 @@ class Dialer:
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._closing = closing
         self._session: aiohttp.ClientSession | None = None
+        # None: dial every known address (a full mesh).
+        self.gate: DialGate | None = None
 
     async def start(self) -> None:
         """Open the HTTP session the dial loops use."""
@@ -303,7 +321,12 @@ class Dialer:
                     existing.record = record
                 await existing.closed.wait()
                 continue
+            if self.gate is not None and not self.gate.wanted(record):
+                record.state = PeerState.STANDBY
+                await self.gate.wait_changed()
+                continue
             record.state = PeerState.CONNECTING
+            close_code: int | None = None
             established = False
             try:
                 async with self._session.ws_connect(
@@ -313,13 +336,17 @@ class Dialer:
                     heartbeat=config.heartbeat_s,
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 ) as ws:
-                    established = await self._run(
-                        WebSocketChannel(ws),
-                        True,
-                        record,
-                        _peer_cert(ws),
-                        source=record.address.rsplit(":", 1)[0],
-                    )
+                    channel = WebSocketChannel(ws)
+                    try:
+                        established = await self._run(
+                            channel,
+                            True,
+                            record,
+                            _peer_cert(ws),
+                            source=record.address.rsplit(":", 1)[0],
+                        )
+                    finally:
+                        close_code = channel.close_code
             except ConnectionDeclinedError as exc:
                 record.last_error = str(exc)
                 if exc.permanent:
@@ -354,6 +381,8 @@ class Dialer:
                 record.failures += 1
                 record.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("sync connection to %s failed unexpectedly", record.address)
+            if self.gate is not None:
+                self.gate.dial_ended(record, close_code)
             if record.node_id in conns:
                 continue  # the peer is connected the other way round; wait on that
             if established:
