@@ -85,7 +85,8 @@ carries a stable ``code`` string, used by the CLI ``--json`` output and the API.
         ├── ConfirmationRequiredError   a destructive command not confirmed (no --yes, no terminal)
         ├── ForeignDataDirError         a non-empty directory that is not an edgestate one
         ├── ListenError                 the API or sync listener cannot bind its host:port
-        └── DataDirError                the data directory cannot be created or written
+        ├── DataDirError                the data directory cannot be created or written
+        └── CommandError                a CLI command's own refusal (code given per refusal)
 """
 
 from __future__ import annotations
@@ -725,3 +726,15 @@ class DataDirError(ConfigError):
     permission, a read-only file system)."""
 
     code = "data_dir"
+
+
+class CommandError(ConfigError):
+    """A command's own refusal, for checks that belong to the command line itself (a
+    file it would overwrite, a manifest it cannot find), not to a layer below it.
+    Its ``code`` is given per refusal (``file_exists``, ``manifest_missing``, ...)."""
+
+    code = "command_failed"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -28,6 +28,9 @@ import sys
 
 import click
 
+# Re-exported: the commands raise it from here (it lives in the one error tree).
+from edgestate.errors import CommandError as CommandError
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -55,18 +58,6 @@ HINTS: dict[str, str] = {
     "interrupted": "",
     "internal_error": "this is a bug; run again with -v for details and report it",
 }
-
-
-class CommandError(click.ClickException):
-    """A command's own refusal, with a stable ``code`` like an ``edgestate.errors`` class.
-
-    For checks that belong to the command line itself (a file it would overwrite,
-    a confirmation it needs), not to a layer below it.
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def hint_for(code: str, command: str) -> str | None:

@@ -80,6 +80,10 @@ def kv_get(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
 @edge_errors
 def kv_delete(ctx: click.Context, doc: str, key: str, as_json: bool) -> None:
     """Durably remove KEY from DOC (exit status 3, nothing written, if it is absent)."""
+    from edgestate.store import check_user_writable
+
+    # A node's own document is refused as such, before any lookup says "absent".
+    check_user_writable(doc)
     with open_source(ctx, readonly=False) as source:
         # Looked up first: the delete itself does not say whether there was a value.
         # A write racing in between may be deleted or kept; either is a delete.

@@ -13,7 +13,13 @@ from typing import Any
 import lmdb
 import msgpack
 
-from edgestate.errors import FormatVersionError, StoreError, StoreLockedError, StoreMissingError
+from edgestate.errors import (
+    FormatVersionError,
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreMissingError,
+)
 from edgestate.store.integrity import check_data_file
 from edgestate.store.tables import Tables
 from edgestate.store.types import Durability, StoreConfig
@@ -22,6 +28,9 @@ FORMAT_VERSION = 1
 _FORMAT_KEY = b"format"
 _REPLICA_KEY = b"replica"
 _LOCK_FILE = "writer.lock"
+# What LMDB says of pages it cannot trust (MDB_CORRUPTED, MDB_PAGE_NOTFOUND,
+# MDB_INVALID, MDB_PANIC).
+_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.PanicError)
 
 
 @dataclass(slots=True)
@@ -189,6 +198,10 @@ def _check_format(env: Any, path: Path, readonly: bool) -> tuple[Tables, int]:
                     txn.put(_REPLICA_KEY, str(replica).encode(), db=tables.meta)
     except lmdb.NotFoundError as exc:
         raise FormatVersionError(f"{path} is not an edgestate store: {exc}") from exc
+    except _DAMAGE as exc:
+        # Damage past the meta pages (check_data_file) shows first here, when the
+        # main table's B-tree pages are read: the same named refusal.
+        raise StoreCorruptError(f"{path} is damaged: {exc}; restore it from a backup") from exc
     except lmdb.Error as exc:
         raise StoreError(f"cannot read the LMDB environment at {path}: {exc}") from exc
     with env.begin() as txn:
