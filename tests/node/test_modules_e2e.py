@@ -183,6 +183,7 @@ def test_rollout_across_nodes_and_a_refusing_policy(tmp_path: Path, publisher: P
             return int(r.json()["counter"]) if r.status == 200 else 0
 
         eventually(lambda: total_on(a) == 2 and total_on(b) == 2)
+
         def peers_of_a() -> Any:
             peers = call(a.api, "GET", "/v1/admin/peers", token=a.token).json()["peers"]
             return peers if {p["node_id"] for p in peers} >= {b.node_id, c.node_id} else None
