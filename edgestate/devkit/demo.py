@@ -47,6 +47,7 @@ class DemoNode:
     sync_port: int
     client: NodeClient
     arrivals: dict[str, float] = field(default_factory=dict)  # key of "kv" -> first seen at
+    watch_error: str | None = None  # why its last watch stream ended, if it failed
 
 
 def _say(text: str) -> None:
@@ -259,15 +260,20 @@ class _Demo:
         done()
 
     def _watch(self, node: DemoNode, stop: threading.Event) -> None:
-        try:
-            for event in node.client.watch("kv"):
-                now = time.perf_counter()
-                for change in event["changes"]:
-                    node.arrivals.setdefault(change["key"], now)
-                if stop.is_set():
-                    return
-        except (EdgestateError, OSError, HTTPException, ValueError):  # the node stopped
-            return
+        # Retried until stopped: a watch refused or cut while the node is still busy
+        # (a loaded machine, a worker restarting) is opened again, not given up on
+        # silently (the burst would then wait for a watcher that never comes).
+        while not stop.is_set():
+            try:
+                for event in node.client.watch("kv"):
+                    now = time.perf_counter()
+                    for change in event["changes"]:
+                        node.arrivals.setdefault(change["key"], now)
+                    if stop.is_set():
+                        return
+            except (EdgestateError, OSError, HTTPException, ValueError) as exc:
+                node.watch_error = f"{type(exc).__name__}: {exc}"
+            stop.wait(0.2)
 
     def _burst_and_observe(self) -> None:
         first, others = self.nodes[0], self.nodes[1:]
@@ -277,12 +283,18 @@ class _Demo:
             t.start()
             self._watchers.append(t)
         # Writes made before a watch is open would never show up in it.
-        _wait(
-            # 30 s like the other waits: 10 s was seen to run out on a machine at load 25.
-            lambda: all(n.client.status()["watchers"] >= 1 for n in others),
-            30,
-            "the watch streams did not open",
-        )
+        try:
+            _wait(
+                # 30 s like the other waits: 10 s was seen to run out at load 25.
+                lambda: all(n.client.status()["watchers"] >= 1 for n in others),
+                30,
+                "the watch streams did not open",
+            )
+        except click.ClickException as exc:
+            errors = [f"{n.name}: {n.watch_error}" for n in others if n.watch_error]
+            if not errors:
+                raise
+            raise click.ClickException(f"{exc.message} (last: {'; '.join(errors)})") from exc
         acks: dict[str, float] = {}
         latencies: list[float] = []
         lock = threading.Lock()
