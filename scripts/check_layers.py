@@ -10,8 +10,9 @@ per finding) when
 
 - a layer imports one it may not (``LAYERS`` below: store < host < runtime <
   node; store < sync < node; client, devkit, authoring and cli on top);
-- a package reaches into the store's private modules: everything the other
-  layers need of the store is exported from ``edgestate.store`` itself;
+- a package reaches into the private modules of the store or the error tree:
+  everything the others need is exported from ``edgestate.store`` and
+  ``edgestate.errors`` themselves;
 - any module imports a name or module starting with ``_`` from another package;
 - the module-level imports (``TYPE_CHECKING`` ones included) form a cycle.
 """
@@ -25,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = "edgestate"
-# Each layer and the layers it may import. The top-level modules ``errors``,
-# ``files`` and ``jsonstrict`` (and the package ``__init__``, which holds only the
-# version) sit beneath everything.
+# Each layer and the layers it may import. The error tree (the package ``errors``),
+# the top-level modules ``files`` and ``jsonstrict`` (and the package ``__init__``,
+# which holds only the version) sit beneath everything.
 BASE = frozenset({"errors", "files", "jsonstrict", ""})
 LAYERS: dict[str, frozenset[str]] = {
     "errors": frozenset(),
@@ -48,7 +49,7 @@ LAYERS: dict[str, frozenset[str]] = {
     | {"store", "host", "runtime", "sync", "guest", "node", "client", "devkit", "authoring"},
 }
 # Packages whose submodules are private to them: import the package itself.
-SEALED = frozenset({"store"})
+SEALED = frozenset({"store", "errors"})
 
 
 @dataclass(frozen=True, slots=True)

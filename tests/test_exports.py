@@ -5,13 +5,16 @@ the one tree of ``edgestate.errors``."""
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 from pathlib import Path
 
 import edgestate.errors
 import edgestate.store
 
-PACKAGE = Path(edgestate.errors.__file__).resolve().parent
+PACKAGE = Path(edgestate.errors.__file__).resolve().parent.parent
+# The tree is a package: one submodule per section, every class exported by its __init__.
+ERRORS = PACKAGE / "errors"
 
 
 def _exports_resolve(module: object) -> None:
@@ -93,7 +96,7 @@ def test_the_docstring_tree_names_every_class() -> None:
 def test_no_exception_class_is_defined_outside_the_tree() -> None:
     outside = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if path.name == "errors.py" and path.parent == PACKAGE:
+        if path.parent == ERRORS:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ClassDef):
@@ -101,3 +104,20 @@ def test_no_exception_class_is_defined_outside_the_tree() -> None:
                 if any(b.endswith(("Error", "Exception", "Fault")) for b in bases):
                     outside.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
     assert not outside, f"error classes outside edgestate.errors: {outside}"
+
+
+def test_every_class_of_the_tree_is_exported_from_the_package() -> None:
+    defined = {}
+    for path in sorted(ERRORS.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        module = importlib.import_module(f"edgestate.errors.{path.stem}")
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                defined[node.name] = getattr(module, node.name)
+    assert defined, "no error classes found in the submodules of edgestate.errors"
+    assert sorted(defined) == sorted(edgestate.errors.__all__)
+    for name, cls in defined.items():
+        assert getattr(edgestate.errors, name) is cls, name
+        # Reprs, tracebacks and pickles name the public path, not the submodule.
+        assert cls.__module__ == "edgestate.errors", name

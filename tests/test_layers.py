@@ -69,6 +69,11 @@ def test_a_clean_tree_passes(tmp_path: Path) -> None:
             {"sync/daemon.py": "from edgestate.store.gc import Ranges\n"},
             "edgestate.store.gc is private to edgestate.store",
         ),
+        # Reaching into a section module of the error tree.
+        (
+            {"sync/daemon.py": "from edgestate.errors.store import StoreError\n"},
+            "edgestate.errors.store is private to edgestate.errors",
+        ),
         # A private name of another package.
         (
             {"node/a.py": "from edgestate.store import _hidden\n"},

@@ -3,7 +3,7 @@
 Layout (keys of the replicated ``_modules`` document; ``/`` is in no module name):
 
 - ``NAME/v/DIGEST`` - one kept version: the signed bundle (``wasm``, ``manifest``,
-  ``signature``, the form :func:`~edgestate.node.registry.decode_bundle` reads)
+  ``signature``, the form :func:`~edgestate.node.bundles.decode_bundle` reads)
   plus who deployed it (``node``, ``at``, ``publisher``) and its deploy ``stamp``.
   DIGEST is of the wasm and manifest bytes, so two builds never share a key.
 - ``NAME/a/REPLICA`` - the latest activation (deploy or rollback) made by store

@@ -8,11 +8,11 @@ checks the signature against its own trust policy before compiling. A node whose
 policy refuses a bundle keeps running the previous version of that module and
 reports why (status, metrics, logs).
 
-Bundle value format (msgpack map, also described in schemas/openapi.yaml):
-``{"wasm": bytes, "manifest": bytes, "signature": bytes}``. Each module keeps its
-last versions and the record of which one is active (:mod:`edgestate.node.history`:
-layout, conflict rule, bound); a deploy, a rollback and a removal all write there,
-and every node loads whichever version the rule makes active.
+The bundle value format and the owner record: :mod:`edgestate.node.bundles`.
+Each module keeps its last versions and the record of which one is active
+(:mod:`edgestate.node.history`: layout, conflict rule, bound); a deploy, a
+rollback and a removal all write there, and every node loads whichever version
+the rule makes active.
 
 Module names are owned (``TrustPolicy.check_name``). ``_modules`` is a replicated
 last-writer-wins map, so it cannot say who held a name before a write replaced
@@ -31,8 +31,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from edgestate.errors import (
     EdgestateError,
     ManifestError,
@@ -40,6 +38,9 @@ from edgestate.errors import (
     ValueTooLargeError,
 )
 from edgestate.node import history as H
+from edgestate.node.bundles import MODULES_DOC as MODULES_DOC  # importable from here as before
+from edgestate.node.bundles import OWNERS_KEY, decode_bundle, pack_owners, unpack_owners
+from edgestate.node.bundles import encode_bundle as encode_bundle  # likewise
 from edgestate.node.metrics import NodeMetrics, module_info
 from edgestate.node.versions import check_upgrade
 from edgestate.runtime import LoadedModule, Runtime, parse_manifest
@@ -47,9 +48,6 @@ from edgestate.runtime.policy import Owner
 from edgestate.store import ChangeStream, Delete, Set, Store
 
 log = logging.getLogger(__name__)
-
-MODULES_DOC = "_modules"
-OWNERS_KEY = "module-owners"  # node-local: {name: [publisher, raw public key]}
 
 
 @dataclass(slots=True)
@@ -75,23 +73,6 @@ def _fields(loaded: LoadedModule, event: str) -> dict[str, Any]:
         "publisher": loaded.publisher,
         "event": event,
     }
-
-
-def encode_bundle(wasm: bytes, manifest: bytes, signature: bytes) -> bytes:
-    """A bundle alone, as ``_modules`` held it before version history (history.py)."""
-    return bytes(msgpack.packb({"wasm": wasm, "manifest": manifest, "signature": signature}))
-
-
-def decode_bundle(raw: bytes) -> tuple[bytes, bytes, bytes]:
-    """(wasm, manifest, signature) of a stored bundle, or :class:`ManifestError`."""
-    try:
-        data = msgpack.unpackb(raw)
-        parts = (data["wasm"], data["manifest"], data["signature"])
-    except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
-        raise ManifestError(f"stored module bundle is malformed: {exc}") from exc
-    if not all(isinstance(p, bytes) for p in parts):
-        raise ManifestError("stored module bundle fields must be bytes")
-    return parts
 
 
 class ModuleRegistry:
@@ -132,7 +113,7 @@ class ModuleRegistry:
     async def start(self) -> None:
         """Load every stored bundle, then follow changes until :meth:`close`."""
         await self.store.acreate_document(MODULES_DOC)
-        self._saved_owners = _unpack_owners(self.store.get_local(OWNERS_KEY))
+        self._saved_owners = unpack_owners(self.store.get_local(OWNERS_KEY))
         self.runtime.owners.update(self._saved_owners)
         stream = self.store.changes()
         for name in sorted(H.module_names(self.store, MODULES_DOC)):
@@ -419,7 +400,7 @@ class ModuleRegistry:
         # who holds a name, or a replicated takeover would load at start.
         owners = dict(self.runtime.owners)
         if owners != self._saved_owners:
-            await self.store.aput_local(OWNERS_KEY, _pack_owners(owners))
+            await self.store.aput_local(OWNERS_KEY, pack_owners(owners))
             self._saved_owners = owners
 
     async def _create_documents(self, names: Iterable[str]) -> None:
@@ -452,20 +433,3 @@ class ModuleRegistry:
             error_code=error.code if error else None,
             updated=time.time(),
         )
-
-
-def _pack_owners(owners: dict[str, Owner]) -> bytes:
-    return bytes(msgpack.packb({n: [o.publisher, o.public_key] for n, o in owners.items()}))
-
-
-def _unpack_owners(raw: bytes | None) -> dict[str, Owner]:
-    if raw is None:
-        return {}
-    try:
-        data = msgpack.unpackb(raw)
-        return {str(n): Owner(str(p), bytes(k)) for n, (p, k) in data.items()}
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        # Written only by this node: a damaged record must not stop it from
-        # starting, but it is said loudly, since names are unguarded until redeployed.
-        log.error("module owner record is unreadable (%s); module names are unowned", exc)
-        return {}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,10 +23,11 @@ from typing import Any
 from aiohttp import web
 
 from edgestate import __version__
-from edgestate.errors import EdgestateError, ListenError, StoreCorruptError
+from edgestate.errors import EdgestateError, StoreCorruptError
 from edgestate.node.api import build_app
 from edgestate.node.api.yjs_auth import yjs_authorizer
 from edgestate.node.client_tokens import ClientTokens
+from edgestate.node.cluster_rows import member_rows, peer_rows
 from edgestate.node.config import ApiConfig, NodeConfig
 from edgestate.node.dashboard import NodeDashboard
 from edgestate.node.datadir import check_data_dir
@@ -43,12 +43,17 @@ from edgestate.node.node_files import (
     prepare_data_dir,
 )
 from edgestate.node.registry import ModuleRegistry
+from edgestate.node.serving import (
+    serve_in_process,
+    serve_through_workers,
+    uses_workers,
+    worker_pool,
+)
 from edgestate.node.trust import load_policy_file, reload_policy
 from edgestate.node.workers import WorkerPool
 from edgestate.runtime import InvocationResult, LoadedModule, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store, verify_in_child
 from edgestate.sync.daemon import SyncDaemon
-from edgestate.sync.tls import server_context
 from edgestate.sync.yjs import YjsEndpoint
 
 log = logging.getLogger(__name__)
@@ -228,37 +233,12 @@ class Node:
     async def _serve_api(self) -> None:
         cfg = self.config
         assert self._runner is not None
-        if cfg.api.workers == 0 or cfg.api.tls:
-            if cfg.api.workers and cfg.api.tls:
-                log.warning(
-                    "api.tls: invocations run in the node process (workers serve plain HTTP)"
-                )
-            site = web.TCPSite(
-                self._runner, cfg.api.host, cfg.api.port, ssl_context=self._api_ssl_context()
-            )
-            try:
-                await site.start()
-            except OSError as exc:
-                raise ListenError.from_os_error("API", cfg.api.host, cfg.api.port, exc) from exc
-            self.api_port = int(self._runner.addresses[0][1])
+        if not uses_workers(cfg):
+            self.api_port = await serve_in_process(self._runner, cfg)
             return
-        # Workers accept on the API port; this process answers what they relay
-        # (admin, /metrics, health, /yjs) on a private unix socket (node/workers).
-        registry = self.registry
-        self.workers = WorkerPool(
-            cfg.api.workers,
-            cfg.api,
-            self.store,
-            self.runtime,
-            self.metrics,
-            lambda: dict(registry.running),
-            log_level=cfg.log_level,
-            log_format=cfg.log_format,
-        )
-        await web.UnixSite(self._runner, self.workers.node_socket).start()
-        registry.listeners.append(self.workers.sync_modules)
-        await self.workers.start()
-        self.api_port = self.workers.port
+        # Held before it starts: a start failing part way still closes the pool.
+        self.workers = worker_pool(cfg, self.store, self.runtime, self.metrics, self.registry)
+        self.api_port = await serve_through_workers(self._runner, self.workers, self.registry)
 
     async def _check_store(self) -> None:
         # A walk of every table before LMDB serves from it, in a child process:
@@ -272,16 +252,6 @@ class Node:
                 "Run `edgestate inspect --data DIR verify` for the full list, and restore "
                 "from a backup (README, backup and restore)"
             )
-
-    def _api_ssl_context(self) -> ssl.SSLContext | None:
-        tls_files = self.config.sync.tls
-        if not self.config.api.tls or tls_files is None:
-            return None
-        ctx = server_context(tls_files)
-        # Token users have no certificate; a certificate, if presented, must be
-        # valid for the cluster (the handshake fails otherwise).
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-        return ctx
 
     def _load_policy(self) -> TrustPolicy:
         return load_policy_file(self.config.policy_path)
@@ -402,18 +372,7 @@ class Node:
 
     def members(self) -> dict[str, Any]:
         """Cluster members garbage collection waits for, and those forgotten (JSON-ready)."""
-        frontier = self.sync.frontier
-        rows = [
-            {
-                "replica": replica,
-                "self": replica == frontier.me,
-                # Documents it reported: until it has reported one, that
-                # document's garbage collection waits for it.
-                "documents": len(frontier.reports.get(replica, {})),
-            }
-            for replica in frontier.members
-        ]
-        return {"me": frontier.me, "members": rows, "forgotten": sorted(frontier.forgotten)}
+        return member_rows(self.sync)
 
     async def forget_member(self, replica: int) -> bool:
         """Stop waiting for member ``replica`` (and refuse it as stale); was it one?"""
@@ -421,25 +380,7 @@ class Node:
 
     def peer_rows(self) -> list[dict[str, Any]]:
         """Peers with connection state, last sync and lag (JSON-ready)."""
-        return [
-            {
-                "node_id": p.node_id,
-                "address": p.address,
-                "source": p.source,
-                "state": p.state.value,
-                "connected_since": p.connected_since,
-                "last_sync": p.last_sync,
-                "lag": p.lag,
-                "queued": p.queued,
-                "failures": p.failures,
-                "last_error": p.last_error,
-                "bytes_in": p.bytes_in,
-                "bytes_out": p.bytes_out,
-                "updates_in": p.updates_in,
-                "updates_out": p.updates_out,
-            }
-            for p in self.sync.peers()
-        ]
+        return peer_rows(self.sync)
 
     async def diagnostics(self) -> dict[str, Any]:
         """What the doctor checks, with its findings (see node/diagnostics.py)."""

@@ -6,8 +6,9 @@ table, what to do with each frame, what to send at handshake time. It owns its
 sender task: ``run()`` starts it and stops it before returning.
 
 Each sender drains its queue into one ``push`` frame per send (merging updates
-of a document), so batching grows with load and a lone write goes out at once.
-A queue that overflows is dropped and replaced by a state-vector exchange.
+of a document: ``push``), so batching grows with load and a lone write goes out
+at once. A queue that overflows is dropped and replaced by a state-vector
+exchange. What inbound frames must pass (hello, rate, size) is ``admission``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
-from pycrdt import merge_updates
-
 from edgestate.errors import (
     ConnectionDeclinedError,
     MeshFullError,
@@ -29,17 +28,19 @@ from edgestate.errors import (
     PeerGoneError,
     PeerRefusedError,
     ProtocolError,
-    RateLimitedError,
     StoreClosedError,
     UnexpectedFrameError,
 )
 from edgestate.sync import frames, memory, parts
+from edgestate.sync.admission import PRE_HELLO_MAX_BYTES as PRE_HELLO_MAX_BYTES  # kept importable
+from edgestate.sync.admission import FrameBudget, check_frame_size, check_hello
 from edgestate.sync.channel import Channel, CloseCode
 from edgestate.sync.config import Limits
-from edgestate.sync.frames import About, Collected, Hello, Peers, Push, Reports, StateVectors
+from edgestate.sync.frames import About, Collected, Hello, Peers, Reports, StateVectors
 from edgestate.sync.peers import PeerRecord
+from edgestate.sync.push import take_push
 from edgestate.sync.stats import SyncStats
-from edgestate.sync.tls import cert_not_after, fingerprint
+from edgestate.sync.tls import cert_not_after
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,9 @@ log = logging.getLogger(__name__)
 PEER_ORIGIN = "peer:"
 # The peer must say hello within this long, or the connection is dropped.
 HELLO_TIMEOUT_S = 10.0
-# Largest frame taken before the hello exchange completes: a hello is tens of
-# bytes, and a peer not yet admitted must not make us decode megabytes.
-PRE_HELLO_MAX_BYTES = 64 << 10
 # How long a catch-up handshake may hold the others back (a peer that never
 # answers with ``synced`` must not stall the node).
 HANDSHAKE_WAIT_S = 30.0
-# A push frame is cut at this many update bytes so frames stay well under the
-# frame limit and one slow frame does not hold back everything else.
-PUSH_CHUNK_BYTES = 1 << 20
 # How long closing waits for one step (tasks unwinding, a channel's close
 # handshake) before it goes on without it: a peer that stops at the same moment
 # never answers.
@@ -171,8 +166,7 @@ class PeerConnection:
         self.exchanged = False
         self.held_reports: list[Reports] = []
         self.failed = False
-        self._tokens = float(limits.frame_burst)
-        self._refill = time.monotonic()
+        self._budget = FrameBudget(limits)
 
     # --- the outbound side -----------------------------------------------------------
 
@@ -294,48 +288,24 @@ class PeerConnection:
 
     async def _push_queued(self) -> None:
         while self.queue:
-            batch: dict[str, list[bytes]] = {}
-            size = 0
-            while self.queue and size < PUSH_CHUNK_BYTES:
-                doc, update = self.queue.popleft()
-                if len(update) > self._limits.max_frame_bytes // 2:
-                    # One commit too big for a push frame: a state-vector
-                    # exchange sends it (and everything queued) as diffs,
-                    # whose limit is larger.
-                    self.resync = True
-                    self.queue.clear()
-                    self.wake.set()
-                    break
-                batch.setdefault(doc, []).append(update)
-                size += len(update)
-            if not batch:
+            batch = take_push(self.queue, max_update_bytes=self._limits.max_frame_bytes // 2)
+            if batch.oversized:
+                # One commit too big for a push frame: a state-vector exchange
+                # sends it (and everything queued) as diffs, whose limit is larger.
+                self.resync = True
+                self.wake.set()
+            if batch.frame is None:
                 break
-            count = sum(len(v) for v in batch.values())
-            # Merging several updates of one document is linear in their size
-            # (not in the document's) and shrinks what goes on the wire.
-            items = tuple(
-                (doc, ups[0] if len(ups) == 1 else merge_updates(*ups))
-                for doc, ups in batch.items()
-            )
-            await self.send(Push(items))
-            self._stats.updates_pushed += count
+            await self.send(batch.frame)
+            self._stats.updates_pushed += batch.updates
             if self.record is not None:
-                self.record.updates_out += count
+                self.record.updates_out += batch.updates
 
     # --- the inbound side ------------------------------------------------------------
 
     def take_token(self) -> None:
         """Spend one frame of the peer's rate budget (token bucket)."""
-        limits = self._limits
-        now = time.monotonic()
-        self._tokens = min(
-            float(limits.frame_burst),
-            self._tokens + (now - self._refill) * limits.max_frames_per_s,
-        )
-        self._refill = now
-        if self._tokens < 1.0:
-            raise RateLimitedError(f"over {limits.max_frames_per_s:g} frames/s")
-        self._tokens -= 1.0
+        self._budget.take()
 
     async def receive(self) -> frames.Frame:
         """The next frame: counted, rate limited, decoded within the limits."""
@@ -347,40 +317,14 @@ class PeerConnection:
             self.record.bytes_in += len(data)
         self.take_token()
         limits = self._limits
-        if not self.version and len(data) > PRE_HELLO_MAX_BYTES:
-            raise OversizedFrameError(
-                f"frame of {len(data)} bytes before the hello exchange is over the "
-                f"{PRE_HELLO_MAX_BYTES} limit"
-            )
-        if len(data) > limits.max_frame_bytes:
-            hint = (
-                ""
-                if self.version >= frames.PARTS_VERSION
-                else "; upgrade the peer to sync version 4 (diffs in parts)"
-            )
-            # Short: a close reason holds 123 bytes and the hint must survive.
-            raise OversizedFrameError(
-                f"frame of {len(data)} bytes over the {limits.max_frame_bytes} limit{hint}"
-            )
+        check_frame_size(len(data), version=self.version, limits=limits)
         return await parts.decode(
             data, max_bytes=limits.max_frame_bytes, max_docs=limits.max_documents_per_frame
         )
 
     def check_hello(self, hello: Hello) -> int:
         """The negotiated version, or why the peer is refused."""
-        version = frames.negotiate(frames.PROTOCOL_VERSIONS, hello.versions)
-        if version is None:
-            raise PeerRefusedError(
-                f"no common protocol version (ours {frames.PROTOCOL_VERSIONS}, "
-                f"theirs {hello.versions})"
-            )
-        if hello.cluster != self._cluster:
-            raise PeerRefusedError(f"peer belongs to cluster {hello.cluster[:16]}, not ours")
-        if self._cert is not None and fingerprint(self._cert) != hello.node:
-            raise PeerRefusedError("hello node id does not match the certificate fingerprint")
-        if hello.node == self._me:
-            raise ConnectionDeclinedError("connected to ourselves", permanent=True)
-        return version
+        return check_hello(hello, node_id=self._me, cluster_id=self._cluster, cert=self._cert)
 
     async def fail(self, exc: ProtocolError) -> None:
         """Count, log and close: the one way a peer's bad frame ends its connection."""

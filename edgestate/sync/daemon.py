@@ -1,7 +1,8 @@
 """The sync daemon: gossip of CRDT documents between nodes.
 
 Composition only; the parts are ``websocket`` (server, dialer, the aiohttp
-``Channel``), ``connection`` (one peer connection over any ``Channel``),
+``Channel``), ``links`` (the live connections and what each gets of the node),
+``connection`` (one peer connection over any ``Channel``),
 ``peers`` (the peer table), ``gossip`` (updates, state vectors, anti-entropy)
 and ``membership`` (garbage-collection reports and records).
 
@@ -19,7 +20,6 @@ missed once, not once per peer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -31,14 +31,15 @@ from aiohttp import web
 
 from edgestate.store import ChangeStream, Store
 from edgestate.sync import frames
-from edgestate.sync.channel import Channel, CloseCode
+from edgestate.sync.channel import Channel
 from edgestate.sync.config import SyncConfig, parse_address
 from edgestate.sync.connection import CLOSE_WAIT_S, PeerConnection
 from edgestate.sync.diagnosis import PeerView, seen_ago
 from edgestate.sync.discovery import Discovery, Found, MdnsDiscovery, StaticDiscovery
-from edgestate.sync.frames import Collected, Reports
+from edgestate.sync.frames import Collected
 from edgestate.sync.frontier import FrontierTracker
 from edgestate.sync.gossip import Gossip
+from edgestate.sync.links import Links
 from edgestate.sync.membership import Listener, Membership
 from edgestate.sync.mesh import Mesh
 from edgestate.sync.nats_link import NatsLink
@@ -57,56 +58,6 @@ log = logging.getLogger(__name__)
 REFRESH_POLL_S = 0.02
 # ...and an exchange this recent is fresh enough for it (see refresh_peer_vectors).
 REFRESH_RECENT_S = 1.0
-
-
-class _Host:
-    """What each connection gets of the node (a ``ConnectionHost``)."""
-
-    def __init__(
-        self,
-        table: PeerTable[PeerConnection],
-        gossip: Gossip,
-        membership: Membership,
-        handshake_lock: asyncio.Lock,
-        closing: Callable[[], bool],
-        mesh: Mesh | None = None,
-    ) -> None:
-        self._table = table
-        self._mesh = mesh
-        self._gossip = gossip
-        self._membership = membership
-        self.handshake_lock = handshake_lock
-        self._closing = closing
-
-    @property
-    def closing(self) -> bool:
-        return self._closing()
-
-    def connected(self) -> list[str]:
-        return self._table.connected()
-
-    async def state_vectors(self) -> dict[str, bytes]:
-        return await self._gossip.state_vectors()
-
-    async def report_frames(self) -> list[Reports]:
-        return await self._membership.report_frames()
-
-    def collected_docs(self) -> list[str]:
-        return self._membership.collected_docs()
-
-    def collected_frames(self, doc: str) -> list[Collected]:
-        return self._membership.collected_frames(doc)
-
-    def admit(self, conn: PeerConnection, record: PeerRecord | None) -> None:
-        if self._mesh is not None:
-            self._mesh.check_inbound(conn)
-        self._table.admit(conn, record)
-
-    async def dispatch(self, conn: PeerConnection, frame: frames.Frame) -> None:
-        await self._gossip.dispatch(conn, frame)
-
-    def detach(self, conn: PeerConnection) -> None:
-        self._table.detach(conn)
 
 
 class SyncDaemon:
@@ -146,8 +97,6 @@ class SyncDaemon:
         self._discovery: list[Discovery] = []
         self._tasks = TaskSet()
         self._closing = False
-        # Every connection running now, registered or not (close() ends them).
-        self._live: set[PeerConnection] = set()
         self._stream: ChangeStream | None = None
         self._unsubscribe_collected: Callable[[], None] | None = None
         self.handshake_lock = asyncio.Lock()
@@ -190,13 +139,18 @@ class SyncDaemon:
             if config.max_peers > 0
             else None
         )
-        self._host = _Host(
-            self._table,
-            self._gossip,
-            self._membership,
-            self.handshake_lock,
-            self._is_closing,
-            self.mesh,
+        # Every connection, whichever transport brought it, runs through the links.
+        self._links = Links(
+            config,
+            node_id=self.node_id,
+            cluster_id=self.cluster_id,
+            table=self._table,
+            gossip=self._gossip,
+            membership=self._membership,
+            handshake_lock=self.handshake_lock,
+            closing=self._is_closing,
+            stats=self.stats,
+            mesh=self.mesh,
         )
         self._server = Server(
             self.run_channel,
@@ -299,21 +253,10 @@ class SyncDaemon:
 
         # Inbound connections (aiohttp's handler tasks) are told to close, all at
         # once: each close waits for that peer's answer.
-        async def close_one(conn: PeerConnection) -> None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(CLOSE_WAIT_S):
-                    await conn.close(CloseCode.GOING_AWAY, "node shutting down")
-
-        await asyncio.gather(*(close_one(conn) for conn in list(self._live)))
+        await self._links.close_all()
         await self._server.stop()
         # Inbound handlers may still be unwinding on a mounted app; wait them out.
-        unwinding = [asyncio.ensure_future(conn.closed.wait()) for conn in self._live]
-        if unwinding:
-            _, stuck_conns = await asyncio.wait(unwinding, timeout=CLOSE_WAIT_S)
-            for waiter in stuck_conns:
-                waiter.cancel()
-            if stuck_conns:
-                log.warning("%d sync connections did not unwind in time", len(stuck_conns))
+        await self._links.wait_unwound()
         if self._unsubscribe_collected is not None:
             self._unsubscribe_collected()
         if self._stream is not None:
@@ -350,24 +293,7 @@ class SyncDaemon:
         wanted (a duplicate, or ourselves). ``source`` is the peer's network
         address (per-source limits: a new node id does not reset them).
         """
-        conn = PeerConnection(
-            channel,
-            self._host,
-            dialed_by_us=dialed_by_us,
-            node_id=self.node_id,
-            cluster_id=self.cluster_id,
-            limits=self.config.limits,
-            coalesce_s=self.config.coalesce_s,
-            stats=self.stats,
-            cert=cert,
-            source=source,
-            replica=self._membership.frontier.me,
-        )
-        self._live.add(conn)
-        try:
-            return await conn.run(record)
-        finally:
-            self._live.discard(conn)
+        return await self._links.run(channel, dialed_by_us, record, cert, source=source)
 
     # --- public in-process API -----------------------------------------------------
 

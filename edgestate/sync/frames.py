@@ -42,12 +42,14 @@ WebSocket upgrade):
    the receiver knows the skew between their clocks and which cluster member
    (replica id) the peer is (``edgestate doctor``). A frame, not a hello field:
    the hello decoder of versions 1 to 4 refuses any field it does not know.
+
+The frame dataclasses, versions and limits live in ``frame_types`` and the
+decoder's field checks in ``frame_fields``; this module is the codec and
+re-exports both (import frames from here).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -57,143 +59,64 @@ from edgestate.errors import (
     OversizedFrameError,
     RateLimitedError,
 )
-from edgestate.store import DOC_NAME_RULE, is_doc_name
+from edgestate.sync.frame_fields import (
+    ID_PATTERN,
+    MAX_RUN_NUMBERS,
+    MAX_SV_CLIENTS,
+    check_doc,
+    check_fields,
+    id_field,
+    members_field,
+    record_fields,
+)
+from edgestate.sync.frame_types import (
+    ABOUT_VERSION,
+    MAX_ABOUT_TIME,
+    MAX_PARTS,
+    MAX_PEERS,
+    PARTS_VERSION,
+    PROTOCOL_VERSIONS,
+    RECORD_IN_DIFF_VERSION,
+    REPORTS_VERSION,
+    About,
+    Collected,
+    Diff,
+    DiffPart,
+    Frame,
+    Hello,
+    Peers,
+    Push,
+    Reports,
+    StateVectors,
+    Synced,
+)
 
-# Versions this code speaks; hello negotiates the highest common one.
-PROTOCOL_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5)
-# The first version with ``reports`` frames.
-REPORTS_VERSION = 2
-# The first version whose diffs carry the collection record of their history.
-RECORD_IN_DIFF_VERSION = 3
-# The first version that sends big diffs as ``diff_part`` frames.
-PARTS_VERSION = 4
-# The first version with ``about`` frames (wall clock, replica id).
-ABOUT_VERSION = 5
-# Largest wall-clock value an about frame may carry (Unix seconds, year ~36812):
-# anything above is no clock reading.
-MAX_ABOUT_TIME = float(1 << 40)
-
-# Node and cluster ids are hex fingerprints in TLS mode, short names in
-# insecure mode.
-_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-
-
-@dataclass(frozen=True, slots=True)
-class Hello:
-    """First frame on each side: who we are and which versions we speak."""
-
-    versions: tuple[int, ...]
-    node: str
-    cluster: str
-
-
-@dataclass(frozen=True, slots=True)
-class StateVectors:
-    """Yjs v1 state vectors of the sender's replicated documents.
-
-    The receiver answers with a ``Diff`` for each of its documents the sender
-    lacks something of, and with its own ``StateVectors`` if ``reply`` is set.
-    """
-
-    docs: dict[str, bytes]
-    reply: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Diff:
-    """A Yjs v1 update with what the receiver lacks; creates the document.
-
-    ``collected`` (version 3, of the same document) is the sender's collection
-    record of the history the update carries; the receiver applies both in one
-    commit. None when the sender collected nothing or the record is too large for
-    one collected frame's limits (then it follows as ``collected`` frames).
-    """
-
-    doc: str
-    update: bytes
-    collected: Collected | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Synced:
-    """Ends the diffs that answer one ``StateVectors``: they are all applied.
-
-    A node catching up holds its other handshakes until this arrives, so after a
-    restart it fetches what it missed from one peer, not from every peer.
-    """
-
-
-@dataclass(frozen=True, slots=True)
-class Peers:
-    """The node ids the sender is connected to right now.
-
-    The receiver does not relay an update it got from this sender to the
-    sender's own peers: they got it from the sender already. That keeps a full
-    mesh from carrying every update N times; anti-entropy heals the rare miss
-    when a link drops while an update is in flight.
-    """
-
-    nodes: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Push:
-    """Update bytes of one or more commits, in commit order, as (doc, update)."""
-
-    updates: tuple[tuple[str, bytes], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Reports:
-    """Member (store replica id) -> document -> newest reported state vector.
-
-    A state vector is a flat list ``[client, clock, client, clock, ...]``.
-    ``forgotten`` lists members an operator removed: the receiver forgets them
-    too, so a forget made on one node holds cluster-wide.
-    """
-
-    members: dict[int, dict[str, dict[int, int]]]
-    forgotten: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Collected:
-    """What the sender garbage-collected of ``doc`` (version 2), so the receiver
-    refuses the same stale writes: clock ranges and re-hang points as client ->
-    flat ``[start, end, start, end, ...]``, and the floor (max of the frontiers
-    used) as client -> clock."""
-
-    doc: str
-    ranges: dict[int, list[int]]
-    rehung: dict[int, list[int]]
-    floor: dict[int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class DiffPart:
-    """Slice ``index`` of ``count`` (version 4) of one encoded ``diff`` frame of ``doc``."""
-
-    doc: str
-    index: int
-    count: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class About:
-    """The sender's wall clock (Unix seconds) and store replica id (version 5)."""
-
-    now: float
-    replica: int
-
-
-Frame = Hello | StateVectors | Diff | Push | Synced | Peers | Reports | Collected | DiffPart | About
-
-# Most node ids one peers frame may list.
-MAX_PEERS = 4096
-# Most parts of one diff: a 1 GiB diff in 8 MiB parts is 128; this leaves room for
-# peers whose frame limit (and so part size) is smaller.
-MAX_PARTS = 1 << 16
+__all__ = [
+    "ABOUT_VERSION",
+    "MAX_ABOUT_TIME",
+    "MAX_PARTS",
+    "MAX_PEERS",
+    "MAX_RUN_NUMBERS",
+    "MAX_SV_CLIENTS",
+    "PARTS_VERSION",
+    "PROTOCOL_VERSIONS",
+    "RECORD_IN_DIFF_VERSION",
+    "REPORTS_VERSION",
+    "About",
+    "Collected",
+    "Diff",
+    "DiffPart",
+    "Frame",
+    "Hello",
+    "Peers",
+    "Push",
+    "Reports",
+    "StateVectors",
+    "Synced",
+    "decode",
+    "encode",
+    "negotiate",
+]
 
 
 def encode(frame: Frame) -> bytes:
@@ -272,7 +195,7 @@ def _decode(data: bytes, max_docs: int) -> Frame:
         raise MalformedFrameError("frame is not a msgpack map")
     kind = body.get("t")
     if kind == "hello":
-        _fields(body, "versions", "node", "cluster")
+        check_fields(body, "versions", "node", "cluster")
         versions = body["versions"]
         if (
             not isinstance(versions, list)
@@ -280,16 +203,16 @@ def _decode(data: bytes, max_docs: int) -> Frame:
             or not all(type(v) is int and v > 0 for v in versions)
         ):
             raise MalformedFrameError("hello.versions must be a list of positive integers")
-        return Hello(tuple(versions), _id(body, "node"), _id(body, "cluster"))
+        return Hello(tuple(versions), id_field(body, "node"), id_field(body, "cluster"))
     if kind == "svs":
-        _fields(body, "docs", "reply")
+        check_fields(body, "docs", "reply")
         docs = body["docs"]
         if not isinstance(docs, dict):
             raise MalformedFrameError("svs.docs must be a map")
         if len(docs) > max_docs:
             raise RateLimitedError(f"svs names {len(docs)} documents, over the {max_docs} limit")
         for name, sv in docs.items():
-            _check_doc(name)
+            check_doc(name)
             if not isinstance(sv, bytes):
                 raise MalformedFrameError("svs.docs values must be bytes")
         if not isinstance(body["reply"], bool):
@@ -297,10 +220,10 @@ def _decode(data: bytes, max_docs: int) -> Frame:
         return StateVectors(docs, body["reply"])
     if kind == "diff":
         if "collected" in body:
-            _fields(body, "doc", "update", "collected")
+            check_fields(body, "doc", "update", "collected")
         else:
-            _fields(body, "doc", "update")
-        _check_doc(body["doc"])
+            check_fields(body, "doc", "update")
+        check_doc(body["doc"])
         if not isinstance(body["update"], bytes):
             raise MalformedFrameError("diff.update must be bytes")
         record = None
@@ -310,11 +233,11 @@ def _decode(data: bytes, max_docs: int) -> Frame:
                 raise MalformedFrameError(
                     "diff.collected must be a map of exactly ranges, rehung and floor"
                 )
-            record = _record(body["doc"], inner)
+            record = record_fields(body["doc"], inner)
         return Diff(body["doc"], body["update"], record)
     if kind == "diff_part":
-        _fields(body, "doc", "index", "count", "bytes")
-        _check_doc(body["doc"])
+        check_fields(body, "doc", "index", "count", "bytes")
+        check_doc(body["doc"])
         index, count = body["index"], body["count"]
         if not (type(index) is int and type(count) is int and 0 <= index < count <= MAX_PARTS):
             raise MalformedFrameError(f"diff_part needs integers 0 <= index < count <= {MAX_PARTS}")
@@ -322,7 +245,7 @@ def _decode(data: bytes, max_docs: int) -> Frame:
             raise MalformedFrameError("diff_part.bytes must be bytes")
         return DiffPart(body["doc"], index, count, body["bytes"])
     if kind == "push":
-        _fields(body, "updates")
+        check_fields(body, "updates")
         items = body["updates"]
         if not isinstance(items, list) or not items:
             raise MalformedFrameError("push.updates must be a non-empty list")
@@ -330,27 +253,27 @@ def _decode(data: bytes, max_docs: int) -> Frame:
         for item in items:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], bytes)):
                 raise MalformedFrameError("push.updates items must be [doc, bytes]")
-            _check_doc(item[0])
+            check_doc(item[0])
             updates.append((item[0], item[1]))
         return Push(tuple(updates))
     if kind == "synced":
-        _fields(body)
+        check_fields(body)
         return Synced()
     if kind == "peers":
-        _fields(body, "nodes")
+        check_fields(body, "nodes")
         nodes = body["nodes"]
         if not isinstance(nodes, list) or len(nodes) > MAX_PEERS:
             raise MalformedFrameError(f"peers.nodes must be a list of at most {MAX_PEERS} ids")
         for node in nodes:
-            if not isinstance(node, str) or not _ID.fullmatch(node):
-                raise MalformedFrameError(f"peers.nodes items must match {_ID.pattern}")
+            if not isinstance(node, str) or not ID_PATTERN.fullmatch(node):
+                raise MalformedFrameError(f"peers.nodes items must match {ID_PATTERN.pattern}")
         return Peers(tuple(nodes))
     if kind == "collected":
-        _fields(body, "doc", "ranges", "rehung", "floor")
-        _check_doc(body["doc"])
-        return _record(body["doc"], body)
+        check_fields(body, "doc", "ranges", "rehung", "floor")
+        check_doc(body["doc"])
+        return record_fields(body["doc"], body)
     if kind == "reports":
-        _fields(body, "members", "forgotten")
+        check_fields(body, "members", "forgotten")
         forgotten = body["forgotten"]
         if (
             not isinstance(forgotten, list)
@@ -360,9 +283,9 @@ def _decode(data: bytes, max_docs: int) -> Frame:
             raise MalformedFrameError(
                 f"reports.forgotten must be a list of at most {MAX_PEERS} replica ids"
             )
-        return Reports(_members(body["members"], max_docs), tuple(forgotten))
+        return Reports(members_field(body["members"], max_docs), tuple(forgotten))
     if kind == "about":
-        _fields(body, "now", "replica")
+        check_fields(body, "now", "replica")
         now, replica = body["now"], body["replica"]
         if not (type(now) is float and 0.0 <= now < MAX_ABOUT_TIME):
             raise MalformedFrameError("about.now must be a float of Unix seconds")
@@ -372,118 +295,7 @@ def _decode(data: bytes, max_docs: int) -> Frame:
     raise MalformedFrameError(f"unknown frame type {kind!r}")
 
 
-# Most clients one reported state vector may list.
-MAX_SV_CLIENTS = 65536
-
-
-# Most numbers one collected frame's runs may hold (a sender splits larger ones).
-MAX_RUN_NUMBERS = 1 << 21
-
-
-def _record(doc: str, body: dict[str, Any]) -> Collected:
-    """The record fields of a collected frame or of a diff's ``collected``."""
-    floor = body["floor"]
-    if not _uint_list(floor, 2 * MAX_SV_CLIENTS) or len(floor) % 2:
-        raise MalformedFrameError("collected.floor must be a flat [client, clock, ...] list")
-    return Collected(
-        doc,
-        _runs(body["ranges"], "ranges"),
-        _runs(body["rehung"], "rehung"),
-        dict(zip(floor[0::2], floor[1::2], strict=True)),
-    )
-
-
-def _uint_list(value: object, limit: int) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) <= limit
-        and all(type(x) is int and 0 <= x < 1 << 53 for x in value)
-    )
-
-
-def _runs(items: object, name: str) -> dict[int, list[int]]:
-    """Client -> flat [start, end, ...] with start < end, from [[client, [...]], ...]."""
-    if not isinstance(items, list) or len(items) > MAX_SV_CLIENTS:
-        raise MalformedFrameError(f"collected.{name} must be a list of [client, runs]")
-    out: dict[int, list[int]] = {}
-    total = 0
-    for item in items:
-        if not (isinstance(item, list) and len(item) == 2 and _uint_list([item[0]], 1)):
-            raise MalformedFrameError(f"collected.{name} items must be [client, runs]")
-        runs = item[1]
-        total += len(runs) if isinstance(runs, list) else 0
-        if (
-            not _uint_list(runs, MAX_RUN_NUMBERS)
-            or len(runs) % 2
-            or total > MAX_RUN_NUMBERS
-            or any(runs[i] >= runs[i + 1] for i in range(0, len(runs), 2))
-        ):
-            raise MalformedFrameError(
-                f"collected.{name} runs must be a flat [start, end, ...] list with start < end"
-            )
-        out[item[0]] = runs
-    return out
-
-
-def _members(items: object, max_docs: int) -> dict[int, dict[str, dict[int, int]]]:
-    if not isinstance(items, list) or len(items) > MAX_PEERS:
-        raise MalformedFrameError(f"reports.members must be a list of at most {MAX_PEERS}")
-    out: dict[int, dict[str, dict[int, int]]] = {}
-    for item in items:
-        if not (
-            isinstance(item, list)
-            and len(item) == 2
-            and type(item[0]) is int
-            and 0 <= item[0] < 1 << 53
-            and isinstance(item[1], dict)
-        ):
-            raise MalformedFrameError("reports.members items must be [replica id, {doc: sv}]")
-        if len(item[1]) > max_docs:
-            raise RateLimitedError(f"a report names over {max_docs} documents")
-        docs: dict[str, dict[int, int]] = {}
-        for doc, flat in item[1].items():
-            _check_doc(doc)
-            if (
-                not isinstance(flat, list)
-                or len(flat) % 2
-                or len(flat) > 2 * MAX_SV_CLIENTS
-                or not all(type(x) is int and 0 <= x < 1 << 53 for x in flat)
-            ):
-                raise MalformedFrameError(
-                    "a reported state vector must be a flat list [client, clock, ...] of "
-                    "non-negative integers"
-                )
-            docs[doc] = dict(zip(flat[0::2], flat[1::2], strict=True))
-        out[item[0]] = docs
-    return out
-
-
 def negotiate(ours: tuple[int, ...], theirs: tuple[int, ...]) -> int | None:
     """The highest protocol version both sides speak, or None."""
     common = set(ours) & set(theirs)
     return max(common) if common else None
-
-
-def _fields(body: dict[str, Any], *names: str) -> None:
-    expected = {"t", *names}
-    if body.keys() != expected:
-        missing = sorted(expected - body.keys())
-        extra = sorted(body.keys() - expected)
-        raise MalformedFrameError(
-            f"{body['t']} frame: missing fields {missing}, unexpected fields {extra}"
-        )
-
-
-def _id(body: dict[str, Any], name: str) -> str:
-    value = body[name]
-    if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise MalformedFrameError(f"hello.{name} must match {_ID.pattern}")
-    return value
-
-
-def _check_doc(name: object) -> None:
-    # The store's one name rule, checked on the wire too so a peer cannot make us
-    # even try to open a document with a hostile name.
-    if not is_doc_name(name):
-        shown = name[:80] if isinstance(name, str) else name
-        raise MalformedFrameError(f"document name {shown!r}: use {DOC_NAME_RULE}")

@@ -34,7 +34,7 @@ from edgestate.sync.config import TLSFiles
 from edgestate.sync.tls import fingerprint
 
 ENVELOPE_VERSION = 1
-# Fingerprints (32 bytes) or insecure node ids (see frames._ID, <= 128 chars).
+# Fingerprints (32 bytes) or insecure node ids (see frame_fields.ID_PATTERN, <= 128 chars).
 MAX_SENDER_BYTES = 128
 # A DER ECDSA P-256 signature is at most 72 bytes.
 MAX_SIGNATURE_BYTES = 80
