@@ -28,8 +28,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -141,9 +141,7 @@ def edgestate_nodes(work: Path, count: int) -> Iterator[tuple[str, str, str, str
                 proc.wait(10)
 
 
-def measure(
-    urls: tuple[str, str, str, str], room: str, args: argparse.Namespace
-) -> Any:
+def measure(urls: tuple[str, str, str, str], room: str, args: argparse.Namespace) -> Any:
     writer, reader, writer_token, reader_token = urls
     command = [str(args.samples), str(args.burst), writer_token, reader_token]
     out = subprocess.run(
@@ -173,7 +171,7 @@ def main() -> None:
         args.samples, args.burst, args.rounds = 50, 500, 1
     if shutil.which("node") is None or not (JS_DIR / "node_modules" / "y-websocket").exists():
         sys.exit("error: needs node and tests/js/node_modules (cd tests/js && npm ci)")
-    systems = {
+    systems: dict[str, Callable[[Path], AbstractContextManager[tuple[str, str, str, str]]]] = {
         "edgestate, one node": lambda w: edgestate_nodes(w, 1),
         "edgestate, two nodes": lambda w: edgestate_nodes(w, 2),
         "pycrdt-websocket hub": lambda _w: pycrdt_hub(),
