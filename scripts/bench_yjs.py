@@ -113,7 +113,9 @@ def pycrdt_hub() -> Iterator[tuple[str, str, str, str]]:
 
 
 @contextmanager
-def edgestate_nodes(work: Path, count: int) -> Iterator[tuple[str, str, str, str]]:
+def edgestate_nodes(
+    work: Path, count: int, node_args: list[str]
+) -> Iterator[tuple[str, str, str, str]]:
     from edgestate.devkit import spawn_node
 
     procs: list[subprocess.Popen[bytes]] = []
@@ -124,7 +126,8 @@ def edgestate_nodes(work: Path, count: int) -> Iterator[tuple[str, str, str, str
             data.mkdir(parents=True)
             peers = ["--peer", f"127.0.0.1:{infos[0]['sync_port']}"] if infos else []
             args = ["--data", str(data), "--api-port", "0", "--sync-port", "0", "--no-mdns"]
-            proc, info = spawn_node([*args, *peers], data / "ready.json", data / "node.log")
+            command = [*args, *peers, *node_args]
+            proc, info = spawn_node(command, data / "ready.json", data / "node.log")
             procs.append(proc)
             infos.append(info)
         tokens = [(work / f"node{i}" / "admin.token").read_text().strip() for i in range(count)]
@@ -165,15 +168,19 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="latency writes per round")
     parser.add_argument("--burst", type=int, default=2000, help="writes in the burst")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per system")
+    parser.add_argument(
+        "--node-args", default="", help="extra `edgestate node` flags, e.g. '--workers 0'"
+    )
     parser.add_argument("--quick", action="store_true", help="50 samples, burst 500, 1 round")
     args = parser.parse_args()
     if args.quick:
         args.samples, args.burst, args.rounds = 50, 500, 1
     if shutil.which("node") is None or not (JS_DIR / "node_modules" / "y-websocket").exists():
         sys.exit("error: needs node and tests/js/node_modules (cd tests/js && npm ci)")
+    node_args = args.node_args.split()
     systems: dict[str, Callable[[Path], AbstractContextManager[tuple[str, str, str, str]]]] = {
-        "edgestate, one node": lambda w: edgestate_nodes(w, 1),
-        "edgestate, two nodes": lambda w: edgestate_nodes(w, 2),
+        "edgestate, one node": lambda w: edgestate_nodes(w, 1, node_args),
+        "edgestate, two nodes": lambda w: edgestate_nodes(w, 2, node_args),
         "pycrdt-websocket hub": lambda _w: pycrdt_hub(),
     }
     latency: dict[str, list[float]] = {name: [] for name in systems}

@@ -381,12 +381,14 @@ class Store(StoreReads):
 
     # --- change subscription ------------------------------------------------------
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
+    def subscribe(self, listener: Listener, *, early: bool = False) -> Callable[[], None]:
         """Call ``listener(ChangeEvent)`` on the writer thread after each durable commit.
 
-        Keep it quick (hop to your own thread or loop). Returns an unsubscribe function.
+        ``early``: remote updates once accepted, before their commit (see
+        :mod:`edgestate.store.changes`). Keep it quick (hop to your own thread or
+        loop). Returns an unsubscribe function.
         """
-        return self._hub.subscribe(listener)
+        return self._hub.subscribe(listener, early=early)
 
     def on_collected(self, listener: Callable[[str], None]) -> Callable[[], None]:
         """Call ``listener(doc)`` on the writer thread when a collection of ``doc``
