@@ -8,9 +8,8 @@ of events, not a race against the disk.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +20,7 @@ from pycrdt import Doc, Map, YSyncMessageType, read_message
 from edgestate.store import ChangeEvent, Store, StoreConfig
 from edgestate.store.changes import ChangeHub
 from edgestate.sync.yjs import YjsEndpoint, sync_message
+from tests.sync.conftest import eventually
 
 # Bound on every wait here: a failure ends the test instead of hanging it.
 WAIT_S = 10.0
@@ -100,7 +100,7 @@ async def test_other_clients_get_an_update_before_its_commit_is_durable(
             assert seen.get("root", type=Map).to_py() == {"k": b"v", "k2": b"w"}
             # The reader may again be ahead of the commit; listeners hear a commit
             # just after it lands (on the writer thread).
-            await asyncio.wait_for(_until(lambda: len(committed) >= 2), WAIT_S)
+            await eventually(lambda: len(committed) >= 2)
             assert store.get("d", "k") == b"v" and store.get("d", "k2") == b"w"
             assert [e.keys for e in committed] == [frozenset({"k"}), frozenset({"k2"})]
             await author.close()
@@ -129,13 +129,8 @@ async def test_an_update_the_writer_refuses_closes_its_client_only(
         assert msg.type == aiohttp.WSMsgType.CLOSE
         assert msg.data == WSCloseCode.PROTOCOL_ERROR
         await good.send_bytes(sync_message(YSyncMessageType.SYNC_UPDATE, _update("ok", b"1")))
-        await asyncio.wait_for(_until(lambda: store.get("d", "ok") is not None), WAIT_S)
+        await eventually(lambda: store.get("d", "ok") is not None)
         await good.close()
-
-
-async def _until(check: Callable[[], bool]) -> None:
-    while not check():
-        await asyncio.sleep(0.02)
 
 
 def test_local_writes_reach_early_listeners_only_once_committed() -> None:
