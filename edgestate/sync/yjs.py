@@ -37,11 +37,11 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from pycrdt import YMessageType, YSyncMessageType, read_message, write_message
+from pycrdt import YMessageType, YSyncMessageType, merge_updates, read_message, write_message
 
 from edgestate.errors import (
     InvalidUpdateError,
@@ -53,6 +53,7 @@ from edgestate.errors import (
 )
 from edgestate.store import (
     DOC_NAME_RULE,
+    ChangeEvent,
     ChangeStream,
     Store,
     check_user_writable,
@@ -79,6 +80,10 @@ ACCESS_ENDED_CLOSE = 4401
 MAX_IN_FLIGHT = 512
 # And their bytes: a client may send 32 MiB messages, 512 of which must not queue.
 MAX_IN_FLIGHT_BYTES = 64 << 20
+# Change events merged into one message per client, and their bytes: bounds the
+# merge's work between two turns of the event loop.
+_MAX_MERGE = 256
+_MAX_MERGE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,15 +222,27 @@ class YjsEndpoint:
             event = await self._stream.get()
             if event is None:
                 return
+            # A burst: everything already waiting goes out as one message per
+            # client and document (y-websocket reads one message a frame, so the
+            # updates are merged, not concatenated): per-message costs (a frame,
+            # the worker relay, the client's transaction) are paid once.
+            events, size = [event], len(event.update)
+            while len(events) < _MAX_MERGE and size < _MAX_MERGE_BYTES:
+                more = self._stream.get_nowait()
+                if more is None:
+                    break
+                events.append(more)
+                size += len(more.update)
             if self._stream.reset_overflow():
                 # Dropped events: clients must resync; closing makes them do so.
                 for clients in self._clients.values():
                     for client in clients:
                         client.kick()
-            message = sync_message(YSyncMessageType.SYNC_UPDATE, event.update)
-            for client in self._clients.get(event.doc, ()):
-                if client.origin != event.origin:
-                    client.offer(message)
+            by_doc: dict[str, list[ChangeEvent]] = {}
+            for e in events:
+                by_doc.setdefault(e.doc, []).append(e)
+            for doc, doc_events in by_doc.items():
+                _fan_out(self._clients.get(doc, ()), doc_events)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self._closing:
@@ -320,6 +337,21 @@ class YjsEndpoint:
                 or client.in_flight_bytes > MAX_IN_FLIGHT_BYTES
             ):
                 await asyncio.wait([client.in_flight[0]])
+
+
+def _fan_out(clients: Iterable[_Client], events: list[ChangeEvent]) -> None:
+    """Offer ``events`` (of one document) to its clients, each but to its author."""
+    messages: dict[tuple[int, ...], bytes] = {}
+    for client in clients:
+        picked = tuple(i for i, e in enumerate(events) if e.origin != client.origin)
+        if not picked:
+            continue
+        message = messages.get(picked)
+        if message is None:
+            updates = [events[i].update for i in picked]
+            update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+            message = messages[picked] = sync_message(YSyncMessageType.SYNC_UPDATE, update)
+        client.offer(message)
 
 
 def _settled(doc: str, client: _Client, applied: asyncio.Future[bool], size: int) -> None:

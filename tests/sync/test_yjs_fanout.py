@@ -145,3 +145,33 @@ def test_local_writes_reach_early_listeners_only_once_committed() -> None:
     assert early == [remote] and late == []
     hub.publish([local, remote])
     assert early == [remote, local] and late == [local, remote]
+
+
+async def test_a_burst_reaches_readers_whole_and_never_returns_to_its_author(
+    served: tuple[Store, str],
+) -> None:
+    _store, url = served
+    async with aiohttp.ClientSession() as session:
+        author = await session.ws_connect(url)
+        reader = await session.ws_connect(url)
+        for ws in (author, reader):
+            await ws.receive(timeout=WAIT_S)
+        burst = 300
+        for i in range(burst):  # queued, not awaited: merged on the way out
+            await author.send_bytes(
+                sync_message(YSyncMessageType.SYNC_UPDATE, _update(f"b{i}", b"x"))
+            )
+        seen: Doc = Doc()
+        root = seen.get("root", type=Map)
+        messages = 0
+        while len(root) < burst and messages < burst:
+            seen.apply_update(await _next_update(reader))
+            messages += 1
+        assert sorted(root.keys()) == sorted(f"b{i}" for i in range(burst))
+        # The reader's reply is the first update the author is sent: none of its own.
+        await reader.send_bytes(sync_message(YSyncMessageType.SYNC_UPDATE, _update("r", b"y")))
+        mine: Doc = Doc()
+        mine.apply_update(await _next_update(author))
+        assert mine.get("root", type=Map).to_py() == {"r": b"y"}
+        await author.close()
+        await reader.close()
