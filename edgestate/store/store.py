@@ -42,6 +42,7 @@ from edgestate.store.types import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
     from concurrent.futures import Future
 
     from edgestate.store.jobs import Work
@@ -222,6 +223,17 @@ class Store(StoreReads):
         """Async form of :meth:`apply_update`."""
         return await self._arun(self._apply(doc, update, origin, create, record))
 
+    def submit_update(
+        self, doc: str, update: bytes, *, origin: str | None = None
+    ) -> asyncio.Future[bool]:
+        """Queue :meth:`apply_update` at once; the future resolves once it is durable.
+
+        For a caller streaming updates in order (a Yjs client): it need not wait
+        for one update's fsync before queueing the next, so a burst shares group
+        commits. Must be called on a running event loop.
+        """
+        return self._w().submit_async(self._apply(doc, update, origin, False, None))
+
     def _apply(
         self, doc: str, update: bytes, origin: str | None, create: bool, record: GcRecord | None
     ) -> Work[bool]:
@@ -369,12 +381,14 @@ class Store(StoreReads):
 
     # --- change subscription ------------------------------------------------------
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
+    def subscribe(self, listener: Listener, *, early: bool = False) -> Callable[[], None]:
         """Call ``listener(ChangeEvent)`` on the writer thread after each durable commit.
 
-        Keep it quick (hop to your own thread or loop). Returns an unsubscribe function.
+        ``early``: remote updates once accepted, before their commit (see
+        :mod:`edgestate.store.changes`). Keep it quick (hop to your own thread or
+        loop). Returns an unsubscribe function.
         """
-        return self._hub.subscribe(listener)
+        return self._hub.subscribe(listener, early=early)
 
     def on_collected(self, listener: Callable[[str], None]) -> Callable[[], None]:
         """Call ``listener(doc)`` on the writer thread when a collection of ``doc``
@@ -388,11 +402,15 @@ class Store(StoreReads):
 
         return unsubscribe
 
-    def changes(self, maxsize: int = 10_000) -> ChangeStream:
-        """An async iterator of change events with a bounded buffer (see ChangeStream)."""
+    def changes(self, maxsize: int = 10_000, *, early: bool = False) -> ChangeStream:
+        """An async iterator of change events with a bounded buffer (see ChangeStream).
+
+        ``early``: remote updates arrive once accepted, before their commit is
+        durable (for relaying them on: see :mod:`edgestate.store.changes`).
+        """
         from edgestate.store.stream import ChangeStream
 
-        return ChangeStream(self._hub, maxsize)
+        return ChangeStream(self._hub, maxsize, early=early)
 
     # --- internals ----------------------------------------------------------------
 

@@ -23,13 +23,13 @@ class ChangeStream:
     when done so the store stops feeding it.
     """
 
-    def __init__(self, hub: ChangeHub, maxsize: int = 10_000) -> None:
+    def __init__(self, hub: ChangeHub, maxsize: int = 10_000, *, early: bool = False) -> None:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[ChangeEvent | None] = asyncio.Queue(maxsize)
         self.overflowed = False
         self.dropped = 0
         self._closed = False
-        self._unsubscribe = hub.subscribe(self._from_writer)
+        self._unsubscribe = hub.subscribe(self._from_writer, early=early)
 
     def _from_writer(self, event: ChangeEvent) -> None:
         if not self._closed:

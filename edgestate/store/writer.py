@@ -209,6 +209,9 @@ class Writer:
                 except EdgestateError as exc:
                     outcomes.append((job, None, exc))
             group.flush()
+            if group.events:
+                # Remote updates go out while this commit is fsynced (see changes.py).
+                self.hub.publish_accepted(group.events)
             if group.dirty:
                 docs_table = self.env.tables.docs
                 for name in self.dirty_metas:

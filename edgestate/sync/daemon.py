@@ -198,8 +198,10 @@ class SyncDaemon:
             )
         await self._dialer.start()
         # The same bound as a peer's queue: if the pump itself falls this far
-        # behind, every peer is resynced from state vectors instead.
-        self._stream = self.store.changes(maxsize=self.config.limits.peer_queue)
+        # behind, every peer is resynced from state vectors instead. Early: a peer's
+        # or Yjs client's update is relayed while its commit is fsynced (its
+        # author holds it until synced; see edgestate.store.changes).
+        self._stream = self.store.changes(maxsize=self.config.limits.peer_queue, early=True)
         self._tasks.spawn(self._gossip.pump_changes(self._stream))
         self._tasks.spawn(self._gossip.anti_entropy())
         self._tasks.spawn(self._gc_rounds())

@@ -3,9 +3,19 @@
 An off-the-shelf Yjs client (``y-websocket``'s ``WebsocketProvider``) connects,
 exchanges sync step 1 / step 2 with the node, then sends and receives updates.
 Its writes go through ``store.apply_update`` like a peer's, so they are durable,
-replicated to peers and seen by modules; every commit of the store (local,
+replicated to peers and seen by modules; every change of the store (local,
 module, peer) is sent to the clients of that document. Awareness messages are
 relayed between the clients of one document and never stored.
+
+Fan-out does not wait for the fsync (docs/yjs.md): a client's update, once the
+store's writer has accepted it (checked, integrated into the open transaction),
+goes to the other clients and to peers while its commit is made durable, and the
+client's next updates are queued meanwhile (at most :data:`MAX_IN_FLIGHT`), so a
+burst shares group commits. y-websocket has no per-update acknowledgement: its
+author keeps every update and sends its whole state again on reconnect (sync
+step 1 / 2), so a crash before the fsync loses nothing the author cannot resend.
+A refused update closes its client with the code of the refusal. Local writes
+(modules, the HTTP API) reach clients once durable, as before.
 
 Who may connect is the node's question: it passes ``authorize``, which answers a
 request for a document with a :class:`YjsAccess` or raises. A read-only client
@@ -22,15 +32,16 @@ and 2 update with a v1 update) and a length-prefixed payload.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from pycrdt import YMessageType, YSyncMessageType, read_message, write_message
+from pycrdt import YMessageType, YSyncMessageType, merge_updates, read_message, write_message
 
 from edgestate.errors import (
     InvalidUpdateError,
@@ -42,6 +53,7 @@ from edgestate.errors import (
 )
 from edgestate.store import (
     DOC_NAME_RULE,
+    ChangeEvent,
     ChangeStream,
     Store,
     check_user_writable,
@@ -62,6 +74,16 @@ STALE_REPLICA_CLOSE = 4409
 # what it did: an update on read-only access; access that expired or was revoked.
 READ_ONLY_CLOSE = 4403
 ACCESS_ENDED_CLOSE = 4401
+# Updates of one client queued to the store and not yet durable: past it, its
+# reader waits for the oldest, so TCP pushes back on a client writing faster than
+# the disk. Generous, since a burst shares group commits only while it is queued.
+MAX_IN_FLIGHT = 512
+# And their bytes: a client may send 32 MiB messages, 512 of which must not queue.
+MAX_IN_FLIGHT_BYTES = 64 << 20
+# Change events merged into one message per client, and their bytes: bounds the
+# merge's work between two turns of the event loop.
+_MAX_MERGE = 256
+_MAX_MERGE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +118,8 @@ class _Client:
         self._close_code: int = WSCloseCode.TRY_AGAIN_LATER
         self._close_reason = b"resync needed"
         self.closing = False
+        self.in_flight: collections.deque[asyncio.Future[bool]] = collections.deque()
+        self.in_flight_bytes = 0
 
     async def run_sender(self) -> None:
         while True:
@@ -157,7 +181,8 @@ class YjsEndpoint:
 
     async def start(self) -> None:
         """Begin forwarding the store's commits to connected clients."""
-        self._stream = self.store.changes()
+        # Early: a client's or peer's update is relayed while its commit is fsynced.
+        self._stream = self.store.changes(early=True)
         self._pump = asyncio.get_running_loop().create_task(self._forward())
 
     async def close(self) -> None:
@@ -197,15 +222,27 @@ class YjsEndpoint:
             event = await self._stream.get()
             if event is None:
                 return
+            # A burst: everything already waiting goes out as one message per
+            # client and document (y-websocket reads one message a frame, so the
+            # updates are merged, not concatenated): per-message costs (a frame,
+            # the worker relay, the client's transaction) are paid once.
+            events, size = [event], len(event.update)
+            while len(events) < _MAX_MERGE and size < _MAX_MERGE_BYTES:
+                more = self._stream.get_nowait()
+                if more is None:
+                    break
+                events.append(more)
+                size += len(more.update)
             if self._stream.reset_overflow():
                 # Dropped events: clients must resync; closing makes them do so.
                 for clients in self._clients.values():
                     for client in clients:
                         client.kick()
-            message = sync_message(YSyncMessageType.SYNC_UPDATE, event.update)
-            for client in self._clients.get(event.doc, ()):
-                if client.origin != event.origin:
-                    client.offer(message)
+            by_doc: dict[str, list[ChangeEvent]] = {}
+            for e in events:
+                by_doc.setdefault(e.doc, []).append(e)
+            for doc, doc_events in by_doc.items():
+                _fan_out(self._clients.get(doc, ()), doc_events)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self._closing:
@@ -250,29 +287,11 @@ class YjsEndpoint:
                 if msg.type != WSMsgType.BINARY:
                     continue  # y-websocket sends binary only; pings are handled by aiohttp
                 await self._on_message(doc, client, msg.data, clients)
-        except StaleReplicaError as exc:
-            # Its Y.Doc holds history the node collected: only a fresh Y.Doc can sync.
-            log.warning("closing yjs client of %s: %s", doc, exc, extra={"fields": {"doc": doc}})
-            await ws.close(code=STALE_REPLICA_CLOSE, message=b"stale replica: start a fresh Y.Doc")
-        # read_message asserts on a truncated length prefix (found in review).
-        except (InvalidUpdateError, IndexError, RuntimeError, AssertionError, ValueError) as exc:
-            log.warning(
-                "closing yjs client of %s: bad message (%s)",
-                doc,
-                exc,
-                extra={"fields": {"doc": doc}},
-            )
-            await ws.close(
-                code=WSCloseCode.PROTOCOL_ERROR, message=b"malformed y-protocols message"
-            )
-        except TokenScopeError as exc:
-            log.info("closing yjs client of %s: %s", doc, exc, extra={"fields": {"doc": doc}})
-            await ws.close(code=READ_ONLY_CLOSE, message=b"read-only token: updates are refused")
-        except SystemDocumentError as exc:
-            log.warning("closing yjs client of %s: %s", doc, exc, extra={"fields": {"doc": doc}})
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"system document: read-only")
-        except StoreError as exc:
-            await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=str(exc).encode()[:120])
+        except Exception as exc:
+            refusal = _refusal(doc, exc)
+            if refusal is None:
+                raise
+            await ws.close(code=refusal[0], message=refusal[1])
         finally:
             if expiry is not None:
                 expiry.cancel()
@@ -308,4 +327,68 @@ class YjsEndpoint:
                 # Checked before the store sees it: nothing of it is applied.
                 raise TokenScopeError(f"update from a read-only client of {doc}")
             check_user_writable(doc)  # reads of `_` documents are fine, writes are not
-            await self.store.aapply_update(doc, payload, origin=client.origin)
+            applied = self.store.submit_update(doc, payload, origin=client.origin)
+            size = len(payload)
+            applied.add_done_callback(lambda done: _settled(doc, client, done, size))
+            client.in_flight.append(applied)
+            client.in_flight_bytes += size
+            while client.in_flight and (
+                len(client.in_flight) > MAX_IN_FLIGHT
+                or client.in_flight_bytes > MAX_IN_FLIGHT_BYTES
+            ):
+                await asyncio.wait([client.in_flight[0]])
+
+
+def _fan_out(clients: Iterable[_Client], events: list[ChangeEvent]) -> None:
+    """Offer ``events`` (of one document) to its clients, each but to its author."""
+    messages: dict[tuple[int, ...], bytes] = {}
+    for client in clients:
+        picked = tuple(i for i, e in enumerate(events) if e.origin != client.origin)
+        if not picked:
+            continue
+        message = messages.get(picked)
+        if message is None:
+            updates = [events[i].update for i in picked]
+            update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+            message = messages[picked] = sync_message(YSyncMessageType.SYNC_UPDATE, update)
+        client.offer(message)
+
+
+def _settled(doc: str, client: _Client, applied: asyncio.Future[bool], size: int) -> None:
+    """A queued update's outcome: a refused one closes its client (after what it was sent)."""
+    client.in_flight_bytes -= size
+    if client.in_flight and client.in_flight[0] is applied:
+        client.in_flight.popleft()
+    else:  # resolved out of order only when the store fails a whole group
+        with contextlib.suppress(ValueError):
+            client.in_flight.remove(applied)
+    if applied.cancelled() or applied.exception() is None:
+        return
+    refusal = _refusal(doc, applied.exception())
+    if refusal is None:  # not a refusal of the update: the store is closing or failed
+        refusal = (WSCloseCode.INTERNAL_ERROR, str(applied.exception()).encode()[:120])
+    client.end(*refusal)
+
+
+def _refusal(doc: str, exc: BaseException | None) -> tuple[int, bytes] | None:
+    """The close code and reason for a client whose message raised ``exc`` (None: not ours)."""
+    fields = {"fields": {"doc": doc}}
+    if isinstance(exc, StaleReplicaError):
+        # Its Y.Doc holds history the node collected: only a fresh Y.Doc can sync.
+        log.warning("closing yjs client of %s: %s", doc, exc, extra=fields)
+        return STALE_REPLICA_CLOSE, b"stale replica: start a fresh Y.Doc"
+    # read_message asserts on a truncated length prefix (found in review).
+    if isinstance(
+        exc, InvalidUpdateError | IndexError | RuntimeError | AssertionError | ValueError
+    ):
+        log.warning("closing yjs client of %s: bad message (%s)", doc, exc, extra=fields)
+        return WSCloseCode.PROTOCOL_ERROR, b"malformed y-protocols message"
+    if isinstance(exc, TokenScopeError):
+        log.info("closing yjs client of %s: %s", doc, exc, extra=fields)
+        return READ_ONLY_CLOSE, b"read-only token: updates are refused"
+    if isinstance(exc, SystemDocumentError):
+        log.warning("closing yjs client of %s: %s", doc, exc, extra=fields)
+        return WSCloseCode.POLICY_VIOLATION, b"system document: read-only"
+    if isinstance(exc, StoreError):
+        return WSCloseCode.INTERNAL_ERROR, str(exc).encode()[:120]
+    return None

@@ -124,6 +124,10 @@ class NodeProxy:
                 protocols=[p for p in protocols if p],
                 autoping=True,
                 max_msg_size=0,
+                # A local unix socket: deflating each message twice more (here
+                # and in the node) only costs CPU; the client's own link keeps
+                # whatever it negotiated.
+                compress=0,
             )
         except aiohttp.WSServerHandshakeError:
             # Refused (a bad or expired token): ask again as a plain request to relay

@@ -1,0 +1,210 @@
+"""Benchmark y-websocket client to client: edgestate's ``/yjs`` against pycrdt-websocket.
+
+    .venv/bin/python scripts/bench_yjs.py [--samples 200] [--burst 2000] [--rounds 2]
+
+One writer and two readers, each an off-the-shelf ``yjs`` + ``y-websocket``
+client (``tests/js/bench_yjs.mjs``, all three in one node.js process so that
+every timestamp comes from one clock), against, in the same run:
+
+- edgestate, one node: writer and readers on the same node's ``/yjs``;
+- edgestate, two nodes: the writer on node A, the readers on its peer B;
+- pycrdt-websocket: one in-memory ``WebsocketServer`` room behind aiohttp.
+
+Printed per system (rounds interleaved, so background load hits all alike):
+client-to-client latency p50 / p99 (one 16-byte write at a time, each reader a
+sample) and burst throughput (N writes issued at once, one update message each,
+until both readers hold all of them). Nodes run with their defaults (store
+durability ``sync``: every commit fsynced). Only 127.0.0.1 is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run from a checkout without installing the package
+    sys.path.insert(0, str(REPO))
+
+JS_DIR = REPO / "tests" / "js"
+CLIENT = JS_DIR / "bench_yjs.mjs"
+# A bound on one measurement: a stuck system fails the run instead of hanging it.
+RUN_TIMEOUT_S = 120
+
+
+def _hub(conn: Connection) -> None:
+    asyncio.run(_serve_hub(conn))
+
+
+async def _serve_hub(conn: Connection) -> None:
+    from aiohttp import web
+    from pycrdt.websocket import WebsocketServer
+
+    class Channel:
+        def __init__(self, ws: web.WebSocketResponse, path: str) -> None:
+            self._ws, self._path = ws, path
+
+        @property
+        def path(self) -> str:
+            return self._path
+
+        def __aiter__(self) -> Channel:
+            return self
+
+        async def __anext__(self) -> bytes:
+            try:
+                return await self.recv()
+            except Exception:
+                raise StopAsyncIteration() from None
+
+        async def send(self, message: bytes) -> None:
+            await self._ws.send_bytes(message)
+
+        async def recv(self) -> bytes:
+            msg = await self._ws.receive()
+            if msg.type != web.WSMsgType.BINARY:
+                raise RuntimeError("closed")
+            return bytes(msg.data)
+
+    async with WebsocketServer(auto_clean_rooms=False) as server:
+
+        async def handler(request: web.Request) -> web.WebSocketResponse:
+            ws = web.WebSocketResponse(max_msg_size=64 << 20)
+            await ws.prepare(request)
+            await server.serve(Channel(ws, request.path))
+            return ws
+
+        app = web.Application()
+        app.add_routes([web.get("/{room}", handler)])
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        conn.send(runner.addresses[0][1])
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until told to stop
+        await runner.cleanup()
+
+
+@contextmanager
+def pycrdt_hub() -> Iterator[tuple[str, str, str, str]]:
+    parent, child = mp.Pipe()
+    proc = mp.get_context("spawn").Process(target=_hub, args=(child,), daemon=True)
+    proc.start()
+    try:
+        port = parent.recv()
+        url = f"ws://127.0.0.1:{port}"
+        yield url, url, "", ""
+    finally:
+        parent.send("stop")
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+
+
+@contextmanager
+def edgestate_nodes(
+    work: Path, count: int, node_args: list[str]
+) -> Iterator[tuple[str, str, str, str]]:
+    from edgestate.devkit import spawn_node
+
+    procs: list[subprocess.Popen[bytes]] = []
+    infos: list[dict[str, Any]] = []
+    try:
+        for i in range(count):
+            data = work / f"node{i}"
+            data.mkdir(parents=True)
+            peers = ["--peer", f"127.0.0.1:{infos[0]['sync_port']}"] if infos else []
+            args = ["--data", str(data), "--api-port", "0", "--sync-port", "0", "--no-mdns"]
+            command = [*args, *peers, *node_args]
+            proc, info = spawn_node(command, data / "ready.json", data / "node.log")
+            procs.append(proc)
+            infos.append(info)
+        tokens = [(work / f"node{i}" / "admin.token").read_text().strip() for i in range(count)]
+        urls = [str(info["api"]).replace("http://", "ws://") + "/yjs" for info in infos]
+        yield urls[0], urls[-1], tokens[0], tokens[-1]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def measure(urls: tuple[str, str, str, str], room: str, args: argparse.Namespace) -> Any:
+    writer, reader, writer_token, reader_token = urls
+    command = [str(args.samples), str(args.burst), writer_token, reader_token]
+    out = subprocess.run(
+        ["node", str(CLIENT), writer, reader, room, *command],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=200, help="latency writes per round")
+    parser.add_argument("--burst", type=int, default=2000, help="writes in the burst")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per system")
+    parser.add_argument(
+        "--node-args", default="", help="extra `edgestate node` flags, e.g. '--workers 0'"
+    )
+    parser.add_argument("--quick", action="store_true", help="50 samples, burst 500, 1 round")
+    args = parser.parse_args()
+    if args.quick:
+        args.samples, args.burst, args.rounds = 50, 500, 1
+    if shutil.which("node") is None or not (JS_DIR / "node_modules" / "y-websocket").exists():
+        sys.exit("error: needs node and tests/js/node_modules (cd tests/js && npm ci)")
+    node_args = args.node_args.split()
+    systems: dict[str, Callable[[Path], AbstractContextManager[tuple[str, str, str, str]]]] = {
+        "edgestate, one node": lambda w: edgestate_nodes(w, 1, node_args),
+        "edgestate, two nodes": lambda w: edgestate_nodes(w, 2, node_args),
+        "pycrdt-websocket hub": lambda _w: pycrdt_hub(),
+    }
+    latency: dict[str, list[float]] = {name: [] for name in systems}
+    rates: dict[str, list[float]] = {name: [] for name in systems}
+    with tempfile.TemporaryDirectory(prefix="bench-yjs-") as tmp:
+        for r in range(args.rounds):
+            for name, start in systems.items():
+                work = Path(tmp) / f"{r}-{len(latency[name])}-{name.split(',')[-1].strip()}"
+                with start(work) as urls:
+                    got = measure(urls, f"bench{r}", args)
+                latency[name].extend(got["latency_ms"])
+                rates[name].append(got["burst"] / got["burst_s"])
+    print(
+        f"y-websocket client to client: 1 writer, 2 readers; {args.samples} latency writes "
+        f"x {args.rounds} rounds, burst {args.burst} updates"
+    )
+    print(f"{'system':<24} {'p50 ms':>8} {'p99 ms':>8} {'burst upd/s':>12}")
+    for name in systems:
+        lat = latency[name]
+        print(
+            f"{name:<24} {statistics.median(lat):>8.2f} {_p(lat, 0.99):>8.2f} "
+            f"{statistics.median(rates[name]):>12,.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
