@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,16 @@ async def test_a_node_far_behind_catches_up_by_diff_within_the_bytes_it_missed(
         while (event := stream.get_nowait()) is not None:
             missed += len(event.update)
         stream.close()
+        # The precondition of catching up by diff: an up-to-date node, one that
+        # applied (acked) the whole stream. Under load a's own consumer can trail
+        # its publishes, and b then rightly replays instead (seen once in CI).
+        deadline = time.monotonic() + 60
+        while True:
+            status = await a.daemon.nats.status()
+            if status["acked_seq"] >= status["stream_last_seq"] > len(keys):
+                break
+            assert time.monotonic() < deadline, status
+            await asyncio.sleep(0.05)
 
         b = await nodes.start(name=name, certs=certs, path=path, nats=nats_cfg)
         await eventually(lambda: has_all([b], keys), 60)
