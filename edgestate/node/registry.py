@@ -143,11 +143,13 @@ class ModuleRegistry:
 
     async def _sync_safely(self, name: str) -> None:
         # One bad entry must not stop this node from following every other one.
+        told = False
         try:
-            await self._sync(name)
+            told = await self._sync(name)
         except Exception:
             log.exception("could not apply the replicated state of module %r", name)
-        await self._changed()
+        if not told:  # an activation told the workers already, before showing it
+            await self._changed()
 
     def history(self, name: str) -> H.History:
         """Module ``name``'s kept versions and the active one, as stored here now."""
@@ -289,8 +291,8 @@ class ModuleRegistry:
         if not keys:
             self.runtime.module(name)  # raises ModuleNotFoundError_
         await self.store.abatch([Delete(MODULES_DOC, key) for key in keys])
-        await self._sync(name)
-        await self._changed()
+        if not await self._sync(name):
+            await self._changed()
 
     async def recheck(self) -> tuple[list[str], list[str]]:
         """Check every module against the runtime's (new) policy: (activated, unloaded).
@@ -310,7 +312,8 @@ class ModuleRegistry:
         await self._changed()
         return sorted(after - before), sorted(before - after)
 
-    async def _sync(self, name: str, *, recheck: bool = False) -> None:
+    async def _sync(self, name: str, *, recheck: bool = False) -> bool:
+        """Bring ``name`` here to its replicated state; True if the listeners were told."""
         active = self.history(name).active
         raw = active.raw if active is not None else None
         if raw is None:
@@ -328,7 +331,7 @@ class ModuleRegistry:
                     "module %r removed", name, extra={"fields": {"module": name, "event": "remove"}}
                 )
             self._record(name, "removed", None, None)
-            return
+            return False
         running = self._running(name)
         current = running.version if running else None
         offered: str | None = None
@@ -344,7 +347,7 @@ class ModuleRegistry:
                 and running.version == offered
                 and running.wasm_sha256 == hashlib.sha256(wasm).hexdigest()
             ):
-                return  # already running exactly this (e.g. the deploy that stored it)
+                return False  # already running exactly this (e.g. the deploy that stored it)
             loaded = await asyncio.to_thread(self.runtime.load, wasm, manifest, signature)
             self.running[name] = (loaded.wasm_sha256, wasm, manifest, signature)
             await self._create_documents(parsed.writes)
@@ -361,7 +364,7 @@ class ModuleRegistry:
                     exc,
                 )
                 self._record(name, "refused", None, offered, exc)
-                return
+                return False
             log.warning(
                 "module %r version %s refused by this node, keeping %s: %s",
                 name,
@@ -372,7 +375,7 @@ class ModuleRegistry:
             self._record(name, "refused", current, offered, exc)
             if not recheck:  # a recheck is not a deploy
                 self.metrics.deploys.labels("refused").inc()
-            return
+            return False
         await self._save_owners()
         # A replicated version is shown "active" only once the workers serve it
         # (a client that waits for "active" and then invokes must not get a 404).
@@ -394,6 +397,7 @@ class ModuleRegistry:
                 }
             },
         )
+        return True
 
     async def _save_owners(self) -> None:
         # Durable before the deploy is acknowledged: a restart must not forget

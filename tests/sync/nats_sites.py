@@ -15,7 +15,7 @@ from pathlib import Path
 from edgestate.devkit.nats_server import NatsServer, nats_cluster
 from edgestate.store import Store
 from edgestate.sync.nats_config import NatsConfig
-from tests.sync.conftest import Node, Nodes
+from tests.sync.conftest import Node, Nodes, eventually
 
 NATS_USER, NATS_PASSWORD = "edge", "s3cret-pw"
 
@@ -70,6 +70,13 @@ async def start_site(
     for node in site[1:]:
         await node.daemon.wait_connected(1)
     return site
+
+
+async def ready(group: Iterable[Node], seconds: float = 60) -> None:
+    """Until every node of ``group`` with a NATS link has it connected and consuming."""
+    for node in group:
+        if node.daemon.nats is not None:
+            await eventually(node.daemon.nats.ready.is_set, seconds)
 
 
 def value(store: Store, doc: str, key: str) -> bytes | None:

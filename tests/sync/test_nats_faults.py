@@ -11,18 +11,12 @@ import pytest
 
 from edgestate.store import Delete, Incr, Set
 from tests.sync.conftest import Node, Nodes, eventually
-from tests.sync.nats_sites import counter, nats_servers, start_site, value
+from tests.sync.nats_sites import counter, nats_servers, ready, start_site, value
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nats-server") is None, reason="nats-server not installed (scripts/bootstrap)"
 )
 DOC = "shared"
-
-
-async def ready(group: list[Node]) -> None:
-    for node in group:
-        if node.daemon.nats is not None:
-            await eventually(node.daemon.nats.ready.is_set, 60)
 
 
 def has_all(group: list[Node], keys: list[str]) -> bool:

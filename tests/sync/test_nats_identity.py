@@ -20,6 +20,7 @@ from tests.sync.nats_sites import (
     NATS_USER,
     nats_config,
     nats_servers,
+    ready,
     start_site,
     value,
 )
@@ -38,8 +39,7 @@ async def test_a_node_of_another_cluster_with_nats_credentials_is_refused(
         (ours,) = await start_site(nodes, tmp_path, [url], size=1)
         (writer,) = await start_site(nodes, tmp_path, [url], size=1)
         assert ours.daemon.nats is not None and writer.daemon.nats is not None
-        await eventually(ours.daemon.nats.ready.is_set, 30)
-        await eventually(writer.daemon.nats.ready.is_set, 30)
+        await ready([ours, writer])
 
         # Another cluster's node, aiming at our subjects, with valid NATS credentials.
         tls.init_cluster(tmp_path / "other-ca")
@@ -84,8 +84,7 @@ async def test_forged_and_moved_messages_are_refused(nodes: Nodes, tmp_path: Pat
         (ours,) = await start_site(nodes, tmp_path, [url], size=1)
         (member,) = await start_site(nodes, tmp_path, [url], size=1)
         assert ours.daemon.nats is not None and member.daemon.nats is not None
-        await eventually(ours.daemon.nats.ready.is_set, 30)
-        await eventually(member.daemon.nats.ready.is_set, 30)
+        await ready([ours, member])
         link = member.daemon.nats
         nc = await nats.connect(url, user=NATS_USER, password=NATS_PASSWORD)
         try:

@@ -10,7 +10,7 @@ import pytest
 
 from edgestate.store import Delete, Incr, Set
 from tests.sync.conftest import Node, Nodes, eventually
-from tests.sync.nats_sites import counter, nats_servers, start_site, value
+from tests.sync.nats_sites import counter, nats_servers, ready, start_site, value
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nats-server") is None, reason="nats-server not installed (scripts/bootstrap)"
@@ -29,9 +29,7 @@ async def test_two_sites_converge_through_nats_only(nodes: Nodes, tmp_path: Path
         site_a = await start_site(nodes, tmp_path, urls, gateway_only=True)
         site_b = await start_site(nodes, tmp_path, urls)
         everyone = site_a + site_b
-        for node in everyone:
-            if node.daemon.nats is not None:
-                await eventually(node.daemon.nats.ready.is_set, 20)
+        await ready(everyone)
         for i, node in enumerate(everyone):
             node.store.create_document(DOC)
             node.store.batch(
@@ -66,9 +64,7 @@ async def test_members_reached_through_nats_hold_the_gc_frontier(
     async with nats_servers(nodes, tmp_path / "nats") as servers:
         (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
         (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
-        for node in (a, b):
-            assert node.daemon.nats is not None
-            await eventually(node.daemon.nats.ready.is_set, 30)
+        await ready([a, b])
         a.store.create_document(DOC)
         a.store.batch([Set(DOC, "k", b"1")])
         await eventually(lambda: value(b.store, DOC, "k") == b"1", 30)
@@ -100,9 +96,7 @@ async def test_an_update_over_the_payload_limit_travels_in_parts(
     async with nats_servers(nodes, tmp_path / "nats") as servers:
         (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
         (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
-        for node in (a, b):
-            assert node.daemon.nats is not None
-            await eventually(node.daemon.nats.ready.is_set, 30)
+        await ready([a, b])
         assert a.daemon.nats is not None and b.daemon.nats is not None
         limit = a.daemon.nats.max_payload
         # One commit, one update of ~2.5 MB: over the server's 1 MiB max_payload.
