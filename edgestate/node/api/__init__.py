@@ -36,10 +36,8 @@ what every route shares: the error shape, the status per error, the middleware.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -50,11 +48,10 @@ from edgestate.node.api.cluster import ClusterRoutes
 from edgestate.node.api.dashboard import DashboardRoutes
 from edgestate.node.api.docs import DocumentRoutes
 from edgestate.node.api.invoke import InvocationRoutes
-from edgestate.node.api.observe import CLIENT_GONE, REQUEST_ID_KEY, observe, stamp_request_id
+from edgestate.node.api.observe import observed, stamp_request_id
 from edgestate.node.api.protocol import Guarded, NodeApi
 from edgestate.node.api.responses import error_reply, error_response, status_for
 from edgestate.node.api.tokens import TokenRoutes
-from edgestate.node.logs import REQUEST_ID_HEADER, new_request_id, request_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Answer = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -127,24 +124,7 @@ def api_middleware(node: Guarded) -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        rid = request[REQUEST_ID_KEY] = new_request_id(request.headers.get(REQUEST_ID_HEADER))
-        context = request_id.set(rid)
-        response: web.StreamResponse | None = None
-        status = 500
-        try:
-            response = await answer(request, handler)
-            status = response.status
-            return response
-        except web.HTTPException as exc:  # a redirect, re-raised for aiohttp to send
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = CLIENT_GONE
-            raise
-        finally:
-            observe(record, access, request, response, status, time.perf_counter() - started)
-            request_id.reset(context)  # after: the access line carries the id
+        return await observed(request, handler, answer, record, access)
 
     return middleware
 

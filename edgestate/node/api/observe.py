@@ -8,13 +8,15 @@ invocation hot path (scripts/bench_http_metrics.py measures it).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from edgestate.node.http_metrics import method_of, route_of
-from edgestate.node.logs import ACCESS_LOGGER, REQUEST_ID_HEADER
+from edgestate.node.logs import ACCESS_LOGGER, REQUEST_ID_HEADER, new_request_id, request_id
 
 # The status a request is counted under when its client left before the answer
 # (its handler was cancelled): nginx's convention, never sent to anyone.
@@ -36,6 +38,39 @@ async def stamp_request_id(request: web.Request, response: web.StreamResponse) -
     rid = request.get(REQUEST_ID_KEY)
     if rid is not None:
         response.headers[REQUEST_ID_HEADER] = rid
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Answer = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+async def observed(
+    request: web.Request, handler: Handler, answer: Answer, record: Record, access: bool
+) -> web.StreamResponse:
+    """``answer(request, handler)`` under the request's id, then :func:`observe` it.
+
+    The one wrapper of the node's middleware and a worker's: the id (the client's
+    ``X-Request-Id`` if sane, else a new one) is in the context for every log line
+    of the request, guest lines included, and echoed by :func:`stamp_request_id`.
+    """
+    started = time.perf_counter()
+    rid = request[REQUEST_ID_KEY] = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+    context = request_id.set(rid)
+    response: web.StreamResponse | None = None
+    status = 500
+    try:
+        response = await answer(request, handler)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # a redirect, re-raised for aiohttp to send
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = CLIENT_GONE
+        raise
+    finally:
+        observe(record, access, request, response, status, time.perf_counter() - started)
+        request_id.reset(context)  # after: the access line carries the id
 
 
 def observe(
@@ -88,4 +123,11 @@ def _remote(request: web.Request) -> str:
     return request.remote or ""
 
 
-__all__ = ["CLIENT_GONE", "CLIENT_HEADER", "REQUEST_ID_KEY", "observe", "stamp_request_id"]
+__all__ = [
+    "CLIENT_GONE",
+    "CLIENT_HEADER",
+    "REQUEST_ID_KEY",
+    "observe",
+    "observed",
+    "stamp_request_id",
+]

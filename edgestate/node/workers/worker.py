@@ -26,10 +26,9 @@ from aiohttp import web
 
 from edgestate import errors as E
 from edgestate.node.api.invoke import InvocationRoutes
-from edgestate.node.api.observe import CLIENT_GONE, observe
+from edgestate.node.api.observe import observed, stamp_request_id
 from edgestate.node.api.responses import error_reply, error_response
 from edgestate.node.config import ApiConfig
-from edgestate.node.logs import REQUEST_ID_HEADER, new_request_id, request_id
 from edgestate.node.workers.label import set_worker_label
 from edgestate.node.workers.process import WorkerSettings
 from edgestate.node.workers.protocol import encode_ops, pack, read_message
@@ -255,6 +254,8 @@ class Worker:
             middlewares=[_errors(self)],
             client_max_size=max(api.max_body_bytes, api.max_admin_body_bytes),
         )
+        # The id of an invocation it serves (relayed answers carry the node's).
+        app.on_response_prepare.append(stamp_request_id)
         app.add_routes(
             [
                 web.post("/v1/invoke/{module}", InvocationRoutes(self).invoke),
@@ -271,36 +272,15 @@ def _errors(worker: Worker) -> Any:
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         if not request.path.startswith("/v1/invoke/"):
             # Relayed: the node gives it its request id, counts and logs it.
-            return await relayed(request, handler)
-        started = time.perf_counter()
-        rid = new_request_id(request.headers.get(REQUEST_ID_HEADER))
-        context = request_id.set(rid)
-        status = 500
-        response: web.StreamResponse | None = None
-        try:
-            response = await relayed(request, handler)
-            status = response.status
-            if not response.prepared:
-                # Which worker ran it: for operators reading a slow request, and tests.
-                # (worker.index, not the settings': a spare learns its index on `go`)
-                response.headers["X-Edgestate-Worker"] = str(worker.index)
-                response.headers[REQUEST_ID_HEADER] = rid
-            return response
-        except asyncio.CancelledError:
-            status = CLIENT_GONE
-            raise
-        finally:
-            observe(
-                worker.count_request,
-                access,
-                request,
-                response,
-                status,
-                time.perf_counter() - started,
-            )
-            request_id.reset(context)  # after: the access line carries the id
+            return await answer(request, handler)
+        response = await observed(request, handler, answer, worker.count_request, access)
+        if not response.prepared:
+            # Which worker ran it: for operators reading a slow request, and tests.
+            # (worker.index, not the settings': a spare learns its index on `go`)
+            response.headers["X-Edgestate-Worker"] = str(worker.index)
+        return response
 
-    async def relayed(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def answer(request: web.Request, handler: Any) -> web.StreamResponse:
         try:
             response: web.StreamResponse = await handler(request)
         except E.EdgestateError as exc:
