@@ -57,6 +57,7 @@ The classes live in one submodule per section of the tree (``base``, ``store``,
     │   ├── ProtocolError               malformed, oversized or unexpected frame
     │   │   ├── MalformedFrameError     not msgpack, or not of its frame's schema
     │   │   ├── OversizedFrameError     over the frame size limit
+    │   │   ├── AssemblyBusyError       the node's budget for diffs in parts stayed full
     │   │   ├── UnexpectedFrameError    a frame the protocol does not allow here
     │   │   ├── StalePeerError          a peer behind history this node collected
     │   │   └── RateLimitedError        frames or new documents faster than the limits
@@ -170,6 +171,7 @@ from edgestate.errors.store import (
     WrongTypeError,
 )
 from edgestate.errors.sync import (
+    AssemblyBusyError,
     ClusterCAError,
     ConnectionDeclinedError,
     MalformedFrameError,
@@ -199,6 +201,7 @@ from edgestate.errors.toolchains import (
 )
 
 __all__ = [
+    "AssemblyBusyError",
     "BadRequestError",
     "BusyError",
     "ClientError",

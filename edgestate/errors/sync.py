@@ -31,6 +31,16 @@ class OversizedFrameError(ProtocolError):
     code = "oversized_frame"
 
 
+class AssemblyBusyError(ProtocolError):
+    """Diffs in parts from other peers held the node's whole assembly budget too long.
+
+    Not the peer's fault: its connection is closed "try again later" (1013) and
+    the diff comes again by anti-entropy.
+    """
+
+    code = "assembly_busy"
+
+
 class UnexpectedFrameError(ProtocolError):
     """A well-formed frame arriving when the protocol does not allow it."""
 

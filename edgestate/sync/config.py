@@ -29,6 +29,12 @@ class Limits:
     # document, in one frame, and can be as large as the document: documents up to
     # this size replicate. Pushes larger than max_frame_bytes go this way too.
     max_diff_frame_bytes: int = 1 << 30
+    # Diffs in parts being reassembled from all peers at once, node-wide: one
+    # peer's biggest diff fits, but ~17 links of a bounded mesh cannot each hold one.
+    max_assembly_bytes: int = 1 << 30
+    # How long a diff in parts waits for room in that budget before its peer is
+    # told to try again later (anti-entropy brings it again).
+    assembly_wait_s: float = 10.0
     # Frames per second per connection (token bucket). Pushes are coalesced, so an
     # honest peer sends far fewer frames than updates; this only stops floods.
     max_frames_per_s: float = 20_000.0

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from edgestate.errors import (
+    AssemblyBusyError,
     ConnectionDeclinedError,
     MeshFullError,
     OversizedFrameError,
@@ -122,6 +123,7 @@ class PeerConnection:
         cert: bytes | None = None,
         source: str | None = None,
         replica: int | None = None,
+        assembly_budget: parts.AssemblyBudget | None = None,
     ) -> None:
         self.channel = channel
         # Our store replica id, told in ``about`` frames (version 5; None: not told).
@@ -155,7 +157,10 @@ class PeerConnection:
         self.inflight_bytes = 0  # update bytes of those applies
         self.largest_in = 0  # bytes of the largest frame received (see memory)
         self.assembly = parts.Assembly(
-            limits.max_diff_frame_bytes, limits.max_frame_bytes, limits.max_documents_per_frame
+            limits.max_diff_frame_bytes,
+            limits.max_frame_bytes,
+            limits.max_documents_per_frame,
+            assembly_budget,
         )
         # Node ids the peer says it is connected to (see frames.Peers).
         self.neighbors: frozenset[str] = frozenset()
@@ -339,7 +344,9 @@ class PeerConnection:
             extra={"fields": {"peer": self.node_id}},
         )
         code = (
-            CloseCode.MESSAGE_TOO_BIG
+            CloseCode.TRY_AGAIN_LATER
+            if isinstance(exc, AssemblyBusyError)
+            else CloseCode.MESSAGE_TOO_BIG
             if isinstance(exc, OversizedFrameError)
             else CloseCode.PROTOCOL_ERROR
         )

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from edgestate.sync import frames
+from edgestate.sync import frames, parts
 from edgestate.sync.channel import Channel, CloseCode
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import CLOSE_WAIT_S, PeerConnection
@@ -102,6 +102,12 @@ class Links:
         self._membership = membership
         self._stats = stats
         self._host = _Host(table, gossip, membership, handshake_lock, closing, mesh)
+        # Diffs in parts from all connections together (limits.max_assembly_bytes).
+        self._assemblies = parts.AssemblyBudget(
+            config.limits.max_assembly_bytes,
+            config.limits.assembly_wait_s,
+            on_wait=self._count_assembly_wait,
+        )
         # Every connection running now, registered or not (close_all() ends them).
         self._live: set[PeerConnection] = set()
 
@@ -127,12 +133,16 @@ class Links:
             cert=cert,
             source=source,
             replica=self._membership.frontier.me,
+            assembly_budget=self._assemblies,
         )
         self._live.add(conn)
         try:
             return await conn.run(record)
         finally:
             self._live.discard(conn)
+
+    def _count_assembly_wait(self) -> None:
+        self._stats.assembly_waits += 1
 
     async def close_all(self) -> None:
         """Tell every live connection to close, all at once: each close waits (up to

@@ -22,6 +22,8 @@ class SyncStats:
     resyncs: int = 0
     queue_overflows: int = 0
     refused: int = 0
+    # Diffs in parts that waited for room in the node-wide assembly budget.
+    assembly_waits: int = 0
     protocol_errors: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def refusal(self, who: object, reason: str) -> None:

@@ -137,8 +137,8 @@ async def test_a_version_3_peer_big_diff_is_refused_naming_the_upgrade(
         ([DiffPart("docs", 0, 2, b"x"), Synced()], WSCloseCode.PROTOCOL_ERROR, "incomplete"),
         (
             [
-                DiffPart("docs", 0, 2, frames.encode(Synced())[:3]),
-                DiffPart("docs", 1, 2, frames.encode(Synced())[3:]),
+                DiffPart("docs", 0, 2, frames.encode(Synced())[:6]),
+                DiffPart("docs", 1, 2, frames.encode(Synced())[6:]),
             ],
             WSCloseCode.PROTOCOL_ERROR,
             "do not make a diff",
