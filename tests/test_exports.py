@@ -121,3 +121,33 @@ def test_every_class_of_the_tree_is_exported_from_the_package() -> None:
         assert getattr(edgestate.errors, name) is cls, name
         # Reprs, tracebacks and pickles name the public path, not the submodule.
         assert cls.__module__ == "edgestate.errors", name
+
+
+def test_every_error_survives_a_pickle_round_trip() -> None:
+    import pickle
+
+    import edgestate.errors as E
+
+    made: list[E.EdgestateError] = [
+        E.NodeAPIError(409, "module_downgrade", "version 1.0 is older"),
+        E.ListenError("api", "127.0.0.1", 8080, "address in use"),
+        E.CommandError("bad_args", "no such doc"),
+        E.InvocationError("trapped", guest_status=3),
+        E.BusyError("full", retry_after_s=4),
+        E.HostCallRefused(7),
+        E.GuestFault(E.InvocationError("inner")),
+        E.ConnectionDeclinedError("duplicate", permanent=True),
+    ]
+    for name in E.__all__:
+        cls = getattr(E, name)
+        if isinstance(cls, type) and issubclass(cls, E.EdgestateError):
+            if not any(type(m) is cls for m in made):
+                try:
+                    made.append(cls(f"a {name}"))
+                except TypeError:  # a constructor of its own: listed above, or missed
+                    raise AssertionError(f"{name}: add it to the list above") from None
+    for error in made:
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error)
+        assert str(back) == str(error) and back.code == error.code
+        assert vars(back).keys() == vars(error).keys(), type(error).__name__
