@@ -14,6 +14,7 @@ node -> worker:
     ``wr``     the answer to ``w``, sent after the durable group commit
     ``policy`` ``load`` ``unload``   follow the node's trust policy and modules
     ``go``     every module is loaded: start serving
+    ``hb``     the node's heartbeat (:mod:`.heartbeat`): its loop is alive
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ OP_SET, OP_DELETE, OP_INCR = 0, 1, 2
 
 # Message kinds (the ``t`` field), as the spec lists them.
 WORKER_TO_NODE = ("w", "r", "ack", "ready")
-NODE_TO_WORKER = ("wr", "policy", "load", "unload", "go")
+NODE_TO_WORKER = ("wr", "policy", "load", "unload", "go", "hb")
 
 
 def encode_ops(ops: Sequence[WriteOp]) -> list[list[Any]]:

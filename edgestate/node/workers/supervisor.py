@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from edgestate.errors import EdgestateError, ListenError, NodeStartError, WorkerLinkError
 from edgestate.node.metrics import NodeMetrics
 from edgestate.node.workers.forkserver import ForkServer
+from edgestate.node.workers.heartbeat import send_heartbeats
 from edgestate.node.workers.process import WorkerProc, WorkerProcess, WorkerSettings, pool_metrics
 from edgestate.node.workers.protocol import decode_ops, read_message
 from edgestate.runtime import InvocationResult
@@ -148,6 +149,8 @@ class WorkerPool:
             )
         async with asyncio.timeout(READY_TIMEOUT_S):
             await asyncio.gather(*first)
+        beats = send_heartbeats(self._all, lambda: self._closing)
+        self._keepers.append(asyncio.create_task(beats, name="edgestate-heartbeat"))
         if self.api.spare_worker:
             # After the serving ones: a spare must not delay the node's start.
             self._keepers.append(asyncio.create_task(self._keep_spare(), name="edgestate-spare"))

@@ -29,6 +29,7 @@ from edgestate.node.api.invoke import InvocationRoutes
 from edgestate.node.api.observe import observed, stamp_request_id
 from edgestate.node.api.responses import error_reply, error_response
 from edgestate.node.config import ApiConfig
+from edgestate.node.workers.heartbeat import NodeHeartbeat
 from edgestate.node.workers.label import set_worker_label
 from edgestate.node.workers.process import WorkerSettings
 from edgestate.node.workers.protocol import encode_ops, pack, read_message
@@ -55,6 +56,7 @@ class Worker:
         self._next_id = 0
         self._go = asyncio.Event()
         self._gone = asyncio.Event()
+        self.heartbeat = NodeHeartbeat(lambda: not self._gone.is_set())
         self._invocations: list[list[Any]] = []
         self._http_errors: list[str] = []
         self._requests: list[tuple[str, str, int, float]] = []
@@ -77,7 +79,9 @@ class Worker:
         try:
             while (message := await read_message(reader)) is not None:
                 kind = message["t"]
-                if kind == "wr":
+                if kind == "hb":
+                    self.heartbeat.beat()
+                elif kind == "wr":
                     future = self._pending.pop(message.get("id", -1), None)
                     if future is not None and not future.done():
                         future.set_result(message)
@@ -259,6 +263,8 @@ class Worker:
         app.add_routes(
             [
                 web.post("/v1/invoke/{module}", InvocationRoutes(self).invoke),
+                # Answered here, not relayed: see heartbeat (the node's liveness).
+                web.get("/healthz", self.heartbeat.healthz),
                 web.route("*", "/{tail:.*}", proxy.handle),
             ]
         )
@@ -270,8 +276,10 @@ def _errors(worker: Worker) -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        if not request.path.startswith("/v1/invoke/"):
-            # Relayed: the node gives it its request id, counts and logs it.
+        path = request.path
+        if not (path.startswith("/v1/invoke/") or path == "/healthz"):
+            # Relayed: the node gives it its request id, counts and logs it. The
+            # routes answered here are counted and logged here, as the node would.
             return await answer(request, handler)
         response = await observed(request, handler, answer, worker.count_request, access)
         if not response.prepared:
