@@ -6,8 +6,9 @@ each: the well-behaved module (kv-echo, a durable write per request, 8 keep-aliv
 clients) alone; then beside 2 clients looping on a module that spins until its
 1,000 ms wall budget ends it; then beside 2 clients looping on a module that
 calls kv_get of a 1 MiB value until its budget ends it. During each phase one
-client polls ``/healthz`` (every 10 ms). Printed per phase: the well-behaved
-module's req/s (and its share of the alone figure), median and p99; /healthz
+client polls ``/healthz`` and ``/readyz`` in turn (each every 10 ms; /readyz is
+still relayed to the node by a worker, a side-by-side baseline). Printed per
+phase: the well-behaved module's req/s (and its share of the alone figure), median and p99; /healthz
 median and p99; the looping invocations' count, outcome and elapsed time
 (median, p99, max and overrun past the budget, as the client saw it). Then, per
 attack, the overrun distribution (p50, p99, max) of the looping invocations
@@ -54,19 +55,22 @@ TICK_MS = 2.0  # RuntimeConfig.epoch_tick_ms: "ends within one tick of its budge
 GOOD_CLIENTS = 8
 HEALTH_INTERVAL_S = 0.01
 # /healthz is polled from its own process, so its latency is the node's and not
-# that of this process's event loop, busy driving the other clients.
+# that of this process's event loop, busy driving the other clients. /readyz
+# alternates with it: with workers it is still relayed to the node, so the two
+# side by side show what answering /healthz in the worker saves.
 HEALTH_PROBER = r"""
 import http.client, json, sys, time
 host, port = sys.argv[1], int(sys.argv[2])
 seconds, interval = float(sys.argv[3]), float(sys.argv[4])
 conn = http.client.HTTPConnection(host, port, timeout=30)
-out, stop = [], time.perf_counter() + seconds
+out, relayed, stop = [], [], time.perf_counter() + seconds
 while time.perf_counter() < stop:
-    t0 = time.perf_counter()
-    conn.request("GET", "/healthz"); conn.getresponse().read()
-    out.append((time.perf_counter() - t0) * 1000)
-    time.sleep(interval)
-print(json.dumps(out))
+    for path, into in (("/healthz", out), ("/readyz", relayed)):
+        t0 = time.perf_counter()
+        conn.request("GET", path); conn.getresponse().read()
+        into.append((time.perf_counter() - t0) * 1000)
+        time.sleep(interval / 2)
+print(json.dumps([out, relayed]))
 """
 
 
@@ -84,6 +88,7 @@ class Phase:
     good_ms: list[float] = field(default_factory=list)
     good_errors: dict[int, int] = field(default_factory=dict)
     health_ms: list[float] = field(default_factory=list)
+    ready_ms: list[float] = field(default_factory=list)
     loop_ms: list[float] = field(default_factory=list)
     # The guest's own run (X-Edgestate-Execute-Us of each 504): start on its thread to stop.
     run_ms: list[float] = field(default_factory=list)
@@ -184,7 +189,7 @@ async def run_phase(url: str, name: str, attacker: str | None, seconds: float) -
                 stdout=asyncio.subprocess.PIPE,
             )
             out, _ = await prober.communicate()
-            phase.health_ms = json.loads(out)
+            phase.health_ms, phase.ready_ms = json.loads(out)
 
         async def attack(module: str) -> None:
             # Keeps looping until the phase ends; the last one may end after it.
@@ -287,20 +292,23 @@ def node_phases(args: argparse.Namespace) -> None:
         shutil.rmtree(work, ignore_errors=True)
     alone = phases[0].good_rps
     threads = ", ".join(args.admission) or "defaults"
+    print("hz: /healthz (answered by the worker with workers > 0); rz: /readyz (relayed)")
     print(
         f"workers = {args.workers}, admission {threads}, {GOOD_CLIENTS} kv-echo "
         f"clients, {args.seconds:g} s per phase"
     )
     print(
         f"{'phase':<14}{'req/s':>8}{'share':>7}{'p50 ms':>8}{'p99 ms':>8}{'errors':>8}"
-        f"{'hz p50':>8}{'hz p99':>8}{'loops':>6}{'loop p50':>9}{'loop max':>9}  outcomes"
+        f"{'hz p50':>8}{'hz p99':>8}{'rz p99':>8}{'loops':>6}{'loop p50':>9}{'loop max':>9}"
+        "  outcomes"
     )
     for ph in phases:
         print(
             f"{ph.name:<14}{ph.good_rps:>8.0f}{ph.good_rps / alone:>7.0%}"
             f"{p(ph.good_ms, 0.5):>8.1f}{p(ph.good_ms, 0.99):>8.1f}"
             f"{sum(ph.good_errors.values()):>8}"
-            f"{p(ph.health_ms, 0.5):>8.1f}{p(ph.health_ms, 0.99):>8.1f}{len(ph.loop_ms):>6}"
+            f"{p(ph.health_ms, 0.5):>8.1f}{p(ph.health_ms, 0.99):>8.1f}"
+            f"{p(ph.ready_ms, 0.99):>8.1f}{len(ph.loop_ms):>6}"
             f"{p(ph.loop_ms, 0.5):>9.1f}{max(ph.loop_ms, default=float('nan')):>9.1f}  "
             f"{ph.loop_outcomes or ''} {ph.good_errors or ''}"
         )
