@@ -29,8 +29,9 @@ from edgestate.errors import DeadlineExceededError
 from edgestate.host.abi import HostContext
 
 # Below a tenth of a core over its run, a guest was starved rather than busy:
-# kv-echo needs ~0.1 ms of CPU per call, a spinning guest close to 100 %, and two
-# host-call loops sharing one worker's GIL still ~40 % each (measured).
+# kv-echo needs ~0.1 ms of CPU per call, a spinning guest close to 100 %, and
+# three host-call loops sharing one process's GIL still ~30 % each (measured on a
+# loaded 2-core machine).
 STARVED_CPU_SHARE: Final = 0.1
 # The backstop: however starved, no invocation holds its thread past twice its budget.
 GRACE_FACTOR: Final = 2
