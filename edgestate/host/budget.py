@@ -6,7 +6,7 @@ fires) and in the runtime's epoch deadline callback (a guest spinning in wasm).
 
     A guest is stopped at the first check past ``started + wall_time_ms`` (its
     deadline), unless it was starved: its thread had less than
-    STARVED_CPU_SHARE of a core since it started. A starved guest runs on,
+    STARVED_CPU_SHARE (5 %) of a core since it started. A starved guest runs on,
     checked again at each tick, until it has had that share or until
     GRACE_FACTOR x its budget have passed (the backstop), whichever comes first.
 
@@ -16,8 +16,8 @@ grace is for a well-behaved guest that needed a fraction of a millisecond but
 whose (niced) thread waited for a core past its budget on a machine busy with
 other work: without it, it failed 504 ``deadline_exceeded`` for time it never
 ran (about 1 in 3,500 kv-echo calls under heavy load). A guest that really
-spins or loops on host calls has most of a core, so it is stopped at once; one
-that could not get even a tenth of a core was no threat to anyone meanwhile.
+spins or loops on host calls has far more than that, so it is stopped at once;
+one that could not get a twentieth of a core was no threat to anyone meanwhile.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from typing import Final
 from edgestate.errors import DeadlineExceededError
 from edgestate.host.abi import HostContext
 
-# Below a tenth of a core over its run, a guest was starved rather than busy:
-# kv-echo needs ~0.1 ms of CPU per call, a spinning guest close to 100 %, and
-# three host-call loops sharing one process's GIL still ~30 % each (measured on a
-# loaded 2-core machine).
-STARVED_CPU_SHARE: Final = 0.1
+# Below a twentieth of a core over its run, a guest was starved rather than busy:
+# kv-echo needs ~0.1 ms of CPU per call (0.1 % of its 100 ms budget), while a
+# spinning guest has close to 100 % on a quiet machine and, measured on a 2-core
+# machine at load average 9 (three spinners at once), 14-95 %; three host-call
+# loops sharing one process's GIL ~30 % each.
+STARVED_CPU_SHARE: Final = 0.05
 # The backstop: however starved, no invocation holds its thread past twice its budget.
 GRACE_FACTOR: Final = 2
 
