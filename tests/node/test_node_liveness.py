@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from edgestate.devkit import make_publisher
 from tests.node.api_check import Reply, call
@@ -52,9 +53,22 @@ def healthz(node: NodeProcess) -> Reply:
     return call(node.api, "GET", "/healthz")
 
 
+def healthz_count(node: NodeProcess) -> float:
+    """edgestate_http_requests_total of GET /healthz 200, as the node counts it."""
+    text = call(node.api, "GET", "/metrics").body.decode()
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "edgestate_http_requests_total"
+        and s.labels == {"route": "/healthz", "method": "GET", "status": "200"}
+    )
+
+
 def test_healthz_answers_from_the_worker_under_attack(node: NodeProcess) -> None:
     outcomes: list[tuple[int, str]] = []
     lock = threading.Lock()
+    counted = healthz_count(node)
 
     def attack(module: str, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -69,6 +83,8 @@ def test_healthz_answers_from_the_worker_under_attack(node: NodeProcess) -> None
     # Answered by a worker (the node's own answer carries no worker header).
     assert all(p.headers.get("X-Edgestate-Worker") in {"0", "1"} for p in probes)
     assert set(outcomes) == {(504, "deadline_exceeded")}
+    # Answered in the workers, still counted once each in the node's metrics.
+    eventually(lambda: healthz_count(node) == counted + PROBES, what="the probes counted")
 
 
 def test_healthz_is_503_while_the_node_is_stopped(node: NodeProcess) -> None:

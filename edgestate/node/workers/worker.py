@@ -301,7 +301,10 @@ def _errors(worker: Worker) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         path = request.path
-        if not (path.startswith("/v1/invoke/") or path == "/healthz"):
+        own = path.startswith("/v1/invoke/") or (
+            path == "/healthz" and request.method in ("GET", "HEAD")
+        )
+        if not own:
             # Relayed: the node gives it its request id, counts and logs it. The
             # routes answered here are counted and logged here, as the node would.
             return await answer(request, handler)
