@@ -73,6 +73,7 @@ The classes live in one submodule per section of the tree (``base``, ``store``,
     │   └── NodeUnreachableError        no node answered at the URL
     ├── NodeStartError                  a node process exited or did not become ready
     ├── WorkerLinkError                 an invocation worker lost its socket to the node
+    │   └── NodeUnresponsiveError       its link is up but the node's heartbeat is late
     ├── InvalidJSONError                JSON input that is not strict JSON (names the input)
     │   ├── DuplicateKeyError           an object repeats a key (names the key and its path)
     │   └── NonFiniteNumberError        NaN, Infinity or -Infinity, which are not JSON
@@ -107,6 +108,7 @@ from edgestate.errors.client import (
     NodeAPIError,
     NodeStartError,
     NodeUnreachableError,
+    NodeUnresponsiveError,
     WorkerLinkError,
 )
 from edgestate.errors.config import (
@@ -246,6 +248,7 @@ __all__ = [
     "NodeAPIError",
     "NodeStartError",
     "NodeUnreachableError",
+    "NodeUnresponsiveError",
     "NonFiniteNumberError",
     "OutOfFuelError",
     "OutputTooLargeError",

@@ -44,3 +44,14 @@ class WorkerLinkError(EdgestateError):
     """
 
     code = "node_link_lost"
+
+
+class NodeUnresponsiveError(WorkerLinkError):
+    """An invocation worker's link to the node is up but the node's heartbeat is late.
+
+    The node's event loop is stalled or the process is stopped: a worker's
+    ``/healthz`` answers 503 with this code rather than vouching for a node it
+    has not heard from.
+    """
+
+    code = "node_unresponsive"

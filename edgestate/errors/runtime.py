@@ -132,9 +132,14 @@ class OutOfFuelError(InvocationError):
 
 
 class DeadlineExceededError(InvocationError):
-    """The invocation ran past its wall-time budget."""
+    """The invocation ran past its wall-time budget.
+
+    ``ran_ns``: how long the guest ran, from its sandbox's start on its
+    invocation thread until it was stopped (set by the sandbox; None if unknown).
+    """
 
     code = "deadline_exceeded"
+    ran_ns: int | None = None
 
 
 class MemoryLimitError(InvocationError):

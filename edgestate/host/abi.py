@@ -175,6 +175,7 @@ class HostContext:
         "_log_records",
         "_overlay",
         "_writable",
+        "cpu_start_ns",
         "deadline_ns",
         "env",
         "fault",
@@ -183,6 +184,7 @@ class HostContext:
         "memory",
         "output",
         "output_size",
+        "started_ns",
     )
 
     def __init__(self, env: HostEnv, input: bytes, memory: GuestMemory) -> None:
@@ -197,6 +199,10 @@ class HostContext:
         # budget's error: epoch interruption fires only in wasm code, so a guest
         # living in host calls would otherwise overrun its budget (see binding.py).
         self.deadline_ns = _NO_DEADLINE
+        # When the guest started (monotonic_ns) and its thread's CPU time then
+        # (thread_time_ns): the wall budget's rule (host.budget) reads both.
+        self.started_ns = 0
+        self.cpu_start_ns = 0
         self._overlay: Overlay | None = None
         self._handles: list[str] = []
         self._writable: list[bool] = []

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from edgestate.errors import (
-    DeadlineExceededError,
     GuestFault,
     HostBugError,
     HostCallRefused,
@@ -31,6 +30,7 @@ from edgestate.errors import (
     WrongTypeError,
 )
 from edgestate.host.abi import FUNCTIONS, IMPORT_MODULE, ErrorCode, HostContext, HostFunction
+from edgestate.host.budget import budget_spent, deadline_error
 from edgestate.host.memory import ADDRESS_SPACE, LinkerFunctions, make_trap, slot_struct
 
 
@@ -48,6 +48,11 @@ def bind(context: HostContext | None) -> None:
     invocation for a host function defined once on a shared linker.
     """
     _current.context = context
+
+
+def bound() -> HostContext | None:
+    """The invocation :func:`bind` made current on this thread, if any."""
+    return _current.context
 
 
 # Store errors a guest's arguments can cause, as the status it receives. Any
@@ -93,8 +98,10 @@ def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int
         # time in host calls is stopped here, on entry, by one clock read against
         # a deadline computed once per invocation (~0.1-0.2 us). Each host call's own
         # cost is bounded (see HostLimits), so one call cannot overrun by much.
-        if now() > context.deadline_ns:
-            return _deadline_trap(context, function.name)
+        # Past it, host.budget decides (a starved guest may run on).
+        clock = now()
+        if clock > context.deadline_ns and budget_spent(context, clock):
+            return _deadline_trap(context, function.name, clock)
         context.host_calls += 1
         try:
             value = method(context, *layout.unpack_from(space, args))
@@ -121,12 +128,8 @@ def _make_callback(function: HostFunction) -> Callable[[Any, Any, int, int], int
     return callback
 
 
-def _deadline_trap(context: HostContext, name: str) -> int:
-    env = context.env
-    context.fault = DeadlineExceededError(
-        f"module {env.module!r} ran past its wall-time budget of {env.wall_time_ms} ms "
-        f"(stopped on entry to host function {name})"
-    )
+def _deadline_trap(context: HostContext, name: str, now_ns: int) -> int:
+    context.fault = deadline_error(context, now_ns, f"on entry to host function {name}")
     return make_trap(f"edgestate host function {name}: wall-time budget exceeded")
 
 

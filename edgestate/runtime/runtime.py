@@ -28,6 +28,7 @@ import functools
 import hashlib
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ from edgestate.errors import (
     StoreError,
 )
 from edgestate.host.binding import define_host_functions
-from edgestate.host.logbudget import LogBudget
+from edgestate.host.logbudget import LogBudget, grant_batch_bytes
 from edgestate.runtime.admission import Admission, Gone, lower_thread_priority
 from edgestate.runtime.cache import ModuleCache
 from edgestate.runtime.engine import (
@@ -111,8 +112,15 @@ class Runtime:
     """Loaded modules of one node and the engine they run on."""
 
     def __init__(
-        self, store: Store, policy: TrustPolicy, config: RuntimeConfig | None = None
+        self,
+        store: Store,
+        policy: TrustPolicy,
+        config: RuntimeConfig | None = None,
+        *,
+        log_grants: Callable[[str, int], None] | None = None,
     ) -> None:
+        """``log_grants``: guest log budgets are granted by someone else (an invocation
+        worker's node: see :mod:`edgestate.host.logbudget`), asked with it."""
         self.store = store
         self.policy = policy
         self.config = config or RuntimeConfig()
@@ -133,6 +141,7 @@ class Runtime:
         # One guest log budget per module name, kept across redeploys: a redeploy
         # must not refill it.
         self._log_budgets: dict[str, LogBudget] = {}
+        self._log_grants = log_grants
         self._ticker = EpochTicker(self.engine, self.config.epoch_tick_ms)
         # A runtime dropped without close() must not leave its ticker running.
         weakref.finalize(self, self._ticker.stop)
@@ -241,8 +250,16 @@ class Runtime:
                 rate_bytes_per_s=host.log_rate_bytes_per_s,
                 burst_bytes=host.log_burst_bytes,
                 note_interval_s=host.log_note_interval_s,
+                ask=self._log_grants,
+                batch_bytes=grant_batch_bytes(host.log_burst_bytes),
             )
         return budget
+
+    def grant_log(self, name: str, nbytes: int) -> None:
+        """Credit ``nbytes`` of guest log budget to ``name`` (granted budgets only)."""
+        budget = self._log_budgets.get(name)
+        if budget is not None:
+            budget.grant(nbytes)
 
     def log_budgets(self) -> list[LogBudget]:
         """The guest log budget of every module loaded so far, by name (for metrics)."""

@@ -41,6 +41,7 @@ from edgestate.host.binding import bind
 from edgestate.host.kv import Grants
 from edgestate.host.logbudget import LogBudget
 from edgestate.host.memory import WASM_PAGE, GuestMemory, gil_holding
+from edgestate.runtime.budget import EpochBudget
 from edgestate.runtime.interface import check_interface
 from edgestate.runtime.manifest import Manifest
 from edgestate.runtime.policy import Grant
@@ -83,7 +84,8 @@ _Slots = ffi.wasmtime_val_raw_t * 1
 _Fuel = ctypes.c_uint64
 _byref = ctypes.byref
 _now = time.perf_counter_ns
-_monotonic = time.monotonic_ns  # the clock host calls check the deadline against
+_monotonic = time.monotonic_ns  # the clock the budget rule checks (host.budget)
+_thread_time = time.thread_time_ns  # a starved guest is told by its thread's CPU time
 
 
 @dataclass(slots=True)
@@ -130,10 +132,12 @@ class Sandbox:
         self._memory_bytes = grant.memory_pages * WASM_PAGE
         self._fuel = grant.fuel
         self._short = self._fuel <= GIL_HOLD_MAX_FUEL
-        # +1: the current epoch may be about to tick, which would cut the budget short.
-        self._deadline_ticks = math.ceil(grant.wall_time_ms / epoch_tick_ms) + 1
+        # When to first look (runtime.budget): the tick the deadline falls in. An
+        # early look (the current epoch ticks at once) only sets the next one.
+        self._deadline_ticks = max(1, math.ceil(grant.wall_time_ms / epoch_tick_ms))
         # Ticks a late ticker still owes (see EpochTicker): they will come at once.
         self._epoch_lag = epoch_lag
+        self._budget = EpochBudget(epoch_tick_ms)
         self._env = HostEnv(
             store=store,
             grants=Grants(manifest.reads, manifest.writes),
@@ -157,25 +161,30 @@ class Sandbox:
         call = _call_holding_gil if hold else _call
         instantiate = _instantiate_holding_gil if hold else _instantiate
         start = _now()
-        deadline = _monotonic() + self._wall_ns
+        # The budget counts from here: on the invocation thread, once it runs.
+        began = _monotonic()
         raw_store = _store_new(self._engine_ptr, None, _NO_FINALIZER)
         try:
             context = _store_context(raw_store)
             _set_fuel(context, self._fuel)
+            self._budget.install(raw_store)
             _set_epoch_deadline(context, self._deadline_ticks + self._epoch_lag())
             _store_limiter(raw_store, self._memory_bytes, _MAX_TABLE_ELEMENTS, -1, -1, -1)
             instance = _Instance()
             trap = _TrapPointer()
             memory = GuestMemory(context, instance)
             host = HostContext(self._env, input, memory)
-            host.deadline_ns = deadline
+            host.started_ns = began
+            host.deadline_ns = began + self._wall_ns
+            host.cpu_start_ns = _thread_time()
             # Bound before instantiation too: a start function may call the host.
             bind(host)
             try:
                 error = instantiate(self._pre_ptr, context, _byref(instance), _byref(trap))
                 if error or trap:
                     if isinstance(host.fault, DeadlineExceededError):  # a start function's
-                        raise host.fault
+                        _message(error, trap)  # frees it
+                        raise _ran(host.fault, began)
                     raise self._instantiation_failure(error, trap)
                 memory.ready = True
                 item = _Extern()
@@ -189,7 +198,10 @@ class Sandbox:
             remaining = _Fuel()
             _get_fuel(context, _byref(remaining))
             if error or trap:
-                raise self._call_failure(error, trap, host, memory)
+                failure = self._call_failure(error, trap, host, memory)
+                if isinstance(failure, DeadlineExceededError):
+                    raise _ran(failure, began)
+                raise failure
             status = slots[0].i32
             if status != 0:
                 if self._memory_full(memory):
@@ -269,6 +281,13 @@ class Sandbox:
             return memory.size + WASM_PAGE > self._memory_bytes
         except GuestFault:
             return False
+
+
+def _ran(error: DeadlineExceededError, began: int) -> DeadlineExceededError:
+    # The guest's own run, from its sandbox's start to its call unwound (the
+    # API's X-Edgestate-Execute-Us on the 504): what "ends within a tick" is about.
+    error.ran_ns = _monotonic() - began
+    return error
 
 
 def _message(error: Any, trap: Any) -> str:

@@ -10,10 +10,13 @@ worker -> node:
     ``r``      invocation outcomes and API error counts, for the node's metrics
     ``ack``    a control message was applied
     ``ready``  serving on the shared API socket
+    ``lq``     a request for guest log budget of one module (:mod:`.logshare`)
 node -> worker:
     ``wr``     the answer to ``w``, sent after the durable group commit
     ``policy`` ``load`` ``unload``   follow the node's trust policy and modules
     ``go``     every module is loaded: start serving
+    ``hb``     the node's heartbeat (:mod:`.heartbeat`): its loop is alive
+    ``lg``     the answer to ``lq``: the bytes of budget granted
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ _LEN = struct.Struct(">I")
 OP_SET, OP_DELETE, OP_INCR = 0, 1, 2
 
 # Message kinds (the ``t`` field), as the spec lists them.
-WORKER_TO_NODE = ("w", "r", "ack", "ready")
-NODE_TO_WORKER = ("wr", "policy", "load", "unload", "go")
+WORKER_TO_NODE = ("w", "r", "ack", "ready", "lq")
+NODE_TO_WORKER = ("wr", "policy", "load", "unload", "go", "lg", "hb")
 
 
 def encode_ops(ops: Sequence[WriteOp]) -> list[list[Any]]:

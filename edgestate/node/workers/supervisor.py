@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 from edgestate.errors import EdgestateError, ListenError, NodeStartError, WorkerLinkError
 from edgestate.node.metrics import NodeMetrics
 from edgestate.node.workers.forkserver import ForkServer
+from edgestate.node.workers.heartbeat import send_heartbeats
+from edgestate.node.workers.logshare import NodeLogShare
 from edgestate.node.workers.process import WorkerProc, WorkerProcess, WorkerSettings, pool_metrics
 from edgestate.node.workers.protocol import decode_ops, read_message
 from edgestate.runtime import InvocationResult
@@ -94,7 +96,7 @@ class WorkerPool:
         self._next_id = 0
         self._closing = False
         self.restarts = 0
-        self._retired_logs: dict[str, tuple[int, int]] = {}  # of workers that exited
+        self.logs = NodeLogShare(runtime.config.host)  # guest log budgets, node-wide
         self._spare: WorkerProcess | None = None  # loaded, not serving (see the module docstring)
         self._spare_taken = asyncio.Event()
         self._forks: ForkServer | None = None  # api.fork_server
@@ -148,6 +150,8 @@ class WorkerPool:
             )
         async with asyncio.timeout(READY_TIMEOUT_S):
             await asyncio.gather(*first)
+        beats = send_heartbeats(self._all, lambda: self._closing)
+        self._keepers.append(asyncio.create_task(beats, name="edgestate-heartbeat"))
         if self.api.spare_worker:
             # After the serving ones: a spare must not delay the node's start.
             self._keepers.append(asyncio.create_task(self._keep_spare(), name="edgestate-spare"))
@@ -320,19 +324,12 @@ class WorkerPool:
 
     def log_dropped(self) -> dict[str, tuple[int, int]]:
         """Guest log (lines, bytes) dropped per module by every worker, past ones too."""
-        out = dict(self._retired_logs)
-        for worker in self._workers.values():
-            for module, (records, size) in worker.logs.items():
-                old = out.get(module, (0, 0))
-                out[module] = (old[0] + records, old[1] + size)
-        return out
+        return self.logs.dropped(self._workers.values())
 
     async def _forget(self, worker: WorkerProcess) -> None:
         if self._workers.get(worker.index) is worker:
             del self._workers[worker.index]
-        for module, (records, size) in worker.logs.items():
-            old = self._retired_logs.get(module, (0, 0))
-            self._retired_logs[module] = (old[0] + records, old[1] + size)
+        self.logs.retire(worker)
         worker.writer.close()
         if worker.reader_task is not None:
             worker.reader_task.cancel()
@@ -361,6 +358,8 @@ class WorkerPool:
                         worker.logs = {
                             str(m): (int(r), int(b)) for m, (r, b) in message["logs"].items()
                         }
+                elif kind == "lq":
+                    worker.send(self.logs.answer(message))
                 elif kind == "ack":
                     ack = worker.acks.pop(message.get("id", -1), None)
                     if ack is not None and not ack.done():

@@ -13,6 +13,7 @@ daemon, and it exits when its socket to the node closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import pickle
@@ -29,6 +30,7 @@ from edgestate.node.api.invoke import InvocationRoutes
 from edgestate.node.api.observe import observed, stamp_request_id
 from edgestate.node.api.responses import error_reply, error_response
 from edgestate.node.config import ApiConfig
+from edgestate.node.workers.heartbeat import NodeHeartbeat
 from edgestate.node.workers.label import set_worker_label
 from edgestate.node.workers.process import WorkerSettings
 from edgestate.node.workers.protocol import encode_ops, pack, read_message
@@ -44,17 +46,23 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
+        self._loop = asyncio.get_running_loop()
         # A spare learns its index with `go` (the index of the worker it replaces).
         self.index = settings.index
         self.store = Store.open(settings.store_dir, settings.store, readonly=True)
-        self.runtime = Runtime(self.store, TrustPolicy([]), settings.runtime)
+        # Guest log budgets are the node's, granted to each worker (logshare).
+        self.runtime = Runtime(
+            self.store, TrustPolicy([]), settings.runtime, log_grants=self._ask_log
+        )
         self.ready = False
         self.draining = False
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self._go = asyncio.Event()
+        self._log_asks: dict[str, int] | None = {}  # until `go`: see _request_log
         self._gone = asyncio.Event()
+        self.heartbeat = NodeHeartbeat(lambda: not self._gone.is_set())
         self._invocations: list[list[Any]] = []
         self._http_errors: list[str] = []
         self._requests: list[tuple[str, str, int, float]] = []
@@ -77,7 +85,11 @@ class Worker:
         try:
             while (message := await read_message(reader)) is not None:
                 kind = message["t"]
-                if kind == "wr":
+                if kind == "hb":
+                    self.heartbeat.beat()
+                elif kind == "lg":
+                    self.runtime.grant_log(str(message.get("m")), int(message.get("b", 0)))
+                elif kind == "wr":
                     future = self._pending.pop(message.get("id", -1), None)
                     if future is not None and not future.done():
                         future.set_result(message)
@@ -85,6 +97,9 @@ class Worker:
                     self.index = int(message.get("index", self.index))
                     set_worker_label(str(self.index))
                     self._go.set()
+                    asks, self._log_asks = self._log_asks or {}, None
+                    for module, nbytes in asks.items():
+                        self._request_log(module, nbytes)
                 else:
                     self._control(message)
         except (E.WorkerLinkError, ConnectionError) as exc:
@@ -123,6 +138,19 @@ class Worker:
             )
             answer.update(ok=False, error=f"{exc.code}: {exc}")
         self._send(answer)
+
+    def _ask_log(self, module: str, nbytes: int) -> None:
+        # Called on an invocation thread (a guest logging), or on this loop at a load.
+        self._loop.call_soon_threadsafe(self._request_log, module, nbytes)
+
+    def _request_log(self, module: str, nbytes: int) -> None:
+        if self._log_asks is not None:
+            # Not serving yet (a spare): its first batches would sit idle, out of
+            # the budget of the workers that serve. Asked for on `go`.
+            self._log_asks[module] = nbytes
+            return
+        with contextlib.suppress(E.WorkerLinkError):
+            self._send({"t": "lq", "m": module, "b": nbytes})  # gone: so is any budget
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._writer is None or self._writer.is_closing():
@@ -203,7 +231,7 @@ class Worker:
         if self._requests:
             message["req"] = self._requests
         self._invocations, self._http_errors, self._requests = [], [], []
-        # Each worker has its own budget per module (README: sizing); the node sums.
+        # The node grants each module's budget to all workers (logshare) and sums these.
         logs = {b.module: (b.dropped_records, b.dropped_bytes) for b in self.runtime.log_budgets()}
         if logs != self._logs_sent:
             message["logs"] = self._logs_sent = logs
@@ -259,6 +287,8 @@ class Worker:
         app.add_routes(
             [
                 web.post("/v1/invoke/{module}", InvocationRoutes(self).invoke),
+                # Answered here, not relayed: see heartbeat (the node's liveness).
+                web.get("/healthz", self.heartbeat.healthz),
                 web.route("*", "/{tail:.*}", proxy.handle),
             ]
         )
@@ -270,8 +300,13 @@ def _errors(worker: Worker) -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        if not request.path.startswith("/v1/invoke/"):
-            # Relayed: the node gives it its request id, counts and logs it.
+        path = request.path
+        own = path.startswith("/v1/invoke/") or (
+            path == "/healthz" and request.method in ("GET", "HEAD")
+        )
+        if not own:
+            # Relayed: the node gives it its request id, counts and logs it. The
+            # routes answered here are counted and logged here, as the node would.
             return await answer(request, handler)
         response = await observed(request, handler, answer, worker.count_request, access)
         if not response.prepared:
