@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from edgestate import errors as E
+from edgestate.node.api.certified import api_tls_context
 from edgestate.node.api.invoke import InvocationRoutes
 from edgestate.node.api.observe import observed, stamp_request_id
 from edgestate.node.api.responses import error_reply, error_response
@@ -231,8 +232,11 @@ class Worker:
             shutdown_timeout=self.settings.api.shutdown_grace_s,
         )
         await runner.setup()
-        listen = socket.socket(fileno=self.settings.listen_fd)
-        await web.SockSite(runner, listen).start()
+        # api.tls: this worker's own context from the cluster files' paths (a
+        # worker handshakes its own connections; the node never sends key bytes).
+        tls = self.settings.tls
+        ssl_context = api_tls_context(tls) if tls is not None else None
+        await web.SockSite(runner, self._listener(), ssl_context=ssl_context).start()
         self.ready = True
         self._send({"t": "ready", "pid": os.getpid()})
         stop = asyncio.Event()
@@ -247,6 +251,17 @@ class Worker:
         await proxy.close()
         self.runtime.close()
         self.store.close()
+
+    def _listener(self) -> socket.socket:
+        """The API socket this worker accepts on: its index's (api.reuse_port; a
+        spare was given every index's), else the shared one. The others it holds
+        are closed: their queues are other workers' (the node keeps them open)."""
+        fds = self.settings.listen_fds
+        mine = fds[self.index] if len(fds) > 1 else fds[0]
+        for fd in fds:
+            if fd != mine:
+                os.close(fd)
+        return socket.socket(fileno=mine)
 
     def _app(self, proxy: NodeProxy) -> web.Application:
         api = self.settings.api
