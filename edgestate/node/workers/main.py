@@ -7,6 +7,7 @@ stdin, then serves until SIGTERM or until its socket to the node closes.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import pickle
 import sys
@@ -50,7 +51,8 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     if name != "uvloop":
         return None
     try:
-        import uvloop
+        # Not a dependency (docs/workers.md: it did not pay here): imported by name.
+        uvloop = importlib.import_module("uvloop")
     except ImportError:
         logging.getLogger("edgestate.worker").warning(
             "api.event_loop = 'uvloop' but uvloop is not installed: using asyncio's loop"

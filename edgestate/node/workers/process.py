@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgestate.node.metrics import NodeMetrics, counter, gauge
 from edgestate.node.workers.forkserver import ForkedProcess
-from edgestate.node.workers.protocol import pack
+from edgestate.node.workers.protocol import Outbox
 from edgestate.runtime import InvocationResult
 
 if TYPE_CHECKING:
@@ -65,6 +65,10 @@ class WorkerProcess:
     policy: object | None = None  # the trust policy object last sent
     logs: dict[str, tuple[int, int]] = field(default_factory=dict)  # module -> dropped
     loading: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)  # first loads
+    outbox: Outbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(self.writer)
 
     @property
     def loaded(self) -> bool:
@@ -73,7 +77,7 @@ class WorkerProcess:
 
     def send(self, message: dict[str, Any]) -> None:
         if not self.writer.is_closing():
-            self.writer.write(pack(message))
+            self.outbox.send(message)
 
 
 def pool_metrics(

@@ -32,7 +32,7 @@ from edgestate.node.api.responses import error_reply, error_response
 from edgestate.node.config import ApiConfig
 from edgestate.node.workers.label import set_worker_label
 from edgestate.node.workers.process import WorkerSettings
-from edgestate.node.workers.protocol import encode_ops, pack, read_message
+from edgestate.node.workers.protocol import Outbox, encode_ops, read_message
 from edgestate.node.workers.proxy import NodeProxy
 from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
 from edgestate.store import Store, WriteOp
@@ -52,6 +52,7 @@ class Worker:
         self.ready = False
         self.draining = False
         self._writer: asyncio.StreamWriter | None = None
+        self._outbox: Outbox | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self._go = asyncio.Event()
@@ -72,6 +73,7 @@ class Worker:
         """Start reading the node's messages from the inherited socket."""
         sock = socket.socket(fileno=self.settings.link_fd)
         reader, self._writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 16)
+        self._outbox = Outbox(self._writer)
         self._reader_task = asyncio.create_task(self._read(reader))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
@@ -126,9 +128,9 @@ class Worker:
         self._send(answer)
 
     def _send(self, message: dict[str, Any]) -> None:
-        if self._writer is None or self._writer.is_closing():
+        if self._writer is None or self._outbox is None or self._writer.is_closing():
             raise E.WorkerLinkError("the worker socket to the node is closed")
-        self._writer.write(pack(message))
+        self._outbox.send(message)
 
     async def commit(self, ops: Sequence[WriteOp]) -> dict[str, Any]:
         """Send one invocation's writes to the node; its answer after the fsync."""
