@@ -129,6 +129,7 @@ def start_node(
         ],
         work / "ready.json",
         work / "node.log",
+        timeout=120,  # a start on a machine loaded by other work takes its time
     )
     api = str(info["api"])
     client = NodeClient(api, (data / "admin.token").read_text().strip())
