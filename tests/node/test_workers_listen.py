@@ -156,3 +156,20 @@ def test_keep_alive_clients_spread_over_workers_and_survive_a_worker_death(
     # replacement: every one is answered, by both indexes.
     assert set(keep_alive_round(node.api, 16, 1)) == {"0", "1"}
     assert node.proc.poll() is None
+
+
+@needs_reuse_port
+def test_workers_started_from_scratch_get_their_own_sockets_too(tmp_path: Path) -> None:
+    # api.fork_server = false: the sockets pass by pass_fds, not SCM_RIGHTS.
+    publisher = make_publisher(tmp_path / "publisher")
+    data = tmp_path / "node"
+    data.mkdir()
+    shutil.copy(publisher.policy_path, data / "trust-policy.json")
+    config = tmp_path / "node.toml"
+    config.write_text("[api]\nworkers = 2\nfork_server = false\nspare_worker = false\n")
+    n = start_node(data, "--no-mdns", config=config)
+    try:
+        assert deploy(n, example_bundle("kv_echo", publisher, BUILD)).status == 201
+        assert set(keep_alive_round(n.api, 16, 2)) == {"0", "1"}
+    finally:
+        n.stop()

@@ -23,15 +23,16 @@ from tests.node.test_modules_e2e import BUILD
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("cluster")
     tls.init_cluster(tmp_path / "ca")
     for name in ("node", "operator"):
         tls.issue_node(tmp_path / "ca", name, tmp_path / name)
     return tmp_path
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one node: each test only reads
 def node(cluster: Path) -> Iterator[NodeProcess]:
     files = tls.files_for(cluster / "node", "node")
     publisher = make_publisher(cluster / "publisher")
