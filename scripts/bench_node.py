@@ -2,10 +2,14 @@
 """Invocation over HTTP: a real `edgestate node` against two baselines, in one run.
 
 For 1, 8 and 64 concurrent keep-alive clients it prints requests/s, latency
-median / p99 and CPU seconds per 1,000 invocations of each server process, of:
+median / p99, how the invocations spread over the workers (% per worker index,
+from edgestate_worker_invocations_total) and CPU seconds per 1,000 invocations
+of each server process and in total, of:
 
 - node-wN:  POST /v1/invoke/kv-echo on a real node process with api.workers = N
             (0: in-process; 1, 2: worker processes), wasm sandbox + durable write
+- node-w2-shared, node-w2-uvloop (--variants): api.workers = 2 with one shared
+            accept queue (api.reuse_port = false), and on uvloop (api.event_loop)
 - floor:    a minimal aiohttp handler in its own process doing the same durable
             store write without wasm (what the HTTP server and the store cost)
 - spawn:    a handler that starts a fresh Python process per request to do the
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import shutil
 import signal
@@ -30,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -90,17 +96,19 @@ def start_script(code: str, data: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def start_node(
-    work: Path, workers: int, *, spare: bool = True
+    work: Path, workers: int, *, spare: bool = True, api: str = "", label: str = ""
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """A node with ``api.workers = workers`` and kv-echo deployed; ``api``: more
+    [api] settings (TOML lines) of a variant."""
     from edgestate.client import NodeClient
     from edgestate.devkit import example_bundle, make_publisher, spawn_node
 
-    work = work / f"w{workers}{'' if spare else '-nospare'}"
+    work = work / f"w{workers}{'' if spare else '-nospare'}{label}"
     work.mkdir()
     data = work / "node"
     data.mkdir()
     config = work / "node.toml"
-    config.write_text(f"[api]\nspare_worker = {'true' if spare else 'false'}\n")
+    config.write_text(f"[api]\nspare_worker = {'true' if spare else 'false'}\n{api}")
     publisher = make_publisher(work / "publisher")
     shutil.copy(publisher.policy_path, data / "trust-policy.json")
     proc, info = spawn_node(
@@ -121,6 +129,7 @@ def start_node(
         ],
         work / "ready.json",
         work / "node.log",
+        timeout=120,  # a start on a machine loaded by other work takes its time
     )
     api = str(info["api"])
     client = NodeClient(api, (data / "admin.token").read_text().strip())
@@ -169,8 +178,12 @@ end
 """
 
 
-def wrk_load(url: str, clients: int, seconds: float, script: Path) -> tuple[float, float, float]:
-    """(req/s, median ms, p99 ms) from wrk with ``clients`` connections on 1 thread."""
+def wrk_load(
+    url: str, clients: int, seconds: float, script: Path
+) -> tuple[float, float, float, int]:
+    """(req/s, median ms, p99 ms, errors) from wrk with ``clients`` connections on
+    1 thread. Errors (non-2xx, timeouts) are reported, not fatal: on a loaded
+    machine one 2 s timeout must not lose the whole run."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "-s", str(script), url],
         capture_output=True,
@@ -179,9 +192,7 @@ def wrk_load(url: str, clients: int, seconds: float, script: Path) -> tuple[floa
     ).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT"))
     requests, errors, p50, p99_us, duration_us = (int(v) for v in line.split()[1:])
-    if errors:
-        raise RuntimeError(f"{url}: {errors} errors under wrk")
-    return requests / (duration_us / 1e6), p50 / 1000, p99_us / 1000
+    return requests / (duration_us / 1e6), p50 / 1000, p99_us / 1000, errors
 
 
 def cpu_seconds(pid: int) -> float:
@@ -241,14 +252,41 @@ def measure(
         asyncio.run(load(url, clients, 0.5))
     before = {k: cpu_seconds(p) for k, p in procs.items()}
     if script is not None:
-        rps, median, tail = wrk_load(url, clients, seconds, script)
+        rps, median, tail, errors = wrk_load(url, clients, seconds, script)
     else:
         rps, lat = asyncio.run(load(url, clients, seconds))
-        median, tail = statistics.median(lat), p99(lat)
+        median, tail, errors = statistics.median(lat), p99(lat), 0
     used = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
     total = rps * seconds
     per_k = {k: v / total * 1000 for k, v in used.items()}
-    return {"rps": rps, "median": median, "p99": tail, "cpu": per_k}
+    return {"rps": rps, "median": median, "p99": tail, "cpu": per_k, "errors": errors}
+
+
+# Variants of node-w2 run beside it (--variants): what each setting costs or pays.
+VARIANTS = {
+    "shared": "reuse_port = false\n",  # one accept queue shared by the workers
+    "uvloop": 'event_loop = "uvloop"\n',  # the workers on uvloop
+}
+
+
+def worker_spread(url: str) -> dict[str, float]:
+    """Invocations answered so far per worker index (edgestate_worker_invocations_total)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    return {
+        s.labels["worker"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "edgestate_worker_invocations_total"
+    }
+
+
+def spread_text(before: dict[str, float], after: dict[str, float]) -> str:
+    counts = {k: after.get(k, 0) - before.get(k, 0) for k in sorted(after)}
+    total = sum(counts.values()) or 1
+    return "/".join(f"{v / total * 100:.0f}" for v in counts.values()) + " %"
 
 
 def main() -> None:
@@ -256,6 +294,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--workers", default="0,1,2", help="api.workers values to run")
     parser.add_argument("--no-spawn", action="store_true", help="skip the process-per-request one")
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"node-w2 variants to run beside it ({', '.join(VARIANTS)}; '' for none)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="edgestate-bench-node-"))
     script: Path | None = None
@@ -269,6 +312,13 @@ def main() -> None:
             node, node_url = start_node(work, n)
             procs.append(node)
             systems.append((f"node-w{n}", node_url, node.pid))
+        for variant in filter(None, args.variants.split(",")):
+            if variant == "uvloop" and importlib.util.find_spec("uvloop") is None:
+                print("(uvloop is not installed: no node-w2-uvloop)")
+                continue
+            node, node_url = start_node(work, 2, api=VARIANTS[variant], label=variant)
+            procs.append(node)
+            systems.append((f"node-w2-{variant}", node_url, node.pid))
         floor, floor_url = start_script(FLOOR_SERVER, work / "floor")
         procs.append(floor)
         systems.append(("floor", floor_url, floor.pid))
@@ -286,31 +336,42 @@ def main() -> None:
             )
         )
         print(
-            f"{'clients':>7}  {'system':<8} {'req/s':>9} {'median ms':>10} {'p99 ms':>8} "
-            f"{'vs floor':>8}  cpu s / 1000 inv (per process)"
+            f"{'clients':>7}  {'system':<15} {'req/s':>9} {'median ms':>10} {'p99 ms':>8} "
+            f"{'spread':>9}  cpu s / 1000 inv (per process; total)"
         )
         for clients in (1, 8, 64):
             results: dict[str, float] = {}
             for name, url, pid in systems:
                 if name == "spawn" and clients > 8:
                     continue  # 64 concurrent interpreters would only measure the OOM killer
+                workers = name.startswith("node-w") and not name.startswith("node-w0")
+                before = worker_spread(url) if workers else {}
                 r = measure(url, pid, clients, args.seconds, script)
+                spread = spread_text(before, worker_spread(url)) if workers else ""
                 rps = float(r["rps"])  # type: ignore[arg-type]
                 results[name] = rps
                 cpu = r["cpu"]
                 assert isinstance(cpu, dict)
                 print(
-                    f"{clients:>7}  {name:<8} {rps:>9,.0f} {r['median']:>10.2f} {r['p99']:>8.2f} "
-                    f"{'':>8}  " + " ".join(f"{k} {v:.3f}" for k, v in cpu.items())
+                    f"{clients:>7}  {name:<15} {rps:>9,.0f} {r['median']:>10.2f} {r['p99']:>8.2f} "
+                    f"{spread:>9}  "
+                    + " ".join(f"{k} {v:.3f}" for k, v in cpu.items())
+                    + f"; {sum(cpu.values()):.3f}"
+                    + (f"  ({r['errors']} errors)" if r["errors"] else "")
                 )
             floor_rps = results["floor"]
             print(
                 f"{'':>7}  vs floor: "
                 + ", ".join(f"{k} {v / floor_rps:.2f}x" for k, v in results.items() if k != "floor")
             )
-            if "node-w0" in results and "node-w2" in results:
+            if "node-w0" in results:
                 print(
-                    f"{'':>7}  node-w2 / node-w0 = {results['node-w2'] / results['node-w0']:.2f}x"
+                    f"{'':>7}  vs node-w0: "
+                    + ", ".join(
+                        f"{k} {v / results['node-w0']:.2f}x"
+                        for k, v in results.items()
+                        if k.startswith("node-w") and k != "node-w0"
+                    )
                 )
         print(
             "loaded RSS MB: "

@@ -93,6 +93,15 @@ class ApiConfig:
     # a worker then shares those pages (USS ~7 MB instead of ~38) and starts in
     # well under a second. False: each starts a fresh interpreter.
     fork_server: bool = True
+    # One listening socket per worker, all bound to the API port with SO_REUSEPORT
+    # (Linux): the kernel spreads new connections evenly over the workers. With one
+    # shared accept queue, the worker that wakes first takes most keep-alive
+    # connections (8 clients: nearly all on one worker). False, or where the
+    # option does not exist: one shared queue (docs/workers.md).
+    reuse_port: bool = True
+    # The workers' event loop: "asyncio", or "uvloop" (when importable; else
+    # asyncio, logged). docs/workers.md has the side-by-side figures.
+    event_loop: str = "asyncio"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -365,6 +374,8 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
         raise ConfigError("sync.insecure = false needs sync.ca_cert, sync.cert and sync.key")
     sync: SyncConfig = layers["SyncConfig"](tls=tls, **sync_values)
 
+    if api.event_loop not in _EVENT_LOOPS:
+        raise ConfigError(f"api.event_loop must be 'asyncio' or 'uvloop', got {api.event_loop!r}")
     if api.tls and tls is None:
         raise ConfigError("api.tls = true needs the cluster TLS files (sync.ca_cert, cert, key)")
     log_format = raw.get("log_format", "text")
@@ -389,6 +400,8 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
         module_history=module_history,
     )
 
+
+_EVENT_LOOPS = ("asyncio", "uvloop")
 
 # The accepted values, as the error names them.
 _LOG_CHOICES = {

@@ -15,13 +15,13 @@ import ssl
 from aiohttp import web
 
 from edgestate.errors import ListenError
+from edgestate.node.api.certified import api_tls_context
 from edgestate.node.config import NodeConfig
 from edgestate.node.metrics import NodeMetrics
 from edgestate.node.registry import ModuleRegistry
 from edgestate.node.workers import WorkerPool
 from edgestate.runtime import Runtime
 from edgestate.store import Store
-from edgestate.sync.tls import server_context
 
 __all__ = [
     "api_ssl_context",
@@ -35,11 +35,9 @@ log = logging.getLogger(__name__)
 
 
 def uses_workers(config: NodeConfig) -> bool:
-    """Whether invocations run in worker processes (never with ``api.tls``: said
-    once, at start, when both are asked for)."""
-    if config.api.workers and config.api.tls:
-        log.warning("api.tls: invocations run in the node process (workers serve plain HTTP)")
-    return config.api.workers > 0 and not config.api.tls
+    """Whether invocations run in worker processes (with ``api.tls`` too: each
+    worker terminates TLS itself, edgestate.node.api.certified)."""
+    return config.api.workers > 0
 
 
 def api_ssl_context(config: NodeConfig) -> ssl.SSLContext | None:
@@ -47,11 +45,7 @@ def api_ssl_context(config: NodeConfig) -> ssl.SSLContext | None:
     tls_files = config.sync.tls
     if not config.api.tls or tls_files is None:
         return None
-    ctx = server_context(tls_files)
-    # Token users have no certificate; a certificate, if presented, must be
-    # valid for the cluster (the handshake fails otherwise).
-    ctx.verify_mode = ssl.CERT_OPTIONAL
-    return ctx
+    return api_tls_context(tls_files)
 
 
 async def serve_in_process(runner: web.AppRunner, config: NodeConfig) -> int:
@@ -80,6 +74,7 @@ def worker_pool(
         runtime,
         metrics,
         lambda: dict(registry.running),
+        tls=config.sync.tls if config.api.tls else None,
         log_level=config.log_level,
         log_format=config.log_format,
     )

@@ -23,13 +23,11 @@ caller counts it (a node's :class:`~edgestate.node.metrics.NodeMetrics`), once.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import hashlib
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -53,6 +51,7 @@ from edgestate.runtime.engine import (
     build_engine,
     engine_fingerprint,
 )
+from edgestate.runtime.guest_threads import GuestThreads
 from edgestate.runtime.manifest import Manifest, parse_manifest
 from edgestate.runtime.policy import Grant, Owner, TrustPolicy
 from edgestate.runtime.sandbox import Execution, Sandbox
@@ -149,12 +148,11 @@ class Runtime:
         threads = self.config.admission.threads
         # Each running invocation holds an instance slot: more threads than slots
         # would only turn into "every instance slot is busy" errors.
+        niceness = self.config.admission.thread_niceness
         self._executor = (
-            ThreadPoolExecutor(
-                max_workers=min(threads, self.config.max_instances),
-                thread_name_prefix="edgestate-wasm",
-                initializer=lower_thread_priority,
-                initargs=(self.config.admission.thread_niceness,),
+            GuestThreads(
+                min(threads, self.config.max_instances),
+                initializer=functools.partial(lower_thread_priority, niceness),
             )
             if threads > 0
             else None
@@ -164,7 +162,7 @@ class Runtime:
         """Stop the epoch ticker and the invocation threads (running guests end by
         their budgets). The store is the caller's to close."""
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor.close()
         self._ticker.close()
 
     def __enter__(self) -> Runtime:
@@ -347,15 +345,10 @@ class Runtime:
                 return self.run(name, input)
             return await self._run_on_thread(self._executor, name, input)
 
-    async def _run_on_thread(
-        self, executor: ThreadPoolExecutor, name: str, input: bytes
-    ) -> Execution:
-        # In the caller's context (run_in_executor does not carry it): what the
-        # guest logs keeps the request's context variables (its request id).
-        run = functools.partial(self.run, name, input, release_gil=True)
-        future = asyncio.get_running_loop().run_in_executor(
-            executor, contextvars.copy_context().run, run
-        )
+    async def _run_on_thread(self, executor: GuestThreads, name: str, input: bytes) -> Execution:
+        # In the caller's context (GuestThreads carries it): what the guest logs
+        # keeps the request's context variables (its request id).
+        future = executor.submit(functools.partial(self.run, name, input, release_gil=True))
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:

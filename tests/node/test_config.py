@@ -163,6 +163,7 @@ def test_every_dataclass_field_is_settable_from_the_file(tmp_path: Path) -> None
         ("", "log_level"): "debug",
         ("sync", "insecure"): False,  # TLS files are set below
         ("api", "tls"): True,  # needs them too
+        ("api", "event_loop"): "uvloop",
         ("sync", "node_id"): "node-7",
         ("sync.nats", "servers"): ["nats://127.0.0.1:4222"],
     }
@@ -269,6 +270,7 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
         ("[store]\ndurability = 'sometimes'\n", "store.durability must be 'sync' or 'batched'"),
         ("[store]\ngc = 'eager'\n", "store.gc must be 'cluster', 'solo' or 'off'"),
         ("log_format = 'xml'\n", "log_format must be 'text' or 'json'"),
+        ("[api]\nevent_loop = 'trio'\n", "api.event_loop must be 'asyncio' or 'uvloop'"),
         ("[sync]\ninsecure = false\n", "needs sync.ca_cert"),
         ("[sync]\ncert = 'a'\n", "missing ['ca_cert', 'key']"),
         ("[api]\nport = true\n", "got a boolean"),

@@ -44,6 +44,7 @@ from typing import Any
 from aiohttp import web
 
 from edgestate import errors as E
+from edgestate.node.api.certified import client_certified
 from edgestate.node.api.cluster import ClusterRoutes
 from edgestate.node.api.dashboard import DashboardRoutes
 from edgestate.node.api.docs import DocumentRoutes
@@ -166,9 +167,9 @@ def _answer(node: Guarded, admin_token: bytes) -> Answer:
 
 
 def _check_token(request: web.Request, admin_token: bytes, node: Guarded) -> web.Response | None:
-    if request.transport is not None and request.transport.get_extra_info("peercert"):
+    if client_certified(request):
         # TLS verified this certificate against the cluster CA (and its CRL) in
-        # the handshake: a cluster member is admin.
+        # the handshake (ours, or a worker's): a cluster member is admin.
         return None
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

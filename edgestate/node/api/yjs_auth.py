@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from edgestate.errors import InvalidTokenError
+from edgestate.node.api.certified import client_certified
 from edgestate.sync.yjs import FULL_ACCESS, Authorize, YjsAccess
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ def yjs_authorizer(admin_token: str, tokens: ClientTokens) -> Authorize:
     admin = admin_token.encode()
 
     def authorize(request: web.Request, doc: str) -> YjsAccess:
-        if request.transport is not None and request.transport.get_extra_info("peercert"):
+        if client_certified(request):
             return FULL_ACCESS  # verified against the cluster CA in the TLS handshake
         token = credential(request)
         if not token:

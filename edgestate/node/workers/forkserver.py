@@ -92,9 +92,9 @@ class ForkServer:
         async with asyncio.timeout(READY_TIMEOUT_S):
             (self.pid,) = _PID.unpack(await asyncio.to_thread(_recv_exactly, spawn, _PID.size))
 
-    async def spawn(self, settings: object, fds: tuple[int, int]) -> ForkedProcess:
+    async def spawn(self, settings: object, fds: tuple[int, ...]) -> ForkedProcess:
         """Fork one worker running ``settings`` (a ``WorkerSettings``, pickled as it is)
-        with the sockets ``fds`` (listen, link)."""
+        with the sockets ``fds`` (the API listeners, then the link last)."""
         spawn = self._spawn
         if spawn is None or self._proc is None or self._proc.returncode is not None:
             raise OSError("the fork server is not running")
@@ -136,7 +136,7 @@ class ForkServer:
             self._events_writer.close()
 
 
-def _request(sock: socket.socket, payload: bytes, fds: tuple[int, int]) -> int:
+def _request(sock: socket.socket, payload: bytes, fds: tuple[int, ...]) -> int:
     socket.send_fds(sock, [_LENGTH.pack(len(payload))], list(fds))
     sock.sendall(payload)
     (pid,) = _PID.unpack(_recv_exactly(sock, _PID.size))

@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from edgestate.node.api.certified import CERT_HEADER, VERIFIED, has_peer_certificate
 from edgestate.node.api.observe import CLIENT_HEADER
 from edgestate.node.api.responses import error_response
 
@@ -31,9 +32,10 @@ _HOP = frozenset(
         "Upgrade",
         "Host",
         "Content-Length",
-        # Ours to set (the client's address, for the node's access log): a client
-        # must not name its own.
+        # Ours to set (the client's address, for the node's access log; whether
+        # its TLS certificate was verified): a client must not claim either.
         CLIENT_HEADER,
+        CERT_HEADER,
     )
 )
 _WS_HANDSHAKE = frozenset(
@@ -77,6 +79,8 @@ class NodeProxy:
             k: v for k, v in request.headers.items() if k.lower() not in _HOP or k.lower() in keep
         }
         headers[CLIENT_HEADER] = request.remote or ""
+        if has_peer_certificate(request):
+            headers[CERT_HEADER] = VERIFIED  # api.tls: admin without a token
         body = request.content if request.body_exists else None
         try:
             upstream = await self.session().request(

@@ -1,10 +1,12 @@
 """The node's side of its invocation workers: start, feed, restart and stop them.
 
-The node owns one listening socket for the API port and hands a copy to every
-worker (``pass_fds``): the workers accept from that one queue, so a connection
-waits in it, rather than being reset, while a dead worker is replaced. The node
-itself never accepts on it; its own routes (admin, ``/metrics``, health,
-``/yjs``) answer on a private unix socket the workers proxy to.
+The node owns the listening sockets of the API port (:mod:`.listen`: one per
+worker index with ``api.reuse_port``, else one shared) and hands each worker its
+own (``pass_fds``); they outlive any worker, so a connection waits in its queue,
+rather than being reset, while a dead worker is replaced, and the replacement
+(or the spare) accepts from the same queue. The node itself never accepts on
+them; its own routes (admin, ``/metrics``, health, ``/yjs``) answer on a private
+unix socket the workers proxy to.
 
 Each worker gets a socketpair (:mod:`.protocol`): its writes come in as one
 ``w`` message per invocation and are answered after the durable group commit;
@@ -37,19 +39,26 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from edgestate.errors import EdgestateError, ListenError, NodeStartError, WorkerLinkError
+from edgestate.errors import EdgestateError, NodeStartError, WorkerLinkError
 from edgestate.node.metrics import NodeMetrics
 from edgestate.node.workers.forkserver import ForkServer
 from edgestate.node.workers.heartbeat import send_heartbeats
+from edgestate.node.workers.listen import listeners
 from edgestate.node.workers.logshare import NodeLogShare
-from edgestate.node.workers.process import WorkerProc, WorkerProcess, WorkerSettings, pool_metrics
+from edgestate.node.workers.process import (
+    WorkerProc,
+    WorkerProcess,
+    WorkerSettings,
+    pool_metrics,
+    record_report,
+)
 from edgestate.node.workers.protocol import decode_ops, read_message
-from edgestate.runtime import InvocationResult
 
 if TYPE_CHECKING:
     from edgestate.node.config import ApiConfig
     from edgestate.runtime import Runtime
     from edgestate.store import Store
+    from edgestate.sync import TLSFiles
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +84,12 @@ class WorkerPool:
         metrics: NodeMetrics,
         bundles: Bundles,
         *,
+        tls: TLSFiles | None = None,
         log_level: str = "info",
         log_format: str = "text",
     ) -> None:
         self.count = count
+        self._tls = tls  # api.tls: each worker serves HTTPS with these files
         self.api = api
         self.store = store
         self.runtime = runtime
@@ -89,7 +100,10 @@ class WorkerPool:
         self._log_format = log_format
         self._dir = tempfile.mkdtemp(prefix="edgestate-node-")  # 0700: workers only
         self.node_socket = os.path.join(self._dir, "api.sock")
-        self._listen: socket.socket | None = None
+        self._listeners: list[socket.socket] = []
+        # Invocations answered per worker index, across restarts: how evenly the
+        # accept queues spread the load (edgestate_worker_invocations_total).
+        self.served: dict[int, int] = {}
         self._workers: dict[int, WorkerProcess] = {}
         self._keepers: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
@@ -102,15 +116,18 @@ class WorkerPool:
         self._forks: ForkServer | None = None  # api.fork_server
         metrics.add_collector(
             lambda: pool_metrics(
-                self._workers, self._spare, self.restarts, self._forks.pid if self._forks else None
+                self._workers,
+                self._spare,
+                self.restarts,
+                self._forks.pid if self._forks else None,
+                self.served,
             )
         )
 
     @property
     def port(self) -> int:
         """The API port the workers serve."""
-        assert self._listen is not None
-        return int(self._listen.getsockname()[1])
+        return int(self._listeners[0].getsockname()[1])
 
     def pids(self) -> dict[int, int]:
         """Worker index -> pid, of those running."""
@@ -120,19 +137,7 @@ class WorkerPool:
         """Bind the API port, start every worker and wait until each serves."""
         if not 0 < self.count <= 256:
             raise NodeStartError(f"api.workers must be 0..256, got {self.count}")
-        family, kind, proto, _, address = socket.getaddrinfo(
-            self.api.host, self.api.port, type=socket.SOCK_STREAM
-        )[0]
-        listen = socket.socket(family, kind, proto)
-        listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listen.bind(address)
-        except OSError as exc:
-            listen.close()
-            raise ListenError.from_os_error("API", self.api.host, self.api.port, exc) from exc
-        listen.listen(1024)
-        listen.setblocking(False)
-        self._listen = listen
+        self._listeners = listeners(self.api, self.count)
         if self.api.fork_server:
             forks = ForkServer()
             try:
@@ -172,8 +177,8 @@ class WorkerPool:
                 await asyncio.wait(late)
         if self._forks is not None:
             await self._forks.close()
-        if self._listen is not None:
-            self._listen.close()
+        for listener in self._listeners:
+            listener.close()
         with contextlib.suppress(OSError):
             os.unlink(self.node_socket)
         with contextlib.suppress(OSError):
@@ -271,7 +276,10 @@ class WorkerPool:
             await asyncio.sleep(min(5.0, 0.05 * 2**failures) if failures else 0)
 
     async def _spawn(self, index: int, *, go: bool = True) -> WorkerProcess:
-        assert self._listen is not None
+        listening = self._listeners
+        # With one listener per index a worker gets its own; the spare all of them.
+        if len(listening) > 1:
+            listening = listening if index == SPARE else [listening[index]]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             settings = WorkerSettings(
@@ -283,7 +291,8 @@ class WorkerPool:
                 node_socket=self.node_socket,
                 log_level=self._log_level,
                 log_format=self._log_format,
-                listen_fd=self._listen.fileno(),
+                listen_fds=tuple(s.fileno() for s in listening),
+                tls=self._tls,
                 link_fd=theirs.fileno(),
             )
             proc = await self._start_process(settings)
@@ -305,7 +314,7 @@ class WorkerPool:
         forks = self._forks
         if forks is not None:
             try:
-                return await forks.spawn(settings, (settings.listen_fd, settings.link_fd))
+                return await forks.spawn(settings, (*settings.listen_fds, settings.link_fd))
             except OSError as exc:
                 log.error("fork server failed (%s); starting workers from scratch", exc)
                 self._forks = None
@@ -315,7 +324,7 @@ class WorkerPool:
             "-m",
             "edgestate.node.workers.main",
             stdin=asyncio.subprocess.PIPE,
-            pass_fds=(settings.listen_fd, settings.link_fd),
+            pass_fds=(*settings.listen_fds, settings.link_fd),
         )
         assert proc.stdin is not None
         proc.stdin.write(pickle.dumps(settings))
@@ -353,7 +362,8 @@ class WorkerPool:
                     worker.commits.add(task)
                     task.add_done_callback(worker.commits.discard)
                 elif kind == "r":
-                    self._record(message)
+                    answered = record_report(self.metrics, message)
+                    self.served[worker.index] = self.served.get(worker.index, 0) + answered
                     if "logs" in message:
                         worker.logs = {
                             str(m): (int(r), int(b)) for m, (r, b) in message["logs"].items()
@@ -381,23 +391,6 @@ class WorkerPool:
         # A worker that died meanwhile gets no answer; its client saw the connection
         # close, so nothing it was told is lost.
         worker.send(answer)
-
-    def _record(self, message: dict[str, Any]) -> None:
-        metrics = self.metrics
-        try:
-            for row in message.get("inv", ()):
-                if row[1] == "ok":
-                    metrics.invoked(
-                        InvocationResult(row[0], b"", 0, 0, row[2], row[3], row[4], 0, row[5])
-                    )
-                else:
-                    metrics.failed_code(row[0], row[1])
-            for code in message.get("http", ()):
-                metrics.http_errors.labels(str(code)).inc()
-            for route, method, status, seconds in message.get("req", ()):
-                metrics.http.observe(str(route), str(method), int(status), float(seconds))
-        except (TypeError, IndexError, ValueError):
-            log.warning("malformed metrics report from a worker, ignored")
 
     # --- modules ------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from edgestate import errors as E
+from edgestate.node.api.certified import api_tls_context
 from edgestate.node.api.invoke import InvocationRoutes
 from edgestate.node.api.observe import observed, stamp_request_id
 from edgestate.node.api.responses import error_reply, error_response
@@ -33,7 +34,7 @@ from edgestate.node.config import ApiConfig
 from edgestate.node.workers.heartbeat import NodeHeartbeat
 from edgestate.node.workers.label import set_worker_label
 from edgestate.node.workers.process import WorkerSettings
-from edgestate.node.workers.protocol import encode_ops, pack, read_message
+from edgestate.node.workers.protocol import Outbox, encode_ops, read_message
 from edgestate.node.workers.proxy import NodeProxy
 from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
 from edgestate.store import Store, WriteOp
@@ -57,6 +58,7 @@ class Worker:
         self.ready = False
         self.draining = False
         self._writer: asyncio.StreamWriter | None = None
+        self._outbox: Outbox | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self._go = asyncio.Event()
@@ -79,6 +81,7 @@ class Worker:
         """Start reading the node's messages from the inherited socket."""
         sock = socket.socket(fileno=self.settings.link_fd)
         reader, self._writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 16)
+        self._outbox = Outbox(self._writer)
         self._reader_task = asyncio.create_task(self._read(reader))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
@@ -153,9 +156,9 @@ class Worker:
             self._send({"t": "lq", "m": module, "b": nbytes})  # gone: so is any budget
 
     def _send(self, message: dict[str, Any]) -> None:
-        if self._writer is None or self._writer.is_closing():
+        if self._writer is None or self._outbox is None or self._writer.is_closing():
             raise E.WorkerLinkError("the worker socket to the node is closed")
-        self._writer.write(pack(message))
+        self._outbox.send(message)
 
     async def commit(self, ops: Sequence[WriteOp]) -> dict[str, Any]:
         """Send one invocation's writes to the node; its answer after the fsync."""
@@ -259,8 +262,11 @@ class Worker:
             shutdown_timeout=self.settings.api.shutdown_grace_s,
         )
         await runner.setup()
-        listen = socket.socket(fileno=self.settings.listen_fd)
-        await web.SockSite(runner, listen).start()
+        # api.tls: this worker's own context from the cluster files' paths (a
+        # worker handshakes its own connections; the node never sends key bytes).
+        tls = self.settings.tls
+        ssl_context = api_tls_context(tls) if tls is not None else None
+        await web.SockSite(runner, self._listener(), ssl_context=ssl_context).start()
         self.ready = True
         self._send({"t": "ready", "pid": os.getpid()})
         stop = asyncio.Event()
@@ -275,6 +281,17 @@ class Worker:
         await proxy.close()
         self.runtime.close()
         self.store.close()
+
+    def _listener(self) -> socket.socket:
+        """The API socket this worker accepts on: its index's (api.reuse_port; a
+        spare was given every index's), else the shared one. The others it holds
+        are closed: their queues are other workers' (the node keeps them open)."""
+        fds = self.settings.listen_fds
+        mine = fds[self.index] if len(fds) > 1 else fds[0]
+        for fd in fds:
+            if fd != mine:
+                os.close(fd)
+        return socket.socket(fileno=mine)
 
     def _app(self, proxy: NodeProxy) -> web.Application:
         api = self.settings.api

@@ -31,6 +31,8 @@ import sys
 import threading
 
 MAX_REQUEST = 1 << 20  # pickled settings: a few KB
+# API listeners (the spare gets one per worker) and the link: Linux's SCM_MAX_FD.
+MAX_FDS = 253
 _LENGTH = struct.Struct("!I")
 _PID = struct.Struct("!q")
 
@@ -72,14 +74,15 @@ def _serve_child(
 
 
 def _spawn(spawn: socket.socket, events: socket.socket, wake: tuple[int, int]) -> None:
-    header, fds, _, _ = socket.recv_fds(spawn, _LENGTH.size, 2)
+    header, fds, _, _ = socket.recv_fds(spawn, _LENGTH.size, MAX_FDS)
     if not header:
         raise EOFError
     (size,) = _LENGTH.unpack(header)
-    if size > MAX_REQUEST or len(fds) != 2:
+    if size > MAX_REQUEST or len(fds) < 2:
         raise EOFError  # not the node talking: stop
     settings = pickle.loads(_recv_exactly(spawn, size))
-    settings = dataclasses.replace(settings, listen_fd=fds[0], link_fd=fds[1])
+    # The API listeners, then the link (forkserver.spawn's order).
+    settings = dataclasses.replace(settings, listen_fds=tuple(fds[:-1]), link_fd=fds[-1])
     pid = os.fork()
     if pid == 0:
         _serve_child(spawn, events, wake, pickle.dumps(settings))

@@ -1,0 +1,40 @@
+"""The link's Outbox (workers/protocol.py): one write per turn of the loop, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from edgestate.node.workers.protocol import Outbox, read_message
+
+
+def test_messages_of_one_turn_go_out_together_in_order_and_a_closed_link_drops_them() -> None:
+    async def main() -> None:
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        outbox = Outbox(writer)
+        try:
+            for i in range(50):
+                outbox.send({"t": "wr", "id": i, "ok": True})
+            # Nothing written yet: the turn has not ended.
+            try:
+                early = theirs.recv(1 << 16)
+            except BlockingIOError:
+                early = b""
+            assert early == b""
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            peer_reader, peer_writer = await asyncio.open_unix_connection(sock=theirs)
+            got = [await asyncio.wait_for(read_message(peer_reader), 10) for _ in range(50)]
+            assert [m["id"] for m in got if m] == list(range(50))
+            writer.close()
+            outbox.send({"t": "wr", "id": 99})  # after close: dropped, not raised
+            await asyncio.sleep(0)
+            assert await asyncio.wait_for(read_message(peer_reader), 10) is None
+            peer_writer.close()
+        finally:
+            writer.close()
+        del reader
+
+    asyncio.run(main())

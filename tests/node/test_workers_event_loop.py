@@ -1,0 +1,60 @@
+"""api.event_loop: the workers' event loop (asyncio, or uvloop when importable)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgestate.devkit import example_bundle, make_publisher
+from edgestate.node.workers.main import loop_factory
+from tests.node.conftest import start_node
+from tests.node.test_modules_e2e import BUILD, deploy
+from tests.node.test_workers import post
+
+pytestmark = pytest.mark.timeout(180)
+has_uvloop = importlib.util.find_spec("uvloop") is not None
+
+
+def test_asyncio_is_the_default_and_a_missing_uvloop_falls_back_with_a_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert loop_factory("asyncio") is None
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # what an uninstalled module does
+    with caplog.at_level(logging.WARNING, logger="edgestate.worker"):
+        assert loop_factory("uvloop") is None
+    assert "uvloop is not installed" in caplog.text
+
+
+@pytest.mark.skipif(not has_uvloop, reason="uvloop is not installed")
+def test_uvloop_workers_serve_invocations(tmp_path: Path) -> None:
+    factory = loop_factory("uvloop")
+    assert factory is not None
+    loop = factory()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+    finally:
+        loop.close()
+    publisher = make_publisher(tmp_path / "publisher")
+    data = tmp_path / "node"
+    data.mkdir()
+    shutil.copy(publisher.policy_path, data / "trust-policy.json")
+    config = tmp_path / "node.toml"
+    config.write_text('[api]\nworkers = 2\nevent_loop = "uvloop"\n')
+    node = start_node(data, "--no-mdns", config=config)
+    try:
+        assert deploy(node, example_bundle("kv_echo", publisher, BUILD)).status == 201
+        for n in range(20):
+            assert post(node.api, "/v1/invoke/kv-echo", f"k{n}={n}".encode())[:2] == (
+                200,
+                str(n).encode(),
+            )
+        assert "not installed" not in node.log_path.read_text()
+    finally:
+        node.stop()
