@@ -20,6 +20,8 @@ class NatsStats:
     server: str | None = None
     servers: list[str] = field(default_factory=list)
     last_error: str | None = None
+    # The edgestate.errors code of a link failure (nats_tls, nats_auth, nats_link).
+    last_error_code: str | None = None
     reconnects: int = 0
     messages_in: int = 0
     messages_out: int = 0
