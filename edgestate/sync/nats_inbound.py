@@ -58,6 +58,11 @@ class Inbound:
         self._start_sequence: Callable[[], Awaitable[int | None]] | None = None
         self._assemblies: dict[str, parts.Assembly] = {}
         self.durable = durable_name(link.node_id)
+        # The stream sequence the consumer should deliver next. The consumer sees
+        # every message of the stream (its filter is the stream's one subject
+        # space), so a later one means the stream dropped messages (retention,
+        # while this node was slow or stalled) before they reached us.
+        self._next_seq: int | None = None
 
     def set_start(self, start_sequence: Callable[[], Awaitable[int | None]]) -> None:
         """Where the consumer restarts when it is (re)created (see ``nats_catchup``)."""
@@ -71,6 +76,9 @@ class Inbound:
         stream = await js.stream_info(self._link.subjects.stream)
         first: int = stream.state.first_seq
         floor: int = consumer.ack_floor.stream_seq if consumer.ack_floor else 0
+        delivered: int = consumer.delivered.stream_seq if consumer.delivered else 0
+        # From here on, gaps are seen in what the consumer delivers (``_delivered``).
+        self._next_seq = max(delivered + 1, first)
         return first > floor + 1
 
     async def check_gap(self) -> None:
@@ -84,6 +92,21 @@ class Inbound:
         if gap:
             log.info("the NATS stream no longer holds all this node missed: anti-entropy")
             self._on_gap()
+
+    def _delivered(self, seq: int) -> None:
+        """Note one delivered stream sequence; heal if messages before it were dropped."""
+        expected = self._next_seq
+        if expected is not None and seq > expected:
+            self._link.stats.stream_gaps += 1
+            log.info(
+                "NATS stream messages %d..%d were dropped before this node applied them "
+                "(retention ran out while it lagged): anti-entropy",
+                expected,
+                seq - 1,
+            )
+            self._on_gap()
+        if expected is None or seq >= expected:
+            self._next_seq = seq + 1  # a redelivery (seq below) changes nothing
 
     async def decode(self, body: bytes, max_docs: int = 1) -> frames.Frame:
         """One frame of a verified message, within the message size and our limits."""
@@ -160,6 +183,7 @@ class Inbound:
                 futures = await self._apply_frame(opened, doc, msg.subject)
             applies.append((msg, futures))
             meta = msg.metadata
+            self._delivered(meta.sequence.stream)
             self._link.stats.acked_by_doc[doc or "?"] = meta.sequence.stream
             self._link.stats.consumer_pending = meta.num_pending
         for msg, futures in applies:

@@ -38,6 +38,9 @@ class NatsStats:
     anti_entropy_rounds: int = 0
     # Restarts that caught up by one node's diff instead of replaying the stream.
     catchups_by_diff: int = 0
+    # Times the consumer found stream messages dropped (retention) before it
+    # applied them, while connected; each asked for an anti-entropy round.
+    stream_gaps: int = 0
     anti_entropy_bytes_in: int = 0
     # The stream's last sequence and our consumer's ack floor when last seen.
     stream_last_seq: int = 0
