@@ -156,13 +156,16 @@ class NatsLink:
 
         async def disconnected() -> None:
             self.stats.connected = False
+            self.inbound.offline()
 
         async def reconnected() -> None:
             self._failures.connected()
             self.stats.connected, self.stats.reconnects = True, self.stats.reconnects + 1
             self.stats.server = self._server_url()
             self._wake.set()
-            self._tasks.spawn(self.inbound.check_gap())
+            # Behind by much: one node's diff, not the replay; and heal what the
+            # stream dropped meanwhile.
+            self.inbound.reconnected()
 
         async def error(exc: Exception) -> None:
             # Every failed attempt lands here; nats-py keeps retrying (the node serves on).
@@ -208,6 +211,7 @@ class NatsLink:
             raise explain(exc, cfg) from exc
         self._nc, self._js = nc, js
         self._failures.connected()
+        self.inbound.connected()
         self.stats.connected, self.stats.server = True, self._server_url()
         log.info("NATS link up via %s (stream %s)", self.stats.server, self.subjects.stream)
         self.ready.set()
