@@ -250,6 +250,10 @@ async def run_link_cut(root: Path, ca: Path, args: argparse.Namespace) -> dict[s
             while (event := stream.get_nowait()) is not None:
                 missed += len(event.update)
             stream.close()
+            # The precondition of catching up by one node's diff: A applied the
+            # stream it wrote (under load its consumer trails its own publishes,
+            # and B would rightly replay instead).
+            await settle(a)
             before = link.stats.bytes_in
             servers[1].start()
             start = time.perf_counter()

@@ -33,7 +33,7 @@ from nats.js.api import ConsumerInfo
 from edgestate.errors import NatsLinkError
 from edgestate.sync.nats_entropy import AntiEntropy
 from edgestate.sync.nats_host import LinkHost, raise_if_cancelled
-from edgestate.sync.nats_inbound import Inbound
+from edgestate.sync.nats_inbound import API_SETTLE_S, Inbound
 from edgestate.sync.nats_subjects import durable_name
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,8 @@ log = logging.getLogger(__name__)
 # Behind by more messages than this, a node catches up by diff (one message of
 # overhead per document instead of one per update).
 CATCHUP_BY_DIFF_MESSAGES = 256
-# How long the JetStream API may be unavailable (a server just restarted) before
-# a catch-up gives up and replays, and how often it is asked meanwhile.
-API_SETTLE_S = 30.0
+# How often the JetStream API is asked again while it does not answer (a server
+# just restarted), for up to nats_inbound.API_SETTLE_S before replaying instead.
 API_RETRY_S = 0.5
 
 

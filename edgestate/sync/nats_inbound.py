@@ -47,6 +47,9 @@ ENVELOPE_OVERHEAD = 512
 RETRY_S = 0.5
 # A fetch waits this long for messages.
 FETCH_WAIT_S = 2.0
+# How long the JetStream API may not answer (a server just restarted, its
+# replicas catching up) before the stream is assumed to have dropped something.
+API_SETTLE_S = 30.0
 # Senders with a diff in parts assembling at once (bounded memory).
 MAX_ASSEMBLIES = 256
 
@@ -89,12 +92,21 @@ class Inbound:
 
     async def check_gap(self) -> None:
         """Ask for an anti-entropy round if ``log_has_gap`` (at connect, after a reconnect)."""
-        try:
-            gap = await self.log_has_gap()
-        except (nats.errors.Error, NatsLinkError, OSError) as exc:
-            raise_if_cancelled()
-            log.info("could not compare the stream with our consumer (healing anyway): %s", exc)
-            gap = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + API_SETTLE_S
+        while True:
+            try:
+                gap = await self.log_has_gap()
+                break
+            except (nats.errors.Error, NatsLinkError, OSError) as exc:
+                raise_if_cancelled()
+                if loop.time() > deadline:
+                    log.info("could not compare the stream with our consumer (healing): %s", exc)
+                    gap = True
+                    break
+                # A server just restarted may not answer yet; a round now would
+                # fetch every document's diff from every node for nothing.
+                await asyncio.sleep(RETRY_S)
         if gap:
             log.info("the NATS stream no longer holds all this node missed: anti-entropy")
             self._on_gap()
