@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -49,7 +49,7 @@ def nats_cmd(client: NodeClient, as_json: bool) -> None:
         ["updates published / applied", f"{data['updates_published']} / {data['updates_applied']}"],
         ["refused (not members)", data["refused"]],
         ["reconnects", data["reconnects"]],
-        ["last error", data["last_error"] or "-"],
+        ["last error", _error(data)],
     ]
     if data.get("gateway"):
         rows.insert(1, ["gateway", "yes (publishes its LAN peers' writes)"])
@@ -64,3 +64,11 @@ def nats_cmd(client: NodeClient, as_json: bool) -> None:
         )
     for sender, reason in data["refused_senders"].items():
         click.echo(f"refused sender {sender}: {reason}")
+
+
+def _error(data: dict[str, Any]) -> str:
+    """``CODE: message`` of the link's failure, as the CLI prints errors."""
+    if not data.get("last_error"):
+        return "-"
+    code = data.get("last_error_code")
+    return f"{code}: {data['last_error']}" if code else str(data["last_error"])

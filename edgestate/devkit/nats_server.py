@@ -45,6 +45,7 @@ class NatsServer:
         user: str | None = None,
         password: str | None = None,
         advertise: bool = True,
+        conf: str = "",
     ) -> None:
         if shutil.which("nats-server") is None:
             raise NodeStartError(
@@ -58,6 +59,9 @@ class NatsServer:
         self._cluster_name = cluster_name
         self._user, self._password = user, password
         self._advertise = advertise
+        # Extra nats-server configuration (tls {}, authorization {}, operator...):
+        # written to a file the server reads; the command line's flags win over it.
+        self.conf = conf
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,6 +72,8 @@ class NatsServer:
     def command(self) -> list[str]:
         """The command line this server runs with."""
         cmd = ["nats-server", "-js", "-sd", str(self.dir / "js"), "-a", "127.0.0.1"]
+        if self.conf:
+            cmd += ["-c", str(self.dir / "server.conf")]
         cmd += ["-p", str(self.port), "--server_name", self.name, "-l", str(self.dir / "log")]
         if self._user is not None and self._password is not None:
             cmd += ["--user", self._user, "--pass", self._password]
@@ -86,6 +92,8 @@ class NatsServer:
     def start(self) -> None:
         """Start (or restart) the process and wait until it accepts connections."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self.conf:
+            (self.dir / "server.conf").write_text(self.conf)
         self.proc = subprocess.Popen(
             self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -136,6 +144,7 @@ def nats_cluster(
     user: str | None = None,
     password: str | None = None,
     advertise: bool = True,
+    conf: str = "",
 ) -> Iterator[list[NatsServer]]:
     """``size`` servers (a routed cluster if more than one); all stopped on exit."""
     servers: list[NatsServer] = []
@@ -148,6 +157,7 @@ def nats_cluster(
                 user=user,
                 password=password,
                 advertise=advertise,
+                conf=conf,
             )
             servers.append(server)
         if size > 1:

@@ -67,6 +67,8 @@ The classes live in one submodule per section of the tree (``base``, ``store``,
     │   ├── PeerRefusedError            peer failed authentication or cluster check
     │   ├── ClusterCAError              CA / certificate material missing or invalid
     │   ├── NatsLinkError               the NATS link cannot be set up (servers, credentials)
+    │   │   ├── NatsTLSError            NATS's TLS handshake failed (server or client certificate)
+    │   │   └── NatsAuthError           the NATS server refused the credentials
     │   └── UnknownMemberError          forget of a replica id that is no cluster member
     ├── ClientError                     talking to a running node's HTTP API
     │   ├── NodeAPIError                the node answered with an error
@@ -178,7 +180,9 @@ from edgestate.errors.sync import (
     ConnectionDeclinedError,
     MalformedFrameError,
     MeshFullError,
+    NatsAuthError,
     NatsLinkError,
+    NatsTLSError,
     OversizedFrameError,
     PeerGoneError,
     PeerRefusedError,
@@ -243,7 +247,9 @@ __all__ = [
     "ModuleOwnershipError",
     "ModuleVersionError",
     "ModuleVersionReusedError",
+    "NatsAuthError",
     "NatsLinkError",
+    "NatsTLSError",
     "NoRollbackTargetError",
     "NodeAPIError",
     "NodeStartError",

@@ -102,6 +102,21 @@ class NatsLinkError(SyncError):
     code = "nats_link"
 
 
+class NatsTLSError(NatsLinkError):
+    """NATS's own TLS handshake failed: the server's certificate is not trusted
+    by ``sync.nats.ca_cert``, or the server refused our client certificate
+    (none configured, or not issued by a CA it trusts)."""
+
+    code = "nats_tls"
+
+
+class NatsAuthError(NatsLinkError):
+    """The NATS server refused the link's credentials (Authorization Violation):
+    wrong user/password, token, nkey or .creds, or none given where required."""
+
+    code = "nats_auth"
+
+
 class UnknownMemberError(SyncError):
     """A forget of a replica id that is not a cluster member of this node.
 

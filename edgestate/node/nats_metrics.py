@@ -73,3 +73,9 @@ def nats_metrics(link: NatsLink | None) -> Iterable[Metric]:
         [],
         [([], stats.anti_entropy_rounds)],
     )
+    yield counter(
+        "edgestate_nats_stream_gaps",
+        "Times the stream dropped messages (retention) before this node applied them.",
+        [],
+        [([], stats.stream_gaps)],
+    )

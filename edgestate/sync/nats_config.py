@@ -27,8 +27,10 @@ class NatsConfig:
     # the client reconnects among them.
     servers: tuple[str, ...] = ()
     # Credentials: a NATS .creds file (JWT + nkey), or user with password_file,
-    # or token_file. Exclusive with each other.
+    # or token_file, or nkey_seed_file (an nkey user's seed, "SU..."). Exclusive
+    # with each other.
     creds_file: Path | None = None
+    nkey_seed_file: Path | None = None
     user: str | None = None
     password_file: Path | None = None
     token_file: Path | None = None
@@ -73,6 +75,7 @@ class NatsConfig:
                 ("creds_file", self.creds_file),
                 ("user", self.user),
                 ("token_file", self.token_file),
+                ("nkey_seed_file", self.nkey_seed_file),
             )
             if value is not None
         ]

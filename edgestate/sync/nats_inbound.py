@@ -10,6 +10,7 @@ its apply committed: a node stopped or cut off mid-batch gets the rest again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from edgestate.errors import (
@@ -43,6 +45,11 @@ FETCH_BATCH = 256
 ENVELOPE_OVERHEAD = 512
 # Between retries of a failed consumer call.
 RETRY_S = 0.5
+# A fetch waits this long for messages.
+FETCH_WAIT_S = 2.0
+# How long the JetStream API may not answer (a server just restarted, its
+# replicas catching up) before the stream is assumed to have dropped something.
+API_SETTLE_S = 30.0
 # Senders with a diff in parts assembling at once (bounded memory).
 MAX_ASSEMBLIES = 256
 
@@ -58,6 +65,13 @@ class Inbound:
         self._start_sequence: Callable[[], Awaitable[int | None]] | None = None
         self._assemblies: dict[str, parts.Assembly] = {}
         self.durable = durable_name(link.node_id)
+        # The stream sequence the consumer should deliver next. The consumer sees
+        # every message of the stream (its filter is the stream's one subject
+        # space), so a later one means the stream dropped messages (retention,
+        # while this node was slow or stalled) before they reached us.
+        self._next_seq: int | None = None
+        self._resubscribe = asyncio.Event()
+        self._online = asyncio.Event()
 
     def set_start(self, start_sequence: Callable[[], Awaitable[int | None]]) -> None:
         """Where the consumer restarts when it is (re)created (see ``nats_catchup``)."""
@@ -71,19 +85,46 @@ class Inbound:
         stream = await js.stream_info(self._link.subjects.stream)
         first: int = stream.state.first_seq
         floor: int = consumer.ack_floor.stream_seq if consumer.ack_floor else 0
+        delivered: int = consumer.delivered.stream_seq if consumer.delivered else 0
+        # From here on, gaps are seen in what the consumer delivers (``_delivered``).
+        self._next_seq = max(delivered + 1, first)
         return first > floor + 1
 
     async def check_gap(self) -> None:
         """Ask for an anti-entropy round if ``log_has_gap`` (at connect, after a reconnect)."""
-        try:
-            gap = await self.log_has_gap()
-        except (nats.errors.Error, NatsLinkError, OSError) as exc:
-            raise_if_cancelled()
-            log.info("could not compare the stream with our consumer (healing anyway): %s", exc)
-            gap = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + API_SETTLE_S
+        while True:
+            try:
+                gap = await self.log_has_gap()
+                break
+            except (nats.errors.Error, NatsLinkError, OSError) as exc:
+                raise_if_cancelled()
+                if loop.time() > deadline:
+                    log.info("could not compare the stream with our consumer (healing): %s", exc)
+                    gap = True
+                    break
+                # A server just restarted may not answer yet; a round now would
+                # fetch every document's diff from every node for nothing.
+                await asyncio.sleep(RETRY_S)
         if gap:
             log.info("the NATS stream no longer holds all this node missed: anti-entropy")
             self._on_gap()
+
+    def _delivered(self, seq: int) -> None:
+        """Note one delivered stream sequence; heal if messages before it were dropped."""
+        expected = self._next_seq
+        if expected is not None and seq > expected:
+            self._link.stats.stream_gaps += 1
+            log.info(
+                "NATS stream messages %d..%d were dropped before this node applied them "
+                "(retention ran out while it lagged): anti-entropy",
+                expected,
+                seq - 1,
+            )
+            self._on_gap()
+        if expected is None or seq >= expected:
+            self._next_seq = seq + 1  # a redelivery (seq below) changes nothing
 
     async def decode(self, body: bytes, max_docs: int = 1) -> frames.Frame:
         """One frame of a verified message, within the message size and our limits."""
@@ -94,21 +135,63 @@ class Inbound:
             max_diff_bytes=self._link.limits.max_diff_frame_bytes,
         )
 
+    def offline(self) -> None:
+        """The connection dropped: stop fetching until ``reconnected``. A pull
+        request sent meanwhile would wait in the client's buffer, be flushed at
+        the reconnect, and deliver a batch before the catch-up could decide."""
+        self._online.clear()
+
+    def connected(self) -> None:
+        """A (first) connection is up: fetching may run (``offline`` may have been
+        called by a failed attempt's connection closing)."""
+        self._online.set()
+
+    def reconnected(self) -> None:
+        """Back after a cut: a node far behind catches up by diff
+        (``nats_catchup``) as at start, and the stream is checked for what it
+        dropped meanwhile (``check_gap``), before fetching again."""
+        self._resubscribe.set()
+        self._online.set()
+
     async def consume(self) -> None:
+        """Apply what the durable consumer delivers, until cancelled."""
+        sub = await self._subscribe(await self._catch_up())
+        try:
+            while True:
+                await self._fetch(sub)
+                self._resubscribe.clear()
+                start = await self._catch_up()
+                if start is None:
+                    # The same subscription: what the server already delivered to
+                    # it is still fetched, not left to wait out ack_wait.
+                    await self.check_gap()
+                    continue
+                with contextlib.suppress(nats.errors.Error, OSError):
+                    await sub.unsubscribe()
+                sub = await self._subscribe(start)
+        finally:
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await sub.unsubscribe()
+
+    async def _catch_up(self) -> int | None:
+        return await self._start_sequence() if self._start_sequence else None
+
+    async def _subscribe(self, start: int | None) -> JetStreamContext.PullSubscription:
+        """The durable consumer (recreated at ``start`` if given), checked for gaps."""
         _, js = self._link.client
-        config = ConsumerConfig(
-            durable_name=self.durable,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=60.0,
-            max_ack_pending=FETCH_BATCH * 8,
-        )
         while True:
             raise_if_cancelled()
+            config = ConsumerConfig(
+                durable_name=self.durable,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=60.0,
+                max_ack_pending=FETCH_BATCH * 8,
+            )
             try:
-                start = await self._start_sequence() if self._start_sequence else None
                 if start is not None:
-                    await js.delete_consumer(self._link.subjects.stream, self.durable)
+                    with contextlib.suppress(nats.js.errors.NotFoundError):
+                        await js.delete_consumer(self._link.subjects.stream, self.durable)
                     config = dataclasses.replace(
                         config,
                         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -121,15 +204,21 @@ class Inbound:
                     config=config,
                 )
                 await self.check_gap()
-                break
+                return sub
             except (nats.errors.Error, OSError) as exc:
                 raise_if_cancelled()
                 self._link.stats.last_error = f"consumer: {exc!r}"
                 await asyncio.sleep(RETRY_S)
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> None:
+        """Fetch and apply batches until ``resubscribe`` asks for a new consumer."""
         while True:
             raise_if_cancelled()
+            await self._online.wait()
+            if self._resubscribe.is_set():
+                return
             try:
-                batch = await sub.fetch(FETCH_BATCH, timeout=2.0)
+                batch = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
             except nats.errors.TimeoutError:
                 raise_if_cancelled()
                 continue
@@ -160,6 +249,7 @@ class Inbound:
                 futures = await self._apply_frame(opened, doc, msg.subject)
             applies.append((msg, futures))
             meta = msg.metadata
+            self._delivered(meta.sequence.stream)
             self._link.stats.acked_by_doc[doc or "?"] = meta.sequence.stream
             self._link.stats.consumer_pending = meta.num_pending
         for msg, futures in applies:

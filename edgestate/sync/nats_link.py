@@ -41,6 +41,7 @@ from edgestate.errors import (
     InvalidUpdateError,
     MalformedFrameError,
     NatsLinkError,
+    NatsTLSError,
 )
 from edgestate.store import ChangeStream, Store
 from edgestate.sync import frames, parts
@@ -51,6 +52,7 @@ from edgestate.sync.membership import Membership
 from edgestate.sync.nats_catchup import start_sequence
 from edgestate.sync.nats_config import NatsConfig
 from edgestate.sync.nats_entropy import AntiEntropy
+from edgestate.sync.nats_failure import Failures, explain
 from edgestate.sync.nats_host import raise_if_cancelled
 from edgestate.sync.nats_inbound import ENVELOPE_OVERHEAD, NATS_ORIGIN, Inbound
 from edgestate.sync.nats_seal import Sealer, Verifier
@@ -91,6 +93,7 @@ class NatsLink:
         self._sealer = Sealer(config.tls, node_id)
         self.limits = config.limits
         self.stats = NatsStats(servers=list(self.config.servers))
+        self._failures = Failures(self.config, self.stats)
         self._tasks = TaskSet()
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -141,7 +144,7 @@ class NatsLink:
                 await self._connect()
                 break
             except NatsLinkError as exc:
-                self.stats.last_error = str(exc)
+                self.stats.last_error, self.stats.last_error_code = str(exc), exc.code
                 log.warning("NATS link: %s; retrying", exc)
                 await asyncio.sleep(RETRY_S * 4)
         self._tasks.spawn(self.inbound.consume())
@@ -153,15 +156,20 @@ class NatsLink:
 
         async def disconnected() -> None:
             self.stats.connected = False
+            self.inbound.offline()
 
         async def reconnected() -> None:
+            self._failures.connected()
             self.stats.connected, self.stats.reconnects = True, self.stats.reconnects + 1
             self.stats.server = self._server_url()
             self._wake.set()
-            self._tasks.spawn(self.inbound.check_gap())
+            # Behind by much: one node's diff, not the replay; and heal what the
+            # stream dropped meanwhile.
+            self.inbound.reconnected()
 
         async def error(exc: Exception) -> None:
-            self.stats.last_error = str(exc) or type(exc).__name__
+            # Every failed attempt lands here; nats-py keeps retrying (the node serves on).
+            self._failures.seen(exc)
 
         kwargs: dict[str, Any] = {}
         if cfg.creds_file is not None:
@@ -170,6 +178,8 @@ class NatsLink:
             kwargs["user"], kwargs["password"] = cfg.user, _secret(cfg.password_file)
         if cfg.token_file is not None:
             kwargs["token"] = _secret(cfg.token_file)
+        if cfg.nkey_seed_file is not None:
+            kwargs["nkeys_seed"] = str(cfg.nkey_seed_file)
         if cfg.tls:
             kwargs["tls"] = _tls_context(cfg)
         nc: Client | None = None
@@ -198,15 +208,11 @@ class NatsLink:
             raise_if_cancelled()
             if nc is not None:
                 await _close_quietly(nc)
-            raise NatsLinkError(
-                f"cannot set up the NATS link to {', '.join(cfg.servers)}: {exc!r}"
-            ) from exc
+            raise explain(exc, cfg) from exc
         self._nc, self._js = nc, js
-        self.stats.connected, self.stats.server, self.stats.last_error = (
-            True,
-            self._server_url(),
-            None,
-        )
+        self._failures.connected()
+        self.inbound.connected()
+        self.stats.connected, self.stats.server = True, self._server_url()
         log.info("NATS link up via %s (stream %s)", self.stats.server, self.subjects.stream)
         self.ready.set()
 
@@ -411,9 +417,15 @@ def _secret(path: Any) -> str:
 
 
 def _tls_context(cfg: NatsConfig) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(cfg.ca_cert) if cfg.ca_cert else None)
-    if cfg.cert is not None and cfg.key is not None:
-        ctx.load_cert_chain(cfg.cert, cfg.key)
+    try:
+        ctx = ssl.create_default_context(cafile=str(cfg.ca_cert) if cfg.ca_cert else None)
+        if cfg.cert is not None and cfg.key is not None:
+            ctx.load_cert_chain(cfg.cert, cfg.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise NatsTLSError(
+            f"cannot load NATS TLS material (sync.nats.ca_cert {cfg.ca_cert}, "
+            f"cert {cfg.cert}, key {cfg.key}): {exc}"
+        ) from exc
     return ctx
 
 

@@ -20,6 +20,8 @@ class NatsStats:
     server: str | None = None
     servers: list[str] = field(default_factory=list)
     last_error: str | None = None
+    # The edgestate.errors code of a link failure (nats_tls, nats_auth, nats_link).
+    last_error_code: str | None = None
     reconnects: int = 0
     messages_in: int = 0
     messages_out: int = 0
@@ -36,6 +38,9 @@ class NatsStats:
     anti_entropy_rounds: int = 0
     # Restarts that caught up by one node's diff instead of replaying the stream.
     catchups_by_diff: int = 0
+    # Times the consumer found stream messages dropped (retention) before it
+    # applied them, while connected; each asked for an anti-entropy round.
+    stream_gaps: int = 0
     anti_entropy_bytes_in: int = 0
     # The stream's last sequence and our consumer's ack floor when last seen.
     stream_last_seq: int = 0

@@ -128,6 +128,7 @@ _NOT_FROM_FILE = {
     ("runtime", "cache_key"),
     ("sync.nats", "creds_file"),
     ("sync.nats", "token_file"),
+    ("sync.nats", "nkey_seed_file"),
 }
 
 
