@@ -30,7 +30,7 @@ from types import TracebackType
 from aiohttp import web
 
 from edgestate.store import ChangeStream, Store
-from edgestate.sync import frames
+from edgestate.sync import frames, parts
 from edgestate.sync.channel import Channel
 from edgestate.sync.config import SyncConfig, parse_address
 from edgestate.sync.connection import CLOSE_WAIT_S, PeerConnection
@@ -109,6 +109,12 @@ class SyncDaemon:
             listeners=self._listeners,
             expire_s=config.forget_after_s,
         )
+        # Diffs in parts being reassembled, from every link of either transport.
+        self._assembly_budget = parts.AssemblyBudget(
+            config.limits.max_assembly_bytes,
+            config.limits.assembly_wait_s,
+            on_wait=self._count_assembly_wait,
+        )
         # Sites beyond the LAN (docs/nats.md): a second replication path, not a Channel.
         self.nats: NatsLink | None = None
         if config.nats is not None:
@@ -118,6 +124,7 @@ class SyncDaemon:
                 node_id=self.node_id,
                 cluster_id=self.cluster_id,
                 membership=self._membership,
+                assembly_budget=self._assembly_budget,
             )
         self._gossip = Gossip(
             store,
@@ -151,6 +158,7 @@ class SyncDaemon:
             closing=self._is_closing,
             stats=self.stats,
             mesh=self.mesh,
+            assembly_budget=self._assembly_budget,
         )
         self._server = Server(
             self.run_channel,
@@ -264,6 +272,9 @@ class SyncDaemon:
         if self._stream is not None:
             self._stream.close()
         await self._dialer.close_session()
+
+    def _count_assembly_wait(self) -> None:
+        self.stats.assembly_waits += 1
 
     def _is_closing(self) -> bool:
         return self._closing

@@ -95,6 +95,7 @@ class Links:
         closing: Callable[[], bool],
         stats: SyncStats,
         mesh: Mesh | None = None,
+        assembly_budget: parts.AssemblyBudget | None = None,
     ) -> None:
         self._config = config
         self._node_id = node_id
@@ -103,10 +104,8 @@ class Links:
         self._stats = stats
         self._host = _Host(table, gossip, membership, handshake_lock, closing, mesh)
         # Diffs in parts from all connections together (limits.max_assembly_bytes).
-        self._assemblies = parts.AssemblyBudget(
-            config.limits.max_assembly_bytes,
-            config.limits.assembly_wait_s,
-            on_wait=self._count_assembly_wait,
+        self._assemblies = assembly_budget or parts.AssemblyBudget(
+            config.limits.max_assembly_bytes, config.limits.assembly_wait_s
         )
         # Every connection running now, registered or not (close_all() ends them).
         self._live: set[PeerConnection] = set()
@@ -140,9 +139,6 @@ class Links:
             return await conn.run(record)
         finally:
             self._live.discard(conn)
-
-    def _count_assembly_wait(self) -> None:
-        self._stats.assembly_waits += 1
 
     async def close_all(self) -> None:
         """Tell every live connection to close, all at once: each close waits (up to

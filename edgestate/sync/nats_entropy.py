@@ -153,6 +153,8 @@ class AntiEntropy:
                 elif isinstance(frame, Diff):
                     pending.extend(self._inbound.apply_updates(opened.sender, frame.doc, frame))
         finally:
+            for assembly in assemblies.values():
+                assembly.clear()  # an answer cut short must not keep its reservation
             await sub.unsubscribe()
         for result in await asyncio.gather(*pending, return_exceptions=True):
             if isinstance(result, InvalidUpdateError):

@@ -9,7 +9,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from edgestate.store import Store
-from edgestate.sync import frames
+from edgestate.sync import frames, parts
 from edgestate.sync.config import Limits
 from edgestate.sync.nats_config import NatsConfig
 from edgestate.sync.nats_stats import NatsStats
@@ -22,6 +22,7 @@ class LinkHost(Protocol):
     store: Store
     config: NatsConfig
     limits: Limits
+    assembly_budget: parts.AssemblyBudget | None
     local_only: frozenset[str]
     node_id: str
     subjects: Subjects

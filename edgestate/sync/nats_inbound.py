@@ -52,6 +52,10 @@ FETCH_WAIT_S = 2.0
 API_SETTLE_S = 30.0
 # Senders with a diff in parts assembling at once (bounded memory).
 MAX_ASSEMBLIES = 256
+# A sender publishes a diff's parts back to back, so one whose next part has not
+# come for this long never will (it restarted, or the stream dropped a part):
+# its assembly is dropped, giving back its share of the node's budget.
+ASSEMBLY_IDLE_S = 30.0
 
 
 class Inbound:
@@ -64,6 +68,7 @@ class Inbound:
         # Set by the link (nats_catchup): where to restart the consumer, if skipping.
         self._start_sequence: Callable[[], Awaitable[int | None]] | None = None
         self._assemblies: dict[str, parts.Assembly] = {}
+        self._touched: dict[str, float] = {}  # sender -> loop time of its last part
         self.durable = durable_name(link.node_id)
         # The stream sequence the consumer should deliver next. The consumer sees
         # every message of the stream (its filter is the stream's one subject
@@ -304,14 +309,19 @@ class Inbound:
         try:
             frame = await self.decode(opened.body)
             if isinstance(frame, DiffPart):
+                if frame.index == 0:
+                    # A sender publishes one diff's parts back to back: a new
+                    # part 0 means its unfinished one will never finish.
+                    self.drop_assembly(opened.sender)
                 assembly = self.assembly(opened.sender)
                 whole = await assembly.add(frame)
+                self.assembly_active(opened.sender)
                 if whole is None:
                     return []
                 frame = whole
         except ProtocolError as exc:  # broken, or a part out of order: anti-entropy heals
             self._link.stats.malformed += 1
-            self._assemblies.pop(opened.sender, None)
+            self.drop_assembly(opened.sender)
             log.warning("bad frame on %s from %s: %s", subject, opened.sender[:16], exc)
             return []
         return self.apply_updates(opened.sender, doc, frame)
@@ -344,15 +354,52 @@ class Inbound:
         return out
 
     def new_assembly(self) -> parts.Assembly:
-        """An assembly of one diff in parts, bounded by ``max_diff_frame_bytes``."""
+        """An assembly of one diff in parts, bounded by ``max_diff_frame_bytes`` and by
+        the node-wide budget; whoever drops it calls ``clear()`` to give that back."""
         limit = self._link.limits.max_diff_frame_bytes
-        return parts.Assembly(limit, limit, 1)
+        return parts.Assembly(limit, limit, 1, self._link.assembly_budget)
+
+    def drop_assembly(self, sender: str) -> None:
+        """Forget ``sender``'s diff in parts (broken, or evicted)."""
+        self._touched.pop(sender, None)
+        found = self._assemblies.pop(sender, None)
+        if found is not None:
+            found.clear()
+
+    def clear_assemblies(self) -> None:
+        """Drop every diff in parts (the link closed)."""
+        for sender in list(self._assemblies):
+            self.drop_assembly(sender)
 
     def assembly(self, sender: str) -> parts.Assembly:
+        """``sender``'s diff in parts (a new one if none is open)."""
+        self._touched[sender] = asyncio.get_running_loop().time()
         found = self._assemblies.get(sender)
         if found is None:
             if len(self._assemblies) >= MAX_ASSEMBLIES:
-                self._assemblies.pop(next(iter(self._assemblies)))
+                self.drop_assembly(next(iter(self._assemblies)))
             found = self.new_assembly()
             self._assemblies[sender] = found
         return found
+
+    def assembly_active(self, sender: str) -> None:
+        """``sender``'s part was just taken (its idle time starts now)."""
+        if sender in self._touched:
+            self._touched[sender] = asyncio.get_running_loop().time()
+
+    async def sweep_idle(self) -> None:
+        """Drop diffs in parts whose sender went quiet, for the link's lifetime.
+
+        A task of its own: the consumer may be waiting for room in the budget
+        that exactly such an assembly holds."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(ASSEMBLY_IDLE_S / 4)
+            now = loop.time()
+            for sender in [o for o, t in self._touched.items() if now - t > ASSEMBLY_IDLE_S]:
+                found = self._assemblies.get(sender)
+                if found is not None and found.waiting:
+                    continue  # not idle: waiting for room (that this sweep may free)
+                if found is not None and found.open:
+                    log.info("dropping an unfinished diff in parts from %s", sender[:16])
+                self.drop_assembly(sender)

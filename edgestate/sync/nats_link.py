@@ -81,6 +81,7 @@ class NatsLink:
         node_id: str,
         cluster_id: str,
         membership: Membership,
+        assembly_budget: parts.AssemblyBudget | None = None,
     ) -> None:
         assert config.nats is not None
         self.store = store
@@ -92,6 +93,8 @@ class NatsLink:
         self._membership = membership
         self._sealer = Sealer(config.tls, node_id)
         self.limits = config.limits
+        # Diffs in parts from other sites share the node's budget with the LAN links.
+        self.assembly_budget = assembly_budget
         self.stats = NatsStats(servers=list(self.config.servers))
         self._failures = Failures(self.config, self.stats)
         self._tasks = TaskSet()
@@ -112,11 +115,13 @@ class NatsLink:
         stream = self.store.changes(maxsize=self._sync.limits.peer_queue)
         self._tasks.spawn(self._pump(stream))
         self._tasks.spawn(self._supervise())
+        self._tasks.spawn(self.inbound.sweep_idle())
 
     async def close(self) -> None:
         """Stop every task of the link and close the NATS connection."""
         self._closing = True
         await self._tasks.stop(5.0)
+        self.inbound.clear_assemblies()
         if self._nc is not None and not self._nc.is_closed:
             try:
                 async with asyncio.timeout(API_TIMEOUT_S):

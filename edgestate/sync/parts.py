@@ -152,6 +152,8 @@ class Assembly:
         self._max_docs = max_docs
         self._budget = budget
         self._reserved = 0  # bytes held in the budget for the diff in flight
+        self._waiting = False  # part 0 waits for room in the budget
+        self._generation = 0  # bumped by clear(): a wait that outlived it gives back
         self._doc: str | None = None
         self._count = 0
         self._chunks: list[bytes] = []
@@ -162,9 +164,15 @@ class Assembly:
         """Whether parts of a diff are still missing."""
         return self._doc is not None
 
+    @property
+    def waiting(self) -> bool:
+        """Whether part 0 is waiting for room in the node-wide budget (not idle)."""
+        return self._waiting
+
     def clear(self) -> None:
         """Drop what was assembled (the connection ended)."""
         self._doc, self._chunks, self._size = None, [], 0
+        self._generation += 1
         self._give_back()
 
     def _give_back(self) -> None:
@@ -180,7 +188,14 @@ class Assembly:
             # Every part but the last is as large as the first (schemas/sync-protocol.md).
             declared = min(part.count * len(part.data), self._max_diff)
             if self._budget is not None:
-                await self._budget.reserve(declared, f"diff of {part.doc} in parts")
+                generation, self._waiting = self._generation, True
+                try:
+                    await self._budget.reserve(declared, f"diff of {part.doc} in parts")
+                finally:
+                    self._waiting = False
+                if generation != self._generation:  # dropped meanwhile by its owner
+                    self._budget.release(declared)
+                    raise UnexpectedFrameError(f"diff of {part.doc} in parts was dropped")
                 self._reserved = declared
             self._doc, self._count = part.doc, part.count
         elif (part.doc, part.count, part.index) != (self._doc, self._count, len(self._chunks)):
