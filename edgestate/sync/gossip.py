@@ -36,6 +36,7 @@ from edgestate.store import ChangeStream, GcRecord, Ranges, Store
 from edgestate.sync import frames, parts
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN, PeerConnection
+from edgestate.sync.dedup import RecentUpdates
 from edgestate.sync.diagnosis import keep_vectors
 from edgestate.sync.frames import (
     About,
@@ -89,6 +90,9 @@ class Gossip:
         self._closing = closing
         # Network source -> documents its peers made us create; least recent first.
         self._created_by_source: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
+        # Push updates received lately: duplicate copies are dropped before the
+        # writer, and not relayed back to peers that sent them (see dedup).
+        self._recent = RecentUpdates()
 
     async def state_vectors(self) -> dict[str, bytes]:
         """State vectors of every replicated (not local-only) document."""
@@ -120,6 +124,9 @@ class Gossip:
                 else None
             )
             covered = came_from.neighbors if came_from is not None else frozenset()
+            if came_from is not None:
+                # ...and so do the peers whose copy of it came in meanwhile.
+                covered = covered | self._recent.holders(event.doc, event.update)
             for conn in conns.values():
                 if conn.origin != event.origin and conn.node_id not in covered:
                     conn.enqueue(event.doc, event.update)
@@ -160,11 +167,17 @@ class Gossip:
     async def _dispatch_frame(self, conn: PeerConnection, frame: frames.Frame) -> None:
         match frame:
             case Push(updates):
+                recent = self._recent
                 by_doc: dict[str, list[bytes]] = {}
                 for doc, update in updates:
-                    by_doc.setdefault(doc, []).append(update)
+                    if recent.duplicate(doc, update, conn.node_id):
+                        self._stats.duplicates_dropped += 1  # a copy: see dedup
+                    else:
+                        by_doc.setdefault(doc, []).append(update)
                 for doc, ups in by_doc.items():
                     await self._apply(conn, doc, ups[0] if len(ups) == 1 else merge_updates(*ups))
+                    for update in ups:
+                        recent.remember(doc, update, conn.node_id)
             case Diff(doc, update, collected):
                 if collected is not None and conn.version < frames.RECORD_IN_DIFF_VERSION:
                     raise UnexpectedFrameError(
