@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import collections
 import hashlib
+from collections.abc import Callable, Iterable
 
-__all__ = ["RECENT_UPDATES", "RecentUpdates"]
+__all__ = ["RECENT_UPDATES", "RecentUpdates", "covered_by"]
 
 # Digests remembered: copies of one update arrive within a few hops' time (tens of
 # milliseconds), so this covers seconds of traffic even at thousands of updates/s,
@@ -85,3 +86,22 @@ class RecentUpdates:
         key = digest(doc, update)
         senders = self._senders.get(key) if key is not None else None
         return frozenset(senders) if senders else frozenset()
+
+
+def covered_by(
+    holders: Iterable[str], neighbors: Callable[[str], frozenset[str]]
+) -> frozenset[str]:
+    """The peers a relay can skip because of ``holders`` (peers that sent us the
+    update): the holders, and each holder's own peers (``neighbors``).
+
+    Safe for the reason skipping the sender's peers is: a node holding an update
+    sends it to each of its peers except those covered by a node that held it
+    earlier, and so on back to the writer, which sends it to all its peers; so
+    every peer of a holder gets it. A stale ``peers`` frame (a link just gone)
+    can miss one, which anti-entropy heals, as before.
+    """
+    out: set[str] = set()
+    for node_id in holders:
+        out.add(node_id)
+        out |= neighbors(node_id)
+    return frozenset(out)

@@ -36,7 +36,7 @@ from edgestate.store import ChangeStream, GcRecord, Ranges, Store
 from edgestate.sync import frames, parts
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN, PeerConnection
-from edgestate.sync.dedup import RecentUpdates
+from edgestate.sync.dedup import RecentUpdates, covered_by
 from edgestate.sync.diagnosis import keep_vectors
 from edgestate.sync.frames import (
     About,
@@ -125,11 +125,22 @@ class Gossip:
             )
             covered = came_from.neighbors if came_from is not None else frozenset()
             if came_from is not None:
-                # ...and so do the peers whose copy of it came in meanwhile.
-                covered = covered | self._recent.holders(event.doc, event.update)
+                covered = covered | self._also_covered(event.doc, event.update, conns)
             for conn in conns.values():
                 if conn.origin != event.origin and conn.node_id not in covered:
                     conn.enqueue(event.doc, event.update)
+
+    def _also_covered(
+        self, doc: str, update: bytes, conns: dict[str, PeerConnection]
+    ) -> frozenset[str]:
+        """Peers whose copy of an update came in meanwhile, and their peers (see
+        ``dedup.covered_by``)."""
+
+        def neighbors(node_id: str) -> frozenset[str]:
+            conn = conns.get(node_id)
+            return conn.neighbors if conn is not None else frozenset()
+
+        return covered_by(self._recent.holders(doc, update), neighbors)
 
     async def anti_entropy(self) -> None:
         """Now and then, a state-vector exchange with one linked peer: the one

@@ -8,7 +8,7 @@ import pytest
 from pycrdt import Doc, Map
 
 from edgestate.store import Set
-from edgestate.sync.dedup import MAX_DIGESTED_BYTES, RecentUpdates
+from edgestate.sync.dedup import MAX_DIGESTED_BYTES, RecentUpdates, covered_by
 from tests.sync.conftest import Nodes, eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -55,6 +55,17 @@ def test_big_updates_and_a_zero_capacity_are_not_remembered() -> None:
     small = _update("k")
     off.remember(DOC, small, "a")
     assert not off.duplicate(DOC, small, "b") and len(off) == 0
+
+
+def test_a_relay_skips_holders_and_their_peers() -> None:
+    recent = RecentUpdates()
+    update = _update("k")
+    recent.remember(DOC, update, "s")  # the sender
+    assert recent.duplicate(DOC, update, "h")  # another copy, from h, meanwhile
+    peers = {"s": frozenset({"x", "me"}), "h": frozenset({"y", "me"})}
+    covered = covered_by(recent.holders(DOC, update), lambda n: peers.get(n, frozenset()))
+    assert covered == {"s", "h", "x", "y", "me"}
+    assert covered_by([], lambda n: frozenset({"z"})) == frozenset()
 
 
 async def test_copies_arriving_along_two_paths_are_dropped_before_the_store(
