@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from pycrdt import Doc, Map
 
+from edgestate.node.metrics import layer_metrics
 from edgestate.store import Set
 from edgestate.sync.dedup import MAX_DIGESTED_BYTES, RecentUpdates, covered_by
 from tests.sync.conftest import Nodes, eventually
@@ -96,3 +97,11 @@ async def test_copies_arriving_along_two_paths_are_dropped_before_the_store(
     await eventually(lambda: sum(n.daemon.stats.duplicates_dropped for n in ring) >= writes)
     # The writer's own copies are never duplicates: nobody sends them back to it.
     assert a.daemon.stats.duplicates_dropped == 0
+    # And an operator sees the count on /metrics.
+    for n in ring:
+        (family,) = [
+            m
+            for m in layer_metrics(n.store, n.daemon)
+            if m.name == "edgestate_sync_duplicates_dropped"
+        ]
+        assert family.samples[0].value == n.daemon.stats.duplicates_dropped
