@@ -50,7 +50,7 @@ if str(REPO) not in sys.path:  # run from a checkout without installing the pack
     sys.path.insert(0, str(REPO))
 
 from edgestate.store import ChangeEvent, Durability, Set, Store, StoreConfig  # noqa: E402
-from edgestate.sync import SyncConfig, SyncDaemon, topology  # noqa: E402
+from edgestate.sync import SyncConfig, SyncDaemon, tls, topology  # noqa: E402
 
 PAYLOAD = b"p" * 16
 DOC = "bench"
@@ -79,11 +79,13 @@ class Seen:
 
 
 class Node:
-    def __init__(self, name: str, root: Path, max_peers: int) -> None:
+    def __init__(self, name: str, root: Path, max_peers: int, certs: Path | None) -> None:
         self.name, self.root, self.max_peers = name, root, max_peers
+        # Mutual TLS when the parent issued this node a certificate (--tls).
+        self.certs = certs
         self.port = 0
         self.seen = Seen()
-        self.peers: list[tuple[str, int]] = []
+        self.peers: list[tuple[str, int, str]] = []  # (name, port, node id)
         self.store: Store | None = None
         self.daemon: SyncDaemon | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -94,8 +96,10 @@ class Node:
             store.create_document(DOC)
         self._unsubscribe = store.subscribe(self.seen)
         config = SyncConfig(
-            insecure=True,
-            node_id=self.name,
+            insecure=self.certs is None,
+            tls=tls.files_for(self.certs, self.name) if self.certs is not None else None,
+            # With TLS a node's id is its certificate's fingerprint.
+            node_id=self.name if self.certs is None else None,
             port=self.port,
             mdns=False,
             max_peers=self.max_peers,
@@ -111,9 +115,9 @@ class Node:
 
     def dial(self) -> None:
         assert self.daemon is not None
-        for name, port in self.peers:
+        for name, port, node_id in self.peers:
             if name != self.name:
-                self.daemon.add_peer(f"127.0.0.1:{port}", node_id=name)
+                self.daemon.add_peer(f"127.0.0.1:{port}", node_id=node_id)
 
     async def stop(self) -> None:
         if self.daemon is not None:
@@ -129,13 +133,20 @@ class Node:
             return sum(1 for k in keys if k not in self.seen.at)
 
 
-def worker(names: list[str], root: str, max_peers: int, conn: Connection) -> None:
+def worker(
+    names: list[str], root: str, max_peers: int, conn: Connection, certs: str | None = None
+) -> None:
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(_worker(names, Path(root), max_peers, conn))
+    asyncio.run(_worker(names, Path(root), max_peers, conn, Path(certs) if certs else None))
 
 
-async def _worker(names: list[str], root: Path, max_peers: int, conn: Connection) -> None:
-    nodes = {name: Node(name, root, max_peers) for name in names}
+async def _worker(
+    names: list[str], root: Path, max_peers: int, conn: Connection, certs: Path | None
+) -> None:
+    nodes = {
+        name: Node(name, root, max_peers, certs / name if certs is not None else None)
+        for name in names
+    }
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[Any] = asyncio.Queue()
     threading.Thread(
@@ -151,7 +162,9 @@ async def _worker(names: list[str], root: Path, max_peers: int, conn: Connection
             if cmd == "start":
                 for node in nodes.values():
                     await node.start()
-                reply = {n.name: n.port for n in nodes.values()}
+                reply = {
+                    n.name: (n.port, n.daemon.node_id if n.daemon else "") for n in nodes.values()
+                }
             elif cmd == "peers":
                 for node in nodes.values():
                     node.peers = arg[0]
@@ -202,9 +215,12 @@ async def _worker(names: list[str], root: Path, max_peers: int, conn: Connection
 
 
 class Workers:
-    def __init__(self, n: int, procs: int, root: Path, max_peers: int) -> None:
+    def __init__(
+        self, n: int, procs: int, root: Path, max_peers: int, certs: Path | None = None
+    ) -> None:
         ctx = mp.get_context("spawn")
         self.names = [f"n{i:03d}" for i in range(n)]
+        self.name_of: dict[str, str] = {}  # node id -> name (ids are fingerprints with TLS)
         self.owner: dict[str, int] = {}
         self.pipes: list[Connection] = []
         self.procs: list[Any] = []
@@ -213,7 +229,11 @@ class Workers:
             for name in mine:
                 self.owner[name] = w
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker, args=(mine, str(root), max_peers, child), daemon=True)
+            proc = ctx.Process(
+                target=worker,
+                args=(mine, str(root), max_peers, child, str(certs) if certs else None),
+                daemon=True,
+            )
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)
@@ -237,7 +257,7 @@ class Workers:
     def links(self) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
         for part in self.all("links"):
-            out.update({k: set(v) for k, v in part.items()})
+            out.update({k: {self.name_of.get(i, i) for i in v} for k, v in part.items()})
         return out
 
     def until_everywhere(self, keys: list[str], what: str) -> None:
@@ -266,14 +286,27 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def issue_certs(names: list[str], work: Path) -> Path:
+    """A cluster CA and one certificate per node under ``work`` (for --tls)."""
+    tls.init_cluster(work / "ca")
+    for name in names:
+        tls.issue_node(work / "ca", name, work / "certs" / name)
+    return work / "certs"
+
+
 def run(n: int, max_peers: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
+    """One topology at one size; ``args``: procs, writes, flood, restart_writes, tls."""
     rng = random.Random(n * 1000 + max_peers)
-    workers = Workers(n, min(args.procs, n), work, max_peers)
+    names = [f"n{i:03d}" for i in range(n)]
+    certs = issue_certs(names, work) if getattr(args, "tls", False) else None
+    workers = Workers(n, min(args.procs, n), work, max_peers, certs)
     try:
-        ports: dict[str, int] = {}
+        ports: dict[str, tuple[int, str]] = {}
         for part in workers.all("start"):
             ports.update(part)
-        workers.all("peers", sorted(ports.items()))
+        workers.name_of = {node_id: name for name, (_, node_id) in ports.items()}
+        linking = time.monotonic()
+        workers.all("peers", sorted((name, port, i) for name, (port, i) in ports.items()))
         full = max_peers == 0 or n - 1 <= max_peers
 
         def settled() -> bool:
@@ -287,6 +320,8 @@ def run(n: int, max_peers: int, args: argparse.Namespace, work: Path) -> dict[st
             if time.monotonic() > deadline:
                 raise TimeoutError("links did not come up")
             time.sleep(0.1)
+        # From the first dial to every link up: with --tls, handshakes included.
+        links_up_s = time.monotonic() - linking
         time.sleep(2.0)  # let refusals, duplicates and catch-up handshakes finish
         degrees = [len(v) for v in workers.links().values()]
 
@@ -341,6 +376,7 @@ def run(n: int, max_peers: int, args: argparse.Namespace, work: Path) -> dict[st
             "links_mean": statistics.mean(degrees),
             "links_max": max(degrees),
             "restart_s": restart_s,
+            "links_up_s": links_up_s,
         }
     finally:
         workers.close()
@@ -352,19 +388,21 @@ def main() -> None:
     parser.add_argument("--max-peers", type=int, default=8)
     parser.add_argument("--procs", type=int, default=6, help="worker processes")
     parser.add_argument("--quick", action="store_true", help="fewer writes (a smoke run)")
+    parser.add_argument("--tls", action="store_true", help="mutual TLS (a certificate per node)")
     args = parser.parse_args()
     args.writes = 40 if args.quick else 200
     args.flood = 10 if args.quick else 50
     args.restart_writes = 100
     sizes = [int(s) for s in args.nodes.split(",")]
     print(
-        f"bounded mesh vs full mesh: {args.procs} worker processes, insecure, loopback; "
+        f"bounded mesh vs full mesh: {args.procs} worker processes, "
+        f"{'mutual TLS' if args.tls else 'insecure'}, loopback; "
         f"max_peers={args.max_peers}; {args.writes} latency writes, "
         f"{args.flood} flood writes per node, {args.restart_writes} writes while 10% are down"
     )
     print(
         f"{'N':>3} {'mesh':<8} {'p50 ms':>8} {'p99 ms':>8} {'upd/s':>8} "
-        f"{'B/upd/rcv':>10} {'copies':>7} {'links':>11} {'restart s':>10}"
+        f"{'B/upd/rcv':>10} {'copies':>7} {'links':>11} {'restart s':>10} {'links up s':>10}"
     )
     for n in sizes:
         for label, max_peers in (("full", 0), (f"bound{args.max_peers}", args.max_peers)):
@@ -378,7 +416,8 @@ def main() -> None:
                 f"{n:>3} {label:<8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
                 f"{r['updates_s']:>8.0f} {r['bytes_per_update_per_receiver']:>10.1f} "
                 f"{r['copies_per_receiver']:>7.2f} "
-                f"{r['links_mean']:>5.1f}/{r['links_max']:<5.0f} {r['restart_s']:>10.2f}",
+                f"{r['links_mean']:>5.1f}/{r['links_max']:<5.0f} {r['restart_s']:>10.2f} "
+                f"{r['links_up_s']:>10.2f}",
                 flush=True,
             )
 

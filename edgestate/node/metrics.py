@@ -380,6 +380,12 @@ def layer_metrics(store: Store, sync: SyncDaemon) -> Iterable[Metric]:
         [],
         [([], stats.resyncs)],
     )
+    yield counter(
+        "edgestate_sync_duplicates_dropped",
+        "Push copies of an update already received, dropped before the store.",
+        [],
+        [([], stats.duplicates_dropped)],
+    )
     yield counter("edgestate_sync_refused", "Peer connections refused.", [], [([], stats.refused)])
 
 

@@ -36,6 +36,7 @@ from edgestate.store import ChangeStream, GcRecord, Ranges, Store
 from edgestate.sync import frames, parts
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN, PeerConnection
+from edgestate.sync.dedup import RecentUpdates, covered_by
 from edgestate.sync.diagnosis import keep_vectors
 from edgestate.sync.frames import (
     About,
@@ -89,6 +90,9 @@ class Gossip:
         self._closing = closing
         # Network source -> documents its peers made us create; least recent first.
         self._created_by_source: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
+        # Push updates received lately: duplicate copies are dropped before the
+        # writer, and not relayed back to peers that sent them (see dedup).
+        self._recent = RecentUpdates()
 
     async def state_vectors(self) -> dict[str, bytes]:
         """State vectors of every replicated (not local-only) document."""
@@ -120,9 +124,23 @@ class Gossip:
                 else None
             )
             covered = came_from.neighbors if came_from is not None else frozenset()
+            if came_from is not None:
+                covered = covered | self._also_covered(event.doc, event.update, conns)
             for conn in conns.values():
                 if conn.origin != event.origin and conn.node_id not in covered:
                     conn.enqueue(event.doc, event.update)
+
+    def _also_covered(
+        self, doc: str, update: bytes, conns: dict[str, PeerConnection]
+    ) -> frozenset[str]:
+        """Peers whose copy of an update came in meanwhile, and their peers (see
+        ``dedup.covered_by``)."""
+
+        def neighbors(node_id: str) -> frozenset[str]:
+            conn = conns.get(node_id)
+            return conn.neighbors if conn is not None else frozenset()
+
+        return covered_by(self._recent.holders(doc, update), neighbors)
 
     async def anti_entropy(self) -> None:
         """Now and then, a state-vector exchange with one linked peer: the one
@@ -160,11 +178,17 @@ class Gossip:
     async def _dispatch_frame(self, conn: PeerConnection, frame: frames.Frame) -> None:
         match frame:
             case Push(updates):
+                recent = self._recent
                 by_doc: dict[str, list[bytes]] = {}
                 for doc, update in updates:
-                    by_doc.setdefault(doc, []).append(update)
+                    if recent.duplicate(doc, update, conn.node_id):
+                        self._stats.duplicates_dropped += 1  # a copy: see dedup
+                    else:
+                        by_doc.setdefault(doc, []).append(update)
                 for doc, ups in by_doc.items():
                     await self._apply(conn, doc, ups[0] if len(ups) == 1 else merge_updates(*ups))
+                    for update in ups:
+                        recent.remember(doc, update, conn.node_id)
             case Diff(doc, update, collected):
                 if collected is not None and conn.version < frames.RECORD_IN_DIFF_VERSION:
                     raise UnexpectedFrameError(
@@ -263,8 +287,10 @@ class Gossip:
                     raise RateLimitedError(f"peers at {conn.source} created over {limit} documents")
         # Submitted without waiting for the commit: the store's writer keeps
         # submission order and folds queued applies into one group commit.
-        pending = asyncio.ensure_future(
-            self._store.aapply_update(doc, update, origin=conn.origin, create=True, record=record)
+        # Queued to the writer right here, not from a task's first step: a loop turn
+        # less per relay hop (docs/mesh.md, where a write's time goes).
+        pending = self._store.submit_update(
+            doc, update, origin=conn.origin, create=True, record=record
         )
         # A bad update must end the connection now, not when the next frame comes.
         pending.add_done_callback(functools.partial(self._apply_done, conn, doc))

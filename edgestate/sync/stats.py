@@ -21,6 +21,8 @@ class SyncStats:
     diffs_sent: int = 0
     resyncs: int = 0
     queue_overflows: int = 0
+    # Push copies of an update already received, dropped before the store (dedup).
+    duplicates_dropped: int = 0
     refused: int = 0
     # Diffs in parts that waited for room in the node-wide assembly budget.
     assembly_waits: int = 0
