@@ -29,6 +29,7 @@ from edgestate.node.api.invoke import InvocationRoutes
 from edgestate.node.api.observe import observed, stamp_request_id
 from edgestate.node.api.responses import error_reply, error_response
 from edgestate.node.config import ApiConfig
+from edgestate.node.workers.handoff import YjsHandoff
 from edgestate.node.workers.label import set_worker_label
 from edgestate.node.workers.process import WorkerSettings
 from edgestate.node.workers.protocol import encode_ops, pack, read_message
@@ -259,6 +260,8 @@ class Worker:
         app.add_routes(
             [
                 web.post("/v1/invoke/{module}", InvocationRoutes(self).invoke),
+                # Handed to the node, which serves the connection from then on.
+                web.get("/yjs/{tail:.*}", YjsHandoff(self.settings.node_socket, proxy).handle),
                 web.route("*", "/{tail:.*}", proxy.handle),
             ]
         )
