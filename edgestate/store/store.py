@@ -224,15 +224,22 @@ class Store(StoreReads):
         return await self._arun(self._apply(doc, update, origin, create, record))
 
     def submit_update(
-        self, doc: str, update: bytes, *, origin: str | None = None
+        self,
+        doc: str,
+        update: bytes,
+        *,
+        origin: str | None = None,
+        create: bool = False,
+        record: GcRecord | None = None,
     ) -> asyncio.Future[bool]:
         """Queue :meth:`apply_update` at once; the future resolves once it is durable.
 
-        For a caller streaming updates in order (a Yjs client): it need not wait
-        for one update's fsync before queueing the next, so a burst shares group
-        commits. Must be called on a running event loop.
+        For a caller streaming updates in order (a Yjs client, a peer): it need
+        not wait for one update's fsync before queueing the next, so a burst
+        shares group commits, and the update reaches the writer in this turn of
+        the loop rather than the next. Must be called on a running event loop.
         """
-        return self._w().submit_async(self._apply(doc, update, origin, False, None))
+        return self._w().submit_async(self._apply(doc, update, origin, create, record))
 
     def _apply(
         self, doc: str, update: bytes, origin: str | None, create: bool, record: GcRecord | None
