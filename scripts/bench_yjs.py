@@ -1,6 +1,7 @@
 """Benchmark y-websocket client to client: edgestate's ``/yjs`` against pycrdt-websocket.
 
     .venv/bin/python scripts/bench_yjs.py [--samples 200] [--burst 2000] [--rounds 2]
+        [--workers N] [--node-args "..."] [--quick]
 
 One writer and two readers, each an off-the-shelf ``yjs`` + ``y-websocket``
 client (``tests/js/bench_yjs.mjs``, all three in one node.js process so that
@@ -13,8 +14,12 @@ every timestamp comes from one clock), against, in the same run:
 Printed per system (rounds interleaved, so background load hits all alike):
 client-to-client latency p50 / p99 (one 16-byte write at a time, each reader a
 sample) and burst throughput (N writes issued at once, one update message each,
-until both readers hold all of them). Nodes run with their defaults (store
-durability ``sync``: every commit fsynced). Only 127.0.0.1 is used.
+until both readers hold all of them), each beside the hub's as a ratio (p50 and
+p99: edgestate's over the hub's, below 1 is ahead; burst: edgestate's over the
+hub's, above 1 is ahead). Nodes run with their defaults (store durability
+``sync``: every commit fsynced; ``api.workers`` invocation workers, which hand
+each ``/yjs`` connection to the node) unless ``--workers`` says otherwise. Only
+127.0.0.1 is used.
 """
 
 from __future__ import annotations
@@ -169,8 +174,12 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=2000, help="writes in the burst")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per system")
     parser.add_argument(
-        "--node-args", default="", help="extra `edgestate node` flags, e.g. '--workers 0'"
+        "--workers",
+        type=int,
+        default=None,
+        help="api.workers of each node (default: the node's own default)",
     )
+    parser.add_argument("--node-args", default="", help="extra `edgestate node` flags")
     parser.add_argument("--quick", action="store_true", help="50 samples, burst 500, 1 round")
     args = parser.parse_args()
     if args.quick:
@@ -178,6 +187,8 @@ def main() -> None:
     if shutil.which("node") is None or not (JS_DIR / "node_modules" / "y-websocket").exists():
         sys.exit("error: needs node and tests/js/node_modules (cd tests/js && npm ci)")
     node_args = args.node_args.split()
+    if args.workers is not None:
+        node_args += ["--workers", str(args.workers)]
     systems: dict[str, Callable[[Path], AbstractContextManager[tuple[str, str, str, str]]]] = {
         "edgestate, one node": lambda w: edgestate_nodes(w, 1, node_args),
         "edgestate, two nodes": lambda w: edgestate_nodes(w, 2, node_args),
@@ -193,16 +204,24 @@ def main() -> None:
                     got = measure(urls, f"bench{r}", args)
                 latency[name].extend(got["latency_ms"])
                 rates[name].append(got["burst"] / got["burst_s"])
+    workers = "node default" if args.workers is None else str(args.workers)
     print(
         f"y-websocket client to client: 1 writer, 2 readers; {args.samples} latency writes "
-        f"x {args.rounds} rounds, burst {args.burst} updates"
+        f"x {args.rounds} rounds, burst {args.burst} updates; api.workers: {workers}"
     )
-    print(f"{'system':<24} {'p50 ms':>8} {'p99 ms':>8} {'burst upd/s':>12}")
+    hub = "pycrdt-websocket hub"
+    hub_p50, hub_p99 = statistics.median(latency[hub]), _p(latency[hub], 0.99)
+    hub_rate = statistics.median(rates[hub])
+    print(
+        f"{'system':<24} {'p50 ms':>8} {'p99 ms':>8} {'burst upd/s':>12}"
+        f" {'p50/hub':>8} {'p99/hub':>8} {'burst/hub':>10}"
+    )
     for name in systems:
         lat = latency[name]
+        p50, p99, rate = statistics.median(lat), _p(lat, 0.99), statistics.median(rates[name])
         print(
-            f"{name:<24} {statistics.median(lat):>8.2f} {_p(lat, 0.99):>8.2f} "
-            f"{statistics.median(rates[name]):>12,.0f}"
+            f"{name:<24} {p50:>8.2f} {p99:>8.2f} {rate:>12,.0f}"
+            f" {p50 / hub_p50:>7.2f}x {p99 / hub_p99:>7.2f}x {rate / hub_rate:>9.2f}x"
         )
 
 

@@ -160,7 +160,11 @@ async def _receive(
             await _readable(loop, link)
     if not fds:
         raise ValueError("a handoff without a connection")
-    client = socket.socket(fileno=fds[0])
+    try:
+        client = socket.socket(fileno=fds[0])
+    except OSError:
+        os.close(fds[0])  # not a socket at all
+        raise
     try:
         while len(chunk) < _HEADER:
             chunk += await _more(loop, link)
