@@ -2,8 +2,9 @@
 
     python -m edgestate.node.workers.main      (started by the node's WorkerPool)
 
-It serves ``POST /v1/invoke/{module}`` itself on the API socket it inherited and
-relays every other route to the node (:mod:`.proxy`). Reads go straight to the
+It serves ``POST /v1/invoke/{module}`` itself on the API socket it inherited,
+hands ``/yjs`` WebSocket connections to the node (:mod:`.handoff`) and relays
+every other route to the node (:mod:`.proxy`). Reads go straight to the
 LMDB map through a read-only environment of its own; each invocation's staged
 writes go to the node as one ``w`` message and the answer comes after the
 durable group commit, so a 200 still means fsynced. It never imports the sync
