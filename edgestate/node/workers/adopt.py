@@ -123,6 +123,10 @@ class Adopter:
             # client (if it came) sees its connection close and reconnects.
             log.warning("a /yjs connection handoff failed: %s", exc)
             answer = NOT_TAKEN
+        except Exception:
+            # Not the worker's doing: say so, and keep taking handoffs.
+            log.exception("a /yjs connection handoff failed")
+            answer = NOT_TAKEN
         finally:
             if client is not None:
                 client.close()
