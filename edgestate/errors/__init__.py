@@ -72,6 +72,7 @@ The classes live in one submodule per section of the tree (``base``, ``store``,
     │   └── NodeUnreachableError        no node answered at the URL
     ├── NodeStartError                  a node process exited or did not become ready
     ├── WorkerLinkError                 an invocation worker lost its socket to the node
+    │   └── HandoffError                a /yjs connection not handed to the node (relayed instead)
     ├── InvalidJSONError                JSON input that is not strict JSON (names the input)
     │   ├── DuplicateKeyError           an object repeats a key (names the key and its path)
     │   └── NonFiniteNumberError        NaN, Infinity or -Infinity, which are not JSON
@@ -103,6 +104,7 @@ from edgestate.errors.base import (
 )
 from edgestate.errors.client import (
     ClientError,
+    HandoffError,
     NodeAPIError,
     NodeStartError,
     NodeUnreachableError,
@@ -217,6 +219,7 @@ __all__ = [
     "GuestFault",
     "GuestStatusError",
     "GuestTrapError",
+    "HandoffError",
     "HostBugError",
     "HostCallRefused",
     "InvalidCursorError",

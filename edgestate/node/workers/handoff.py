@@ -34,6 +34,7 @@ import struct
 
 from aiohttp import web
 
+from edgestate.errors import HandoffError
 from edgestate.node.workers.proxy import NodeProxy
 
 log = logging.getLogger(__name__)
@@ -61,19 +62,15 @@ def handoff_message(data: bytes) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
 
-class NotHandedOff(Exception):
-    """Nothing reached the node: the worker still owns the connection."""
-
-
 async def offer(path: str, fd: int, data: bytes) -> bool:
     """Send the client socket ``fd`` and its request bytes ``data`` to the node at
     ``path``; True once the node took it, False if it said it did not.
 
-    Raises :class:`NotHandedOff` if the descriptor never left this process,
+    Raises :class:`HandoffError` if the descriptor never left this process,
     ``OSError`` or ``TimeoutError`` if it left and no answer came.
     """
     if len(data) > MAX_HANDOFF_BYTES:
-        raise NotHandedOff(f"request of {len(data)} bytes, over {MAX_HANDOFF_BYTES}")
+        raise HandoffError(f"request of {len(data)} bytes, over {MAX_HANDOFF_BYTES}")
     loop = asyncio.get_running_loop()
     link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     link.setblocking(False)
@@ -82,14 +79,14 @@ async def offer(path: str, fd: int, data: bytes) -> bool:
             try:
                 await loop.sock_connect(link, path)
             except OSError as exc:
-                raise NotHandedOff(f"the node's handoff socket: {exc}") from exc
+                raise HandoffError(f"the node's handoff socket: {exc}") from exc
             message = handoff_message(data)
             try:
                 # A fresh connection's send buffer is empty: the descriptor
                 # leaves with at least the first chunk, or not at all.
                 sent = socket.send_fds(link, [message], [fd])
             except OSError as exc:
-                raise NotHandedOff(f"sending the connection: {exc}") from exc
+                raise HandoffError(f"sending the connection: {exc}") from exc
             if sent < len(message):
                 await loop.sock_sendall(link, message[sent:])
             answer = await loop.sock_recv(link, 1)
@@ -145,7 +142,7 @@ class YjsHandoff:
         sock = transport.get_extra_info("socket")
         try:
             taken = await offer(self._path, sock.fileno(), request_bytes(request))
-        except NotHandedOff as exc:
+        except HandoffError as exc:
             log.warning("relaying a /yjs connection: %s", exc)
             transport.resume_reading()
             return await self._proxy.handle(request)
