@@ -87,7 +87,6 @@ async def _serve_hub(conn: Connection) -> None:
             return bytes(msg.data)
 
     async with WebsocketServer(auto_clean_rooms=False) as server:
-
         rooms = asyncio.Lock()
 
         async def handler(request: web.Request) -> web.WebSocketResponse:
