@@ -1,6 +1,7 @@
 """Benchmark y-websocket client to client: edgestate's ``/yjs`` against pycrdt-websocket.
 
     .venv/bin/python scripts/bench_yjs.py [--samples 200] [--burst 2000] [--rounds 2]
+        [--workers N] [--node-args "..."] [--quick]
 
 One writer and two readers, each an off-the-shelf ``yjs`` + ``y-websocket``
 client (``tests/js/bench_yjs.mjs``, all three in one node.js process so that
@@ -12,9 +13,14 @@ every timestamp comes from one clock), against, in the same run:
 
 Printed per system (rounds interleaved, so background load hits all alike):
 client-to-client latency p50 / p99 (one 16-byte write at a time, each reader a
-sample) and burst throughput (N writes issued at once, one update message each,
-until both readers hold all of them). Nodes run with their defaults (store
-durability ``sync``: every commit fsynced). Only 127.0.0.1 is used.
+sample), burst throughput (N writes issued at once, one update message each,
+until both readers hold all of them) and the server's CPU time per update
+(every process of the system, a node's workers included), each beside the hub's as a ratio (p50 and
+p99: edgestate's over the hub's, below 1 is ahead; burst: edgestate's over the
+hub's, above 1 is ahead). Nodes run with their defaults (store durability
+``sync``: every commit fsynced; ``api.workers`` invocation workers, which hand
+each ``/yjs`` connection to the node) unless ``--workers`` says otherwise. Only
+127.0.0.1 is used.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import shutil
 import statistics
 import subprocess
@@ -30,6 +37,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -79,10 +87,16 @@ async def _serve_hub(conn: Connection) -> None:
             return bytes(msg.data)
 
     async with WebsocketServer(auto_clean_rooms=False) as server:
+        rooms = asyncio.Lock()
 
         async def handler(request: web.Request) -> web.WebSocketResponse:
             ws = web.WebSocketResponse(max_msg_size=64 << 20)
             await ws.prepare(request)
+            # pycrdt-websocket starts a room twice when its first clients come at
+            # once ("YRoom already running", the loser's connection dropped):
+            # start it here, one client at a time, before serve() looks it up.
+            async with rooms:
+                await server.get_room(request.path)
             await server.serve(Channel(ws, request.path))
             return ws
 
@@ -97,14 +111,14 @@ async def _serve_hub(conn: Connection) -> None:
 
 
 @contextmanager
-def pycrdt_hub() -> Iterator[tuple[str, str, str, str]]:
+def pycrdt_hub() -> Iterator[System]:
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(target=_hub, args=(child,), daemon=True)
     proc.start()
     try:
         port = parent.recv()
         url = f"ws://127.0.0.1:{port}"
-        yield url, url, "", ""
+        yield System(url, url, "", "", [proc.pid])
     finally:
         parent.send("stop")
         proc.join(10)
@@ -113,9 +127,7 @@ def pycrdt_hub() -> Iterator[tuple[str, str, str, str]]:
 
 
 @contextmanager
-def edgestate_nodes(
-    work: Path, count: int, node_args: list[str]
-) -> Iterator[tuple[str, str, str, str]]:
+def edgestate_nodes(work: Path, count: int, node_args: list[str]) -> Iterator[System]:
     from edgestate.devkit import spawn_node
 
     procs: list[subprocess.Popen[bytes]] = []
@@ -132,7 +144,7 @@ def edgestate_nodes(
             infos.append(info)
         tokens = [(work / f"node{i}" / "admin.token").read_text().strip() for i in range(count)]
         urls = [str(info["api"]).replace("http://", "ws://") + "/yjs" for info in infos]
-        yield urls[0], urls[-1], tokens[0], tokens[-1]
+        yield System(urls[0], urls[-1], tokens[0], tokens[-1], [p.pid for p in procs])
     finally:
         for proc in procs:
             proc.terminate()
@@ -144,8 +156,9 @@ def edgestate_nodes(
                 proc.wait(10)
 
 
-def measure(urls: tuple[str, str, str, str], room: str, args: argparse.Namespace) -> Any:
-    writer, reader, writer_token, reader_token = urls
+def measure(system: System, room: str, args: argparse.Namespace) -> Any:
+    writer, reader = system.writer_url, system.reader_url
+    writer_token, reader_token = system.writer_token, system.reader_token
     command = [str(args.samples), str(args.burst), writer_token, reader_token]
     out = subprocess.run(
         ["node", str(CLIENT), writer, reader, room, *command],
@@ -156,6 +169,42 @@ def measure(urls: tuple[str, str, str, str], room: str, args: argparse.Namespace
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@dataclass(frozen=True)
+class System:
+    """Where the clients connect, and the server processes to charge CPU to."""
+
+    writer_url: str
+    reader_url: str
+    writer_token: str
+    reader_token: str
+    pids: list[int]
+
+
+def tree_cpu_s(roots: list[int]) -> float:
+    """CPU seconds (user + system) used so far by ``roots`` and every process
+    under them (a node's invocation workers, its fork server), from /proc."""
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = raw[raw.rindex(")") + 2 :].split()  # from field 3 (state) on
+        parent[int(entry)] = int(fields[1])
+        ticks[int(entry)] = int(fields[11]) + int(fields[12])  # utime, stime
+    total = 0
+    for pid in ticks:
+        up = pid
+        while up > 1 and up not in roots:
+            up = parent.get(up, 0)
+        if up in roots:
+            total += ticks[pid]
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _p(values: list[float], q: float) -> float:
@@ -169,8 +218,12 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=2000, help="writes in the burst")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per system")
     parser.add_argument(
-        "--node-args", default="", help="extra `edgestate node` flags, e.g. '--workers 0'"
+        "--workers",
+        type=int,
+        default=None,
+        help="api.workers of each node (default: the node's own default)",
     )
+    parser.add_argument("--node-args", default="", help="extra `edgestate node` flags")
     parser.add_argument("--quick", action="store_true", help="50 samples, burst 500, 1 round")
     args = parser.parse_args()
     if args.quick:
@@ -178,31 +231,50 @@ def main() -> None:
     if shutil.which("node") is None or not (JS_DIR / "node_modules" / "y-websocket").exists():
         sys.exit("error: needs node and tests/js/node_modules (cd tests/js && npm ci)")
     node_args = args.node_args.split()
-    systems: dict[str, Callable[[Path], AbstractContextManager[tuple[str, str, str, str]]]] = {
+    if args.workers is not None:
+        node_args += ["--workers", str(args.workers)]
+    systems: dict[str, Callable[[Path], AbstractContextManager[System]]] = {
         "edgestate, one node": lambda w: edgestate_nodes(w, 1, node_args),
         "edgestate, two nodes": lambda w: edgestate_nodes(w, 2, node_args),
         "pycrdt-websocket hub": lambda _w: pycrdt_hub(),
     }
     latency: dict[str, list[float]] = {name: [] for name in systems}
     rates: dict[str, list[float]] = {name: [] for name in systems}
+    cpu: dict[str, list[float]] = {name: [] for name in systems}
     with tempfile.TemporaryDirectory(prefix="bench-yjs-") as tmp:
         for r in range(args.rounds):
             for name, start in systems.items():
                 work = Path(tmp) / f"{r}-{len(latency[name])}-{name.split(',')[-1].strip()}"
-                with start(work) as urls:
-                    got = measure(urls, f"bench{r}", args)
+                with start(work) as system:
+                    before = tree_cpu_s(system.pids)
+                    got = measure(system, f"bench{r}", args)
+                    used = tree_cpu_s(system.pids) - before
+                # Server CPU per update delivered (both phases): less bent by
+                # background load than wall-clock figures.
+                cpu[name].append(used * 1e6 / (args.samples + args.burst))
                 latency[name].extend(got["latency_ms"])
                 rates[name].append(got["burst"] / got["burst_s"])
+    workers = "node default" if args.workers is None else str(args.workers)
     print(
         f"y-websocket client to client: 1 writer, 2 readers; {args.samples} latency writes "
-        f"x {args.rounds} rounds, burst {args.burst} updates"
+        f"x {args.rounds} rounds, burst {args.burst} updates; api.workers: {workers}"
     )
-    print(f"{'system':<24} {'p50 ms':>8} {'p99 ms':>8} {'burst upd/s':>12}")
+    hub = "pycrdt-websocket hub"
+    hub_p50, hub_p99 = statistics.median(latency[hub]), _p(latency[hub], 0.99)
+    hub_rate = statistics.median(rates[hub])
+    hub_cpu = statistics.median(cpu[hub])
+    print(
+        f"{'system':<24} {'p50 ms':>8} {'p99 ms':>8} {'burst upd/s':>12}"
+        f" {'p50/hub':>8} {'p99/hub':>8} {'burst/hub':>10} {'cpu us/upd':>11} {'cpu/hub':>8}"
+    )
     for name in systems:
         lat = latency[name]
+        p50, p99, rate = statistics.median(lat), _p(lat, 0.99), statistics.median(rates[name])
+        used = statistics.median(cpu[name])
         print(
-            f"{name:<24} {statistics.median(lat):>8.2f} {_p(lat, 0.99):>8.2f} "
-            f"{statistics.median(rates[name]):>12,.0f}"
+            f"{name:<24} {p50:>8.2f} {p99:>8.2f} {rate:>12,.0f}"
+            f" {p50 / hub_p50:>7.2f}x {p99 / hub_p99:>7.2f}x {rate / hub_rate:>9.2f}x"
+            f" {used:>11,.0f} {used / hub_cpu:>7.2f}x"
         )
 
 

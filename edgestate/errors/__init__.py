@@ -75,7 +75,8 @@ The classes live in one submodule per section of the tree (``base``, ``store``,
     │   └── NodeUnreachableError        no node answered at the URL
     ├── NodeStartError                  a node process exited or did not become ready
     ├── WorkerLinkError                 an invocation worker lost its socket to the node
-    │   └── NodeUnresponsiveError       its link is up but the node's heartbeat is late
+    │   ├── NodeUnresponsiveError       its link is up but the node's heartbeat is late
+    │   └── HandoffError                a /yjs connection not handed to the node (relayed instead)
     ├── InvalidJSONError                JSON input that is not strict JSON (names the input)
     │   ├── DuplicateKeyError           an object repeats a key (names the key and its path)
     │   └── NonFiniteNumberError        NaN, Infinity or -Infinity, which are not JSON
@@ -107,6 +108,7 @@ from edgestate.errors.base import (
 )
 from edgestate.errors.client import (
     ClientError,
+    HandoffError,
     NodeAPIError,
     NodeStartError,
     NodeUnreachableError,
@@ -226,6 +228,7 @@ __all__ = [
     "GuestFault",
     "GuestStatusError",
     "GuestTrapError",
+    "HandoffError",
     "HostBugError",
     "HostCallRefused",
     "InvalidCursorError",

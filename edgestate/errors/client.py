@@ -55,3 +55,12 @@ class NodeUnresponsiveError(WorkerLinkError):
     """
 
     code = "node_unresponsive"
+
+
+class HandoffError(WorkerLinkError):
+    """A worker could not hand a ``/yjs`` connection to the node (its handoff
+    socket refused, or the request is too big to send): nothing left the
+    worker, which relays the connection instead (edgestate/node/workers/handoff.py).
+    """
+
+    code = "yjs_handoff_failed"

@@ -50,7 +50,7 @@ from edgestate.node.serving import (
     worker_pool,
 )
 from edgestate.node.trust import load_policy_file, reload_policy
-from edgestate.node.workers import WorkerPool
+from edgestate.node.workers import Adopter, WorkerPool, handoff_path
 from edgestate.runtime import InvocationResult, LoadedModule, Runtime, TrustPolicy
 from edgestate.store import ChangeStream, Store, verify_in_child
 from edgestate.sync.daemon import SyncDaemon
@@ -85,6 +85,7 @@ class Node:
         self._tokens: ClientTokens | None = None
         self.dashboard: NodeDashboard | None = None  # its node record and overview
         self.workers: WorkerPool | None = None  # None: invocations run in this process
+        self._handoff: Adopter | None = None  # takes /yjs connections from the workers
         self.admin_token = ""
 
     # --- parts (available after start) ----------------------------------------------
@@ -238,6 +239,10 @@ class Node:
             return
         # Held before it starts: a start failing part way still closes the pool.
         self.workers = worker_pool(cfg, self.store, self.runtime, self.metrics, self.registry)
+        self._handoff = Adopter(
+            self._runner, handoff_path(self.workers.node_socket), cfg.api.shutdown_grace_s
+        )
+        await self._handoff.start()  # before any worker accepts a /yjs client
         self.api_port = await serve_through_workers(self._runner, self.workers, self.registry)
 
     async def _check_store(self) -> None:
@@ -276,6 +281,9 @@ class Node:
         if self.workers is not None:
             # first: their in-flight invocations still write through this process
             await self._phase("invocation workers", self.workers.close())
+        if self._handoff is not None:
+            # after the workers: none is left to hand a connection over
+            await self._phase("/yjs handoff", self._handoff.close())
         if self._runner is not None:
             # waits for in-flight handlers, up to shutdown_grace_s
             await self._phase("HTTP API", self._runner.cleanup())

@@ -1,7 +1,8 @@
 """How the node's HTTP API listens: one TCP site in the node process, or
 invocation worker processes accepting on the API port (``node/workers``) while
-the node answers what they relay (admin, ``/metrics``, health, ``/yjs``) on a
-private unix socket.
+the node answers what they relay (admin, ``/metrics``, health) on a private
+unix socket and serves the ``/yjs`` connections they hand it (``node/workers``:
+``handoff``, ``adopt``).
 
 ``Node`` decides and owns what is made here: it holds the worker pool before the
 pool starts, so a start that fails part way still closes it.

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pycrdt import merge_updates
 
 from edgestate.errors import (
+    EdgestateError,
     InvalidUpdateError,
     MalformedFrameError,
     ProtocolError,
@@ -286,12 +287,16 @@ class Gossip:
                 if len(by_source) > limit:
                     raise RateLimitedError(f"peers at {conn.source} created over {limit} documents")
         # Submitted without waiting for the commit: the store's writer keeps
-        # submission order and folds queued applies into one group commit.
-        # Queued to the writer right here, not from a task's first step: a loop turn
-        # less per relay hop (docs/mesh.md, where a write's time goes).
-        pending = self._store.submit_update(
-            doc, update, origin=conn.origin, create=True, record=record
-        )
+        # submission order and folds queued applies into one group commit. Queued
+        # now, not from a task's first step: a loop turn less per relay hop
+        # (docs/mesh.md, where a write's time goes).
+        try:
+            pending = self._store.submit_update(
+                doc, update, origin=conn.origin, create=True, record=record
+            )
+        except EdgestateError as exc:  # the store is closing: as the future would fail
+            pending = asyncio.get_running_loop().create_future()
+            pending.set_exception(exc)
         # A bad update must end the connection now, not when the next frame comes.
         pending.add_done_callback(functools.partial(self._apply_done, conn, doc))
         pending.add_done_callback(functools.partial(_uncount, conn, len(update)))

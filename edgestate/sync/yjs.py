@@ -54,7 +54,6 @@ from edgestate.errors import (
 from edgestate.store import (
     DOC_NAME_RULE,
     ChangeEvent,
-    ChangeStream,
     Store,
     check_user_writable,
     is_doc_name,
@@ -80,6 +79,9 @@ ACCESS_ENDED_CLOSE = 4401
 MAX_IN_FLIGHT = 512
 # And their bytes: a client may send 32 MiB messages, 512 of which must not queue.
 MAX_IN_FLIGHT_BYTES = 64 << 20
+# Change events waiting for the loop: past it (a loop stalled for seconds under
+# a burst) they are dropped and every client resyncs, as with a ChangeStream.
+MAX_PENDING_EVENTS = 10_000
 # Change events merged into one message per client, and their bytes: bounds the
 # merge's work between two turns of the event loop.
 _MAX_MERGE = 256
@@ -168,8 +170,12 @@ class YjsEndpoint:
         self._client_queue = client_queue
         self._clients: dict[str, set[_Client]] = {}
         self._ids = itertools.count(1)
-        self._stream: ChangeStream | None = None
-        self._pump: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        # From the writer thread to the loop (deque appends and pops are atomic).
+        self._arrived: collections.deque[ChangeEvent] = collections.deque()
+        self._drain_due = False
+        self._overflowed = False
         self._closing = False
 
     async def __aenter__(self) -> YjsEndpoint:
@@ -181,9 +187,12 @@ class YjsEndpoint:
 
     async def start(self) -> None:
         """Begin forwarding the store's commits to connected clients."""
+        self._loop = asyncio.get_running_loop()
         # Early: a client's or peer's update is relayed while its commit is fsynced.
-        self._stream = self.store.changes(early=True)
-        self._pump = asyncio.get_running_loop().create_task(self._forward())
+        # A listener of its own rather than a ChangeStream and a task: the events
+        # of one group commit reach the loop in one wakeup and go out in the same
+        # turn, one task hop fewer per update.
+        self._unsubscribe = self.store.subscribe(self._from_writer, early=True)
 
     async def close(self) -> None:
         """Disconnect every client and stop forwarding."""
@@ -196,11 +205,10 @@ class YjsEndpoint:
                         await client.ws.close(
                             code=WSCloseCode.GOING_AWAY, message=b"node shutting down"
                         )
-        if self._pump is not None:
-            self._pump.cancel()
-            await asyncio.wait([self._pump])
-        if self._stream is not None:
-            self._stream.close()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._arrived.clear()
 
     def end_access(self, credential: str, reason: str) -> int:
         """Close every client connected with ``credential``; how many there were."""
@@ -216,28 +224,43 @@ class YjsEndpoint:
         """The ``/yjs/{doc}`` route, to mount in any aiohttp application."""
         return [web.get(YJS_PATH, self._handle)]
 
-    async def _forward(self) -> None:
-        assert self._stream is not None
-        while True:
-            event = await self._stream.get()
-            if event is None:
-                return
+    def _from_writer(self, event: ChangeEvent) -> None:
+        """On the writer thread: queue ``event``, and wake the loop once per batch."""
+        if len(self._arrived) >= MAX_PENDING_EVENTS:
+            # The loop is this far behind: drop them, and have every client resync.
+            self._arrived.clear()
+            self._overflowed = True
+        self._arrived.append(event)
+        if not self._drain_due:
+            self._drain_due = True
+            loop = self._loop
+            assert loop is not None
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens
+                loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        # Cleared first: an event appended from here on schedules a drain of its own.
+        self._drain_due = False
+        if self._closing:
+            return  # scheduled before close(): its clients are gone
+        if self._overflowed:
+            self._overflowed = False
+            # Dropped events: clients must resync; closing makes them do so.
+            for clients in self._clients.values():
+                for client in clients:
+                    client.kick()
+        arrived = self._arrived
+        while arrived:
             # A burst: everything already waiting goes out as one message per
             # client and document (y-websocket reads one message a frame, so the
             # updates are merged, not concatenated): per-message costs (a frame,
-            # the worker relay, the client's transaction) are paid once.
-            events, size = [event], len(event.update)
-            while len(events) < _MAX_MERGE and size < _MAX_MERGE_BYTES:
-                more = self._stream.get_nowait()
-                if more is None:
-                    break
-                events.append(more)
-                size += len(more.update)
-            if self._stream.reset_overflow():
-                # Dropped events: clients must resync; closing makes them do so.
-                for clients in self._clients.values():
-                    for client in clients:
-                        client.kick()
+            # the client's transaction) are paid once.
+            events: list[ChangeEvent] = []
+            size = 0
+            while arrived and len(events) < _MAX_MERGE and size < _MAX_MERGE_BYTES:
+                event = arrived.popleft()
+                events.append(event)
+                size += len(event.update)
             by_doc: dict[str, list[ChangeEvent]] = {}
             for e in events:
                 by_doc.setdefault(e.doc, []).append(e)

@@ -4,19 +4,24 @@ a worker's relay, which no client can fake with a header."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 import tomli_w
+from pycrdt import Doc, Map, YSyncMessageType, read_message
 
 from edgestate.client import NodeAPIError, NodeClient, tls_context
 from edgestate.devkit import example_bundle, make_publisher
 from edgestate.node.api.certified import CERT_HEADER, VERIFIED
 from edgestate.sync import tls
+from edgestate.sync.yjs import sync_message
 from tests.node.conftest import NodeProcess, start_node
 from tests.node.test_modules_e2e import BUILD
 
@@ -111,3 +116,33 @@ def test_a_client_cannot_claim_a_verified_certificate_with_a_header(
     assert NodeClient(
         node.api, node.token, ssl_context=tls_context(ca(cluster), None, None)
     ).status()["ready"]
+
+
+def _update(key: str) -> bytes:
+    doc: Doc[Any] = Doc()
+    doc["root"] = root = Map[Any]()
+    root[key] = b"v"
+    return doc.get_update()
+
+
+async def test_yjs_over_wss_through_a_worker_is_relayed_not_handed_off(
+    node: NodeProcess, cluster: Path
+) -> None:
+    """A worker holds the TLS session of a wss:// client: the node could not read
+    the bare socket, so the worker relays (and the client syncs as usual)."""
+    context = tls_context(ca(cluster), None, None)
+    url = node.api.replace("https://", "wss://") + "/yjs/over-tls"
+    async with aiohttp.ClientSession() as session:
+        writer = await session.ws_connect(url, params={"token": node.token}, ssl=context)
+        reader = await session.ws_connect(url, params={"token": node.token}, ssl=context)
+        await writer.send_bytes(sync_message(YSyncMessageType.SYNC_UPDATE, _update("k")))
+        seen: Doc[Any] = Doc()
+        seen["root"] = root = Map[Any]()
+        async with asyncio.timeout(30):
+            while "k" not in root:
+                msg = await reader.receive()
+                assert msg.type == aiohttp.WSMsgType.BINARY, msg
+                if msg.data[0] == 0 and msg.data[1] != YSyncMessageType.SYNC_STEP1:
+                    seen.apply_update(read_message(msg.data[2:]))
+        await writer.close()
+        await reader.close()

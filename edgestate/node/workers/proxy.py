@@ -2,8 +2,9 @@
 
 The node answers admin, ``/metrics``, health and ``/yjs`` on a private unix
 socket; a worker relays each such request (streamed both ways, so watch streams
-and large bundles pass) and relays ``/yjs`` WebSockets message by message. The
-client keeps one address and never sees the hop.
+and large bundles pass). A ``/yjs`` WebSocket is handed to the node whole
+(:mod:`.handoff`) and relayed here message by message only if the node cannot
+take it. The client keeps one address and never sees the hop.
 """
 
 from __future__ import annotations

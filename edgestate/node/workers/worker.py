@@ -2,8 +2,9 @@
 
     python -m edgestate.node.workers.main      (started by the node's WorkerPool)
 
-It serves ``POST /v1/invoke/{module}`` itself on the API socket it inherited and
-relays every other route to the node (:mod:`.proxy`). Reads go straight to the
+It serves ``POST /v1/invoke/{module}`` itself on the API socket it inherited,
+hands ``/yjs`` WebSocket connections to the node (:mod:`.handoff`) and relays
+every other route to the node (:mod:`.proxy`). Reads go straight to the
 LMDB map through a read-only environment of its own; each invocation's staged
 writes go to the node as one ``w`` message and the answer comes after the
 durable group commit, so a 200 still means fsynced. It never imports the sync
@@ -31,6 +32,7 @@ from edgestate.node.api.invoke import InvocationRoutes
 from edgestate.node.api.observe import observed, stamp_request_id
 from edgestate.node.api.responses import error_reply, error_response
 from edgestate.node.config import ApiConfig
+from edgestate.node.workers.handoff import YjsHandoff
 from edgestate.node.workers.heartbeat import NodeHeartbeat
 from edgestate.node.workers.label import set_worker_label
 from edgestate.node.workers.process import WorkerSettings
@@ -306,6 +308,8 @@ class Worker:
                 web.post("/v1/invoke/{module}", InvocationRoutes(self).invoke),
                 # Answered here, not relayed: see heartbeat (the node's liveness).
                 web.get("/healthz", self.heartbeat.healthz),
+                # Handed to the node, which serves the connection from then on.
+                web.get("/yjs/{tail:.*}", YjsHandoff(self.settings.node_socket, proxy).handle),
                 web.route("*", "/{tail:.*}", proxy.handle),
             ]
         )
