@@ -64,7 +64,7 @@ def test_every_value_shown_is_accepted(tmp_path: Path) -> None:
     text = "\n".join(
         line
         for line in _uncommented().splitlines()
-        if not line.startswith(("user =", "password_file =", "token_file ="))
+        if not line.startswith(("nkey_seed_file =", "user =", "password_file =", "token_file ="))
     )
     config.write_text(text)
     loaded = load_config(config, None, {})

@@ -12,11 +12,12 @@ from a client: workers strip it from what clients send.
 from __future__ import annotations
 
 import ssl
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from edgestate.sync import TLSFiles
-from edgestate.sync.tls import server_context
+if TYPE_CHECKING:
+    from edgestate.sync import TLSFiles
 
 # Set by a worker on a relayed request whose client presented a certificate the
 # handshake verified against the cluster CA (and its CRL).
@@ -26,6 +27,10 @@ VERIFIED = "verified"
 
 def api_tls_context(files: TLSFiles) -> ssl.SSLContext:
     """The API's TLS server context with the cluster's certificate files."""
+    # Imported here: the API routes must not pull in the sync daemon
+    # (tests/node/test_layering.py), and only a TLS listener needs it.
+    from edgestate.sync.tls import server_context
+
     ctx = server_context(files)
     # Token users have no certificate; a certificate, if presented, must be
     # valid for the cluster (the handshake fails otherwise).
