@@ -125,6 +125,24 @@ async def settle(site: Site) -> None:
     await asyncio.sleep(0.5)  # what else arrives (duplicates, anti-entropy) is counted too
 
 
+async def write_through_cut(store: Store, args: argparse.Namespace) -> tuple[int, int]:
+    """``args.cut`` seconds of writes spread evenly on ``store`` (the side still
+    up); how many, and the bytes of their updates (what the other side missed)."""
+    stream = store.changes(maxsize=1 << 20)
+    cut_end = time.monotonic() + args.cut
+    writes = 0
+    while time.monotonic() < cut_end:
+        await store.abatch([Set(DOC, f"cut{writes}", PAYLOAD)])
+        writes += 1
+        await asyncio.sleep(args.cut / args.cut_writes)
+    await asyncio.sleep(0.2)
+    missed = 0
+    while (event := stream.get_nowait()) is not None:
+        missed += len(event.update)
+    stream.close()
+    return writes, missed
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -175,18 +193,7 @@ async def run(
     # The cut: B is gone while A writes, spread over the cut.
     await asyncio.gather(settle(a), settle(b))  # it starts on a quiet link
     await b.stop()
-    missed = 0
-    stream = a.store.changes(maxsize=1 << 20)
-    cut_end = time.monotonic() + args.cut
-    i = 0
-    while time.monotonic() < cut_end:
-        await a.store.abatch([Set(DOC, f"cut{i}", PAYLOAD)])
-        i += 1
-        await asyncio.sleep(args.cut / args.cut_writes)
-    await asyncio.sleep(0.2)
-    while (event := stream.get_nowait()) is not None:
-        missed += len(event.update)
-    stream.close()
+    i, missed = await write_through_cut(a.store, args)
     await b.start()
     start = time.perf_counter()
     await wait_key(b.store, f"cut{i - 1}")
@@ -238,18 +245,7 @@ async def run_link_cut(root: Path, ca: Path, args: argparse.Namespace) -> dict[s
             while link.stats.connected:
                 assert time.monotonic() < deadline, "B's link did not notice its server died"
                 await asyncio.sleep(0.01)
-            stream = a.store.changes(maxsize=1 << 20)
-            cut_end = time.monotonic() + args.cut
-            i = 0
-            while time.monotonic() < cut_end:
-                await a.store.abatch([Set(DOC, f"cut{i}", PAYLOAD)])
-                i += 1
-                await asyncio.sleep(args.cut / args.cut_writes)
-            await asyncio.sleep(0.2)
-            missed = 0
-            while (event := stream.get_nowait()) is not None:
-                missed += len(event.update)
-            stream.close()
+            i, missed = await write_through_cut(a.store, args)
             # The precondition of catching up by one node's diff: A applied the
             # stream it wrote (under load its consumer trails its own publishes,
             # and B would rightly replay instead).

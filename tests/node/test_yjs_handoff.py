@@ -21,16 +21,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from aiohttp import web
 from pycrdt import Doc, Map, YSyncMessageType, read_message
 
 from edgestate.node.workers import Adopter
 from edgestate.store import Store
-from edgestate.sync.yjs import YjsEndpoint, sync_message
+from edgestate.sync.yjs import sync_message
 from tests.node.conftest import NodeProcess, eventually, start_node
 from tests.node.test_workers import all_workers_up, worker_pids
 from tests.sync.conftest import FAST_STORE
 from tests.sync.conftest import eventually as until
+from tests.sync.yjs_app import yjs_app
 
 # Bounds every wait on a socket: a test that hangs fails instead.
 WAIT_S = 15
@@ -124,20 +124,16 @@ def test_a_refused_handshake_is_answered_by_the_node_and_ends_its_connection(
 async def adopter(tmp_path: Path) -> AsyncIterator[tuple[Store, Adopter]]:
     """The node's side on its own: a store, its /yjs endpoint, and an Adopter."""
     store = Store.open(tmp_path / "data", FAST_STORE)
-    endpoint = YjsEndpoint(store)
-    await endpoint.start()
-    app = web.Application()
-    app.add_routes(endpoint.routes())
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    taker = Adopter(runner, str(tmp_path / "handoff.sock"), 1.0)
-    await taker.start()
     try:
-        yield store, taker
+        async with yjs_app(store) as (endpoint, runner):
+            taker = Adopter(runner, str(tmp_path / "handoff.sock"), 1.0)
+            await taker.start()
+            try:
+                yield store, taker
+            finally:
+                await endpoint.close()  # its WebSockets end before the adopter's grace
+                await taker.close()
     finally:
-        await endpoint.close()
-        await taker.close()
-        await runner.cleanup()
         store.close()
 
 

@@ -23,9 +23,10 @@ from edgestate.node.workers import Adopter
 from edgestate.node.workers.handoff import NOT_TAKEN, YjsHandoff, handoff_message
 from edgestate.node.workers.proxy import NodeProxy
 from edgestate.store import Store
-from edgestate.sync.yjs import YjsEndpoint, sync_message
+from edgestate.sync.yjs import sync_message
 from tests.sync.conftest import FAST_STORE
 from tests.sync.conftest import eventually as until
+from tests.sync.yjs_app import yjs_app
 
 WAIT_S = 15
 
@@ -41,22 +42,18 @@ def _update(key: str) -> bytes:
 async def node_side(tmp_path: Path) -> AsyncIterator[tuple[Store, Adopter, str]]:
     """A store, its /yjs endpoint on a private unix socket, and an Adopter."""
     store = Store.open(tmp_path / "data", FAST_STORE)
-    endpoint = YjsEndpoint(store)
-    await endpoint.start()
-    app = web.Application()
-    app.add_routes(endpoint.routes())
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    api_sock = str(tmp_path / "api.sock")
-    await web.UnixSite(runner, api_sock).start()
-    taker = Adopter(runner, str(tmp_path / "handoff.sock"), 1.0)
-    await taker.start()
     try:
-        yield store, taker, api_sock
+        async with yjs_app(store) as (endpoint, runner):
+            api_sock = str(tmp_path / "api.sock")
+            await web.UnixSite(runner, api_sock).start()
+            taker = Adopter(runner, str(tmp_path / "handoff.sock"), 1.0)
+            await taker.start()
+            try:
+                yield store, taker, api_sock
+            finally:
+                await endpoint.close()  # its WebSockets end before the adopter's grace
+                await taker.close()
     finally:
-        await endpoint.close()
-        await taker.close()
-        await runner.cleanup()
         store.close()
 
 

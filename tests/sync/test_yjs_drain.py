@@ -15,12 +15,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode
 from pycrdt import Doc, Map, YSyncMessageType, read_message
 
 from edgestate.store import ChangeEvent, Store
 from edgestate.sync.yjs import MAX_PENDING_EVENTS, YjsEndpoint, sync_message
 from tests.sync.conftest import FAST_STORE
+from tests.sync.yjs_app import tcp_url, yjs_app
 
 WAIT_S = 15
 
@@ -28,18 +29,10 @@ WAIT_S = 15
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[Store, YjsEndpoint, str]]:
     store = Store.open(tmp_path / "data", FAST_STORE)
-    endpoint = YjsEndpoint(store)
-    await endpoint.start()
-    app = web.Application()
-    app.add_routes(endpoint.routes())
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        yield store, endpoint, f"ws://127.0.0.1:{runner.addresses[0][1]}/yjs"
+        async with yjs_app(store) as (endpoint, runner):
+            yield store, endpoint, await tcp_url(runner)
     finally:
-        await endpoint.close()
-        await runner.cleanup()
         store.close()
 
 

@@ -17,6 +17,7 @@ from pycrdt import Doc, Map, YSyncMessageType, read_message
 from edgestate.store import Set, Store, decode_state_vector
 from edgestate.sync.yjs import STALE_REPLICA_CLOSE, YjsEndpoint, sync_message
 from tests.sync.conftest import FAST_STORE, Nodes, eventually
+from tests.sync.yjs_app import tcp_url, yjs_app
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 
@@ -24,20 +25,10 @@ JS_DIR = Path(__file__).resolve().parent.parent / "js"
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[Store, str]]:
     store = Store.open(tmp_path / "data", FAST_STORE)
-    endpoint = YjsEndpoint(store)
-    await endpoint.start()
-    app = web.Application()
-    app.add_routes(endpoint.routes())
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     try:
-        yield store, f"ws://127.0.0.1:{port}/yjs"
+        async with yjs_app(store) as (_, runner):
+            yield store, await tcp_url(runner)
     finally:
-        await endpoint.close()
-        await runner.cleanup()
         store.close()
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode
 from pycrdt import Doc, Map, YSyncMessageType, read_message
 
 from edgestate.store import ChangeEvent, Store, StoreConfig
 from edgestate.store.changes import ChangeHub
-from edgestate.sync.yjs import YjsEndpoint, sync_message
+from edgestate.sync.yjs import sync_message
 from tests.sync.conftest import eventually
+from tests.sync.yjs_app import tcp_url, yjs_app
 
 # Bound on every wait here: a failure ends the test instead of hanging it.
 WAIT_S = 10.0
@@ -30,18 +31,10 @@ WAIT_S = 10.0
 async def served(tmp_path: Path) -> AsyncIterator[tuple[Store, str]]:
     store = Store.open(tmp_path / "data", StoreConfig())  # durability sync: fsync per commit
     store.create_document("d")
-    endpoint = YjsEndpoint(store)
-    await endpoint.start()
-    app = web.Application()
-    app.add_routes(endpoint.routes())
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        yield store, f"ws://127.0.0.1:{runner.addresses[0][1]}/yjs/d"
+        async with yjs_app(store) as (_, runner):
+            yield store, await tcp_url(runner, "/yjs/d")
     finally:
-        await endpoint.close()
-        await runner.cleanup()
         store.close()
 
 

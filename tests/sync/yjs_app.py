@@ -1,0 +1,35 @@
+"""The /yjs endpoint of a real store served by aiohttp, for tests that drive it
+without a node (real sockets: a TCP or unix site is the caller's choice)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from edgestate.store import Store
+from edgestate.sync.yjs import YjsEndpoint
+
+
+@contextlib.asynccontextmanager
+async def yjs_app(store: Store) -> AsyncIterator[tuple[YjsEndpoint, web.AppRunner]]:
+    """``store``'s endpoint in a set-up runner; on exit the endpoint closes its
+    clients first, then the runner stops (the node's order). The store stays open."""
+    endpoint = YjsEndpoint(store)
+    await endpoint.start()
+    app = web.Application()
+    app.add_routes(endpoint.routes())
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        yield endpoint, runner
+    finally:
+        await endpoint.close()
+        await runner.cleanup()
+
+
+async def tcp_url(runner: web.AppRunner, path: str = "/yjs") -> str:
+    """Serve ``runner`` on a free loopback port; the ws:// URL of ``path`` there."""
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return f"ws://127.0.0.1:{runner.addresses[0][1]}{path}"
