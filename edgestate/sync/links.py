@@ -94,8 +94,8 @@ class Links:
         handshake_lock: asyncio.Lock,
         closing: Callable[[], bool],
         stats: SyncStats,
+        assembly_budget: parts.AssemblyBudget,
         mesh: Mesh | None = None,
-        assembly_budget: parts.AssemblyBudget | None = None,
     ) -> None:
         self._config = config
         self._node_id = node_id
@@ -103,10 +103,8 @@ class Links:
         self._membership = membership
         self._stats = stats
         self._host = _Host(table, gossip, membership, handshake_lock, closing, mesh)
-        # Diffs in parts from all connections together (limits.max_assembly_bytes).
-        self._assemblies = assembly_budget or parts.AssemblyBudget(
-            config.limits.max_assembly_bytes, config.limits.assembly_wait_s
-        )
+        # The node's one budget for diffs in parts (the daemon's: NATS shares it).
+        self._assemblies = assembly_budget
         # Every connection running now, registered or not (close_all() ends them).
         self._live: set[PeerConnection] = set()
 

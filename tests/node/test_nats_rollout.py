@@ -18,20 +18,11 @@ from edgestate.devkit.nats_server import nats_cluster
 from tests.node.api_check import call
 from tests.node.conftest import NodeProcess, eventually, start_node
 from tests.node.test_modules_e2e import BUILD, deploy, invoke
+from tests.node.test_nats_sites import nats_toml
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nats-server") is None, reason="nats-server not installed (scripts/bootstrap)"
 )
-
-
-def _config(path: Path, url: str, *, gateway: bool) -> Path:
-    path.write_text(
-        "[sync.nats]\n"
-        f'servers = ["{url}"]\n'
-        f"gateway = {'true' if gateway else 'false'}\n"
-        "answer_window_s = 0.5\n"
-    )
-    return path
 
 
 def _active(node: NodeProcess, name: str) -> bool:
@@ -60,8 +51,8 @@ def test_a_module_deployed_at_one_site_is_active_on_all_six_and_its_state_follow
     publisher = make_publisher(tmp_path / "publisher")
     with nats_cluster(tmp_path / "nats") as servers:
         url = servers[0].url
-        on_nats = _config(tmp_path / "a.toml", url, gateway=False)
-        gateway = _config(tmp_path / "b.toml", url, gateway=True)
+        on_nats = nats_toml(tmp_path / "a.toml", url, gateway=False)
+        gateway = nats_toml(tmp_path / "b.toml", url, gateway=True)
         started: list[NodeProcess] = []
 
         def node(name: str, *extra: str, config: Path | None = None) -> NodeProcess:

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _config(path: Path, url: str, *, gateway: bool) -> Path:
+def nats_toml(path: Path, url: str, *, gateway: bool) -> Path:
+    """A node config file joining the NATS server at ``url`` (as a gateway or not)."""
     path.write_text(
         "[sync.nats]\n"
         f'servers = ["{url}"]\n'
@@ -55,12 +56,14 @@ def test_a_module_rolls_out_to_another_site_and_its_state_follows(tmp_path: Path
             a1 = start_node(
                 tmp_path / "a1",
                 "--no-mdns",
-                config=_config(tmp_path / "a.toml", url, gateway=False),
+                config=nats_toml(tmp_path / "a.toml", url, gateway=False),
             )
             started.append(a1)
             # Site B: a gateway on NATS and a node that only has its LAN link to it.
             b1 = start_node(
-                tmp_path / "b1", "--no-mdns", config=_config(tmp_path / "b.toml", url, gateway=True)
+                tmp_path / "b1",
+                "--no-mdns",
+                config=nats_toml(tmp_path / "b.toml", url, gateway=True),
             )
             started.append(b1)
             b2 = start_node(tmp_path / "b2", "--no-mdns", "--peer", f"127.0.0.1:{b1.sync_port}")

@@ -14,8 +14,12 @@ from pathlib import Path
 
 from edgestate.devkit.nats_server import NatsServer, nats_cluster
 from edgestate.store import Store
+from edgestate.sync import tls
+from edgestate.sync.config import SyncConfig
+from edgestate.sync.membership import Membership
 from edgestate.sync.nats_config import NatsConfig
-from tests.sync.conftest import Node, Nodes, eventually
+from edgestate.sync.nats_link import NatsLink
+from tests.sync.conftest import FAST_STORE, Node, Nodes, eventually
 
 NATS_USER, NATS_PASSWORD = "edge", "s3cret-pw"
 
@@ -88,3 +92,32 @@ def counter(store: Store, doc: str, key: str) -> int | None:
     """The counter at ``key`` as an int (None if absent)."""
     raw = value(store, doc, key)
     return None if raw is None else int.from_bytes(raw, "little", signed=True)
+
+
+@contextlib.asynccontextmanager
+async def intruder_link(
+    tmp: Path, url: str, cluster_id: str, **nats_settings: object
+) -> AsyncIterator[tuple[NatsLink, Store]]:
+    """A started NATS link of a node of *another* cluster (its own CA) aiming at
+    ``cluster_id``'s subjects with valid NATS credentials, and its store; NATS
+    has let it in when this yields."""
+    tls.init_cluster(tmp / "intruder-ca")
+    tls.issue_node(tmp / "intruder-ca", "intruder", tmp / "intruder")
+    files = tls.files_for(tmp / "intruder", "intruder")
+    config = SyncConfig(tls=files, nats=nats_config(tmp, [url], **nats_settings))
+    store = Store.open(tmp / "intruder-data", FAST_STORE)
+    membership = Membership(store, local_only=frozenset(), grace_s=60.0, listeners=list)
+    link = NatsLink(
+        store,
+        config,
+        node_id=tls.load_identity(files).node_id,
+        cluster_id=cluster_id,
+        membership=membership,
+    )
+    try:
+        await link.start()
+        await eventually(link.ready.is_set, 30)
+        yield link, store
+    finally:
+        await link.close()
+        store.close()

@@ -17,14 +17,10 @@ import pytest
 
 from edgestate.devkit.nats_auth import make_nats_tls, make_nkey_user, make_operator_chain
 from edgestate.devkit.nats_server import NatsServer
-from edgestate.store import Set, Store
-from edgestate.sync import tls
-from edgestate.sync.config import SyncConfig
-from edgestate.sync.membership import Membership
+from edgestate.store import Set
 from edgestate.sync.nats_config import NatsConfig
-from edgestate.sync.nats_link import NatsLink
-from tests.sync.conftest import FAST_STORE, Node, Nodes, eventually
-from tests.sync.nats_sites import nats_config, ready, value
+from tests.sync.conftest import Node, Nodes, eventually
+from tests.sync.nats_sites import intruder_link, nats_config, ready, value
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nats-server") is None, reason="nats-server not installed (scripts/bootstrap)"
@@ -115,22 +111,10 @@ def _no_user(extra: Mapping[str, object]) -> dict[str, object]:
 async def _intruder_is_refused(
     tmp: Path, url: str, ours: Node, member: Node, nats_settings: dict[str, object]
 ) -> None:
-    tls.init_cluster(tmp / "intruder-ca")
-    tls.issue_node(tmp / "intruder-ca", "intruder", tmp / "intruder")
-    files = tls.files_for(tmp / "intruder", "intruder")
-    config = SyncConfig(tls=files, nats=nats_config(tmp, [url], **nats_settings))
-    store = Store.open(tmp / "intruder-data", FAST_STORE)
-    membership = Membership(store, local_only=frozenset(), grace_s=60.0, listeners=list)
-    intruder = NatsLink(
+    async with intruder_link(tmp, url, ours.daemon.cluster_id, **nats_settings) as (
+        intruder,
         store,
-        config,
-        node_id=tls.load_identity(files).node_id,
-        cluster_id=ours.daemon.cluster_id,
-        membership=membership,
-    )
-    try:
-        await intruder.start()
-        await eventually(intruder.ready.is_set, 30)  # NATS let it in
+    ):  # NATS let it in
         store.create_document(DOC)
         store.batch([Set(DOC, "evil", b"1")])
         await eventually(lambda: intruder.stats.updates_published >= 1, 30)
@@ -143,9 +127,6 @@ async def _intruder_is_refused(
             "not issued by our cluster CA" in r
             for r in ours.daemon.nats.stats.refused_senders.values()
         )
-    finally:
-        await intruder.close()
-        store.close()
 
 
 def _user_password(tmp: Path) -> tuple[str, Mapping[str, object], Mapping[str, object]]:

@@ -8,17 +8,13 @@ from pathlib import Path
 import nats
 import pytest
 
-from edgestate.store import Set, Store
-from edgestate.sync import tls
-from edgestate.sync.config import SyncConfig
-from edgestate.sync.membership import Membership
-from edgestate.sync.nats_link import NatsLink
+from edgestate.store import Set
 from edgestate.sync.nats_seal import Sealer
-from tests.sync.conftest import FAST_STORE, Nodes, eventually
+from tests.sync.conftest import Nodes, eventually
 from tests.sync.nats_sites import (
     NATS_PASSWORD,
     NATS_USER,
-    nats_config,
+    intruder_link,
     nats_servers,
     ready,
     start_site,
@@ -42,22 +38,7 @@ async def test_a_node_of_another_cluster_with_nats_credentials_is_refused(
         await ready([ours, writer])
 
         # Another cluster's node, aiming at our subjects, with valid NATS credentials.
-        tls.init_cluster(tmp_path / "other-ca")
-        tls.issue_node(tmp_path / "other-ca", "intruder", tmp_path / "intruder")
-        files = tls.files_for(tmp_path / "intruder", "intruder")
-        config = SyncConfig(tls=files, nats=nats_config(tmp_path, [url]))
-        store = Store.open(tmp_path / "intruder-data", FAST_STORE)
-        membership = Membership(store, local_only=frozenset(), grace_s=60.0, listeners=list)
-        intruder = NatsLink(
-            store,
-            config,
-            node_id=tls.load_identity(files).node_id,
-            cluster_id=ours.daemon.cluster_id,
-            membership=membership,
-        )
-        try:
-            await intruder.start()
-            await eventually(intruder.ready.is_set, 30)
+        async with intruder_link(tmp_path, url, ours.daemon.cluster_id) as (intruder, store):
             store.create_document(DOC)
             store.batch([Set(DOC, "evil", b"1")])
             await eventually(lambda: intruder.stats.updates_published >= 1, 30)
@@ -73,9 +54,6 @@ async def test_a_node_of_another_cluster_with_nats_credentials_is_refused(
             # Our member's update did reach the intruder (it reads the stream), but
             # nothing of the intruder reached us or our other member.
             assert value(writer.store, DOC, "evil") is None
-        finally:
-            await intruder.close()
-            store.close()
 
 
 async def test_forged_and_moved_messages_are_refused(nodes: Nodes, tmp_path: Path) -> None:
