@@ -21,7 +21,7 @@ import collections
 import hashlib
 from collections.abc import Callable, Iterable
 
-__all__ = ["RECENT_UPDATES", "RecentUpdates", "covered_by"]
+__all__ = ["RECENT_UPDATES", "RecentUpdates", "covered_by", "digest"]
 
 # Digests remembered: copies of one update arrive within a few hops' time (tens of
 # milliseconds), so this covers seconds of traffic even at thousands of updates/s,
@@ -45,7 +45,8 @@ def digest(doc: str, update: bytes) -> bytes | None:
 
 class RecentUpdates:
     """A bounded, least-recently-seen-first table: update digest -> the node ids
-    that sent us that update."""
+    that sent us that update. Keys are :func:`digest`'s, computed once per update
+    by the caller (a push is checked, then remembered: one hash, not two)."""
 
     def __init__(self, capacity: int = RECENT_UPDATES) -> None:
         self._capacity = capacity
@@ -54,11 +55,10 @@ class RecentUpdates:
     def __len__(self) -> int:
         return len(self._senders)
 
-    def duplicate(self, doc: str, update: bytes, sender: str | None) -> bool:
-        """True if this update was received before (drop this copy; ``sender`` is
-        noted as holding it); False for a new one, to apply and then
-        :meth:`remember`."""
-        key = digest(doc, update)
+    def duplicate(self, key: bytes | None, sender: str | None) -> bool:
+        """True if the update of ``key`` was received before (drop this copy;
+        ``sender`` is noted as holding it); False for a new one, to apply and then
+        :meth:`remember`. A None key (not digested) is never a duplicate."""
         senders = self._senders.get(key) if key is not None else None
         if senders is None:
             return False
@@ -66,11 +66,10 @@ class RecentUpdates:
             senders.add(sender)
         return True
 
-    def remember(self, doc: str, update: bytes, sender: str | None) -> None:
+    def remember(self, key: bytes | None, sender: str | None) -> None:
         """Note an update submitted to the store: copies that follow are duplicates.
         Called only once it is submitted, so a copy refused before that (a peer
         over its document limit) does not make the next peer's copy a duplicate."""
-        key = digest(doc, update)
         if key is None or self._capacity <= 0:
             return
         senders = self._senders.get(key)
@@ -81,9 +80,8 @@ class RecentUpdates:
         if sender is not None:
             senders.add(sender)
 
-    def holders(self, doc: str, update: bytes) -> frozenset[str]:
-        """The node ids that sent us this update (they need no relay of it)."""
-        key = digest(doc, update)
+    def holders(self, key: bytes | None) -> frozenset[str]:
+        """The node ids that sent us the update of ``key`` (they need no relay of it)."""
         senders = self._senders.get(key) if key is not None else None
         return frozenset(senders) if senders else frozenset()
 

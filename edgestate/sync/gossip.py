@@ -37,7 +37,7 @@ from edgestate.store import ChangeStream, GcRecord, Ranges, Store
 from edgestate.sync import frames, parts
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN, PeerConnection
-from edgestate.sync.dedup import RecentUpdates, covered_by
+from edgestate.sync.dedup import RecentUpdates, covered_by, digest
 from edgestate.sync.diagnosis import keep_vectors
 from edgestate.sync.frames import (
     About,
@@ -141,7 +141,7 @@ class Gossip:
             conn = conns.get(node_id)
             return conn.neighbors if conn is not None else frozenset()
 
-        return covered_by(self._recent.holders(doc, update), neighbors)
+        return covered_by(self._recent.holders(digest(doc, update)), neighbors)
 
     async def anti_entropy(self) -> None:
         """Now and then, a state-vector exchange with one linked peer: the one
@@ -180,16 +180,18 @@ class Gossip:
         match frame:
             case Push(updates):
                 recent = self._recent
-                by_doc: dict[str, list[bytes]] = {}
+                by_doc: dict[str, list[tuple[bytes, bytes | None]]] = {}
                 for doc, update in updates:
-                    if recent.duplicate(doc, update, conn.node_id):
+                    key = digest(doc, update)
+                    if recent.duplicate(key, conn.node_id):
                         self._stats.duplicates_dropped += 1  # a copy: see dedup
                     else:
-                        by_doc.setdefault(doc, []).append(update)
+                        by_doc.setdefault(doc, []).append((update, key))
                 for doc, ups in by_doc.items():
-                    await self._apply(conn, doc, ups[0] if len(ups) == 1 else merge_updates(*ups))
-                    for update in ups:
-                        recent.remember(doc, update, conn.node_id)
+                    merged = ups[0][0] if len(ups) == 1 else merge_updates(*(u for u, _ in ups))
+                    await self._apply(conn, doc, merged)
+                    for _, key in ups:
+                        recent.remember(key, conn.node_id)
             case Diff(doc, update, collected):
                 if collected is not None and conn.version < frames.RECORD_IN_DIFF_VERSION:
                     raise UnexpectedFrameError(

@@ -9,7 +9,7 @@ from pycrdt import Doc, Map
 
 from edgestate.node.metrics import layer_metrics
 from edgestate.store import Set
-from edgestate.sync.dedup import MAX_DIGESTED_BYTES, RecentUpdates, covered_by
+from edgestate.sync.dedup import MAX_DIGESTED_BYTES, RecentUpdates, covered_by, digest
 from tests.sync.conftest import Nodes, eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -28,43 +28,43 @@ def test_a_copy_is_a_duplicate_only_once_the_first_was_remembered() -> None:
     recent = RecentUpdates()
     update = _update("k")
     # Not yet submitted (e.g. its sender was refused first): the next copy applies.
-    assert not recent.duplicate(DOC, update, "a")
-    recent.remember(DOC, update, "a")
-    assert recent.duplicate(DOC, update, "b")
-    assert recent.holders(DOC, update) == {"a", "b"}
+    assert not recent.duplicate(digest(DOC, update), "a")
+    recent.remember(digest(DOC, update), "a")
+    assert recent.duplicate(digest(DOC, update), "b")
+    assert recent.holders(digest(DOC, update)) == {"a", "b"}
     # The same bytes for another document are another update.
-    assert not recent.duplicate("other", update, "c")
-    assert recent.holders("other", update) == frozenset()
+    assert not recent.duplicate(digest("other", update), "c")
+    assert recent.holders(digest("other", update)) == frozenset()
 
 
 def test_the_table_is_bounded_and_forgets_the_oldest_first() -> None:
     recent = RecentUpdates(capacity=3)
     updates = [_update(f"k{i}") for i in range(4)]
     for update in updates:
-        recent.remember(DOC, update, "a")
+        recent.remember(digest(DOC, update), "a")
     assert len(recent) == 3
-    assert not recent.duplicate(DOC, updates[0], "b")
-    assert all(recent.duplicate(DOC, u, "b") for u in updates[1:])
+    assert not recent.duplicate(digest(DOC, updates[0]), "b")
+    assert all(recent.duplicate(digest(DOC, u), "b") for u in updates[1:])
 
 
 def test_big_updates_and_a_zero_capacity_are_not_remembered() -> None:
     big = _update("big", MAX_DIGESTED_BYTES + 1)
     recent = RecentUpdates()
-    recent.remember(DOC, big, "a")
-    assert not recent.duplicate(DOC, big, "b")
+    recent.remember(digest(DOC, big), "a")
+    assert not recent.duplicate(digest(DOC, big), "b")
     off = RecentUpdates(capacity=0)
     small = _update("k")
-    off.remember(DOC, small, "a")
-    assert not off.duplicate(DOC, small, "b") and len(off) == 0
+    off.remember(digest(DOC, small), "a")
+    assert not off.duplicate(digest(DOC, small), "b") and len(off) == 0
 
 
 def test_a_relay_skips_holders_and_their_peers() -> None:
     recent = RecentUpdates()
     update = _update("k")
-    recent.remember(DOC, update, "s")  # the sender
-    assert recent.duplicate(DOC, update, "h")  # another copy, from h, meanwhile
+    recent.remember(digest(DOC, update), "s")  # the sender
+    assert recent.duplicate(digest(DOC, update), "h")  # another copy, from h, meanwhile
     peers = {"s": frozenset({"x", "me"}), "h": frozenset({"y", "me"})}
-    covered = covered_by(recent.holders(DOC, update), lambda n: peers.get(n, frozenset()))
+    covered = covered_by(recent.holders(digest(DOC, update)), lambda n: peers.get(n, frozenset()))
     assert covered == {"s", "h", "x", "y", "me"}
     assert covered_by([], lambda n: frozenset({"z"})) == frozenset()
 
