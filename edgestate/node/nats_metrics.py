@@ -79,3 +79,9 @@ def nats_metrics(link: NatsLink | None) -> Iterable[Metric]:
         [],
         [([], stats.stream_gaps)],
     )
+    yield counter(
+        "edgestate_nats_consumers_lost",
+        "Times this node's consumer was found gone and made again from its ack floor.",
+        [],
+        [([], stats.consumers_lost)],
+    )

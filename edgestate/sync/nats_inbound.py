@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -19,7 +18,6 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from edgestate.errors import (
     InvalidUpdateError,
@@ -31,6 +29,7 @@ from edgestate.errors import (
 from edgestate.sync import frames, parts
 from edgestate.sync.frames import Collected, Diff, DiffPart, Push
 from edgestate.sync.gossip import record_of
+from edgestate.sync.nats_consumer import exists, open_consumer
 from edgestate.sync.nats_host import LinkHost, raise_if_cancelled
 from edgestate.sync.nats_seal import NeedCert, Opened, Refused, Verifier
 from edgestate.sync.nats_subjects import durable_name
@@ -47,6 +46,8 @@ ENVELOPE_OVERHEAD = 512
 RETRY_S = 0.5
 # A fetch waits this long for messages.
 FETCH_WAIT_S = 2.0
+# After this long without a message, the consumer is checked to still exist.
+CONSUMER_CHECK_S = 10.0
 # How long the JetStream API may not answer (a server just restarted, its
 # replicas catching up) before the stream is assumed to have dropped something.
 API_SETTLE_S = 30.0
@@ -163,14 +164,17 @@ class Inbound:
         sub = await self._subscribe(await self._catch_up())
         try:
             while True:
-                await self._fetch(sub)
-                self._resubscribe.clear()
-                start = await self._catch_up()
-                if start is None:
-                    # The same subscription: what the server already delivered to
-                    # it is still fetched, not left to wait out ack_wait.
-                    await self.check_gap()
-                    continue
+                lost = await self._fetch(sub)
+                if lost:
+                    start = None  # made again from our ack floor (``_subscribe``)
+                else:
+                    self._resubscribe.clear()
+                    start = await self._catch_up()
+                    if start is None:
+                        # The same subscription: what the server already delivered to
+                        # it is still fetched, not left to wait out ack_wait.
+                        await self.check_gap()
+                        continue
                 with contextlib.suppress(nats.errors.Error, OSError):
                     await sub.unsubscribe()
                 sub = await self._subscribe(start)
@@ -182,46 +186,42 @@ class Inbound:
         return await self._start_sequence() if self._start_sequence else None
 
     async def _subscribe(self, start: int | None) -> JetStreamContext.PullSubscription:
-        """The durable consumer (recreated at ``start`` if given), checked for gaps."""
+        """The durable consumer (made again at ``start`` if given), checked for gaps."""
         _, js = self._link.client
         while True:
             raise_if_cancelled()
-            config = ConsumerConfig(
-                durable_name=self.durable,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=60.0,
-                max_ack_pending=FETCH_BATCH * 8,
-            )
+            acked = self._link.stats.acked_seq
             try:
-                if start is not None:
-                    with contextlib.suppress(nats.js.errors.NotFoundError):
-                        await js.delete_consumer(self._link.subjects.stream, self.durable)
-                    config = dataclasses.replace(
-                        config,
-                        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                        opt_start_seq=start,
-                    )
-                sub = await js.pull_subscribe(
-                    self._link.subjects.docs,
-                    durable=config.durable_name,
-                    stream=self._link.subjects.stream,
-                    config=config,
+                sub = await open_consumer(
+                    js,
+                    self._link.subjects.stream,
+                    self.durable,
+                    start=start,
+                    resume_at=acked + 1 if acked else None,
                 )
                 await self.check_gap()
                 return sub
-            except (nats.errors.Error, OSError) as exc:
+            except (nats.errors.Error, NatsLinkError, OSError) as exc:
                 raise_if_cancelled()
                 self._link.stats.last_error = f"consumer: {exc!r}"
                 await asyncio.sleep(RETRY_S)
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> None:
-        """Fetch and apply batches until ``resubscribe`` asks for a new consumer."""
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> bool:
+        """Fetch and apply batches until ``resubscribe`` asks for a new consumer
+        (False) or the consumer is found gone (True)."""
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
         while True:
             raise_if_cancelled()
             await self._online.wait()
             if self._resubscribe.is_set():
-                return
+                return False
+            if loop.time() - quiet_since > CONSUMER_CHECK_S:
+                # Nothing for a while: fine on a quiet stream, unless the consumer
+                # is gone (a fetch from a missing one only ever times out).
+                quiet_since = loop.time()
+                if await self._consumer_lost():
+                    return True
             try:
                 batch = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
             except nats.errors.TimeoutError:
@@ -230,8 +230,11 @@ class Inbound:
             except (nats.errors.Error, OSError) as exc:
                 raise_if_cancelled()
                 self._link.stats.last_error = f"fetch: {exc!r}"
+                if await self._consumer_lost():
+                    return True
                 await asyncio.sleep(RETRY_S)
                 continue
+            quiet_since = loop.time()
             try:
                 await self._apply_batch(batch)
             except (nats.errors.Error, NatsLinkError, OSError) as exc:
@@ -240,6 +243,19 @@ class Inbound:
                 raise_if_cancelled()
                 self._link.stats.last_error = f"apply: {exc!r}"
                 await asyncio.sleep(RETRY_S)
+
+    async def _consumer_lost(self) -> bool:
+        """Whether the servers say our consumer is gone (not merely unreachable)."""
+        try:
+            _, js = self._link.client
+            gone = not await exists(js, self._link.subjects.stream, self.durable)
+        except (nats.errors.Error, NatsLinkError, OSError):
+            raise_if_cancelled()
+            return False
+        if gone:
+            self._link.stats.consumers_lost += 1
+            log.warning("the NATS consumer %s is gone: making it again", self.durable)
+        return gone
 
     async def _apply_batch(self, batch: list[Msg]) -> None:
         applies: list[tuple[Msg, list[asyncio.Future[bool]]]] = []

@@ -41,6 +41,8 @@ class NatsStats:
     # Times the consumer found stream messages dropped (retention) before it
     # applied them, while connected; each asked for an anti-entropy round.
     stream_gaps: int = 0
+    # Times this node's consumer was found gone under the link and made again.
+    consumers_lost: int = 0
     anti_entropy_bytes_in: int = 0
     # The stream's last sequence and our consumer's ack floor when last seen.
     stream_last_seq: int = 0

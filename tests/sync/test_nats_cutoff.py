@@ -7,11 +7,19 @@ import shutil
 import time
 from pathlib import Path
 
+import nats
 import pytest
 
 from edgestate.store import Set
 from tests.sync.conftest import Node, Nodes, eventually
-from tests.sync.nats_sites import nats_servers, ready, start_site, value
+from tests.sync.nats_sites import (
+    NATS_PASSWORD,
+    NATS_USER,
+    nats_servers,
+    ready,
+    start_site,
+    value,
+)
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nats-server") is None, reason="nats-server not installed (scripts/bootstrap)"
@@ -72,3 +80,36 @@ async def test_a_site_cut_off_catches_up_by_diff_after_the_link_returns(
         # The recreated consumer carries on with what comes next.
         a.store.batch([Set(DOC, "after", b"1")])
         await eventually(lambda: value(b.store, DOC, "after") == b"1", 60)
+
+
+async def test_a_consumer_deleted_under_the_link_is_made_again_from_its_ack_floor(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    async with nats_servers(nodes, tmp_path / "nats") as servers:
+        (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
+        (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
+        await ready([a, b])
+        a.store.create_document(DOC)
+        keys = [f"k-{i}" for i in range(50)]
+        for key in keys:
+            await a.store.abatch([Set(DOC, key, b"v")])
+        await eventually(lambda: all(value(b.store, DOC, k) == b"v" for k in keys), 60)
+        await _caught_up(b)
+        link = b.daemon.nats
+        assert link is not None
+        floor = link.stats.acked_seq
+
+        # An operator (or a server that lost it) removes b's consumer.
+        nc = await nats.connect(servers[0].url, user=NATS_USER, password=NATS_PASSWORD)
+        try:
+            js = nc.jetstream()
+            await js.delete_consumer(link.subjects.stream, link.inbound.durable)
+            a.store.batch([Set(DOC, "after", b"1")])
+            await eventually(lambda: value(b.store, DOC, "after") == b"1", 45)
+            info = await js.consumer_info(link.subjects.stream, link.inbound.durable)
+        finally:
+            await nc.close()
+        assert link.stats.consumers_lost == 1, link.stats.snapshot()
+        # Made again where b's applies reached: nothing before it replayed.
+        assert info.config.opt_start_seq == floor + 1, info.config
+        assert link.stats.messages_in - len(keys) <= 3, link.stats.snapshot()
