@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from edgestate.store import keys as K
@@ -91,7 +91,9 @@ class Job(Generic[T]):
 
     run: Callable[[Group], T]
     weight: int
-    future: Future[T] = field(default_factory=Future)
+    # Only a sync caller's: a concurrent Future builds a Condition and an RLock,
+    # ~4 us an asyncio caller would pay for nothing on every write.
+    future: Future[T] | None = None
     loop: asyncio.AbstractEventLoop | None = None
     afut: asyncio.Future[T] | None = None
     docs: tuple[str, ...] = ()  # documents whose CRDT the job needs
@@ -99,6 +101,7 @@ class Job(Generic[T]):
     def start(self) -> bool:
         if self.afut is not None:
             return not self.afut.cancelled()
+        assert self.future is not None
         return self.future.set_running_or_notify_cancel()
 
 
@@ -108,7 +111,7 @@ def resolve(outcomes: Sequence[tuple[Job[Any], Any, BaseException | None]]) -> N
     for job, result, error in outcomes:
         if job.afut is not None and job.loop is not None:
             by_loop.setdefault(job.loop, []).append((job.afut, result, error))
-        elif job.future.done():
+        elif job.future is None or job.future.done():
             continue
         elif error is None:
             job.future.set_result(result)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from edgestate.errors import (
     EdgestateError,
@@ -76,6 +76,16 @@ def write(ops: Sequence[WriteOp]) -> Work[list[int | None]]:
         return [done[name][i] for name, i in order]
 
     return Work(run, len(ops), tuple({op.doc: None for op in ops}))
+
+
+def refused(error: EdgestateError) -> Work[Any]:
+    """A job that fails with ``error`` and writes nothing (a batch refused before
+    the writer, answered in order with the batches queued beside it)."""
+
+    def run(group: Group) -> Any:
+        raise error
+
+    return Work(run, 0)
 
 
 def apply(

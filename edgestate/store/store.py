@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from edgestate.errors import (
+    EdgestateError,
     ReadOnlyStoreError,
     StoreError,
 )
@@ -171,6 +172,17 @@ class Store(StoreReads):
     async def abatch(self, ops: Sequence[WriteOp]) -> list[int | None]:
         """Async form of :meth:`batch` (shares the group commit with other callers)."""
         return await self._arun(self._write(ops))
+
+    def abatches(self, batches: Sequence[Sequence[WriteOp]]) -> list[asyncio.Future[Any]]:
+        """Queue independent atomic batches in one hand-off to the writer, on a
+        running loop: per batch, a future of what :meth:`abatch` returns (or raises)."""
+        works: list[Work[Any]] = []
+        for ops in batches:
+            try:
+                works.append(self._write(ops))
+            except EdgestateError as exc:  # refused up front: it alone fails
+                works.append(jobs.refused(exc))
+        return self._w().submit_async_many(works)
 
     def _write(self, ops: Sequence[WriteOp]) -> Work[list[int | None]]:
         ops = list(ops)

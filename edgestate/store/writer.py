@@ -31,6 +31,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -89,27 +90,33 @@ class Writer:
 
     def submit(self, work: Work[T]) -> Future[T]:
         """Queue a job; its future resolves after the commit holding it is durable."""
-        job: Job[T] = Job(work.run, work.weight, docs=work.docs)
-        self._enqueue(job)
-        return job.future
+        future: Future[T] = Future()
+        self._enqueue([Job(work.run, work.weight, future, docs=work.docs)])
+        return future
 
     def submit_async(self, work: Work[T]) -> asyncio.Future[T]:
         """Like :meth:`submit`, for a caller on a running event loop."""
-        loop = asyncio.get_running_loop()
-        job: Job[T] = Job(
-            work.run, work.weight, loop=loop, afut=loop.create_future(), docs=work.docs
-        )
-        self._enqueue(job)
-        assert job.afut is not None
-        return job.afut
+        return self.submit_async_many([work])[0]
 
-    def _enqueue(self, job: Job[Any]) -> None:
+    def submit_async_many(self, works: Sequence[Work[Any]]) -> list[asyncio.Future[Any]]:
+        """Queue independent jobs in one hand-off (a node answering a worker's
+        socket read queues every write of it at once); each settles on its own."""
+        loop = asyncio.get_running_loop()
+        jobs = [
+            Job(w.run, w.weight, loop=loop, afut=loop.create_future(), docs=w.docs) for w in works
+        ]
+        self._enqueue(jobs)
+        return [job.afut for job in jobs if job.afut is not None]
+
+    def _enqueue(self, jobs: list[Job[Any]]) -> None:
         # Under the lock close() takes too, so no job lands behind the stop
         # marker, where nothing would ever run or fail it (found in review).
         with self._submit_lock:
             if self._closed:
                 raise StoreClosedError("the store is closed")
-            self._queue.put(job)
+            put = self._queue.put
+            for job in jobs:
+                put(job)
 
     def post(self, done: Loaded | Collected) -> None:
         """Hand a finished background load or collection to the writer thread."""

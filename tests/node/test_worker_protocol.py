@@ -46,8 +46,9 @@ def test_framing_over_a_real_unix_socket(tmp_path: Path) -> None:
         done = asyncio.Event()
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            while (message := await P.read_message(reader)) is not None:
-                got.append(message)
+            frames = P.FrameReader(reader)
+            while (batch := await frames.batch()) is not None:
+                got.extend(batch)
             writer.close()
             done.set()
 

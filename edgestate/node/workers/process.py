@@ -60,7 +60,7 @@ class WorkerProcess:
     have: dict[str, str] = field(default_factory=dict)  # module -> bundle digest
     acks: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    commits: set[asyncio.Task[None]] = field(default_factory=set)
+    commits: set[asyncio.Future[Any]] = field(default_factory=set)  # writes not yet durable
     reader_task: asyncio.Task[None] | None = None
     policy: object | None = None  # the trust policy object last sent
     logs: dict[str, tuple[int, int]] = field(default_factory=dict)  # module -> dropped

@@ -52,7 +52,8 @@ from edgestate.node.workers.process import (
     pool_metrics,
     record_report,
 )
-from edgestate.node.workers.protocol import decode_ops, read_message
+from edgestate.node.workers.protocol import FrameReader
+from edgestate.node.workers.writes import commit_writes
 
 if TYPE_CHECKING:
     from edgestate.node.config import ApiConfig
@@ -354,43 +355,34 @@ class WorkerPool:
     # --- messages from a worker ---------------------------------------------------
 
     async def _serve(self, worker: WorkerProcess, reader: asyncio.StreamReader) -> None:
+        frames = FrameReader(reader)
         try:
-            while (message := await read_message(reader)) is not None:
-                kind = message["t"]
-                if kind == "w":
-                    task = asyncio.create_task(self._commit(worker, message))
-                    worker.commits.add(task)
-                    task.add_done_callback(worker.commits.discard)
-                elif kind == "r":
-                    answered = record_report(self.metrics, message)
-                    self.served[worker.index] = self.served.get(worker.index, 0) + answered
-                    if "logs" in message:
-                        worker.logs = {
-                            str(m): (int(r), int(b)) for m, (r, b) in message["logs"].items()
-                        }
-                elif kind == "lq":
-                    worker.send(self.logs.answer(message))
-                elif kind == "ack":
-                    ack = worker.acks.pop(message.get("id", -1), None)
-                    if ack is not None and not ack.done():
-                        ack.set_result(message)
-                elif kind == "ready":
-                    worker.ready.set()
+            while (messages := await frames.batch()) is not None:
+                writes = [m for m in messages if m["t"] == "w"]
+                if writes:
+                    commit_writes(self.store, worker, writes)
+                for message in messages:
+                    self._handle(worker, message)
         except (WorkerLinkError, ConnectionError) as exc:
             log.error("invocation worker %d: %s; stopping it", worker.index, exc)
             with contextlib.suppress(ProcessLookupError):
                 worker.proc.kill()
 
-    async def _commit(self, worker: WorkerProcess, message: dict[str, Any]) -> None:
-        answer: dict[str, Any] = {"t": "wr", "id": message.get("id")}
-        try:
-            await self.store.abatch(decode_ops(message.get("ops")))
-            answer["ok"] = True
-        except EdgestateError as exc:
-            answer.update(ok=False, code=exc.code, message=str(exc))
-        # A worker that died meanwhile gets no answer; its client saw the connection
-        # close, so nothing it was told is lost.
-        worker.send(answer)
+    def _handle(self, worker: WorkerProcess, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        if kind == "r":
+            answered = record_report(self.metrics, message)
+            self.served[worker.index] = self.served.get(worker.index, 0) + answered
+            if "logs" in message:
+                worker.logs = {str(m): (int(r), int(b)) for m, (r, b) in message["logs"].items()}
+        elif kind == "lq":
+            worker.send(self.logs.answer(message))
+        elif kind == "ack":
+            ack = worker.acks.pop(message.get("id", -1), None)
+            if ack is not None and not ack.done():
+                ack.set_result(message)
+        elif kind == "ready":
+            worker.ready.set()
 
     # --- modules ------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from edgestate.node.workers.handoff import YjsHandoff
 from edgestate.node.workers.heartbeat import NodeHeartbeat
 from edgestate.node.workers.label import set_worker_label
 from edgestate.node.workers.process import WorkerSettings
-from edgestate.node.workers.protocol import Outbox, encode_ops, read_message
+from edgestate.node.workers.protocol import FrameReader, Outbox, encode_ops
 from edgestate.node.workers.proxy import NodeProxy
 from edgestate.runtime import InvocationResult, Runtime, TrustPolicy
 from edgestate.store import Store, WriteOp
@@ -87,26 +87,11 @@ class Worker:
         self._reader_task = asyncio.create_task(self._read(reader))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
+        frames = FrameReader(reader)  # a group commit's answers come in one read
         try:
-            while (message := await read_message(reader)) is not None:
-                kind = message["t"]
-                if kind == "hb":
-                    self.heartbeat.beat()
-                elif kind == "lg":
-                    self.runtime.grant_log(str(message.get("m")), int(message.get("b", 0)))
-                elif kind == "wr":
-                    future = self._pending.pop(message.get("id", -1), None)
-                    if future is not None and not future.done():
-                        future.set_result(message)
-                elif kind == "go":
-                    self.index = int(message.get("index", self.index))
-                    set_worker_label(str(self.index))
-                    self._go.set()
-                    asks, self._log_asks = self._log_asks or {}, None
-                    for module, nbytes in asks.items():
-                        self._request_log(module, nbytes)
-                else:
-                    self._control(message)
+            while (messages := await frames.batch()) is not None:
+                for message in messages:
+                    self._handle(message)
         except (E.WorkerLinkError, ConnectionError) as exc:
             log.error("worker %d: link to the node failed: %s", self.index, exc)
         finally:
@@ -114,6 +99,26 @@ class Worker:
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(E.WorkerLinkError("the node closed the worker socket"))
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        if kind == "wr":
+            future = self._pending.pop(message.get("id", -1), None)
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif kind == "hb":
+            self.heartbeat.beat()
+        elif kind == "lg":
+            self.runtime.grant_log(str(message.get("m")), int(message.get("b", 0)))
+        elif kind == "go":
+            self.index = int(message.get("index", self.index))
+            set_worker_label(str(self.index))
+            self._go.set()
+            asks, self._log_asks = self._log_asks or {}, None
+            for module, nbytes in asks.items():
+                self._request_log(module, nbytes)
+        else:
+            self._control(message)
 
     def _control(self, message: dict[str, Any]) -> None:
         # Applied in order, on this loop: an invocation sees the module set of
