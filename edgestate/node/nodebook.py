@@ -172,7 +172,7 @@ class NodeBook:
     async def start(self) -> None:
         """Create ``_nodes``, publish once, then follow and republish until :meth:`close`."""
         await self.store.acreate_document(NODES_DOC)
-        stream = self.store.changes()
+        stream = self.store.changes(docs=(NODES_DOC,))
         self._reload()
         await self.publish()
         self._tasks = [

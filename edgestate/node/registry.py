@@ -115,7 +115,7 @@ class ModuleRegistry:
         await self.store.acreate_document(MODULES_DOC)
         self._saved_owners = unpack_owners(self.store.get_local(OWNERS_KEY))
         self.runtime.owners.update(self._saved_owners)
-        stream = self.store.changes()
+        stream = self.store.changes(docs=(MODULES_DOC,))
         for name in sorted(H.module_names(self.store, MODULES_DOC)):
             await self._sync_safely(name)
         self._task = asyncio.create_task(self._follow(stream), name="edgestate-modules")

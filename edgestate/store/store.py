@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from edgestate.errors import (
-    EdgestateError,
-    ReadOnlyStoreError,
-    StoreError,
-)
+from edgestate.errors import EdgestateError, ReadOnlyStoreError, StoreError
 from edgestate.store import jobs
 from edgestate.store import keys as K
 from edgestate.store.changes import ChangeHub, Listener
@@ -423,15 +419,18 @@ class Store(StoreReads):
 
         return unsubscribe
 
-    def changes(self, maxsize: int = 10_000, *, early: bool = False) -> ChangeStream:
+    def changes(
+        self, maxsize: int = 10_000, *, early: bool = False, docs: Collection[str] | None = None
+    ) -> ChangeStream:
         """An async iterator of change events with a bounded buffer (see ChangeStream).
 
         ``early``: remote updates arrive once accepted, before their commit is
         durable (for relaying them on: see :mod:`edgestate.store.changes`).
+        ``docs``: only the events of these documents.
         """
         from edgestate.store.stream import ChangeStream
 
-        return ChangeStream(self._hub, maxsize, early=early)
+        return ChangeStream(self._hub, maxsize, early=early, docs=docs)
 
     # --- internals ----------------------------------------------------------------
 

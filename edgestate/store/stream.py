@@ -10,7 +10,7 @@ vectors). Its own module so a store that never streams never imports asyncio.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 from edgestate.store.changes import ChangeHub
 from edgestate.store.types import ChangeEvent
@@ -23,8 +23,18 @@ class ChangeStream:
     when done so the store stops feeding it.
     """
 
-    def __init__(self, hub: ChangeHub, maxsize: int = 10_000, *, early: bool = False) -> None:
+    def __init__(
+        self,
+        hub: ChangeHub,
+        maxsize: int = 10_000,
+        *,
+        early: bool = False,
+        docs: Collection[str] | None = None,
+    ) -> None:
         self._loop = asyncio.get_running_loop()
+        # Filtered on the writer thread: a follower of one system document is not
+        # woken by every group commit of the others (at 64 clients, 400-500 a second).
+        self._docs = None if docs is None else frozenset(docs)
         self._queue: asyncio.Queue[ChangeEvent | None] = asyncio.Queue(maxsize)
         self.overflowed = False
         self.dropped = 0
@@ -32,6 +42,8 @@ class ChangeStream:
         self._unsubscribe = hub.subscribe(self._from_writer, early=early)
 
     def _from_writer(self, event: ChangeEvent) -> None:
+        if self._docs is not None and event.doc not in self._docs:
+            return
         if not self._closed:
             try:
                 self._loop.call_soon_threadsafe(self._put, event)

@@ -1,0 +1,34 @@
+"""``Store.changes(docs=...)``: a stream that follows some documents is fed
+only their events (filtered on the writer thread, so others' commits never wake it)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from edgestate.store import Set, Store
+
+
+async def test_a_filtered_stream_gets_only_its_documents_events(store: Store) -> None:
+    only = store.changes(docs=("counters",))
+    every = store.changes()
+    try:
+        for i in range(20):
+            await store.abatch([Set("docs", f"k{i}", b"v")])
+        await store.abatch([Set("counters", "c", b"1")])
+        await store.abatch([Set("docs", "last", b"v")])
+        event = await asyncio.wait_for(only.get(), 10)
+        assert event is not None and event.doc == "counters" and event.keys == {"c"}
+        seen = []
+        while len(seen) < 22:
+            got = await asyncio.wait_for(every.get(), 10)
+            assert got is not None
+            seen.append(got.doc)
+        assert seen.count("counters") == 1 and seen[-1] == "docs"
+        # Everything the unfiltered stream saw has been delivered: nothing else
+        # waits for the filtered one (its queue was never fed the others).
+        await asyncio.sleep(0)
+        assert only.get_nowait() is None
+        assert not only.overflowed
+    finally:
+        only.close()
+        every.close()
