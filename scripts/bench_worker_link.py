@@ -8,8 +8,8 @@ side, on this thread's loop, answers them against a real durable store:
 
 - per-message:  one await per message, one task running ``Store.abatch`` per
                 write (what the node did before the FrameReader)
-- per-read:     the FrameReader and ``commit_writes`` (every write of one socket
-                read queued to the store in one hand-off, answered by callbacks)
+- per-read:     the FrameReader and ``WriteQueue`` (every write of one turn of
+                the loop queued to the store in one hand-off, answered by callbacks)
 
 Printed per round and as the median of the rounds: writes/s, CPU microseconds
 per write of the node's loop thread and of the store's writer thread, writes per
@@ -37,7 +37,7 @@ import msgpack
 
 from edgestate.node.workers.process import WorkerProcess
 from edgestate.node.workers.protocol import FrameReader, Outbox, decode_ops, encode_ops
-from edgestate.node.workers.writes import commit_writes
+from edgestate.node.workers.writes import WriteQueue
 from edgestate.store import Set, Store
 
 MODES = ("per-message", "per-read")
@@ -97,8 +97,9 @@ async def serve_per_message(store: Store, worker: WorkerProcess, reader: Any) ->
 
 async def serve_per_read(store: Store, worker: WorkerProcess, reader: Any) -> None:
     frames = FrameReader(reader)
+    writes = WriteQueue(store)
     while (batch := await frames.batch()) is not None:
-        commit_writes(store, worker, batch)
+        writes.add(worker, batch)
     if worker.commits:
         await asyncio.wait(set(worker.commits))
 

@@ -53,7 +53,7 @@ from edgestate.node.workers.process import (
     record_report,
 )
 from edgestate.node.workers.protocol import FrameReader
-from edgestate.node.workers.writes import commit_writes
+from edgestate.node.workers.writes import WriteQueue
 
 if TYPE_CHECKING:
     from edgestate.node.config import ApiConfig
@@ -93,6 +93,7 @@ class WorkerPool:
         self._tls = tls  # api.tls: each worker serves HTTPS with these files
         self.api = api
         self.store = store
+        self._writes = WriteQueue(store)
         self.runtime = runtime
         self.metrics = metrics
         # name -> (digest, wasm, manifest, signature) of what the node runs now
@@ -360,7 +361,7 @@ class WorkerPool:
             while (messages := await frames.batch()) is not None:
                 writes = [m for m in messages if m["t"] == "w"]
                 if writes:
-                    commit_writes(self.store, worker, writes)
+                    self._writes.add(worker, writes)
                 for message in messages:
                     self._handle(worker, message)
         except (WorkerLinkError, ConnectionError) as exc:
