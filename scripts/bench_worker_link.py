@@ -8,7 +8,7 @@ side, on this thread's loop, answers them against a real durable store:
 
 - per-message:  one await per message, one task running ``Store.abatch`` per
                 write (what the node did before the FrameReader)
-- per-read:     the FrameReader and ``WriteQueue`` (every write of one turn of
+- per-turn:     the FrameReader and ``WriteQueue`` (every write of one turn of
                 the loop queued to the store in one hand-off, answered by callbacks)
 
 Printed per round and as the median of the rounds: writes/s, CPU microseconds
@@ -40,7 +40,7 @@ from edgestate.node.workers.protocol import FrameReader, Outbox, decode_ops, enc
 from edgestate.node.workers.writes import WriteQueue
 from edgestate.store import Set, Store
 
-MODES = ("per-message", "per-read")
+MODES = ("per-message", "per-turn")
 _LEN = struct.Struct(">I")
 
 
@@ -95,7 +95,7 @@ async def serve_per_message(store: Store, worker: WorkerProcess, reader: Any) ->
         await asyncio.wait(tasks)
 
 
-async def serve_per_read(store: Store, worker: WorkerProcess, reader: Any) -> None:
+async def serve_per_turn(store: Store, worker: WorkerProcess, reader: Any) -> None:
     frames = FrameReader(reader)
     writes = WriteQueue(store)
     while (batch := await frames.batch()) is not None:
@@ -121,7 +121,7 @@ async def round_of(store: Store, mode: str, seconds: float, inflight: int) -> di
     worker.send = counting  # type: ignore[method-assign]
     writer_tid = next(t.native_id for t in threading.enumerate() if t.name == "edgestate-writer")
     assert writer_tid is not None
-    serve = serve_per_message if mode == "per-message" else serve_per_read
+    serve = serve_per_message if mode == "per-message" else serve_per_turn
     task = asyncio.create_task(serve(store, worker, reader))
     sender.start()
     try:
@@ -177,9 +177,9 @@ async def main() -> None:
         }
         for mode in MODES:
             print(line(mode, medians[mode]))
-        old, new = medians["per-message"], medians["per-read"]
+        old, new = medians["per-message"], medians["per-turn"]
         print(
-            f"per-read vs per-message: writes/s {new['rps'] / old['rps']:.2f}x, loop CPU per "
+            f"per-turn vs per-message: writes/s {new['rps'] / old['rps']:.2f}x, loop CPU per "
             f"write {new['loop'] / old['loop']:.2f}x, writer CPU per write "
             f"{new['writer'] / old['writer']:.2f}x"
         )
