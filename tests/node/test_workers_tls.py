@@ -146,3 +146,24 @@ async def test_yjs_over_wss_through_a_worker_is_relayed_not_handed_off(
                     seen.apply_update(read_message(msg.data[2:]))
         await writer.close()
         await reader.close()
+
+
+async def test_yjs_over_wss_with_a_cluster_certificate_needs_no_token_through_a_worker(
+    node: NodeProcess, cluster: Path
+) -> None:
+    """The worker verified the client's certificate: the relayed handshake says so,
+    as for any other relayed request (it did not, and the node asked for a token)."""
+    operator = tls.files_for(cluster / "operator", "operator")
+    certified = tls_context(ca(cluster), str(operator.cert), str(operator.key))
+    url = node.api.replace("https://", "wss://") + "/yjs/by-certificate"
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(url, ssl=certified)
+        async with asyncio.timeout(30):
+            first = await ws.receive()
+        assert first.type == aiohttp.WSMsgType.BINARY, first
+        assert first.data[:2] == bytes([0, YSyncMessageType.SYNC_STEP1])
+        await ws.close()
+        # Without the certificate, and without a token, the node refuses it.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(url, ssl=tls_context(ca(cluster), None, None))
+        assert refused.value.status == 401
