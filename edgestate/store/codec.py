@@ -209,11 +209,15 @@ _WALK_LOCALS = (
 
 
 def walk(
-    update: bytes, structs: dict[int, list[Struct]] | None = None
+    update: bytes,
+    structs: dict[int, list[Struct]] | None = None,
+    ends: list[int] | None = None,
 ) -> tuple[list[tuple[int, int]], int]:
     """Walk every struct of a v1 update: its blocks' (client, first clock), and
     where its delete set starts.
 
+    With ``ends``, each block's end clock (one past its last) is appended to it,
+    in block order (how the store keeps a document's state vector up to date).
     With ``structs``, every struct is also read into it by client (GC's parse);
     without, they are only skipped (the gap check on the sync hot path, ~3x
     cheaper: no objects, no decoded ids or names). ``IndexError`` on truncated
@@ -224,6 +228,7 @@ def walk(
     # clocks, are not needed), and a name's UTF-8 is not checked: as before the
     # walkers were one, the gap check refuses nothing the skip did not.
     keep = structs is not None
+    exact = keep or ends is not None  # long lengths decoded, not stepped over
     size = len(buf)
     # The loop below runs once per struct (millions in a GC pass), so what it
     # names is bound to locals: a global lookup per use costs measurably, and
@@ -258,7 +263,7 @@ def walk(
                 b = buf[pos]
                 if b < 0x80:
                     length, pos = b, pos + 1
-                elif keep:
+                elif exact:
                     length, pos = varuint(buf, pos)
                 else:
                     length, pos = 0, skip(buf, pos)
@@ -323,7 +328,7 @@ def walk(
                 b = buf[pos]
                 if b < 0x80:
                     length, pos = b, pos + 1
-                elif keep:
+                elif exact:
                     length, pos = varuint(buf, pos)
                 else:
                     length, pos = 0, skip(buf, pos)
@@ -336,6 +341,8 @@ def walk(
                     new(client, clock, length, ref, start, pos, content, origin, right, parent, sub)
                 )
             clock += length
+        if ends is not None:
+            ends.append(clock)
     return blocks, pos
 
 

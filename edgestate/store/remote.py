@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from edgestate.errors import EdgestateError, InvalidUpdateError, StaleReplicaError
 from edgestate.store import keys as K
-from edgestate.store.codec import decode_state_vector
 from edgestate.store.gc_rule import parse, stale_in
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ def blocks_of_collected(
         return None  # truncated: pycrdt refuses it with its own error
     except ValueError as exc:
         raise InvalidUpdateError(f"update holds a struct this store refuses: {exc}") from exc
-    known = decode_state_vector(crdt.state_vector())
+    known = crdt.clocks()
     why = stale_in(clients, state.ranges, state.rehung, known)
     if why is not None:
         raise StaleReplicaError(f"update for {crdt.name!r} refused: {why}")

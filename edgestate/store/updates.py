@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from edgestate.errors import InvalidUpdateError
-from edgestate.store.codec import decode_state_vector, walk
+from edgestate.store.codec import walk
 
 if TYPE_CHECKING:
     from edgestate.store.crdt import CrdtDocument
@@ -39,5 +39,5 @@ def ready(crdt: CrdtDocument, blocks: list[tuple[int, int]]) -> bool:
     """True if every block starts at or before what we have of its client."""
     if not blocks:
         return True
-    have = decode_state_vector(crdt.state_vector())
+    have = crdt.clocks()  # kept up to date, not decoded per update
     return all(start <= have.get(client, 0) for client, start in blocks)
