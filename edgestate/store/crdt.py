@@ -103,8 +103,12 @@ class CrdtDocument:
         # whole state vector per remote update (O(clients): every browser session
         # is a client). None: decode it when next asked.
         self._clocks: dict[int, int] | None = None
-        self._unclocked: list[bytes] = []
-        self._unclocked_b = 0
+        # Integrated updates not folded in yet: raw (walked when folded), or as
+        # (client, end clock) pairs when the update integrated was the remote one
+        # the gap check walked already (the common case: pycrdt re-encodes a
+        # fully integrated update to the same bytes).
+        self._unclocked: list[bytes | list[tuple[int, int]]] = []
+        self._unclocked_b = 0  # of the raw ones
         # All observers are constant cost per transaction: the update bytes come
         # from the transaction itself, never from diffing the whole document.
         self._doc_sub = self.doc.observe(self._on_transaction)
@@ -120,7 +124,7 @@ class CrdtDocument:
         if self._clocks is not None:
             self._unclocked.append(update)
             self._unclocked_b += len(update)
-            if len(self._unclocked) > MAX_UNCLOCKED or self._unclocked_b > MAX_UNCLOCKED_BYTES:
+            if len(self._unclocked) > MAX_UNCLOCKED:
                 self._clocks = None  # cheaper to decode the state vector when asked
                 self._unclocked, self._unclocked_b = [], 0
 
@@ -176,14 +180,24 @@ class CrdtDocument:
         """A new plan for local writes to this document (see :class:`WritePlan`)."""
         return WritePlan(self)
 
-    def apply_remote(self, update: bytes) -> tuple[bytes | None, set[str]]:
-        """Integrate a remote v1 update; returns what it added (None if nothing)."""
+    def apply_remote(
+        self, update: bytes, ends: list[tuple[int, int]] | None = None
+    ) -> tuple[bytes | None, set[str]]:
+        """Integrate a remote v1 update; returns what it added (None if nothing).
+
+        ``ends``: the update's blocks' (client, end clock), if the caller walked
+        it already; used for :meth:`clocks` when pycrdt integrated exactly it.
+        """
         self.last_used = time.monotonic()
         try:
             self.doc.apply_update(update)
         except ValueError as exc:
             self._take()
             raise InvalidUpdateError(f"cannot decode update for {self.name!r}: {exc}") from exc
+        unclocked = self._unclocked
+        if ends is not None and unclocked and unclocked[-1] == update:
+            unclocked[-1] = ends
+            self._unclocked_b -= len(update)
         replaced = [k for k in self._changed if k in self._slots and k in self.root]
         if replaced:
             # Only deletes: no new structs, so the merged update stays one log entry.
@@ -211,12 +225,16 @@ class CrdtDocument:
         clocks = self._clocks
         if clocks is None:
             clocks = self._clocks = decode_state_vector(self.state_vector())
+        elif self._unclocked_b > MAX_UNCLOCKED_BYTES:
+            clocks = self._clocks = decode_state_vector(self.state_vector())
         elif self._unclocked:
             try:
-                for update in self._unclocked:
-                    ends: list[int] = []
-                    blocks, _ = walk(update, ends=ends)
-                    for (client, _start), end in zip(blocks, ends, strict=True):
+                for entry in self._unclocked:
+                    if isinstance(entry, bytes):
+                        ends: list[int] = []
+                        blocks, _ = walk(entry, ends=ends)
+                        entry = [(c, end) for (c, _), end in zip(blocks, ends, strict=True)]
+                    for client, end in entry:
                         if end > clocks.get(client, 0):
                             clocks[client] = end
             except (IndexError, ValueError):  # pycrdt's own encoding: not expected
