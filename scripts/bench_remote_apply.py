@@ -230,6 +230,56 @@ async def round_trips(store: Store, updates: list[bytes], burst: int) -> None:
             row("burst time per update", per_update, None)
 
 
+class _PerEventWakeups:
+    """What ChangeStream did before: one thread-safe loop wakeup per event (kept
+    here so the comparison is side by side in one run)."""
+
+    def __init__(self, store: Store) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._unsubscribe = store.subscribe(self._from_writer, early=True)
+
+    def _from_writer(self, event: object) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+
+    async def get(self) -> object:
+        return await self._queue.get()
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+
+async def round_trips_stream(store: Store, updates: list[bytes], burst: int) -> None:
+    """Bursts read from an early change stream (the sync daemon's gossip pump),
+    from a burst's first submit to its last event on the loop; alternating with
+    a listener that wakes the loop once per event."""
+    results: dict[str, list[float]] = {"ChangeStream": [], "one wakeup per event": []}
+    for i in range(0, len(updates) - burst + 1, burst):
+        chunk = updates[i : i + burst]
+        name = list(results)[(i // burst) % 2]
+        reader: Any = (
+            store.changes(early=True) if name == "ChangeStream" else _PerEventWakeups(store)
+        )
+        try:
+            t0 = time.perf_counter_ns()
+            futs = [store.submit_update(DOC, u, origin=ORIGIN) for u in chunk]
+            got = 0
+            async with asyncio.timeout(30):  # bounded, should an event never come
+                while got < len(chunk):  # every update here is new: one event each
+                    if await reader.get() is None:
+                        break
+                    got += 1
+            t1 = time.perf_counter_ns()
+            await asyncio.gather(*futs)
+        finally:
+            reader.close()
+        results[name].append((t1 - t0) / 1000 / len(chunk))
+    print(f" early change events, bursts of {burst}: first submit -> last event, per update")
+    for name, samples in results.items():
+        if samples:
+            row(name, samples, None)
+
+
 def run(keys: int, n: int, burst: int, durability: Durability, clients: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Path(tmp) / "data", StoreConfig(durability=durability))
@@ -246,6 +296,7 @@ def run(keys: int, n: int, burst: int, durability: Durability, clients: int) -> 
             stages(store, fresh, floor, "new updates")
             stages(store, fresh, statistics.median(bare(base, fresh + fresh)[n:]), "duplicates")
             asyncio.run(round_trips(store, later, burst))
+            asyncio.run(round_trips_stream(store, client_updates(base, keys, n, keys + 1), burst))
         finally:
             store.close()
 

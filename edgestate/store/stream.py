@@ -10,6 +10,7 @@ vectors). Its own module so a store that never streams never imports asyncio.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 from edgestate.store.changes import ChangeHub
@@ -29,14 +30,44 @@ class ChangeStream:
         self.overflowed = False
         self.dropped = 0
         self._closed = False
+        # Events from the writer thread not yet on the loop. One loop wakeup
+        # carries all that arrive before it runs (a group commit's events: they
+        # are delivered back to back), not one per event: a thread-safe wakeup
+        # costs ~30 us, and a burst's group holds hundreds of events.
+        self._arrived: list[ChangeEvent] = []
+        self._arrived_lock = threading.Lock()
+        self._drain_due = False
+        self._lost = 0  # dropped before reaching the loop (it fell this far behind)
         self._unsubscribe = hub.subscribe(self._from_writer, early=early)
 
     def _from_writer(self, event: ChangeEvent) -> None:
-        if not self._closed:
-            try:
-                self._loop.call_soon_threadsafe(self._put, event)
-            except RuntimeError:  # loop already closed: nobody is listening any more
-                self._closed = True
+        if self._closed:
+            return
+        with self._arrived_lock:
+            arrived = self._arrived
+            if len(arrived) >= self._queue.maxsize > 0:
+                # Bounded here too, as the queue is: the loop is this far behind.
+                self._lost += len(arrived)
+                arrived.clear()
+            arrived.append(event)
+            if self._drain_due:
+                return  # the drain already due takes this one too
+            self._drain_due = True
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # loop already closed: nobody is listening any more
+            self._closed = True
+
+    def _drain(self) -> None:
+        with self._arrived_lock:
+            events, self._arrived = self._arrived, []
+            lost, self._lost = self._lost, 0
+            self._drain_due = False
+        if lost:
+            self.dropped += lost
+            self.overflowed = True
+        for event in events:
+            self._put(event)
 
     def _put(self, event: ChangeEvent) -> None:
         try:

@@ -125,3 +125,38 @@ def test_a_store_applies_many_clients_updates_as_before(tmp_path: Path) -> None:
         assert {c: sv[c] for c in decode_state_vector(plain.get_state())} == decode_state_vector(
             plain.get_state()
         )
+
+
+async def test_a_groups_events_reach_a_stream_in_one_wakeup_in_order(tmp_path: Path) -> None:
+    import asyncio
+
+    with Store.open(tmp_path / "data") as store:
+        names = [f"doc{i:02d}" for i in range(20)]
+        for name in names:
+            store.create_document(name)
+        stream = store.changes(early=True)
+        loop = asyncio.get_running_loop()
+        wakeups = 0
+        original = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any) -> Any:
+            nonlocal wakeups
+            if getattr(callback, "__self__", None) is stream:
+                wakeups += 1
+            return original(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        try:
+            # One job writing 20 documents: one group, 20 events.
+            await store.abatch([Set(name, "k", b"v") for name in names])
+            got = []
+            async with asyncio.timeout(10):
+                while len(got) < len(names):
+                    event = await stream.get()
+                    assert event is not None
+                    got.append(event.doc)
+        finally:
+            loop.call_soon_threadsafe = original  # type: ignore[method-assign]
+            stream.close()
+        assert got == names
+        assert wakeups == 1
