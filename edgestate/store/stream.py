@@ -30,28 +30,30 @@ class ChangeStream:
         self.overflowed = False
         self.dropped = 0
         self._closed = False
-        # Events from the writer thread not yet on the loop. One loop wakeup
-        # carries all that arrive before it runs (a group commit's events: they
-        # are delivered back to back), not one per event: a thread-safe wakeup
-        # costs ~30 us, and a burst's group holds hundreds of events.
+        # Events from the writer thread not yet on the loop, taken a commit at a
+        # time: one loop wakeup per commit, not per event (a thread-safe wakeup
+        # costs ~30 us, and a burst's commit holds hundreds of events; the
+        # wakeup's self-pipe write also hands the GIL to the loop, which then
+        # drained one event per wakeup when they came one by one).
         self._arrived: list[ChangeEvent] = []
         self._arrived_lock = threading.Lock()
         self._drain_due = False
         self._lost = 0  # dropped before reaching the loop (it fell this far behind)
-        self._unsubscribe = hub.subscribe(self._from_writer, early=early)
+        self._unsubscribe = hub.subscribe_batches(self._from_writer, early=early)
 
-    def _from_writer(self, event: ChangeEvent) -> None:
+    def _from_writer(self, events: list[ChangeEvent]) -> None:
         if self._closed:
             return
         with self._arrived_lock:
             arrived = self._arrived
-            if len(arrived) >= self._queue.maxsize > 0:
+            arrived.extend(events)
+            if len(arrived) > self._queue.maxsize > 0:
                 # Bounded here too, as the queue is: the loop is this far behind.
-                self._lost += len(arrived)
-                arrived.clear()
-            arrived.append(event)
+                excess = len(arrived) - self._queue.maxsize
+                self._lost += excess
+                del arrived[:excess]
             if self._drain_due:
-                return  # the drain already due takes this one too
+                return  # the drain already due takes these too
             self._drain_due = True
         try:
             self._loop.call_soon_threadsafe(self._drain)

@@ -159,4 +159,28 @@ async def test_a_groups_events_reach_a_stream_in_one_wakeup_in_order(tmp_path: P
             loop.call_soon_threadsafe = original  # type: ignore[method-assign]
             stream.close()
         assert got == names
-        assert wakeups == 1
+        assert wakeups == 1  # one per commit, not one per event (20 before)
+
+
+def test_the_walk_reads_long_client_ids_and_refuses_every_truncation() -> None:
+    from edgestate.errors import InvalidUpdateError
+
+    big = Doc(client_id=(1 << 53) - 3)  # an 8-byte varint, as replica ids are
+    big.get("root", type=Map)["k"] = b"v" * 200
+    other = Doc(client_id=5)
+    other.apply_update(big.get_update())
+    updates, _sub = _recorder(other)
+    other.get("root", type=Map)["k"] = "over it"  # origin: the big client's item
+    update = updates[0]
+    ends: list[int] = []
+    assert update_blocks(update, ends) == [(5, 0)]
+    assert ends == [decode_state_vector(other.get_state())[5]]
+    assert update_blocks(big.get_update()) == [((1 << 53) - 3, 0)]
+    from edgestate.store.codec import walk
+
+    structs_end = walk(update)[1]  # the delete set after it is pycrdt's to check
+    for cut in range(structs_end):
+        try:
+            assert update_blocks(update[:cut]) is None
+        except InvalidUpdateError:
+            pass  # a cut can look like another struct's content: refused by name
