@@ -133,13 +133,14 @@ class CrdtDocument:
         self._changed.update(keys)
         fresh = self._fresh
         for key, change in keys.items():
-            value: Any = change.get("newValue") if change["action"] != "delete" else None
+            # .get: whatever shape a change has, this raises nothing into pycrdt.
+            value: Any = change.get("newValue") if change.get("action") != "delete" else None
             kind = type(value)
             if kind is bytearray or kind is bytes:
                 fresh[key] = TAG_BYTES + bytes(value)
-            elif kind is str:
+            elif kind is str and value.isascii():
                 fresh[key] = TAG_BYTES + value.encode()
-            else:  # deleted, or a foreign value: value() looks it up
+            else:  # deleted, other text, a foreign value: value() looks it up
                 fresh.pop(key, None)
 
     def _on_counters(self, event: Any) -> None:
