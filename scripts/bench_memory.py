@@ -8,14 +8,16 @@ process maps (what killing one would free). Read from ``/proc/PID/smaps_rollup``
 
 Part 1: a real `edgestate node` with ``--workers N`` (default 2, the spare
 worker on), kv-echo deployed: each process idle, then after ``--seconds`` of
-64-client load (wrk when installed, else aiohttp in this process).
+64-client load (wrk when installed, else aiohttp in this process); and the CPU
+each process spends idle (over ``--idle-s``, before and after the load: a small
+edge box idles most of the day), from ``/proc/PID/stat``.
 
 Part 2, the fork-server question, side by side in one run: a worker's state
 (wasmtime engine, a read-only store, kv-echo loaded) built in K fresh interpreters
 against K children forked from one parent that imported the heavy modules first
 (what a zygote process would give). Each child's USS and PSS, median.
 
-    .venv/bin/python scripts/bench_memory.py [--workers 2] [--seconds 3] [--forks 2]
+    .venv/bin/python scripts/bench_memory.py [--workers 2] [--seconds 3] [--forks 2] [--idle-s 5]
 """
 
 from __future__ import annotations
@@ -60,6 +62,24 @@ def node_processes(api: str, node_pid: int) -> dict[str, int]:
             label = line.split('"')[1]
             out[label] = int(float(line.split()[1]))
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def show_idle_cpu(title: str, procs: dict[str, int], seconds: float) -> None:
+    """Each process's CPU while nothing is asked of it, % of one core."""
+    before = {name: cpu_seconds(pid) for name, pid in procs.items()}
+    time.sleep(seconds)
+    used = {name: cpu_seconds(pid) - before[name] for name, pid in procs.items()}
+    print(
+        f"{title:<8} idle CPU over {seconds:.0f} s, % of a core: "
+        + "; ".join(f"{name} {100 * u / seconds:.2f}" for name, u in used.items())
+        + f"; total {100 * sum(used.values()) / seconds:.2f}"
+    )
 
 
 def show(title: str, procs: dict[str, int]) -> None:
@@ -188,6 +208,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--forks", type=int, default=2)
+    parser.add_argument("--idle-s", type=float, default=5.0)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="edgestate-bench-memory-"))
     node, api = start_node(work, args.workers)
@@ -200,6 +221,7 @@ def main() -> None:
             time.sleep(0.2)
         print(f"part 1: node with api.workers = {args.workers} (MB)")
         show("idle", node_processes(api, node.pid))
+        show_idle_cpu("idle", node_processes(api, node.pid), args.idle_s)
         if shutil.which("wrk"):
             script = work / "post.lua"
             script.write_text(WRK_SCRIPT)
@@ -213,6 +235,7 @@ def main() -> None:
 
             asyncio.run(load(api, 64, args.seconds))
         show("loaded", node_processes(api, node.pid))
+        show_idle_cpu("after", node_processes(api, node.pid), args.idle_s)
     finally:
         node.send_signal(signal.SIGTERM)
         node.wait(timeout=30)

@@ -99,7 +99,8 @@ def engine_fingerprint(config: RuntimeConfig | None = None) -> str:
 
 
 class EpochTicker:
-    """Advances an engine's epoch by one per ``tick_ms`` of wall time, on a daemon thread.
+    """Advances an engine's epoch by one per ``tick_ms`` of wall time, on a daemon
+    thread, while a guest runs; parked (no wake-ups) while none does.
 
     wasm runs with the GIL released (wasmtime-py loads its library with ctypes
     ``CDLL``), so the ticker keeps ticking while a guest spins. The epoch follows
@@ -108,14 +109,22 @@ class EpochTicker:
     a deadline of N ticks is N ticks of wall time, not N wake-ups (measured on a
     loaded 2-core machine: counting wake-ups let a 1,000 ms spin run 1.1-1.6 s).
     Catching up moves the epoch several ticks at once, so a deadline set while
-    the thread is late would fire early: :meth:`lag` lets the sandbox add the
-    ticks still owed.
+    the thread is late would fire early: :meth:`begin` says how many ticks are
+    still owed, for the sandbox to add.
+
+    Parked between guests: a deadline is relative to the epoch when it is set,
+    so the epoch need not move while nothing runs, and an idle node or worker
+    then does not wake 500 times a second for nothing (a small edge box idles
+    most of the day). The first guest to start restarts the clock from the
+    ticks made so far, so nothing is owed for the time parked.
     """
 
     def __init__(self, engine: wasmtime.Engine, tick_ms: float) -> None:
         self._engine = engine
         self._interval = tick_ms / 1000
-        self._stop = threading.Event()
+        self._cond = threading.Condition(threading.Lock())
+        self._running = 0  # guests running now; under _cond
+        self._stopped = False
         self._start = time.monotonic()
         self._ticks = 0  # made so far; written by the thread only
         self._thread = threading.Thread(target=self._run, name="edgestate-epoch", daemon=True)
@@ -125,23 +134,54 @@ class EpochTicker:
         interval = self._interval
         increment = self._engine.increment_epoch
         clock = time.monotonic
-        start = self._start
-        while not self._stop.wait(max(0.0, start + (self._ticks + 1) * interval - clock())):
+        cond = self._cond
+        while True:
+            with cond:
+                while self._running == 0 and not self._stopped:
+                    cond.wait()
+                if self._stopped:
+                    return
+                start = self._start
+                # Sleeps on the condition too, so stop() is heard at once.
+                cond.wait(max(0.0, start + (self._ticks + 1) * interval - clock()))
+                if self._stopped:
+                    return
+                start = self._start
             due = int((clock() - start) / interval)
             while self._ticks < due:
                 increment()
                 self._ticks += 1
 
-    def lag(self) -> int:
-        """Ticks the clock says are due but the thread has not made yet."""
-        return max(0, int((time.monotonic() - self._start) / self._interval) - self._ticks)
+    def begin(self) -> int:
+        """A guest starts: tick while it runs. Returns the ticks the clock says are
+        due but the thread has not made yet (they will come at once)."""
+        with self._cond:
+            self._running += 1
+            if self._running == 1:
+                # From parked: the clock restarts where the ticks are.
+                self._start = time.monotonic() - self._ticks * self._interval
+                self._cond.notify()
+                return 0
+            return max(0, int((time.monotonic() - self._start) / self._interval) - self._ticks)
+
+    def end(self) -> None:
+        """A guest begun with :meth:`begin` ended (the ticker parks after the last)."""
+        with self._cond:
+            self._running -= 1
+
+    @property
+    def ticks(self) -> int:
+        """Epochs advanced so far (they only advance while a guest runs)."""
+        return self._ticks
 
     def stop(self) -> None:
         """Ask the thread to stop, without waiting for it."""
-        self._stop.set()
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
 
     def close(self) -> None:
         """Stop the thread and wait for it (idempotent)."""
-        self._stop.set()
+        self.stop()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()

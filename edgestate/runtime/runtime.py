@@ -219,7 +219,7 @@ class Runtime:
             host_limits=self.config.host,
             epoch_tick_ms=self.config.epoch_tick_ms,
             log_budget=self._log_budget(parsed.name),
-            epoch_lag=self._ticker.lag,
+            epoch=self._ticker,
         )
         loaded = LoadedModule(
             name=parsed.name,

@@ -14,9 +14,8 @@ from __future__ import annotations
 import ctypes
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import wasmtime
 from wasmtime import _bindings as _raw
@@ -52,6 +51,31 @@ _TRAP_OUT_OF_FUEL = 11  # WASMTIME_TRAP_CODE_OUT_OF_FUEL
 _TRAP_INTERRUPT = 10  # WASMTIME_TRAP_CODE_INTERRUPT (epoch deadline)
 # Table growth is bounded too, or a guest could grow a table instead of memory.
 _MAX_TABLE_ELEMENTS = 100_000
+
+
+class EpochUse(Protocol):
+    """What a sandbox needs of its engine's epoch ticker (``EpochTicker``)."""
+
+    def begin(self) -> int:
+        """A guest starts; returns the ticks still owed by a late ticker."""
+        ...
+
+    def end(self) -> None:
+        """That guest ended."""
+        ...
+
+
+class _NoTicker:
+    """No ticker (a sandbox built on its own): nothing owed, nothing to tell."""
+
+    def begin(self) -> int:
+        return 0
+
+    def end(self) -> None:
+        pass
+
+
+_NO_TICKER = _NoTicker()
 
 # The ctypes function objects themselves: wasmtime-py's same-named wrappers add
 # a Python frame (~0.1 us) to each of the dozen calls a request makes. Bound
@@ -115,7 +139,7 @@ class Sandbox:
         host_limits: HostLimits,
         epoch_tick_ms: float,
         log_budget: LogBudget | None = None,
-        epoch_lag: Callable[[], int] = lambda: 0,
+        epoch: EpochUse | None = None,
     ) -> None:
         self.manifest = manifest
         self.grant = grant
@@ -135,8 +159,9 @@ class Sandbox:
         # When to first look (runtime.budget): the tick the deadline falls in. An
         # early look (the current epoch ticks at once) only sets the next one.
         self._deadline_ticks = max(1, math.ceil(grant.wall_time_ms / epoch_tick_ms))
-        # Ticks a late ticker still owes (see EpochTicker): they will come at once.
-        self._epoch_lag = epoch_lag
+        # The ticker runs while a guest does; begin() says the ticks a late ticker
+        # still owes (see EpochTicker): they will come at once.
+        self._epoch = epoch or _NO_TICKER
         self._budget = EpochBudget(epoch_tick_ms)
         self._env = HostEnv(
             store=store,
@@ -164,11 +189,12 @@ class Sandbox:
         # The budget counts from here: on the invocation thread, once it runs.
         began = _monotonic()
         raw_store = _store_new(self._engine_ptr, None, _NO_FINALIZER)
+        owed = self._epoch.begin()
         try:
             context = _store_context(raw_store)
             _set_fuel(context, self._fuel)
             self._budget.install(raw_store)
-            _set_epoch_deadline(context, self._deadline_ticks + self._epoch_lag())
+            _set_epoch_deadline(context, self._deadline_ticks + owed)
             _store_limiter(raw_store, self._memory_bytes, _MAX_TABLE_ELEMENTS, -1, -1, -1)
             instance = _Instance()
             trap = _TrapPointer()
@@ -222,6 +248,7 @@ class Sandbox:
                 host_calls=host.host_calls,
             )
         finally:
+            self._epoch.end()
             _store_delete(raw_store)
 
     def _budget_failure(self, trap: Any) -> InvocationError | None:

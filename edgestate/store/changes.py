@@ -14,6 +14,7 @@ else holds them. Each listener hears each event once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from edgestate.store.types import ChangeEvent
 log = logging.getLogger(__name__)
 
 Listener = Callable[[ChangeEvent], None]
+# Called once per commit with all of its events (see ChangeHub.subscribe).
+BatchListener = Callable[[list[ChangeEvent]], None]
 
 
 class ChangeHub:
@@ -30,11 +33,22 @@ class ChangeHub:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._listeners: tuple[tuple[Listener, bool], ...] = ()
+        # (what takes a commit's events, early?) per listener.
+        self._listeners: tuple[tuple[BatchListener, bool], ...] = ()
 
     def subscribe(self, listener: Listener, *, early: bool = False) -> Callable[[], None]:
         """Register ``listener`` (``early``: see the module docstring); returns its unsubscribe."""
-        entry = (listener, early)
+        return self._add(functools.partial(_each, listener), early)
+
+    def subscribe_batches(
+        self, listener: BatchListener, *, early: bool = False
+    ) -> Callable[[], None]:
+        """Like :meth:`subscribe`, but ``listener`` takes all of a commit's events
+        at once (not called for none): one hop to another thread per commit."""
+        return self._add(functools.partial(_batch, listener), early)
+
+    def _add(self, deliver: BatchListener, early: bool) -> Callable[[], None]:
+        entry = (deliver, early)
         with self._lock:
             self._listeners = (*self._listeners, entry)
 
@@ -51,20 +65,31 @@ class ChangeHub:
 
     def publish_accepted(self, events: list[ChangeEvent]) -> None:
         """Before the commit of ``events``: their remote ones, to the early listeners."""
-        for listener, early in self._listeners:
+        for deliver, early in self._listeners:
             if early:
-                self._deliver(listener, [e for e in events if e.origin is not None])
+                deliver([e for e in events if e.origin is not None])
 
     def publish(self, events: list[ChangeEvent]) -> None:
         """After the commit of ``events``: what each listener has not heard yet."""
-        for listener, early in self._listeners:
-            self._deliver(listener, [e for e in events if e.origin is None] if early else events)
+        for deliver, early in self._listeners:
+            deliver([e for e in events if e.origin is None] if early else events)
 
-    @staticmethod
-    def _deliver(listener: Listener, events: list[ChangeEvent]) -> None:
-        # A failing listener is logged, not fatal.
-        for event in events:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("change listener %r failed on %s", listener, event.doc)
+
+# A failing listener is logged, not fatal.
+
+
+def _each(listener: Listener, events: list[ChangeEvent]) -> None:
+    for event in events:
+        try:
+            listener(event)
+        except Exception:
+            log.exception("change listener %r failed on %s", listener, event.doc)
+
+
+def _batch(listener: BatchListener, events: list[ChangeEvent]) -> None:
+    if not events:
+        return
+    try:
+        listener(events)
+    except Exception:
+        log.exception("change listener %r failed on %d events", listener, len(events))

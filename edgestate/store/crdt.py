@@ -22,7 +22,7 @@ peer's) that leaves a key with both is completed the same way: the key's slots
 are deleted in the same transaction, so a plain value written over a counter from
 any side replaces it, and deleting the value later does not bring the counter back.
 Values other Yjs clients may put in "root" are materialized too: a string as its
-UTF-8, anything else as JSON (see :func:`materialize_plain`).
+UTF-8, anything else as JSON (see :func:`edgestate.store.foreign.materialize_plain`).
 
 No value can make materializing fail (found in review: two partitioned replicas'
 legal increments summed past int64, every merge of the document raised and its
@@ -33,17 +33,16 @@ value with no JSON form reads as JSON ``null``.
 
 from __future__ import annotations
 
-import base64
-import json
-import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pycrdt import Array, Doc, Map, Text, TransactionEvent, merge_updates
+from pycrdt import Doc, Map, TransactionEvent, merge_updates
 
 from edgestate.errors import InvalidUpdateError, ValueTooLargeError, WrongTypeError
+from edgestate.store.codec import decode_state_vector, walk
+from edgestate.store.foreign import materialize_plain
 from edgestate.store.keys import TAG_BYTES, TAG_COUNTER, TAG_JSON, pack_i64, unpack_i64
 from edgestate.store.types import Incr, Set, WriteOp
 
@@ -55,10 +54,12 @@ I64_MIN = -(1 << 63)
 I64_MAX = (1 << 63) - 1
 
 
-# JSON nesting a foreign value may have before it reads as null: json.dumps
-# recurses. The codec refuses deeper plain values already (codec.skip_any); this
-# bounds nested shared types (a Map in a Map ...), which it does not look into.
-MAX_JSON_DEPTH = 64
+# Integrated updates whose clocks :meth:`CrdtDocument.clocks` folds in rather
+# than decoding the whole state vector again: walking a few small updates (a
+# remote one, a local group's) costs a few us; a big local group, or many, costs
+# more than one decode of a state vector of a few clients.
+MAX_UNCLOCKED = 16
+MAX_UNCLOCKED_BYTES = 4096
 
 
 def _slot_value(raw: object) -> int:
@@ -74,46 +75,6 @@ def saturate(total: int) -> int:
     stay legal and still sum past the range; the read saturates rather than fail.
     """
     return I64_MAX if total > I64_MAX else I64_MIN if total < I64_MIN else total
-
-
-def _jsonable(value: object, depth: int = 0) -> object:
-    """A deterministic JSON form of a foreign value: the same on every replica
-    (a repr would carry a memory address, and a Y.Map iterates in a different
-    order on each replica: keys are sorted), None where there is none."""
-    if depth > MAX_JSON_DEPTH:
-        return None
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode()
-    if isinstance(value, Map | Array):
-        return _jsonable(value.to_py(), depth + 1)
-    if isinstance(value, Text):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v, depth + 1) for v in value]
-    return None  # XML types, subdocuments, anything else: no value of ours
-
-
-def materialize_plain(value: object) -> bytes:
-    """Tagged bytes stored in the materialized table for a plain CRDT value.
-
-    Bytes as they are, a string as its UTF-8; anything else as JSON, bytes inside
-    it as base64 text, a non-finite float, an XML type or a subdocument as null.
-    Never raises: a value some Yjs client wrote must not stop a merge.
-    """
-    if isinstance(value, bytes | bytearray):
-        return TAG_BYTES + bytes(value)
-    if isinstance(value, str):
-        return TAG_BYTES + value.encode()
-    try:
-        return TAG_JSON + json.dumps(_jsonable(value), allow_nan=False, sort_keys=True).encode()
-    except Exception:  # whatever pycrdt or json raise on a hostile value
-        return TAG_JSON + b"null"
 
 
 class CrdtDocument:
@@ -132,17 +93,55 @@ class CrdtDocument:
         self._slots: dict[str, dict[str, int]] = {}
         self._updates: list[bytes] = []
         self._changed: set[str] = set()
+        # Materialized values read off the root map's events (a bytes or string
+        # value: the common case), so materializing needs no Map lookup (~4-7 us
+        # each). ``_fresh`` fills during a transaction; ``_take`` hands it over.
+        self._fresh: dict[str, bytes] = {}
+        self._taken_fresh: dict[str, bytes] = {}
+        # client -> next clock (the state vector as a dict), kept up to date from
+        # each transaction's own update so the gap check need not decode the
+        # whole state vector per remote update (O(clients): every browser session
+        # is a client). None: decode it when next asked.
+        self._clocks: dict[int, int] | None = None
+        # Integrated updates not folded in yet: raw (walked when folded), or as
+        # (client, end clock) pairs when the update integrated was the remote one
+        # the gap check walked already (the common case: pycrdt re-encodes a
+        # fully integrated update to the same bytes).
+        self._unclocked: list[bytes | list[tuple[int, int]]] = []
+        self._unclocked_b = 0  # of the raw ones
         # All observers are constant cost per transaction: the update bytes come
         # from the transaction itself, never from diffing the whole document.
         self._doc_sub = self.doc.observe(self._on_transaction)
-        self._root_sub = self.root.observe(self._on_root)
+        # The root map's raw (Rust) events: pycrdt's Python wrapper builds an
+        # event object, a read transaction and a Map per event (measured ~8 us of
+        # a ~12 us remote apply), and only the changed keys are used here.
+        self._root_sub = self.root.integrated.observe(self._on_root)
         self._counter_sub = self.counters.observe(self._on_counters)
 
     def _on_transaction(self, event: TransactionEvent) -> None:
-        self._updates.append(event.update)
+        update = event.update
+        self._updates.append(update)
+        if self._clocks is not None:
+            self._unclocked.append(update)
+            self._unclocked_b += len(update)
+            if len(self._unclocked) > MAX_UNCLOCKED:
+                self._clocks = None  # cheaper to decode the state vector when asked
+                self._unclocked, self._unclocked_b = [], 0
 
     def _on_root(self, event: Any) -> None:
-        self._changed.update(event.keys)
+        keys: dict[str, dict[str, Any]] = event.keys
+        self._changed.update(keys)
+        fresh = self._fresh
+        for key, change in keys.items():
+            # .get: whatever shape a change has, this raises nothing into pycrdt.
+            value: Any = change.get("newValue") if change.get("action") != "delete" else None
+            kind = type(value)
+            if kind is bytearray or kind is bytes:
+                fresh[key] = TAG_BYTES + bytes(value)
+            elif kind is str and value.isascii():
+                fresh[key] = TAG_BYTES + value.encode()
+            else:  # deleted, other text, a foreign value: value() looks it up
+                fresh.pop(key, None)
 
     def _on_counters(self, event: Any) -> None:
         for flat, change in event.keys.items():
@@ -162,6 +161,7 @@ class CrdtDocument:
     def _take(self) -> tuple[bytes | None, set[str]]:
         updates, changed = self._updates, self._changed
         self._updates, self._changed = [], set()
+        self._taken_fresh, self._fresh = self._fresh, {}
         if not updates:
             return None, changed
         if len(updates) == 1:
@@ -181,14 +181,24 @@ class CrdtDocument:
         """A new plan for local writes to this document (see :class:`WritePlan`)."""
         return WritePlan(self)
 
-    def apply_remote(self, update: bytes) -> tuple[bytes | None, set[str]]:
-        """Integrate a remote v1 update; returns what it added (None if nothing)."""
+    def apply_remote(
+        self, update: bytes, ends: list[tuple[int, int]] | None = None
+    ) -> tuple[bytes | None, set[str]]:
+        """Integrate a remote v1 update; returns what it added (None if nothing).
+
+        ``ends``: the update's blocks' (client, end clock), if the caller walked
+        it already; used for :meth:`clocks` when pycrdt integrated exactly it.
+        """
         self.last_used = time.monotonic()
         try:
             self.doc.apply_update(update)
         except ValueError as exc:
             self._take()
             raise InvalidUpdateError(f"cannot decode update for {self.name!r}: {exc}") from exc
+        unclocked = self._unclocked
+        if ends is not None and unclocked and unclocked[-1] == update:
+            unclocked[-1] = ends
+            self._unclocked_b -= len(update)
         replaced = [k for k in self._changed if k in self._slots and k in self.root]
         if replaced:
             # Only deletes: no new structs, so the merged update stays one log entry.
@@ -200,7 +210,38 @@ class CrdtDocument:
 
     def materialized(self, keys: Iterable[str]) -> dict[str, bytes | None]:
         """Materialized (tagged) values of ``keys`` as the CRDT holds them now."""
-        return {key: self.value(key) for key in keys}
+        if self._updates or self._changed:  # changed since the last take: look up
+            return {key: self.value(key) for key in keys}
+        fresh = self._taken_fresh
+        return {key: fresh[key] if key in fresh else self.value(key) for key in keys}
+
+    def clocks(self) -> dict[int, int]:
+        """The state vector as client -> next clock (not to be mutated).
+
+        Exact: each transaction's update holds exactly the structs it integrated
+        (pycrdt encodes it from the state before the transaction), so folding its
+        blocks' end clocks in gives what decoding :meth:`state_vector` would,
+        including when pycrdt keeps part of an update pending.
+        """
+        clocks = self._clocks
+        if clocks is None:
+            clocks = self._clocks = decode_state_vector(self.state_vector())
+        elif self._unclocked_b > MAX_UNCLOCKED_BYTES:
+            clocks = self._clocks = decode_state_vector(self.state_vector())
+        elif self._unclocked:
+            try:
+                for entry in self._unclocked:
+                    if isinstance(entry, bytes):
+                        ends: list[int] = []
+                        blocks, _ = walk(entry, ends=ends)
+                        entry = [(c, end) for (c, _), end in zip(blocks, ends, strict=True)]
+                    for client, end in entry:
+                        if end > clocks.get(client, 0):
+                            clocks[client] = end
+            except (IndexError, ValueError):  # pycrdt's own encoding: not expected
+                clocks = self._clocks = decode_state_vector(self.state_vector())
+        self._unclocked, self._unclocked_b = [], 0
+        return clocks
 
     def value(self, key: str) -> bytes | None:
         """Materialized (tagged) value of ``key`` as the CRDT holds it now."""

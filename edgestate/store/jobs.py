@@ -118,9 +118,17 @@ def _apply(group: Group, doc: str, update: bytes, origin: str | None, create: bo
         # One parse serves both: the content check and the stale check.
         blocks = blocks_of_collected(group.doc(doc), update_b, state)
         stale_checked = True
+        ends: list[tuple[int, int]] | None = None
     else:
-        blocks = update_blocks(update_b)
+        block_ends: list[int] = []
+        blocks = update_blocks(update_b, block_ends)
         stale_checked = False
+        # Saves walking the update again to keep the clocks (see CrdtDocument.clocks).
+        ends = (
+            None
+            if blocks is None
+            else [(c, e) for (c, _), e in zip(blocks, block_ends, strict=True)]
+        )
     created = create and doc not in w.metas
     if created:
         _create(group, doc)
@@ -133,7 +141,7 @@ def _apply(group: Group, doc: str, update: bytes, origin: str | None, create: bo
         w.hold.stash(group, doc, update_b, blocks)
         return False
     try:
-        added, changed = apply_checked(w, crdt, update_b, stale_checked)
+        added, changed = apply_checked(w, crdt, update_b, stale_checked, ends)
     except EdgestateError:
         if created:  # a refused update must not leave an empty document behind
             del w.metas[doc]

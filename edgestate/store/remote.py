@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from edgestate.errors import EdgestateError, InvalidUpdateError, StaleReplicaError
 from edgestate.store import keys as K
-from edgestate.store.codec import decode_state_vector
 from edgestate.store.gc_rule import parse, stale_in
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ def blocks_of_collected(
         return None  # truncated: pycrdt refuses it with its own error
     except ValueError as exc:
         raise InvalidUpdateError(f"update holds a struct this store refuses: {exc}") from exc
-    known = decode_state_vector(crdt.state_vector())
+    known = crdt.clocks()
     why = stale_in(clients, state.ranges, state.rehung, known)
     if why is not None:
         raise StaleReplicaError(f"update for {crdt.name!r} refused: {why}")
@@ -41,7 +40,11 @@ def blocks_of_collected(
 
 
 def apply_checked(
-    w: WriterState, crdt: CrdtDocument, update: bytes, stale_checked: bool = False
+    w: WriterState,
+    crdt: CrdtDocument,
+    update: bytes,
+    stale_checked: bool = False,
+    ends: list[tuple[int, int]] | None = None,
 ) -> tuple[bytes | None, set[str]]:
     """Apply a remote update, refusing one that writes a key this store cannot hold.
 
@@ -49,6 +52,7 @@ def apply_checked(
     Yjs client) broke the materialized table -- an LMDB key over 511 bytes even
     failed the whole group commit. pycrdt has already integrated the update in
     memory, so on refusal the CRDT is dropped and rebuilt from the log.
+    ``ends`` goes to :meth:`CrdtDocument.apply_remote`.
     """
     # Here too, not only at the door: a held update is drained after
     # collections that happened while it waited.
@@ -56,7 +60,7 @@ def apply_checked(
         state = w.gc.get(crdt.name)
         if state is not None and state.ranges.by_client:
             blocks_of_collected(crdt, update, state)
-    added, changed = crdt.apply_remote(update)
+    added, changed = crdt.apply_remote(update, ends)
     for key in changed:
         try:
             K.encode_key(key, w.config.max_key_bytes)

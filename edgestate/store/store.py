@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from edgestate.errors import EdgestateError, ReadOnlyStoreError, StoreError
 from edgestate.store import jobs
 from edgestate.store import keys as K
-from edgestate.store.changes import ChangeHub, Listener
+from edgestate.store.changes import BatchListener, ChangeHub, Listener
 from edgestate.store.checks import check_frontier, check_ops
 from edgestate.store.env import Environment, open_environment
 from edgestate.store.gc import GcRecord, GcState, Ranges
@@ -406,6 +406,13 @@ class Store(StoreReads):
         loop). Returns an unsubscribe function.
         """
         return self._hub.subscribe(listener, early=early)
+
+    def subscribe_batches(
+        self, listener: BatchListener, *, early: bool = False
+    ) -> Callable[[], None]:
+        """:meth:`subscribe`, with all of a commit's events in one call (one hop to
+        another thread or loop per commit, not per event)."""
+        return self._hub.subscribe_batches(listener, early=early)
 
     def on_collected(self, listener: Callable[[str], None]) -> Callable[[], None]:
         """Call ``listener(doc)`` on the writer thread when a collection of ``doc``

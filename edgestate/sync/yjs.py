@@ -192,7 +192,7 @@ class YjsEndpoint:
         # A listener of its own rather than a ChangeStream and a task: the events
         # of one group commit reach the loop in one wakeup and go out in the same
         # turn, one task hop fewer per update.
-        self._unsubscribe = self.store.subscribe(self._from_writer, early=True)
+        self._unsubscribe = self.store.subscribe_batches(self._from_writer, early=True)
 
     async def close(self) -> None:
         """Disconnect every client and stop forwarding."""
@@ -224,13 +224,14 @@ class YjsEndpoint:
         """The ``/yjs/{doc}`` route, to mount in any aiohttp application."""
         return [web.get(YJS_PATH, self._handle)]
 
-    def _from_writer(self, event: ChangeEvent) -> None:
-        """On the writer thread: queue ``event``, and wake the loop once per batch."""
-        if len(self._arrived) >= MAX_PENDING_EVENTS:
+    def _from_writer(self, events: list[ChangeEvent]) -> None:
+        """On the writer thread: queue a commit's ``events``, and wake the loop once
+        for them (once per event, an idle loop took the GIL and drained one at a time)."""
+        if len(self._arrived) + len(events) > MAX_PENDING_EVENTS:
             # The loop is this far behind: drop them, and have every client resync.
             self._arrived.clear()
             self._overflowed = True
-        self._arrived.append(event)
+        self._arrived.extend(events)
         if not self._drain_due:
             self._drain_due = True
             loop = self._loop

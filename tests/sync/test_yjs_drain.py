@@ -66,9 +66,9 @@ async def test_events_from_the_writer_thread_arrive_merged_in_one_message(
     async with aiohttp.ClientSession() as session:
         ws = await _synced(session, f"{url}/d")
 
-        def publish() -> None:  # as the writer does: one call per event, off the loop
+        def publish() -> None:  # one commit per event, off the loop
             for update in updates:
-                endpoint._from_writer(ChangeEvent("d", frozenset(), update, "peer:x"))
+                endpoint._from_writer([ChangeEvent("d", frozenset(), update, "peer:x")])
 
         publisher = threading.Thread(target=publish, daemon=True)
         publisher.start()
@@ -98,7 +98,7 @@ async def test_a_loop_far_behind_drops_the_events_and_its_clients_resync(
     async with aiohttp.ClientSession() as session:
         ws = await _synced(session, f"{url}/d")
         for _ in range(MAX_PENDING_EVENTS + 1):  # the loop never turns meanwhile
-            endpoint._from_writer(ChangeEvent("d", frozenset(), update, "peer:x"))
+            endpoint._from_writer([ChangeEvent("d", frozenset(), update, "peer:x")])
         async with asyncio.timeout(WAIT_S):
             while (msg := await ws.receive()).type == aiohttp.WSMsgType.BINARY:
                 pass  # what was sent before the drain

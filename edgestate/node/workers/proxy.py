@@ -118,6 +118,8 @@ class NodeProxy:
             if k.lower() not in _HOP and k.lower() not in _WS_HANDSHAKE
         }
         headers[CLIENT_HEADER] = request.remote or ""
+        if has_peer_certificate(request):
+            headers[CERT_HEADER] = VERIFIED  # api.tls: a cluster certificate needs no token
         protocols = [
             p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
         ]
