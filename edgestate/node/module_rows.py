@@ -17,16 +17,26 @@ def module_rows(runtime: Runtime, registry: ModuleRegistry) -> list[dict[str, An
     for name in sorted(set(loaded) | set(registry.states)):
         state = registry.states.get(name)
         mod = loaded.get(name)
+        if state is None:
+            # Loaded here, its workers not yet told: not shown until they serve it
+            # (a client that waits for "active" and then invokes must not get a 404).
+            continue
+        if state.state == "active":
+            # What the workers serve, not what this node's runtime took a moment ago.
+            version, publisher, digest = state.version, state.publisher, state.wasm_sha256
+        else:
+            version = mod.version if mod else None
+            publisher, digest = (mod.publisher, mod.wasm_sha256) if mod else (None, None)
         rows.append(
             {
                 "name": name,
-                "state": state.state if state else "active",
-                "version": mod.version if mod else None,
-                "offered_version": state.offered_version if state else None,
-                "publisher": mod.publisher if mod else None,
-                "wasm_sha256": mod.wasm_sha256 if mod else None,
-                "error": state.error if state else None,
-                "error_code": state.error_code if state else None,
+                "state": state.state,
+                "version": version,
+                "offered_version": state.offered_version,
+                "publisher": publisher,
+                "wasm_sha256": digest,
+                "error": state.error,
+                "error_code": state.error_code,
                 # The cluster's record: which kept version is active, who made it so.
                 **registry.summaries.get(name, EMPTY_SUMMARY),
             }

@@ -58,6 +58,10 @@ class ModuleState:
     state: str  # "active", "refused" or "removed"
     version: str | None = None  # version running now (the previous one if refused)
     offered_version: str | None = None  # version of the latest bundle seen
+    # Of the version recorded active: the node's runtime holds a new version a
+    # moment before its workers do, and the row must not show it before they serve it.
+    publisher: str | None = None
+    wasm_sha256: str | None = None
     error: str | None = None
     error_code: str | None = None
     updated: float = 0.0
@@ -221,7 +225,7 @@ class ModuleRegistry:
         await self._save_owners()
         # Workers first: "active" is only shown once every worker serves it.
         await self._changed()
-        self._record(loaded.name, "active", loaded.version, loaded.version)
+        self._record(loaded.name, "active", loaded.version, loaded.version, loaded=loaded)
         self.metrics.deploys.labels("active").inc()
         log.info(
             "module %r version %s deployed",
@@ -273,7 +277,7 @@ class ModuleRegistry:
         self.history(name)  # the rows show it before the change event arrives
         await self._save_owners()
         await self._changed()  # workers first, as for a deploy
-        self._record(name, "active", loaded.version, loaded.version)
+        self._record(name, "active", loaded.version, loaded.version, loaded=loaded)
         was = history.active.version if history.active else None
         log.info(
             "module %r rolled back to %s (was %s) cluster-wide",
@@ -380,7 +384,7 @@ class ModuleRegistry:
         # A replicated version is shown "active" only once the workers serve it
         # (a client that waits for "active" and then invokes must not get a 404).
         await self._changed()
-        self._record(name, "active", loaded.version, loaded.version)
+        self._record(name, "active", loaded.version, loaded.version, loaded=loaded)
         if not recheck:
             self.metrics.deploys.labels("active").inc()
         # A rollout: a version that reached this node (replicated, stored at start,
@@ -427,12 +431,16 @@ class ModuleRegistry:
         version: str | None,
         offered: str | None,
         error: EdgestateError | None = None,
+        *,
+        loaded: LoadedModule | None = None,
     ) -> None:
         self.states[name] = ModuleState(
             name=name,
             state=state,
             version=version,
             offered_version=offered,
+            publisher=loaded.publisher if loaded else None,
+            wasm_sha256=loaded.wasm_sha256 if loaded else None,
             error=str(error) if error else None,
             error_code=error.code if error else None,
             updated=time.time(),
