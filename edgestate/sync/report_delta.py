@@ -8,7 +8,8 @@ merge by componentwise maximum and a vector may be split by client across
 frames (the protocol's rule since version 2), so what a peer already has from
 this link need not travel again: a round sends, per member and document, only
 the clients whose clock grew since this link last heard, and no frame at all
-when nothing grew.
+when nothing grew. Nor is what the peer itself told us on that link: in a mesh
+a member's news reaches a node over several links in the same round.
 
 A link is reliable and ordered while it lasts; a new connection starts from
 nothing. The table is still sent whole at connect, once caught up (the peer may
@@ -44,6 +45,24 @@ class SentReports:
         self._sent.clear()
         self._forgotten = None
         self._rounds = 0
+
+    def heard(self, members: Mapping[int, Mapping[str, Vector]]) -> None:
+        """The peer told us these reports: it holds them, so they are not sent
+        back to it (in a mesh a member's news reaches a node over several links
+        in one round; each of them need not hear it again from this node)."""
+        sent = self._sent
+        for member, docs in members.items():
+            told = sent.get(member)
+            if told is None:
+                # Not yet sent whole: what else it holds of the member is unknown.
+                continue
+            for doc, vector in docs.items():
+                old = told.get(doc)
+                if old is None:
+                    continue
+                grown = {c: k for c, k in vector.items() if old.get(c, -1) < k}
+                if grown:
+                    told[doc] = {**old, **grown}
 
     def delta(
         self,

@@ -45,6 +45,25 @@ def test_only_grown_clients_and_new_members_and_documents_are_sent() -> None:
     assert {m: peer.reports[m] for m in t.reports} == t.reports
 
 
+def test_what_the_peer_told_us_is_not_sent_back_to_it() -> None:
+    t = FrontierTracker(me=1)
+    t.merge({1: {"a": {1: 1}}, 2: {"a": {2: 4}}})
+    sent = SentReports()
+    sent.delta(t.reports, t.forgotten)
+    # The peer tells us member 2 grew; we merge it, and need not echo it.
+    news = {2: {"a": {2: 6, 3: 1}}}
+    sent.heard(news)
+    t.merge(news)
+    assert sent.delta(t.reports, t.forgotten) == ({}, False)
+    # What grew beyond what it told us still goes.
+    t.merge({2: {"a": {2: 7, 3: 1}}})
+    assert sent.delta(t.reports, t.forgotten) == ({2: {"a": {2: 7}}}, False)
+    # A member not yet sent to it whole is sent whole whatever it told us.
+    sent.heard({5: {"a": {5: 1}}})
+    t.merge({5: {"a": {5: 1}}})
+    assert sent.delta(t.reports, t.forgotten)[0] == {5: {"a": {5: 1}}}
+
+
 def test_forgotten_changes_are_news_and_gone_members_are_sent_whole_if_back() -> None:
     t = FrontierTracker(me=1)
     t.merge({1: {"a": {1: 1}}, 2: {"a": {2: 4}}})
