@@ -52,9 +52,14 @@ def chunk_reports(
             vector = reports[member].get(doc)
             if vector is None:
                 continue
-            items = sorted(vector.items())
-            for i in range(0, max(1, len(items)), max_clients):
-                part = dict(items[i : i + max_clients])
+            if len(vector) <= max_clients:  # most do: a C copy, no sort
+                parts = [dict(vector)]
+            else:
+                items = sorted(vector.items())
+                parts = [
+                    dict(items[i : i + max_clients]) for i in range(0, len(items), max_clients)
+                ]
+            for part in parts:
                 cost = 2 * len(part) + 8
                 mine = current.get(member)
                 full = (
