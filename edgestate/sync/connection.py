@@ -40,6 +40,7 @@ from edgestate.sync.config import Limits
 from edgestate.sync.frames import About, Collected, Hello, Peers, Reports, StateVectors
 from edgestate.sync.peers import PeerRecord
 from edgestate.sync.push import take_push
+from edgestate.sync.report_delta import SentReports
 from edgestate.sync.stats import SyncStats
 from edgestate.sync.tls import cert_not_after
 
@@ -81,8 +82,8 @@ class ConnectionHost(Protocol):
         """State vectors of the replicated documents."""
         ...
 
-    async def report_frames(self) -> list[Reports]:
-        """Member reports to send, in frames of bounded size."""
+    async def report_frames(self, sent: SentReports | None = None) -> list[Reports]:
+        """Member reports to send in bounded frames (what grew since ``sent``)."""
         ...
 
     def collected_docs(self) -> list[str]:
@@ -141,6 +142,7 @@ class PeerConnection:
         self.node_id: str | None = None
         self.version = 0  # negotiated protocol version
         self.reports_due = False
+        self.sent_reports = SentReports()  # each round sends only what grew
         self.collected_due: set[str] = set()  # documents whose GC record to send
         self.origin: str | None = None
         self.record: PeerRecord | None = None
@@ -232,8 +234,9 @@ class PeerConnection:
 
     async def send_reports(self) -> None:
         """Send the member reports."""
-        for frame in await self.host.report_frames():
+        for frame in await self.host.report_frames(self.sent_reports):
             await self.send(frame)
+            self._stats.reports_out += 1
 
     async def run_sender(self) -> None:
         """Handshake, then push queued updates; run state-vector exchanges when asked."""
@@ -254,7 +257,8 @@ class PeerConnection:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(HANDSHAKE_WAIT_S):
                     await self.synced.wait()
-        # Again once caught up: frontiers converge sooner.
+        # Again, whole, once caught up (it may have dropped some held before).
+        self.sent_reports.reset()
         self.reports_due = True
         self.wake.set()
         while True:

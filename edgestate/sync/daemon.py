@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
 import time
 import uuid
@@ -409,7 +410,10 @@ class SyncDaemon:
 
     async def _gc_rounds(self) -> None:
         while True:
-            await asyncio.sleep(self.config.gc_round_s)
+            # Jittered: nodes started together must not all send reports on the
+            # same loop turn, round after round (a bounded mesh's p99, docs/mesh.md).
+            period = self.config.gc_round_s
+            await asyncio.sleep(random.uniform(period / 2, period * 1.5))
             await self.gc_round()
 
     async def gc_round(self) -> dict[str, dict[int, int]]:

@@ -91,7 +91,7 @@ def members_field(items: object, max_docs: int) -> dict[int, dict[str, dict[int,
                 not isinstance(flat, list)
                 or len(flat) % 2
                 or len(flat) > 2 * MAX_SV_CLIENTS
-                or not all(type(x) is int and 0 <= x < 1 << 53 for x in flat)
+                or not _wire_ints(flat)
             ):
                 raise MalformedFrameError(
                     "a reported state vector must be a flat list [client, clock, ...] of "
@@ -128,3 +128,15 @@ def check_doc(name: object) -> None:
     if not is_doc_name(name):
         shown = name[:80] if isinstance(name, str) else name
         raise MalformedFrameError(f"document name {shown!r}: use {DOC_NAME_RULE}")
+
+
+def _wire_ints(flat: list[object]) -> bool:
+    """All plain ints in [0, 2**53): checked in C (types, then min and max), not
+    per number in Python: reports carry N members x N clients at N nodes, and
+    this check was most of their decoding (docs/mesh.md, where the CPU goes)."""
+    if not flat:
+        return True
+    if set(map(type, flat)) != {int}:  # bool is an int subclass: refused here
+        return False
+    ints: list[int] = flat  # type: ignore[assignment]  # every one checked above
+    return min(ints) >= 0 and max(ints) < 1 << 53

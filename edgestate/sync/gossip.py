@@ -255,6 +255,7 @@ class Gossip:
                 raise UnexpectedFrameError("second hello on one connection")
 
     async def _receive_reports(self, conn: PeerConnection, frame: Reports) -> None:
+        conn.sent_reports.heard(frame.members)
         await self._membership.receive_reports(
             frame.members, frame.forgotten, conn.node_id, authenticated=conn.authenticated
         )

@@ -22,6 +22,7 @@ from edgestate.sync.gossip import Gossip
 from edgestate.sync.membership import Membership
 from edgestate.sync.mesh import Mesh
 from edgestate.sync.peers import PeerRecord, PeerTable
+from edgestate.sync.report_delta import SentReports
 from edgestate.sync.stats import SyncStats
 
 __all__ = ["Links"]
@@ -58,8 +59,8 @@ class _Host:
     async def state_vectors(self) -> dict[str, bytes]:
         return await self._gossip.state_vectors()
 
-    async def report_frames(self) -> list[Reports]:
-        return await self._membership.report_frames()
+    async def report_frames(self, sent: SentReports | None = None) -> list[Reports]:
+        return await self._membership.report_frames(sent)
 
     def collected_docs(self) -> list[str]:
         return self._membership.collected_docs()

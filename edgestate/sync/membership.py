@@ -12,7 +12,8 @@ itself. Forgetting a member is cluster-wide and idempotent.
 
 The chunking of reports and collection records into frames is done by pure
 functions that take the receiver's budget (``chunk_reports``,
-``collected_frames``).
+``collected_frames``, in ``report_chunks``); what a link was already told
+is not sent again (``report_delta``).
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from edgestate.errors import MalformedFrameError, UnknownMemberError
-from edgestate.store import GcState, Ranges, Store, decode_state_vector
+from edgestate.store import Ranges, Store, decode_state_vector
 from edgestate.sync import frames
 from edgestate.sync.frames import Collected, Reports
 from edgestate.sync.frontier import FrontierTracker
+from edgestate.sync.report_chunks import REPORT_DOCS_PER_FRAME as REPORT_DOCS_PER_FRAME
+from edgestate.sync.report_chunks import chunk_reports, collected_frames
+from edgestate.sync.report_delta import SentReports
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +51,6 @@ def legacy_member_id(node_id: str) -> int:
     return int.from_bytes(hashlib.sha256(node_id.encode()).digest()[:6], "big")
 
 
-# Documents one member's part of a reports frame names at most: far under the
-# receiver's ``max_documents_per_frame`` (100,000 by default), which an empty
-# vector's small cost alone would not keep a frame under.
-REPORT_DOCS_PER_FRAME = 10_000
 # Clients and clocks on the wire are below 2**53 (exact in a JSON number).
 MAX_WIRE_INT = 1 << 53
 # Vectors wider than this are compared off the event loop (merge) or split off
@@ -61,64 +61,6 @@ MERGE_SLICE = 16384
 def _grown(held: Mapping[int, int], vector: Mapping[int, int]) -> dict[int, int]:
     """The clients of ``vector`` ahead of ``held``."""
     return {c: k for c, k in vector.items() if held.get(c, 0) < k}
-
-
-def chunk_reports(
-    reports: MemberReports,
-    local_only: Collection[str],
-    numbers_per_frame: int,
-    *,
-    max_members: int = frames.MAX_PEERS,
-    max_docs: int = REPORT_DOCS_PER_FRAME,
-    max_clients: int = frames.MAX_SV_CLIENTS,
-) -> list[dict[int, dict[str, dict[int, int]]]]:
-    """Member reports for peers, in frames within every limit of the receiver's
-    decoder: at most about ``numbers_per_frame`` numbers (a document name,
-    repeated per member, counts 8), ``max_members`` members, ``max_docs``
-    documents per member and ``max_clients`` clients per state vector.
-
-    Found in hardening: a document written by more than 65,536 Yjs clients made
-    a vector the peer refused, and it closed every link. A vector is split by
-    client across frames; reports merge by componentwise maximum, so any split
-    is as good as one frame. Members with nothing to report still appear (a
-    member is news even before it holds a document). Local-only documents never
-    leave the node. Always at least one chunk."""
-    chunks: list[dict[int, dict[str, dict[int, int]]]] = []
-    current: dict[int, dict[str, dict[int, int]]] = {}
-    size = 0
-    seen: set[int] = set()
-    docs = sorted({d for r in reports.values() for d in r} - set(local_only))
-    members = sorted(reports)
-    for doc in docs:
-        for member in members:
-            vector = reports[member].get(doc)
-            if vector is None:
-                continue
-            items = sorted(vector.items())
-            for i in range(0, max(1, len(items)), max_clients):
-                part = dict(items[i : i + max_clients])
-                cost = 2 * len(part) + 8
-                mine = current.get(member)
-                full = (
-                    size + cost > numbers_per_frame
-                    or (mine is None and len(current) >= max_members)
-                    or (mine is not None and (doc in mine or len(mine) >= max_docs))
-                )
-                if current and full:
-                    chunks.append(current)
-                    current, size = {}, 0
-                current.setdefault(member, {})[doc] = part
-                seen.add(member)
-                size += cost
-    for member in members:
-        if member not in seen:
-            if len(current) >= max_members:
-                chunks.append(current)
-                current = {}
-            current[member] = {}
-    if current or not chunks:
-        chunks.append(current)
-    return chunks
 
 
 def read_state_vectors(docs: Mapping[str, bytes]) -> dict[str, dict[int, int]]:
@@ -142,41 +84,6 @@ def read_state_vectors(docs: Mapping[str, bytes]) -> dict[str, dict[int, int]]:
             )
         out[doc] = vector
     return out
-
-
-def collected_frames(
-    record: GcState | None, doc: str, max_numbers: int, max_clients: int
-) -> list[Collected]:
-    """``doc``'s collection record as frames of at most ``max_numbers`` run
-    numbers and ``max_clients`` clients each (the receiver's decoder limits:
-    found in review, a record of many short-lived Yjs clients was one frame the
-    peer refused)."""
-    if record is None or not record.ranges.by_client:
-        return []
-    out: list[Collected] = []
-    for field_name, runs in (("ranges", record.ranges), ("rehung", record.rehung)):
-        chunk: dict[int, list[int]] = {}
-        size = 0
-        for client, flat in runs.to_wire().items():
-            for i in range(0, len(flat), max_numbers):
-                part = flat[i : i + max_numbers]
-                if chunk and (size + len(part) > max_numbers or len(chunk) >= max_clients):
-                    out.append(_collected(doc, field_name, chunk))
-                    chunk, size = {}, 0
-                chunk.setdefault(client, []).extend(part)
-                size += len(part)
-        if chunk:
-            out.append(_collected(doc, field_name, chunk))
-    floor = sorted(record.floor.items())
-    for i in range(0, len(floor), max_clients):
-        out.append(Collected(doc, {}, {}, dict(floor[i : i + max_clients])))
-    return out
-
-
-def _collected(doc: str, field_name: str, runs: dict[int, list[int]]) -> Collected:
-    if field_name == "ranges":
-        return Collected(doc, runs, {}, {})
-    return Collected(doc, {}, runs, {})
 
 
 class Listener(Protocol):
@@ -225,22 +132,36 @@ class Membership:
         """Member reports for peers, in chunks (see ``chunk_reports``)."""
         return chunk_reports(self.frontier.reports, self._local_only, numbers_per_frame)
 
-    async def report_frames(self) -> list[Reports]:
-        """The reports frames to send, each with the members forgotten."""
+    async def report_frames(self, sent: SentReports | None = None) -> list[Reports]:
+        """The reports frames to send, each with the members forgotten.
+
+        With ``sent`` (what one link was told before), only what grew since, and
+        no frame at all when nothing did (see ``report_delta``)."""
         # A decoder takes MAX_PEERS ids; beyond that, the rest goes in later rounds
         # (forgetting is idempotent), newest ids first being as good as any.
         forgotten = tuple(sorted(self.frontier.forgotten)[-frames.MAX_PEERS :])
-        reports = self.frontier.reports
-        if sum(len(v) for docs in reports.values() for v in docs.values()) > MERGE_SLICE:
+        reports: MemberReports = self.frontier.reports
+        big = sum(len(v) for docs in reports.values() for v in docs.values()) > MERGE_SLICE
+        if big:
             # Sorting and splitting a million-client report is a second of Python
             # (found in hardening): off the loop, on a snapshot (merge never
             # mutates a vector, so copying the maps above them is enough).
-            snapshot = {m: dict(docs) for m, docs in reports.items()}
+            reports = {m: dict(docs) for m, docs in reports.items()}
+        if sent is not None:
+            if big:
+                reports, news = await asyncio.to_thread(
+                    sent.delta, reports, self.frontier.forgotten, self._local_only
+                )
+            else:
+                reports, news = sent.delta(reports, self.frontier.forgotten, self._local_only)
+            if not reports and not news:
+                return []
+        if big:
             chunks = await asyncio.to_thread(
-                chunk_reports, snapshot, self._local_only, REPORT_NUMBERS_PER_FRAME
+                chunk_reports, reports, self._local_only, REPORT_NUMBERS_PER_FRAME
             )
         else:
-            chunks = self.reports_to_send()
+            chunks = chunk_reports(reports, self._local_only, REPORT_NUMBERS_PER_FRAME)
         return [Reports(chunk, forgotten) for chunk in chunks]
 
     def collected_docs(self) -> list[str]:

@@ -23,6 +23,8 @@ class SyncStats:
     queue_overflows: int = 0
     # Push copies of an update already received, dropped before the store (dedup).
     duplicates_dropped: int = 0
+    # Reports frames sent: only when a member's report grew (report_delta).
+    reports_out: int = 0
     refused: int = 0
     # Diffs in parts that waited for room in the node-wide assembly budget.
     assembly_waits: int = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable
 from typing import Any
@@ -22,7 +23,13 @@ class TaskSet:
         async def run() -> None:
             await coro
 
-        self.add(asyncio.get_running_loop().create_task(run()))
+        task = asyncio.get_running_loop().create_task(run())
+        if inspect.iscoroutine(coro):
+            # A task cancelled before its first step never awaits ``coro``, which
+            # then warns "never awaited" (found in the bounded-mesh tests: a
+            # duplicate link's close spawned as the daemon stopped).
+            task.add_done_callback(lambda _: coro.close())
+        self.add(task)
 
     def add(self, task: asyncio.Task[None]) -> None:
         """Own a task created elsewhere."""
