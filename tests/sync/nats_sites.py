@@ -76,6 +76,14 @@ async def start_site(
     return site
 
 
+async def two_sites(nodes: Nodes, tmp: Path, url: str) -> tuple[Node, Node]:
+    """Two one-node sites on the NATS server at ``url``, both linked and consuming."""
+    (a,) = await start_site(nodes, tmp, [url], size=1)
+    (b,) = await start_site(nodes, tmp, [url], size=1)
+    await ready([a, b])
+    return a, b
+
+
 async def ready(group: Iterable[Node], seconds: float = 60) -> None:
     """Until every node of ``group`` with a NATS link has it connected and consuming."""
     for node in group:

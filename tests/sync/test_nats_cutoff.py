@@ -18,6 +18,7 @@ from tests.sync.nats_sites import (
     nats_servers,
     ready,
     start_site,
+    two_sites,
     value,
 )
 
@@ -86,9 +87,7 @@ async def test_a_consumer_deleted_under_the_link_is_made_again_from_its_ack_floo
     nodes: Nodes, tmp_path: Path
 ) -> None:
     async with nats_servers(nodes, tmp_path / "nats") as servers:
-        (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
-        (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
-        await ready([a, b])
+        a, b = await two_sites(nodes, tmp_path, servers[0].url)
         a.store.create_document(DOC)
         keys = [f"k-{i}" for i in range(50)]
         for key in keys:

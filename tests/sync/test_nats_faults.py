@@ -11,7 +11,7 @@ import pytest
 
 from edgestate.store import Delete, Incr, Set
 from tests.sync.conftest import Node, Nodes, eventually
-from tests.sync.nats_sites import counter, nats_servers, ready, start_site, value
+from tests.sync.nats_sites import counter, nats_servers, ready, start_site, two_sites, value
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nats-server") is None, reason="nats-server not installed (scripts/bootstrap)"
@@ -127,9 +127,7 @@ async def test_a_node_far_behind_catches_up_by_diff_within_the_bytes_it_missed(
     nodes: Nodes, tmp_path: Path
 ) -> None:
     async with nats_servers(nodes, tmp_path / "nats") as servers:
-        (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
-        (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
-        await ready([a, b])
+        a, b = await two_sites(nodes, tmp_path, servers[0].url)
         a.store.create_document(DOC)
         a.store.batch([Set(DOC, "first", b"1")])
         await eventually(lambda: value(b.store, DOC, "first") == b"1", 60)
@@ -144,7 +142,7 @@ async def test_a_node_far_behind_catches_up_by_diff_within_the_bytes_it_missed(
         keys = [f"trickle-{i}" for i in range(300)]
         for i, key in enumerate(keys):
             await a.store.abatch([Set(DOC, key, b"v" * 16)])
-            await eventually(lambda i=i: a.daemon.nats.stats.messages_out >= i + 3, 30)  # type: ignore[union-attr,misc]
+            await eventually(lambda i=i: a.daemon.nats.stats.messages_out >= i + 3, 30)  # type: ignore[misc]
         while (event := stream.get_nowait()) is not None:
             missed += len(event.update)
         stream.close()

@@ -10,7 +10,7 @@ import pytest
 
 from edgestate.store import Delete, Incr, Set
 from tests.sync.conftest import Node, Nodes, eventually
-from tests.sync.nats_sites import counter, nats_servers, ready, start_site, value
+from tests.sync.nats_sites import counter, nats_servers, ready, start_site, two_sites, value
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nats-server") is None, reason="nats-server not installed (scripts/bootstrap)"
@@ -62,9 +62,7 @@ async def test_members_reached_through_nats_hold_the_gc_frontier(
     nodes: Nodes, tmp_path: Path
 ) -> None:
     async with nats_servers(nodes, tmp_path / "nats") as servers:
-        (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
-        (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
-        await ready([a, b])
+        a, b = await two_sites(nodes, tmp_path, servers[0].url)
         a.store.create_document(DOC)
         a.store.batch([Set(DOC, "k", b"1")])
         await eventually(lambda: value(b.store, DOC, "k") == b"1", 30)
@@ -94,9 +92,7 @@ async def test_an_update_over_the_payload_limit_travels_in_parts(
     nodes: Nodes, tmp_path: Path
 ) -> None:
     async with nats_servers(nodes, tmp_path / "nats") as servers:
-        (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
-        (b,) = await start_site(nodes, tmp_path, [servers[0].url], size=1)
-        await ready([a, b])
+        a, b = await two_sites(nodes, tmp_path, servers[0].url)
         assert a.daemon.nats is not None and b.daemon.nats is not None
         limit = a.daemon.nats.max_payload
         # One commit, one update of ~2.5 MB: over the server's 1 MiB max_payload.
