@@ -378,6 +378,11 @@ class SyncDaemon:
             await asyncio.sleep(REFRESH_POLL_S)
 
     @property
+    def assembly_bytes_held(self) -> int:
+        """Bytes the node's diffs in parts hold now, of ``max_assembly_bytes``."""
+        return self._assembly_budget.used
+
+    @property
     def multicast_available(self) -> bool | None:
         """Whether mDNS runs (None if it was not asked for): the CLI shows it."""
         sources = [d for d in self._discovery if isinstance(d, MdnsDiscovery)]
