@@ -13,10 +13,12 @@ from edgestate.sync.yjs import YjsEndpoint
 
 
 @contextlib.asynccontextmanager
-async def yjs_app(store: Store) -> AsyncIterator[tuple[YjsEndpoint, web.AppRunner]]:
+async def yjs_app(
+    store: Store, *, compress: bool = False
+) -> AsyncIterator[tuple[YjsEndpoint, web.AppRunner]]:
     """``store``'s endpoint in a set-up runner; on exit the endpoint closes its
     clients first, then the runner stops (the node's order). The store stays open."""
-    endpoint = YjsEndpoint(store)
+    endpoint = YjsEndpoint(store, compress=compress)
     await endpoint.start()
     app = web.Application()
     app.add_routes(endpoint.routes())
