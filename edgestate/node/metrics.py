@@ -386,6 +386,12 @@ def layer_metrics(store: Store, sync: SyncDaemon) -> Iterable[Metric]:
         [],
         [([], stats.duplicates_dropped)],
     )
+    yield counter(
+        "edgestate_sync_reports_sent",
+        "Member reports frames sent to peers (only what grew since each link was told).",
+        [],
+        [([], stats.reports_out)],
+    )
     yield counter("edgestate_sync_refused", "Peer connections refused.", [], [([], stats.refused)])
 
 

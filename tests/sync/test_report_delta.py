@@ -9,6 +9,7 @@ import itertools
 
 import pytest
 
+from edgestate.node.metrics import layer_metrics
 from edgestate.store import Set, decode_state_vector
 from edgestate.sync.frontier import FrontierTracker
 from edgestate.sync.report_delta import SentReports
@@ -168,3 +169,9 @@ async def test_an_idle_chain_sends_no_reports_and_a_change_still_reaches_every_n
     own_c = lambda: decode_state_vector(c.store.state_vector(DOC))  # noqa: E731
     await round_until(lambda: reported(a, c) == own_c() and reported(b, a) == own_a())
     assert reports_out(chain) > before
+    # And an operator sees the count on /metrics.
+    for n in chain:
+        (family,) = [
+            m for m in layer_metrics(n.store, n.daemon) if m.name == "edgestate_sync_reports_sent"
+        ]
+        assert family.samples[0].value == n.daemon.stats.reports_out
