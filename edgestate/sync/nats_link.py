@@ -58,6 +58,7 @@ from edgestate.sync.nats_inbound import ENVELOPE_OVERHEAD, NATS_ORIGIN, Inbound
 from edgestate.sync.nats_seal import Sealer, Verifier
 from edgestate.sync.nats_stats import NatsStats
 from edgestate.sync.nats_subjects import Subjects
+from edgestate.sync.report_delta import SentReports
 from edgestate.sync.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,12 @@ class NatsLink:
         self.inbound.set_start(lambda: start_sequence(self, self.inbound, self.entropy))
         self.ready = asyncio.Event()
         self._closing = False
+        # What the subject was last told of the member reports: each round
+        # publishes only what grew, and the whole table every FULL_EVERY rounds
+        # and after each (re)connect. Core NATS may drop a message for a slow or
+        # new subscriber; until the next whole table its frontier only lags,
+        # which makes it collect later, never wrongly (reports merge by maximum).
+        self._sent_reports = SentReports()
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -164,6 +171,7 @@ class NatsLink:
             self.inbound.offline()
 
         async def reconnected() -> None:
+            self._sent_reports.reset()
             self._failures.connected()
             self.stats.connected, self.stats.reconnects = True, self.stats.reconnects + 1
             self.stats.server = self._server_url()
@@ -215,6 +223,7 @@ class NatsLink:
                 await _close_quietly(nc)
             raise explain(exc, cfg) from exc
         self._nc, self._js = nc, js
+        self._sent_reports.reset()
         self._failures.connected()
         self.inbound.connected()
         self.stats.connected, self.stats.server = True, self._server_url()
@@ -381,8 +390,9 @@ class NatsLink:
     async def _send_membership(self, reports: bool, docs: list[str]) -> None:
         try:
             if reports:
-                for frame in await self._membership.report_frames():
+                for frame in await self._membership.report_frames(self._sent_reports):
                     await self.publish_core(self.subjects.reports, frame)
+                    self.stats.reports_out += 1
             for doc in docs:
                 for record in self._membership.collected_frames(doc):
                     await self.publish_core(self.subjects.collected, record)

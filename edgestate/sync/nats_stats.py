@@ -36,6 +36,8 @@ class NatsStats:
     refused: int = 0
     malformed: int = 0
     anti_entropy_rounds: int = 0
+    # Member reports messages published: only what grew since the last round.
+    reports_out: int = 0
     # Restarts that caught up by one node's diff instead of replaying the stream.
     catchups_by_diff: int = 0
     # Times the consumer found stream messages dropped (retention) before it

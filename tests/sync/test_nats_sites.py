@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgestate.store import Delete, Incr, Set
+from edgestate.store import Delete, Incr, Set, decode_state_vector
 from tests.sync.conftest import Node, Nodes, eventually
 from tests.sync.nats_sites import counter, nats_servers, ready, start_site, two_sites, value
 
@@ -86,6 +86,53 @@ async def test_members_reached_through_nats_hold_the_gc_frontier(
         # B reported holding A's write: that is what A's frontier may advance to.
         report = a.daemon.frontier.reports[b.store.replica_id]
         assert report[DOC].get(a.store.replica_id, 0) >= 1
+
+
+async def test_member_reports_over_nats_are_sent_only_when_they_grew(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    async with nats_servers(nodes, tmp_path / "nats") as servers:
+        a, b = await two_sites(nodes, tmp_path, servers[0].url)
+        assert a.daemon.nats is not None
+        link = a.daemon.nats
+        a.store.create_document(DOC)
+        a.store.batch([Set(DOC, "k", b"1")])
+        await eventually(lambda: value(b.store, DOC, "k") == b"1", 30)
+
+        def a_as_b_sees_it() -> int:
+            report = b.daemon.frontier.reports.get(a.store.replica_id, {})
+            return int(report.get(DOC, {}).get(a.store.replica_id, -1))
+
+        def own() -> int:
+            return decode_state_vector(a.store.state_vector(DOC))[a.store.replica_id]
+
+        for _ in range(100):
+            await a.daemon.gc_round()
+            await b.daemon.gc_round()
+            await asyncio.sleep(0.05)
+            if a_as_b_sees_it() == own() and b.store.replica_id in a.daemon.frontier.members:
+                break
+        assert a_as_b_sees_it() == own()
+        # Rounds with nothing new publish nothing (the rounds' tasks get time to run).
+        for _ in range(3):
+            await a.daemon.gc_round()
+        await asyncio.sleep(0.5)
+        quiet = link.stats.reports_out
+        for _ in range(3):
+            await a.daemon.gc_round()
+        await asyncio.sleep(0.5)
+        assert link.stats.reports_out == quiet
+        # A write grows a's report: the next round publishes it, and b learns it.
+        seen = a_as_b_sees_it()
+        a.store.batch([Set(DOC, "k", b"2")])
+        await eventually(lambda: value(b.store, DOC, "k") == b"2", 30)
+        for _ in range(100):
+            await a.daemon.gc_round()
+            await asyncio.sleep(0.05)
+            if a_as_b_sees_it() > seen:
+                break
+        assert a_as_b_sees_it() > seen
+        assert link.stats.reports_out > quiet
 
 
 async def test_an_update_over_the_payload_limit_travels_in_parts(
