@@ -163,6 +163,15 @@ async def test_a_forget_on_one_node_holds_cluster_wide(nodes: Nodes) -> None:
         node.store.create_document(DOC)
     overwrite(c, "c", rounds=2)
     gone = c.store.replica_id
+    # c's writes everywhere before it goes (what this test is about is the forget,
+    # not a relay: c's pushes could still be on their way to b when it stopped, and
+    # tests run no periodic anti-entropy to bring them; seen in CI).
+    wrote = decode_state_vector(c.store.state_vector(DOC))[gone]
+    await eventually(
+        lambda: all(
+            decode_state_vector(n.store.state_vector(DOC)).get(gone) == wrote for n in (a, b)
+        )
+    )
     await eventually(lambda: all(gone in n.daemon.frontier.members for n in (a, b)))
     await nodes.stop(c)
     assert await a.daemon.forget_member(gone)
