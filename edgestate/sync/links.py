@@ -104,6 +104,8 @@ class Links:
         self._membership = membership
         self._stats = stats
         self._host = _Host(table, gossip, membership, handshake_lock, closing, mesh)
+        self._table = table
+        self._closing = closing
         # The node's one budget for diffs in parts (the daemon's: NATS shares it).
         self._assemblies = assembly_budget
         # Every connection running now, registered or not (close_all() ends them).
@@ -138,6 +140,22 @@ class Links:
             return await conn.run(record)
         finally:
             self._live.discard(conn)
+            self._heal_neighbors_of(conn)
+
+    def _heal_neighbors_of(self, conn: PeerConnection) -> None:
+        """A link that ended other than by a normal close (the peer died, was cut
+        off, shut down): what it pushed us was not relayed to its own neighbours,
+        which were to get it from it directly (``Gossip.pump_changes``), and it may
+        have gone before it sent them all. Its neighbours linked to us exchange
+        state vectors with us now rather than at their anti-entropy turn (links x
+        ``anti_entropy_s``). A rotated-out or duplicate link closes normally: its
+        peer is still up and sending."""
+        if not conn.exchanged or self._closing() or conn.channel.close_code == CloseCode.OK:
+            return
+        for node_id in conn.neighbors:
+            other = self._table.conns.get(node_id)
+            if other is not None and other is not conn:
+                other.request_sync()
 
     async def close_all(self) -> None:
         """Tell every live connection to close, all at once: each close waits (up to

@@ -203,11 +203,22 @@ class LosesPushes(PassThrough):
             await super().send(data)
 
 
-def link(x: SyncDaemon, y: SyncDaemon, *, lossy: bool = False) -> list[asyncio.Future[bool]]:
+class LosesUpdates(PassThrough):
+    """A link that loses every frame carrying updates: pushes and diffs."""
+
+    async def send(self, data: bytes) -> None:
+        frame = frames.decode(data, max_bytes=1 << 30, max_docs=1 << 20)
+        if not isinstance(frame, frames.Push | frames.Diff | frames.DiffPart):
+            await super().send(data)
+
+
+def link(
+    x: SyncDaemon, y: SyncDaemon, *, lossy: bool = False, loses: type[PassThrough] = LosesPushes
+) -> list[asyncio.Future[bool]]:
     """``x`` dials ``y`` over an in-memory channel pair; the tasks end when either closes."""
     ours, theirs = memory_channel_pair()
     return [
-        asyncio.ensure_future(x.run_channel(LosesPushes(ours) if lossy else ours, True)),
+        asyncio.ensure_future(x.run_channel(loses(ours) if lossy else ours, True)),
         asyncio.ensure_future(y.run_channel(theirs, False)),
     ]
 
@@ -236,6 +247,36 @@ async def test_anti_entropy_takes_every_link_in_turn_and_heals_a_lost_relay(site
     finally:
         await site.close()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_peer_gone_mid_send_has_its_neighbours_healed_at_once(site: Site) -> None:
+    """C's write reaches A, not B (that link loses pushes); A does not relay it to
+    B, C's neighbour, which was to get it from C. C's link to A then drops: A asks
+    B for a state-vector exchange at once, not at its anti-entropy turn (an hour
+    here), and B gets the write."""
+    a = await site.start("a", directory=False)
+    b = await site.start("b", directory=False)
+    c = await site.start("c", directory=False)
+    tasks = link(a, b) + link(c, b, lossy=True, loses=LosesUpdates)
+    c_to_a = link(c, a)
+    try:
+        await asyncio.wait_for(a.wait_connected(2), 10)
+        await asyncio.wait_for(c.wait_connected(2), 10)
+        store_a, store_b, store_c = (site.running[n][0] for n in "abc")
+        # A knows C's neighbours before C writes: it will skip B.
+        await until(lambda: any(conn.neighbors >= {"a", "b"} for conn in a._table.connections()))
+        await store_c.abatch([Set(DOC, "from-c", b"v")])
+        await until(lambda: "from-c" in keys(store_a))
+        await asyncio.sleep(0.3)  # time enough for a relay, had there been one
+        assert "from-c" not in keys(store_b)
+        for conn in c._table.connections():
+            if conn.node_id == "a":
+                await conn.close(1001, "test: c went away")  # as a node shutting down
+        await asyncio.gather(*c_to_a, return_exceptions=True)
+        await until(lambda: "from-c" in keys(store_b), 10)
+    finally:
+        await site.close()
+        await asyncio.gather(*tasks, *c_to_a, return_exceptions=True)
 
 
 async def test_a_restarted_node_rejoins_and_catches_up(site: Site) -> None:
