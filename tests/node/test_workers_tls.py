@@ -11,13 +11,12 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 import tomli_w
-from pycrdt import Doc, Map, YSyncMessageType, read_message
+from pycrdt import YSyncMessageType
 
 from edgestate.client import NodeAPIError, NodeClient, tls_context
 from edgestate.devkit import example_bundle, make_publisher
@@ -26,6 +25,7 @@ from edgestate.sync import tls
 from edgestate.sync.yjs import sync_message
 from tests.node.conftest import NodeProcess, start_node
 from tests.node.test_modules_e2e import BUILD
+from tests.sync.yjs_app import one_key_update, until_key
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -144,13 +144,6 @@ async def tls_session() -> AsyncIterator[aiohttp.ClientSession]:
         await asyncio.sleep(0.01)
 
 
-def _update(key: str) -> bytes:
-    doc: Doc[Any] = Doc()
-    doc["root"] = root = Map[Any]()
-    root[key] = b"v"
-    return doc.get_update()
-
-
 async def test_yjs_over_wss_through_a_worker_is_relayed_not_handed_off(
     node: NodeProcess, cluster: Path
 ) -> None:
@@ -161,15 +154,8 @@ async def test_yjs_over_wss_through_a_worker_is_relayed_not_handed_off(
     async with tls_session() as session:
         writer = await session.ws_connect(url, params={"token": node.token}, ssl=context)
         reader = await session.ws_connect(url, params={"token": node.token}, ssl=context)
-        await writer.send_bytes(sync_message(YSyncMessageType.SYNC_UPDATE, _update("k")))
-        seen: Doc[Any] = Doc()
-        seen["root"] = root = Map[Any]()
-        async with asyncio.timeout(30):
-            while "k" not in root:
-                msg = await reader.receive()
-                assert msg.type == aiohttp.WSMsgType.BINARY, msg
-                if msg.data[0] == 0 and msg.data[1] != YSyncMessageType.SYNC_STEP1:
-                    seen.apply_update(read_message(msg.data[2:]))
+        await writer.send_bytes(sync_message(YSyncMessageType.SYNC_UPDATE, one_key_update("k")))
+        await until_key(reader, "k")
         await writer.close()
         await reader.close()
 

@@ -3,10 +3,14 @@ without a node (real sockets: a TCP or unix site is the caller's choice)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 from aiohttp import web
+from pycrdt import Doc, Map, YSyncMessageType, read_message
 
 from edgestate.store import Store
 from edgestate.sync.yjs import YjsEndpoint
@@ -35,3 +39,23 @@ async def tcp_url(runner: web.AppRunner, path: str = "/yjs") -> str:
     """Serve ``runner`` on a free loopback port; the ws:// URL of ``path`` there."""
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     return f"ws://127.0.0.1:{runner.addresses[0][1]}{path}"
+
+
+def one_key_update(key: str) -> bytes:
+    """A Yjs v1 update setting ``key`` of the root map (as a client's write)."""
+    doc: Doc[Any] = Doc()
+    doc["root"] = root = Map[Any]()
+    root[key] = b"v"
+    return doc.get_update()
+
+
+async def until_key(reader: aiohttp.ClientWebSocketResponse, key: str, seconds: float = 30) -> None:
+    """Read ``reader``'s sync messages until its copy of the root map holds ``key``."""
+    seen: Doc[Any] = Doc()
+    seen["root"] = root = Map[Any]()
+    async with asyncio.timeout(seconds):
+        while key not in root:
+            msg = await reader.receive()
+            assert msg.type == aiohttp.WSMsgType.BINARY, msg
+            if msg.data[0] == 0 and msg.data[1] != YSyncMessageType.SYNC_STEP1:
+                seen.apply_update(read_message(msg.data[2:]))
