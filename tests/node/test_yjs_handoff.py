@@ -16,12 +16,11 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from pycrdt import Doc, Map, YSyncMessageType, read_message
+from pycrdt import YSyncMessageType
 
 from edgestate.node.workers import Adopter
 from edgestate.store import Store
@@ -30,7 +29,7 @@ from tests.node.conftest import NodeProcess, eventually, start_node
 from tests.node.test_workers import all_workers_up, worker_pids
 from tests.sync.conftest import FAST_STORE
 from tests.sync.conftest import eventually as until
-from tests.sync.yjs_app import yjs_app
+from tests.sync.yjs_app import one_key_update, until_key, yjs_app
 
 # Bounds every wait on a socket: a test that hangs fails instead.
 WAIT_S = 15
@@ -47,25 +46,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
         n.stop()
 
 
-def _update(key: str, value: bytes) -> bytes:
-    doc: Doc[Any] = Doc()
-    doc["root"] = root = Map[Any]()
-    root[key] = value
-    return doc.get_update()
-
-
-async def _update_with(ws: aiohttp.ClientWebSocketResponse, key: str) -> None:
-    """Wait for a sync update that sets ``key`` (other messages are skipped)."""
-    seen: Doc[Any] = Doc()
-    seen["root"] = root = Map[Any]()
-    async with asyncio.timeout(WAIT_S):
-        while key not in root:
-            msg = await ws.receive()
-            assert msg.type == aiohttp.WSMsgType.BINARY, msg
-            if msg.data[0] == 0 and msg.data[1] != YSyncMessageType.SYNC_STEP1:
-                seen.apply_update(read_message(msg.data[2:]))
-
-
 def _ws_url(api: str, doc: str) -> str:
     return api.replace("http://", "ws://") + f"/yjs/{doc}"
 
@@ -76,8 +56,10 @@ async def test_a_connection_through_a_worker_outlives_every_worker(node: NodePro
     async with aiohttp.ClientSession() as session:
         writer = await session.ws_connect(url, params={"token": node.token})
         reader = await session.ws_connect(url, params={"token": node.token})
-        await writer.send_bytes(sync_message(YSyncMessageType.SYNC_UPDATE, _update("a", b"1")))
-        await _update_with(reader, "a")
+        await writer.send_bytes(
+            sync_message(YSyncMessageType.SYNC_UPDATE, one_key_update("a", b"1"))
+        )
+        await until_key(reader, "a", WAIT_S)
         before = worker_pids(node)
         assert before, "no worker to kill"
         for pid in before:
@@ -89,8 +71,10 @@ async def test_a_connection_through_a_worker_outlives_every_worker(node: NodePro
             "every worker replaced",
         )
         # The same two connections, still served: the relay would have died with its worker.
-        await writer.send_bytes(sync_message(YSyncMessageType.SYNC_UPDATE, _update("b", b"2")))
-        await _update_with(reader, "b")
+        await writer.send_bytes(
+            sync_message(YSyncMessageType.SYNC_UPDATE, one_key_update("b", b"2"))
+        )
+        await until_key(reader, "b", WAIT_S)
         assert not writer.closed and not reader.closed
         await writer.close()
         await reader.close()
@@ -157,7 +141,7 @@ async def test_a_worker_killed_after_it_sent_the_socket_loses_nothing(
             ws = await session.ws_connect(f"ws://127.0.0.1:{port}/yjs/midway")
             async with asyncio.timeout(WAIT_S):
                 assert await child.wait() == -signal.SIGKILL
-            update = _update("kept", b"\x07")
+            update = one_key_update("kept", b"\x07")
             await ws.send_bytes(sync_message(YSyncMessageType.SYNC_UPDATE, update))
             await until(lambda: store.get("midway", "kept") == b"\x07")
             assert taker.adopted == 1

@@ -41,11 +41,11 @@ async def tcp_url(runner: web.AppRunner, path: str = "/yjs") -> str:
     return f"ws://127.0.0.1:{runner.addresses[0][1]}{path}"
 
 
-def one_key_update(key: str) -> bytes:
+def one_key_update(key: str, value: bytes = b"v") -> bytes:
     """A Yjs v1 update setting ``key`` of the root map (as a client's write)."""
     doc: Doc[Any] = Doc()
     doc["root"] = root = Map[Any]()
-    root[key] = b"v"
+    root[key] = value
     return doc.get_update()
 
 
