@@ -98,13 +98,16 @@ class NodeProxy:
             for key, value in upstream.headers.items():
                 if key.lower() not in _HOP or key.lower() == "content-length":
                     response.headers.add(key, value)
-            # The client may have gone meanwhile (a reset, a timeout): its answer
-            # has nowhere to go, which is not an error of ours.
-            with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+            try:
                 await response.prepare(request)
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)
                 await response.write_eof()
+            except (aiohttp.ClientError, ConnectionError):
+                # The client may have gone meanwhile (a reset, a timeout): its answer
+                # has nowhere to go, which is not an error of ours. The node's
+                # connection goes with it, never back to the pool half-read.
+                upstream.close()
         return response
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
