@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from edgestate.node.workers.protocol import Outbox, read_message
+from edgestate.node.workers.protocol import FrameReader, Outbox
 
 
 def test_messages_of_one_turn_go_out_together_in_order_and_a_closed_link_drops_them() -> None:
@@ -26,12 +26,17 @@ def test_messages_of_one_turn_go_out_together_in_order_and_a_closed_link_drops_t
             await asyncio.sleep(0)
             await asyncio.sleep(0)
             peer_reader, peer_writer = await asyncio.open_unix_connection(sock=theirs)
-            got = [await asyncio.wait_for(read_message(peer_reader), 10) for _ in range(50)]
-            assert [m["id"] for m in got if m] == list(range(50))
+            frames = FrameReader(peer_reader)
+            got: list[dict[str, object]] = []
+            while len(got) < 50:
+                batch = await asyncio.wait_for(frames.batch(), 10)
+                assert batch is not None
+                got += batch
+            assert [m["id"] for m in got] == list(range(50))
             writer.close()
             outbox.send({"t": "wr", "id": 99})  # after close: dropped, not raised
             await asyncio.sleep(0)
-            assert await asyncio.wait_for(read_message(peer_reader), 10) is None
+            assert await asyncio.wait_for(frames.batch(), 10) is None
             peer_writer.close()
         finally:
             writer.close()

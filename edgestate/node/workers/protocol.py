@@ -114,25 +114,6 @@ class Outbox:
             self._writer.write(data)
 
 
-async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The next message, or None at a clean end of stream: one at a time, for a
-    reader that wants no more (the link itself reads with :class:`FrameReader`)."""
-    try:
-        head = await reader.readexactly(_LEN.size)
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial:
-            raise WorkerLinkError("the worker socket closed inside a message") from exc
-        return None
-    (size,) = _LEN.unpack(head)
-    if size > MAX_MESSAGE_BYTES:
-        raise WorkerLinkError(f"worker message of {size} bytes is over {MAX_MESSAGE_BYTES}")
-    try:
-        body = await reader.readexactly(size)
-    except asyncio.IncompleteReadError as exc:
-        raise WorkerLinkError("the worker socket closed inside a message") from exc
-    return _unpack(body)
-
-
 # What one read asks the socket for: the most a busy link holds between two turns
 # of the loop (a turn's ~100 ``w`` messages of kv-echo are ~10 KiB).
 READ_CHUNK = 1 << 18
