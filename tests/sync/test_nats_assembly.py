@@ -31,6 +31,14 @@ pytestmark = [
 TIGHT = Limits(max_diff_frame_bytes=4 << 20, max_assembly_bytes=3 << 20)
 
 
+async def tight_and_member(nodes: Nodes, tmp: Path, url: str) -> tuple[Node, Node]:
+    """A node with the TIGHT budget and a plain member, both linked through ``url``."""
+    ours = await nodes.start(nats=nats_config(tmp, [url]), limits=TIGHT)
+    member = await nodes.start(nats=nats_config(tmp, [url]))
+    await ready([ours, member])
+    return ours, member
+
+
 async def publish_part(member: Node, url: str, part: DiffPart) -> None:
     link = member.daemon.nats
     assert link is not None
@@ -56,9 +64,7 @@ async def test_a_part_declaring_more_than_the_budget_is_refused(
 ) -> None:
     async with nats_servers(nodes, tmp_path / "nats") as servers:
         url = servers[0].url
-        ours = await nodes.start(nats=nats_config(tmp_path, [url]), limits=TIGHT)
-        member = await nodes.start(nats=nats_config(tmp_path, [url]))
-        await ready([ours, member])
+        ours, member = await tight_and_member(nodes, tmp_path, url)
         assert ours.daemon.nats is not None
         # 8 parts of 512 KiB declare 4 MiB: over the 3 MiB budget.
         await publish_part(member, url, DiffPart("huge", 0, 8, bytes(512 << 10)))
@@ -73,16 +79,14 @@ async def test_a_senders_next_diff_replaces_its_unfinished_one(
 ) -> None:
     async with nats_servers(nodes, tmp_path / "nats") as servers:
         url = servers[0].url
-        ours = await nodes.start(nats=nats_config(tmp_path, [url]), limits=TIGHT)
-        member = await nodes.start(nats=nats_config(tmp_path, [url]))
-        await ready([ours, member])
+        ours, member = await tight_and_member(nodes, tmp_path, url)
         # Part 0 of 5 from the member, the rest never sent (as if it restarted).
         await publish_part(member, url, DiffPart("stuck", 0, 5, bytes(512 << 10)))
-        await eventually(lambda: _held(ours) > 0, 30)
+        await eventually(lambda: ours.daemon.assembly_bytes_held > 0, 30)
         await big_write(member, "next")  # its part 0 starts afresh
         await eventually(lambda: value(ours.store, "next", "b") is not None, 30)
         assert not ours.store.has_document("stuck")
-        assert _held(ours) == 0
+        assert ours.daemon.assembly_bytes_held == 0
 
 
 async def test_an_idle_unfinished_diff_gives_its_share_of_the_budget_back(
@@ -102,18 +106,11 @@ async def test_an_idle_unfinished_diff_gives_its_share_of_the_budget_back(
         await ready([ours, stalled, writer])
         # Part 0 of a 2.5 MiB diff whose other parts never come: it holds 2.5 MiB.
         await publish_part(stalled, url, DiffPart("stuck", 0, 5, bytes(512 << 10)))
-        await eventually(lambda: _held(ours) > 0, 30)
+        await eventually(lambda: ours.daemon.assembly_bytes_held > 0, 30)
         # Another sender's ~1.8 MiB diff in parts does not fit beside it until the
         # stuck one is dropped as idle (1 s here; the diff may wait 5).
         await big_write(writer, "later")
         await eventually(lambda: value(ours.store, "later", "b") is not None, 30)
         assert not ours.store.has_document("stuck")
         assert ours.daemon.stats.assembly_waits >= 1
-        await eventually(lambda: _held(ours) == 0, 10)
-
-
-def _held(node: Node) -> int:
-    """Bytes the node's assembly budget holds now (the daemon's own budget)."""
-    link = node.daemon.nats
-    assert link is not None and link.assembly_budget is not None
-    return link.assembly_budget.used
+        await eventually(lambda: ours.daemon.assembly_bytes_held == 0, 10)
