@@ -62,33 +62,8 @@ def _hub(conn: Connection, compress: bool) -> None:
 
 async def _serve_hub(conn: Connection, compress: bool) -> None:
     from aiohttp import web
+    from bench_sync_baseline import Channel  # pycrdt's Channel over an aiohttp WebSocket
     from pycrdt.websocket import WebsocketServer
-
-    class Channel:
-        def __init__(self, ws: web.WebSocketResponse, path: str) -> None:
-            self._ws, self._path = ws, path
-
-        @property
-        def path(self) -> str:
-            return self._path
-
-        def __aiter__(self) -> Channel:
-            return self
-
-        async def __anext__(self) -> bytes:
-            try:
-                return await self.recv()
-            except Exception:
-                raise StopAsyncIteration() from None
-
-        async def send(self, message: bytes) -> None:
-            await self._ws.send_bytes(message)
-
-        async def recv(self) -> bytes:
-            msg = await self._ws.receive()
-            if msg.type != web.WSMsgType.BINARY:
-                raise RuntimeError("closed")
-            return bytes(msg.data)
 
     async with WebsocketServer(auto_clean_rooms=False) as server:
         rooms = asyncio.Lock()
