@@ -8,7 +8,9 @@ so if that commit then fails (disk error) or the node crashes before the fsync,
 nothing diverges: the author resends it, and whoever saw it keeps it (a CRDT).
 Local writes (``origin`` None: module invocations, the HTTP API) reach every
 listener only once durable, since their callers are told "stored" and nobody
-else holds them. Each listener hears each event once.
+else holds them. Each listener hears each event once. A *submit* listener hears
+some remote updates sooner still, when they are submitted
+(:mod:`edgestate.store.announce`).
 :class:`edgestate.store.stream.ChangeStream` is the asyncio side.
 """
 
@@ -19,6 +21,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from edgestate.store.announce import SubmitListener
 from edgestate.store.types import ChangeEvent
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ class ChangeHub:
         self._lock = threading.Lock()
         # (what takes a commit's events, early?) per listener.
         self._listeners: tuple[tuple[BatchListener, bool], ...] = ()
+        self._submitted: tuple[SubmitListener, ...] = ()
 
     def subscribe(self, listener: Listener, *, early: bool = False) -> Callable[[], None]:
         """Register ``listener`` (``early``: see the module docstring); returns its unsubscribe."""
@@ -57,6 +61,31 @@ class ChangeHub:
                 self._listeners = tuple(x for x in self._listeners if x is not entry)
 
         return unsubscribe
+
+    def subscribe_submitted(self, listener: SubmitListener) -> Callable[[], None]:
+        """Register a submit listener (:mod:`edgestate.store.announce`); returns its
+        unsubscribe."""
+        with self._lock:
+            self._submitted = (*self._submitted, listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._submitted = tuple(x for x in self._submitted if x is not listener)
+
+        return unsubscribe
+
+    @property
+    def announcing(self) -> bool:
+        """True if anyone hears updates at submission."""
+        return bool(self._submitted)
+
+    def publish_submitted(self, doc: str, update: bytes, origin: str) -> None:
+        """On the submitting thread: an announceable update, to the submit listeners."""
+        for listener in self._submitted:
+            try:
+                listener(doc, update, origin)
+            except Exception:
+                log.exception("submit listener %r failed on %s", listener, doc)
 
     @property
     def active(self) -> bool:

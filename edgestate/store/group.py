@@ -170,7 +170,12 @@ class Group:
                 self.persist(doc, update, values, None)
 
     def persist(
-        self, name: str, update: bytes | None, values: dict[str, bytes | None], origin: str | None
+        self,
+        name: str,
+        update: bytes | None,
+        values: dict[str, bytes | None],
+        origin: str | None,
+        announced: bool = False,
     ) -> None:
         """Append ``update`` to the log and store the materialized ``values``."""
         if update is None:
@@ -201,4 +206,4 @@ class Group:
         w.dirty_metas.add(name)
         self.dirty = True
         if w.hub.active:
-            self.events.append(ChangeEvent(name, frozenset(values), update, origin))
+            self.events.append(ChangeEvent(name, frozenset(values), update, origin, announced))

@@ -89,7 +89,12 @@ def refused(error: EdgestateError) -> Work[Any]:
 
 
 def apply(
-    doc: str, update: bytes, origin: str | None, create: bool, record: GcRecord | None = None
+    doc: str,
+    update: bytes,
+    origin: str | None,
+    create: bool,
+    record: GcRecord | None = None,
+    announced: bool = False,
 ) -> Work[bool]:
     """Integrate a remote update; True if it changed anything.
 
@@ -97,11 +102,12 @@ def apply(
     collector's diff), is merged in the same transaction, *after* the update: the
     update is checked against what this store had collected before, never
     against the record that describes it (its re-hung items hang exactly where
-    the record says). A refused update merges nothing.
+    the record says). A refused update merges nothing. ``announced``: see
+    :mod:`edgestate.store.announce` (carried to its event).
     """
 
     def run(group: Group) -> bool:
-        changed = _apply(group, doc, update, origin, create)
+        changed = _apply(group, doc, update, origin, create, announced)
         if record is not None:
             _merge_record(group, doc, record)
         return changed
@@ -109,7 +115,9 @@ def apply(
     return Work(run, docs=(doc,))
 
 
-def _apply(group: Group, doc: str, update: bytes, origin: str | None, create: bool) -> bool:
+def _apply(
+    group: Group, doc: str, update: bytes, origin: str | None, create: bool, announced: bool
+) -> bool:
     w = group.writer
     update_b = bytes(update)
     check_v1_update(update_b)
@@ -148,7 +156,7 @@ def _apply(group: Group, doc: str, update: bytes, origin: str | None, create: bo
             w.docs.pop(doc, None)
             w.dirty_metas.discard(doc)
         raise
-    group.persist(doc, added, crdt.materialized(changed), origin)
+    group.persist(doc, added, crdt.materialized(changed), origin, announced)
     if added is not None and w.hold.of(group, doc):
         w.hold.drain(group, doc, crdt, origin)
     return added is not None

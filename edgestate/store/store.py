@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from edgestate.errors import EdgestateError, ReadOnlyStoreError, StoreError
 from edgestate.store import jobs
 from edgestate.store import keys as K
+from edgestate.store.announce import SubmitListener, announceable
 from edgestate.store.changes import BatchListener, ChangeHub, Listener
 from edgestate.store.checks import check_frontier, check_ops
 from edgestate.store.env import Environment, open_environment
@@ -247,17 +248,41 @@ class Store(StoreReads):
         shares group commits, and the writer sees the update now rather than when
         a task wrapping :meth:`aapply_update` first runs (a loop turn, which on a
         busy loop is milliseconds per relay hop). Must be called on a running
-        event loop.
+        event loop. With an ``origin``, an update the writer is sure to take is
+        also handed to the submit listeners now (:mod:`edgestate.store.announce`).
         """
-        return self._w().submit_async(self._apply(doc, update, origin, create, record))
+        writer = self._w()
+        announced = (
+            origin is not None
+            and record is None
+            and self._hub.announcing
+            and announceable(update, writer.gc.get(doc), self.config.max_key_bytes)
+        )
+        future = writer.submit_async(self._apply(doc, update, origin, create, record, announced))
+        if announced:
+            assert origin is not None
+            self._hub.publish_submitted(doc, update, origin)
+        return future
+
+    def subscribe_submitted(self, listener: SubmitListener) -> Callable[[], None]:
+        """Call ``listener(doc, update, origin)`` on the submitting thread for each
+        remote update announced at submission (:mod:`edgestate.store.announce`); its
+        later :class:`ChangeEvent` says ``announced``. Returns an unsubscribe function."""
+        return self._hub.subscribe_submitted(listener)
 
     def _apply(
-        self, doc: str, update: bytes, origin: str | None, create: bool, record: GcRecord | None
+        self,
+        doc: str,
+        update: bytes,
+        origin: str | None,
+        create: bool,
+        record: GcRecord | None,
+        announced: bool = False,
     ) -> Work[bool]:
         K.check_doc_name(doc)
         if not create:
             self._require_doc(doc)
-        return jobs.apply(doc, update, origin, create, record)
+        return jobs.apply(doc, update, origin, create, record, announced)
 
     def state_vector(self, doc: str) -> bytes:
         """The document's Yjs v1 state vector."""
@@ -454,3 +479,4 @@ class Store(StoreReads):
     async def _arun(self, work: Work[T]) -> T:
         """Async form of :meth:`_run`."""
         return await self._w().submit_async(work)
+

@@ -125,13 +125,16 @@ class ChangeEvent:
 
     ``update`` is the Yjs v1 update that carries the change (captured from the
     transaction, so producing it costs nothing extra); ``origin`` is ``None`` for a
-    local write and the value passed to ``apply_update`` for a remote one.
+    local write and the value passed to ``apply_update`` for a remote one;
+    ``announced``: the update was handed to the store's submit listeners when it
+    was submitted (:mod:`edgestate.store.announce`), so they have it already.
     """
 
     doc: str
     keys: frozenset[str]
     update: bytes
     origin: str | None = None
+    announced: bool = False
 
 
 @dataclass(frozen=True, slots=True)

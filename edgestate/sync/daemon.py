@@ -100,6 +100,7 @@ class SyncDaemon:
         self._closing = False
         self._stream: ChangeStream | None = None
         self._unsubscribe_collected: Callable[[], None] | None = None
+        self._unsubscribe_submitted: Callable[[], None] | None = None
         self.handshake_lock = asyncio.Lock()
         self.port: int | None = None
         self._table: PeerTable[PeerConnection] = PeerTable(self.node_id, self._tasks.spawn)
@@ -212,6 +213,7 @@ class SyncDaemon:
         # author holds it until synced; see edgestate.store.changes).
         self._stream = self.store.changes(maxsize=self.config.limits.peer_queue, early=True)
         self._tasks.spawn(self._gossip.pump_changes(self._stream))
+        self._unsubscribe_submitted = self.store.subscribe_submitted(self._gossip.relay_submitted)
         self._tasks.spawn(self._gossip.anti_entropy())
         self._tasks.spawn(self._gc_rounds())
         if self.mesh is not None:
@@ -268,6 +270,8 @@ class SyncDaemon:
         await self._server.stop()
         # Inbound handlers may still be unwinding on a mounted app; wait them out.
         await self._links.wait_unwound()
+        if self._unsubscribe_submitted is not None:
+            self._unsubscribe_submitted()
         if self._unsubscribe_collected is not None:
             self._unsubscribe_collected()
         if self._stream is not None:

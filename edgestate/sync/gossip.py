@@ -118,6 +118,8 @@ class Gossip:
                     conn.mark_resync()
             if event.doc in self._config.local_only:
                 continue
+            if event.announced and not (event.origin or "").startswith(PEER_ORIGIN):
+                continue  # went to every peer when it was submitted (relay_submitted)
             # The peer an update came from, and that peer's own peers, have it.
             came_from = (
                 conns.get(event.origin.removeprefix(PEER_ORIGIN))
@@ -130,6 +132,17 @@ class Gossip:
             for conn in conns.values():
                 if conn.origin != event.origin and conn.node_id not in covered:
                     conn.enqueue(event.doc, event.update)
+
+    def relay_submitted(self, doc: str, update: bytes, origin: str) -> None:
+        """On the loop, as the store announces a submitted update
+        (:mod:`edgestate.store.announce`): one of a local source (a Yjs client) goes
+        to every peer now, not after the writer's hop and the pump's; a peer's is
+        relayed on from its event as before (the writer's "changed nothing" is
+        what ends a relay loop)."""
+        if origin.startswith(PEER_ORIGIN) or doc in self._config.local_only or self._closing():
+            return
+        for conn in self._table.conns.values():
+            conn.enqueue(doc, update)
 
     def _also_covered(
         self, doc: str, update: bytes, conns: dict[str, PeerConnection]

@@ -7,10 +7,13 @@ replicated to peers and seen by modules; every change of the store (local,
 module, peer) is sent to the clients of that document. Awareness messages are
 relayed between the clients of one document and never stored.
 
-Fan-out does not wait for the fsync (docs/yjs.md): a client's update, once the
-store's writer has accepted it (checked, integrated into the open transaction),
-goes to the other clients and to peers while its commit is made durable, and the
-client's next updates are queued meanwhile (at most :data:`MAX_IN_FLIGHT`), so a
+Fan-out does not wait for the fsync, nor for the store's writer (docs/yjs.md): a
+client's or a peer's update that the store announces at submission (every check
+that needs no document state passed: :mod:`edgestate.store.announce`) goes to the
+other clients of its document in the same turn of the loop; one the store does
+not announce goes once the writer has accepted it (checked, integrated into the
+open transaction), while its commit is made durable. A client's next updates are
+queued meanwhile (at most :data:`MAX_IN_FLIGHT`), so a
 burst shares group commits. y-websocket has no per-update acknowledgement: its
 author keeps every update and sends its whole state again on reconnect (sync
 step 1 / 2), so a crash before the fsync loses nothing the author cannot resend.
@@ -179,6 +182,7 @@ class YjsEndpoint:
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._unsubscribe_submitted: Callable[[], None] | None = None
         # From the writer thread to the loop (deque appends and pops are atomic).
         self._arrived: collections.deque[ChangeEvent] = collections.deque()
         self._drain_due = False
@@ -200,6 +204,8 @@ class YjsEndpoint:
         # of one group commit reach the loop in one wakeup and go out in the same
         # turn, one task hop fewer per update.
         self._unsubscribe = self.store.subscribe_batches(self._from_writer, early=True)
+        # Sooner still: what the store announces at submission, in the submitter's turn.
+        self._unsubscribe_submitted = self.store.subscribe_submitted(self._from_submit)
 
     async def close(self) -> None:
         """Disconnect every client and stop forwarding."""
@@ -212,6 +218,9 @@ class YjsEndpoint:
                         await client.ws.close(
                             code=WSCloseCode.GOING_AWAY, message=b"node shutting down"
                         )
+        if self._unsubscribe_submitted is not None:
+            self._unsubscribe_submitted()
+            self._unsubscribe_submitted = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -231,9 +240,26 @@ class YjsEndpoint:
         """The ``/yjs/{doc}`` route, to mount in any aiohttp application."""
         return [web.get(YJS_PATH, self._handle)]
 
+    def _from_submit(self, doc: str, update: bytes, origin: str) -> None:
+        """On the loop, as a client's or peer's update is submitted to the store: to
+        the document's other clients now (its event, later, is skipped)."""
+        if self._closing:
+            return
+        clients = self._clients.get(doc)
+        if not clients:
+            return
+        message = sync_message(YSyncMessageType.SYNC_UPDATE, update)
+        for client in clients:
+            if client.origin != origin:
+                client.offer(message)
+
     def _from_writer(self, events: list[ChangeEvent]) -> None:
         """On the writer thread: queue a commit's ``events``, and wake the loop once
-        for them (once per event, an idle loop took the GIL and drained one at a time)."""
+        for them (once per event, an idle loop took the GIL and drained one at a time).
+        Announced ones went out when they were submitted (_from_submit)."""
+        events = [e for e in events if not e.announced]
+        if not events:
+            return
         if len(self._arrived) + len(events) > MAX_PENDING_EVENTS:
             # The loop is this far behind: drop them, and have every client resync.
             self._arrived.clear()
