@@ -258,11 +258,13 @@ class Store(StoreReads):
             and self._hub.announcing
             and announceable(update, writer.gc.get(doc), self.config.max_key_bytes)
         )
-        future = writer.submit_async(self._apply(doc, update, origin, create, record, announced))
+        work = self._apply(doc, update, origin, create, record, announced)
         if announced:
             assert origin is not None
+            # First, so what the listeners schedule runs before the writer is handed
+            # the job (after_turn): the sends do not wait behind its transaction.
             self._hub.publish_submitted(doc, update, origin)
-        return future
+        return writer.submit_async_many([work], after_turn=announced)[0]
 
     def subscribe_submitted(self, listener: SubmitListener) -> Callable[[], None]:
         """Call ``listener(doc, update, origin)`` on the submitting thread for each

@@ -74,6 +74,8 @@ class Writer:
         self._submit_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
+        # Jobs waiting for the end of the loop's turn (submit_async_many(after_turn=True)).
+        self._after_turn: list[Job[Any]] = []
         self._load_metas()
         self.commits = 0
         self._thread = threading.Thread(target=self._loop, name="edgestate-writer", daemon=True)
@@ -98,15 +100,39 @@ class Writer:
         """Like :meth:`submit`, for a caller on a running event loop."""
         return self.submit_async_many([work])[0]
 
-    def submit_async_many(self, works: Sequence[Work[Any]]) -> list[asyncio.Future[Any]]:
+    def submit_async_many(
+        self, works: Sequence[Work[Any]], *, after_turn: bool = False
+    ) -> list[asyncio.Future[Any]]:
         """Queue independent jobs in one hand-off (a node answering a worker's
-        socket read queues every write of it at once); each settles on its own."""
+        socket read queues every write of it at once); each settles on its own.
+
+        ``after_turn``: hand them to the writer thread only once the loop has run
+        the callbacks ready now. The thread, once woken, holds the GIL for the
+        group's Python work (a few hundred us), so the sends an announced update
+        just scheduled (to Yjs clients, to peers) would wait behind its
+        transaction; queued after them, they go first. Jobs submitted while some
+        wait go behind them, so the writer still sees submission order.
+        """
         loop = asyncio.get_running_loop()
         jobs = [
             Job(w.run, w.weight, loop=loop, afut=loop.create_future(), docs=w.docs) for w in works
         ]
-        self._enqueue(jobs)
+        if after_turn or self._after_turn:
+            if not self._after_turn:
+                loop.call_soon(self._hand_over_after_turn)
+            self._after_turn.extend(jobs)
+        else:
+            self._enqueue(jobs)
         return [job.afut for job in jobs if job.afut is not None]
+
+    def _hand_over_after_turn(self) -> None:
+        jobs, self._after_turn = self._after_turn, []
+        try:
+            self._enqueue(jobs)
+        except StoreClosedError as exc:
+            for job in jobs:
+                if job.afut is not None and not job.afut.done():
+                    job.afut.set_exception(exc)
 
     def _enqueue(self, jobs: list[Job[Any]]) -> None:
         # Under the lock close() takes too, so no job lands behind the stop
