@@ -481,4 +481,3 @@ class Store(StoreReads):
     async def _arun(self, work: Work[T]) -> T:
         """Async form of :meth:`_run`."""
         return await self._w().submit_async(work)
-
