@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from pycrdt import YMessageType, YSyncMessageType, merge_updates, read_message, write_message
+from pycrdt import YMessageType, YSyncMessageType, merge_updates, read_message
 
 from edgestate.errors import (
     InvalidUpdateError,
@@ -62,6 +62,7 @@ from edgestate.store import (
     is_doc_name,
     is_system_document,
 )
+from edgestate.sync.yjs_client import YjsClient, sync_message
 
 log = logging.getLogger(__name__)
 
@@ -107,51 +108,16 @@ FULL_ACCESS = YjsAccess()
 Authorize = Callable[[web.Request, str], YjsAccess]
 
 
-def sync_message(kind: YSyncMessageType, payload: bytes) -> bytes:
-    """One y-protocols sync message (type bytes are varuints < 128: one byte each)."""
-    return bytes([YMessageType.SYNC, kind]) + write_message(payload)
+class _Client(YjsClient):
+    """A client's send side, with what its receive side tracks."""
 
-
-class _Client:
     def __init__(
         self, ws: web.WebSocketResponse, origin: str, queue_size: int, access: YjsAccess
     ) -> None:
-        self.ws = ws
-        self.origin = origin
+        super().__init__(ws, origin, queue_size)
         self.access = access
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
-        self._close_code: int = WSCloseCode.TRY_AGAIN_LATER
-        self._close_reason = b"resync needed"
-        self.closing = False
         self.in_flight: collections.deque[asyncio.Future[bool]] = collections.deque()
         self.in_flight_bytes = 0
-
-    async def run_sender(self) -> None:
-        while True:
-            message = await self.queue.get()
-            if not message:  # kicked or ended: close; a kicked client reconnects and resyncs
-                self.closing = True
-                await self.ws.close(code=self._close_code, message=self._close_reason)
-                return
-            await self.ws.send_bytes(message)
-
-    def end(self, code: int, reason: bytes) -> None:
-        """Close the client with ``code`` (after nothing else it was sent)."""
-        self._close_code, self._close_reason = code, reason
-        self.kick()
-
-    def offer(self, message: bytes) -> None:
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            # A client this far behind reconnects and resyncs with step 1/2,
-            # which costs far less than buffering without bound.
-            self.kick()
-
-    def kick(self) -> None:
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(b"")
 
 
 class YjsEndpoint:
