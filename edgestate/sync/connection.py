@@ -43,6 +43,7 @@ from edgestate.sync.push import take_push
 from edgestate.sync.report_delta import SentReports
 from edgestate.sync.stats import SyncStats
 from edgestate.sync.tls import cert_not_after
+from edgestate.sync.turn_push import TurnPush
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,9 @@ class PeerConnection:
         self.closed = asyncio.Event()
         self.send_lock = asyncio.Lock()
         self.sender: asyncio.Task[None] | None = None
+        # Past the handshake, a turn's first update is pushed in that turn.
+        self._streaming = False
+        self._turn_push = TurnPush(lambda: self.node_id)
         # Documents this peer created here (limit), and applies not yet committed.
         self.new_docs: set[str] = set()
         self.inflight: collections.deque[asyncio.Future[bool]] = collections.deque()
@@ -185,6 +189,9 @@ class PeerConnection:
             self._stats.queue_overflows += 1
         else:
             self.queue.append((doc, update))
+            eager = self._streaming and not self._coalesce_s
+            if eager and self._turn_push.start(self._push_queued):
+                return
         self.wake.set()
 
     def request_sync(self) -> None:
@@ -261,6 +268,14 @@ class PeerConnection:
         self.sent_reports.reset()
         self.reports_due = True
         self.wake.set()
+        self._streaming = True
+        try:
+            await self._stream()
+        finally:
+            self._streaming = False
+            self._turn_push.cancel()
+
+    async def _stream(self) -> None:
         while True:
             await self.wake.wait()
             self.wake.clear()
