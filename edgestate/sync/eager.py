@@ -4,7 +4,8 @@ A send that the transport takes at once (the usual case: its buffer is not full)
 needs no task; making one costs a turn of the loop, which is where a relayed
 update spends its time between arriving and leaving (docs/yjs.md). Python 3.12
 has this built in (``eager_start``); on 3.11 a small trampoline carries a
-coroutine that did suspend on to the end in a task.
+coroutine that did suspend on to the end in a task. :class:`OncePerTurn` keeps
+a burst from going out one frame per update.
 """
 
 from __future__ import annotations
@@ -58,3 +59,23 @@ async def _carry_on(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
             waiting = coro.send(None)
         except StopIteration:
             return
+
+
+class OncePerTurn:
+    """Says yes once per turn of the event loop: the first message of a turn may go
+    eagerly; the rest of that turn's queue behind it and leave together (a burst
+    costs its receiver a frame per turn, not one per update)."""
+
+    def __init__(self) -> None:
+        self._spent = False
+
+    def take(self) -> bool:
+        """True the first time in a turn of the running loop."""
+        if self._spent:
+            return False
+        self._spent = True
+        asyncio.get_running_loop().call_soon(self._turn_ended)
+        return True
+
+    def _turn_ended(self) -> None:
+        self._spent = False

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from edgestate.sync.eager import start_eagerly
+from edgestate.sync.eager import OncePerTurn, start_eagerly
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +26,13 @@ class TurnPush:
 
     def __init__(self, peer: Callable[[], str | None]) -> None:
         self._peer = peer
-        self._spent = False
+        self._turn = OncePerTurn()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, push: Callable[[], Coroutine[Any, Any, None]]) -> bool:
         """Run ``push()`` now unless this turn already did; whether it did."""
-        if self._spent:
+        if not self._turn.take():
             return False
-        self._spent = True
-        asyncio.get_running_loop().call_soon(self._turn_ended)
         try:
             task = start_eagerly(push())
         except Exception as exc:  # the channel is closing: its reader ends the link
@@ -49,9 +47,6 @@ class TurnPush:
         """Cancel the pushes still under way."""
         for task in list(self._tasks):
             task.cancel()
-
-    def _turn_ended(self) -> None:
-        self._spent = False
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

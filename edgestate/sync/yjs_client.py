@@ -1,9 +1,10 @@
 """One ``/yjs`` client's outgoing side: what it is sent, in order, and its close.
 
-A message offered while the client's sender is idle goes out in the offerer's
-turn of the loop (:func:`edgestate.sync.eager.start_eagerly`): an update that
-arrived from a peer or another client leaves without waiting a turn for a task.
-Messages offered while a send is under way queue; the sender merges a run of
+The first message offered in a turn of the loop while the client's sender is
+idle goes out in that turn (:func:`edgestate.sync.eager.start_eagerly`): an
+update that arrived from a peer or another client leaves without waiting a turn
+for a task. Later messages of the turn, and those offered while a send is under
+way, queue; the sender merges a run of
 queued sync updates into one message (y-websocket reads one message a frame and
 runs one transaction per message, so a burst costs the reader per message, not
 per update). A client too far behind is closed, to resync on reconnect.
@@ -19,7 +20,7 @@ import logging
 from aiohttp import WSCloseCode, web
 from pycrdt import YMessageType, YSyncMessageType, merge_updates, read_message, write_message
 
-from edgestate.sync.eager import start_eagerly
+from edgestate.sync.eager import OncePerTurn, start_eagerly
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,13 @@ class YjsClient:
         # offered message may go out now.
         self._idle = False
         self._eager: asyncio.Task[None] | None = None
+        self._turn = OncePerTurn()
         self._close_code: int = WSCloseCode.TRY_AGAIN_LATER
         self._close_reason = b"resync needed"
 
     def offer(self, message: bytes) -> None:
         """Send ``message`` after everything offered before it."""
-        if self._idle and self._eager is None and not self._pending:
+        if self._idle and self._eager is None and not self._pending and self._turn.take():
             self._send_now(message)
             return
         if self._pending and not self._pending[-1]:

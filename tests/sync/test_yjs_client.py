@@ -114,3 +114,13 @@ async def test_a_kick_closes_after_what_was_sent_and_drops_what_queued() -> None
         assert _keys(first.data) == ["sent"]
         closing = await reader.receive(timeout=WAIT_S)
         assert closing.type == aiohttp.WSMsgType.CLOSE and reader.close_code == 1013
+
+
+async def test_a_burst_offered_in_one_turn_costs_the_reader_two_messages() -> None:
+    async with connected() as (client, _, reader):
+        for i in range(100):
+            client.offer(_message(f"k{i:03d}"))
+        first = await reader.receive(timeout=WAIT_S)
+        rest = await reader.receive(timeout=WAIT_S)
+        assert _keys(first.data) == ["k000"]  # the turn's first, sent at once
+        assert _keys(rest.data) == [f"k{i:03d}" for i in range(1, 100)]  # then merged
