@@ -32,8 +32,13 @@ class Channel:
         return await self.recv()
 
     async def send(self, message: bytes) -> None:
+        import aiohttp
+
         self.sent += len(message)
-        await self.ws.send_bytes(message)
+        # A client that left: the hub's broadcast to it ends here, not in a
+        # traceback per room at every teardown (its own handling re-raises).
+        with contextlib.suppress(aiohttp.ClientConnectionResetError):
+            await self.ws.send_bytes(message)
 
     async def recv(self) -> bytes:
         import aiohttp
