@@ -96,6 +96,9 @@ async def test_local_writes_are_never_announced(store: Store) -> None:
     store.subscribe_submitted(lambda doc, u, origin: heard.append((doc, u, origin)))
     store.subscribe(events.append)
     await store.abatch([Set("d", "k", b"1")])
+    async with asyncio.timeout(WAIT_S):
+        while not events:  # listeners hear a commit on the writer thread, after it lands
+            await asyncio.sleep(0.005)
     assert heard == [] and [e.announced for e in events] == [False]
 
 
