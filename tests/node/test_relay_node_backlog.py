@@ -19,6 +19,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -106,3 +107,14 @@ async def test_connect_unix_gives_up_with_its_callers_timeout(
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
             await connect_unix(path)
+
+
+async def test_a_node_socket_that_is_gone_is_a_connector_error(tmp_path: Path) -> None:
+    # What the relay answers 503 node_link_lost for: aiohttp's own error type,
+    # as with its stock unix connector.
+    proxy = NodeProxy(str(tmp_path / "no-node.sock"))
+    try:
+        with pytest.raises(aiohttp.ClientConnectorError, match="no-node.sock"):
+            await proxy.session().get("http://node/v1/admin/status")
+    finally:
+        await proxy.close()

@@ -58,9 +58,7 @@ def test_a_watcher_gone_before_its_stream_is_gone_not_an_error(tmp_path: Path) -
         finally:
             n.proc.send_signal(signal.SIGCONT)
         # Before the fix: {"400": 5.0}, and edgestate_http_errors_total{code="bad_request"}.
-        eventually(
-            lambda: sum(_watch_statuses(n).values()) == _WATCHES, 20, "every watch answered"
-        )
+        eventually(lambda: sum(_watch_statuses(n).values()) == _WATCHES, 20, "every watch answered")
         assert _watch_statuses(n) == {"499": _WATCHES}
         assert "edgestate_http_errors_total{" not in call(n.api, "GET", "/metrics").body.decode()
         assert n.client.status()["watchers"] == 0

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
+from aiohttp.client_exceptions import UnixClientConnectorError
 from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
@@ -101,20 +102,26 @@ class _NodeConnector(aiohttp.UnixConnector):
     """
 
     async def _create_connection(
-        self, req: aiohttp.ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
     ) -> ResponseHandler:
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout.sock_connect):
                 sock = await connect_unix(self.path)
                 try:
-                    _, proto = await self._loop.create_unix_connection(self._factory, sock=sock)
+                    _, proto = await loop.create_unix_connection(
+                        lambda: ResponseHandler(loop), sock=sock
+                    )
                 except BaseException:
                     sock.close()
                     raise
         except OSError as exc:
             if exc.errno is None and isinstance(exc, TimeoutError):
                 raise  # the timeout's own: aiohttp makes it a ConnectionTimeoutError
-            raise aiohttp.UnixClientConnectorError(self.path, req.connection_key, exc) from exc
+            raise UnixClientConnectorError(self.path, req.connection_key, exc) from exc
         return proto
 
 
