@@ -75,9 +75,12 @@ def _node_api_socket(pid: int) -> str:
     """The path of the unix socket the node ``pid`` answers its workers on."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
-        with_link = os.readlink(f"/proc/{pid}/fd/{fd}") if fd.isdigit() else ""
-        if with_link.startswith("socket:["):
-            inodes.add(with_link[len("socket:[") : -1])
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue  # closed meanwhile
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:[") : -1])
     with open("/proc/net/unix") as table:
         for line in table.readlines()[1:]:
             fields = line.split()
@@ -110,11 +113,11 @@ def _read_answer(conn: socket.socket) -> bytes:
 def test_requests_behind_a_storm_of_gone_clients_are_served(node: NodeProcess) -> None:
     """Deterministic: the node is stopped (SIGSTOP) while the storm's relays fill
     its accept queue, so the users' relays meet it full, then it runs again."""
-    path = _node_api_socket(node.proc.pid)
     users: list[socket.socket] = []
     stopped = True
     node.proc.send_signal(signal.SIGSTOP)
     try:
+        path = _node_api_socket(node.proc.pid)
         storm = 0
 
         def full() -> bool:
