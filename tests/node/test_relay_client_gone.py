@@ -64,9 +64,12 @@ def test_clients_gone_before_a_relayed_answer_leave_no_traceback(
     for _ in range(200):
         for path in _STORM_PATHS:
             _ask_and_leave(node.api, path, node.token)
-    assert call(node.api, "GET", "/healthz").status == 200
-    # The very next relayed request is served: no retry (before the fix, about
-    # one run in six got 503 node_link_lost here).
+    # The worker answers /healthz from the node's heartbeats: on a loaded machine
+    # the node's loop, busy with those 600 answers, may rightly be reported late
+    # (node_unresponsive) for a moment, before and after the fix alike.
+    eventually(lambda: call(node.api, "GET", "/healthz").status == 200, 20, "the node's heartbeats")
+    # The next relayed request is served: no retry (before the fix, about one
+    # run in six got 503 node_link_lost here).
     assert node.client.status()
     assert "Traceback" not in node.log()
 

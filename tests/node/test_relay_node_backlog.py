@@ -114,7 +114,7 @@ async def test_a_node_socket_that_is_gone_is_a_connector_error(tmp_path: Path) -
     # as with its stock unix connector.
     proxy = NodeProxy(str(tmp_path / "no-node.sock"))
     try:
-        with pytest.raises(aiohttp.ClientConnectorError, match="no-node.sock"):
+        with pytest.raises(aiohttp.ClientConnectorError, match=r"no-node\.sock"):
             await proxy.session().get("http://node/v1/admin/status")
     finally:
         await proxy.close()

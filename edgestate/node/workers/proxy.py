@@ -67,7 +67,8 @@ async def connect_unix(path: str) -> socket.socket:
     asyncio's ``sock_connect`` (and so ``create_unix_connection`` and aiohttp's
     ``UnixConnector``) takes ``EAGAIN`` for ``EINPROGRESS``, waits for the
     socket to be writable (an unconnected one is at once), sees no ``SO_ERROR``
-    and reports it connected; the first write then fails with ``ENOTCONN``.
+    and reports it connected; the first write then fails with ``ENOTCONN``
+    (uvloop, ``api.event_loop``, fails the connect with ``EAGAIN`` instead).
     Nothing signals room in the queue, so this tries again after a short wait.
     Bound it with a timeout (the caller's): a node that never accepts keeps it
     waiting.
