@@ -17,6 +17,7 @@ from aiohttp import web
 from edgestate import errors as E
 from edgestate.errors import BadRequestError
 from edgestate.node.api.body import read_json_object
+from edgestate.node.api.observe import CLIENT_GONE
 from edgestate.node.api.protocol import Documents
 from edgestate.node.api.responses import error_response
 from edgestate.store import Delete, Incr, Set, check_user_writable, describe_value, op_from_json
@@ -127,7 +128,15 @@ class DocumentRoutes:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except ConnectionResetError:
+            # The watcher left before its stream began (aiohttp runs a handler
+            # whose client is gone): nothing to answer. Unguarded, the API's
+            # middleware took it for a truncated body and counted a 400
+            # bad_request. Counted as gone instead; aiohttp finds the connection
+            # closed when it tries to send this and lets it go quietly.
+            return web.StreamResponse(status=CLIENT_GONE)
         stream = self.node.open_watch(maxsize=1000)
         try:
             await response.write(b": watching " + doc.encode() + b"\n\n")

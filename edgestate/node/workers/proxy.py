@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import socket
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
+from aiohttp.client_exceptions import UnixClientConnectorError
+from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
 from edgestate.node.api.certified import CERT_HEADER, VERIFIED, has_peer_certificate
 from edgestate.node.api.observe import CLIENT_HEADER
 from edgestate.node.api.responses import error_response
+
+if TYPE_CHECKING:
+    from aiohttp.tracing import Trace
 
 # Per connection, never forwarded (RFC 9110 7.6.1); lengths are recomputed.
 _HOP = frozenset(
@@ -42,6 +50,80 @@ _HOP = frozenset(
 _WS_HANDSHAKE = frozenset(
     h.lower() for h in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions")
 )
+# Waits between connect attempts while the node's accept queue is full: the
+# first short (the node's loop usually drains its queue within a turn), doubling
+# to a cap that keeps hundreds of waiting relays from spinning.
+_CONNECT_RETRY_FIRST_S = 0.001
+_CONNECT_RETRY_MAX_S = 0.025
+
+
+async def connect_unix(path: str) -> socket.socket:
+    """A non-blocking unix stream socket connected to ``path``, waiting while
+    the listener's accept queue is full.
+
+    On Linux a non-blocking ``connect()`` to a unix socket whose listen backlog
+    is full fails with ``EAGAIN`` and leaves the socket unconnected: there is no
+    connection in progress to wait for, the caller must connect again.
+    asyncio's ``sock_connect`` (and so ``create_unix_connection`` and aiohttp's
+    ``UnixConnector``) takes ``EAGAIN`` for ``EINPROGRESS``, waits for the
+    socket to be writable (an unconnected one is at once), sees no ``SO_ERROR``
+    and reports it connected; the first write then fails with ``ENOTCONN``
+    (uvloop, ``api.event_loop``, fails the connect with ``EAGAIN`` instead).
+    Nothing signals room in the queue, so this tries again after a short wait.
+    Bound it with a timeout (the caller's): a node that never accepts keeps it
+    waiting.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    wait = _CONNECT_RETRY_FIRST_S
+    try:
+        while True:
+            try:
+                sock.connect(path)
+                return sock
+            except BlockingIOError as exc:
+                if exc.errno != errno.EAGAIN:
+                    raise
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, _CONNECT_RETRY_MAX_S)
+    except BaseException:
+        sock.close()
+        raise
+
+
+class _NodeConnector(aiohttp.UnixConnector):
+    """aiohttp's unix connector, connecting with :func:`connect_unix`.
+
+    Seen after a storm of clients that reset their connections: every relay
+    opens a node connection at once, the node's accept queue (128) overflows,
+    and with aiohttp's own connect the request behind it got 503
+    ``node_link_lost`` "[Errno 107] Transport endpoint is not connected". The
+    override is of aiohttp's private ``_create_connection`` (same signature
+    since 3.9): aiohttp has no public hook for a unix socket's connect.
+    """
+
+    async def _create_connection(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
+    ) -> ResponseHandler:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout.sock_connect):
+                sock = await connect_unix(self.path)
+                try:
+                    _, proto = await loop.create_unix_connection(
+                        lambda: ResponseHandler(loop), sock=sock
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+        except OSError as exc:
+            if exc.errno is None and isinstance(exc, TimeoutError):
+                raise  # the timeout's own: aiohttp makes it a ConnectionTimeoutError
+            raise UnixClientConnectorError(self.path, req.connection_key, exc) from exc
+        return proto
 
 
 class NodeProxy:
@@ -54,7 +136,7 @@ class NodeProxy:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(path=self._path, limit=0),
+                connector=_NodeConnector(path=self._path, limit=0),
                 auto_decompress=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )
