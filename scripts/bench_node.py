@@ -274,6 +274,7 @@ def measure(
 VARIANTS = {
     "shared": "reuse_port = false\n",  # one accept queue shared by the workers
     "uvloop": 'event_loop = "uvloop"\n',  # the workers on uvloop
+    "asyncio": 'event_loop = "asyncio"\n',  # the workers on asyncio's own loop
 }
 
 
