@@ -8,14 +8,22 @@ of each server process and in total, of:
 
 - node-wN:  POST /v1/invoke/kv-echo on a real node process with api.workers = N
             (0: in-process; 1, 2: worker processes), wasm sandbox + durable write
-- node-w2-shared, node-w2-uvloop (--variants): api.workers = 2 with one shared
-            accept queue (api.reuse_port = false), and on uvloop (api.event_loop)
+- node-w2-shared, node-w2-uvloop, node-w2-asyncio (--variants): api.workers = 2
+            with one shared accept queue (api.reuse_port = false), on uvloop, and on
+            asyncio's loop (api.event_loop; the default, auto, is uvloop if installed)
 - floor:    a minimal aiohttp handler in its own process doing the same durable
             store write without wasm (what the HTTP server and the store cost)
 - spawn:    a handler that starts a fresh Python process per request to do the
             same write (what process-per-request isolation costs); 1 and 8 clients only
 
     .venv/bin/python scripts/bench_node.py [--seconds 3] [--workers 0,1,2]
+        [--clients 1,8,64] [--rounds N] [--base TREE] [--env NAME:K=V,...]
+
+Before/after in one run: ``--base TREE`` (e.g. ``git archive main | tar -x -C
+TREE``) runs that tree's node-wN beside this one's as base-wN; ``--env`` adds a
+node-w2 with more environment (any ``EDGESTATE_*`` setting); ``--rounds N``
+repeats each client count with the systems interleaved and prints the median and
+range of req/s, x floor and CPU per 1,000 invocations of each.
 
 The load generator is `wrk` (Debian package `wrk`; C, a fraction of the servers'
 CPU) when it is installed, else an aiohttp client in this process (which then
@@ -362,7 +370,8 @@ def main() -> None:
     parser.add_argument("--no-spawn", action="store_true", help="skip the process-per-request one")
     parser.add_argument(
         "--variants",
-        default=",".join(VARIANTS),
+        # node-w2 itself is on uvloop when it is installed (api.event_loop = auto)
+        default="shared,asyncio",
         help=f"node-w2 variants to run beside it ({', '.join(VARIANTS)}; '' for none)",
     )
     parser.add_argument("--clients", default="1,8,64", help="concurrent clients to run")
