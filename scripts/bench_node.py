@@ -8,14 +8,22 @@ of each server process and in total, of:
 
 - node-wN:  POST /v1/invoke/kv-echo on a real node process with api.workers = N
             (0: in-process; 1, 2: worker processes), wasm sandbox + durable write
-- node-w2-shared, node-w2-uvloop (--variants): api.workers = 2 with one shared
-            accept queue (api.reuse_port = false), and on uvloop (api.event_loop)
+- node-w2-shared, node-w2-uvloop, node-w2-asyncio (--variants): api.workers = 2
+            with one shared accept queue (api.reuse_port = false), on uvloop, and on
+            asyncio's loop (api.event_loop; the default, auto, is uvloop if installed)
 - floor:    a minimal aiohttp handler in its own process doing the same durable
             store write without wasm (what the HTTP server and the store cost)
 - spawn:    a handler that starts a fresh Python process per request to do the
             same write (what process-per-request isolation costs); 1 and 8 clients only
 
     .venv/bin/python scripts/bench_node.py [--seconds 3] [--workers 0,1,2]
+        [--clients 1,8,64] [--rounds N] [--base TREE] [--env NAME:K=V,...]
+
+Before/after in one run: ``--base TREE`` (e.g. ``git archive main | tar -x -C
+TREE``) runs that tree's node-wN beside this one's as base-wN; ``--env`` adds a
+node-w2 with more environment (any ``EDGESTATE_*`` setting); ``--rounds N``
+repeats each client count with the systems interleaved and prints the median and
+range of req/s, x floor and CPU per 1,000 invocations of each.
 
 The load generator is `wrk` (Debian package `wrk`; C, a fraction of the servers'
 CPU) when it is installed, else an aiohttp client in this process (which then
@@ -96,10 +104,17 @@ def start_script(code: str, data: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def start_node(
-    work: Path, workers: int, *, spare: bool = True, api: str = "", label: str = ""
+    work: Path,
+    workers: int,
+    *,
+    spare: bool = True,
+    api: str = "",
+    label: str = "",
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """A node with ``api.workers = workers`` and kv-echo deployed; ``api``: more
-    [api] settings (TOML lines) of a variant."""
+    [api] settings (TOML lines) of a variant; ``env``: more environment (another
+    source tree on PYTHONPATH: --base)."""
     from edgestate.client import NodeClient
     from edgestate.devkit import example_bundle, make_publisher, spawn_node
 
@@ -130,6 +145,7 @@ def start_node(
         work / "ready.json",
         work / "node.log",
         timeout=120,  # a start on a machine loaded by other work takes its time
+        env=None if env is None else {**os.environ, **env},
     )
     api = str(info["api"])
     client = NodeClient(api, (data / "admin.token").read_text().strip())
@@ -266,6 +282,7 @@ def measure(
 VARIANTS = {
     "shared": "reuse_port = false\n",  # one accept queue shared by the workers
     "uvloop": 'event_loop = "uvloop"\n',  # the workers on uvloop
+    "asyncio": 'event_loop = "asyncio"\n',  # the workers on asyncio's own loop
 }
 
 
@@ -289,6 +306,63 @@ def spread_text(before: dict[str, float], after: dict[str, float]) -> str:
     return "/".join(f"{v / total * 100:.0f}" for v in counts.values()) + " %"
 
 
+def run_round(
+    systems: list[tuple[str, str, int]], clients: int, seconds: float, script: Path | None
+) -> dict[str, tuple[float, float]]:
+    """Each system once at ``clients``, one after the other; prints a row each and
+    returns (req/s, total CPU s per 1,000 invocations) by system."""
+    results: dict[str, tuple[float, float]] = {}
+    for name, url, pid in systems:
+        if name == "spawn" and clients > 8:
+            continue  # 64 concurrent interpreters would only measure the OOM killer
+        workers = name[:6] in ("node-w", "base-w") and name[6] != "0"
+        before = worker_spread(url) if workers else {}
+        r = measure(url, pid, clients, seconds, script)
+        spread = spread_text(before, worker_spread(url)) if workers else ""
+        rps = float(r["rps"])  # type: ignore[arg-type]
+        cpu = r["cpu"]
+        assert isinstance(cpu, dict)
+        results[name] = (rps, sum(cpu.values()))
+        print(
+            f"{clients:>7}  {name:<15} {rps:>9,.0f} {r['median']:>10.2f} {r['p99']:>8.2f} "
+            f"{spread:>9}  "
+            + " ".join(f"{k} {v:.3f}" for k, v in cpu.items())
+            + f"; {sum(cpu.values()):.3f}"
+            + (f"  ({r['errors']} errors)" if r["errors"] else ""),
+            flush=True,
+        )
+    floor_rps = results["floor"][0]
+    print(
+        f"{'':>7}  vs floor: "
+        + ", ".join(f"{k} {v[0] / floor_rps:.2f}x" for k, v in results.items() if k != "floor")
+    )
+    if "node-w0" in results:
+        print(
+            f"{'':>7}  vs node-w0: "
+            + ", ".join(
+                f"{k} {v[0] / results['node-w0'][0]:.2f}x"
+                for k, v in results.items()
+                if k[:6] in ("node-w", "base-w") and k != "node-w0"
+            )
+        )
+    return results
+
+
+def summarize(rounds: list[dict[str, tuple[float, float]]], clients: int) -> None:
+    """Median and range over the rounds, per system: req/s, x floor, CPU per 1,000."""
+    print(f"{clients:>7}  over {len(rounds)} rounds: median [min-max]")
+    for name in rounds[0]:
+        rps = [r[name][0] for r in rounds]
+        ratio = [r[name][0] / r["floor"][0] for r in rounds]
+        cpu = [r[name][1] for r in rounds]
+        print(
+            f"{'':>7}  {name:<15} req/s {statistics.median(rps):>7,.0f} "
+            f"[{min(rps):,.0f}-{max(rps):,.0f}]  x floor {statistics.median(ratio):.2f} "
+            f"[{min(ratio):.2f}-{max(ratio):.2f}]  cpu/1000 {statistics.median(cpu):.3f} "
+            f"[{min(cpu):.3f}-{max(cpu):.3f}]"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -296,8 +370,26 @@ def main() -> None:
     parser.add_argument("--no-spawn", action="store_true", help="skip the process-per-request one")
     parser.add_argument(
         "--variants",
-        default=",".join(VARIANTS),
+        # node-w2 itself is on uvloop when it is installed (api.event_loop = auto)
+        default="shared,asyncio",
         help=f"node-w2 variants to run beside it ({', '.join(VARIANTS)}; '' for none)",
+    )
+    parser.add_argument("--clients", default="1,8,64", help="concurrent clients to run")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat each client count (systems interleaved)"
+    )
+    parser.add_argument(
+        "--base",
+        default="",
+        help="another source tree (e.g. a `git archive` of main): its node-wN run beside "
+        "this tree's, as base-wN, for before/after side by side in one run",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME:K=V[,K=V]",
+        help="a node-w2 variant run with this environment (repeatable)",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="edgestate-bench-node-"))
@@ -312,6 +404,19 @@ def main() -> None:
             node, node_url = start_node(work, n)
             procs.append(node)
             systems.append((f"node-w{n}", node_url, node.pid))
+            if args.base:
+                base = str(Path(args.base).resolve())
+                node, node_url = start_node(
+                    work, n, label="-base", env={"PYTHONPATH": base, "PYTHONSAFEPATH": "1"}
+                )
+                procs.append(node)
+                systems.append((f"base-w{n}", node_url, node.pid))
+        for spec in args.env:
+            name, _, pairs = spec.partition(":")
+            extra = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
+            node, node_url = start_node(work, 2, label=f"-{name}", env=extra)
+            procs.append(node)
+            systems.append((f"node-w2-{name}", node_url, node.pid))
         for variant in filter(None, args.variants.split(",")):
             if variant == "uvloop" and importlib.util.find_spec("uvloop") is None:
                 print("(uvloop is not installed: no node-w2-uvloop)")
@@ -332,53 +437,25 @@ def main() -> None:
             + "; ".join(
                 f"{name}: " + ", ".join(f"{k} {rss_mb(p):.0f}" for k, p in processes(pid).items())
                 for name, _, pid in systems
-                if name.startswith("node")
+                if name[:6] in ("node-w", "base-w")
             )
         )
         print(
             f"{'clients':>7}  {'system':<15} {'req/s':>9} {'median ms':>10} {'p99 ms':>8} "
             f"{'spread':>9}  cpu s / 1000 inv (per process; total)"
         )
-        for clients in (1, 8, 64):
-            results: dict[str, float] = {}
-            for name, url, pid in systems:
-                if name == "spawn" and clients > 8:
-                    continue  # 64 concurrent interpreters would only measure the OOM killer
-                workers = name.startswith("node-w") and not name.startswith("node-w0")
-                before = worker_spread(url) if workers else {}
-                r = measure(url, pid, clients, args.seconds, script)
-                spread = spread_text(before, worker_spread(url)) if workers else ""
-                rps = float(r["rps"])  # type: ignore[arg-type]
-                results[name] = rps
-                cpu = r["cpu"]
-                assert isinstance(cpu, dict)
-                print(
-                    f"{clients:>7}  {name:<15} {rps:>9,.0f} {r['median']:>10.2f} {r['p99']:>8.2f} "
-                    f"{spread:>9}  "
-                    + " ".join(f"{k} {v:.3f}" for k, v in cpu.items())
-                    + f"; {sum(cpu.values()):.3f}"
-                    + (f"  ({r['errors']} errors)" if r["errors"] else "")
-                )
-            floor_rps = results["floor"]
-            print(
-                f"{'':>7}  vs floor: "
-                + ", ".join(f"{k} {v / floor_rps:.2f}x" for k, v in results.items() if k != "floor")
-            )
-            if "node-w0" in results:
-                print(
-                    f"{'':>7}  vs node-w0: "
-                    + ", ".join(
-                        f"{k} {v / results['node-w0']:.2f}x"
-                        for k, v in results.items()
-                        if k.startswith("node-w") and k != "node-w0"
-                    )
-                )
+        for clients in (int(c) for c in args.clients.split(",")):
+            rounds: list[dict[str, tuple[float, float]]] = []
+            for _ in range(args.rounds):
+                rounds.append(run_round(systems, clients, args.seconds, script))
+            if args.rounds > 1:
+                summarize(rounds, clients)
         print(
             "loaded RSS MB: "
             + "; ".join(
                 f"{name}: " + ", ".join(f"{k} {rss_mb(p):.0f}" for k, p in processes(pid).items())
                 for name, _, pid in systems
-                if name.startswith("node")
+                if name[:6] in ("node-w", "base-w")
             )
         )
     finally:

@@ -271,7 +271,7 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
         ("[store]\ndurability = 'sometimes'\n", "store.durability must be 'sync' or 'batched'"),
         ("[store]\ngc = 'eager'\n", "store.gc must be 'cluster', 'solo' or 'off'"),
         ("log_format = 'xml'\n", "log_format must be 'text' or 'json'"),
-        ("[api]\nevent_loop = 'trio'\n", "api.event_loop must be 'asyncio' or 'uvloop'"),
+        ("[api]\nevent_loop = 'trio'\n", "api.event_loop must be 'auto', 'asyncio' or 'uvloop'"),
         ("[sync]\ninsecure = false\n", "needs sync.ca_cert"),
         ("[sync]\ncert = 'a'\n", "missing ['ca_cert', 'key']"),
         ("[api]\nport = true\n", "got a boolean"),

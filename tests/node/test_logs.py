@@ -58,6 +58,18 @@ def test_json_lines_carry_fields_of_deploys_invocations_and_guest_lines(
         # An id that is not sane (too long here) is replaced, never echoed or logged.
         bad = call(node.api, "GET", "/healthz", headers={"X-Request-Id": "x" * 500})
         assert re.fullmatch(r"[0-9a-f]{16}", _header(bad.headers, "X-Request-Id"))
+        # An error a worker answers itself carries the id and the worker too.
+        missing = call(
+            node.api,
+            "POST",
+            "/v1/invoke/nope",
+            b"",
+            content_type="application/octet-stream",
+            headers={"X-Request-Id": REQUEST_ID},
+        )
+        assert missing.status == 404
+        assert _header(missing.headers, "X-Request-Id") == REQUEST_ID
+        assert _header(missing.headers, "X-Edgestate-Worker") in {"0", "1"}
         # Relayed by the worker to the node: the node's id comes back.
         admin = call(node.api, "GET", "/v1/admin/status", token=node.token)
         assert re.fullmatch(r"[0-9a-f]{16}", _header(admin.headers, "X-Request-Id"))

@@ -1,4 +1,4 @@
-"""api.event_loop: the workers' event loop (asyncio, or uvloop when importable)."""
+"""api.event_loop: the workers' event loop (auto: uvloop when importable; asyncio; uvloop)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgestate.devkit import example_bundle, make_publisher
+from edgestate.node.config import ApiConfig
 from edgestate.node.workers.main import loop_factory
 from tests.node.conftest import start_node
 from tests.node.test_modules_e2e import BUILD, deploy
@@ -21,12 +22,16 @@ pytestmark = pytest.mark.timeout(180)
 has_uvloop = importlib.util.find_spec("uvloop") is not None
 
 
-def test_asyncio_is_the_default_and_a_missing_uvloop_falls_back_with_a_warning(
+def test_auto_is_the_default_and_a_missing_uvloop_falls_back(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    assert ApiConfig().event_loop == "auto"
     assert loop_factory("asyncio") is None
+    assert (loop_factory("auto") is not None) == has_uvloop
     monkeypatch.setitem(sys.modules, "uvloop", None)  # what an uninstalled module does
     with caplog.at_level(logging.WARNING, logger="edgestate.worker"):
+        assert loop_factory("auto") is None  # quietly: nobody asked for uvloop
+        assert "not installed" not in caplog.text
         assert loop_factory("uvloop") is None
     assert "uvloop is not installed" in caplog.text
 

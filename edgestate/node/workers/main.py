@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import pickle
 import sys
 from collections.abc import Callable
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 # The same GIL setting the node uses (edgestate.cli.node_cmds): the loop hands the
 # GIL back promptly to wasmtime's epoch ticker.
-SWITCH_INTERVAL_S = 0.0002
+SWITCH_INTERVAL_S = float(os.environ.get("EDGESTATE_SWITCH_INTERVAL_S", "0.0002"))
 
 
 def main() -> None:
@@ -46,17 +47,19 @@ def run(settings: WorkerSettings) -> None:
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop ``api.event_loop`` names: uvloop's if asked for and importable,
-    else None (asyncio's own)."""
-    if name != "uvloop":
+    """The event loop ``api.event_loop`` names: uvloop's for "uvloop", and for
+    "auto" when it is importable; else None (asyncio's own)."""
+    if name not in ("auto", "uvloop"):
         return None
     try:
-        # Not a dependency (docs/workers.md: it did not pay here): imported by name.
+        # Not a dependency: used when installed (docs/workers.md: the worker's
+        # loop spends ~40 % of its Python time in asyncio's own event loop code).
         uvloop = importlib.import_module("uvloop")
     except ImportError:
-        logging.getLogger("edgestate.worker").warning(
-            "api.event_loop = 'uvloop' but uvloop is not installed: using asyncio's loop"
-        )
+        if name == "uvloop":
+            logging.getLogger("edgestate.worker").warning(
+                "api.event_loop = 'uvloop' but uvloop is not installed: using asyncio's loop"
+            )
         return None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory

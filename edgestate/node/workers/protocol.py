@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -92,19 +92,37 @@ class Outbox:
     answers a whole group commit at once; each message was a write of its own.
     """
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, writer: asyncio.StreamWriter, before_flush: Callable[[], None] | None = None
+    ) -> None:
         self._writer = writer
         self._frames: list[bytes] = []
+        self._scheduled = False
+        # Called at the end of the turn, before the write: the last chance to
+        # queue a message of that turn (a worker's metrics report) without a
+        # callback of its own.
+        self._before_flush = before_flush
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue one message; it is written when this turn of the loop ends."""
-        frames = self._frames
-        frames.append(pack(message))
-        if len(frames) == 1:
+        self._frames.append(pack(message))
+        self.schedule()
+
+    def queue(self, message: dict[str, Any]) -> None:
+        """Queue one message without scheduling a flush (from ``before_flush``)."""
+        self._frames.append(pack(message))
+
+    def schedule(self) -> None:
+        """Make sure the end of this turn flushes (and runs ``before_flush``)."""
+        if not self._scheduled:
+            self._scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         """Write what is queued now (a link that closed meanwhile drops it)."""
+        self._scheduled = False
+        if self._before_flush is not None:
+            self._before_flush()
         frames = self._frames
         if not frames:
             return

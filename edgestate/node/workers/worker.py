@@ -21,7 +21,7 @@ import pickle
 import signal
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -29,9 +29,10 @@ from aiohttp import web
 from edgestate import errors as E
 from edgestate.node.api.certified import api_tls_context
 from edgestate.node.api.invoke import InvocationRoutes
-from edgestate.node.api.observe import observed, stamp_request_id
+from edgestate.node.api.observe import REQUEST_ID_KEY, observed
 from edgestate.node.api.responses import error_reply, error_response
 from edgestate.node.config import ApiConfig
+from edgestate.node.logs import REQUEST_ID_HEADER
 from edgestate.node.workers.handoff import YjsHandoff
 from edgestate.node.workers.heartbeat import NodeHeartbeat
 from edgestate.node.workers.label import set_worker_label
@@ -70,7 +71,6 @@ class Worker:
         self._invocations: list[list[Any]] = []
         self._http_errors: list[str] = []
         self._requests: list[tuple[str, str, int, float]] = []
-        self._flush_scheduled = False
         self._logs_sent: dict[str, tuple[int, int]] = {}
 
     @property
@@ -83,7 +83,7 @@ class Worker:
         """Start reading the node's messages from the inherited socket."""
         sock = socket.socket(fileno=self.settings.link_fd)
         reader, self._writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 16)
-        self._outbox = Outbox(self._writer)
+        self._outbox = Outbox(self._writer, before_flush=self._flush)
         self._reader_task = asyncio.create_task(self._read(reader))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
@@ -230,13 +230,14 @@ class Worker:
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
-        # One report per turn of the loop, however many invocations it finished.
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        # One report per turn of the loop, however many invocations it finished,
+        # written with that turn's `w` messages (the outbox calls _flush first).
+        if self._outbox is not None:
+            self._outbox.schedule()
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
+        if not (self._invocations or self._http_errors or self._requests):
+            return  # a turn that only sent writes or control answers
         message: dict[str, Any] = {"t": "r", "inv": self._invocations, "http": self._http_errors}
         if self._requests:
             message["req"] = self._requests
@@ -245,10 +246,10 @@ class Worker:
         logs = {b.module: (b.dropped_records, b.dropped_bytes) for b in self.runtime.log_budgets()}
         if logs != self._logs_sent:
             message["logs"] = self._logs_sent = logs
-        try:
-            self._send(message)
-        except E.WorkerLinkError:
-            pass  # the node is gone; so are its metrics
+        assert self._outbox is not None
+        # Queued straight into this flush's frames (not send(): that would
+        # schedule one more flush for nothing). A closed link drops it there.
+        self._outbox.queue(message)
 
     # --- serving ------------------------------------------------------------------
 
@@ -302,54 +303,75 @@ class Worker:
 
     def _app(self, proxy: NodeProxy) -> web.Application:
         api = self.settings.api
-        app = web.Application(
-            middlewares=[_errors(self)],
-            client_max_size=max(api.max_body_bytes, api.max_admin_body_bytes),
-        )
-        # The id of an invocation it serves (relayed answers carry the node's).
-        app.on_response_prepare.append(stamp_request_id)
+        # No app middleware and no on_response_prepare signal: each route is
+        # wrapped once here, so an invocation pays for neither aiohttp's middleware
+        # chain nor a signal dispatch (docs/workers.md, "Where a request's time goes").
+        app = web.Application(client_max_size=max(api.max_body_bytes, api.max_admin_body_bytes))
+        own = _OwnRoutes(self)
         app.add_routes(
             [
-                web.post("/v1/invoke/{module}", InvocationRoutes(self).invoke),
+                web.post("/v1/invoke/{module}", own.wrap(InvocationRoutes(self).invoke)),
                 # Answered here, not relayed: see heartbeat (the node's liveness).
-                web.get("/healthz", self.heartbeat.healthz),
+                web.get("/healthz", own.wrap(self.heartbeat.healthz)),
                 # Handed to the node, which serves the connection from then on.
-                web.get("/yjs/{tail:.*}", YjsHandoff(self.settings.node_socket, proxy).handle),
-                web.route("*", "/{tail:.*}", proxy.handle),
+                web.get(
+                    "/yjs/{tail:.*}",
+                    own.relayed(YjsHandoff(self.settings.node_socket, proxy).handle),
+                ),
+                web.route("*", "/{tail:.*}", own.relayed(proxy.handle)),
             ]
         )
         return app
 
 
-def _errors(worker: Worker) -> Any:
-    access = worker.settings.api.access_log
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        path = request.path
-        own = path.startswith("/v1/invoke/") or (
-            path == "/healthz" and request.method in ("GET", "HEAD")
-        )
-        if not own:
-            # Relayed: the node gives it its request id, counts and logs it. The
-            # routes answered here are counted and logged here, as the node would.
+
+class _OwnRoutes:
+    """What the node's middleware does, for the routes a worker answers itself:
+    the request id (kept in the context for every log line, echoed), the metrics
+    row, the access line, the JSON error shape, and which worker answered.
+    Relayed routes get the error shape only: the node gives those their id,
+    counts and logs them."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._access = worker.settings.api.access_log
+
+    def wrap(self, handler: Handler) -> Handler:
+        worker, access, answer = self._worker, self._access, self._answer
+
+        async def served(request: web.Request) -> web.StreamResponse:
+            try:
+                response = await observed(request, handler, answer, worker.count_request, access)
+            except web.HTTPException as exc:  # sent by aiohttp: echo the id on it too
+                exc.headers[REQUEST_ID_HEADER] = request[REQUEST_ID_KEY]
+                raise
+            if not response.prepared:
+                headers = response.headers
+                headers[REQUEST_ID_HEADER] = request[REQUEST_ID_KEY]
+                # Which worker ran it: for operators reading a slow request, and tests.
+                # (worker.index, not the settings': a spare learns its index on `go`)
+                headers["X-Edgestate-Worker"] = str(worker.index)
+            return response
+
+        return served
+
+    def relayed(self, handler: Handler) -> Handler:
+        answer = self._answer
+
+        async def relay(request: web.Request) -> web.StreamResponse:
             return await answer(request, handler)
-        response = await observed(request, handler, answer, worker.count_request, access)
-        if not response.prepared:
-            # Which worker ran it: for operators reading a slow request, and tests.
-            # (worker.index, not the settings': a spare learns its index on `go`)
-            response.headers["X-Edgestate-Worker"] = str(worker.index)
-        return response
 
-    async def answer(request: web.Request, handler: Any) -> web.StreamResponse:
+        return relay
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             response: web.StreamResponse = await handler(request)
         except E.EdgestateError as exc:
-            worker.count_http_error(exc.code)
+            self._worker.count_http_error(exc.code)
             response = error_reply(exc)
         except web.HTTPRequestEntityTooLarge as exc:
-            worker.count_http_error("body_too_large")
+            self._worker.count_http_error("body_too_large")
             response = error_response(413, "body_too_large", exc.text or "request body too large")
         return response
-
-    return middleware
