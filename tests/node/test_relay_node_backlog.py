@@ -15,6 +15,7 @@ connect path had failed: no timing involved.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from edgestate.node.workers import handoff
 from edgestate.node.workers.proxy import NodeProxy, connect_unix
 
 pytestmark = pytest.mark.timeout(60)
@@ -118,3 +120,43 @@ async def test_a_node_socket_that_is_gone_is_a_connector_error(tmp_path: Path) -
             await proxy.session().get("http://node/v1/admin/status")
     finally:
         await proxy.close()
+
+
+async def test_a_handoff_waits_for_room_and_hands_the_connection_over(
+    full_listener: tuple[str, socket.socket],
+) -> None:
+    # The same queue on the handoff socket: before, the connection was "made"
+    # unconnected, send_fds failed with ENOTCONN and the worker fell back to
+    # relaying the WebSocket (the shortcut lost). Now it waits, and the node side
+    # receives the descriptor and the request bytes.
+    path, listener = full_listener
+    client, kept = socket.socketpair()
+    try:
+        task = asyncio.create_task(handoff.offer(path, client.fileno(), b"GET /yjs/d"))
+        for _ in range(_TURNS):
+            if task.done():
+                break
+            await asyncio.sleep(0)
+        assert not task.done()  # waiting for room, not failed
+        listener.setblocking(False)
+        loop = asyncio.get_running_loop()
+        received: list[bytes] = []
+        # The fillers came first: drain the queue until the offer's connection.
+        while not received:
+            conn, _ = await loop.sock_accept(listener)
+            with conn:
+                conn.setblocking(True)
+                conn.settimeout(0.2)
+                try:
+                    msg, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, 1)
+                except TimeoutError:
+                    continue  # a filler: it sends nothing
+                for fd in fds:
+                    os.close(fd)
+                received.append(msg)
+                conn.sendall(handoff.TAKEN)
+        assert await asyncio.wait_for(task, 10) is True
+        assert received[0].endswith(b"GET /yjs/d")
+    finally:
+        client.close()
+        kept.close()

@@ -35,7 +35,7 @@ import struct
 from aiohttp import web
 
 from edgestate.errors import HandoffError
-from edgestate.node.workers.proxy import NodeProxy
+from edgestate.node.workers.proxy import NodeProxy, connect_unix
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,16 @@ async def offer(path: str, fd: int, data: bytes) -> bool:
     if len(data) > MAX_HANDOFF_BYTES:
         raise HandoffError(f"request of {len(data)} bytes, over {MAX_HANDOFF_BYTES}")
     loop = asyncio.get_running_loop()
-    link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    link.setblocking(False)
+    try:
+        # Not loop.sock_connect: to a full accept queue it reports an unconnected
+        # socket as connected (see proxy.connect_unix). Until connected, the
+        # descriptor has not left: the caller can still relay the request.
+        async with asyncio.timeout(HANDOFF_TIMEOUT_S):
+            link = await connect_unix(path)
+    except (OSError, TimeoutError) as exc:
+        raise HandoffError(f"the node's handoff socket: {exc!r}") from exc
     try:
         async with asyncio.timeout(HANDOFF_TIMEOUT_S):
-            try:
-                await loop.sock_connect(link, path)
-            except OSError as exc:
-                raise HandoffError(f"the node's handoff socket: {exc}") from exc
             message = handoff_message(data)
             try:
                 # A fresh connection's send buffer is empty: the descriptor
