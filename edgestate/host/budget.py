@@ -40,21 +40,30 @@ GRACE_FACTOR: Final = 2
 _thread_time = time.thread_time_ns
 
 
-def budget_spent(context: HostContext, now_ns: int) -> bool:
-    """Whether a guest past its deadline (``now_ns >= context.deadline_ns``) must stop now."""
+def budget_spent(context: HostContext, now_ns: int, cpu_ns: int | None = None) -> bool:
+    """Whether a guest past its deadline (``now_ns >= context.deadline_ns``) must stop now.
+
+    ``cpu_ns``: the CPU time its thread had since it started; None reads it on the
+    calling thread (the guest's own). The caller's loop passes the guest thread's
+    (runtime.verdict), so both places apply this one rule.
+    """
     started = context.started_ns
     elapsed = now_ns - started
     if elapsed >= GRACE_FACTOR * (context.deadline_ns - started):
         return True
-    cpu = _thread_time() - context.cpu_start_ns
+    cpu = _thread_time() - context.cpu_start_ns if cpu_ns is None else cpu_ns
     return cpu >= STARVED_CPU_SHARE * elapsed
 
 
-def deadline_error(context: HostContext, now_ns: int, where: str) -> DeadlineExceededError:
-    """The error of a guest stopped by its budget ``where`` (a host function or wasm code)."""
+def deadline_error(
+    context: HostContext, now_ns: int, where: str, cpu_ns: int | None = None
+) -> DeadlineExceededError:
+    """The error of a guest stopped by its budget ``where`` (a host function or wasm
+    code, or its caller's loop); ``cpu_ns`` as in :func:`budget_spent`."""
     env = context.env
     elapsed_ms = (now_ns - context.started_ns) / 1e6
-    cpu_ms = (_thread_time() - context.cpu_start_ns) / 1e6
+    cpu = _thread_time() - context.cpu_start_ns if cpu_ns is None else cpu_ns
+    cpu_ms = cpu / 1e6
     return DeadlineExceededError(
         f"module {env.module!r} ran past its wall-time budget of {env.wall_time_ms} ms "
         f"(stopped {where} after {elapsed_ms:.1f} ms, {cpu_ms:.1f} ms of it on a CPU)"
