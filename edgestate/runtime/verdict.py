@@ -47,8 +47,9 @@ WHERE = "by its caller (its thread had not stopped yet)"
 def thread_cpu_clock() -> int | None:
     """The CPU-time clock of the calling thread, readable from another thread (None
     where there is none). Kept per thread: a guest thread serves many guests."""
-    clock: int | None = getattr(_threads, "clock", -1)
-    if clock == -1:
+    try:
+        clock: int | None = _threads.clock
+    except AttributeError:
         clock = None
         if _thread_clock_id is not None and _read_clock is not None:
             try:

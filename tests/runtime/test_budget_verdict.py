@@ -147,7 +147,9 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 def runtime_for(store: Store, policy: TrustPolicy, running: int = 2) -> Runtime:
-    admission = AdmissionConfig(max_running_per_module=running)
+    # Not niced: on a machine busy with other work a niced busy thread can get under
+    # the starved share of a core, and a starved guest is left to its own thread.
+    admission = AdmissionConfig(max_running_per_module=running, thread_niceness=0)
     return Runtime(store, policy, RuntimeConfig(admission=admission))
 
 
