@@ -80,9 +80,9 @@ while time.perf_counter() < stop:
 print(json.dumps([out, relayed]))
 """
 # The looping invocations' clients, one process each, for the same reason: in this
-# process their answers waited for its loop, busy with the kv-echo clients (up to
-# ~10 ms measured), which is the client's delay, not the node's. Blocking
-# http.client on one keep-alive connection: nothing else runs in the process.
+# process their answers also waited for its loop, busy with the kv-echo clients,
+# which is the client's delay, not the node's. Blocking http.client on one
+# keep-alive connection: nothing else runs in the process.
 ATTACKER = r"""
 import http.client, json, sys, time
 host, port, module, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
