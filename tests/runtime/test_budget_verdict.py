@@ -39,7 +39,7 @@ pytestmark = pytest.mark.timeout(60)
 
 BUDGET_MS = 200
 FUEL = 1_000_000_000  # over sandbox.GIL_HOLD_MAX_FUEL: guest code runs without the GIL
-ANSWER_BOUND_S = 3  # not a timing assert: without the verdict there is no answer at all
+ANSWER_BOUND_S = 30  # not a timing assert: without the verdict there is no answer at all
 FROM_THE_LOOP = r"stopped by its caller \(its thread had not stopped yet\)"
 
 # Logs, forever: a guest living in host calls, each checked on entry.
