@@ -2,7 +2,9 @@
 
 One rule, applied in two places on the guest's own thread: on entry to every
 host function (a guest living in host calls, where epoch interruption never
-fires) and in the runtime's epoch deadline callback (a guest spinning in wasm).
+fires) and in the runtime's epoch deadline callback (a guest spinning in wasm);
+and its starved test also on the caller's loop (runtime.verdict), which answers
+a guest that is not starved without waiting for its thread to notice.
 
     A guest is stopped at the first check past ``started + wall_time_ms`` (its
     deadline), unless it was starved: its thread had less than
@@ -40,21 +42,32 @@ GRACE_FACTOR: Final = 2
 _thread_time = time.thread_time_ns
 
 
+def starved(elapsed_ns: int, cpu_ns: int) -> bool:
+    """Whether a guest whose thread had ``cpu_ns`` of CPU in its ``elapsed_ns`` so far
+    was starved: under STARVED_CPU_SHARE of a core. The caller's loop asks this
+    too (runtime.verdict), of the guest thread's CPU clock: one rule."""
+    return cpu_ns < STARVED_CPU_SHARE * elapsed_ns
+
+
 def budget_spent(context: HostContext, now_ns: int) -> bool:
     """Whether a guest past its deadline (``now_ns >= context.deadline_ns``) must stop now."""
     started = context.started_ns
     elapsed = now_ns - started
     if elapsed >= GRACE_FACTOR * (context.deadline_ns - started):
         return True
-    cpu = _thread_time() - context.cpu_start_ns
-    return cpu >= STARVED_CPU_SHARE * elapsed
+    return not starved(elapsed, _thread_time() - context.cpu_start_ns)
 
 
-def deadline_error(context: HostContext, now_ns: int, where: str) -> DeadlineExceededError:
-    """The error of a guest stopped by its budget ``where`` (a host function or wasm code)."""
+def deadline_error(
+    context: HostContext, now_ns: int, where: str, cpu_ns: int | None = None
+) -> DeadlineExceededError:
+    """The error of a guest stopped by its budget ``where`` (a host function or wasm
+    code, or its caller's loop); ``cpu_ns``: its thread's CPU time since it started
+    (None: read on the calling thread, the guest's own)."""
     env = context.env
     elapsed_ms = (now_ns - context.started_ns) / 1e6
-    cpu_ms = (_thread_time() - context.cpu_start_ns) / 1e6
+    cpu = _thread_time() - context.cpu_start_ns if cpu_ns is None else cpu_ns
+    cpu_ms = cpu / 1e6
     return DeadlineExceededError(
         f"module {env.module!r} ran past its wall-time budget of {env.wall_time_ms} ms "
         f"(stopped {where} after {elapsed_ms:.1f} ms, {cpu_ms:.1f} ms of it on a CPU)"

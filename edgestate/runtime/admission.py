@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from edgestate.errors import BusyError, ClientGoneError
 
@@ -123,8 +124,32 @@ class _Gate:
         self.free += 1
 
 
+def _free(gate: _Gate) -> None:
+    gate.running -= 1
+    gate.release()
+
+
 def _client_gone() -> ClientGoneError:
     return ClientGoneError("the client closed its connection while the invocation waited")
+
+
+class Held:
+    """One slot held by an ``async with admission.slot(...)`` body.
+
+    :meth:`until` keeps it past the body: an invocation answered before its guest's
+    thread ended (its caller gave up, or its budget's verdict came from the loop)
+    still runs on that thread, so its slot stays taken until the thread is done,
+    or the module would run more than ``max_running_per_module`` guests at once.
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[Any] | None = None
+
+    def until(self, future: asyncio.Future[Any]) -> None:
+        """Release the slot when ``future`` is done (now, if it is), not when the body ends."""
+        self.future = future
 
 
 class Admission:
@@ -150,8 +175,8 @@ class Admission:
         return 0 if gate is None else len(gate.queue)
 
     @asynccontextmanager
-    async def slot(self, module: str, *, gone: Gone | None = None) -> AsyncIterator[None]:
-        """Hold one of ``module``'s slots for the body.
+    async def slot(self, module: str, *, gone: Gone | None = None) -> AsyncIterator[Held]:
+        """Hold one of ``module``'s slots for the body (or longer: :meth:`Held.until`).
 
         :class:`BusyError` if none comes; :class:`ClientGoneError` if ``gone()``
         turns true while it waits (it is checked when a slot comes free and when
@@ -169,11 +194,15 @@ class Admission:
         else:
             await self._wait(module, gate, gone)
         gate.running += 1
+        held = Held()
         try:
-            yield
+            yield held
         finally:
-            gate.running -= 1
-            gate.release()
+            future = held.future
+            if future is None or future.done():
+                _free(gate)
+            else:
+                future.add_done_callback(lambda _: _free(gate))
 
     async def _wait(self, module: str, gate: _Gate, gone: Gone | None) -> None:
         config = self.config

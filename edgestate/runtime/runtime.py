@@ -22,7 +22,6 @@ caller counts it (a node's :class:`~edgestate.node.metrics.NodeMetrics`), once.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import time
@@ -43,7 +42,7 @@ from edgestate.errors import (
 )
 from edgestate.host.binding import define_host_functions
 from edgestate.host.logbudget import LogBudget, grant_batch_bytes
-from edgestate.runtime.admission import Admission, Gone, lower_thread_priority
+from edgestate.runtime.admission import Admission, Gone, Held, lower_thread_priority
 from edgestate.runtime.cache import ModuleCache
 from edgestate.runtime.engine import (
     EpochTicker,
@@ -56,6 +55,7 @@ from edgestate.runtime.manifest import Manifest, parse_manifest
 from edgestate.runtime.policy import Grant, Owner, TrustPolicy
 from edgestate.runtime.sandbox import Execution, Sandbox
 from edgestate.runtime.signing import parse_signature, verify_module
+from edgestate.runtime.verdict import Verdict, Watch
 from edgestate.store import Store
 
 
@@ -288,17 +288,25 @@ class Runtime:
 
     # --- invoking -----------------------------------------------------------------
 
-    def run(self, name: str, input: bytes = b"", *, release_gil: bool = False) -> Execution:
+    def run(
+        self,
+        name: str,
+        input: bytes = b"",
+        *,
+        release_gil: bool = False,
+        watch: Watch | None = None,
+    ) -> Execution:
         """Run the module's entry without committing: its staged writes are in ``ops``.
 
-        ``release_gil``: see :meth:`Sandbox.run` (the invocation threads pass True).
+        ``release_gil``, ``watch``: see :meth:`Sandbox.run` (the invocation threads
+        pass both).
         """
         sandbox = self.module(name).sandbox
         if len(input) > self.config.max_input_bytes:
             raise InvocationError(
                 f"input of {len(input)} bytes is over the limit of {self.config.max_input_bytes}"
             )
-        return sandbox.run(input, release_gil=release_gil)
+        return sandbox.run(input, release_gil=release_gil, watch=watch)
 
     def invoke(self, name: str, input: bytes = b"") -> InvocationResult:
         """Run a module once and durably commit its writes (blocking)."""
@@ -337,24 +345,35 @@ class Runtime:
 
         For a caller that commits ``ops`` its own way (an invocation worker sending
         them to the node's writer); :class:`~edgestate.errors.BusyError` as ``ainvoke``.
+        A guest past its budget is answered by this loop even before its thread
+        noticed (:mod:`edgestate.runtime.verdict`); its result is then dropped.
         """
-        self.module(name)  # an unknown name is "not found", never "busy"
-        async with self.admission.slot(name, gone=gone):
+        module = self.module(name)  # an unknown name is "not found", never "busy"
+        async with self.admission.slot(name, gone=gone) as held:
             # The slot covers the run only: the commit waits on the disk, not a thread.
             if self._executor is None:
                 return self.run(name, input)
-            return await self._run_on_thread(self._executor, name, input)
+            wall_time_ms = module.sandbox.grant.wall_time_ms
+            return await self._run_on_thread(self._executor, name, input, wall_time_ms, held)
 
-    async def _run_on_thread(self, executor: GuestThreads, name: str, input: bytes) -> Execution:
+    async def _run_on_thread(
+        self, executor: GuestThreads, name: str, input: bytes, wall_time_ms: int, held: Held
+    ) -> Execution:
         # In the caller's context (GuestThreads carries it): what the guest logs
         # keeps the request's context variables (its request id).
-        future = executor.submit(functools.partial(self.run, name, input, release_gil=True))
+        watch = Watch()
+        result = executor.submit(functools.partial(_watched, self.run, name, input, watch))
+        verdict = Verdict(
+            result, watch, wall_time_ms=wall_time_ms, tick_ms=self.config.epoch_tick_ms
+        )
         try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # A thread cannot be stopped: the caller's slot is held until its guest
-            # ends (by its budget at the latest), or the module could run past its cap.
-            await asyncio.wait([future])
+            return await verdict.answer
+        except BaseException:
+            # Answered before its thread ended (the budget's verdict, or a caller
+            # that left): a thread cannot be stopped, so the slot is held until its
+            # guest ends (by its budget at the latest), or the module could run past
+            # its cap. Its result is dropped: nothing it staged is committed.
+            held.until(result)
             raise
 
     @staticmethod
@@ -370,6 +389,14 @@ class Runtime:
             writes=len(execution.ops),
             host_calls=execution.host_calls,
         )
+
+
+def _watched(run: Callable[..., Execution], name: str, input: bytes, watch: Watch) -> Execution:
+    # On the guest's thread: once this returns, its result is the answer (Verdict).
+    try:
+        return run(name, input, release_gil=True, watch=watch)
+    finally:
+        watch.ended = True
 
 
 def _commit_failure(name: str, exc: StoreError) -> InvocationError:
