@@ -7,6 +7,7 @@ on a gate) so "before the writer took it" is an order of events, not a race.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,12 +94,16 @@ async def test_a_document_with_collected_history_is_not_announced(tmp_path: Path
 async def test_local_writes_are_never_announced(store: Store) -> None:
     heard: Heard = []
     events: list[ChangeEvent] = []
+    committed = threading.Event()
+
+    def on_commit(event: ChangeEvent) -> None:
+        events.append(event)
+        committed.set()  # listeners hear a commit on the writer thread, after it lands
+
     store.subscribe_submitted(lambda doc, u, origin: heard.append((doc, u, origin)))
-    store.subscribe(events.append)
+    store.subscribe(on_commit)
     await store.abatch([Set("d", "k", b"1")])
-    async with asyncio.timeout(WAIT_S):
-        while not events:  # listeners hear a commit on the writer thread, after it lands
-            await asyncio.sleep(0.005)
+    assert await asyncio.to_thread(committed.wait, WAIT_S)
     assert heard == [] and [e.announced for e in events] == [False]
 
 
