@@ -7,7 +7,7 @@ stalls one thread, not the node's API; and one module may run at most
 module wait in a bounded queue, each for at most ``queue_wait_ms``; one that
 finds the queue full, or waits too long, is refused at once with
 :class:`~edgestate.errors.BusyError` (HTTP 503 ``busy`` with ``Retry-After``),
-and other modules are unaffected. With the defaults (8 threads, 2 per module) it
+and other modules are unaffected. With the defaults (16 threads, 4 per module) it
 takes four modules burning their budgets at once to occupy every thread.
 
 The gate is per process and knows nothing of HTTP or of the node, so every
@@ -36,8 +36,14 @@ class AdmissionConfig:
     # Threads running wasm for async invocations (0: on the caller's event loop,
     # the cheapest path, but a guest spinning for its 1 s budget then stalls
     # every request for 1 s). wasm runs with the GIL released, so threads beyond
-    # the core count still keep a well-behaved module served while others spin.
-    threads: int = 8
+    # the core count still keep a well-behaved module served while others spin;
+    # an idle one costs a parked thread. 16, with 4 per module below: the same
+    # share as 8 and 2 (four modules to fill them all), twice the invocations in
+    # flight, so a worker's guests finish in batches and its writes share group
+    # commits (scripts/bench_node.py, 64 clients, two workers, quiet machine, two
+    # rounds side by side: 2,538 -> 3,120 req/s, CPU per invocation 0.665 -> 0.541
+    # ms; containment side by side the same within its noise, docs/containment.md).
+    threads: int = 16
     # Niceness added to those threads (Linux, where it is per thread; 0: none).
     # The event loop (health, admin, sync, every response) then wins the CPU
     # from guests spinning on every core instead of taking turns with them
@@ -47,7 +53,7 @@ class AdmissionConfig:
     thread_niceness: int = 5
     # Invocations of one module running at once: at most a quarter of the
     # threads, so a module (or a client hammering it) never holds them all.
-    max_running_per_module: int = 2
+    max_running_per_module: int = 4
     # Invocations of one module waiting for a slot beyond that: a short burst is
     # absorbed; a module that is slow because it burns its budget is refused
     # instead of growing a queue (and latencies) without bound.
