@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 from pycrdt import YSyncMessageType, read_message
@@ -59,11 +60,8 @@ def _update_message(key: str, value: bytes) -> tuple[bytes, bytes]:
 
 
 async def test_a_client_update_reaches_the_others_while_the_writer_is_held_and_only_once(
-    tmp_path: object,
+    tmp_path: Path,
 ) -> None:
-    from pathlib import Path
-
-    assert isinstance(tmp_path, Path)
     store = Store.open(tmp_path / "data")
     store.create_document("d")
     try:
