@@ -13,6 +13,10 @@ of each server process and in total, of:
             asyncio's loop (api.event_loop; the default, auto, is uvloop if installed)
 - floor:    a minimal aiohttp handler in its own process doing the same durable
             store write without wasm (what the HTTP server and the store cost)
+- skeleton-w2, skeleton-w2-wasm (--skeleton): the worker design with only its
+            essentials (scripts/bench_skeleton.py): 2 workers on one port, each
+            write one msgpack message to a writer process doing the floor's store
+            write; -wasm also runs kv-echo in edgestate's sandbox (a lower bound)
 - spawn:    a handler that starts a fresh Python process per request to do the
             same write (what process-per-request isolation costs); 1 and 8 clients only
 
@@ -49,6 +53,8 @@ from pathlib import Path
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
+# skeleton-w2[-wasm]: the worker design with only its essentials (a lower bound)
+SKELETON = Path(__file__).resolve().with_name("bench_skeleton.py")
 
 FLOOR_SERVER = r"""
 import asyncio, sys
@@ -92,10 +98,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_script(code: str, data: Path) -> tuple[subprocess.Popen[str], str]:
+def start_script(code: str | Path, data: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """A server from ``code`` (a script file, or ``-c`` text) given DATA PORT EXTRA..."""
     port = free_port()
+    run = [str(code)] if isinstance(code, Path) else ["-c", code]
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(data), str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, *run, str(data), str(port), *extra], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -227,7 +235,7 @@ def processes(pid: int) -> dict[str, int]:
         if b"workers.zygote" in cmdline:
             out["zygote"] = child
             workers += _children(child)
-        elif b"workers.main" in cmdline:
+        elif b"workers.main" in cmdline or b"\0skeleton-worker\0" in cmdline:
             workers.append(child)
     for i, worker in enumerate(sorted(workers)):
         out[f"w{i}"] = worker
@@ -374,6 +382,12 @@ def main() -> None:
         default="shared,asyncio",
         help=f"node-w2 variants to run beside it ({', '.join(VARIANTS)}; '' for none)",
     )
+    parser.add_argument(
+        "--skeleton",
+        default="w2,w2-wasm",
+        help="the lower bounds of the worker design to run (scripts/bench_skeleton.py: w2, "
+        "w2-wasm; '' for none)",
+    )
     parser.add_argument("--clients", default="1,8,64", help="concurrent clients to run")
     parser.add_argument(
         "--rounds", type=int, default=1, help="repeat each client count (systems interleaved)"
@@ -427,6 +441,11 @@ def main() -> None:
         floor, floor_url = start_script(FLOOR_SERVER, work / "floor")
         procs.append(floor)
         systems.append(("floor", floor_url, floor.pid))
+        for kind in filter(None, args.skeleton.split(",")):
+            wasm = ("--wasm",) if kind == "w2-wasm" else ()
+            skeleton, skeleton_url = start_script(SKELETON, work / f"skeleton-{kind}", *wasm)
+            procs.append(skeleton)
+            systems.append((f"skeleton-{kind}", skeleton_url, skeleton.pid))
         if not args.no_spawn:
             spawn, spawn_url = start_script(SPAWN_SERVER, work / "spawn")
             procs.append(spawn)
