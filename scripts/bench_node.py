@@ -16,7 +16,8 @@ of each server process and in total, of:
 - skeleton-w2, skeleton-w2-wasm (--skeleton): the worker design with only its
             essentials (scripts/bench_skeleton.py): 2 workers on one port, each
             write one msgpack message to a writer process doing the floor's store
-            write; -wasm also runs kv-echo in edgestate's sandbox (a lower bound)
+            write; -wasm also runs kv-echo in edgestate's sandbox inline, -arun
+            on the real admission and guest threads (lower bounds)
 - spawn:    a handler that starts a fresh Python process per request to do the
             same write (what process-per-request isolation costs); 1 and 8 clients only
 
@@ -40,6 +41,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -275,15 +277,19 @@ def measure(
     else:
         asyncio.run(load(url, clients, 0.5))
     before = {k: cpu_seconds(p) for k, p in procs.items()}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has exited
     if script is not None:
         rps, median, tail, errors = wrk_load(url, clients, seconds, script)
     else:
         rps, lat = asyncio.run(load(url, clients, seconds))
         median, tail, errors = statistics.median(lat), p99(lat), 0
     used = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     total = rps * seconds
     per_k = {k: v / total * 1000 for k, v in used.items()}
-    return {"rps": rps, "median": median, "p99": tail, "cpu": per_k, "errors": errors}
+    # The load generator's share of the same 2 cores (not in the servers' total).
+    wrk = (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) / total * 1000
+    return {"rps": rps, "median": median, "p99": tail, "cpu": per_k, "errors": errors, "wrk": wrk}
 
 
 # Variants of node-w2 run beside it (--variants): what each setting costs or pays.
@@ -336,6 +342,7 @@ def run_round(
             f"{spread:>9}  "
             + " ".join(f"{k} {v:.3f}" for k, v in cpu.items())
             + f"; {sum(cpu.values()):.3f}"
+            + (f" (wrk {r['wrk']:.3f})" if script is not None else "")
             + (f"  ({r['errors']} errors)" if r["errors"] else ""),
             flush=True,
         )
@@ -385,8 +392,7 @@ def main() -> None:
     parser.add_argument(
         "--skeleton",
         default="w2,w2-wasm",
-        help="the lower bounds of the worker design to run (scripts/bench_skeleton.py: w2, "
-        "w2-wasm; '' for none)",
+        help="worker-design lower bounds (bench_skeleton.py): w2, w2-wasm, w2-arun; '' none",
     )
     parser.add_argument("--clients", default="1,8,64", help="concurrent clients to run")
     parser.add_argument(
@@ -442,8 +448,8 @@ def main() -> None:
         procs.append(floor)
         systems.append(("floor", floor_url, floor.pid))
         for kind in filter(None, args.skeleton.split(",")):
-            wasm = ("--wasm",) if kind == "w2-wasm" else ()
-            skeleton, skeleton_url = start_script(SKELETON, work / f"skeleton-{kind}", *wasm)
+            mode = {"w2": (), "w2-wasm": ("--wasm",), "w2-arun": ("--arun",)}[kind]
+            skeleton, skeleton_url = start_script(SKELETON, work / f"skeleton-{kind}", *mode)
             procs.append(skeleton)
             systems.append((f"skeleton-{kind}", skeleton_url, skeleton.pid))
         if not args.no_spawn:

@@ -18,9 +18,11 @@ prefixed maps.
 ``--wasm`` (skeleton-w2-wasm) also runs kv-echo per request through edgestate's
 own sandbox (``Runtime.run``: a fresh wasmtime store with fuel, epoch deadline and
 memory limit from the module's ``InstancePre``, the 5 host calls, the staged
-write), inline on the worker's loop: no guest thread, no admission.
+write), inline on the worker's loop: no guest thread, no admission. ``--arun``
+(skeleton-w2-arun) runs it the real worker's way instead, ``Runtime.arun``:
+admission slot, a guest thread (``GuestThreads``), the verdict on the budget.
 
-    python scripts/bench_skeleton.py DATA PORT [--wasm]    (the writer; prints "ready")
+    python scripts/bench_skeleton.py DATA PORT [--wasm|--arun]   (the writer; prints "ready")
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ class TurnQueue:
             future.add_done_callback(functools.partial(link.answer, message[0]))
 
 
-def writer(data: str, port: int, wasm: bool) -> None:
+def writer(data: str, port: int, mode: str) -> None:
     """The node's part: the store, the workers, their writes until SIGTERM."""
     sys.setswitchinterval(0.0002)  # the same GIL setting `edgestate node` uses
     from edgestate.store import Store
@@ -122,7 +124,7 @@ def writer(data: str, port: int, wasm: bool) -> None:
         for _ in range(WORKERS):
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             argv = [sys.executable, __file__, ROLE, data, str(port), str(theirs.fileno())]
-            argv += ["--wasm"] if wasm else []
+            argv += [mode] if mode else []
             children.append(subprocess.Popen(argv, pass_fds=(theirs.fileno(),)))
             theirs.close()
             links.append(mine)
@@ -205,6 +207,7 @@ class KvEcho:
     def __init__(self, data: str) -> None:
         import json
 
+        from edgestate.node.workers.protocol import encode_ops
         from edgestate.runtime import Runtime, RuntimeConfig, TrustPolicy, generate_key, sign_module
         from edgestate.runtime.policy import public_key_text
         from edgestate.runtime.signing import raw_public_key
@@ -230,29 +233,41 @@ class KvEcho:
         wasm, man = KV_ECHO.read_bytes(), (GUEST / "examples/kv_echo.manifest.json").read_bytes()
         self._runtime.load(wasm, man, sign_module(wasm, man, key))
         self._name = json.loads(man)["name"]
+        self._encode = encode_ops
 
     def run(self, body: bytes) -> tuple[bytes, list[list[Any]]]:
         """The output and the staged writes (wire form) of one invocation."""
-        from edgestate.node.workers.protocol import encode_ops
-
         execution = self._runtime.run(self._name, body)
-        return execution.output, encode_ops(execution.ops)
+        return execution.output, self._encode(execution.ops)
+
+    def close(self) -> None:
+        """Stop the invocation threads and the epoch ticker; close the store."""
+        self._runtime.close()
+        self._store.close()
+
+    async def arun(self, body: bytes) -> tuple[bytes, list[list[Any]]]:
+        """:meth:`run` the real worker's way: admitted, on the invocation threads."""
+        execution = await self._runtime.arun(self._name, body)
+        return execution.output, self._encode(execution.ops)
 
 
-async def worker(data: str, port: int, fd: int, wasm: bool) -> None:
+async def worker(data: str, port: int, fd: int, mode: str) -> None:
     from aiohttp import web
 
     loop = asyncio.get_running_loop()
     gone = asyncio.Event()
     link_sock = socket.socket(fileno=fd)
     _, link = await loop.create_unix_connection(lambda: WorkerLink(gone), sock=link_sock)
-    guest = KvEcho(data) if wasm else None
+    guest = KvEcho(data) if mode else None
+    threads = mode == "--arun"
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
         if guest is None:
             key, _, value = body.partition(b"=")
             output, ops = value, [[0, "kv", key.decode(), value]]
+        elif threads:
+            output, ops = await guest.arun(body)
         else:
             output, ops = guest.run(body)
         if not await link.commit(ops):
@@ -272,11 +287,13 @@ async def worker(data: str, port: int, fd: int, wasm: bool) -> None:
     loop.add_signal_handler(signal.SIGTERM, gone.set)
     await gone.wait()
     await runner.cleanup()
+    if guest is not None:
+        guest.close()
 
 
 def main() -> None:
-    wasm = "--wasm" in sys.argv
-    args = [a for a in sys.argv[1:] if a != "--wasm"]
+    mode = next((a for a in sys.argv if a in ("--wasm", "--arun")), "")
+    args = [a for a in sys.argv[1:] if a != mode]
     if args[0] == ROLE:
         try:
             import uvloop  # the node's workers' default loop when installed
@@ -284,9 +301,9 @@ def main() -> None:
             runner: Any = uvloop.run
         except ImportError:
             runner = asyncio.run
-        runner(worker(args[1], int(args[2]), int(args[3]), wasm))
+        runner(worker(args[1], int(args[2]), int(args[3]), mode))
     else:
-        writer(args[0], int(args[1]), wasm)
+        writer(args[0], int(args[1]), mode)
 
 
 if __name__ == "__main__":
