@@ -13,6 +13,11 @@ of each server process and in total, of:
             asyncio's loop (api.event_loop; the default, auto, is uvloop if installed)
 - floor:    a minimal aiohttp handler in its own process doing the same durable
             store write without wasm (what the HTTP server and the store cost)
+- skeleton-w2, skeleton-w2-wasm (--skeleton): the worker design with only its
+            essentials (scripts/bench_skeleton.py): 2 workers on one port, each
+            write one msgpack message to a writer process doing the floor's store
+            write; -wasm also runs kv-echo in edgestate's sandbox inline, -arun
+            on the real admission and guest threads (lower bounds)
 - spawn:    a handler that starts a fresh Python process per request to do the
             same write (what process-per-request isolation costs); 1 and 8 clients only
 
@@ -36,6 +41,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -49,6 +55,8 @@ from pathlib import Path
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
+# skeleton-w2[-wasm]: the worker design with only its essentials (a lower bound)
+SKELETON = Path(__file__).resolve().with_name("bench_skeleton.py")
 
 FLOOR_SERVER = r"""
 import asyncio, sys
@@ -92,10 +100,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_script(code: str, data: Path) -> tuple[subprocess.Popen[str], str]:
+def start_script(code: str | Path, data: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """A server from ``code`` (a script file, or ``-c`` text) given DATA PORT EXTRA..."""
     port = free_port()
+    run = [str(code)] if isinstance(code, Path) else ["-c", code]
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(data), str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, *run, str(data), str(port), *extra], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -227,7 +237,7 @@ def processes(pid: int) -> dict[str, int]:
         if b"workers.zygote" in cmdline:
             out["zygote"] = child
             workers += _children(child)
-        elif b"workers.main" in cmdline:
+        elif b"workers.main" in cmdline or b"\0skeleton-worker\0" in cmdline:
             workers.append(child)
     for i, worker in enumerate(sorted(workers)):
         out[f"w{i}"] = worker
@@ -267,15 +277,19 @@ def measure(
     else:
         asyncio.run(load(url, clients, 0.5))
     before = {k: cpu_seconds(p) for k, p in procs.items()}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has exited
     if script is not None:
         rps, median, tail, errors = wrk_load(url, clients, seconds, script)
     else:
         rps, lat = asyncio.run(load(url, clients, seconds))
         median, tail, errors = statistics.median(lat), p99(lat), 0
     used = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     total = rps * seconds
     per_k = {k: v / total * 1000 for k, v in used.items()}
-    return {"rps": rps, "median": median, "p99": tail, "cpu": per_k, "errors": errors}
+    # The load generator's share of the same 2 cores (not in the servers' total).
+    wrk = (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) / total * 1000
+    return {"rps": rps, "median": median, "p99": tail, "cpu": per_k, "errors": errors, "wrk": wrk}
 
 
 # Variants of node-w2 run beside it (--variants): what each setting costs or pays.
@@ -328,6 +342,7 @@ def run_round(
             f"{spread:>9}  "
             + " ".join(f"{k} {v:.3f}" for k, v in cpu.items())
             + f"; {sum(cpu.values()):.3f}"
+            + (f" (wrk {r['wrk']:.3f})" if script is not None else "")
             + (f"  ({r['errors']} errors)" if r["errors"] else ""),
             flush=True,
         )
@@ -373,6 +388,11 @@ def main() -> None:
         # node-w2 itself is on uvloop when it is installed (api.event_loop = auto)
         default="shared,asyncio",
         help=f"node-w2 variants to run beside it ({', '.join(VARIANTS)}; '' for none)",
+    )
+    parser.add_argument(
+        "--skeleton",
+        default="w2,w2-wasm",
+        help="worker-design lower bounds (bench_skeleton.py): w2, w2-wasm, w2-arun; '' none",
     )
     parser.add_argument("--clients", default="1,8,64", help="concurrent clients to run")
     parser.add_argument(
@@ -427,6 +447,11 @@ def main() -> None:
         floor, floor_url = start_script(FLOOR_SERVER, work / "floor")
         procs.append(floor)
         systems.append(("floor", floor_url, floor.pid))
+        for kind in filter(None, args.skeleton.split(",")):
+            mode = {"w2": (), "w2-wasm": ("--wasm",), "w2-arun": ("--arun",)}[kind]
+            skeleton, skeleton_url = start_script(SKELETON, work / f"skeleton-{kind}", *mode)
+            procs.append(skeleton)
+            systems.append((f"skeleton-{kind}", skeleton_url, skeleton.pid))
         if not args.no_spawn:
             spawn, spawn_url = start_script(SPAWN_SERVER, work / "spawn")
             procs.append(spawn)
