@@ -31,6 +31,7 @@ from edgestate.store.env import Environment, open_environment
 from edgestate.store.gc import GcRecord, GcState, Ranges
 from edgestate.store.reads import LOCAL_PREFIX, StoreReads
 from edgestate.store.types import (
+    ChangeEvent,
     Delete,
     GcStatus,
     Incr,
@@ -454,17 +455,24 @@ class Store(StoreReads):
         return unsubscribe
 
     def changes(
-        self, maxsize: int = 10_000, *, early: bool = False, docs: Collection[str] | None = None
+        self,
+        maxsize: int = 10_000,
+        *,
+        early: bool = False,
+        docs: Collection[str] | None = None,
+        keep: Callable[[ChangeEvent], bool] | None = None,
     ) -> ChangeStream:
         """An async iterator of change events with a bounded buffer (see ChangeStream).
 
         ``early``: remote updates arrive once accepted, before their commit is
         durable (for relaying them on: see :mod:`edgestate.store.changes`).
-        ``docs``: only the events of these documents.
+        ``docs``: only the events of these documents. ``keep``: only the events it
+        returns True for; called on the writer thread, so it must be quick and
+        thread-safe (a commit with none left does not wake the loop).
         """
         from edgestate.store.stream import ChangeStream
 
-        return ChangeStream(self._hub, maxsize, early=early, docs=docs)
+        return ChangeStream(self._hub, maxsize, early=early, docs=docs, keep=keep)
 
     # --- internals ----------------------------------------------------------------
 
