@@ -1,7 +1,7 @@
 """Benchmark y-websocket client to client: edgestate's ``/yjs`` against pycrdt-websocket.
 
     .venv/bin/python scripts/bench_yjs.py [--samples 200] [--burst 2000] [--rounds 2]
-        [--workers N] [--node-args "..."] [--quick]
+        [--workers N] [--node-args "..."] [--quick] [--no-refs]
 
 One writer and two readers, each an off-the-shelf ``yjs`` + ``y-websocket``
 client (``tests/js/bench_yjs.mjs``, all three in one node.js process so that
@@ -11,7 +11,10 @@ every timestamp comes from one clock), against, in the same run:
 - edgestate, two nodes: the writer on node A, the readers on its peer B;
 - pycrdt-websocket: one in-memory ``WebsocketServer`` room behind aiohttp, twice:
   with permessage-deflate (aiohttp's default, which the clients offer) and without
-  (what edgestate's ``/yjs`` does); each ratio is against the better hub.
+  (what edgestate's ``/yjs`` does); each ratio is against the better hub;
+- references, not targets (``scripts/bench_yjs_refs.py``): the cheapest two-process
+  relay in Python (what any two-node system pays at least) and the hub on uvloop
+  (the node's loop).
 
 Printed per system (rounds interleaved, so background load hits all alike):
 client-to-client latency p50 / p99 (one 16-byte write at a time, each reader a
@@ -45,12 +48,16 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from bench_yjs_refs import has_uvloop
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(REPO))
 
 JS_DIR = REPO / "tests" / "js"
 HUBS = ("pycrdt-websocket hub (deflate)", "pycrdt-websocket hub (no deflate)")
+# Reference systems (bench_yjs_refs): shown, never the target's baseline.
+REFS = ("bare relay, two processes", "hub (no deflate, uvloop)")
 CLIENT = JS_DIR / "bench_yjs.mjs"
 # A bound on one measurement: a stuck system fails the run instead of hanging it.
 RUN_TIMEOUT_S = 120
@@ -58,6 +65,12 @@ RUN_TIMEOUT_S = 120
 
 def _hub(conn: Connection, compress: bool) -> None:
     asyncio.run(_serve_hub(conn, compress))
+
+
+def _hub_uvloop(conn: Connection, compress: bool) -> None:
+    from bench_yjs_refs import run
+
+    run(_serve_hub(conn, compress))
 
 
 async def _serve_hub(conn: Connection, compress: bool) -> None:
@@ -90,11 +103,13 @@ async def _serve_hub(conn: Connection, compress: bool) -> None:
 
 
 @contextmanager
-def pycrdt_hub(compress: bool) -> Iterator[System]:
+def pycrdt_hub(compress: bool, uvloop: bool = False) -> Iterator[System]:
     """The hub on aiohttp, with permessage-deflate (aiohttp's default) or without
-    (edgestate's /yjs default): the comparison is with the better of the two."""
+    (edgestate's /yjs default): the comparison is with the better of the two.
+    ``uvloop``: on uvloop's loop (a reference, see bench_yjs_refs)."""
     parent, child = mp.Pipe()
-    proc = mp.get_context("spawn").Process(target=_hub, args=(child, compress), daemon=True)
+    target = _hub_uvloop if uvloop else _hub
+    proc = mp.get_context("spawn").Process(target=target, args=(child, compress), daemon=True)
     proc.start()
     try:
         port = parent.recv()
@@ -152,6 +167,14 @@ def measure(system: System, room: str, args: argparse.Namespace) -> Any:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@contextmanager
+def bare_system() -> Iterator[System]:
+    from bench_yjs_refs import bare_relays
+
+    with bare_relays() as (writer, reader, pids):
+        yield System(writer, reader, "", "", pids)
+
+
 @dataclass(frozen=True)
 class System:
     """Where the clients connect, and the server processes to charge CPU to."""
@@ -206,6 +229,12 @@ def main() -> None:
     )
     parser.add_argument("--node-args", default="", help="extra `edgestate node` flags")
     parser.add_argument("--quick", action="store_true", help="50 samples, burst 500, 1 round")
+    parser.add_argument(
+        "--no-refs",
+        dest="refs",
+        action="store_false",
+        help="leave out the reference systems (bench_yjs_refs: bare relays, hub on uvloop)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.samples, args.burst, args.rounds = 50, 500, 1
@@ -220,6 +249,10 @@ def main() -> None:
         HUBS[0]: lambda _w: pycrdt_hub(True),
         HUBS[1]: lambda _w: pycrdt_hub(False),
     }
+    if args.refs:
+        systems[REFS[0]] = lambda _w: bare_system()
+        if has_uvloop():
+            systems[REFS[1]] = lambda _w: pycrdt_hub(False, uvloop=True)
     latency: dict[str, list[float]] = {name: [] for name in systems}
     rates: dict[str, list[float]] = {name: [] for name in systems}
     cpu: dict[str, list[float]] = {name: [] for name in systems}
@@ -260,7 +293,7 @@ def main() -> None:
             f" {p50 / hub_p50:>7.2f}x {p99 / hub_p99:>7.2f}x {rate / hub_rate:>9.2f}x"
             f" {used:>11,.0f} {used / hub_cpu:>7.2f}x"
         )
-        if name not in HUBS:
+        if name not in HUBS and name not in REFS:
             verdicts += [
                 f"{_verdict(p50 < hub_p50)}  {name}: p50 {p50 / hub_p50:.2f}x the better hub's"
                 " (target < 1)",
@@ -268,6 +301,11 @@ def main() -> None:
                 " hub's (target > 1)",
             ]
     print("(ratios: against the better of the two hubs for each column)")
+    if args.refs:
+        print(
+            f"(references, not targets: {REFS[0]}: the cheapest two-process Python path, no"
+            f" CRDT or store; {REFS[1]}: the hub on the node's loop)"
+        )
     print("\n".join(verdicts))
 
 

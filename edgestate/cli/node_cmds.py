@@ -126,6 +126,7 @@ def node(
     import asyncio
 
     from edgestate.node.config import load_config
+    from edgestate.node.event_loop import loop_factory
     from edgestate.node.logs import setup_logging
 
     config = load_config(config_path, overrides)
@@ -135,7 +136,10 @@ def node(
     # interval a busy event loop holds it that long each time (measured: 245 vs
     # 3,360 commits/s beside a busy thread at 5 ms vs 0.2 ms).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    asyncio.run(_serve(config, ready_file, new_store))
+    # The node's loop relays every Yjs update and sync frame: uvloop (when
+    # installed) cut a relay through two nodes by ~0.1 ms a hop (docs/yjs.md).
+    with asyncio.Runner(loop_factory=loop_factory(config.api.event_loop)) as runner:
+        runner.run(_serve(config, ready_file, new_store))
 
 
 async def _serve(config: Any, ready_file: Path | None, new_store: bool) -> None:
@@ -144,6 +148,7 @@ async def _serve(config: Any, ready_file: Path | None, new_store: bool) -> None:
     from edgestate.node import Node
 
     loop = asyncio.get_running_loop()
+    log.info("event loop: %s", type(loop).__module__.split(".")[0])
     stop = asyncio.Event()
     signals = 0
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgestate.errors import ConfigError
+from edgestate.node.event_loop import EVENT_LOOPS
 from edgestate.node.settings import (
     ENV_PREFIX,
     Setting,
@@ -99,9 +100,10 @@ class ApiConfig:
     # connections (8 clients: nearly all on one worker). False, or where the
     # option does not exist: one shared queue (docs/workers.md).
     reuse_port: bool = True
-    # The workers' event loop: "auto" (uvloop when importable, else asyncio's),
-    # "asyncio", or "uvloop" (asyncio's, logged, when not importable). uvloop
-    # cut a worker's CPU per invocation by 8-14 % at 64 clients (docs/workers.md).
+    # The event loop of the node process and its workers: "auto" (uvloop when
+    # importable, else asyncio's), "asyncio", or "uvloop" (asyncio's, logged, when
+    # not importable). uvloop cut a worker's CPU per invocation by 8-14 % at 64
+    # clients (docs/workers.md) and a Yjs relay hop by ~0.1 ms (docs/yjs.md).
     event_loop: str = "auto"
 
 
@@ -375,7 +377,7 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
         raise ConfigError("sync.insecure = false needs sync.ca_cert, sync.cert and sync.key")
     sync: SyncConfig = layers["SyncConfig"](tls=tls, **sync_values)
 
-    if api.event_loop not in _EVENT_LOOPS:
+    if api.event_loop not in EVENT_LOOPS:
         raise ConfigError(
             f"api.event_loop must be 'auto', 'asyncio' or 'uvloop', got {api.event_loop!r}"
         )
@@ -403,8 +405,6 @@ def _build(raw: dict[str, Any], base: Path) -> NodeConfig:
         module_history=module_history,
     )
 
-
-_EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 # The accepted values, as the error names them.
 _LOG_CHOICES = {

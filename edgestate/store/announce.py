@@ -28,6 +28,7 @@ a listener that took the update at submission skips its later event.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgestate.errors import EdgestateError
@@ -44,24 +45,37 @@ SubmitListener = Callable[[str, bytes, str], None]
 MAX_ANNOUNCED_BYTES = 64 << 10
 
 
-def announceable(update: bytes, gc_state: GcState | None, max_key_bytes: int) -> bool:
-    """True if the writer would take ``update`` whatever the document holds, as far
-    as can be told without the document (see the module docstring). ``gc_state``:
-    the writer's collection state of the document, read from another thread (a
-    collection landing meanwhile is caught by the writer's own stale check)."""
+@dataclass(frozen=True, slots=True)
+class Walked:
+    """What the walk of an announced update found that the writer needs too, so
+    it does not walk the update again: each client block's (client, first clock)
+    and (client, end clock), in block order."""
+
+    blocks: list[tuple[int, int]]
+    ends: list[tuple[int, int]]
+
+
+def announceable(update: bytes, gc_state: GcState | None, max_key_bytes: int) -> Walked | None:
+    """The update's walk if the writer would take ``update`` whatever the document
+    holds, as far as can be told without the document (see the module docstring);
+    None if not. ``gc_state``: the writer's collection state of the document, read
+    from another thread (a collection landing meanwhile is caught by the writer's
+    own stale check, which walks the update itself)."""
     if len(update) > MAX_ANNOUNCED_BYTES or (gc_state is not None and gc_state.ranges.by_client):
-        return False
+        return None
     from pycrdt import get_state  # here: a read-only store never imports pycrdt
 
     structs: dict[int, list[Struct]] = {}
+    block_ends: list[int] = []
     try:
         check_v1_update(update)
-        walk(update, structs)
+        blocks = walk(update, structs, block_ends)[0]
         get_state(update)  # what pycrdt decodes that the walk skips (the delete set)
         for run in structs.values():
             for struct in run:
                 if struct.sub is not None:
                     K.encode_key(struct.sub, max_key_bytes)
     except (EdgestateError, IndexError, ValueError):
-        return False
-    return True
+        return None
+    ends = [(client, end) for (client, _), end in zip(blocks, block_ends, strict=True)]
+    return Walked(blocks, ends)

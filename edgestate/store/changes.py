@@ -52,25 +52,22 @@ class ChangeHub:
         return self._add(functools.partial(_batch, listener), early)
 
     def _add(self, deliver: BatchListener, early: bool) -> Callable[[], None]:
-        entry = (deliver, early)
-        with self._lock:
-            self._listeners = (*self._listeners, entry)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._listeners = tuple(x for x in self._listeners if x is not entry)
-
-        return unsubscribe
+        return self._register("_listeners", (deliver, early))
 
     def subscribe_submitted(self, listener: SubmitListener) -> Callable[[], None]:
         """Register a submit listener (:mod:`edgestate.store.announce`); returns its
         unsubscribe."""
+        return self._register("_submitted", listener)
+
+    def _register(self, table: str, entry: object) -> Callable[[], None]:
+        # Each table is a tuple replaced whole under the lock, so the publishing
+        # thread iterates a snapshot without taking the lock.
         with self._lock:
-            self._submitted = (*self._submitted, listener)
+            setattr(self, table, (*getattr(self, table), entry))
 
         def unsubscribe() -> None:
             with self._lock:
-                self._submitted = tuple(x for x in self._submitted if x is not listener)
+                setattr(self, table, tuple(x for x in getattr(self, table) if x is not entry))
 
         return unsubscribe
 

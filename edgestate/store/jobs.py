@@ -33,6 +33,7 @@ from edgestate.store.remote import apply_checked, blocks_of_collected
 from edgestate.store.updates import ready, update_blocks
 
 if TYPE_CHECKING:
+    from edgestate.store.announce import Walked
     from edgestate.store.group import Group
     from edgestate.store.types import WriteOp
 
@@ -94,7 +95,7 @@ def apply(
     origin: str | None,
     create: bool,
     record: GcRecord | None = None,
-    announced: bool = False,
+    walked: Walked | None = None,
 ) -> Work[bool]:
     """Integrate a remote update; True if it changed anything.
 
@@ -102,12 +103,13 @@ def apply(
     collector's diff), is merged in the same transaction, *after* the update: the
     update is checked against what this store had collected before, never
     against the record that describes it (its re-hung items hang exactly where
-    the record says). A refused update merges nothing. ``announced``: see
-    :mod:`edgestate.store.announce` (carried to its event).
+    the record says). A refused update merges nothing. ``walked``: the update was
+    announced, and this is its walk (:mod:`edgestate.store.announce`); its event
+    says ``announced``.
     """
 
     def run(group: Group) -> bool:
-        changed = _apply(group, doc, update, origin, create, announced)
+        changed = _apply(group, doc, update, origin, create, walked)
         if record is not None:
             _merge_record(group, doc, record)
         return changed
@@ -116,7 +118,7 @@ def apply(
 
 
 def _apply(
-    group: Group, doc: str, update: bytes, origin: str | None, create: bool, announced: bool
+    group: Group, doc: str, update: bytes, origin: str | None, create: bool, walked: Walked | None
 ) -> bool:
     w = group.writer
     update_b = bytes(update)
@@ -127,6 +129,10 @@ def _apply(
         blocks = blocks_of_collected(group.doc(doc), update_b, state)
         stale_checked = True
         ends: list[tuple[int, int]] | None = None
+    elif walked is not None:
+        # Walked when it was announced; no collection since (the branch above).
+        blocks, ends = walked.blocks, walked.ends
+        stale_checked = False
     else:
         block_ends: list[int] = []
         blocks = update_blocks(update_b, block_ends)
@@ -156,7 +162,7 @@ def _apply(
             w.docs.pop(doc, None)
             w.dirty_metas.discard(doc)
         raise
-    group.persist(doc, added, crdt.materialized(changed), origin, announced)
+    group.persist(doc, added, crdt.materialized(changed), origin, walked is not None)
     if added is not None and w.hold.of(group, doc):
         w.hold.drain(group, doc, crdt, origin)
     return added is not None

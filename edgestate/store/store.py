@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from edgestate.errors import EdgestateError, ReadOnlyStoreError, StoreError
 from edgestate.store import jobs
 from edgestate.store import keys as K
-from edgestate.store.announce import SubmitListener, announceable
+from edgestate.store.announce import SubmitListener, Walked, announceable
 from edgestate.store.changes import BatchListener, ChangeHub, Listener
 from edgestate.store.checks import check_frontier, check_ops
 from edgestate.store.env import Environment, open_environment
 from edgestate.store.gc import GcRecord, GcState, Ranges
 from edgestate.store.reads import LOCAL_PREFIX, StoreReads
 from edgestate.store.types import (
+    ChangeEvent,
     Delete,
     GcStatus,
     Incr,
@@ -252,13 +253,13 @@ class Store(StoreReads):
         also handed to the submit listeners now (:mod:`edgestate.store.announce`).
         """
         writer = self._w()
-        announced = (
-            origin is not None
-            and record is None
-            and self._hub.announcing
-            and announceable(update, writer.gc.get(doc), self.config.max_key_bytes)
+        walked = (
+            announceable(update, writer.gc.get(doc), self.config.max_key_bytes)
+            if origin is not None and record is None and self._hub.announcing
+            else None
         )
-        work = self._apply(doc, update, origin, create, record, announced)
+        announced = walked is not None
+        work = self._apply(doc, update, origin, create, record, walked)
         if announced:
             assert origin is not None
             # First, so what the listeners schedule runs before the writer is handed
@@ -279,12 +280,12 @@ class Store(StoreReads):
         origin: str | None,
         create: bool,
         record: GcRecord | None,
-        announced: bool = False,
+        walked: Walked | None = None,
     ) -> Work[bool]:
         K.check_doc_name(doc)
         if not create:
             self._require_doc(doc)
-        return jobs.apply(doc, update, origin, create, record, announced)
+        return jobs.apply(doc, update, origin, create, record, walked)
 
     def state_vector(self, doc: str) -> bytes:
         """The document's Yjs v1 state vector."""
@@ -454,17 +455,24 @@ class Store(StoreReads):
         return unsubscribe
 
     def changes(
-        self, maxsize: int = 10_000, *, early: bool = False, docs: Collection[str] | None = None
+        self,
+        maxsize: int = 10_000,
+        *,
+        early: bool = False,
+        docs: Collection[str] | None = None,
+        keep: Callable[[ChangeEvent], bool] | None = None,
     ) -> ChangeStream:
         """An async iterator of change events with a bounded buffer (see ChangeStream).
 
         ``early``: remote updates arrive once accepted, before their commit is
         durable (for relaying them on: see :mod:`edgestate.store.changes`).
-        ``docs``: only the events of these documents.
+        ``docs``: only the events of these documents. ``keep``: only the events it
+        returns True for; called on the writer thread, so it must be quick and
+        thread-safe (a commit with none left does not wake the loop).
         """
         from edgestate.store.stream import ChangeStream
 
-        return ChangeStream(self._hub, maxsize, early=early, docs=docs)
+        return ChangeStream(self._hub, maxsize, early=early, docs=docs, keep=keep)
 
     # --- internals ----------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 
 from edgestate.store.changes import ChangeHub
 from edgestate.store.types import ChangeEvent
@@ -31,11 +31,13 @@ class ChangeStream:
         *,
         early: bool = False,
         docs: Collection[str] | None = None,
+        keep: Callable[[ChangeEvent], bool] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         # Filtered on the writer thread: a follower of one system document is not
         # woken by every group commit of the others (at 64 clients, 400-500 a second).
         self._docs = None if docs is None else frozenset(docs)
+        self._keep = keep
         self._queue: asyncio.Queue[ChangeEvent | None] = asyncio.Queue(maxsize)
         self.overflowed = False
         self.dropped = 0
@@ -56,8 +58,11 @@ class ChangeStream:
             return
         if self._docs is not None:
             events = [e for e in events if e.doc in self._docs]
-            if not events:
-                return
+        if self._keep is not None:
+            keep = self._keep
+            events = [e for e in events if keep(e)]
+        if not events:
+            return
         with self._arrived_lock:
             arrived = self._arrived
             arrived.extend(events)

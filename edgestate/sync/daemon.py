@@ -211,7 +211,9 @@ class SyncDaemon:
         # behind, every peer is resynced from state vectors instead. Early: a peer's
         # or Yjs client's update is relayed while its commit is fsynced (its
         # author holds it until synced; see edgestate.store.changes).
-        self._stream = self.store.changes(maxsize=self.config.limits.peer_queue, early=True)
+        self._stream = self.store.changes(
+            maxsize=self.config.limits.peer_queue, early=True, keep=self._gossip.relays
+        )
         self._tasks.spawn(self._gossip.pump_changes(self._stream))
         self._unsubscribe_submitted = self.store.subscribe_submitted(self._gossip.relay_submitted)
         self._tasks.spawn(self._gossip.anti_entropy())

@@ -33,7 +33,7 @@ from edgestate.errors import (
     StaleReplicaError,
     UnexpectedFrameError,
 )
-from edgestate.store import ChangeStream, GcRecord, Ranges, Store
+from edgestate.store import ChangeEvent, ChangeStream, GcRecord, Ranges, Store
 from edgestate.sync import frames, parts
 from edgestate.sync.config import SyncConfig
 from edgestate.sync.connection import PEER_ORIGIN, PeerConnection
@@ -106,7 +106,8 @@ class Gossip:
     # --- background loops (the daemon starts and stops them) -----------------------------
 
     async def pump_changes(self, stream: ChangeStream) -> None:
-        """Queue every committed update to the peers that lack it."""
+        """Queue every committed update to the peers that lack it; ``stream`` is
+        filtered by :meth:`relays` (``store.changes(keep=gossip.relays)``)."""
         conns = self._table.conns
         while True:
             event = await stream.get()
@@ -116,10 +117,6 @@ class Gossip:
                 # Events were dropped before we saw them: heal from state vectors.
                 for conn in conns.values():
                     conn.mark_resync()
-            if event.doc in self._config.local_only:
-                continue
-            if event.announced and not (event.origin or "").startswith(PEER_ORIGIN):
-                continue  # went to every peer when it was submitted (relay_submitted)
             # The peer an update came from, and that peer's own peers, have it.
             came_from = (
                 conns.get(event.origin.removeprefix(PEER_ORIGIN))
@@ -132,6 +129,16 @@ class Gossip:
             for conn in conns.values():
                 if conn.origin != event.origin and conn.node_id not in covered:
                     conn.enqueue(event.doc, event.update)
+
+    def relays(self, event: ChangeEvent) -> bool:
+        """Whether ``pump_changes`` relays ``event``: the filter of its stream, on the
+        writer thread, so an event it would drop does not wake the loop (a Yjs
+        client's update, which went to every peer at submission, one per commit)."""
+        if event.doc in self._config.local_only:
+            return False
+        # An announced local update went to every peer when it was submitted
+        # (relay_submitted); a peer's is relayed on from here.
+        return not event.announced or (event.origin or "").startswith(PEER_ORIGIN)
 
     def relay_submitted(self, doc: str, update: bytes, origin: str) -> None:
         """On the loop, as the store announces a submitted update

@@ -1,4 +1,5 @@
-"""api.event_loop: the workers' event loop (auto: uvloop when importable; asyncio; uvloop)."""
+"""api.event_loop: the event loop of the node process and its workers (auto: uvloop
+when importable; asyncio; uvloop)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from edgestate.devkit import example_bundle, make_publisher
 from edgestate.node.config import ApiConfig
-from edgestate.node.workers.main import loop_factory
+from edgestate.node.event_loop import loop_factory
 from tests.node.conftest import start_node
 from tests.node.test_modules_e2e import BUILD, deploy
 from tests.node.test_workers import post
@@ -29,7 +30,7 @@ def test_auto_is_the_default_and_a_missing_uvloop_falls_back(
     assert loop_factory("asyncio") is None
     assert (loop_factory("auto") is not None) == has_uvloop
     monkeypatch.setitem(sys.modules, "uvloop", None)  # what an uninstalled module does
-    with caplog.at_level(logging.WARNING, logger="edgestate.worker"):
+    with caplog.at_level(logging.WARNING, logger="edgestate.node"):
         assert loop_factory("auto") is None  # quietly: nobody asked for uvloop
         assert "not installed" not in caplog.text
         assert loop_factory("uvloop") is None
@@ -60,6 +61,20 @@ def test_uvloop_workers_serve_invocations(tmp_path: Path) -> None:
                 200,
                 str(n).encode(),
             )
-        assert "not installed" not in node.log_path.read_text()
+        log = node.log_path.read_text()
+        assert "not installed" not in log
+        assert "event loop: uvloop" in log  # the node process too, not only its workers
+    finally:
+        node.stop()
+
+
+def test_asyncio_keeps_the_node_on_asyncios_loop(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    data.mkdir()
+    config = tmp_path / "node.toml"
+    config.write_text('[api]\nworkers = 0\nevent_loop = "asyncio"\n')
+    node = start_node(data, "--no-mdns", config=config)
+    try:
+        assert "event loop: asyncio" in node.log_path.read_text()
     finally:
         node.stop()

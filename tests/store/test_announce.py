@@ -150,3 +150,26 @@ async def test_a_failing_submit_listener_is_logged_and_the_update_still_applies(
     assert await store.submit_update("d", _update("k"), origin="yjs:1") is True
     assert store.get("d", "k") == b"v"
     assert "submit listener" in caplog.text
+
+
+async def test_the_writer_keeps_the_clocks_from_the_announce_walk(store: Store) -> None:
+    # The writer takes an announced update's blocks from its announce walk
+    # instead of walking it again: the clocks it keeps from them must still say
+    # what the store holds, or a later update of the same client would be held
+    # back as if it had a gap.
+    from pycrdt import Doc, Map
+
+    store.subscribe_submitted(lambda doc, update, origin: None)  # announcing on
+    author = Doc()
+    root = author.get("root", type=Map)
+    for i in range(30):
+        before = author.get_state()
+        root[f"k{i}"] = f"v{i}"
+        update = author.get_update(before)
+        assert await asyncio.wait_for(
+            store.submit_update("d", update, origin="yjs:1"), WAIT_S
+        ), f"update {i} was held or changed nothing"
+    replica = Doc()
+    replica.apply_update(store.diff("d", None))
+    assert replica.get("root", type=Map).to_py() == root.to_py()
+    assert store.state_vector("d") == author.get_state()

@@ -1,11 +1,13 @@
-"""``Store.changes(docs=...)``: a stream that follows some documents is fed
-only their events (filtered on the writer thread, so others' commits never wake it)."""
+"""``Store.changes(docs=..., keep=...)``: a stream that follows some documents, or
+some events, is fed only those (filtered on the writer thread, so others' commits
+never wake it)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 
-from edgestate.store import Set, Store
+from edgestate.store import ChangeEvent, Set, Store
 
 
 async def test_a_filtered_stream_gets_only_its_documents_events(store: Store) -> None:
@@ -32,3 +34,24 @@ async def test_a_filtered_stream_gets_only_its_documents_events(store: Store) ->
     finally:
         only.close()
         every.close()
+
+
+async def test_keep_filters_on_the_writer_thread(store: Store) -> None:
+    threads: set[int] = set()
+
+    def keep(event: ChangeEvent) -> bool:
+        threads.add(threading.get_ident())
+        return "keep" in event.keys
+
+    kept = store.changes(keep=keep)
+    try:
+        for i in range(10):
+            await store.abatch([Set("docs", f"drop{i}", b"v")])
+        await store.abatch([Set("docs", "keep", b"v")])
+        event = await asyncio.wait_for(kept.get(), 10)
+        assert event is not None and event.keys == {"keep"}
+        await asyncio.sleep(0)
+        assert kept.get_nowait() is None  # the ten dropped never reached the loop
+        assert threads and threading.get_ident() not in threads
+    finally:
+        kept.close()

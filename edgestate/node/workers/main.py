@@ -7,14 +7,12 @@ stdin, then serves until SIGTERM or until its socket to the node closes.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import logging
 import os
 import pickle
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from edgestate.node.event_loop import loop_factory
 from edgestate.node.logs import setup_logging
 from edgestate.node.workers.label import set_worker_label, worker_label
 
@@ -44,25 +42,6 @@ def run(settings: WorkerSettings) -> None:
 
     with asyncio.Runner(loop_factory=loop_factory(settings.api.event_loop)) as runner:
         runner.run(serve())
-
-
-def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop ``api.event_loop`` names: uvloop's for "uvloop", and for
-    "auto" when it is importable; else None (asyncio's own)."""
-    if name not in ("auto", "uvloop"):
-        return None
-    try:
-        # Not a dependency: used when installed (docs/workers.md: the worker's
-        # loop spends ~40 % of its Python time in asyncio's own event loop code).
-        uvloop = importlib.import_module("uvloop")
-    except ImportError:
-        if name == "uvloop":
-            logging.getLogger("edgestate.worker").warning(
-                "api.event_loop = 'uvloop' but uvloop is not installed: using asyncio's loop"
-            )
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 if __name__ == "__main__":
