@@ -141,12 +141,39 @@ def test_the_rule_past_a_deadline(store: Store) -> None:
     context = HostContext(env, b"", None)  # type: ignore[arg-type]  # no memory needed
     now = time.monotonic_ns()
     ms = 1_000_000
-    context.started_ns = now - 150 * ms
-    context.deadline_ns = context.started_ns + 100 * ms
+    context.arrived_ns = context.started_ns = now - 150 * ms
+    context.deadline_ns = context.arrived_ns + 100 * ms
     context.cpu_start_ns = time.thread_time_ns()  # no CPU since it "started": starved
     assert not budget_spent(context, now)
     busy = int(STARVED_CPU_SHARE * 150 * ms) + ms  # just over the share of a core
     context.cpu_start_ns = time.thread_time_ns() - busy
     assert budget_spent(context, now)
     context.cpu_start_ns = time.thread_time_ns()
-    assert budget_spent(context, context.started_ns + GRACE_FACTOR * 100 * ms)  # the backstop
+    assert budget_spent(context, context.arrived_ns + GRACE_FACTOR * 100 * ms)  # the backstop
+
+
+def test_queued_time_is_in_the_budget_not_in_the_starvation_window(store: Store) -> None:
+    # Arrived 150 ms ago with a 100 ms budget, admitted (let run) only 20 ms ago:
+    # the deadline and the backstop count from its arrival; whether it was starved
+    # from its admission (the wait for its module's slot is no core it was denied).
+    env = HostEnv(
+        store=store,
+        grants=Grants(frozenset(), frozenset()),
+        max_output=0,
+        limits=HostLimits(),
+        module="m",
+        wall_time_ms=100,
+    )
+    context = HostContext(env, b"", None)  # type: ignore[arg-type]  # no memory needed
+    now = time.monotonic_ns()
+    ms = 1_000_000
+    context.arrived_ns = now - 150 * ms
+    context.started_ns = now - 20 * ms
+    context.deadline_ns = context.arrived_ns + 100 * ms
+    # 5 ms of CPU: 25 % of the 20 ms since admission (busy), 3.3 % of the 150 ms
+    # since arrival (starved, had the window started there).
+    context.cpu_start_ns = time.thread_time_ns() - 5 * ms
+    assert budget_spent(context, now)
+    context.cpu_start_ns = time.thread_time_ns()  # no CPU at all: starved, runs on
+    assert not budget_spent(context, now)
+    assert budget_spent(context, context.arrived_ns + GRACE_FACTOR * 100 * ms)  # the backstop
