@@ -18,7 +18,10 @@ three ways: the guest's own run (its 504's ``X-Edgestate-Execute-Us``: from its 
 on its invocation thread until its budget stopped it, what "ends within one
 epoch tick" is about; when the loop answered first, how long it had run then),
 the HTTP answer as the client saw it, and of that answer the time outside the
-guest's run (request to its start on a thread, its stop to the answer read).
+guest's run (request to its start on a thread, its stop to the answer read);
+and, since the budget counts from the request's arrival, the budget's clock at
+the stop (its 504's ``X-Edgestate-Budget-Us``) and the time outside it (the
+request reaching the handler, the answer reaching the client).
 
 Then, in this process (no HTTP), the deadline overrun distribution of each
 looping module at the runtime level: ``elapsed - budget`` of ``invoke()`` (on
@@ -31,6 +34,11 @@ keeps >= 40 % of its throughput alone with p99 < 50 ms; looping invocations end
 within 1,010 ms.
 
     .venv/bin/python scripts/bench_containment.py [--seconds 5] [--workers N] [--runs 30]
+        [--base TREE --rounds N]
+
+``--base TREE`` runs that source tree's node too (``git archive main | tar -x -C
+TREE``), ``--rounds`` times each, alternated, and prints every target's figure of
+every run side by side. The runtime-level figures are this tree's only.
 
 ``--workers N`` (N > 0) sets the node config's ``api.workers`` (invocation worker
 processes); 0 (the default) is the in-process node, the only mode before those land.
@@ -42,6 +50,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -95,12 +104,14 @@ while time.perf_counter() < stop:
     body = resp.read()
     ms = (time.perf_counter() - t0) * 1000
     run = resp.getheader("X-Edgestate-Execute-Us")
+    budget = resp.getheader("X-Edgestate-Budget-Us")  # absent before it was counted from arrival
     code = "ok"
     if resp.status != 200:
         error = json.loads(body)["error"]
         # Answered by the worker's loop before the guest's thread stopped it?
         code = error["code"] + (" (loop)" if "by its caller" in error["message"] else "")
-    out.append([ms, None if run is None else float(run) / 1000, code])
+    out.append([ms, None if run is None else float(run) / 1000, code,
+                None if budget is None else float(budget) / 1000])
 print(json.dumps(out))
 """
 
@@ -126,6 +137,11 @@ class Phase:
     # Of each 504's HTTP answer, the time outside the guest's run: request to its
     # start on a thread, and its stop to the answer read by the client.
     outside_ms: list[float] = field(default_factory=list)
+    # The budget's clock at the stop (X-Edgestate-Budget-Us: from the request's
+    # arrival, its body read) and, of the HTTP answer, the time outside it: the
+    # request reaching the worker's handler, the answer reaching the client.
+    budget_ms: list[float] = field(default_factory=list)
+    outside_budget_ms: list[float] = field(default_factory=list)
     loop_outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -152,7 +168,7 @@ def manifest(
 
 
 def start_node(
-    work: Path, workers: int, admission: list[str]
+    work: Path, workers: int, admission: list[str], env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     from edgestate.client import NodeClient
     from edgestate.devkit import example_bundle, make_publisher, spawn_node
@@ -170,7 +186,7 @@ def start_node(
         config.write_text(text)
         args += ["--config", str(config)]
     proc, info = spawn_node(
-        [*args, "--log-level", "warning"], work / "ready.json", work / "node.log"
+        [*args, "--log-level", "warning"], work / "ready.json", work / "node.log", env=env
     )
     api = str(info["api"])
     client = NodeClient(api, (data / "admin.token").read_text().strip())
@@ -242,11 +258,14 @@ async def run_phase(url: str, name: str, attacker: str | None, seconds: float) -
                 stdout=asyncio.subprocess.PIPE,
             )
             out, _ = await client.communicate()
-            for ms, run, code in json.loads(out):
+            for ms, run, code, budget in json.loads(out):
                 phase.loop_ms.append(ms)
                 if run is not None:
                     phase.run_ms.append(run)
                     phase.outside_ms.append(ms - run)
+                if budget is not None:
+                    phase.budget_ms.append(budget)
+                    phase.outside_budget_ms.append(ms - budget)
                 phase.loop_outcomes[code] = phase.loop_outcomes.get(code, 0) + 1
 
         # Started 0.2 s before the phase and running its whole length.
@@ -343,9 +362,15 @@ def verdict(ok: bool) -> str:
     return "MET " if ok else "MISS"
 
 
-def node_phases(args: argparse.Namespace) -> None:
+Summary = dict[str, tuple[float, float, float, float]]
+
+
+def node_phases(args: argparse.Namespace, label: str, env: dict[str, str] | None) -> Summary:
+    """One run of the four phases on a node of tree ``label``; per phase, the
+    targets' figures: /healthz p99, kv-echo share and p99, looping max (HTTP)."""
     work = Path(tempfile.mkdtemp(prefix="bench-containment-"))
-    proc, url = start_node(work, args.workers, args.admission)
+    proc, url = start_node(work, args.workers, args.admission, env)
+    load = os.getloadavg()[0]
     try:
         phases = [
             asyncio.run(run_phase(url, name, attacker, args.seconds))
@@ -360,8 +385,10 @@ def node_phases(args: argparse.Namespace) -> None:
         proc.terminate()
         proc.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+    load = max(load, os.getloadavg()[0])
     alone = phases[0].good_rps
     threads = ", ".join(args.admission) or "defaults"
+    print(f"=== {label}: load average (1 min, max of start and end) {load:.2f}")
     print("hz: /healthz (answered by the worker with workers > 0); rz: /readyz (relayed)")
     print(
         f"workers = {args.workers}, admission {threads}, {GOOD_CLIENTS} kv-echo "
@@ -391,9 +418,13 @@ def node_phases(args: argparse.Namespace) -> None:
     for ph in phases[1:3]:
         for what, values in (
             ("guest run", ph.run_ms),
+            ("budget clock", ph.budget_ms),
             ("HTTP answer", ph.loop_ms),
             ("outside run", [v + BUDGET_MS for v in ph.outside_ms]),
+            ("outside budg", [v + BUDGET_MS for v in ph.outside_budget_ms]),
         ):
+            if not values:
+                continue
             over = [v - BUDGET_MS for v in values]
             print(
                 f"  {ph.name:<14}{what:<13}n {len(over):>3}  p50 {p(over, 0.5):6.2f}"
@@ -419,6 +450,30 @@ def node_phases(args: argparse.Namespace) -> None:
                 f" (target <= {BUDGET_MS + TICK_MS:g}: one {TICK_MS:g} ms epoch tick)"
             )
     print()
+    return {
+        ph.name: (
+            p(ph.health_ms, 0.99),
+            ph.good_rps / alone,
+            p(ph.good_ms, 0.99),
+            max(ph.loop_ms, default=float("nan")),
+        )
+        for ph in phases
+    }
+
+
+def side_by_side(runs: dict[str, list[Summary]]) -> None:
+    """Each target's figure per tree, one column per run (rounds alternated)."""
+    print("side by side (one value per run, in run order):")
+    names = list(next(iter(runs.values()))[0])
+    for i, what in enumerate(("/healthz p99 ms", "kv-echo share", "kv-echo p99 ms", "loop max ms")):
+        for name in names:
+            if what != "/healthz p99 ms" and name == "alone":
+                continue
+            for label, summaries in runs.items():
+                cells = " ".join(
+                    f"{s[name][i]:.0%}" if i == 1 else f"{s[name][i]:.1f}" for s in summaries
+                )
+                print(f"  {what:<16}{name:<14}{label:<6}{cells}")
 
 
 def main() -> None:
@@ -435,9 +490,25 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a [runtime.admission] setting, e.g. threads=0 (on the loop); repeatable",
     )
+    parser.add_argument(
+        "--base",
+        metavar="TREE",
+        help="also run that source tree's node (e.g. git archive main | tar -x -C TREE), "
+        "rounds alternated with this tree's, for before/after side by side",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="node runs per tree")
     args = parser.parse_args()
     if not args.skip_node:
-        node_phases(args)
+        trees: list[tuple[str, dict[str, str] | None]] = [("this", None)]
+        if args.base:
+            base = str(Path(args.base).resolve())
+            trees.append(("base", {**os.environ, "PYTHONPATH": base, "PYTHONSAFEPATH": "1"}))
+        runs: dict[str, list[Summary]] = {label: [] for label, _ in trees}
+        for _ in range(args.rounds):
+            for label, env in trees:
+                runs[label].append(node_phases(args, label, env))
+        side_by_side(runs)
+        print()
     budget = args.overrun_budget_ms
     print(
         f"runtime-level deadline overrun, elapsed - budget ({args.runs} runs, {budget} ms budget):"
