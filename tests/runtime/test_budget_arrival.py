@@ -45,7 +45,7 @@ def runtime_for(store: Store, policy: TrustPolicy, running: int, queue_wait_ms: 
     return Runtime(store, policy, RuntimeConfig(admission=admission))
 
 
-@pytest.mark.parametrize("who", ["own-check", "loop-verdict"])
+@pytest.mark.parametrize("who", ["ticker-running", "ticker-held"])
 def test_a_guest_gets_what_is_left_of_its_budget_after_its_arrival(
     store: Store, policy: TrustPolicy, key: Ed25519PrivateKey, who: str
 ) -> None:
@@ -53,10 +53,10 @@ def test_a_guest_gets_what_is_left_of_its_budget_after_its_arrival(
         with runtime_for(store, policy, running=2, queue_wait_ms=1000) as runtime:
             m = manifest("spin", fuel=FUEL, wall_time_ms=BUDGET_MS)
             deploy(runtime, key, wat("log_then_spin"), m)
-            # "loop-verdict": the ticker held still from the guest's first log on, so
+            # "ticker-held": the ticker held still from the guest's first log on, so
             # only the loop's timer (armed at arrival + budget + tick) can answer.
             ticker = TickerHold(runtime)
-            hold = ticker.hold if who == "loop-verdict" else (lambda: None)
+            hold = ticker.hold if who == "ticker-held" else (lambda: None)
             try:
                 with on_first_guest_log(hold):
                     arrived = time.monotonic_ns() - HEAD_START_MS * MS
@@ -65,7 +65,7 @@ def test_a_guest_gets_what_is_left_of_its_budget_after_its_arrival(
             finally:
                 ticker.release()
             assert isinstance(error, DeadlineExceededError), error
-            if who == "loop-verdict":  # else either may answer first: a late thread
+            if who == "ticker-held":  # else either may answer first
                 assert "stopped by its caller" in str(error), error
             assert error.budget_ns is not None and error.ran_ns is not None
             # Never early by the budget's clock, which started at the arrival...
