@@ -443,10 +443,13 @@ def node_phases(args: argparse.Namespace, label: str, env: dict[str, str] | None
             f"{verdict(worst <= 1010)}  {ph.name}: looping invocations max {worst:.1f} ms"
             " (target <= 1010, HTTP answer)"
         )
-        if ph.run_ms:
-            ran = max(ph.run_ms)
+        # By the budget's clock where the node says it (from the request's arrival),
+        # else by the guest's own run (the budget counted from its start before).
+        clock, values = ("budget clock", ph.budget_ms) if ph.budget_ms else ("guest run", ph.run_ms)
+        if values:
+            ran = max(values)
             print(
-                f"{verdict(ran <= BUDGET_MS + TICK_MS)}  {ph.name}: guest run max {ran:.1f} ms"
+                f"{verdict(ran <= BUDGET_MS + TICK_MS)}  {ph.name}: {clock} max {ran:.1f} ms"
                 f" (target <= {BUDGET_MS + TICK_MS:g}: one {TICK_MS:g} ms epoch tick)"
             )
     print()

@@ -58,7 +58,9 @@ class AdmissionConfig:
     # absorbed; a module that is slow because it burns its budget is refused
     # instead of growing a queue (and latencies) without bound.
     max_queued_per_module: int = 64
-    # Longest wait for a slot: past it the caller is better off retrying.
+    # Longest wait for a slot: past it the caller is better off retrying. Shorter
+    # when less is left of the invocation's wall-time budget, which counts from
+    # its arrival (Runtime.arun): a slot that comes after the budget is no use.
     queue_wait_ms: int = 1000
     # What the refusal's Retry-After tells a client: about one wall-time budget.
     retry_after_s: int = 1
