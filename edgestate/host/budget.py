@@ -16,18 +16,18 @@ a guest that is not starved without waiting for its thread to notice.
 The clock starts when the request arrived at the process that runs it (its body
 read, before admission and the hand-off to a thread: docs/containment.md), so
 the time a request waits for a slot or for its thread to start is inside its
-budget, and the answer to a looping guest comes by its arrival plus budget plus
-a tick whatever it waited for. The starvation test's window starts at admission,
-not at arrival: time queued for its module's slot is that module's own (its
-cap), not a core it was denied, so a queued guest that spins is stopped at its
-deadline like any other; time its thread then waited for a core counts as
-starvation. The grace is for a well-behaved guest that needed a fraction of a
-millisecond but whose (niced) thread waited for a core past its budget on a
-machine busy with other work: without it, it failed 504 ``deadline_exceeded``
-for time it never ran (about 1 in 3,500 kv-echo calls under heavy load). A guest
-that really spins or loops on host calls has far more than that, so it is
-stopped at once; one that could not get a twentieth of a core was no threat to
-anyone meanwhile.
+budget: whatever it waited for, a looping guest is answered at its arrival plus
+its budget (by the loop's verdict; its thread stops itself by the next tick).
+The starvation test's window starts at admission, not at arrival: time queued
+for its module's slot is that module's own (its cap), not a core it was denied,
+so a queued guest that spins is stopped at its deadline like any other; time its
+thread then waited for a core counts as starvation. The grace is for a
+well-behaved guest that needed a fraction of a millisecond but whose (niced) thread
+waited for a core past its budget on a machine busy with other work: without it,
+it failed 504 ``deadline_exceeded`` for time it never ran (about 1 in 3,500
+kv-echo calls under heavy load). A guest that really spins or loops on host calls
+has far more than that, so it is stopped at once; one that could not get a
+twentieth of a core was no threat to anyone meanwhile.
 """
 
 from __future__ import annotations
