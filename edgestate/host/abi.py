@@ -200,10 +200,10 @@ class HostContext:
         # budget's error: epoch interruption fires only in wasm code, so a guest
         # living in host calls would otherwise overrun its budget (see binding.py).
         self.deadline_ns = _NO_DEADLINE
-        # The wall budget's rule (host.budget), all monotonic_ns: when its clock
-        # started (the request's arrival; deadline_ns is this plus the budget), when
-        # the invocation was let run (admitted: where its starvation test's window
-        # starts) and, as thread_time_ns, its thread's CPU time when the guest started.
+        # The wall budget's rule (host.budget): when its clock started (the
+        # request's arrival, monotonic_ns; deadline_ns is this plus the budget),
+        # when the guest started (monotonic_ns) and its thread's CPU time then
+        # (thread_time_ns).
         self.arrived_ns = 0
         self.started_ns = 0
         self.cpu_start_ns = 0

@@ -298,12 +298,11 @@ class Runtime:
         release_gil: bool = False,
         watch: Watch | None = None,
         arrived_ns: int | None = None,
-        admitted_ns: int | None = None,
     ) -> Execution:
         """Run the module's entry without committing: its staged writes are in ``ops``.
 
-        ``release_gil``, ``watch``, ``arrived_ns``, ``admitted_ns``: see
-        :meth:`Sandbox.run` (the invocation threads pass them all).
+        ``release_gil``, ``watch``, ``arrived_ns``: see :meth:`Sandbox.run` (the
+        invocation threads pass them all).
         """
         sandbox = self.module(name).sandbox
         if len(input) > self.config.max_input_bytes:
@@ -315,7 +314,6 @@ class Runtime:
             release_gil=release_gil,
             watch=watch,
             arrived_ns=arrived_ns,
-            admitted_ns=admitted_ns,
         )
 
     def invoke(self, name: str, input: bytes = b"") -> InvocationResult:
@@ -401,7 +399,7 @@ class Runtime:
         # In the caller's context (GuestThreads carries it): what the guest logs
         # keeps the request's context variables (its request id).
         watch = Watch()
-        work = functools.partial(_watched, self.run, name, input, watch, arrived_ns, _monotonic())
+        work = functools.partial(_watched, self.run, name, input, watch, arrived_ns)
         result = executor.submit(work)
         verdict = Verdict(
             result,
@@ -440,7 +438,6 @@ def _watched(
     input: bytes,
     watch: Watch,
     arrived_ns: int,
-    admitted_ns: int,
 ) -> Execution:
     # On the guest's thread: once this returns, its result is the answer (Verdict).
     try:
@@ -450,7 +447,6 @@ def _watched(
             release_gil=True,
             watch=watch,
             arrived_ns=arrived_ns,
-            admitted_ns=admitted_ns,
         )
     finally:
         watch.ended = True

@@ -184,7 +184,6 @@ class Sandbox:
         release_gil: bool = False,
         watch: Watch | None = None,
         arrived_ns: int | None = None,
-        admitted_ns: int | None = None,
     ) -> Execution:
         """Run the entry once in a fresh instance; raise an :class:`InvocationError` on failure.
 
@@ -192,9 +191,8 @@ class Sandbox:
         it to a few ms, as a thread beside a serving event loop must (holding it,
         a fuel-burning guest froze the loop: /healthz p50 17 ms, kv-echo at 14 %).
         ``watch``: told when the guest starts, for its caller's loop (runtime.verdict).
-        ``arrived_ns``, ``admitted_ns`` (``time.monotonic_ns()``): when its request
-        arrived, where the budget's clock starts, and when it was admitted, where
-        the rule's starvation window starts (host.budget); both default to now.
+        ``arrived_ns`` (``time.monotonic_ns()``, default now): when its request
+        arrived, where the budget's clock starts (host.budget).
         """
         hold = self._short and not release_gil
         call = _call_holding_gil if hold else _call
@@ -221,7 +219,7 @@ class Sandbox:
             memory = GuestMemory(context, instance)
             host = HostContext(self._env, input, memory)
             host.arrived_ns = arrived
-            host.started_ns = began if admitted_ns is None else admitted_ns
+            host.started_ns = began
             host.deadline_ns = deadline
             host.cpu_start_ns = _thread_time()
             if watch is not None:

@@ -154,7 +154,7 @@ class Verdict(Generic[T]):
                 cpu = _read_clock(clock) - context.cpu_start_ns
             except OSError:
                 cpu = 0
-        if starved(now - context.started_ns, cpu):  # since it was admitted (host.budget)
+        if starved(now - context.arrived_ns, cpu):  # since it arrived (host.budget)
             # Left to its thread, backstop included: from here a starved guest and
             # one whose call already returned, its thread waiting for the GIL or a
             # core, look the same (measured: a noop answered 504 at its backstop).

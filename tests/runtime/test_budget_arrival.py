@@ -111,12 +111,12 @@ def test_a_queued_request_is_answered_by_its_deadline_not_after_its_wait(
     asyncio.run(scenario())
 
 
-def test_a_guest_admitted_late_is_not_starved_by_its_queue_wait(
+def test_a_starved_guest_with_a_head_start_finishes_within_its_grace(
     store: Store, policy: TrustPolicy, key: Ed25519PrivateKey
 ) -> None:
-    # Its thread asleep past its deadline (starved) is left to run on, as before:
-    # the window of the starvation test starts at its admission; and its answer is
-    # its own result, not a 504, since it ends within its grace.
+    # Its thread asleep past its deadline (starved) is left to run on, as before,
+    # by its thread and by the loop: its answer is its own result, not a 504, since
+    # it ends within its grace (twice its budget from its arrival).
     async def scenario() -> None:
         with runtime_for(store, policy, running=2, queue_wait_ms=1000) as runtime:
             m = manifest("slow", fuel=FUEL, wall_time_ms=BUDGET_MS)
