@@ -18,22 +18,22 @@ read, before admission and the hand-off to a thread: docs/containment.md), so
 the time a request waits for a slot or for its thread to start is inside its
 budget: whatever it waited for, a looping guest is answered at its arrival plus
 its budget (by the loop's verdict; its thread stops itself by the next tick).
-The starvation test counts from the arrival too: one clock. A
-well-behaved guest that waited for a slot behind its module's own starved guests,
-or for its thread to get a core, and so reached its deadline having had a
-fraction of a millisecond of CPU, is starved, not busy (measured: with the window
-at admission, kv-echo failed 504 seven times in one disturbed 4 s phase of
-queued calls, never on main). The price: a guest admitted in the last twentieth
-of its budget counts as starved until it has had that share, so a spinner
-admitted so late runs on past its deadline by at most 1/0.95 - 1 (5.3 %) of its
-budget (53 ms of 1,000), and only when its module's queue held it for nearly a
-whole budget. The grace is for a
-well-behaved guest that needed a fraction of a millisecond but whose (niced) thread
-waited for a core past its budget on a machine busy with other work: without it,
-it failed 504 ``deadline_exceeded`` for time it never ran (about 1 in 3,500
-kv-echo calls under heavy load). A guest that really spins or loops on host calls
-has far more than that, so it is stopped at once; one that could not get a
-twentieth of a core was no threat to anyone meanwhile.
+The starvation test counts from the arrival too: one clock. A well-behaved guest
+that waited for a slot behind its module's own starved guests, or for its thread
+to get a core, and so reached its deadline having had a fraction of a
+millisecond of CPU, is starved, not busy (measured: with the window at
+admission, kv-echo failed 504 seven times in one disturbed 4 s phase, never on
+main; queued calls the likely cause). The price: a guest admitted in the last
+twentieth of its budget counts as starved until it has had that share, so a
+spinner admitted so late runs on past its deadline by at most 1/0.95 - 1 (5.3 %)
+of its budget (53 ms of 1,000), and only when its module's queue held it for
+nearly a whole budget. The grace is for a well-behaved guest that needed a
+fraction of a millisecond but whose (niced) thread waited for a core past its
+budget on a machine busy with other work: without it, it failed 504
+``deadline_exceeded`` for time it never ran (about 1 in 3,500 kv-echo calls
+under heavy load). A guest that really spins or loops on host calls has far more
+than that, so it is stopped at once; one that could not get a twentieth of a
+core was no threat to anyone meanwhile.
 """
 
 from __future__ import annotations
