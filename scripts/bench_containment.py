@@ -18,7 +18,10 @@ three ways: the guest's own run (its 504's ``X-Edgestate-Execute-Us``: from its 
 on its invocation thread until its budget stopped it, what "ends within one
 epoch tick" is about; when the loop answered first, how long it had run then),
 the HTTP answer as the client saw it, and of that answer the time outside the
-guest's run (request to its start on a thread, its stop to the answer read).
+guest's run (request to its start on a thread, its stop to the answer read);
+and, since the budget counts from the request's arrival, the budget's clock at
+the stop (its 504's ``X-Edgestate-Budget-Us``) and the time outside it (the
+request reaching the handler, the answer reaching the client).
 
 Then, in this process (no HTTP), the deadline overrun distribution of each
 looping module at the runtime level: ``elapsed - budget`` of ``invoke()`` (on
@@ -31,6 +34,11 @@ keeps >= 40 % of its throughput alone with p99 < 50 ms; looping invocations end
 within 1,010 ms.
 
     .venv/bin/python scripts/bench_containment.py [--seconds 5] [--workers N] [--runs 30]
+        [--base TREE --rounds N]
+
+``--base TREE`` runs that source tree's node too (``git archive main | tar -x -C
+TREE``), ``--rounds`` times each, alternated, and prints every target's figure of
+every run side by side. The runtime-level figures are this tree's only.
 
 ``--workers N`` (N > 0) sets the node config's ``api.workers`` (invocation worker
 processes); 0 (the default) is the in-process node, the only mode before those land.
@@ -40,8 +48,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -53,10 +61,8 @@ from pathlib import Path
 
 import aiohttp
 import wasmtime
+from bench_containment_runtime import FUEL, REPO, WAT, manifest, runtime_overruns
 
-REPO = Path(__file__).resolve().parents[1]
-WAT = REPO / "tests" / "runtime" / "wat"
-FUEL = 10**11  # never the limit: the wall clock ends the loops
 BUDGET_MS = 1000
 TICK_MS = 2.0  # RuntimeConfig.epoch_tick_ms: "ends within one tick of its budget"
 GOOD_CLIENTS = 8
@@ -95,12 +101,14 @@ while time.perf_counter() < stop:
     body = resp.read()
     ms = (time.perf_counter() - t0) * 1000
     run = resp.getheader("X-Edgestate-Execute-Us")
+    budget = resp.getheader("X-Edgestate-Budget-Us")  # absent before it was counted from arrival
     code = "ok"
     if resp.status != 200:
         error = json.loads(body)["error"]
         # Answered by the worker's loop before the guest's thread stopped it?
         code = error["code"] + (" (loop)" if "by its caller" in error["message"] else "")
-    out.append([ms, None if run is None else float(run) / 1000, code])
+    out.append([ms, None if run is None else float(run) / 1000, code,
+                None if budget is None else float(budget) / 1000])
 print(json.dumps(out))
 """
 
@@ -126,33 +134,16 @@ class Phase:
     # Of each 504's HTTP answer, the time outside the guest's run: request to its
     # start on a thread, and its stop to the answer read by the client.
     outside_ms: list[float] = field(default_factory=list)
+    # The budget's clock at the stop (X-Edgestate-Budget-Us: from the request's
+    # arrival, its body read) and, of the HTTP answer, the time outside it: the
+    # request reaching the worker's handler, the answer reaching the client.
+    budget_ms: list[float] = field(default_factory=list)
+    outside_budget_ms: list[float] = field(default_factory=list)
     loop_outcomes: dict[str, int] = field(default_factory=dict)
 
 
-def manifest(
-    name: str,
-    wall_time_ms: int,
-    memory_pages: int = 4,
-    reads: tuple[str, ...] = (),
-    fuel: int = FUEL,
-) -> bytes:
-    return json.dumps(
-        {
-            "name": name,
-            "version": "1.0.0",
-            "documents": {"read": list(reads), "write": []},
-            "limits": {
-                "fuel": fuel,
-                "wall_time_ms": wall_time_ms,
-                "memory_pages": memory_pages,
-                "max_output_bytes": 1024,
-            },
-        }
-    ).encode()
-
-
 def start_node(
-    work: Path, workers: int, admission: list[str]
+    work: Path, workers: int, admission: list[str], env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     from edgestate.client import NodeClient
     from edgestate.devkit import example_bundle, make_publisher, spawn_node
@@ -170,7 +161,7 @@ def start_node(
         config.write_text(text)
         args += ["--config", str(config)]
     proc, info = spawn_node(
-        [*args, "--log-level", "warning"], work / "ready.json", work / "node.log"
+        [*args, "--log-level", "warning"], work / "ready.json", work / "node.log", env=env
     )
     api = str(info["api"])
     client = NodeClient(api, (data / "admin.token").read_text().strip())
@@ -242,11 +233,14 @@ async def run_phase(url: str, name: str, attacker: str | None, seconds: float) -
                 stdout=asyncio.subprocess.PIPE,
             )
             out, _ = await client.communicate()
-            for ms, run, code in json.loads(out):
+            for ms, run, code, budget in json.loads(out):
                 phase.loop_ms.append(ms)
                 if run is not None:
                     phase.run_ms.append(run)
                     phase.outside_ms.append(ms - run)
+                if budget is not None:
+                    phase.budget_ms.append(budget)
+                    phase.outside_budget_ms.append(ms - budget)
                 phase.loop_outcomes[code] = phase.loop_outcomes.get(code, 0) + 1
 
         # Started 0.2 s before the phase and running its whole length.
@@ -264,88 +258,19 @@ async def run_phase(url: str, name: str, attacker: str | None, seconds: float) -
     return phase
 
 
-def runtime_overruns(runs: int, budget_ms: int) -> dict[str, list[float]]:
-    """elapsed - budget (ms) of each looping module, invoked in this process."""
-    from edgestate.errors import DeadlineExceededError
-    from edgestate.runtime import Runtime, TrustPolicy, generate_key, raw_public_key, sign_module
-    from edgestate.runtime.policy import public_key_text
-    from edgestate.store import Set, Store
-
-    key = generate_key()
-    policy = {
-        "version": 1,
-        "publishers": [
-            {
-                "name": "bench",
-                "public_key": public_key_text(raw_public_key(key)),
-                "documents": {"read": ["bench"], "write": []},
-                "limits": {
-                    "fuel": FUEL,
-                    "wall_time_ms": budget_ms,
-                    "memory_pages": 20,
-                    "max_output_bytes": 1024,
-                },
-            }
-        ],
-    }
-    out: dict[str, list[float]] = {}
-    runs_ms: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "data")
-        store.create_document("bench")
-        store.batch([Set("bench", "big", b"x" * (1 << 20))])
-        with Runtime(store, TrustPolicy.from_dict(policy)) as runtime:
-            for name, wat, pages in (
-                ("spin", "infinite_loop", 4),
-                ("hostloop", "kv_get_forever", 20),
-            ):
-                wasm = wasmtime.wat2wasm((WAT / f"{wat}.wat").read_text())
-                m = manifest(name, budget_ms, pages, ("bench",))
-                runtime.load(wasm, m, sign_module(wasm, m, key))
-                out[name] = []
-                awaited: list[float] = []
-                out[f"{name} (ainvoke)"] = awaited
-                runs_ms[f"{name} (guest run)"] = ran = []
-                for _ in range(runs):
-                    t0 = time.perf_counter()
-                    try:
-                        runtime.invoke(name)
-                    except DeadlineExceededError as exc:
-                        if exc.ran_ns is not None:
-                            ran.append(exc.ran_ns / 1e6 - budget_ms)
-                    out[name].append((time.perf_counter() - t0) * 1000 - budget_ms)
-
-                # On an invocation thread, awaited by a loop (the budget's verdict may
-                # answer first: runtime.verdict), as a node or worker runs it. One loop
-                # for all: a guest answered early still holds its slot, released on
-                # that loop when its thread ends.
-                # Then how long after that answer its guest's thread was done (its slot
-                # freed): what the answer no longer waits for (0 when the thread answered).
-                async def awaited_runs(name: str, into: list[float], after: list[float]) -> None:
-                    for _ in range(runs):
-                        t0 = time.perf_counter()
-                        with contextlib.suppress(DeadlineExceededError):
-                            await runtime.ainvoke(name)
-                        answered = time.perf_counter()
-                        into.append((answered - t0) * 1000 - budget_ms)
-                        while runtime.admission.running(name):  # noqa: ASYNC110 (a count, no event)
-                            await asyncio.sleep(0.0002)
-                        after.append((time.perf_counter() - answered) * 1000)
-
-                ended: list[float] = []
-                runs_ms[f"{name} (ainvoke: thread done after)"] = ended
-                asyncio.run(awaited_runs(name, awaited, ended))
-        store.close()
-    return {**out, **runs_ms}
-
-
 def verdict(ok: bool) -> str:
     return "MET " if ok else "MISS"
 
 
-def node_phases(args: argparse.Namespace) -> None:
+Summary = dict[str, tuple[float, float, float, float]]
+
+
+def node_phases(args: argparse.Namespace, label: str, env: dict[str, str] | None) -> Summary:
+    """One run of the four phases on a node of tree ``label``; per phase, the
+    targets' figures: /healthz p99, kv-echo share and p99, looping max (HTTP)."""
     work = Path(tempfile.mkdtemp(prefix="bench-containment-"))
-    proc, url = start_node(work, args.workers, args.admission)
+    proc, url = start_node(work, args.workers, args.admission, env)
+    load = os.getloadavg()[0]
     try:
         phases = [
             asyncio.run(run_phase(url, name, attacker, args.seconds))
@@ -360,8 +285,10 @@ def node_phases(args: argparse.Namespace) -> None:
         proc.terminate()
         proc.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+    load = max(load, os.getloadavg()[0])
     alone = phases[0].good_rps
     threads = ", ".join(args.admission) or "defaults"
+    print(f"=== {label}: load average (1 min, max of start and end) {load:.2f}")
     print("hz: /healthz (answered by the worker with workers > 0); rz: /readyz (relayed)")
     print(
         f"workers = {args.workers}, admission {threads}, {GOOD_CLIENTS} kv-echo "
@@ -391,9 +318,13 @@ def node_phases(args: argparse.Namespace) -> None:
     for ph in phases[1:3]:
         for what, values in (
             ("guest run", ph.run_ms),
+            ("budget clock", ph.budget_ms),
             ("HTTP answer", ph.loop_ms),
             ("outside run", [v + BUDGET_MS for v in ph.outside_ms]),
+            ("outside budg", [v + BUDGET_MS for v in ph.outside_budget_ms]),
         ):
+            if not values:
+                continue
             over = [v - BUDGET_MS for v in values]
             print(
                 f"  {ph.name:<14}{what:<13}n {len(over):>3}  p50 {p(over, 0.5):6.2f}"
@@ -412,13 +343,40 @@ def node_phases(args: argparse.Namespace) -> None:
             f"{verdict(worst <= 1010)}  {ph.name}: looping invocations max {worst:.1f} ms"
             " (target <= 1010, HTTP answer)"
         )
-        if ph.run_ms:
-            ran = max(ph.run_ms)
+        # By the budget's clock where the node says it (from the request's arrival),
+        # else by the guest's own run (the budget counted from its start before).
+        clock, values = ("budget clock", ph.budget_ms) if ph.budget_ms else ("guest run", ph.run_ms)
+        if values:
+            ran = max(values)
             print(
-                f"{verdict(ran <= BUDGET_MS + TICK_MS)}  {ph.name}: guest run max {ran:.1f} ms"
+                f"{verdict(ran <= BUDGET_MS + TICK_MS)}  {ph.name}: {clock} max {ran:.1f} ms"
                 f" (target <= {BUDGET_MS + TICK_MS:g}: one {TICK_MS:g} ms epoch tick)"
             )
     print()
+    return {
+        ph.name: (
+            p(ph.health_ms, 0.99),
+            ph.good_rps / alone,
+            p(ph.good_ms, 0.99),
+            max(ph.loop_ms, default=float("nan")),
+        )
+        for ph in phases
+    }
+
+
+def side_by_side(runs: dict[str, list[Summary]]) -> None:
+    """Each target's figure per tree, one column per run (rounds alternated)."""
+    print("side by side (one value per run, in run order):")
+    names = list(next(iter(runs.values()))[0])
+    for i, what in enumerate(("/healthz p99 ms", "kv-echo share", "kv-echo p99 ms", "loop max ms")):
+        for name in names:
+            if what != "/healthz p99 ms" and name == "alone":
+                continue
+            for label, summaries in runs.items():
+                cells = " ".join(
+                    f"{s[name][i]:.0%}" if i == 1 else f"{s[name][i]:.1f}" for s in summaries
+                )
+                print(f"  {what:<16}{name:<14}{label:<6}{cells}")
 
 
 def main() -> None:
@@ -435,9 +393,25 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a [runtime.admission] setting, e.g. threads=0 (on the loop); repeatable",
     )
+    parser.add_argument(
+        "--base",
+        metavar="TREE",
+        help="also run that source tree's node (e.g. git archive main | tar -x -C TREE), "
+        "rounds alternated with this tree's, for before/after side by side",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="node runs per tree")
     args = parser.parse_args()
     if not args.skip_node:
-        node_phases(args)
+        trees: list[tuple[str, dict[str, str] | None]] = [("this", None)]
+        if args.base:
+            base = str(Path(args.base).resolve())
+            trees.append(("base", {**os.environ, "PYTHONPATH": base, "PYTHONSAFEPATH": "1"}))
+        runs: dict[str, list[Summary]] = {label: [] for label, _ in trees}
+        for _ in range(args.rounds):
+            for label, env in trees:
+                runs[label].append(node_phases(args, label, env))
+        side_by_side(runs)
+        print()
     budget = args.overrun_budget_ms
     print(
         f"runtime-level deadline overrun, elapsed - budget ({args.runs} runs, {budget} ms budget):"

@@ -136,10 +136,13 @@ class DeadlineExceededError(InvocationError):
 
     ``ran_ns``: how long the guest ran, from its sandbox's start on its
     invocation thread until it was stopped (set by the sandbox; None if unknown).
+    ``budget_ns``: how long its budget's clock had run then, from the request's
+    arrival (what the budget limits; None if unknown).
     """
 
     code = "deadline_exceeded"
     ran_ns: int | None = None
+    budget_ns: int | None = None
 
 
 class MemoryLimitError(InvocationError):

@@ -175,6 +175,7 @@ class HostContext:
         "_log_records",
         "_overlay",
         "_writable",
+        "arrived_ns",
         "cpu_start_ns",
         "deadline_ns",
         "env",
@@ -199,8 +200,11 @@ class HostContext:
         # budget's error: epoch interruption fires only in wasm code, so a guest
         # living in host calls would otherwise overrun its budget (see binding.py).
         self.deadline_ns = _NO_DEADLINE
-        # When the guest started (monotonic_ns) and its thread's CPU time then
-        # (thread_time_ns): the wall budget's rule (host.budget) reads both.
+        # The wall budget's rule (host.budget): when its clock started (the
+        # request's arrival, monotonic_ns; deadline_ns is this plus the budget),
+        # when the guest started (monotonic_ns) and its thread's CPU time then
+        # (thread_time_ns).
+        self.arrived_ns = 0
         self.started_ns = 0
         self.cpu_start_ns = 0
         self._overlay: Overlay | None = None

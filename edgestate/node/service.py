@@ -320,11 +320,17 @@ class Node:
     # --- operations -----------------------------------------------------------------
 
     async def invoke(
-        self, name: str, body: bytes, *, gone: Callable[[], bool] | None = None
+        self,
+        name: str,
+        body: bytes,
+        *,
+        gone: Callable[[], bool] | None = None,
+        arrived_ns: int | None = None,
     ) -> InvocationResult:
-        """Run a module once; record its outcome and timings (``gone``: see Runtime.ainvoke)."""
+        """Run a module once; record its outcome and timings (``gone``, ``arrived_ns``:
+        see Runtime.ainvoke)."""
         try:
-            result = await self.runtime.ainvoke(name, body, gone=gone)
+            result = await self.runtime.ainvoke(name, body, gone=gone, arrived_ns=arrived_ns)
         except EdgestateError as exc:
             self.metrics.failed(name, exc)
             raise

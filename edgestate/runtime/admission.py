@@ -58,7 +58,9 @@ class AdmissionConfig:
     # absorbed; a module that is slow because it burns its budget is refused
     # instead of growing a queue (and latencies) without bound.
     max_queued_per_module: int = 64
-    # Longest wait for a slot: past it the caller is better off retrying.
+    # Longest wait for a slot: past it the caller is better off retrying. Shorter
+    # when less is left of the invocation's wall-time budget, which counts from
+    # its arrival (Runtime.arun): a slot that comes after the budget is no use.
     queue_wait_ms: int = 1000
     # What the refusal's Retry-After tells a client: about one wall-time budget.
     retry_after_s: int = 1
@@ -181,12 +183,17 @@ class Admission:
         return 0 if gate is None else len(gate.queue)
 
     @asynccontextmanager
-    async def slot(self, module: str, *, gone: Gone | None = None) -> AsyncIterator[Held]:
+    async def slot(
+        self, module: str, *, gone: Gone | None = None, budget_left_ms: float | None = None
+    ) -> AsyncIterator[Held]:
         """Hold one of ``module``'s slots for the body (or longer: :meth:`Held.until`).
 
         :class:`BusyError` if none comes; :class:`ClientGoneError` if ``gone()``
         turns true while it waits (it is checked when a slot comes free and when
         the queue is full, so an abandoned invocation neither runs nor holds a place).
+        ``budget_left_ms``: what is left of the invocation's wall-time budget, which
+        counts from its arrival: it waits at most that long (or ``queue_wait_ms``,
+        whichever is shorter), and a slot coming after it ran out is no use.
         """
         config = self.config
         gate = self._gates.get(module)
@@ -195,10 +202,12 @@ class Admission:
             gate = self._gates[module] = _Gate(config.max_running_per_module)
         if gone is not None and gone():
             raise _client_gone()  # read its request, then left: nothing to run for
+        if budget_left_ms is not None and budget_left_ms <= 0:
+            raise self._busy(module, "its wall-time budget ran out before it was admitted")
         if gate.free > 0 and not gate.queue:
             gate.free -= 1
         else:
-            await self._wait(module, gate, gone)
+            await self._wait(module, gate, gone, budget_left_ms)
         gate.running += 1
         held = Held()
         try:
@@ -210,19 +219,26 @@ class Admission:
             else:
                 future.add_done_callback(lambda _: _free(gate))
 
-    async def _wait(self, module: str, gate: _Gate, gone: Gone | None) -> None:
+    async def _wait(
+        self, module: str, gate: _Gate, gone: Gone | None, budget_left_ms: float | None
+    ) -> None:
         config = self.config
         if len(gate.queue) >= config.max_queued_per_module and not gate.purge():
             raise self._busy(module, "its queue is full")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (future, gone)
         gate.queue.append(entry)
+        wait_ms: float = config.queue_wait_ms
+        why = f"no slot came within {config.queue_wait_ms} ms"
+        if budget_left_ms is not None and budget_left_ms < wait_ms:
+            wait_ms = budget_left_ms
+            why = "no slot came within its wall-time budget (which counts from its arrival)"
         try:
-            async with asyncio.timeout(config.queue_wait_ms / 1000):
+            async with asyncio.timeout(wait_ms / 1000):
                 await asyncio.shield(future)
         except TimeoutError:
             self._abandon(gate, entry)
-            raise self._busy(module, f"no slot came within {config.queue_wait_ms} ms") from None
+            raise self._busy(module, why) from None
         except BaseException:
             self._abandon(gate, entry)
             raise

@@ -58,6 +58,8 @@ from edgestate.runtime.signing import parse_signature, verify_module
 from edgestate.runtime.verdict import Verdict, Watch
 from edgestate.store import Store
 
+_monotonic = time.monotonic_ns  # the budget's clock (host.budget)
+
 
 class InvocationResult(NamedTuple):
     """A successful invocation, after its writes became durable.
@@ -295,18 +297,24 @@ class Runtime:
         *,
         release_gil: bool = False,
         watch: Watch | None = None,
+        arrived_ns: int | None = None,
     ) -> Execution:
         """Run the module's entry without committing: its staged writes are in ``ops``.
 
-        ``release_gil``, ``watch``: see :meth:`Sandbox.run` (the invocation threads
-        pass both).
+        ``release_gil``, ``watch``, ``arrived_ns``: see :meth:`Sandbox.run` (the
+        invocation threads pass them all).
         """
         sandbox = self.module(name).sandbox
         if len(input) > self.config.max_input_bytes:
             raise InvocationError(
                 f"input of {len(input)} bytes is over the limit of {self.config.max_input_bytes}"
             )
-        return sandbox.run(input, release_gil=release_gil, watch=watch)
+        return sandbox.run(
+            input,
+            release_gil=release_gil,
+            watch=watch,
+            arrived_ns=arrived_ns,
+        )
 
     def invoke(self, name: str, input: bytes = b"") -> InvocationResult:
         """Run a module once and durably commit its writes (blocking)."""
@@ -321,16 +329,22 @@ class Runtime:
         return self._finish(name, execution, time.perf_counter_ns() - start)
 
     async def ainvoke(
-        self, name: str, input: bytes = b"", *, gone: Gone | None = None
+        self,
+        name: str,
+        input: bytes = b"",
+        *,
+        gone: Gone | None = None,
+        arrived_ns: int | None = None,
     ) -> InvocationResult:
         """Async :meth:`invoke`: admitted, run on a thread, committed in a group commit.
 
         Raises :class:`~edgestate.errors.BusyError` when the module already runs
         (and queues) all the invocations the admission rule lets it, and
         :class:`~edgestate.errors.ClientGoneError` when ``gone()`` (the caller's
-        client disconnected) turned true while it was queued.
+        client disconnected) turned true while it was queued. ``arrived_ns``: see
+        :meth:`arun`.
         """
-        execution = await self.arun(name, input, gone=gone)
+        execution = await self.arun(name, input, gone=gone, arrived_ns=arrived_ns)
         if not execution.ops:
             return self._finish(name, execution, 0)
         start = time.perf_counter_ns()
@@ -340,31 +354,58 @@ class Runtime:
             raise _commit_failure(name, exc) from exc
         return self._finish(name, execution, time.perf_counter_ns() - start)
 
-    async def arun(self, name: str, input: bytes = b"", *, gone: Gone | None = None) -> Execution:
+    async def arun(
+        self,
+        name: str,
+        input: bytes = b"",
+        *,
+        gone: Gone | None = None,
+        arrived_ns: int | None = None,
+    ) -> Execution:
         """Async :meth:`run` under the admission rule, on the invocation threads.
 
         For a caller that commits ``ops`` its own way (an invocation worker sending
         them to the node's writer); :class:`~edgestate.errors.BusyError` as ``ainvoke``.
+        ``arrived_ns`` (``time.monotonic_ns()``, default now): when the request
+        arrived, where its wall-time budget starts, so the wait for a slot and for
+        a thread is inside it; a slot is waited for at most until that budget ends.
         A guest past its budget is answered by this loop even before its thread
         noticed (:mod:`edgestate.runtime.verdict`); its result is then dropped.
         """
         module = self.module(name)  # an unknown name is "not found", never "busy"
-        async with self.admission.slot(name, gone=gone) as held:
+        arrived = _monotonic() if arrived_ns is None else arrived_ns
+        wall_time_ms = module.sandbox.grant.wall_time_ms
+        # A request whose budget ran out while it queued would only be stopped at
+        # once: it is refused busy then (nothing ran), so its answer still comes
+        # by its deadline.
+        left_ms = wall_time_ms - (_monotonic() - arrived) / 1e6
+        async with self.admission.slot(name, gone=gone, budget_left_ms=left_ms) as held:
             # The slot covers the run only: the commit waits on the disk, not a thread.
             if self._executor is None:
-                return self.run(name, input)
-            wall_time_ms = module.sandbox.grant.wall_time_ms
-            return await self._run_on_thread(self._executor, name, input, wall_time_ms, held)
+                return self.run(name, input, arrived_ns=arrived)
+            return await self._run_on_thread(
+                self._executor, name, input, wall_time_ms, held, arrived
+            )
 
     async def _run_on_thread(
-        self, executor: GuestThreads, name: str, input: bytes, wall_time_ms: int, held: Held
+        self,
+        executor: GuestThreads,
+        name: str,
+        input: bytes,
+        wall_time_ms: int,
+        held: Held,
+        arrived_ns: int,
     ) -> Execution:
         # In the caller's context (GuestThreads carries it): what the guest logs
         # keeps the request's context variables (its request id).
         watch = Watch()
-        result = executor.submit(functools.partial(_watched, self.run, name, input, watch))
+        work = functools.partial(_watched, self.run, name, input, watch, arrived_ns)
+        result = executor.submit(work)
         verdict = Verdict(
-            result, watch, wall_time_ms=wall_time_ms, tick_ms=self.config.epoch_tick_ms
+            result,
+            watch,
+            deadline_ns=arrived_ns + wall_time_ms * 1_000_000,
+            tick_ms=self.config.epoch_tick_ms,
         )
         try:
             return await verdict.answer
@@ -391,10 +432,22 @@ class Runtime:
         )
 
 
-def _watched(run: Callable[..., Execution], name: str, input: bytes, watch: Watch) -> Execution:
+def _watched(
+    run: Callable[..., Execution],
+    name: str,
+    input: bytes,
+    watch: Watch,
+    arrived_ns: int,
+) -> Execution:
     # On the guest's thread: once this returns, its result is the answer (Verdict).
     try:
-        return run(name, input, release_gil=True, watch=watch)
+        return run(
+            name,
+            input,
+            release_gil=True,
+            watch=watch,
+            arrived_ns=arrived_ns,
+        )
     finally:
         watch.ended = True
 

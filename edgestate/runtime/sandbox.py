@@ -160,6 +160,7 @@ class Sandbox:
         # When to first look (runtime.budget): the tick the deadline falls in. An
         # early look (the current epoch ticks at once) only sets the next one.
         self._deadline_ticks = max(1, math.ceil(grant.wall_time_ms / epoch_tick_ms))
+        self._tick_ns = max(1, int(epoch_tick_ms * 1_000_000))
         # The ticker runs while a guest does; begin() says the ticks a late ticker
         # still owes (see EpochTicker): they will come at once.
         self._epoch = epoch or _NO_TICKER
@@ -177,7 +178,12 @@ class Sandbox:
         self.name = manifest.name
 
     def run(
-        self, input: bytes, *, release_gil: bool = False, watch: Watch | None = None
+        self,
+        input: bytes,
+        *,
+        release_gil: bool = False,
+        watch: Watch | None = None,
+        arrived_ns: int | None = None,
     ) -> Execution:
         """Run the entry once in a fresh instance; raise an :class:`InvocationError` on failure.
 
@@ -185,29 +191,39 @@ class Sandbox:
         it to a few ms, as a thread beside a serving event loop must (holding it,
         a fuel-burning guest froze the loop: /healthz p50 17 ms, kv-echo at 14 %).
         ``watch``: told when the guest starts, for its caller's loop (runtime.verdict).
+        ``arrived_ns`` (``time.monotonic_ns()``, default now): when its request
+        arrived, where the budget's clock starts (host.budget).
         """
         hold = self._short and not release_gil
         call = _call_holding_gil if hold else _call
         instantiate = _instantiate_holding_gil if hold else _instantiate
         start = _now()
-        # The budget counts from here: on the invocation thread, once it runs.
         began = _monotonic()
+        arrived = began if arrived_ns is None else arrived_ns
+        deadline = arrived + self._wall_ns
+        # The first look at the tick the deadline falls in (runtime.budget), from
+        # now: a guest that waited for a slot or its thread has less budget left.
+        ticks = self._deadline_ticks
+        if arrived_ns is not None:
+            ticks = max(1, -(-(deadline - began) // self._tick_ns))
         raw_store = _store_new(self._engine_ptr, None, _NO_FINALIZER)
         owed = self._epoch.begin()
         try:
             context = _store_context(raw_store)
             _set_fuel(context, self._fuel)
             self._budget.install(raw_store)
-            _set_epoch_deadline(context, self._deadline_ticks + owed)
+            _set_epoch_deadline(context, ticks + owed)
             _store_limiter(raw_store, self._memory_bytes, _MAX_TABLE_ELEMENTS, -1, -1, -1)
             instance = _Instance()
             trap = _TrapPointer()
             memory = GuestMemory(context, instance)
             host = HostContext(self._env, input, memory)
+            host.arrived_ns = arrived
             host.started_ns = began
-            host.deadline_ns = began + self._wall_ns
+            host.deadline_ns = deadline
             host.cpu_start_ns = _thread_time()
             if watch is not None:
+                watch.began_ns = began
                 watch.clock = thread_cpu_clock()
                 watch.context = host  # last: the loop reads it as "started"
             # Bound before instantiation too: a start function may call the host.
@@ -217,7 +233,7 @@ class Sandbox:
                 if error or trap:
                     if isinstance(host.fault, DeadlineExceededError):  # a start function's
                         _message(error, trap)  # frees it
-                        raise _ran(host.fault, began)
+                        raise _ran(host.fault, began, arrived)
                     raise self._instantiation_failure(error, trap)
                 memory.ready = True
                 item = _Extern()
@@ -233,7 +249,7 @@ class Sandbox:
             if error or trap:
                 failure = self._call_failure(error, trap, host, memory)
                 if isinstance(failure, DeadlineExceededError):
-                    raise _ran(failure, began)
+                    raise _ran(failure, began, arrived)
                 raise failure
             status = slots[0].i32
             if status != 0:
@@ -317,10 +333,13 @@ class Sandbox:
             return False
 
 
-def _ran(error: DeadlineExceededError, began: int) -> DeadlineExceededError:
+def _ran(error: DeadlineExceededError, began: int, arrived: int) -> DeadlineExceededError:
     # The guest's own run, from its sandbox's start to its call unwound (the
-    # API's X-Edgestate-Execute-Us on the 504): what "ends within a tick" is about.
-    error.ran_ns = _monotonic() - began
+    # API's X-Edgestate-Execute-Us on the 504), and the budget's clock then, from
+    # its request's arrival (X-Edgestate-Budget-Us): what "ends within a tick" is about.
+    now = _monotonic()
+    error.ran_ns = now - began
+    error.budget_ns = now - arrived
     return error
 
 

@@ -141,12 +141,40 @@ def test_the_rule_past_a_deadline(store: Store) -> None:
     context = HostContext(env, b"", None)  # type: ignore[arg-type]  # no memory needed
     now = time.monotonic_ns()
     ms = 1_000_000
-    context.started_ns = now - 150 * ms
-    context.deadline_ns = context.started_ns + 100 * ms
+    context.arrived_ns = context.started_ns = now - 150 * ms
+    context.deadline_ns = context.arrived_ns + 100 * ms
     context.cpu_start_ns = time.thread_time_ns()  # no CPU since it "started": starved
     assert not budget_spent(context, now)
     busy = int(STARVED_CPU_SHARE * 150 * ms) + ms  # just over the share of a core
     context.cpu_start_ns = time.thread_time_ns() - busy
     assert budget_spent(context, now)
     context.cpu_start_ns = time.thread_time_ns()
-    assert budget_spent(context, context.started_ns + GRACE_FACTOR * 100 * ms)  # the backstop
+    assert budget_spent(context, context.arrived_ns + GRACE_FACTOR * 100 * ms)  # the backstop
+
+
+def test_time_before_the_guest_started_counts_as_starvation(store: Store) -> None:
+    # Arrived 150 ms ago with a 100 ms budget, started on its thread only 20 ms
+    # ago (it waited for a slot or a core): 5 ms of CPU is 25 % of its run but
+    # 3.3 % of the time since it arrived, so it was starved, not busy, and runs on;
+    # the deadline, the window and the backstop all count from its arrival.
+    env = HostEnv(
+        store=store,
+        grants=Grants(frozenset(), frozenset()),
+        max_output=0,
+        limits=HostLimits(),
+        module="m",
+        wall_time_ms=100,
+    )
+    context = HostContext(env, b"", None)  # type: ignore[arg-type]  # no memory needed
+    now = time.monotonic_ns()
+    ms = 1_000_000
+    context.arrived_ns = now - 150 * ms
+    context.started_ns = now - 20 * ms
+    context.deadline_ns = context.arrived_ns + 100 * ms
+    context.cpu_start_ns = time.thread_time_ns() - 5 * ms
+    assert not budget_spent(context, now)
+    busy = int(STARVED_CPU_SHARE * 150 * ms) + ms  # just over the share since arrival
+    context.cpu_start_ns = time.thread_time_ns() - busy
+    assert budget_spent(context, now)
+    context.cpu_start_ns = time.thread_time_ns()
+    assert budget_spent(context, context.arrived_ns + GRACE_FACTOR * 100 * ms)  # the backstop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from aiohttp import web
@@ -33,9 +34,12 @@ class InvocationRoutes:
                 f"{node.api_config.max_body_bytes}",
             )
         body = await request.read()
+        # The request has arrived: its wall-time budget counts from here (the wait
+        # for a slot and a thread is inside it; a slow upload is not the module's).
+        arrived = time.monotonic_ns()
         if len(body) > node.api_config.max_body_bytes:
             return error_response(413, "body_too_large", "input over the limit")
-        result = await node.invoke(name, body, gone=_client_gone(request))
+        result = await node.invoke(name, body, gone=_client_gone(request), arrived_ns=arrived)
         return web.Response(
             body=result.output,
             content_type="application/octet-stream",

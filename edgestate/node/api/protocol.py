@@ -64,11 +64,18 @@ class Invocations(CountsErrors, Protocol):
         """Closing: new invocations are refused."""
 
     async def invoke(
-        self, name: str, body: bytes, *, gone: Callable[[], bool] | None = None
+        self,
+        name: str,
+        body: bytes,
+        *,
+        gone: Callable[[], bool] | None = None,
+        arrived_ns: int | None = None,
     ) -> InvocationResult:
         """Run module ``name`` once on ``body``; its outcome is counted in the metrics.
 
         ``gone``: whether the client has disconnected (a queued invocation is then dropped).
+        ``arrived_ns``: when the request arrived (``time.monotonic_ns()``), where its
+        wall-time budget starts (Runtime.arun).
         """
 
     def render_metrics(self) -> bytes:

@@ -71,8 +71,12 @@ def error_reply(exc: E.EdgestateError) -> web.Response:
         response.headers["X-Edgestate-Status"] = str(exc.guest_status)
     if isinstance(exc, E.BusyError):
         response.headers["Retry-After"] = str(exc.retry_after_s)
-    if isinstance(exc, E.DeadlineExceededError) and exc.ran_ns is not None:
-        # How long the guest itself ran before its budget stopped it, as a
-        # successful reply says how long it ran.
-        response.headers["X-Edgestate-Execute-Us"] = f"{exc.ran_ns / 1000:.1f}"
+    if isinstance(exc, E.DeadlineExceededError):
+        if exc.ran_ns is not None:
+            # How long the guest itself ran before its budget stopped it, as a
+            # successful reply says how long it ran.
+            response.headers["X-Edgestate-Execute-Us"] = f"{exc.ran_ns / 1000:.1f}"
+        if exc.budget_ns is not None:
+            # And its budget's clock then, which counts from the request's arrival.
+            response.headers["X-Edgestate-Budget-Us"] = f"{exc.budget_ns / 1000:.1f}"
     return response

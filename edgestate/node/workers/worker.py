@@ -178,12 +178,17 @@ class Worker:
     # --- what the invocation route asks -------------------------------------------
 
     async def invoke(
-        self, name: str, body: bytes, *, gone: Callable[[], bool] | None = None
+        self,
+        name: str,
+        body: bytes,
+        *,
+        gone: Callable[[], bool] | None = None,
+        arrived_ns: int | None = None,
     ) -> InvocationResult:
         try:
             # Admitted and on the invocation threads, as in the node (runtime.admission):
             # the loop keeps relaying admin, health and /yjs while a guest runs.
-            execution = await self.runtime.arun(name, body, gone=gone)
+            execution = await self.runtime.arun(name, body, gone=gone, arrived_ns=arrived_ns)
             commit_ns = 0
             if execution.ops:
                 start = time.perf_counter_ns()
