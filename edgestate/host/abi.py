@@ -292,12 +292,18 @@ class HostContext:
         name = self._doc(doc, write=False)
         # Reads before any write skip the overlay (the common case, and the hot one).
         overlay = self._overlay
-        value = self.env.store.get(name, key) if overlay is None else overlay.get(name, key)
-        if value is None:
+        found = (
+            self.env.store.get_stored(name, key)
+            if overlay is None
+            else overlay.get_stored(name, key)
+        )
+        if found is None:
             return ErrorCode.NOT_FOUND
-        if len(value) <= out_cap:
-            self.memory.write(out_ptr, value)
-        return len(value)
+        stored, start = found
+        length = len(stored) - start
+        if length <= out_cap:
+            self.memory.write_from(out_ptr, stored, start)
+        return length
 
     def kv_set(self, doc: int, key_ptr: int, key_len: int, val_ptr: int, val_len: int) -> int:
         """Stage ``value`` under ``key``."""

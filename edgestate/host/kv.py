@@ -82,6 +82,18 @@ class Overlay:
         entry = self._entries.get((doc, key))
         if entry is None:
             return self.store.get(doc, key)
+        return self._staged(entry)
+
+    def get_stored(self, doc: str, key: str) -> tuple[bytes, int] | None:
+        """:meth:`get` as ``(buffer, start)`` (see ``Store.get_stored``)."""
+        entry = self._entries.get((doc, key))
+        if entry is None:
+            return self.store.get_stored(doc, key)
+        value = self._staged(entry)
+        return None if value is None else (value, 0)
+
+    @staticmethod
+    def _staged(entry: Pending) -> bytes | None:
         if entry.kind is Kind.SET:
             return entry.value
         if entry.kind is Kind.DELETED:

@@ -123,6 +123,14 @@ class StoreReads:
         raw = self._tagged(doc, key)
         return None if raw is None else raw[1:]
 
+    def get_stored(self, doc: str, key: str) -> tuple[bytes, int] | None:
+        """:meth:`get` without copying the value out: ``(stored, start)``, where
+        ``stored[start:]`` is the value. For a caller that copies it on anyway (a
+        host call into guest memory: one copy fewer of up to a megabyte, under the
+        GIL)."""
+        raw = self._tagged(doc, key)
+        return None if raw is None else (raw, 1)
+
     def get_counter(self, doc: str, key: str) -> int | None:
         """A counter's total, None if absent; a plain value raises WrongTypeError."""
         raw = self._tagged(doc, key)

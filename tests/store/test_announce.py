@@ -166,9 +166,9 @@ async def test_the_writer_keeps_the_clocks_from_the_announce_walk(store: Store) 
         before = author.get_state()
         root[f"k{i}"] = f"v{i}"
         update = author.get_update(before)
-        assert await asyncio.wait_for(
-            store.submit_update("d", update, origin="yjs:1"), WAIT_S
-        ), f"update {i} was held or changed nothing"
+        assert await asyncio.wait_for(store.submit_update("d", update, origin="yjs:1"), WAIT_S), (
+            f"update {i} was held or changed nothing"
+        )
     replica = Doc()
     replica.apply_update(store.diff("d", None))
     assert replica.get("root", type=Map).to_py() == root.to_py()
