@@ -67,33 +67,34 @@ async def _serve_bare(conn: Connection, upstream: int | None) -> None:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
 
-    async def client(request: web.Request) -> web.WebSocketResponse:
+    async def serve(request: web.Request, table: set[Any], on_message: Any) -> Any:
         ws = web.WebSocketResponse(max_msg_size=64 << 20, compress=False)
         await ws.prepare(request)
-        clients.add(ws)
+        table.add(ws)
         try:
             async for msg in ws:
-                data = msg.data
-                if msg.type != aiohttp.WSMsgType.BINARY or len(data) < 2 or data[0] != _SYNC:
-                    continue  # awareness and the rest: not part of the measurement
-                if data[1] == _STEP1:
-                    await ws.send_bytes(_EMPTY_STEP2)
-                elif data[1] == _UPDATE:
-                    forward(data, ws)
+                await on_message(ws, msg)
         finally:
-            clients.discard(ws)
+            table.discard(ws)
         return ws
 
-    async def peer(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=64 << 20, compress=False)
-        await ws.prepare(request)
-        peers.add(ws)
-        try:
-            async for msg in ws:
-                forward(msg.data, ws)
-        finally:
-            peers.discard(ws)
-        return ws
+    async def from_client(ws: Any, msg: Any) -> None:
+        data = msg.data
+        if msg.type != aiohttp.WSMsgType.BINARY or len(data) < 2 or data[0] != _SYNC:
+            return  # awareness and the rest: not part of the measurement
+        if data[1] == _STEP1:
+            await ws.send_bytes(_EMPTY_STEP2)
+        elif data[1] == _UPDATE:
+            forward(data, ws)
+
+    async def from_peer(ws: Any, msg: Any) -> None:
+        forward(msg.data, ws)
+
+    async def client(request: web.Request) -> Any:
+        return await serve(request, clients, from_client)
+
+    async def peer(request: web.Request) -> Any:
+        return await serve(request, peers, from_peer)
 
     app = web.Application()
     app.add_routes([web.get("/_peer", peer), web.get("/{room}", client)])

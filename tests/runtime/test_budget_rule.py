@@ -130,15 +130,7 @@ def test_a_starved_guest_gets_its_grace_up_to_the_backstop(
 
 def test_the_rule_past_a_deadline(store: Store) -> None:
     # The rule alone, on a real context and this thread's real CPU clock.
-    env = HostEnv(
-        store=store,
-        grants=Grants(frozenset(), frozenset()),
-        max_output=0,
-        limits=HostLimits(),
-        module="m",
-        wall_time_ms=100,
-    )
-    context = HostContext(env, b"", None)  # type: ignore[arg-type]  # no memory needed
+    context = _context(store, wall_time_ms=100)
     now = time.monotonic_ns()
     ms = 1_000_000
     context.arrived_ns = context.started_ns = now - 150 * ms
@@ -157,15 +149,7 @@ def test_time_before_the_guest_started_counts_as_starvation(store: Store) -> Non
     # ago (it waited for a slot or a core): 5 ms of CPU is 25 % of its run but
     # 3.3 % of the time since it arrived, so it was starved, not busy, and runs on;
     # the deadline, the window and the backstop all count from its arrival.
-    env = HostEnv(
-        store=store,
-        grants=Grants(frozenset(), frozenset()),
-        max_output=0,
-        limits=HostLimits(),
-        module="m",
-        wall_time_ms=100,
-    )
-    context = HostContext(env, b"", None)  # type: ignore[arg-type]  # no memory needed
+    context = _context(store, wall_time_ms=100)
     now = time.monotonic_ns()
     ms = 1_000_000
     context.arrived_ns = now - 150 * ms
@@ -178,3 +162,16 @@ def test_time_before_the_guest_started_counts_as_starvation(store: Store) -> Non
     assert budget_spent(context, now)
     context.cpu_start_ns = time.thread_time_ns()
     assert budget_spent(context, context.arrived_ns + GRACE_FACTOR * 100 * ms)  # the backstop
+
+
+def _context(store: Store, *, wall_time_ms: int) -> HostContext:
+    """A real host context for the rule alone (no guest, no memory)."""
+    env = HostEnv(
+        store=store,
+        grants=Grants(frozenset(), frozenset()),
+        max_output=0,
+        limits=HostLimits(),
+        module="m",
+        wall_time_ms=wall_time_ms,
+    )
+    return HostContext(env, b"", None)  # type: ignore[arg-type]  # no memory needed
