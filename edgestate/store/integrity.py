@@ -69,9 +69,14 @@ def check_data_file(directory: Path) -> MetaPage:
     damaged meta page, or a file shorter than the pages its last commit uses.
     """
     path = Path(directory) / DATA_FILE
-    size = os.path.getsize(path)
     with path.open("rb") as f:
         head = f.read(2 * max(_PAGE_SIZES))
+        # The size after the meta pages, never before: a writer in another process
+        # writes a commit's pages (growing the file) before its meta page, so the
+        # file is at least as long as any meta page read says. Read the other way
+        # round, a commit landing in between looked like a truncated file (found
+        # in CI: a spare worker opening the store while the node wrote).
+        size = os.fstat(f.fileno()).st_size
     if len(head) < _PSIZE_AT + 4:
         raise StoreCorruptError(f"{path} is {size} bytes: too short to be an LMDB file")
     (page_size,) = struct.unpack_from("<I", head, _PSIZE_AT)
