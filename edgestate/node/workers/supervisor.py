@@ -348,6 +348,11 @@ class WorkerPool:
         for ack in worker.acks.values():
             if not ack.done():
                 ack.set_exception(WorkerLinkError(f"worker {worker.index} exited"))
+                # Marked read: not every ack has a waiter (a spare's module loads
+                # are only polled, `loading`), and an unread one was logged as
+                # "Future exception was never retrieved" (seen in CI, a spare that
+                # died at start). Whoever awaits one still gets the error.
+                ack.exception()
         if worker.commits:
             # Their writes commit whatever happened to the worker: wait, so close()
             # never closes the store under them.
