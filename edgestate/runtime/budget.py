@@ -59,6 +59,11 @@ class EpochBudget:
         # Kept referenced for as long as any store may call it.
         self._callback = _Callback(self._on_epoch)
 
+    def ticks_until(self, deadline_ns: int, now_ns: int) -> int:
+        """Epoch ticks from ``now_ns`` to the tick ``deadline_ns`` falls in (at least
+        one): where the next look at a guest's budget goes."""
+        return max(1, -(-(deadline_ns - now_ns) // self._tick_ns))
+
     def install(self, raw_store: Any) -> None:
         """Have the budget rule decide at each epoch deadline of ``raw_store``."""
         _set_callback(raw_store, self._callback, None, _NO_FINALIZER)
@@ -71,9 +76,8 @@ class EpochBudget:
             if context is None:
                 return _stop(b"edgestate: an epoch deadline outside any invocation")
             now = _monotonic()
-            remaining = context.deadline_ns - now
-            if remaining > 0:
-                ticks = -(-remaining // self._tick_ns)  # the tick the deadline falls in
+            if context.deadline_ns > now:
+                ticks = self.ticks_until(context.deadline_ns, now)
             elif budget_spent(context, now):
                 context.fault = deadline_error(context, now, "in wasm code")
                 return _stop(b"edgestate: wall-time budget exceeded")

@@ -12,7 +12,6 @@ deleted as soon as the call returns, so nothing survives into the next request.
 from __future__ import annotations
 
 import ctypes
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -157,10 +156,6 @@ class Sandbox:
         self._memory_bytes = grant.memory_pages * WASM_PAGE
         self._fuel = grant.fuel
         self._short = self._fuel <= GIL_HOLD_MAX_FUEL
-        # When to first look (runtime.budget): the tick the deadline falls in. An
-        # early look (the current epoch ticks at once) only sets the next one.
-        self._deadline_ticks = max(1, math.ceil(grant.wall_time_ms / epoch_tick_ms))
-        self._tick_ns = max(1, int(epoch_tick_ms * 1_000_000))
         # The ticker runs while a guest does; begin() says the ticks a late ticker
         # still owes (see EpochTicker): they will come at once.
         self._epoch = epoch or _NO_TICKER
@@ -203,9 +198,8 @@ class Sandbox:
         deadline = arrived + self._wall_ns
         # The first look at the tick the deadline falls in (runtime.budget), from
         # now: a guest that waited for a slot or its thread has less budget left.
-        ticks = self._deadline_ticks
-        if arrived_ns is not None:
-            ticks = max(1, -(-(deadline - began) // self._tick_ns))
+        # An early look (the current epoch ticks at once) only sets the next one.
+        ticks = self._budget.ticks_until(deadline, began)
         raw_store = _store_new(self._engine_ptr, None, _NO_FINALIZER)
         owed = self._epoch.begin()
         try:

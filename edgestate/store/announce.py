@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from edgestate.errors import EdgestateError
 from edgestate.store import keys as K
 from edgestate.store.codec import Struct, check_v1_update, walk
+from edgestate.store.updates import end_clocks
 
 if TYPE_CHECKING:
     from edgestate.store.gc import GcState
@@ -77,5 +78,4 @@ def announceable(update: bytes, gc_state: GcState | None, max_key_bytes: int) ->
                     K.encode_key(struct.sub, max_key_bytes)
     except (EdgestateError, IndexError, ValueError):
         return None
-    ends = [(client, end) for (client, _), end in zip(blocks, block_ends, strict=True)]
-    return Walked(blocks, ends)
+    return Walked(blocks, end_clocks(blocks, block_ends))

@@ -30,7 +30,7 @@ from edgestate.store.env import DocMeta
 from edgestate.store.gc import GcRecord, GcState, Ranges
 from edgestate.store.gc_rule import partial_replica
 from edgestate.store.remote import apply_checked, blocks_of_collected
-from edgestate.store.updates import ready, update_blocks
+from edgestate.store.updates import end_clocks, ready, update_blocks
 
 if TYPE_CHECKING:
     from edgestate.store.announce import Walked
@@ -138,11 +138,7 @@ def _apply(
         blocks = update_blocks(update_b, block_ends)
         stale_checked = False
         # Saves walking the update again to keep the clocks (see CrdtDocument.clocks).
-        ends = (
-            None
-            if blocks is None
-            else [(c, e) for (c, _), e in zip(blocks, block_ends, strict=True)]
-        )
+        ends = None if blocks is None else end_clocks(blocks, block_ends)
     created = create and doc not in w.metas
     if created:
         _create(group, doc)

@@ -36,8 +36,7 @@ class ChangeStream:
         self._loop = asyncio.get_running_loop()
         # Filtered on the writer thread: a follower of one system document is not
         # woken by every group commit of the others (at 64 clients, 400-500 a second).
-        self._docs = None if docs is None else frozenset(docs)
-        self._keep = keep
+        self._keep = keep if docs is None else _of_docs(frozenset(docs), keep)
         self._queue: asyncio.Queue[ChangeEvent | None] = asyncio.Queue(maxsize)
         self.overflowed = False
         self.dropped = 0
@@ -56,13 +55,11 @@ class ChangeStream:
     def _from_writer(self, events: list[ChangeEvent]) -> None:
         if self._closed:
             return
-        if self._docs is not None:
-            events = [e for e in events if e.doc in self._docs]
-        if self._keep is not None:
-            keep = self._keep
+        keep = self._keep
+        if keep is not None:
             events = [e for e in events if keep(e)]
-        if not events:
-            return
+            if not events:
+                return
         with self._arrived_lock:
             arrived = self._arrived
             arrived.extend(events)
@@ -139,3 +136,11 @@ class ChangeStream:
             if event is None:
                 return
             yield event
+
+
+def _of_docs(
+    docs: frozenset[str], keep: Callable[[ChangeEvent], bool] | None
+) -> Callable[[ChangeEvent], bool]:
+    if keep is None:
+        return lambda event: event.doc in docs
+    return lambda event: event.doc in docs and keep(event)

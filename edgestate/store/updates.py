@@ -36,6 +36,12 @@ def update_blocks(update: bytes, ends: list[int] | None = None) -> list[tuple[in
         raise InvalidUpdateError(f"update holds a struct this store refuses: {exc}") from exc
 
 
+def end_clocks(blocks: list[tuple[int, int]], ends: list[int]) -> list[tuple[int, int]]:
+    """(client, end clock) of each block, from the ``ends`` a walk appended (what
+    ``CrdtDocument.clocks`` is kept up to date with, without walking again)."""
+    return [(client, end) for (client, _), end in zip(blocks, ends, strict=True)]
+
+
 def ready(crdt: CrdtDocument, blocks: list[tuple[int, int]]) -> bool:
     """True if every block starts at or before what we have of its client."""
     if not blocks:

@@ -2,8 +2,8 @@
 
 What waits before a guest starts (its request's body read, the wait for one of its
 module's slots, the hand-off to a thread) is inside its budget, so its answer
-comes by arrival + budget + a tick, for the guest's own check and the loop's
-verdict alike (docs/containment.md, "The wall-time budget"). Each test gives a
+comes by arrival + budget (the loop's verdict; the guest's own check by the
+next tick) (docs/containment.md, "The wall-time budget"). Each test gives a
 request an arrival the test knows (``arrived_ns``, what the HTTP route passes),
 or makes it wait behind a guest the test holds; what is asserted is the budget's
 accounting (``budget_ns`` against ``ran_ns``) and who answered, never how fast.
@@ -54,7 +54,7 @@ def test_a_guest_gets_what_is_left_of_its_budget_after_its_arrival(
             m = manifest("spin", fuel=FUEL, wall_time_ms=BUDGET_MS)
             deploy(runtime, key, wat("log_then_spin"), m)
             # "ticker-held": the ticker held still from the guest's first log on, so
-            # only the loop's timer (armed at arrival + budget + tick) can answer.
+            # only the loop's timer (armed at arrival + budget) can answer.
             ticker = TickerHold(runtime)
             hold = ticker.hold if who == "ticker-held" else (lambda: None)
             try:
