@@ -74,6 +74,12 @@ def nats_metrics(link: NatsLink | None) -> Iterable[Metric]:
         [([], stats.anti_entropy_rounds)],
     )
     yield counter(
+        "edgestate_nats_anti_entropy_reasks",
+        "Targeted state-vector requests sent again (no responder yet, or nothing back).",
+        [],
+        [([], stats.anti_entropy_reasks)],
+    )
+    yield counter(
         "edgestate_nats_stream_gaps",
         "Times the stream dropped messages (retention) before this node applied them.",
         [],

@@ -21,7 +21,7 @@ import logging
 import random
 
 import nats.errors
-from nats.aio.client import Client
+from nats.aio.client import NO_RESPONDERS_STATUS, Client
 from nats.aio.msg import Msg
 
 from edgestate.errors import InvalidUpdateError, MalformedFrameError, NatsLinkError, ProtocolError
@@ -37,6 +37,14 @@ log = logging.getLogger(__name__)
 # A request to one node ends at its ``synced``; this bounds the wait for a node
 # that went away meanwhile (a whole store's diff may take a while to arrive).
 TARGETED_WINDOW_S = 60.0
+# Core NATS delivers at most once: a targeted request can be lost (the target's
+# connection was reconnecting; a server just restarted has no route to the
+# target's yet and answers "no responders"). With nothing back from the target
+# this long, the request is sent again (answers are idempotent diffs); the wait
+# doubles each time, so a target merely slow to answer is asked a few times at most.
+REASK_S = 4.0
+# After a "no responders" status: nobody got the request, so asking soon costs nothing.
+NO_RESPONDERS_REASK_S = 0.5
 # Bytes of state vectors per request (with document names): well under 1 MB.
 SV_CHUNK_BYTES = 256 << 10
 
@@ -109,7 +117,8 @@ class AntiEntropy:
         responders: set[str] = set()
         assemblies: dict[str, parts.Assembly] = {}
         pending: list[asyncio.Future[bool]] = []
-        try:
+
+        async def ask() -> None:
             for chunk in chunks:
                 # ``reply`` set: this request names every document we hold.
                 await link.publish_core(
@@ -117,21 +126,43 @@ class AntiEntropy:
                     StateVectors(chunk, reply=len(chunks) == 1),
                     inbox,
                 )
+
+        try:
+            await ask()
             loop = asyncio.get_running_loop()
             window = link.config.answer_window_s if target is None else TARGETED_WINDOW_S
             deadline = loop.time() + window
+            reask_after = REASK_S
+            # Until the target's first message: when to ask it again (never for a broadcast).
+            reask_at: float | None = None if target is None else loop.time() + reask_after
             while (left := deadline - loop.time()) > 0:
+                wait = left if reask_at is None else max(0.0, min(left, reask_at - loop.time()))
                 try:
-                    async with asyncio.timeout(left):
+                    async with asyncio.timeout(wait):
                         msg = await answers.get()
                 except TimeoutError:
-                    break
+                    if reask_at is None or loop.time() >= deadline:
+                        break
+                    link.stats.anti_entropy_reasks += 1
+                    log.info("no answer from %s yet: asking again", target)
+                    await ask()
+                    reask_after *= 2
+                    reask_at = loop.time() + reask_after
+                    continue
+                if _no_responders(msg):
+                    # The server knows no subscriber to the subject (yet): not a
+                    # member's message, nothing to verify.
+                    if reask_at is not None:
+                        reask_at = min(reask_at, loop.time() + NO_RESPONDERS_REASK_S)
+                    continue
                 link.stats.anti_entropy_bytes_in += len(msg.data)
                 link.stats.messages_in += 1
                 link.stats.bytes_in += len(msg.data) + len(msg.subject)
                 opened = await self._inbound.open(msg.subject, msg.data)
                 if opened is None:
                     continue
+                if target is not None and durable_name(opened.sender) == target:
+                    reask_at = None  # its answer is under way: the window bounds it
                 try:
                     frame = await self._inbound.decode(opened.body)
                     if isinstance(frame, DiffPart):
@@ -205,6 +236,12 @@ class AntiEntropy:
             for frame in parts.split(diff, link.max_payload):
                 await link.publish_core(inbox, frame)
         await link.publish_core(inbox, Synced())
+
+
+def _no_responders(msg: Msg) -> bool:
+    """Whether ``msg`` is the server's "no responders" status for a request."""
+    headers = msg.headers or {}
+    return headers.get("Status") == NO_RESPONDERS_STATUS and not msg.data
 
 
 def _chunks(vectors: dict[str, bytes]) -> list[dict[str, bytes]]:

@@ -165,16 +165,17 @@ class Inbound:
         try:
             while True:
                 lost = await self._fetch(sub)
-                if lost:
-                    start = None  # made again from our ack floor (``_subscribe``)
-                else:
+                if not lost:
                     self._resubscribe.clear()
-                    start = await self._catch_up()
-                    if start is None:
-                        # The same subscription: what the server already delivered to
-                        # it is still fetched, not left to wait out ack_wait.
-                        await self.check_gap()
-                        continue
+                # A consumer found gone is made again from our ack floor
+                # (``_subscribe``), unless we are far enough behind to catch up
+                # by diff: it may have gone while we were cut off.
+                start = await self._catch_up()
+                if start is None and not lost:
+                    # The same subscription: what the server already delivered to
+                    # it is still fetched, not left to wait out ack_wait.
+                    await self.check_gap()
+                    continue
                 with contextlib.suppress(nats.errors.Error, OSError):
                     await sub.unsubscribe()
                 sub = await self._subscribe(start)

@@ -36,6 +36,9 @@ class NatsStats:
     refused: int = 0
     malformed: int = 0
     anti_entropy_rounds: int = 0
+    # Targeted anti-entropy requests sent again: no responder yet, or nothing back
+    # (core NATS delivers at most once; see nats_entropy.REASK_S).
+    anti_entropy_reasks: int = 0
     # Member reports messages published: only what grew since the last round.
     reports_out: int = 0
     # Restarts that caught up by one node's diff instead of replaying the stream.
