@@ -71,7 +71,9 @@ async def _catch_up(link: LinkHost, inbound: Inbound, entropy: AntiEntropy) -> i
     try:
         floor = _floor(await js.consumer_info(stream, inbound.durable))
     except nats.js.errors.NotFoundError:
-        floor = 0
+        # Gone (or never made): where this node's own applies reached, so a
+        # consumer lost under a running link is not taken for a node far behind.
+        floor = link.stats.acked_seq
     # How far behind is measured against the other nodes' ack floors, not our
     # consumer's num_pending: a server just restarted answers that from its own
     # replica, which may not have caught up yet (it said 0, 700 messages behind).

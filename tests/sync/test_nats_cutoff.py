@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -41,8 +42,10 @@ async def _caught_up(node: Node, seconds: float = 60) -> None:
 
 
 async def test_a_site_cut_off_catches_up_by_diff_after_the_link_returns(
-    nodes: Nodes, tmp_path: Path
+    nodes: Nodes, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # On a failure, the catch-up's decision (INFO) is in the captured log.
+    caplog.set_level(logging.INFO, logger="edgestate.sync")
     async with nats_servers(nodes, tmp_path / "nats", size=3, advertise=False) as servers:
         # Each site knows only its own server; the stream has a replica on each.
         (a,) = await start_site(nodes, tmp_path, [servers[0].url], size=1, replicas=3)
