@@ -23,6 +23,7 @@ import random
 import nats.errors
 from nats.aio.client import NO_RESPONDERS_STATUS, Client
 from nats.aio.msg import Msg
+from nats.js.api import Header
 
 from edgestate.errors import InvalidUpdateError, MalformedFrameError, NatsLinkError, ProtocolError
 from edgestate.sync import parts
@@ -241,7 +242,7 @@ class AntiEntropy:
 def _no_responders(msg: Msg) -> bool:
     """Whether ``msg`` is the server's "no responders" status for a request."""
     headers = msg.headers or {}
-    return headers.get("Status") == NO_RESPONDERS_STATUS and not msg.data
+    return headers.get(Header.STATUS) == NO_RESPONDERS_STATUS and not msg.data
 
 
 def _chunks(vectors: dict[str, bytes]) -> list[dict[str, bytes]]:
