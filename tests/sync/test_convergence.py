@@ -176,7 +176,11 @@ async def test_local_only_documents_never_leave_the_node(nodes: Nodes) -> None:
 async def test_a_peer_that_falls_behind_is_resynced_from_state_vectors(nodes: Nodes) -> None:
     a = await nodes.start(limits=Limits(peer_queue=8))
     b = await nodes.start([a])
-    await b.daemon.wait_connected(1)
+    # Both ends: until a has registered the link, its commits have nobody to be
+    # queued for and reach b in the handshake's diff instead, overflowing nothing.
+    async with asyncio.timeout(10):
+        await b.daemon.wait_connected(1)
+        await a.daemon.wait_connected(1)
     a.store.create_document(DOC)
     # 300 separate commits while a's event loop is blocked (a stand-in for a
     # consumer that fell behind): the bounded queues overflow, are dropped, and b

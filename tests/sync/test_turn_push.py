@@ -10,7 +10,7 @@ import pytest
 
 from edgestate.sync.turn_push import TurnPush
 from tests.store.writer_hold import one_key_update
-from tests.sync.conftest import Nodes, eventually, memory_link, settled
+from tests.sync.conftest import Node, Nodes, eventually, memory_link, settled
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -55,6 +55,7 @@ async def test_a_burst_queued_in_one_turn_reaches_the_peer_in_few_frames(nodes: 
     memory_link(a, b, pushed)
     a.store.create_document("burst")
     await a.daemon.wait_connected(1)
+    await streaming(a, b, pushed)
     await settled([a, b])
     pushed.clear()
     # A's submit listener relays each announced update as it is submitted: 100
@@ -64,6 +65,32 @@ async def test_a_burst_queued_in_one_turn_reaches_the_peer_in_few_frames(nodes: 
     ]
     assert pushed["burst"] == 1  # the first, pushed in this turn (no await yet)
     await asyncio.gather(*applied)
-    await eventually(lambda: all(b.store.get("burst", f"k{i}") == b"v" for i in range(100)))
+    await eventually(
+        lambda: (
+            b.store.has_document("burst")
+            and all(b.store.get("burst", f"k{i}") == b"v" for i in range(100))
+        )
+    )
     # Then the sender's one push item for the 99 others (merged), not 99 more frames.
     assert pushed["burst"] == 2
+
+
+async def streaming(a: Node, b: Node, pushed: collections.Counter[str]) -> None:
+    """Wait until a's link streams: only then does an update go out in the turn it
+    was queued (during the handshake it waits for the sender). Probes until one
+    does, and until b holds it (so b has the burst's document too)."""
+    for attempt in range(200):
+        before = pushed["burst"]
+        key = f"probe{attempt}"
+        done = a.store.submit_update("burst", one_key_update(key), origin="yjs:1")
+        eager = pushed["burst"] > before
+        await done
+        if eager:
+            await eventually(
+                lambda: (
+                    b.store.has_document("burst") and b.store.get("burst", key) == b"v"  # noqa: B023 (awaited here)
+                )
+            )
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the link never streamed")
